@@ -1,0 +1,7 @@
+"""diachronic: continuous delivery for long-running Temporal workflows."""
+
+from __future__ import annotations
+
+__version__ = "0.1.0"
+
+__all__ = ["__version__"]

@@ -1,0 +1,76 @@
+"""Pydantic models at every boundary: deploy events, versions, activity inputs/outputs/errors, status.
+
+On the wire every model speaks camelCase (``workflowName``, ``versionId``...), as the original did, so a Python
+CI understands payloads sent to the TypeScript one; Python code uses snake_case names.
+"""
+
+from __future__ import annotations
+
+import re
+from datetime import datetime
+from typing import Annotated, Literal
+
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field
+from pydantic.alias_generators import to_camel
+
+NAME_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]*$")
+MAX_NAME_LENGTH = 100
+
+
+def check_name(value: str, what: str = "name") -> str:
+    """Workflow names and version ids end up in flag names split on ``.``: allow letters, digits, ``-``, ``_``."""
+    if not value:
+        raise ValueError(f"{what} must not be empty")
+    if len(value) > MAX_NAME_LENGTH:
+        raise ValueError(f"{what} {value!r} is longer than {MAX_NAME_LENGTH} characters")
+    if not NAME_PATTERN.match(value):
+        raise ValueError(
+            f"{what} {value!r} may only contain letters, digits, '-' and '_' (and must start with a letter or digit)"
+        )
+    return value
+
+
+WorkflowName = Annotated[str, AfterValidator(lambda v: check_name(v, "workflow name"))]
+VersionId = Annotated[str, AfterValidator(lambda v: check_name(v, "version id"))]
+Environment = str
+
+
+class Contract(BaseModel):
+    """Base of every boundary model: camelCase on the wire, snake_case in Python, frozen, no unknown fields."""
+
+    model_config = ConfigDict(
+        alias_generator=to_camel,
+        validate_by_name=True,
+        validate_by_alias=True,
+        serialize_by_alias=True,
+        frozen=True,
+        extra="forbid",
+    )
+
+
+class DeployEvent(Contract):
+    """Payload of ``diachronic.ci.workflow.deploy.success`` (the original's WorkflowDeployEventPayload)."""
+
+    model_config = ConfigDict(extra="ignore")
+
+    workflow_name: WorkflowName
+    version_id: VersionId
+    sha: str
+    environment: Environment
+    event_time: datetime
+    is_non_migratory: bool = False
+    is_dark_deploy: bool = False
+
+
+class VersionInfo(Contract):
+    """One deployed version of a workflow, as its flag records it (the original's WorkflowVersionInfo)."""
+
+    workflow_name: WorkflowName
+    version_id: VersionId
+    seq_id: int = Field(ge=0)
+    flag_name: str
+    task_queue: str
+    environment: Environment | None = None
+
+
+StrategyTitle = Literal["Dark Deploy Strategy", "All other traffic"]

