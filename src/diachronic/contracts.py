@@ -13,6 +13,18 @@ from typing import Annotated, Literal
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 from pydantic.alias_generators import to_camel
 
+# Wire names shared with the original TypeScript system (DESIGN §3): keep them exactly.
+CI_WORKFLOW_TYPE = "workflowCI"
+DEPLOY_SUCCESS_SIGNAL = "diachronic.ci.workflow.deploy.success"
+ROLLOUT_START_SIGNAL = "diachronic.ci.workflow.rollout.start"
+ROLLOUT_CANCEL_SIGNAL = "diachronic.ci.workflow.rollout.cancel"
+MIGRATE_SIGNAL = "diachronic.v1.migrate"
+
+
+def ci_workflow_id(workflow_name: str) -> str:
+    return f"ci.{workflow_name}"
+
+
 NAME_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]*$")
 MAX_NAME_LENGTH = 100
 
@@ -74,3 +86,10 @@ class VersionInfo(Contract):
 
 
 StrategyTitle = Literal["Dark Deploy Strategy", "All other traffic"]
+
+
+class RolloutStep(Contract):
+    """Wait ``wait_s`` seconds, then route ``percent`` % of new starts to the new version."""
+
+    percent: int = Field(ge=0, le=100)
+    wait_s: float = Field(ge=0)

@@ -1,0 +1,153 @@
+"""What callers (CLI, webhook, dashboard) do with the CI: deploy, steer, and read a merged status."""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from typing import Any, TypeVar
+
+from temporalio.client import (
+    Client,
+    WithStartWorkflowOperation,
+    WorkflowQueryFailedError,
+    WorkflowUpdateFailedError,
+)
+from temporalio.common import WorkflowIDConflictPolicy
+from temporalio.exceptions import ApplicationError
+from temporalio.service import RPCError, RPCStatusCode
+
+from diachronic.ci.contracts import (
+    CIInput,
+    CIStatus,
+    ControlInput,
+    DeploymentOptions,
+    DeployRequest,
+    DrainState,
+    MigrationCounts,
+    Phase,
+    RolloutStatus,
+)
+from diachronic.ci.drain import migration_workflow_id
+from diachronic.ci.rollout import STATUS_QUERY as ROLLOUT_STATUS
+from diachronic.ci.rollout import rollout_workflow_id
+from diachronic.ci.workflow import (
+    ABORT_UPDATE,
+    CANCEL_UPDATE,
+    CONTINUE_UPDATE,
+    PAUSE_UPDATE,
+    PROMOTE_UPDATE,
+    RESUME_UPDATE,
+    STATUS_QUERY,
+    CIWorkflow,
+    DeployAck,
+)
+from diachronic.contracts import CI_WORKFLOW_TYPE, DeployEvent, ci_workflow_id
+from diachronic.errors import BackendError, InvalidInput, NotFound
+
+T = TypeVar("T")
+
+CONTROLS = {
+    "continue": CONTINUE_UPDATE,
+    "cancel": CANCEL_UPDATE,
+    "pause": PAUSE_UPDATE,
+    "resume": RESUME_UPDATE,
+    "promote": PROMOTE_UPDATE,
+    "abort": ABORT_UPDATE,
+}
+_RACE_RETRIES = 3
+
+
+async def _translate(what: str, action: Callable[[], Awaitable[T]]) -> T:
+    """Temporal's errors, as ours: a refused control names why; a missing workflow is NotFound."""
+    try:
+        return await action()
+    except WorkflowUpdateFailedError as error:
+        cause = error.cause
+        message = cause.message if isinstance(cause, ApplicationError) else str(cause)
+        raise InvalidInput(message) from None
+    except RPCError as error:
+        if error.status == RPCStatusCode.NOT_FOUND or "already completed" in error.message:
+            raise NotFound(f"{what}: nothing is running") from None
+        raise BackendError(
+            f"{what}: Temporal answered {error.status.name if error.status else ''}: {error.message}"
+        ) from None
+
+
+async def deploy(
+    client: Client, ci_task_queue: str, event: DeployEvent, options: DeploymentOptions | None = None
+) -> DeployAck:
+    """Queue a deployment on ``ci.<workflowName>``, starting the CI workflow if none runs."""
+    request = DeployRequest(event=event, options=options or DeploymentOptions())
+    for attempt in range(_RACE_RETRIES):
+        operation = WithStartWorkflowOperation(
+            CIWorkflow.run,
+            CIInput(),
+            id=ci_workflow_id(event.workflow_name),
+            task_queue=ci_task_queue,
+            id_conflict_policy=WorkflowIDConflictPolicy.USE_EXISTING,
+        )
+        try:
+            return await _translate(
+                f"deploy {event.workflow_name}",
+                lambda op=operation: client.execute_update_with_start_workflow(  # type: ignore[misc]
+                    CIWorkflow.deploy, request, start_workflow_operation=op
+                ),
+            )
+        except NotFound:
+            if attempt == _RACE_RETRIES - 1:
+                raise  # the CI run kept completing under us: let the caller see it
+    raise AssertionError("unreachable")
+
+
+async def control(client: Client, workflow_name: str, name: str, reason: str | None = None) -> str:
+    """Send one of ``CONTROLS`` (continue, cancel, pause, resume, promote, abort); refused ones raise InvalidInput."""
+    if name not in CONTROLS:
+        raise InvalidInput(f"unknown control {name!r}: choose one of {', '.join(CONTROLS)}")
+    handle = client.get_workflow_handle(ci_workflow_id(workflow_name))
+    result: str = await _translate(
+        f"{name} {workflow_name}",
+        lambda: handle.execute_update(CONTROLS[name], ControlInput(reason=reason), result_type=str),
+    )
+    return result
+
+
+async def _query(client: Client, workflow_id: str, query: str, result_type: type[T]) -> T | None:
+    try:
+        return await client.get_workflow_handle(workflow_id).query(query, result_type=result_type)
+    except (RPCError, WorkflowQueryFailedError):
+        return None
+
+
+async def status(client: Client, workflow_name: str) -> CIStatus:
+    """The CI's status with the rollout's and migration's live numbers merged in."""
+    ci = await _query(client, ci_workflow_id(workflow_name), STATUS_QUERY, CIStatus)
+    if ci is None:
+        raise NotFound(f"no deployment of {workflow_name!r} was found (is the CI worker running?)")
+    updates: dict[str, Any] = {}
+    if ci.phase not in (Phase.IDLE, Phase.PREPARING, Phase.AWAITING_CONTINUE) and ci.from_version is not None:
+        rollout = await _query(client, rollout_workflow_id(workflow_name), ROLLOUT_STATUS, RolloutStatus)
+        if rollout is not None:
+            updates |= {
+                "rollout_percent": rollout.percent,
+                "next_step_at": rollout.next_step_at,
+                "steps": rollout.steps,
+                "paused": rollout.paused,
+                "rollout_history": rollout.history,
+                "last_error": ci.last_error or rollout.last_error or rollout.stop_detail,
+            }
+        drain_id = ci.cleanup_workflow_id if ci.non_migratory else migration_workflow_id(workflow_name)
+        drain = await _query(client, drain_id, "status", DrainState) if drain_id else None
+        if drain is not None:
+            updates["migration"] = MigrationCounts(
+                eligible=drain.eligible, signalled=drain.signalled_total, on_old_queue=drain.running_on_old_queue
+            )
+            if drain.last_error and not updates.get("last_error"):
+                updates["last_error"] = drain.last_error
+    return ci.model_copy(update=updates)
+
+
+async def workflow_names(client: Client) -> list[str]:
+    """Every workflow name that has a CI workflow (needs visibility: the dev server or a cluster)."""
+    names: set[str] = set()
+    async for execution in client.list_workflows(f'WorkflowType="{CI_WORKFLOW_TYPE}"'):
+        names.add(execution.id.removeprefix("ci."))
+    return sorted(names)

@@ -1,0 +1,300 @@
+"""Contracts of the CI: every activity's input and output, the children's inputs and results, and the
+``status`` snapshot. Each activity is listed in ``ACTIVITY_CONTRACTS`` with its input, output and error
+models, so fakes can be generated from them (``diachronic.simulation``)."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from enum import StrEnum
+
+from pydantic import Field
+
+from diachronic.contracts import Contract, DeployEvent, RolloutStep, VersionInfo
+from diachronic.deployments import WorkerDeployment
+from diachronic.flags import VersionFlag
+
+# ----------------------------------------------------------------------------------------------- activity errors
+
+
+class ActivityErrorInfo(Contract):
+    """What a failed activity reports: a stable ``name``, a message safe to show, and whether to retry."""
+
+    name: str
+    message: str
+    retryable: bool = True
+
+
+# ----------------------------------------------------------------------------------------------- activity I/O
+
+
+class ListFlagsInput(Contract):
+    workflow_name: str
+
+
+class FlagList(Contract):
+    flags: list[VersionFlag]
+
+
+class ApplyFlagInput(Contract):
+    workflow_name: str
+    version_id: str
+
+
+class SetPercentInput(Contract):
+    flag_name: str
+    percent: int = Field(ge=0, le=100)
+
+
+class FlagNameInput(Contract):
+    flag_name: str
+    workflow_name: str
+
+
+class FlagReading(Contract):
+    """The flag as it is now (None when it does not exist)."""
+
+    flag: VersionFlag | None
+
+
+class MigrateBatchInput(Contract):
+    workflow_name: str
+    from_task_queue: str
+    to_version: VersionInfo
+    already_signalled: list[str] = Field(default_factory=list, description="run ids signalled earlier")
+    batch_size: int = Field(default=500, ge=1)
+    concurrency: int = Field(default=50, ge=1)
+
+
+class MigrateBatchResult(Contract):
+    signalled: list[str] = Field(description="run ids signalled by this call")
+    still_signalled: list[str] = Field(description="already_signalled runs that are still on the old queue")
+    failed: int = Field(ge=0, description="eligible runs whose signal failed (retried next time)")
+    eligible_unsignalled: int = Field(ge=0, description="eligible runs left for the next batch")
+    eligible: int = Field(ge=0, description="runs on the old queue that the flag routes to the new version")
+    running_on_old_queue: int = Field(ge=0)
+
+
+class CountRunningInput(Contract):
+    task_queue: str
+
+
+class RunningCount(Contract):
+    running: int = Field(ge=0)
+
+
+class FindDeploymentsInput(Contract):
+    workflow_name: str
+    version_id: str
+
+
+class DeploymentList(Contract):
+    deployments: list[WorkerDeployment]
+
+
+class DeleteDeploymentInput(Contract):
+    deployment: WorkerDeployment
+
+
+class Empty(Contract):
+    pass
+
+
+# ----------------------------------------------------------------------------------------------- children
+
+
+class RolloutOutcome(StrEnum):
+    COMPLETED = "completed"  # reached 100 % on schedule (or promoted)
+    STOPPED = "stopped"  # a human changed the flag: automation stepped aside
+    CANCELLED = "cancelled"
+
+
+class RolloutInput(Contract):
+    workflow_name: str
+    to_version: VersionInfo
+    steps: list[RolloutStep]
+    poll_interval_s: float = Field(default=1.0, gt=0)
+    continue_as_new_after: int = Field(default=2000, ge=10, description="history events before continue-as-new")
+
+
+class RolloutState(Contract):
+    model_config = Contract.model_config | {"frozen": False}
+
+    step_index: int = 0
+    percent: int = 0
+    step_started_at: datetime | None = None
+    paused: bool = False
+    promote: bool = False
+    stop_reason: str | None = None
+    stop_detail: str | None = None
+    last_error: str | None = None
+    history: list[tuple[datetime, int]] = Field(default_factory=list)
+
+
+class RolloutRun(Contract):
+    input: RolloutInput
+    state: RolloutState | None = None
+
+
+class RolloutResult(Contract):
+    outcome: RolloutOutcome
+    percent: int
+    reason: str | None = None
+    detail: str | None = None
+
+
+class RolloutStatus(Contract):
+    percent: int
+    step_index: int
+    steps: list[RolloutStep]
+    next_percent: int | None
+    next_step_at: datetime | None
+    paused: bool
+    stop_reason: str | None
+    stop_detail: str | None
+    last_error: str | None
+    history: list[tuple[datetime, int]]
+
+
+class RetireInput(Contract):
+    """What migration and cleanup share: the old version to retire, and how often to look."""
+
+    workflow_name: str
+    from_version: VersionInfo
+    poll_interval_s: float = Field(default=2.0, gt=0)
+    continue_as_new_after: int = Field(default=2000, ge=10)
+
+
+class MigrationInput(RetireInput):
+    to_version: VersionInfo
+    batch_size: int = Field(default=500, ge=1)
+    concurrency: int = Field(default=50, ge=1)
+
+
+class DrainState(Contract):
+    model_config = Contract.model_config | {"frozen": False}
+
+    signalled_total: int = 0
+    in_flight: list[str] = Field(default_factory=list, description="signalled runs still on the old queue")
+    eligible: int = 0
+    running_on_old_queue: int | None = None
+    iterations: int = 0
+    retired: bool = False
+    deleted_workers: list[str] = Field(default_factory=list)
+    waiting_for: str | None = None
+    last_error: str | None = None
+
+
+class MigrationRun(Contract):
+    input: MigrationInput
+    state: DrainState | None = None
+
+
+class CleanupRun(Contract):
+    input: RetireInput
+    state: DrainState | None = None
+
+
+class DrainResult(Contract):
+    signalled: int
+    deleted_workers: list[str]
+    archived_flag: str
+
+
+# ----------------------------------------------------------------------------------------------- CI status
+
+
+class Phase(StrEnum):
+    IDLE = "idle"  # nothing to do; the CI run completes
+    PREPARING = "preparing"  # registering the version's flag, finding the previous version
+    AWAITING_CONTINUE = "awaiting_continue"  # dark deploy: only isTest traffic until "continue"
+    ROLLING_OUT = "rolling_out"  # raising the share of new starts (migration runs alongside)
+    MIGRATING = "migrating"  # rollout over; waiting for old workflows to leave the old queue
+    COMPLETED = "completed"
+    FAILED = "failed"
+    CANCELLED = "cancelled"
+    ABORTED = "aborted"  # new starts routed back to the previous version, migration stopped
+
+
+FINAL_PHASES = frozenset({Phase.COMPLETED, Phase.FAILED, Phase.CANCELLED, Phase.ABORTED})
+
+
+class DeploymentOptions(Contract):
+    """What ``diachronic deploy`` adds to the wire payload (all optional)."""
+
+    steps: list[RolloutStep] | None = None
+    poll_interval_s: float | None = Field(default=None, gt=0)
+    batch_size: int | None = Field(default=None, ge=1)
+    continue_as_new_after: int | None = Field(default=None, ge=10, description="history events; tests force it low")
+
+
+class DeployRequest(Contract):
+    event: DeployEvent
+    options: DeploymentOptions = Field(default_factory=DeploymentOptions)
+
+
+class DeploymentRecord(Contract):
+    model_config = Contract.model_config | {"frozen": False}
+
+    request: DeployRequest
+    phase: Phase = Phase.PREPARING
+    from_version: VersionInfo | None = None
+    to_version: VersionInfo | None = None
+    rollout: RolloutResult | None = None
+    migration: DrainResult | None = None
+    cleanup_workflow_id: str | None = None
+    error: str | None = None
+    started_at: datetime | None = None
+    finished_at: datetime | None = None
+
+
+class CIState(Contract):
+    model_config = Contract.model_config | {"frozen": False}
+
+    workflow_name: str | None = None
+    queue: list[DeployRequest] = Field(default_factory=list)
+    current: DeploymentRecord | None = None
+    history: list[DeploymentRecord] = Field(default_factory=list)
+    last_error: str | None = None
+    ignored: int = 0
+
+
+class CIInput(Contract):
+    state: CIState | None = None
+    continue_as_new_after: int = Field(default=5000, ge=10)
+
+
+class CIResult(Contract):
+    workflow_name: str | None
+    deployments: list[DeploymentRecord]
+
+
+class ControlInput(Contract):
+    """Argument of the control updates; ``reason`` is recorded in the status."""
+
+    reason: str | None = None
+
+
+class MigrationCounts(Contract):
+    eligible: int
+    signalled: int
+    on_old_queue: int | None
+
+
+class CIStatus(Contract):
+    """What ``diachronic status --json`` prints for one workflow."""
+
+    workflow_name: str
+    phase: Phase
+    from_version: VersionInfo | None
+    to_version: VersionInfo | None
+    rollout_percent: int | None
+    next_step_at: datetime | None
+    steps: list[RolloutStep]
+    paused: bool
+    migration: MigrationCounts | None
+    queued: list[DeployEvent]
+    last_error: str | None
+    non_migratory: bool = False
+    cleanup_workflow_id: str | None = None
+    rollout_history: list[tuple[datetime, int]] = Field(default_factory=list)
+    recent: list[DeploymentRecord] = Field(default_factory=list)

@@ -1,0 +1,70 @@
+"""Helpers for CI tests: a CI worker on a fresh task queue with the embedded flag store and local workers."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import TypeVar
+
+from temporalio.client import Client
+from temporalio.worker import Worker
+
+from diachronic.ci.activities import CIActivities
+from diachronic.ci.contracts import DeploymentOptions
+from diachronic.ci.worker import ci_worker
+from diachronic.contracts import DeployEvent
+from diachronic.deployments.local import LocalWorkerDeployments
+from diachronic.flags.local import LocalFlagStore
+
+T = TypeVar("T")
+
+
+@dataclass
+class CIHarness:
+    client: Client
+    task_queue: str
+    flags: LocalFlagStore
+    workers: LocalWorkerDeployments
+    worker: Worker
+
+
+@contextlib.asynccontextmanager
+async def ci_harness(client: Client, data_dir: Path, task_queue: str) -> AsyncIterator[CIHarness]:
+    flags = LocalFlagStore(data_dir / "flags.sqlite3")
+    workers = LocalWorkerDeployments(data_dir / "workers", grace_s=2.0)
+    activities = CIActivities(flags, workers, client)
+    worker = ci_worker(client, task_queue, activities)
+    async with worker:
+        try:
+            yield CIHarness(client, task_queue, flags, workers, worker)
+        finally:
+            await workers.stop_all()
+            await flags.close()
+
+
+def event(workflow: str, version: str, **kw: object) -> DeployEvent:
+    return DeployEvent.model_validate(
+        {"workflowName": workflow, "versionId": version, "sha": version * 4, "environment": "development",
+         "eventTime": datetime.now(UTC).isoformat(), **kw}
+    )
+
+
+def fast(**kw: object) -> DeploymentOptions:
+    return DeploymentOptions.model_validate({"pollIntervalS": 0.2, **kw})
+
+
+async def eventually(check: Callable[[], Awaitable[T]], *, timeout: float = 30.0, what: str = "condition") -> T:
+    """Poll ``check`` until it returns a truthy value (never a bare sleep for correctness)."""
+    deadline = time.monotonic() + timeout
+    last: T | None = None
+    while time.monotonic() < deadline:
+        last = await check()
+        if last:
+            return last
+        await asyncio.sleep(0.1)
+    raise AssertionError(f"timed out after {timeout} s waiting for {what}; last value {last!r}")
