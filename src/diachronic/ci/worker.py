@@ -2,13 +2,18 @@
 
 from __future__ import annotations
 
+import asyncio
+
 from temporalio.client import Client
 from temporalio.worker import Worker
 
+from diachronic.backends import open_deployments, open_flag_store
 from diachronic.ci.activities import CIActivities
 from diachronic.ci.drain import CleanupWorkflow, MigrationWorkflow
 from diachronic.ci.rollout import RolloutWorkflow
 from diachronic.ci.workflow import CIWorkflow
+from diachronic.settings import Settings
+from diachronic.temporal import connect
 
 WORKFLOWS = [CIWorkflow, RolloutWorkflow, MigrationWorkflow, CleanupWorkflow]
 
@@ -21,3 +26,16 @@ def ci_worker(client: Client, task_queue: str, activities: CIActivities) -> Work
         activities=activities.all(),
         max_concurrent_workflow_task_polls=10,
     )
+
+
+async def serve(settings: Settings, stop: asyncio.Event) -> None:
+    """Run the CI worker with the configured backends until ``stop`` is set."""
+    client = await connect(settings)
+    flags = open_flag_store(settings)
+    deployments = open_deployments(settings)
+    try:
+        async with ci_worker(client, settings.ci_task_queue, CIActivities(flags, deployments, client)):
+            await stop.wait()
+    finally:
+        await flags.close()
+        await deployments.close()

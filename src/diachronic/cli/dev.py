@@ -1,0 +1,58 @@
+"""``diachronic dev`` (embedded Temporal + CI worker) and ``diachronic worker`` (the CI worker alone)."""
+
+from __future__ import annotations
+
+import asyncio
+import signal
+from typing import Annotated
+
+import typer
+
+from diachronic.ci.worker import serve
+from diachronic.cli import Context, app
+from diachronic.devserver import start_dev_server
+from diachronic.settings import DEFAULT_TEMPORAL_PORT, Settings, load_settings
+
+
+async def _serve_until_signalled(settings: Settings) -> None:
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    await serve(settings, stop)
+
+
+@app.command()
+def dev(
+    ctx: typer.Context,
+    temporal_port: Annotated[int, typer.Option(help="Port of the embedded Temporal")] = DEFAULT_TEMPORAL_PORT,
+    flags: Annotated[str, typer.Option(help="Flag store: local (embedded) or unleash")] = "local",
+    ui: Annotated[bool, typer.Option(help="Serve Temporal's Web UI")] = True,
+) -> None:
+    """Run everything on this machine: Temporal dev server, CI worker, embedded flag store, local workers."""
+    c: Context = ctx.obj
+    server = start_dev_server(c.settings.data_dir, port=temporal_port, ui=ui)
+    try:
+        settings = load_settings(data_dir=c.settings.data_dir, temporal_address=server.address, flags=flags)
+    except ValueError as error:
+        server.stop()
+        c.out.abort(f"invalid --flags: {error}")
+    try:
+        c.out.success(f"Temporal: {server.address}")
+        if ui:
+            c.out.success(f"Web UI:   {server.ui_address}")
+        c.out.info(f"data:     {settings.data_dir}   flags: {settings.flags}   CI task queue: {settings.ci_task_queue}")
+        c.out.info(f"export DIACHRONIC_TEMPORAL_ADDRESS={server.address}")
+        c.out.info("Ctrl-C stops everything.")
+        c.run(_serve_until_signalled(settings))
+    finally:
+        server.stop()
+        c.out.info("stopped")
+
+
+@app.command()
+def worker(ctx: typer.Context) -> None:
+    """Run the CI worker against the configured Temporal (DIACHRONIC_TEMPORAL_ADDRESS)."""
+    c: Context = ctx.obj
+    c.out.info(f"CI worker on {c.settings.temporal_address}, task queue {c.settings.ci_task_queue}")
+    c.run(_serve_until_signalled(c.settings))
