@@ -68,3 +68,14 @@ async def eventually(check: Callable[[], Awaitable[T]], *, timeout: float = 30.0
             return last
         await asyncio.sleep(0.1)
     raise AssertionError(f"timed out after {timeout} s waiting for {what}; last value {last!r}")
+
+
+async def migrate_signals_received(client: Client, workflow_id: str, run_id: str) -> int:
+    """The objective count: migrate signals in the run's own Temporal history (not our bookkeeping)."""
+    history = await client.get_workflow_handle(workflow_id, run_id=run_id).fetch_history()
+    return sum(
+        1
+        for e in history.events
+        if e.HasField("workflow_execution_signaled_event_attributes")
+        and e.workflow_execution_signaled_event_attributes.signal_name == "diachronic.v1.migrate"
+    )

@@ -56,6 +56,8 @@ def parse_steps(text: str) -> list[RolloutStep]:
         if not match:
             raise InvalidInput(f"invalid rollout step {part.strip()!r}: expected PERCENT@DURATION, e.g. 25@30s")
         percent, amount, unit = int(match[1]), float(match[2]), match[3]
+        if not 0 < percent <= MAX_PERCENT:
+            raise InvalidInput(f"rollout step {percent}% is outside 1..100")
         steps.append(RolloutStep(percent=percent, wait_s=amount * _UNIT_S[unit]))
     return validate_steps(steps)
 
