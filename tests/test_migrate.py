@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
 import uuid
@@ -17,6 +18,7 @@ from temporalio import activity
 from temporalio.client import Client, WorkflowFailureError, WorkflowHandle
 from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.exceptions import ApplicationError, CancelledError
+from temporalio.service import RPCError
 from temporalio.testing import WorkflowEnvironment
 from temporalio.worker import Replayer, Worker
 
@@ -68,15 +70,34 @@ async def eventually(probe: Callable[[], Awaitable[T]], check: Callable[[T], boo
         await asyncio.sleep(0.05)
 
 
+_started_probes: list[tuple[Client, str]] = []
+
+
 @asynccontextmanager
 async def workers(client: Client, *, a: bool = True, b: bool = True) -> AsyncIterator[tuple[str, str]]:
-    """Queue A runs ProbeV1 (the old version), queue B runs ProbeV2 (the new one)."""
+    """Queue A runs ProbeV1 (the old version), queue B runs ProbeV2 (the new one).
+
+    Probes still running at the end are terminated: on the shared time-skipping server, a timer firing for a
+    workflow whose worker is gone leaves a workflow task nobody takes, and that stops time skipping for
+    every later test of the session.
+    """
     qa, qb = f"probe-a-{uuid.uuid4()}", f"probe-b-{uuid.uuid4()}"
+    mark = len(_started_probes)
     async with (
         Worker(client, task_queue=qa, workflows=[ProbeV1], activities=[probe_block]) if a else _null(),
         Worker(client, task_queue=qb, workflows=[ProbeV2]) if b else _null(),
     ):
-        yield qa, qb
+        try:
+            yield qa, qb
+        finally:
+            await terminate_all(_started_probes[mark:])
+            del _started_probes[mark:]
+
+
+async def terminate_all(started: list[tuple[Client, str]]) -> None:
+    for client, workflow_id in started:
+        with contextlib.suppress(RPCError):  # already closed
+            await client.get_workflow_handle(workflow_id).terminate("test over")  # the latest run
 
 
 @asynccontextmanager
@@ -85,9 +106,11 @@ async def _null() -> AsyncIterator[None]:
 
 
 async def start_probe(client: Client, queue: str, start: ProbeStart | None = None) -> WorkflowHandle[Any, Any]:
-    return await client.start_workflow(
+    handle = await client.start_workflow(
         PROBE_TYPE, start or ProbeStart(), id=f"probe-{uuid.uuid4()}", task_queue=queue, result_type=ProbeResult
     )
+    _started_probes.append((client, handle.id))
+    return handle
 
 
 async def snap(client: Client, handle: WorkflowHandle[Any, Any]) -> Snapshot:
@@ -343,7 +366,10 @@ async def test_checkpoint_continues_as_new_on_same_queue(time_env: WorkflowEnvir
         before = await eventually(lambda: snap(client, handle), lambda s: "wake" in s.timers)
         await handle.signal(ProbeV1.add, 3)
         await handle.signal(ProbeV1.checkpoint)
-        after = await eventually(lambda: snap(client, handle), lambda s: s.run_id != before.run_id)
+        # Poll describe, not the query: a query racing the hand-over may reach the closed run, which the
+        # time-skipping server answers only after a long timeout.
+        await eventually(lambda: locate(client, handle.id), lambda where: where.run_id != before.run_id)
+        after = await snap(client, handle)
         assert after.task_queue == qa and after.migrated_from == qa
         assert after.state["count"] == 3 and after.state_version == "probe/1"
         assert after.timers["wake"] == before.timers["wake"]

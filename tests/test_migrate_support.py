@@ -113,7 +113,7 @@ class ProbeV1(MigratableWorkflow[ProbeV1State]):
     @workflow.signal
     async def slow_add(self, n: int) -> None:
         """An async handler: migration must wait until it has finished."""
-        await workflow.sleep(timedelta(seconds=2))
+        await workflow.sleep(timedelta(seconds=0.3))
         self.state.count += n
 
     @workflow.signal

@@ -1,0 +1,15 @@
+"""A monthly subscription in two versions (``v1``, ``v2``) of one workflow type, ``subscription``.
+
+v2 keeps its state in another shape (plan as an object, a renewal history) and gives a loyalty discount on
+every 12th renewal; running v1 workflows move to v2 with the migrate SDK (``diachronic.migrate``).
+"""
+
+from __future__ import annotations
+
+WORKFLOW_NAME = "subscription"
+VERSIONS = ("v1", "v2")
+
+
+def task_queue(version: str, prefix: str = "") -> str:
+    """The immutable task queue of a version, ``<workflowName>-<versionId>`` (with an optional test prefix)."""
+    return f"{prefix}{WORKFLOW_NAME}-{version}"

@@ -1,0 +1,10 @@
+"""``python -m examples.subscription.worker_v2``: the v2 worker (same options as ``examples.subscription.worker``)."""
+
+from __future__ import annotations
+
+import sys
+
+from examples.subscription.worker import main
+
+if __name__ == "__main__":
+    raise SystemExit(main(["--version", "v2", *sys.argv[1:]]))
