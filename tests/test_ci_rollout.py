@@ -1,0 +1,120 @@
+"""The rollout workflow on the time-skipping server: long schedules run in virtual time."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import pytest
+from temporalio.testing import WorkflowEnvironment
+
+from diachronic.ci import planning
+from diachronic.ci.contracts import RolloutInput, RolloutOutcome, RolloutResult, RolloutRun
+from diachronic.ci.rollout import PAUSE_SIGNAL, PROMOTE_SIGNAL, RESUME_SIGNAL, RolloutWorkflow
+from diachronic.contracts import VersionInfo
+from diachronic.flags.evaluation import general_percent
+from tests.ci_helpers import CIHarness, ci_harness
+
+
+@pytest.fixture
+async def h(time_env: WorkflowEnvironment, data_dir: Path) -> AsyncIterator[CIHarness]:
+    async with ci_harness(time_env.client, data_dir, f"ci-{uuid.uuid4()}") as harness:
+        yield harness
+
+
+async def new_version(h: CIHarness) -> VersionInfo:
+    await h.flags.apply_version_flag("wf", "v1")
+    await h.flags.set_general_percent("workflow.wf.seqId.000.version.v1", 100)
+    return await h.flags.apply_version_flag("wf", "v2")
+
+
+def run_input(version: VersionInfo, steps: list, poll: float = 10.0) -> RolloutRun:  # type: ignore[type-arg]
+    return RolloutRun(input=RolloutInput(workflow_name="wf", to_version=version, steps=steps, poll_interval_s=poll))
+
+
+async def test_default_schedule_takes_ten_virtual_minutes_and_ends_at_100(h: CIHarness) -> None:
+    version = await new_version(h)
+    handle = await h.client.start_workflow(
+        RolloutWorkflow.run, run_input(version, planning.default_steps()), id=f"r-{uuid.uuid4()}", task_queue=h.task_queue
+    )
+    result = await handle.result()
+    assert result == RolloutResult(outcome=RolloutOutcome.COMPLETED, percent=100)
+    status = await handle.query(RolloutWorkflow.status)
+    assert [p for _, p in status.history] == [0, 10, 20, 30, 40, 50, 60, 70, 80, 90, 100]
+    elapsed = status.history[-1][0] - status.history[0][0]
+    assert 600 <= elapsed.total_seconds() < 700
+    [flag] = [f for f in await h.flags.list_version_flags("wf") if f.info.version_id == "v2"]
+    assert general_percent(flag) == 100
+
+
+async def test_uneven_steps_still_reach_the_maximum(h: CIHarness) -> None:
+    version = await new_version(h)
+    handle = await h.client.start_workflow(
+        RolloutWorkflow.run,
+        run_input(version, planning.default_steps(30, 3600)),
+        id=f"r-{uuid.uuid4()}",
+        task_queue=h.task_queue,
+    )
+    assert (await handle.result()).percent == 100
+    status = await handle.query(RolloutWorkflow.status)
+    assert [p for _, p in status.history] == [0, 30, 60, 90, 100]
+
+
+async def test_promote_jumps_to_100_without_waiting(h: CIHarness) -> None:
+    version = await new_version(h)
+    handle = await h.client.start_workflow(
+        RolloutWorkflow.run,
+        run_input(version, planning.parse_steps("50@1h,100@1h"), poll=60),
+        id=f"r-{uuid.uuid4()}",
+        task_queue=h.task_queue,
+    )
+    await handle.signal(PROMOTE_SIGNAL)
+    result = await handle.result()
+    status = await handle.query(RolloutWorkflow.status)
+    assert result.percent == 100 and [p for _, p in status.history] == [0, 100]
+    assert (status.history[-1][0] - status.history[0][0]).total_seconds() < 3600
+
+
+async def test_paused_rollout_holds_its_percentage_until_resumed(
+    h: CIHarness, time_env: WorkflowEnvironment
+) -> None:
+    version = await new_version(h)
+    handle = await h.client.start_workflow(
+        RolloutWorkflow.run,
+        run_input(version, planning.parse_steps("50@1m,100@1m"), poll=60),
+        id=f"r-{uuid.uuid4()}",
+        task_queue=h.task_queue,
+    )
+    await handle.signal(PAUSE_SIGNAL)
+    await time_env.sleep(600)  # ten virtual minutes: the schedule would have finished twice
+    status = await handle.query(RolloutWorkflow.status)
+    assert status.paused and status.percent == 0 and status.next_step_at is None
+    await handle.signal(RESUME_SIGNAL)
+    assert (await handle.result()).percent == 100
+
+
+async def test_a_rollout_that_finds_a_hand_edited_flag_stops_at_once(h: CIHarness) -> None:
+    version = await new_version(h)
+    await h.flags.set_general_percent(version.flag_name, 100)  # already fast-forwarded by hand
+    handle = await h.client.start_workflow(
+        RolloutWorkflow.run,
+        run_input(version, planning.default_steps()),
+        id=f"r-{uuid.uuid4()}",
+        task_queue=h.task_queue,
+    )
+    result = await handle.result()
+    assert result.outcome is RolloutOutcome.COMPLETED and result.percent == 100  # 100 % is the end: nothing to do
+
+
+async def test_a_deleted_general_strategy_stops_the_rollout_with_its_reason(h: CIHarness) -> None:
+    version = await new_version(h)
+    await h.flags.delete_strategy(version.flag_name, "All other traffic")
+    handle = await h.client.start_workflow(
+        RolloutWorkflow.run,
+        run_input(version, planning.default_steps()),
+        id=f"r-{uuid.uuid4()}",
+        task_queue=h.task_queue,
+    )
+    result = await handle.result()
+    assert result.outcome is RolloutOutcome.STOPPED and result.reason == "GeneralTrafficStrategyNotFound"
