@@ -200,8 +200,8 @@ class MigratableWorkflow(Generic[StateT]):
             main_task.cancel()
             return await main_task
 
-        target = self._leave_target()
-        assert target is not None
+        decided = self._leave_target()
+        assert decided is not None
         main_task.cancel()
         try:
             await main_task
@@ -209,7 +209,7 @@ class MigratableWorkflow(Generic[StateT]):
             if not is_cancelled_exception(err):
                 raise
         await workflow.wait_condition(lambda: workflow.all_handlers_finished() and self._no_migrate_free())
-        self._continue_as_new(target)
+        self._continue_as_new(self._leave_target() or decided)  # a migrate signal may have come meanwhile
 
     # ---- what the author uses inside main ----
 
