@@ -14,12 +14,14 @@ import pytest
 from examples.subscription import WORKFLOW_NAME, task_queue
 from examples.subscription.shared import ChangePlan, SubscriptionResult, SubscriptionStart, add_months, renewal_due
 from examples.subscription.v2 import discount_for, from_v1
-from examples.subscription.worker import build_worker
+from examples.subscription.worker import WORKFLOWS, build_worker
 from temporalio.client import Client, WorkflowHandle
+from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.service import RPCError
 from temporalio.testing import WorkflowEnvironment
+from temporalio.worker import Replayer
 
-from diachronic.migrate import Continuation, signal_migrate, snapshot, wait_for_task_queue
+from diachronic.migrate import Continuation, locate, signal_migrate, snapshot, wait_for_task_queue
 
 T = TypeVar("T")
 
@@ -106,6 +108,7 @@ async def year_across_the_move(
 ) -> None:
     client = time_env.client
     first = await eventually(lambda: status(client, handle.id), lambda s: s["version"] == "v1")
+    first_run = (await locate(client, handle.id)).run_id
     started = datetime.fromisoformat(first["state"]["started_at"])
 
     # Eleven monthly renewals on v1 (each a charge inside no_migrate).
@@ -117,7 +120,7 @@ async def year_across_the_move(
 
     # Move to v2: state reshaped, deadline kept, the renewal timer carried.
     await signal_migrate(client, handle.id, q2)
-    await wait_for_task_queue(client, handle.id, q2, timeout=10)
+    moved_run = (await wait_for_task_queue(client, handle.id, q2, timeout=10)).run_id
     moved = await status(client, handle.id)
     assert moved["version"] == "v2" and moved["nextDiscountedRenewal"] == 12
     assert moved["state"]["plan"] == {"name": "premium", "price_cents": 2000}
@@ -138,3 +141,9 @@ async def year_across_the_move(
     await handle.signal("cancel")
     result = await handle.result()
     assert result == SubscriptionResult(customer_id="c1", renewals=12, version="v2")
+
+    # Both versions replay their runs deterministically (charges, the move, the carried timer).
+    for version, run_id in (("v1", first_run), ("v2", moved_run)):
+        history = await client.get_workflow_handle(handle.id, run_id=run_id).fetch_history()
+        replayer = Replayer(workflows=[WORKFLOWS[version]], data_converter=pydantic_data_converter)
+        await replayer.replay_workflow(history)
