@@ -14,7 +14,7 @@ $(VENV)/.installed: pyproject.toml
 	touch $@
 
 demo: install
-	$(BIN)/diachronic demo
+	$(BIN)/python -m examples.demo
 
 test: install lint
 	$(BIN)/pytest -q

@@ -394,15 +394,17 @@ class CIWorkflow:
                 id_reuse_policy=WorkflowIDReusePolicy.ALLOW_DUPLICATE,
             )
         children = [c for c in (rollout, migration) if c is not None]
-        await workflow.wait_condition(lambda: self._stop is not None or all(c.done() for c in children))
-        if self._stop is not None:
-            await self._finish_stopped(record, rollout=rollout, children=children)
-            return
-        record.rollout = rollout.result()
-        if record.rollout.outcome is RolloutOutcome.STOPPED:
-            self.state.last_error = record.rollout.detail
+        for child in children:
+            await workflow.wait_condition(lambda c=child: self._stop is not None or c.done())  # type: ignore[misc]
+            if self._stop is not None:
+                await self._finish_stopped(record, rollout=rollout, children=children)
+                return
+            if child is rollout:
+                record.rollout = rollout.result()
+                if record.rollout.outcome is RolloutOutcome.STOPPED:
+                    self.state.last_error = record.rollout.detail
+                record.phase = Phase.MIGRATING if migration is not None else record.phase
         if migration is not None:
-            record.phase = Phase.MIGRATING
             record.migration = migration.result()
         else:
             record.cleanup_workflow_id = await self._start_cleanup(name, previous, options.poll_interval_s, can_after)

@@ -60,6 +60,6 @@ def main_options(
 
 
 def main() -> None:
-    from diachronic.cli import control, demo, dev, status  # noqa: F401  (commands register themselves)
+    from diachronic.cli import control, dev, status  # noqa: F401  (commands register themselves)
 
     app()

@@ -46,7 +46,8 @@ def describe(status: CIStatus) -> str:
     return " | ".join(parts)
 
 
-def _render(statuses: list[CIStatus]) -> Group:
+def render_progress(statuses: list[CIStatus]) -> Group:
+    """Progress bars of the rollout and the migration, one block per workflow."""
     rows = []
     for status in statuses:
         bars = Progress(TextColumn("{task.description}"), BarColumn(), TextColumn("{task.fields[detail]}"))
@@ -85,7 +86,7 @@ async def _watch(out: Output, client: Client, workflow: str | None) -> None:
     with Live(console=out.err, refresh_per_second=4) as live:
         while True:
             statuses = await _statuses(client, workflow)
-            live.update(_render(statuses))
+            live.update(render_progress(statuses))
             if finished(statuses):
                 return
             await asyncio.sleep(0.5)
