@@ -136,8 +136,12 @@ class LocalFlagStore:
         with _sqlite_errors("open"):
             self.path.parent.mkdir(parents=True, exist_ok=True)
             self._writer = self._connect()
-            self._init_schema()
-            self._reader = self._connect()
+            try:
+                self._init_schema()
+                self._reader = self._connect()
+            except BaseException:
+                self._writer.close()
+                raise
 
     # -- connections ---------------------------------------------------------------------------------------
 
@@ -161,7 +165,8 @@ class LocalFlagStore:
             conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
             conn.execute("COMMIT")
         except BaseException:
-            conn.execute("ROLLBACK")
+            if conn.in_transaction:
+                conn.execute("ROLLBACK")
             raise
 
     def _read(self, action: str, fn: Callable[[sqlite3.Connection], R]) -> R:
