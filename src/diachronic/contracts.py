@@ -35,7 +35,7 @@ def check_name(value: str, what: str = "name") -> str:
         raise ValueError(f"{what} must not be empty")
     if len(value) > MAX_NAME_LENGTH:
         raise ValueError(f"{what} {value!r} is longer than {MAX_NAME_LENGTH} characters")
-    if not NAME_PATTERN.match(value):
+    if not NAME_PATTERN.fullmatch(value):
         raise ValueError(
             f"{what} {value!r} may only contain letters, digits, '-' and '_' (and must start with a letter or digit)"
         )

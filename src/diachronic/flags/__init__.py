@@ -26,7 +26,7 @@ class Constraint(Contract):
 
 
 class FlagStrategy(Contract):
-    """A ``flexibleRollout`` strategy; ``parameters`` holds ``rollout`` (a string percent), ``stickiness``, ``groupId``."""
+    """A ``flexibleRollout`` strategy; ``parameters``: ``rollout`` (a percent string), ``stickiness``, ``groupId``."""
 
     model_config = Contract.model_config | {"extra": "ignore"}
 
