@@ -4,6 +4,9 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 
 .PHONY: install demo test lint fmt bench clean
+.PHONY: unleash unleash-stop
+
+UNLEASH := scripts/unleash/unleash.sh
 
 install: $(VENV)/.installed
 
@@ -16,8 +19,9 @@ $(VENV)/.installed: pyproject.toml
 demo: install
 	$(BIN)/python -m examples.demo
 
+# The tests run against a real Unleash: started here if it is not running, stopped afterwards (also on failure).
 test: install lint
-	$(BIN)/pytest -q
+	DIACHRONIC_TEST_UNLEASH=required $(UNLEASH) run $(BIN)/pytest -q
 
 lint: install
 	$(BIN)/ruff check src tests examples bench
@@ -31,4 +35,12 @@ bench: install
 	$(BIN)/python bench/migration.py
 
 clean:
+	-@$(UNLEASH) stop
 	rm -rf $(VENV) .diachronic .pytest_cache .mypy_cache .ruff_cache
+
+# A local Unleash 7.5.1 on PostgreSQL 15 (installed if missing). Use it with: eval "$$(make -s unleash)"
+unleash:
+	@$(UNLEASH) start
+
+unleash-stop:
+	@$(UNLEASH) stop

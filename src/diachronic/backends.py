@@ -14,6 +14,10 @@ def open_flag_store(settings: Settings) -> FlagStore:
     if settings.flags == "local":
         settings.data_dir.mkdir(parents=True, exist_ok=True)
         return LocalFlagStore(settings.flags_db)
+    if settings.flags == "unleash":
+        from diachronic.flags.unleash import UnleashFlagStore  # imports UnleashClient only when asked for
+
+        return UnleashFlagStore.from_settings(settings)
     raise ConfigError(f"flag store {settings.flags!r} is not available in this build")
 
 

@@ -1,0 +1,164 @@
+"""How ``UnleashFlagStore`` translates HTTP trouble, on a mock transport (no server): one place, clear messages,
+retryable exactly when waiting can help, and never a token in what it says."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+
+import httpx
+import pytest
+
+from diachronic.backends import open_flag_store
+from diachronic.errors import ConfigError, FlagStoreError, NotFound
+from diachronic.flags.unleash import UnleashFlagStore
+from diachronic.settings import Settings
+
+ADMIN = "*:*.admin-secret-0123456789abcdef"
+CLIENT = "default:development.client-secret-0123456789abcdef"
+
+
+def store_answering(handler: Callable[[httpx.Request], httpx.Response]) -> UnleashFlagStore:
+    return UnleashFlagStore(
+        "http://unleash.test/api/", ADMIN, CLIENT, transport=httpx.MockTransport(handler), timeout_s=1
+    )
+
+
+def answer(status: int, body: object = None, text: str | None = None) -> Callable[[httpx.Request], httpx.Response]:
+    def handler(request: httpx.Request) -> httpx.Response:
+        if text is not None:
+            return httpx.Response(status, text=text)
+        return httpx.Response(status, json=body)
+
+    return handler
+
+
+def assert_no_secret(text: str) -> None:
+    for secret in (ADMIN, CLIENT, ADMIN.rpartition(".")[2], CLIENT.rpartition(".")[2]):
+        assert secret not in text
+
+
+@pytest.mark.parametrize(
+    ("status", "retryable", "words"),
+    [
+        pytest.param(500, True, "HTTP 500", id="500"),
+        pytest.param(502, True, "HTTP 502", id="502"),
+        pytest.param(503, True, "HTTP 503", id="503"),
+        pytest.param(429, True, "HTTP 429", id="429 too many requests"),
+        pytest.param(400, False, "HTTP 400", id="400"),
+        pytest.param(409, False, "HTTP 409", id="409"),
+        pytest.param(401, False, "DIACHRONIC_UNLEASH_ADMIN_TOKEN", id="401 names the variable, not the value"),
+        pytest.param(403, False, "HTTP 403", id="403"),
+    ],
+)
+async def test_status_codes_become_flag_store_errors(status: int, retryable: bool, words: str) -> None:
+    body = {"name": "Error", "message": f"bad thing, you sent {ADMIN}", "details": [{"message": f"echo {CLIENT}"}]}
+    store = store_answering(answer(status, body))
+    with pytest.raises(FlagStoreError) as caught:
+        await store.list_version_flags("wf")
+    await store.close()
+    assert caught.value.retryable is retryable
+    assert words in caught.value.message
+    assert "search flags workflow.wf.*" in caught.value.message
+    assert_no_secret(str(caught.value) + repr(caught.value))
+
+
+async def test_a_404_on_a_flag_is_not_found() -> None:
+    store = store_answering(answer(404, {"name": "NotFoundError", "message": "Could not find feature flag"}))
+    with pytest.raises(NotFound):
+        await store.get_strategies("workflow.wf.seqId.000.version.v1")
+    await store.close()
+
+
+async def test_an_html_error_page_is_summarised() -> None:
+    page = "<html><body><h1>502 Bad Gateway</h1>" + "x" * 1000 + "</body></html>"
+    store = store_answering(answer(502, text=page))
+    with pytest.raises(FlagStoreError) as caught:
+        await store.list_version_flags("wf")
+    await store.close()
+    assert caught.value.retryable and len(caught.value.message) < 420
+
+
+@pytest.mark.parametrize(
+    "error",
+    [
+        httpx.ConnectError("[Errno 111] Connection refused"),
+        httpx.ReadTimeout("timed out"),
+        httpx.RemoteProtocolError("Server disconnected without sending a response."),
+    ],
+)
+async def test_transport_errors_are_retryable(error: httpx.TransportError) -> None:
+    def handler(request: httpx.Request) -> httpx.Response:
+        raise error
+
+    store = store_answering(handler)
+    with pytest.raises(FlagStoreError) as caught:
+        await store.apply_version_flag("wf", "v1")
+    await store.close()
+    assert caught.value.retryable
+    assert "http://unleash.test" in caught.value.message
+    assert caught.value.__cause__ is None and caught.value.__suppress_context__  # no request (and header) attached
+    assert_no_secret(str(caught.value))
+
+
+async def test_a_closed_store_says_so() -> None:
+    store = store_answering(answer(200, {"features": [], "total": 0}))
+    await store.close()
+    with pytest.raises(FlagStoreError, match="closed"):
+        await store.list_version_flags("wf")
+
+
+async def test_the_admin_token_is_sent_as_the_authorization_header() -> None:
+    seen: list[str] = []
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        seen.append(request.headers["Authorization"])
+        return httpx.Response(200, json={"features": [], "total": 0})
+
+    store = store_answering(handler)
+    assert await store.list_version_flags("wf") == []
+    await store.close()
+    assert seen == [ADMIN]
+
+
+def test_settings_build_the_store_without_showing_the_tokens() -> None:
+    settings = Settings(
+        flags="unleash",
+        unleash_url="http://u:4242",
+        unleash_admin_token=ADMIN,  # type: ignore[arg-type]
+        unleash_client_token=CLIENT,  # type: ignore[arg-type]
+        unleash_project="p",
+        unleash_environment="production",
+        unleash_refresh_s=0.5,
+    )
+    store = UnleashFlagStore.from_settings(settings)
+    assert (store.url, store.project, store.environment, store.refresh_s) == ("http://u:4242", "p", "production", 0.5)
+    assert_no_secret(repr(store) + str(store) + repr(settings) + str(vars(store)))
+
+
+def test_settings_without_an_admin_token_are_a_config_error(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    monkeypatch.delenv("DIACHRONIC_UNLEASH_ADMIN_TOKEN", raising=False)
+    with pytest.raises(ConfigError, match="DIACHRONIC_UNLEASH_ADMIN_TOKEN"):
+        open_flag_store(Settings(flags="unleash", data_dir=tmp_path))
+
+
+def test_without_tokens_the_local_unleash_of_the_data_folder_is_used(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """What ``make unleash`` leaves in the data folder is enough for ``diachronic dev --flags unleash``."""
+    for name in ("ADMIN_TOKEN", "CLIENT_TOKEN", "URL", "PROJECT", "ENVIRONMENT"):
+        monkeypatch.delenv(f"DIACHRONIC_UNLEASH_{name}", raising=False)
+    (tmp_path / "unleash").mkdir()
+    (tmp_path / "unleash" / "state.env").write_text(
+        "export DIACHRONIC_FLAGS=unleash\n"
+        "export DIACHRONIC_UNLEASH_URL=http://127.0.0.1:4343\n"
+        f"export DIACHRONIC_UNLEASH_ADMIN_TOKEN='{ADMIN}'\n"
+        f"export DIACHRONIC_UNLEASH_CLIENT_TOKEN='{CLIENT}'\n"
+        "export DIACHRONIC_UNLEASH_PROJECT=default\n"
+        "export DIACHRONIC_UNLEASH_ENVIRONMENT=development\n"
+    )
+    store = open_flag_store(Settings(flags="unleash", data_dir=tmp_path))
+    assert isinstance(store, UnleashFlagStore)
+    assert (store.url, store.project, store.environment) == ("http://127.0.0.1:4343", "default", "development")
+    assert store._admin_token.get_secret_value() == ADMIN
+    assert store._client_token is not None and store._client_token.get_secret_value() == CLIENT
