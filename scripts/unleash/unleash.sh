@@ -41,7 +41,7 @@ is_root() { [ "$(id -u)" = 0 ]; }
 # Run a command line as the PostgreSQL owner: `postgres` when we are root, ourselves otherwise.
 as_pg() {
     if is_root; then
-        su postgres -s /bin/sh -c "$1"
+        (cd / && su postgres -s /bin/sh -c "$1")  # from /: the caller's folder may be closed to postgres
     else
         sh -c "$1"
     fi
