@@ -24,4 +24,8 @@ def open_flag_store(settings: Settings) -> FlagStore:
 def open_deployments(settings: Settings) -> WorkerDeployments:
     if settings.deployments == "local":
         return LocalWorkerDeployments(settings.deployments_dir)
+    if settings.deployments == "kubernetes":
+        from diachronic.deployments.kubernetes import KubernetesWorkerDeployments  # lightkube loads only where used
+
+        return KubernetesWorkerDeployments.from_settings(settings)
     raise ConfigError(f"worker deployments backend {settings.deployments!r} is not available in this build")

@@ -34,6 +34,11 @@ class Settings(BaseSettings):
     unleash_refresh_s: float = 1.0
 
     deployments: Literal["local", "kubernetes"] = "local"
+    # Kubernetes backend: None = every namespace (needs a ClusterRole); a namespace = only there (a Role is enough).
+    kubernetes_namespace: str | None = None
+    # None = the pod's service account in a cluster, else $KUBECONFIG, else ~/.kube/config (as kubectl).
+    kubeconfig: Path | None = None
+    kubernetes_context: str | None = None
 
     @property
     def flags_db(self) -> Path:
