@@ -42,7 +42,10 @@ PLANS = (("basic", 900), ("standard", 1500), ("premium", 2500))
 
 def event(version: str) -> DeployEvent:
     return DeployEvent(
-        workflow_name=WORKFLOW_NAME, version_id=version, sha=f"demo-{version}", environment="development",
+        workflow_name=WORKFLOW_NAME,
+        version_id=version,
+        sha=f"demo-{version}",
+        environment="development",
         event_time=datetime.now(UTC),
     )
 
@@ -120,8 +123,9 @@ async def run(settings: Settings, count: int, steps: str) -> bool:
         took = time.monotonic() - began
         [record] = result["deployments"]
         on_v1, on_v2 = await count_on(client, task_queue("v1")), await count_on(client, task_queue("v2"))
-        v1_flag = [f for f in await flags.list_version_flags(WORKFLOW_NAME, include_archived=True)
-                   if f.info.version_id == "v1"]
+        v1_flag = [
+            f for f in await flags.list_version_flags(WORKFLOW_NAME, include_archived=True) if f.info.version_id == "v1"
+        ]
         v1_workers = await workers.find(WORKFLOW_NAME, "v1")
         ok = (
             record["phase"] == Phase.COMPLETED.value
@@ -131,8 +135,12 @@ async def run(settings: Settings, count: int, steps: str) -> bool:
             and not v1_workers
         )
         console.print("[bold]3. summary[/bold]")
-        console.print(f"  deployment v1 -> v2: {record['phase']} in {took:.1f} s (schedule {format_steps(parse_steps(steps))})")
-        console.print(f"  migrate signals sent: {record['migration']['signalled']}; running on v1: {on_v1}, on v2: {on_v2}")
+        console.print(
+            f"  deployment v1 -> v2: {record['phase']} in {took:.1f} s (schedule {format_steps(parse_steps(steps))})"
+        )
+        console.print(
+            f"  migrate signals sent: {record['migration']['signalled']}; running on v1: {on_v1}, on v2: {on_v2}"
+        )
         console.print(f"  v1 workers stopped: {', '.join(record['migration']['deletedWorkers']) or 'none found'}")
         console.print(f"  v1 flag archived: {record['migration']['archivedFlag']}")
         console.print("[green]demo passed[/green]" if ok else "[red]demo failed: see above[/red]")

@@ -49,8 +49,14 @@ async def ci_harness(client: Client, data_dir: Path, task_queue: str) -> AsyncIt
 
 def event(workflow: str, version: str, **kw: object) -> DeployEvent:
     return DeployEvent.model_validate(
-        {"workflowName": workflow, "versionId": version, "sha": version * 4, "environment": "development",
-         "eventTime": datetime.now(UTC).isoformat(), **kw}
+        {
+            "workflowName": workflow,
+            "versionId": version,
+            "sha": version * 4,
+            "environment": "development",
+            "eventTime": datetime.now(UTC).isoformat(),
+            **kw,
+        }
     )
 
 

@@ -8,7 +8,6 @@ import signal
 
 from temporalio.client import Client
 from temporalio.worker import Worker
-
 from tests.ci_workflows import Sleeper
 
 

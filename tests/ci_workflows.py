@@ -41,5 +41,6 @@ class Sleeper:
         await workflow.wait_condition(lambda: self.target is not None or self.finished)
         if self.finished:
             return workflow.info().task_queue
-        workflow.continue_as_new(args=[workflow.payload_converter().from_payload(a.payload) for a in args],
-                                 task_queue=self.target)
+        workflow.continue_as_new(
+            args=[workflow.payload_converter().from_payload(a.payload) for a in args], task_queue=self.target
+        )

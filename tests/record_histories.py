@@ -14,13 +14,13 @@ from temporalio.client import Client
 from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.testing import WorkflowEnvironment
 from temporalio.worker import Worker
+from tests.ci_helpers import ci_harness, event, fast
+from tests.ci_workflows import FINISH_SIGNAL, Sleeper
 
 from diachronic.ci import client as ci
 from diachronic.ci.planning import parse_steps
 from diachronic.contracts import ci_workflow_id
 from diachronic.settings import venv_binary
-from tests.ci_helpers import ci_harness, event, fast
-from tests.ci_workflows import FINISH_SIGNAL, Sleeper
 
 OUT = Path(__file__).parent / "histories"
 

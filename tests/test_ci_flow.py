@@ -13,6 +13,8 @@ import pytest
 from temporalio.client import Client, WorkflowFailureError
 from temporalio.testing import WorkflowEnvironment
 from temporalio.worker import Worker
+from tests.ci_helpers import CIHarness, ci_harness, event, eventually, fast, migrate_signals_received
+from tests.ci_workflows import FINISH_SIGNAL, Sleeper
 
 from diachronic.ci import client as ci
 from diachronic.ci.contracts import CIInput, Phase, RolloutOutcome
@@ -23,8 +25,6 @@ from diachronic.errors import InvalidInput, NotFound
 from diachronic.flags.evaluation import general_percent
 from diachronic.signaler import route
 from diachronic.temporal import wait_for_poller
-from tests.ci_helpers import CIHarness, ci_harness, event, eventually, fast, migrate_signals_received
-from tests.ci_workflows import FINISH_SIGNAL, Sleeper
 
 pytestmark = pytest.mark.devserver
 QUICK = "50@0.3s,100@0.3s"
@@ -91,7 +91,9 @@ async def test_initial_deployment_routes_everything_and_completes(h: CIHarness, 
     assert (await route(h.flags, wf, "any-id")).task_queue == f"{wf}-v1"
 
 
-async def test_migratory_deployment_moves_every_workflow_once_and_retires_the_old_version(h: CIHarness, wf: str) -> None:
+async def test_migratory_deployment_moves_every_workflow_once_and_retires_the_old_version(
+    h: CIHarness, wf: str
+) -> None:
     await start_worker_process(h, wf, "v1")
     await deploy_initial(h, wf)
     async with serving(h.client, wf, "v2"):
@@ -175,7 +177,10 @@ async def test_cancel_stops_automation_and_changes_nothing_else(h: CIHarness, wf
         result = await finish_ci(h, wf)
     assert result["deployments"][0]["phase"] == "cancelled"
     flags = await h.flags.list_version_flags(wf, include_archived=True)
-    assert [(f.info.version_id, general_percent(f), f.archived) for f in flags] == [("v2", 20, False), ("v1", 100, False)]
+    assert [(f.info.version_id, general_percent(f), f.archived) for f in flags] == [
+        ("v2", 20, False),
+        ("v1", 100, False),
+    ]
     with pytest.raises(NotFound):
         await ci.control(h.client, wf, "cancel")  # nothing runs any more: a clear error, nothing changes
 
@@ -294,7 +299,9 @@ async def test_bad_input_is_refused_and_changes_nothing(h: CIHarness, wf: str) -
     assert [f.info.version_id for f in await h.flags.list_version_flags(wf)] == ["v1"]
 
 
-async def test_failing_step_ends_the_run_with_a_typed_reason(h: CIHarness, wf: str, monkeypatch: pytest.MonkeyPatch) -> None:
+async def test_failing_step_ends_the_run_with_a_typed_reason(
+    h: CIHarness, wf: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
     from diachronic.errors import FlagStoreError
 
     async def broken(workflow_name: str, version_id: str) -> None:

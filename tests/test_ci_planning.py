@@ -20,10 +20,17 @@ from diachronic.versions import version_info
 
 def flag(seq: int, version: str, percent: int | None, *, enabled: bool = True, archived: bool = False) -> VersionFlag:
     info = version_info("wf", seq, version)
-    strategies = [] if percent is None else [
-        FlagStrategy(name="flexibleRollout", title="All other traffic",
-                     parameters={"rollout": str(percent), "stickiness": "default", "groupId": info.flag_name})
-    ]
+    strategies = (
+        []
+        if percent is None
+        else [
+            FlagStrategy(
+                name="flexibleRollout",
+                title="All other traffic",
+                parameters={"rollout": str(percent), "stickiness": "default", "groupId": info.flag_name},
+            )
+        ]
+    )
     return VersionFlag(info=info, enabled=enabled, archived=archived, strategies=strategies)
 
 

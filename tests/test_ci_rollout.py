@@ -8,13 +8,13 @@ from pathlib import Path
 
 import pytest
 from temporalio.testing import WorkflowEnvironment
+from tests.ci_helpers import CIHarness, ci_harness
 
 from diachronic.ci import planning
 from diachronic.ci.contracts import RolloutInput, RolloutOutcome, RolloutResult, RolloutRun
 from diachronic.ci.rollout import PAUSE_SIGNAL, PROMOTE_SIGNAL, RESUME_SIGNAL, RolloutWorkflow
 from diachronic.contracts import VersionInfo
 from diachronic.flags.evaluation import general_percent
-from tests.ci_helpers import CIHarness, ci_harness
 
 
 @pytest.fixture
@@ -36,7 +36,10 @@ def run_input(version: VersionInfo, steps: list, poll: float = 10.0) -> RolloutR
 async def test_default_schedule_takes_ten_virtual_minutes_and_ends_at_100(h: CIHarness) -> None:
     version = await new_version(h)
     handle = await h.client.start_workflow(
-        RolloutWorkflow.run, run_input(version, planning.default_steps()), id=f"r-{uuid.uuid4()}", task_queue=h.task_queue
+        RolloutWorkflow.run,
+        run_input(version, planning.default_steps()),
+        id=f"r-{uuid.uuid4()}",
+        task_queue=h.task_queue,
     )
     result = await handle.result()
     assert result == RolloutResult(outcome=RolloutOutcome.COMPLETED, percent=100)
@@ -76,9 +79,7 @@ async def test_promote_jumps_to_100_without_waiting(h: CIHarness) -> None:
     assert (status.history[-1][0] - status.history[0][0]).total_seconds() < 3600
 
 
-async def test_paused_rollout_holds_its_percentage_until_resumed(
-    h: CIHarness, time_env: WorkflowEnvironment
-) -> None:
+async def test_paused_rollout_holds_its_percentage_until_resumed(h: CIHarness, time_env: WorkflowEnvironment) -> None:
     version = await new_version(h)
     handle = await h.client.start_workflow(
         RolloutWorkflow.run,

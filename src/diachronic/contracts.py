@@ -60,6 +60,12 @@ class Contract(BaseModel):
     )
 
 
+class State(Contract):
+    """Base of workflow state models: the same wire format, but mutable (the workflow updates it in place)."""
+
+    model_config = ConfigDict(frozen=False)
+
+
 class DeployEvent(Contract):
     """Payload of ``diachronic.ci.workflow.deploy.success`` (the original's WorkflowDeployEventPayload)."""
 

@@ -19,6 +19,7 @@ from diachronic.ci.contracts import (
     CIInput,
     CIStatus,
     ControlInput,
+    DeployAck,
     DeploymentOptions,
     DeployRequest,
     DrainState,
@@ -38,7 +39,6 @@ from diachronic.ci.workflow import (
     RESUME_UPDATE,
     STATUS_QUERY,
     CIWorkflow,
-    DeployAck,
 )
 from diachronic.contracts import CI_WORKFLOW_TYPE, DeployEvent, ci_workflow_id
 from diachronic.errors import BackendError, InvalidInput, NotFound
@@ -112,7 +112,8 @@ async def control(client: Client, workflow_name: str, name: str, reason: str | N
 
 async def _query(client: Client, workflow_id: str, query: str, result_type: type[T]) -> T | None:
     try:
-        return await client.get_workflow_handle(workflow_id).query(query, result_type=result_type)
+        result: T = await client.get_workflow_handle(workflow_id).query(query, result_type=result_type)
+        return result
     except (RPCError, WorkflowQueryFailedError):
         return None
 

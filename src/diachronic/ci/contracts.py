@@ -9,7 +9,7 @@ from enum import StrEnum
 
 from pydantic import Field
 
-from diachronic.contracts import Contract, DeployEvent, RolloutStep, VersionInfo
+from diachronic.contracts import Contract, DeployEvent, RolloutStep, State, VersionInfo
 from diachronic.deployments import WorkerDeployment
 from diachronic.flags import VersionFlag
 
@@ -116,9 +116,7 @@ class RolloutInput(Contract):
     continue_as_new_after: int = Field(default=2000, ge=10, description="history events before continue-as-new")
 
 
-class RolloutState(Contract):
-    model_config = Contract.model_config | {"frozen": False}
-
+class RolloutState(State):
     step_index: int = 0
     percent: int = 0
     step_started_at: datetime | None = None
@@ -170,9 +168,7 @@ class MigrationInput(RetireInput):
     concurrency: int = Field(default=50, ge=1)
 
 
-class DrainState(Contract):
-    model_config = Contract.model_config | {"frozen": False}
-
+class DrainState(State):
     signalled_total: int = 0
     in_flight: list[str] = Field(default_factory=list, description="signalled runs still on the old queue")
     eligible: int = 0
@@ -232,9 +228,7 @@ class DeployRequest(Contract):
     options: DeploymentOptions = Field(default_factory=DeploymentOptions)
 
 
-class DeploymentRecord(Contract):
-    model_config = Contract.model_config | {"frozen": False}
-
+class DeploymentRecord(State):
     request: DeployRequest
     phase: Phase = Phase.PREPARING
     from_version: VersionInfo | None = None
@@ -247,9 +241,7 @@ class DeploymentRecord(Contract):
     finished_at: datetime | None = None
 
 
-class CIState(Contract):
-    model_config = Contract.model_config | {"frozen": False}
-
+class CIState(State):
     workflow_name: str | None = None
     queue: list[DeployRequest] = Field(default_factory=list)
     current: DeploymentRecord | None = None
@@ -272,6 +264,13 @@ class ControlInput(Contract):
     """Argument of the control updates; ``reason`` is recorded in the status."""
 
     reason: str | None = None
+
+
+class DeployAck(Contract):
+    """Answer to a deploy: ``accept`` with its place in the queue, or why it was recognised as a duplicate."""
+
+    decision: str
+    position: int | None = None
 
 
 class MigrationCounts(Contract):

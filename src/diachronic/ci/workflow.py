@@ -35,6 +35,7 @@ with workflow.unsafe.imports_passed_through():
         CIStatus,
         CleanupRun,
         ControlInput,
+        DeployAck,
         DeploymentRecord,
         DeployRequest,
         DrainResult,
@@ -83,13 +84,6 @@ STATUS_QUERY = "status"
 DB_QUERY = "db"
 MAX_HISTORY = 20
 CLEANUP_POLL_S = 10.0
-
-
-class DeployAck(ControlInput):
-    """Answer to a deploy: ``accepted`` with its place in the queue, or why it was recognised as a duplicate."""
-
-    decision: str
-    position: int | None = None
 
 
 @workflow.defn(name=CI_WORKFLOW_TYPE)

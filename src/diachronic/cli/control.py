@@ -11,7 +11,7 @@ from pydantic import ValidationError
 
 from diachronic.backends import open_deployments, open_flag_store
 from diachronic.ci import client as ci
-from diachronic.ci.contracts import DeploymentOptions
+from diachronic.ci.contracts import DeployAck, DeploymentOptions
 from diachronic.ci.planning import format_steps, parse_steps
 from diachronic.cli import Context, app
 from diachronic.contracts import DeployEvent
@@ -66,7 +66,7 @@ def deploy(
     except (DiachronicError, ValidationError) as error:
         c.out.abort(f"invalid --steps/--poll: {error}")
 
-    async def run() -> ci.DeployAck:
+    async def run() -> DeployAck:
         client = await connect(c.settings)
         if worker_cmd:
             workers = open_deployments(c.settings)

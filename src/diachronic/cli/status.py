@@ -7,7 +7,7 @@ from datetime import UTC, datetime
 from typing import Annotated
 
 import typer
-from rich.console import Group
+from rich.console import Group, RenderableType
 from rich.live import Live
 from rich.progress import BarColumn, Progress, TextColumn
 from rich.table import Table
@@ -48,7 +48,7 @@ def describe(status: CIStatus) -> str:
 
 def render_progress(statuses: list[CIStatus]) -> Group:
     """Progress bars of the rollout and the migration, one block per workflow."""
-    rows = []
+    rows: list[RenderableType] = []
     for status in statuses:
         bars = Progress(TextColumn("{task.description}"), BarColumn(), TextColumn("{task.fields[detail]}"))
         bars.add_task(
