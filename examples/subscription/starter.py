@@ -16,6 +16,7 @@ from temporalio.client import Client
 from diachronic.settings import load_settings
 from diachronic.temporal import connect
 from examples.subscription import WORKFLOW_NAME, task_queue
+from examples.subscription.process import exit_with
 from examples.subscription.shared import SubscriptionStart
 
 PLANS = (("basic", 900), ("standard", 1500), ("premium", 2500))
@@ -62,4 +63,4 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    raise SystemExit(main())
+    exit_with(main())

@@ -23,6 +23,7 @@ from diachronic.settings import Settings, load_settings
 from diachronic.temporal import connect
 from examples.subscription import VERSIONS, task_queue, v1, v2
 from examples.subscription.activities import charge
+from examples.subscription.process import exit_with
 
 TASK_QUEUE_ENV = "DIACHRONIC_TASK_QUEUE"
 READY_LINE = "worker ready: task queue"
@@ -67,4 +68,4 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    raise SystemExit(main())
+    exit_with(main())

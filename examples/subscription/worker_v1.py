@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import sys
 
+from examples.subscription.process import exit_with
 from examples.subscription.worker import main
 
 if __name__ == "__main__":
-    raise SystemExit(main(["--version", "v1", *sys.argv[1:]]))
+    exit_with(main(["--version", "v1", *sys.argv[1:]]))
