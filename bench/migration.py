@@ -1,0 +1,239 @@
+"""Benchmark: migrate signals/s of the migration workflow vs a bare SDK signal loop vs Temporal's batch signal,
+all in one run on the dev server with a database file; plus drain-to-cleanup and hand-edit-to-stop latencies.
+
+    .venv/bin/python bench/migration.py [--count 2000]
+
+The last line printed is one JSON object with the results (see docs/benchmarks.md).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import subprocess
+import sys
+import tempfile
+import time
+from datetime import UTC, datetime
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from temporalio.api.enums.v1 import EventType
+from temporalio.client import Client
+from tests.ci_helpers import ci_harness
+
+from diachronic.ci import client as ci
+from diachronic.ci.contracts import DeploymentOptions
+from diachronic.ci.planning import parse_steps
+from diachronic.contracts import MIGRATE_SIGNAL, DeployEvent, ci_workflow_id
+from diachronic.devserver import start_dev_server, stop_process
+from diachronic.settings import (
+    load_settings,
+    venv_binary,
+)
+from diachronic.temporal import connect, wait_for_poller
+
+PORT = 7277
+CONCURRENCY = 50
+
+
+def log(message: str) -> None:
+    print(message, file=sys.stderr, flush=True)
+
+
+def deploy_event(workflow: str, version: str) -> DeployEvent:
+    return DeployEvent(
+        workflow_name=workflow, version_id=version, sha=version, environment="bench", event_time=datetime.now(UTC)
+    )
+
+
+async def start_many(client: Client, workflow_type: str, queue: str, count: int) -> dict[str, str]:
+    semaphore = asyncio.Semaphore(CONCURRENCY)
+
+    async def one(i: int) -> tuple[str, str]:
+        async with semaphore:
+            handle = await client.start_workflow(workflow_type, {"i": i}, id=f"{workflow_type}-{i}", task_queue=queue)
+            return handle.id, handle.result_run_id or ""
+
+    return dict(await asyncio.gather(*(one(i) for i in range(count))))
+
+
+async def running(client: Client, queue: str) -> int:
+    return (await client.count_workflows(f'TaskQueue="{queue}" AND ExecutionStatus="Running"')).count
+
+
+async def wait_count(client: Client, queue: str, expected: int) -> None:
+    while await running(client, queue) != expected:
+        await asyncio.sleep(0.2)
+
+
+async def bare_loop(client: Client, runs: dict[str, str], new_queue: str) -> float:
+    """The baseline: one process signalling every run with asyncio concurrency 50, nothing else."""
+    semaphore = asyncio.Semaphore(CONCURRENCY)
+
+    async def one(workflow_id: str, run_id: str) -> None:
+        async with semaphore:
+            await client.get_workflow_handle(workflow_id, run_id=run_id).signal(
+                MIGRATE_SIGNAL, {"taskQueue": new_queue}
+            )
+
+    began = time.monotonic()
+    await asyncio.gather(*(one(w, r) for w, r in runs.items()))
+    return len(runs) / (time.monotonic() - began)
+
+
+def batch_signal(address: str, old_queue: str, new_queue: str, count: int) -> float:
+    """Temporal's own server-side batch signal, at its default rate."""
+    temporal = str(venv_binary("temporal"))
+    out = subprocess.run(
+        [
+            temporal,
+            "workflow",
+            "signal",
+            "--address",
+            address,
+            "--query",
+            f'TaskQueue="{old_queue}" AND ExecutionStatus="Running"',
+            "--name",
+            MIGRATE_SIGNAL,
+            "--input",
+            json.dumps({"taskQueue": new_queue}),
+            "--reason",
+            "bench",
+            "--yes",
+            "-o",
+            "json",
+        ],
+        check=True,
+        capture_output=True,
+        text=True,
+    ).stdout
+    job_id = json.loads(out)["batchJobId"]
+    while True:
+        time.sleep(0.5)
+        answer = subprocess.run(
+            [temporal, "batch", "describe", "--address", address, "--job-id", job_id, "-o", "json"],
+            capture_output=True,
+            text=True,
+        )
+        if answer.returncode != 0:  # the job is not visible yet
+            continue
+        described = json.loads(answer.stdout)
+        if described.get("closeTime") and int(described.get("completeOperationCount", 0)) >= count:
+            break
+    started = datetime.fromisoformat(described["startTime"].replace("Z", "+00:00"))
+    closed = datetime.fromisoformat(described["closeTime"].replace("Z", "+00:00"))
+    return int(described["completeOperationCount"]) / (closed - started).total_seconds()
+
+
+async def migration_numbers(client: Client, workflow: str, old_queue: str) -> tuple[float, int, float]:
+    """From the migration workflow's own history: signals/s over the batches that signalled, and how long after
+    the last old workflow left the old queue the cleanup (finding the old workers) started."""
+    history = await client.get_workflow_handle(f"migration.{workflow}").fetch_history()
+    scheduled: dict[int, str] = {}
+    started_at: dict[int, datetime] = {}
+    spans: list[tuple[datetime, datetime, int]] = []
+    cleanup_at: datetime | None = None
+    for event in history.events:
+        when = event.event_time.ToDatetime(tzinfo=UTC)
+        if event.event_type == EventType.EVENT_TYPE_ACTIVITY_TASK_SCHEDULED:
+            name = event.activity_task_scheduled_event_attributes.activity_type.name
+            scheduled[event.event_id] = name
+            if name == "find_worker_deployments" and cleanup_at is None:
+                cleanup_at = when
+        elif event.event_type == EventType.EVENT_TYPE_ACTIVITY_TASK_STARTED:
+            started_at[event.activity_task_started_event_attributes.scheduled_event_id] = when
+        elif event.event_type == EventType.EVENT_TYPE_ACTIVITY_TASK_COMPLETED:
+            attrs = event.activity_task_completed_event_attributes
+            if scheduled.get(attrs.scheduled_event_id) == "migrate_batch":
+                result = json.loads(attrs.result.payloads[0].data)
+                if result["signalled"]:
+                    spans.append((started_at[attrs.scheduled_event_id], when, len(result["signalled"])))
+    signals = sum(n for _, _, n in spans)
+    seconds = (spans[-1][1] - spans[0][0]).total_seconds()
+    last_left = max(
+        [e.close_time async for e in client.list_workflows(f'TaskQueue="{old_queue}"') if e.close_time is not None]
+    )
+    assert cleanup_at is not None
+    return signals / seconds, signals, (cleanup_at - last_left).total_seconds()
+
+
+async def hand_edit_to_stop(client: Client, harness_flags, ci_queue: str, workflow: str) -> float:  # type: ignore[no-untyped-def]
+    await ci.deploy(
+        client, ci_queue, deploy_event(workflow, "v3"), DeploymentOptions(steps=parse_steps("50@0s,100@1h"))
+    )
+    rollout = client.get_workflow_handle(f"rollout.{workflow}")
+    while True:
+        status = await ci.status(client, workflow)
+        if status.rollout_percent == 50 and status.to_version and status.to_version.version_id == "v3":
+            break
+        await asyncio.sleep(0.1)
+    edited = datetime.now(UTC)
+    await harness_flags.set_general_percent(status.to_version.flag_name, 80)
+    await rollout.result()
+    closed = (await rollout.describe()).close_time
+    assert closed is not None
+    await client.get_workflow_handle(ci_workflow_id(workflow)).terminate("bench over")
+    return (closed - edited).total_seconds()
+
+
+async def run(count: int) -> dict[str, float | int]:
+    with tempfile.TemporaryDirectory() as tmp:
+        data = Path(tmp)
+        server = start_dev_server(data, port=PORT, ui=False)
+        queues = ["bare-old", "bare-new", "batch-old", "batch-new", "benchci-v1", "benchci-v2", "benchci-v3"]
+        worker = subprocess.Popen(
+            [sys.executable, "bench/worker.py", "--address", server.address, "--queues", ",".join(queues)]
+        )
+        try:
+            client = await connect(load_settings(data_dir=data, temporal_address=server.address))
+            for queue in queues:
+                await wait_for_poller(client, queue)
+            log(f"dev server with a database file at {server.address}; {count} workflows per method")
+
+            runs = await start_many(client, "benchbare", "bare-old", count)
+            await wait_count(client, "bare-old", count)
+            bare = await bare_loop(client, runs, "bare-new")
+            log(f"bare SDK signal loop: {bare:.0f} signals/s")
+
+            await start_many(client, "benchbatch", "batch-old", count)
+            await wait_count(client, "batch-old", count)
+            batch = batch_signal(server.address, "batch-old", "batch-new", count)
+            log(f"temporal workflow signal --query: {batch:.0f} signals/s")
+
+            async with ci_harness(client, data, "bench-ci") as harness:
+                await ci.deploy(client, "bench-ci", deploy_event("benchci", "v1"))
+                await client.get_workflow_handle(ci_workflow_id("benchci")).result()
+                await start_many(client, "benchci", "benchci-v1", count)
+                await wait_count(client, "benchci-v1", count)
+                await ci.deploy(
+                    client, "bench-ci", deploy_event("benchci", "v2"), DeploymentOptions(steps=parse_steps("100@0s"))
+                )
+                await client.get_workflow_handle(ci_workflow_id("benchci")).result()
+                migrate, signalled, drain = await migration_numbers(client, "benchci", "benchci-v1")
+                log(
+                    f"migration workflow: {migrate:.0f} signals/s ({signalled} signals); cleanup {drain:.1f} s after drain"
+                )
+                hand = await hand_edit_to_stop(client, harness.flags, "bench-ci", "benchci")
+                log(f"hand edit -> rollout stopped: {hand:.2f} s")
+        finally:
+            stop_process(worker)
+            server.stop()
+    return {
+        "count": count,
+        "migrate_signals_per_s": round(migrate, 1),
+        "bare_signals_per_s": round(bare, 1),
+        "batch_signals_per_s": round(batch, 1),
+        "migrate_vs_bare": round(migrate / bare, 2),
+        "migrate_vs_batch": round(migrate / batch, 1),
+        "drain_to_cleanup_s": round(drain, 2),
+        "hand_edit_to_stop_s": round(hand, 2),
+    }
+
+
+if __name__ == "__main__":
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--count", type=int, default=2000)
+    print(json.dumps(asyncio.run(run(parser.parse_args().count))))
