@@ -214,7 +214,8 @@ async def run(count: int) -> dict[str, float | int]:
                 await client.get_workflow_handle(ci_workflow_id("benchci")).result()
                 migrate, signalled, drain = await migration_numbers(client, "benchci", "benchci-v1")
                 log(
-                    f"migration workflow: {migrate:.0f} signals/s ({signalled} signals); cleanup {drain:.1f} s after drain"
+                    f"migration workflow: {migrate:.0f} signals/s ({signalled} signals); "
+                    f"cleanup {drain:.1f} s after drain"
                 )
                 hand = await hand_edit_to_stop(client, harness.flags, "bench-ci", "benchci")
                 log(f"hand edit -> rollout stopped: {hand:.2f} s")
