@@ -280,15 +280,23 @@ case "${1:-}" in
         [ $# -gt 0 ] || die "usage: $0 run CMD..."
         if ! cmd_status; then
             # Stop again whatever happens next (a failed start included), but only if this call started it.
-            trap 'rc=$?; trap - EXIT INT TERM; cmd_stop || true; exit $rc' EXIT
+            trap 'rc=$?; trap - EXIT; cmd_stop || true; exit $rc' EXIT
             trap 'exit 130' INT
             trap 'exit 143' TERM
             cmd_start
         fi
-        set +e
-        "$@"
-        rc=$?
-        set -e
+        # In the background, so that a signal reaches the command at once (bash runs traps only between
+        # commands); stdin is passed on explicitly.
+        "$@" <&0 &
+        child=$!
+        trap 'kill -INT "$child" 2>/dev/null || true' INT
+        trap 'kill -TERM "$child" 2>/dev/null || true' TERM
+        rc=0
+        while :; do
+            rc=0
+            wait "$child" || rc=$?
+            kill -0 "$child" 2>/dev/null || break  # still running: wait was cut short by a signal
+        done
         exit $rc
         ;;
     *)
