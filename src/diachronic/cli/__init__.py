@@ -13,6 +13,7 @@ import typer
 
 from diachronic.cli.output import Output
 from diachronic.errors import DiachronicError
+from diachronic.process import exit_with
 from diachronic.settings import Settings, load_settings
 
 T = TypeVar("T")
@@ -63,4 +64,8 @@ def main() -> None:
     import diachronic.cli.k8s  # noqa: F401  (the k8s sub-app registers itself)
     from diachronic.cli import control, dev, status  # noqa: F401  (commands register themselves)
 
-    app()
+    try:
+        app()
+    except SystemExit as done:
+        exit_with(done.code)
+    exit_with(0)

@@ -26,7 +26,7 @@ def _event(ctx: Context, **fields: Any) -> DeployEvent:
     try:
         return DeployEvent.model_validate(fields)
     except ValidationError as error:
-        problems = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in error.errors())
+        problems = "; ".join(str(e["msg"]).removeprefix("Value error, ") for e in error.errors())
         ctx.out.abort(f"invalid deployment: {problems}")
 
 

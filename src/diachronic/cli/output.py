@@ -13,7 +13,7 @@ from rich.console import Console
 
 class Output:
     def __init__(self) -> None:
-        self.err = Console(stderr=True, highlight=False, markup=False, emoji=False)
+        self.err = Console(stderr=True, highlight=False, markup=False, emoji=False, soft_wrap=True)
         self.out = Console(highlight=False, markup=False, emoji=False, soft_wrap=True)
 
     @property
