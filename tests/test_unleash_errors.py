@@ -162,3 +162,22 @@ def test_without_tokens_the_local_unleash_of_the_data_folder_is_used(
     assert (store.url, store.project, store.environment) == ("http://127.0.0.1:4343", "default", "development")
     assert store._admin_token.get_secret_value() == ADMIN
     assert store._client_token is not None and store._client_token.get_secret_value() == CLIENT
+
+
+async def test_a_name_taken_outside_the_project_is_a_clear_non_retryable_error() -> None:
+    """Flag names are global in Unleash: a 409 for a name that no flag of our project has cannot be waited out."""
+    calls: list[str] = []
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        calls.append(f"{request.method} {request.url.path}")
+        if request.url.path == "/api/admin/search/features":
+            return httpx.Response(200, json={"features": [], "total": 0})
+        return httpx.Response(409, json={"name": "NameExistsError", "message": "Feature already exists"})
+
+    store = store_answering(handler)
+    with pytest.raises(FlagStoreError) as caught:
+        await store.apply_version_flag("wf", "v1")
+    await store.close()
+    assert not caught.value.retryable
+    assert "workflow.wf.seqId.000.version.v1" in caught.value.message and "another project" in caught.value.message
+    assert calls.count("POST /api/admin/projects/default/features") == 2

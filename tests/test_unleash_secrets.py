@@ -50,7 +50,10 @@ async def test_tokens_never_reach_logs_errors_or_reprs(
     wrong_client = SecretStr("default:development.wrong-client-" + uuid.uuid4().hex)
     secrets = secrets_of(unleash.admin_token, unleash.client_token, wrong_admin, wrong_client)
     said: list[str] = []
-    with caplog.at_level(logging.DEBUG):
+    with (
+        caplog.at_level(logging.DEBUG),
+        caplog.at_level(logging.DEBUG, logger="UnleashClient"),  # it is set to WARNING by default
+    ):
         good = unleash.store(refresh_s=0.2)
         said.append(repr(good))
         v1 = await good.apply_version_flag(wf, "v1")
@@ -77,6 +80,7 @@ async def test_tokens_never_reach_logs_errors_or_reprs(
     said += [r.getMessage() for r in caplog.records] + [r.exc_text or "" for r in caplog.records]
     said.append(caplog.text)
     assert any("401" in s for s in said)  # the refused calls were really made
+    assert any(r.name.startswith("UnleashClient") for r in caplog.records)  # and the SDK's own logs were seen
     assert_clean("\n".join(said), secrets)
 
 

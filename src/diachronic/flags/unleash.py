@@ -11,7 +11,9 @@ particular to Unleash:
   flag's description carries ``SETUP_MARK``; a retried call that finds its own flag still marked finishes the
   set-up instead of returning a half-made flag, while a finished flag whose strategies a human deleted is
   left alone (a human edit). An archived name is revived rather than re-created (Unleash keeps archived
-  names reserved); a name created meanwhile by someone else makes the call look again (3 attempts).
+  names reserved); a name created meanwhile by someone else makes the call look again (3 attempts). Unleash has
+  no transactions: two deploys of *different* versions of one workflow at the same moment could take the same
+  sequence id, so callers serialize them per workflow (the CI does: one CI workflow per workflow, a FIFO queue).
 - Routing. The official ``UnleashClient`` (polling every ``refresh_s``, no metrics, no registration, an
   in-memory cache so that a stale file never decides) evaluates; the client token decides the environment.
   Before the client's first successful fetch ``route`` raises a retryable ``FlagStoreError`` rather than
@@ -47,8 +49,13 @@ from UnleashClient.utils import InstanceAllowType
 from diachronic.contracts import VersionInfo
 from diachronic.errors import ConfigError, FlagStoreError, InvalidInput, NotFound
 from diachronic.flags import GENERAL_TRAFFIC_TITLE, Constraint, FlagStrategy, VersionFlag
-from diachronic.flags.evaluation import context_properties, default_strategies, general_strategy, new_rollout
-from diachronic.flags.evaluation import validate_percent as _validate_percent
+from diachronic.flags.evaluation import (
+    context_properties,
+    default_strategies,
+    general_strategy,
+    new_rollout,
+    validate_percent,
+)
 from diachronic.settings import Settings
 from diachronic.versions import (
     FLAG_PREFIX,
@@ -63,6 +70,12 @@ from diachronic.versions import (
 __all__ = ["DESCRIPTION", "SETUP_MARK", "UnleashFlagStore", "base_url", "local_state", "read_state_file"]
 
 log = logging.getLogger(__name__)
+
+# UnleashClient logs "Getting feature flags." at INFO on every poll (every second): keep its warnings only,
+# unless the application configured that logger itself.
+_client_log = logging.getLogger("UnleashClient")
+if _client_log.level == logging.NOTSET:
+    _client_log.setLevel(logging.WARNING)
 
 DESCRIPTION = "Determines whether users get this version of workflow."
 """The description the original gave every version flag; kept so both tools describe flags alike."""
@@ -561,7 +574,7 @@ class UnleashFlagStore:
 
         Only the ``rollout`` parameter is patched, so a concurrent human edit of anything else survives.
         """
-        _validate_percent(percent)
+        validate_percent(percent)
         feature = await self._live_feature(flag_name)
         try:
             strategies = _strategies(self._environment_of(feature).get("strategies") or [])
@@ -655,6 +668,7 @@ class UnleashFlagStore:
     async def apply_version_flag(self, workflow_name: str, version_id: str) -> VersionInfo:
         """Make ``version_id`` the newest version (same rules as ``LocalFlagStore``; see the module docstring)."""
         flag_name(workflow_name, 0, version_id)  # validates both names before any request
+        conflicts: set[str] = set()
         for _ in range(APPLY_ATTEMPTS):
             entries = await self._entries(workflow_name, include_archived=True)
             live = [e for e in entries if not e.archived]
@@ -671,6 +685,14 @@ class UnleashFlagStore:
                 info = version_info(workflow_name, next_seq_id(e.info for e in entries), version_id)
                 if not await self._create(info.flag_name):
                     if not await self._is_archived(info.flag_name):
+                        if info.flag_name in conflicts:
+                            # Taken twice, yet not a flag of this project: flag names are global in Unleash.
+                            raise FlagStoreError(
+                                f"unleash: cannot create flag {info.flag_name}: the name is taken, but not by a "
+                                f"flag of project {self.project!r} (another project?)",
+                                retryable=False,
+                            )
+                        conflicts.add(info.flag_name)
                         continue  # created meanwhile by someone else: look again
                     await self._revive_for_deploy(info.flag_name)
             await self._set_up(info.flag_name)
@@ -711,8 +733,17 @@ class UnleashFlagStore:
                     cache=self._cache,
                     multiple_instance_mode=InstanceAllowType.SILENTLY_ALLOW,
                 )
-                # The first fetch is a blocking HTTP call: keep it off the event loop.
-                await asyncio.to_thread(client.initialize_client)
+                # The first fetch is a blocking HTTP call: keep it off the event loop. A failed fetch is not an
+                # error here (polling goes on); anything else is, and it must not escape untranslated.
+                try:
+                    await asyncio.to_thread(client.initialize_client)
+                except Exception as exc:
+                    await asyncio.to_thread(client.destroy)
+                    raise FlagStoreError(
+                        f"unleash: starting the routing client for {self.url} failed: "
+                        f"{type(exc).__name__}: {self._scrub(str(exc))}",
+                        retryable=True,
+                    ) from None
                 self._client = client
         assert self._client is not None
         return self._client
