@@ -162,11 +162,16 @@ stop_postgres() {
 
 # -- Unleash ----------------------------------------------------------------------------------------------
 
+# The pid of our Unleash process, if it runs: a pid file left by a dead process may name another process by now.
 node_pid() {
     local pid
     [ -f "$UD/node.pid" ] || return 1
     pid="$(cat "$UD/node.pid")"
-    [ -n "$pid" ] && kill -0 "$pid" 2>/dev/null && echo "$pid"
+    [ -n "$pid" ] && kill -0 "$pid" 2>/dev/null || return 1
+    if [ -r "/proc/$pid/cmdline" ] && ! tr '\0' ' ' <"/proc/$pid/cmdline" | grep -q "scripts/unleash/server.mjs"; then
+        return 1
+    fi
+    echo "$pid"
 }
 
 healthy() { curl -fsS -m 2 "http://127.0.0.1:$1/health" 2>/dev/null | grep -q '"GOOD"'; }
