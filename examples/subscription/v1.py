@@ -8,9 +8,8 @@ from typing import Any
 from pydantic import BaseModel
 from temporalio import workflow
 
-from diachronic.migrate import MigratableWorkflow, MigrationEnvelope
-
-with workflow.unsafe.imports_passed_through():
+with workflow.unsafe.imports_passed_through():  # deterministic modules: no need to re-import them per run
+    from diachronic.migrate import MigratableWorkflow, MigrationEnvelope
     from examples.subscription import WORKFLOW_NAME
     from examples.subscription.activities import charge
     from examples.subscription.shared import (

@@ -12,9 +12,8 @@ from typing import Any
 from pydantic import BaseModel, Field
 from temporalio import workflow
 
-from diachronic.migrate import Continuation, MigratableWorkflow, MigrationEnvelope
-
-with workflow.unsafe.imports_passed_through():
+with workflow.unsafe.imports_passed_through():  # deterministic modules: no need to re-import them per run
+    from diachronic.migrate import Continuation, MigratableWorkflow, MigrationEnvelope
     from examples.subscription import WORKFLOW_NAME
     from examples.subscription.activities import charge
     from examples.subscription.shared import (

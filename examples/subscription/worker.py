@@ -33,7 +33,14 @@ WORKFLOWS: dict[str, type] = {"v1": v1.SubscriptionWorkflow, "v2": v2.Subscripti
 
 def build_worker(client: Client, version: str, queue: str) -> Worker:
     """The worker of one version: that version's workflow class and the charge activity, on its own queue."""
-    return Worker(client, task_queue=queue, workflows=[WORKFLOWS[version]], activities=[charge])
+    # More pollers than the default 5: a migration wave is one workflow task per workflow, all at once.
+    return Worker(
+        client,
+        task_queue=queue,
+        workflows=[WORKFLOWS[version]],
+        activities=[charge],
+        max_concurrent_workflow_task_polls=20,
+    )
 
 
 async def serve(version: str, queue: str, settings: Settings, stop: asyncio.Event) -> None:
