@@ -13,10 +13,10 @@ from collections.abc import Sequence
 
 from temporalio.client import Client
 
+from diachronic.process import exit_with
 from diachronic.settings import load_settings
 from diachronic.temporal import connect
 from examples.subscription import WORKFLOW_NAME, task_queue
-from examples.subscription.process import exit_with
 from examples.subscription.shared import SubscriptionStart
 
 PLANS = (("basic", 900), ("standard", 1500), ("premium", 2500))

@@ -19,13 +19,13 @@ from collections.abc import Sequence
 from temporalio.client import Client
 from temporalio.worker import Worker
 
+from diachronic.deployments import TASK_QUEUE_ENV
+from diachronic.process import exit_with
 from diachronic.settings import Settings, load_settings
 from diachronic.temporal import connect
 from examples.subscription import VERSIONS, task_queue, v1, v2
 from examples.subscription.activities import charge
-from examples.subscription.process import exit_with
 
-TASK_QUEUE_ENV = "DIACHRONIC_TASK_QUEUE"
 READY_LINE = "worker ready: task queue"
 
 WORKFLOWS: dict[str, type] = {"v1": v1.SubscriptionWorkflow, "v2": v2.SubscriptionWorkflow}

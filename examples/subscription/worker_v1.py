@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import sys
 
-from examples.subscription.process import exit_with
+from diachronic.process import exit_with
 from examples.subscription.worker import main
 
 if __name__ == "__main__":

@@ -22,6 +22,7 @@ from diachronic.errors import InvalidInput
 __all__ = [
     "LABEL_VERSION",
     "LABEL_WORKFLOW",
+    "TASK_QUEUE_ENV",
     "WorkerDeployment",
     "WorkerDeployments",
     "check_names",
@@ -30,6 +31,8 @@ __all__ = [
     "labels_match",
 ]
 
+TASK_QUEUE_ENV = "DIACHRONIC_TASK_QUEUE"
+"""Where a worker finds its task queue (``<workflowName>-<versionId>``), in every backend."""
 LABEL_WORKFLOW = "diachronic/workflow-name"
 LABEL_VERSION = "diachronic/version-id"
 

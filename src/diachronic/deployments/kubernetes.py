@@ -41,6 +41,7 @@ from lightkube.models.apps_v1 import Deployment, DeploymentList
 from diachronic.deployments import (
     LABEL_VERSION,
     LABEL_WORKFLOW,
+    TASK_QUEUE_ENV,
     WorkerDeployment,
     label_selector,
     labels_match,
@@ -49,13 +50,12 @@ from diachronic.errors import ConfigError, DeploymentsError, InvalidInput
 from diachronic.k8s.names import check_namespace, check_object_name, check_version_labels
 from diachronic.settings import Settings
 
-__all__ = ["TASK_QUEUE_ENV", "Backoff", "KubernetesWorkerDeployments", "load_kube_config"]
+__all__ = ["Backoff", "KubernetesWorkerDeployments", "load_kube_config"]
 
 log = logging.getLogger(__name__)
 
 API = "/apis/apps/v1"
 RESOURCE = "deployments.apps"
-TASK_QUEUE_ENV = "DIACHRONIC_TASK_QUEUE"
 PAGE_SIZE = 500
 MESSAGE_LIMIT = 300
 DEFAULT_KUBECONFIG = Path("~/.kube/config")

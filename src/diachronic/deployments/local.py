@@ -40,6 +40,7 @@ from pydantic import ValidationError
 from diachronic.contracts import Contract
 from diachronic.deployments import (
     LABEL_VERSION,
+    TASK_QUEUE_ENV,
     WorkerDeployment,
     check_names,
     deployment_labels,
@@ -47,12 +48,11 @@ from diachronic.deployments import (
 )
 from diachronic.errors import DeploymentsError, InvalidInput
 
-__all__ = ["DEFAULT_GRACE_S", "NAMESPACE", "TASK_QUEUE_ENV", "LocalWorkerDeployments"]
+__all__ = ["DEFAULT_GRACE_S", "NAMESPACE", "LocalWorkerDeployments"]
 
 log = logging.getLogger(__name__)
 
 NAMESPACE = "local"
-TASK_QUEUE_ENV = "DIACHRONIC_TASK_QUEUE"
 DEFAULT_GRACE_S = 10.0
 DEFAULT_LOCK_TIMEOUT_S = 60.0
 KILL_WAIT_S = 5.0
