@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import asyncio
 import uuid
 from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
+from temporalio.client import WorkflowFailureError
+from temporalio.exceptions import CancelledError
 from temporalio.testing import WorkflowEnvironment
 from tests.ci_helpers import CIHarness, ci_harness
 
@@ -119,3 +122,29 @@ async def test_a_deleted_general_strategy_stops_the_rollout_with_its_reason(h: C
     )
     result = await handle.result()
     assert result.outcome is RolloutOutcome.STOPPED and result.reason == "GeneralTrafficStrategyNotFound"
+
+
+async def test_cancelling_during_an_activity_ends_the_rollout(h: CIHarness, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A cancel that lands while a step's activity runs must end the workflow, not be retried away."""
+    version = await new_version(h)
+    entered, release = asyncio.Event(), asyncio.Event()
+    real = h.flags.list_version_flags
+
+    async def slow(workflow_name: str, *, include_archived: bool = False) -> list:  # type: ignore[type-arg]
+        entered.set()
+        await release.wait()
+        return await real(workflow_name, include_archived=include_archived)
+
+    monkeypatch.setattr(h.flags, "list_version_flags", slow)
+    handle = await h.client.start_workflow(
+        RolloutWorkflow.run,
+        run_input(version, planning.default_steps()),
+        id=f"r-{uuid.uuid4()}",
+        task_queue=h.task_queue,
+    )
+    await asyncio.wait_for(entered.wait(), 30)
+    await handle.cancel()
+    release.set()
+    with pytest.raises(WorkflowFailureError) as failure:
+        await asyncio.wait_for(handle.result(), 60)
+    assert isinstance(failure.value.cause, CancelledError)

@@ -9,7 +9,7 @@ from typing import Any, TypeVar
 
 from temporalio import workflow
 from temporalio.common import RetryPolicy
-from temporalio.exceptions import ActivityError, ApplicationError
+from temporalio.exceptions import ActivityError, ApplicationError, is_cancelled_exception
 
 T = TypeVar("T")
 
@@ -51,6 +51,8 @@ async def call(
                 retry_policy=CALL_RETRY,
             )
         except ActivityError as error:
+            if is_cancelled_exception(error):
+                raise  # the workflow is being cancelled: never retry past it
             name, message, retryable = describe_failure(error)
             if not retryable:
                 on_wait(f"{name}: {message}")
