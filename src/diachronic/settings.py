@@ -6,7 +6,7 @@ import sys
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import SecretStr
+from pydantic import Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 DEFAULT_DATA_DIR = Path(".diachronic")
@@ -40,6 +40,20 @@ class Settings(BaseSettings):
     kubeconfig: Path | None = None
     kubernetes_context: str | None = None
 
+    # HTTP app (``diachronic serve``; ``diachronic dev --http-port``): GitHub webhook, signaler, /healthz.
+    http_host: str = "127.0.0.1"
+    http_port: int = Field(default=8080, ge=0, le=65535)
+    http_max_body_bytes: int = Field(default=1024 * 1024, ge=1024)
+    # HMAC key of GitHub's X-Hub-Signature-256; unset = the webhook refuses deliveries (except in ``diachronic dev``).
+    github_webhook_secret: SecretStr | None = None
+    # Repository (``owner/repo``, or ``owner/repo:environment`` to tell environments apart) -> workflow name, for
+    # deployments whose ``payload`` has no ``workflowName``. JSON in DIACHRONIC_GITHUB_REPOSITORIES.
+    github_repositories: dict[str, str] = Field(default_factory=dict)
+    # Bearer token required by ``POST /instruction``; unset = no authentication (keep the app on a private network).
+    signaler_token: SecretStr | None = None
+    # How long ``update`` / ``updateOrStart`` wait for the workflow's reply (the original waited 4 s).
+    signaler_update_timeout_s: float = Field(default=4.0, gt=0, le=300)
+
     @property
     def flags_db(self) -> Path:
         return self.data_dir / "flags.sqlite3"
@@ -47,6 +61,11 @@ class Settings(BaseSettings):
     @property
     def deployments_dir(self) -> Path:
         return self.data_dir / "workers"
+
+    @property
+    def webhook_db(self) -> Path:
+        """GitHub delivery ids already handled (so a redelivery never deploys twice), shared by every process."""
+        return self.data_dir / "webhook.sqlite3"
 
 
 def load_settings(*, data_dir: Path | None = None, **overrides: Any) -> Settings:

@@ -11,15 +11,26 @@ import typer
 from diachronic.ci.worker import serve
 from diachronic.cli import Context, app
 from diachronic.devserver import start_dev_server
+from diachronic.errors import DiachronicError
 from diachronic.settings import DEFAULT_TEMPORAL_PORT, Settings, load_settings
 
 
-async def _serve_until_signalled(settings: Settings) -> None:
+async def _serve_until_signalled(settings: Settings, http_port: int = 0) -> None:
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
-    await serve(settings, stop)
+    if not http_port:
+        await serve(settings, stop)
+        return
+    from diachronic.http.server import serve_http  # FastAPI loads only where the HTTP app runs
+
+    try:
+        async with asyncio.TaskGroup() as group:  # one failing (e.g. the port is taken) stops the other
+            group.create_task(serve(settings, stop))
+            group.create_task(serve_http(settings, host="127.0.0.1", port=http_port, stop=stop, dev=True))
+    except* DiachronicError as errors:
+        raise errors.exceptions[0] from None
 
 
 @app.command()
@@ -28,6 +39,9 @@ def dev(
     temporal_port: Annotated[int, typer.Option(help="Port of the embedded Temporal")] = DEFAULT_TEMPORAL_PORT,
     flags: Annotated[str, typer.Option(help="Flag store: local (embedded) or unleash")] = "local",
     ui: Annotated[bool, typer.Option(help="Serve Temporal's Web UI")] = True,
+    http_port: Annotated[
+        int, typer.Option(help="Port of the HTTP app (webhook, signaler) on 127.0.0.1; 0 = no HTTP app")
+    ] = 8080,
 ) -> None:
     """Run everything on this machine: Temporal dev server, CI worker, embedded flag store, local workers."""
     c: Context = ctx.obj
@@ -42,9 +56,11 @@ def dev(
         if ui:
             c.out.success(f"Web UI:   {server.ui_address}")
         c.out.info(f"data:     {settings.data_dir}   flags: {settings.flags}   CI task queue: {settings.ci_task_queue}")
+        if http_port:
+            c.out.success(f"HTTP app: http://127.0.0.1:{http_port}  (POST /webhooks/github, POST /instruction)")
         c.out.info(f"export DIACHRONIC_TEMPORAL_ADDRESS={server.address}")
         c.out.info("Ctrl-C stops everything.")
-        c.run(_serve_until_signalled(settings))
+        c.run(_serve_until_signalled(settings, http_port))
     finally:
         server.stop()
         c.out.info("stopped")

@@ -1,4 +1,9 @@
-"""The signaler: start workflows on the task queue the flags choose (newest enabled version wins)."""
+"""The signaler: start, signal and update workflows on the task queue the flags choose (newest enabled version wins).
+
+``Signaler`` is the Python client (in-process, no HTTP); ``diachronic.http`` serves the same decisions at
+``POST /instruction`` with the original's ``{action, args}`` bodies. ``route`` and ``start_routed`` are the
+short forms used by the CLI and the demo.
+"""
 
 from __future__ import annotations
 
@@ -6,11 +11,61 @@ from collections.abc import Sequence
 from typing import Any
 
 from temporalio.client import Client
-from temporalio.exceptions import WorkflowAlreadyStartedError
 
 from diachronic.contracts import Contract, VersionInfo
-from diachronic.errors import InvalidInput, NotFound
+from diachronic.errors import InvalidInput
 from diachronic.flags import FlagStore
+from diachronic.signaler.client import DEFAULT_UPDATE_TIMEOUT, Signaler
+from diachronic.signaler.errors import (
+    AlreadyStarted,
+    InvalidInstruction,
+    TaskQueueNotFound,
+    TimedOut,
+    UpdateRejected,
+    temporal_errors,
+)
+from diachronic.signaler.instructions import (
+    BatchFailure,
+    BatchResult,
+    Instruction,
+    RetryOptions,
+    SignalArgs,
+    SignalResult,
+    SignalWithStartArgs,
+    SignalWithStartResult,
+    StartArgs,
+    StartResult,
+    UpdateArgs,
+    UpdateOrStartArgs,
+    parse_instruction,
+)
+
+__all__ = [
+    "DEFAULT_UPDATE_TIMEOUT",
+    "AlreadyStarted",
+    "BatchFailure",
+    "BatchResult",
+    "Instruction",
+    "InvalidInstruction",
+    "RetryOptions",
+    "SignalArgs",
+    "SignalResult",
+    "SignalWithStartArgs",
+    "SignalWithStartResult",
+    "Signaler",
+    "StartArgs",
+    "StartResult",
+    "Started",
+    "TaskQueueNotFound",
+    "TimedOut",
+    "UpdateArgs",
+    "UpdateOrStartArgs",
+    "UpdateRejected",
+    "parse_instruction",
+    "route",
+    "start_routed",
+    "temporal_errors",
+]
 
 
 class Started(Contract):
@@ -21,10 +76,10 @@ class Started(Contract):
 
 
 async def route(flags: FlagStore, workflow_name: str, workflow_id: str, *, is_test: bool = False) -> VersionInfo:
-    """The version a new workflow with this id starts on; NotFound when no version of it is enabled."""
+    """The version a new workflow with this id starts on; TaskQueueNotFound (a NotFound) when none is enabled."""
     version = await flags.route(workflow_name, workflow_id, is_test=is_test)
     if version is None:
-        raise NotFound(f"no enabled version of {workflow_name!r}: deploy one first")
+        raise TaskQueueNotFound(f"no enabled version of {workflow_name!r}: deploy one first")
     return version
 
 
@@ -37,19 +92,17 @@ async def start_routed(
     args: Sequence[Any] = (),
     is_test: bool = False,
 ) -> Started:
-    """Start ``workflow_name`` (the workflow type) with ``workflow_id`` on the queue the flags choose."""
+    """Start ``workflow_name`` (the workflow type) with ``workflow_id`` on the queue the flags choose.
+
+    AlreadyStarted (an InvalidInput) if that id is running."""
     if not workflow_id:
         raise InvalidInput("a workflow id is required: it decides the routing (stickiness)")
-    version = await route(flags, workflow_name, workflow_id, is_test=is_test)
-    try:
-        handle = await client.start_workflow(
-            workflow_name, args=list(args), id=workflow_id, task_queue=version.task_queue
-        )
-    except WorkflowAlreadyStartedError:
-        raise InvalidInput(f"workflow {workflow_id!r} is already running") from None
+    started = await Signaler(client, flags).start(
+        StartArgs(workflow_type=workflow_name, workflow_id=workflow_id, args=list(args), is_test=is_test)
+    )
     return Started(
-        workflow_id=workflow_id,
-        run_id=handle.result_run_id or "",
-        task_queue=version.task_queue,
-        version_id=version.version_id,
+        workflow_id=started.workflow_id,
+        run_id=started.run_id,
+        task_queue=started.task_queue,
+        version_id=started.version_id or "",
     )

@@ -1,0 +1,224 @@
+"""The HTTP app: GitHub webhook, signaler and health check, in one FastAPI app served by uvicorn.
+
+``create_app`` takes everything once (settings, a Temporal client, a flag store); handlers never read the
+environment. The two POST routes read their raw body themselves: the webhook must check the signature over the
+exact bytes before parsing, and the signaler checks its token before it looks at the body. Their request schemas
+are added to the OpenAPI document from the same pydantic models that validate them.
+"""
+
+from __future__ import annotations
+
+import hmac
+import logging
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
+from datetime import timedelta
+from typing import Any, Literal
+
+from fastapi import FastAPI, Request
+from fastapi.openapi.utils import get_openapi
+from pydantic import BaseModel, TypeAdapter
+from pydantic_core import to_json
+from starlette.responses import Response
+from temporalio.client import Client
+
+from diachronic.contracts import Contract
+from diachronic.errors import BackendError
+from diachronic.flags import FlagStore
+from diachronic.http.errors import ErrorBody, Unauthorized, install_error_handlers
+from diachronic.http.limits import BodyLimit
+from diachronic.settings import Settings
+from diachronic.signaler.client import Signaler
+from diachronic.signaler.errors import temporal_errors
+from diachronic.signaler.instructions import (
+    BatchResult,
+    SignalResult,
+    SignalWithStartResult,
+    StartResult,
+    instruction_adapter,
+    parse_instruction,
+)
+from diachronic.webhook.deliveries import DeliveryLog
+from diachronic.webhook.github import DeploymentStatusEvent, RepositoryMap
+from diachronic.webhook.receiver import GitHubReceiver, WebhookResult, start_deployment
+
+__all__ = ["Health", "create_app"]
+
+log = logging.getLogger(__name__)
+
+API_VERSION = "1"
+
+
+class Health(Contract):
+    """``/healthz``: ready when Temporal answers; also says how the webhook and the signaler are protected."""
+
+    status: Literal["ok", "unavailable"]
+    temporal: Literal["ok", "unavailable"]
+    webhook: Literal["enabled", "unsigned", "disabled"]
+    signaler_auth: Literal["token", "none"]
+
+
+def _errors(*statuses: int) -> dict[int | str, dict[str, Any]]:
+    texts = {
+        400: "invalid request: `problems` names each bad field",
+        401: "missing or wrong credentials",
+        404: "workflow not found, or no enabled version to route to",
+        409: "a workflow with this id is already running",
+        413: "request body too large",
+        422: "the workflow rejected the update",
+        503: "Temporal, the flag store or the configuration is unavailable; retry later",
+        504: "the workflow did not answer the update in time",
+    }
+    return {status: {"model": ErrorBody, "description": texts[status]} for status in statuses}
+
+
+def _json(model: Contract | Any, status: int = 200) -> Response:
+    """Our models by alias (camelCase); an update's raw reply as it came (NaN/Infinity become null)."""
+    if isinstance(model, BaseModel):
+        content = model.model_dump_json(by_alias=True, exclude_none=True)
+        return Response(content, status_code=status, media_type="application/json")
+    return Response(to_json(model, inf_nan_mode="null"), status_code=status, media_type="application/json")
+
+
+def create_app(settings: Settings, client: Client, flags: FlagStore, *, dev: bool = False) -> FastAPI:
+    """The app. ``dev``: running inside ``diachronic dev``, where an unset webhook secret means "accept unsigned"
+    instead of "refuse". The caller owns ``client`` and ``flags``; the app owns its delivery log."""
+    secret = settings.github_webhook_secret.get_secret_value() if settings.github_webhook_secret else ""
+    token = settings.signaler_token.get_secret_value().encode() if settings.signaler_token else b""
+    signaler = Signaler(client, flags, update_timeout=timedelta(seconds=settings.signaler_update_timeout_s))
+    deliveries = DeliveryLog(settings.webhook_db)
+    ci_task_queue = settings.ci_task_queue
+
+    async def start(event: Any) -> str:
+        return await start_deployment(client, ci_task_queue, event)
+
+    receiver = GitHubReceiver(
+        secret=secret or None,
+        allow_unsigned=dev,
+        repositories=RepositoryMap(settings.github_repositories),
+        deliveries=deliveries,
+        start=start,
+    )
+    webhook_mode: Literal["enabled", "unsigned", "disabled"] = (
+        "enabled" if secret else "unsigned" if dev else "disabled"
+    )
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        try:
+            yield
+        finally:
+            deliveries.close()
+
+    app = FastAPI(
+        title="diachronic",
+        version=API_VERSION,
+        summary="GitHub deployment webhook and workflow signaler of diachronic",
+        lifespan=lifespan,
+        redoc_url=None,
+    )
+    app.add_middleware(BodyLimit, max_bytes=settings.http_max_body_bytes)
+    install_error_handlers(app)
+
+    @app.get("/healthz", response_model=Health, responses={503: {"model": Health, "description": "degraded"}})
+    async def healthz() -> Response:
+        """Liveness and readiness: 200 when Temporal answers, 503 when it does not."""
+        temporal: Literal["ok", "unavailable"] = "ok"
+        try:
+            async with temporal_errors("health check"):
+                await client.service_client.check_health(timeout=timedelta(seconds=2))
+        except BackendError:
+            temporal = "unavailable"
+        health = Health(
+            status=temporal,
+            temporal=temporal,
+            webhook=webhook_mode,
+            signaler_auth="token" if token else "none",
+        )
+        return _json(health, 200 if temporal == "ok" else 503)
+
+    @app.post(
+        "/webhooks/github",
+        response_model=WebhookResult,
+        status_code=200,
+        responses={202: {"model": WebhookResult, "description": "deployment started"}, **_errors(400, 401, 413, 503)},
+        openapi_extra={"x-diachronic-body": "github"},
+    )
+    async def github_webhook(request: Request) -> Response:
+        """GitHub's webhook: a ``deployment_status`` with state ``success`` starts a deployment (signal-with-start
+        of ``ci.<workflowName>``); ``ping`` answers pong; every other delivery is recorded and ignored."""
+        body = await request.body()
+        result = await receiver.receive(request.headers, body, request.headers.get("content-type"))
+        return _json(result, 202 if result.action == "started" else 200)
+
+    @app.post(
+        "/instruction",
+        responses={
+            200: {"description": "the result of the action (an update answers the workflow's reply)"},
+            **_errors(400, 401, 404, 409, 413, 422, 503, 504),
+        },
+        openapi_extra={"x-diachronic-body": "instruction"},
+    )
+    async def instruction(request: Request) -> Response:
+        """The original signaler's route: ``{action, args}`` with ``start``, ``signal``, ``signalWithStart``,
+        ``signalBatch``, ``signalWithStartBatch``, ``update``, ``updateOrStart``. An empty ``taskQueue`` is
+        chosen by the flags with the context ``{userId: workflowId, isTest}``."""
+        if token:
+            presented = request.headers.get("authorization", "")
+            scheme, _, credentials = presented.partition(" ")
+            if scheme.lower() != "bearer" or not hmac.compare_digest(credentials.strip().encode(), token):
+                raise Unauthorized("missing or wrong bearer token (Authorization: Bearer <DIACHRONIC_SIGNALER_TOKEN>)")
+        return _json(await signaler.execute(parse_instruction(await request.body())))
+
+    app.openapi = _openapi(app, token_required=bool(token))  # type: ignore[method-assign]
+    return app
+
+
+def _openapi(app: FastAPI, *, token_required: bool) -> Callable[[], dict[str, Any]]:
+    """FastAPI's document, plus the request bodies the two POST routes validate themselves and the auth scheme."""
+
+    def build() -> dict[str, Any]:
+        if app.openapi_schema:
+            return app.openapi_schema
+        schema = get_openapi(title=app.title, version=app.version, summary=app.summary, routes=app.routes)
+        components = schema.setdefault("components", {})
+        schemas = components.setdefault("schemas", {})
+
+        def body_schema(adapter: TypeAdapter[Any], mode: Literal["validation", "serialization"]) -> dict[str, Any]:
+            js = adapter.json_schema(ref_template="#/components/schemas/{model}", mode=mode, by_alias=True)
+            schemas.update(js.pop("$defs", {}))
+            return js
+
+        instruction_op = schema["paths"]["/instruction"]["post"]
+        instruction_op["requestBody"] = {
+            "required": True,
+            "content": {"application/json": {"schema": body_schema(instruction_adapter, "validation")}},
+        }
+        results = TypeAdapter(StartResult | SignalResult | SignalWithStartResult | BatchResult)
+        instruction_op["responses"]["200"]["content"] = {
+            "application/json": {
+                "schema": {"anyOf": [body_schema(results, "serialization"), {"description": "an update's reply"}]}
+            }
+        }
+        if token_required:
+            components["securitySchemes"] = {"bearerAuth": {"type": "http", "scheme": "bearer"}}
+            instruction_op["security"] = [{"bearerAuth": []}]
+
+        webhook_op = schema["paths"]["/webhooks/github"]["post"]
+        event_schema = body_schema(TypeAdapter(DeploymentStatusEvent), "validation")
+        event_schema["description"] = "a deployment_status event; other events (ping...) are any JSON object"
+        webhook_op["requestBody"] = {"required": True, "content": {"application/json": {"schema": event_schema}}}
+        webhook_op["parameters"] = [
+            {"name": name, "in": "header", "required": required, "schema": {"type": "string"}, "description": text}
+            for name, required, text in (
+                ("X-GitHub-Event", True, "the event name: deployment_status, ping, ..."),
+                ("X-GitHub-Delivery", False, "the delivery id (GUID); a redelivery never deploys twice"),
+                ("X-Hub-Signature-256", False, "sha256=<HMAC-SHA256 of the body with the webhook secret>"),
+            )
+        ]
+        for op in (instruction_op, webhook_op):
+            op.pop("x-diachronic-body", None)
+        app.openapi_schema = schema
+        return schema
+
+    return build
