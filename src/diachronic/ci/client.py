@@ -16,6 +16,7 @@ from temporalio.exceptions import ApplicationError
 from temporalio.service import RPCError, RPCStatusCode
 
 from diachronic.ci.contracts import (
+    FINAL_PHASES,
     CIInput,
     CIStatus,
     ControlInput,
@@ -118,12 +119,33 @@ async def _query(client: Client, workflow_id: str, query: str, result_type: type
         return None
 
 
+async def _retrying(client: Client, workflow_id: str) -> str | None:
+    """Why a step of this workflow waits right now, when Temporal is retrying one of its activities.
+
+    Temporal retries a failed activity attempt by itself (``diachronic.ci.steps.CALL_RETRY``); the workflow, and so
+    its own ``last_error``, learns of the failure only once every attempt of the call has failed, which for a
+    store that answers slowly (a locked SQLite file waits for its busy timeout) can be half a minute. The pending
+    activity's last failure says it at once."""
+    try:
+        description = await client.get_workflow_handle(workflow_id).describe()
+    except RPCError:
+        return None
+    for pending in description.raw_description.pending_activities:
+        failure = pending.last_failure
+        if pending.attempt > 1 and failure.message:
+            kind = failure.application_failure_info.type if failure.HasField("application_failure_info") else ""
+            where = f"{pending.activity_type.name} attempt {pending.attempt - 1} failed, retrying"
+            return f"{kind + ': ' if kind else ''}{failure.message} ({where})"
+    return None
+
+
 async def status(client: Client, workflow_name: str) -> CIStatus:
     """The CI's status with the rollout's and migration's live numbers merged in."""
     ci = await _query(client, ci_workflow_id(workflow_name), STATUS_QUERY, CIStatus)
     if ci is None:
         raise NotFound(f"no deployment of {workflow_name!r} was found (is the CI worker running?)")
     updates: dict[str, Any] = {}
+    drain_id: str | None = None
     if ci.phase not in (Phase.IDLE, Phase.PREPARING, Phase.AWAITING_CONTINUE) and ci.from_version is not None:
         rollout = await _query(client, rollout_workflow_id(workflow_name), ROLLOUT_STATUS, RolloutStatus)
         if rollout is not None:
@@ -143,6 +165,12 @@ async def status(client: Client, workflow_name: str) -> CIStatus:
             )
             if drain.last_error and not updates.get("last_error"):
                 updates["last_error"] = drain.last_error
+    if ci.phase not in FINAL_PHASES and not updates.get("last_error", ci.last_error):
+        children = [rollout_workflow_id(workflow_name), drain_id] if ci.phase is not Phase.PREPARING else []
+        for workflow_id in [ci_workflow_id(workflow_name), *children]:
+            if workflow_id and (reason := await _retrying(client, workflow_id)):
+                updates["last_error"] = reason
+                break
     return ci.model_copy(update=updates)
 
 
