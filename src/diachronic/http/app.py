@@ -142,7 +142,6 @@ def create_app(settings: Settings, client: Client, flags: FlagStore, *, dev: boo
         response_model=WebhookResult,
         status_code=200,
         responses={202: {"model": WebhookResult, "description": "deployment started"}, **_errors(400, 401, 413, 503)},
-        openapi_extra={"x-diachronic-body": "github"},
     )
     async def github_webhook(request: Request) -> Response:
         """GitHub's webhook: a ``deployment_status`` with state ``success`` starts a deployment (signal-with-start
@@ -157,7 +156,6 @@ def create_app(settings: Settings, client: Client, flags: FlagStore, *, dev: boo
             200: {"description": "the result of the action (an update answers the workflow's reply)"},
             **_errors(400, 401, 404, 409, 413, 422, 503, 504),
         },
-        openapi_extra={"x-diachronic-body": "instruction"},
     )
     async def instruction(request: Request) -> Response:
         """The original signaler's route: ``{action, args}`` with ``start``, ``signal``, ``signalWithStart``,
@@ -216,8 +214,6 @@ def _openapi(app: FastAPI, *, token_required: bool) -> Callable[[], dict[str, An
                 ("X-Hub-Signature-256", False, "sha256=<HMAC-SHA256 of the body with the webhook secret>"),
             )
         ]
-        for op in (instruction_op, webhook_op):
-            op.pop("x-diachronic-body", None)
         app.openapi_schema = schema
         return schema
 
