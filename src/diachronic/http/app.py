@@ -22,7 +22,7 @@ from pydantic_core import to_json
 from starlette.responses import Response
 from temporalio.client import Client
 
-from diachronic.contracts import Contract
+from diachronic.contracts import Contract, DeployEvent
 from diachronic.errors import BackendError
 from diachronic.flags import FlagStore
 from diachronic.http.errors import ErrorBody, Unauthorized, install_error_handlers
@@ -89,7 +89,7 @@ def create_app(settings: Settings, client: Client, flags: FlagStore, *, dev: boo
     deliveries = DeliveryLog(settings.webhook_db)
     ci_task_queue = settings.ci_task_queue
 
-    async def start(event: Any) -> str:
+    async def start(event: DeployEvent) -> str:
         return await start_deployment(client, ci_task_queue, event)
 
     receiver = GitHubReceiver(
