@@ -22,6 +22,7 @@ from temporalio.service import RPCError, RPCStatusCode
 from diachronic.ci.contracts import (
     ActivityErrorInfo,
     ApplyFlagInput,
+    CIState,
     CountRunningInput,
     DeleteDeploymentInput,
     DeploymentList,
@@ -36,7 +37,7 @@ from diachronic.ci.contracts import (
     RunningCount,
     SetPercentInput,
 )
-from diachronic.contracts import MIGRATE_SIGNAL, VersionInfo
+from diachronic.contracts import MIGRATE_SIGNAL, VersionInfo, ci_workflow_id
 from diachronic.deployments import WorkerDeployments
 from diachronic.errors import DiachronicError
 from diachronic.flags import FlagStore
@@ -199,7 +200,22 @@ class CIActivities:
     @activity.defn(name="find_worker_deployments")
     @translate_errors
     async def find_worker_deployments(self, input: FindDeploymentsInput) -> DeploymentList:
-        return DeploymentList(deployments=await self.deployments.find(input.workflow_name, input.version_id))
+        """The version's workers, and the versions the CI's queue will deploy next (read just before deleting)."""
+        found = await self.deployments.find(input.workflow_name, input.version_id)
+        return DeploymentList(deployments=found, queued_versions=await self._queued_versions(input.workflow_name))
+
+    async def _queued_versions(self, workflow_name: str) -> list[str]:
+        from diachronic.ci.workflow import DB_QUERY  # the workflow module imports this one
+
+        try:
+            state = await self.client.get_workflow_handle(ci_workflow_id(workflow_name)).query(
+                DB_QUERY, result_type=CIState
+            )
+        except RPCError as error:
+            if error.status == RPCStatusCode.NOT_FOUND:
+                return []  # no CI for this workflow (a cleanup started by hand): nothing is queued
+            raise
+        return [request.event.version_id for request in state.queue]
 
     @activity.defn(name="delete_worker_deployment")
     @translate_errors

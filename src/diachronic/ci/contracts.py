@@ -89,6 +89,9 @@ class FindDeploymentsInput(Contract):
 
 class DeploymentList(Contract):
     deployments: list[WorkerDeployment]
+    queued_versions: list[str] = Field(
+        default_factory=list, description="versions waiting in the CI's queue: their workers must stay"
+    )
 
 
 class DeleteDeploymentInput(Contract):

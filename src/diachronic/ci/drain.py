@@ -97,7 +97,11 @@ class Drainer:
             FindDeploymentsInput(workflow_name=old.workflow_name, version_id=old.version_id),
             on_wait=self.record_wait,
         )
-        for deployment in found.deployments:
+        # A roll-back by redeploy of this very version may wait in the CI's queue: its workers will serve again.
+        keep = old.version_id in found.queued_versions
+        if keep:
+            workflow.logger.info("workers of %s kept: a queued deployment makes it live again", old.version_id)
+        for deployment in [] if keep else found.deployments:
             await call(
                 CIActivities.delete_worker_deployment,
                 DeleteDeploymentInput(deployment=deployment),
