@@ -33,6 +33,7 @@ fmt: install
 
 bench: install
 	$(BIN)/python bench/migration.py
+	$(BIN)/python bench/signaler.py
 
 clean:
 	-@$(UNLEASH) stop
