@@ -89,6 +89,13 @@ class UnleashServer:
     def start(self) -> None:
         """Start whatever is not running, on the same ports, and wait until /health is GOOD."""
         _script("start")
+        if self.state_dir is not None:
+            now = read_state_file(self.state_dir / "state.env").get("DIACHRONIC_UNLEASH_URL")
+            if now != self.url:
+                raise RuntimeError(
+                    f"Unleash came back on {now}, not {self.url}: its port was taken while it was down "
+                    "(another Unleash starting on this machine?)"
+                )
 
     def pause(self) -> None:
         """Freeze the Unleash process: connections are accepted but nothing answers ("Unleash is slow")."""

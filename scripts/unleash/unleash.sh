@@ -174,18 +174,36 @@ node_pid() {
     echo "$pid"
 }
 
-healthy() { curl -fsS -m 2 "http://127.0.0.1:$1/health" 2>/dev/null | grep -q '"GOOD"'; }
+# /health is GOOD *and* our admin token is accepted: another Unleash on the same machine (another checkout) may
+# have taken the port while ours was down, and it must never be mistaken for ours.
+healthy() {
+    curl -fsS -m 2 "http://127.0.0.1:$1/health" 2>/dev/null | grep -q '"GOOD"' || return 1
+    curl -fsS -m 5 -o /dev/null -H "Authorization: $ADMIN_TOKEN" \
+        "http://127.0.0.1:$1/api/admin/search/features?limit=1" 2>/dev/null
+}
 
 start_node() {
-    local pid
+    local pid attempt
     if pid="$(node_pid)"; then
         HTTP_PORT="$(remembered HTTP_PORT)"
         if [ -n "$HTTP_PORT" ] && healthy "$HTTP_PORT"; then return; fi
         log "Unleash (pid $pid) does not answer; restarting it"
         stop_node
     fi
-    HTTP_PORT="$(pick_port "${DIACHRONIC_UNLEASH_PORT:-4242}" "$(remembered HTTP_PORT)")"
-    printf 'PG_PORT=%s\nHTTP_PORT=%s\n' "$PG_PORT" "$HTTP_PORT" >"$UD/ports"
+    # A port found free can be taken before Unleash binds it (another checkout starting too): then try the next.
+    for attempt in 1 2 3; do
+        HTTP_PORT="$(pick_port "${DIACHRONIC_UNLEASH_PORT:-4242}" "$(remembered HTTP_PORT)")"
+        printf 'PG_PORT=%s\nHTTP_PORT=%s\n' "$PG_PORT" "$HTTP_PORT" >"$UD/ports"
+        if launch_node; then return; fi
+        grep -q EADDRINUSE "$UD/node.log" || break
+        log "port $HTTP_PORT was taken meanwhile; trying another"
+        printf 'PG_PORT=%s\n' "$PG_PORT" >"$UD/ports"  # forget it
+    done
+    tail -30 "$UD/node.log" >&2 || true
+    die "unleash-server did not start (log: $UD/node.log)"
+}
+
+launch_node() {
     log "starting unleash-server $UNLEASH_VERSION on http://127.0.0.1:$HTTP_PORT"
     rm -f "$UD/node.pid"
     UNLEASH_PG_PORT="$PG_PORT" UNLEASH_HTTP_PORT="$HTTP_PORT" UNLEASH_PID_FILE="$UD/node.pid" \
@@ -194,14 +212,11 @@ start_node() {
         setsid nohup node "$ROOT/scripts/unleash/server.mjs" >"$UD/node.log" 2>&1 </dev/null &
     local launcher=$! waited=0
     until healthy "$HTTP_PORT"; do
-        if ! kill -0 "$launcher" 2>/dev/null; then
-            tail -30 "$UD/node.log" >&2 || true
-            die "unleash-server exited during start-up (log: $UD/node.log)"
-        fi
+        kill -0 "$launcher" 2>/dev/null || return 1  # it exited during start-up
         if [ "$waited" -ge $((HEALTH_TIMEOUT_S * 5)) ]; then
-            tail -30 "$UD/node.log" >&2 || true
             kill "$launcher" 2>/dev/null || true
-            die "unleash-server did not report /health GOOD within ${HEALTH_TIMEOUT_S}s (log: $UD/node.log)"
+            log "unleash-server did not report /health GOOD within ${HEALTH_TIMEOUT_S}s"
+            return 1
         fi
         sleep 0.2
         waited=$((waited + 1))
@@ -262,6 +277,8 @@ cmd_stop() {
 cmd_status() {
     local port
     node_pid >/dev/null || return 1
+    [ -f "$UD/secrets" ] || return 1
+    ADMIN_TOKEN="*:*.$(sed -n 's/^ADMIN_SECRET=//p' "$UD/secrets")"
     port="$(remembered HTTP_PORT)"
     [ -n "$port" ] && healthy "$port"
 }
