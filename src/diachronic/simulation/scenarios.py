@@ -1,0 +1,604 @@
+"""The scenario catalog: every path of the CI, each with the end it must reach.
+
+Versions are called v1, v2, v3; "v1 live" means an earlier deployment left v1's flag routing 100 % and its workers
+running. Rollouts use minutes-long steps (virtual time costs nothing); hand edits, controls and failures happen
+at chosen points of the run, as they would in production.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable, Sequence
+
+from diachronic.ci.contracts import ActivityErrorInfo, CIInput, Phase, RolloutOutcome
+from diachronic.ci.planning import DeployDecision, RetireBlocker, RolloutStopReason
+from diachronic.simulation.fakes import ContractFakes
+from diachronic.simulation.runner import Expect, Outcome, Scenario, Sim
+from diachronic.simulation.world import FlagEnd, World
+
+__all__ = ["CATALOG", "by_name", "select"]
+
+MIGRATION_ACTIVITIES = frozenset({"migrate_batch", "find_worker_deployments", "delete_worker_deployment"})
+RETIRING = frozenset({"find_worker_deployments", "delete_worker_deployment", "archive_version_flag"})
+FULL_ROLLOUT = [0, 25, 50, 75, 100]
+
+
+def live(
+    *versions: str, running: dict[str, int] | None = None, workers: tuple[str, ...] = ()
+) -> Callable[[World, ContractFakes], None]:
+    """A set-up: the given versions deployed before (the last one live at 100 %), workflows and workers."""
+
+    def setup(world: World, fakes: ContractFakes) -> None:
+        for version in versions[:-1]:
+            world.add_version(version, archived=True)
+        if versions:
+            world.add_version(versions[-1], percent=100)
+        for version, count in (running or {}).items():
+            world.start_workflows(version, count)
+        for version in workers:
+            world.add_workers(version)
+
+    return setup
+
+
+def rollout_reason(reason: RolloutStopReason) -> Callable[[Outcome], bool]:
+    return lambda o: o.records[0].rollout is not None and o.records[0].rollout.reason == reason.value
+
+
+def rollout_went(percents: list[int]) -> Callable[[Outcome], bool]:
+    return lambda o: o.rollout_percents == percents
+
+
+# ----------------------------------------------------------------------------------------------- initial
+
+
+async def deploy_v1(sim: Sim) -> None:
+    await sim.deploy("v1")
+
+
+INITIAL = Scenario(
+    name="initial",
+    about="the first version of a workflow: route 100 % to it and finish; nothing to migrate or retire",
+    setup=live(workers=("v1",)),
+    drive=deploy_v1,
+    expect=Expect(
+        phases=(Phase.COMPLETED,),
+        flags=(FlagEnd("v1", 100),),
+        workers=frozenset({"v1"}),
+        called=frozenset({"list_version_flags", "apply_version_flag", "set_traffic_percent"}),
+        not_called=MIGRATION_ACTIVITIES | RETIRING | {"read_version_flag"},
+    ),
+)
+
+# ----------------------------------------------------------------------------------------------- migratory
+
+
+def migratory_setup(world: World, fakes: ContractFakes) -> None:
+    live("v1", running={"v1": 12}, workers=("v1", "v2"))(world, fakes)
+    world.move_delay = 2  # signalled workflows take a while to continue-as-new on the new queue
+
+
+async def deploy_v2(sim: Sim) -> None:
+    await sim.deploy("v2")
+
+
+async def deploy_v2_small_batches(sim: Sim) -> None:
+    await sim.deploy("v2", batch_size=2)
+
+
+MIGRATORY = Scenario(
+    name="migratory",
+    about="v1 -> v2 with 12 running workflows: rollout in four steps, each workflow signalled once as the flag "
+    "routes it, then v1's workers deleted and its flag archived",
+    setup=migratory_setup,
+    drive=deploy_v2_small_batches,
+    expect=Expect(
+        phases=(Phase.COMPLETED,),
+        flags=(FlagEnd("v2", 100), FlagEnd("v1", archived=True)),
+        workers=frozenset({"v2"}),
+        running={"v2": 12},
+        signalled=12,
+        called=MIGRATION_ACTIVITIES | RETIRING,
+        checks=(("the rollout went 0, 25, 50, 75, 100", rollout_went(FULL_ROLLOUT)),),
+    ),
+)
+
+# ----------------------------------------------------------------------------------------------- dark
+
+
+async def dark_then_continue(sim: Sim) -> None:
+    await sim.deploy("v2", dark=True)
+    await sim.until("the deployment awaits continue", lambda: sim.phase_is(Phase.AWAITING_CONTINUE))
+    sim.check("a dark version gets no general traffic", sim.world.percent("v2") == 0)
+    for control in ("promote", "pause", "resume"):
+        await sim.control(control, expect=False)  # no rollout runs yet
+    await sim.advance(3600)  # nothing moves without a human
+    sim.check("still awaiting continue after an hour", await sim.phase_is(Phase.AWAITING_CONTINUE))
+    await sim.control("continue", expect=True)
+
+
+DARK_CONTINUE = Scenario(
+    name="dark-continue",
+    about="a dark deploy routes only isTest traffic and waits (an hour here) until someone says continue; "
+    "the rollout then runs and v1 retires",
+    setup=live("v1", workers=("v1", "v2")),
+    drive=dark_then_continue,
+    expect=Expect(
+        phases=(Phase.COMPLETED,),
+        flags=(FlagEnd("v2", 100), FlagEnd("v1", archived=True)),
+        workers=frozenset({"v2"}),
+        signalled=0,
+        checks=(("the rollout went 0, 25, 50, 75, 100", rollout_went(FULL_ROLLOUT)),),
+    ),
+)
+
+# ----------------------------------------------------------------------------------------------- non-migratory
+
+
+def old_workflows_finish(world: World, fakes: ContractFakes) -> None:
+    live("v1", workers=("v1", "v2"))(world, fakes)
+    world.start_workflows("v1", 4, finishes_after=4)  # they finish on their own, a few looks later
+
+
+async def deploy_non_migratory(sim: Sim) -> None:
+    await sim.deploy("v2", non_migratory=True)
+
+
+NON_MIGRATORY = Scenario(
+    name="non-migratory",
+    about="a version whose workflows do not migrate: nobody is signalled; cleanup waits until the 4 old "
+    "workflows have finished on v1, then retires v1",
+    setup=old_workflows_finish,
+    drive=deploy_non_migratory,
+    expect=Expect(
+        phases=(Phase.COMPLETED,),
+        flags=(FlagEnd("v2", 100), FlagEnd("v1", archived=True)),
+        workers=frozenset({"v2"}),
+        running={},
+        signalled=0,
+        called=RETIRING | {"count_running"},
+        not_called=frozenset({"migrate_batch"}),
+        checks=(
+            ("the CI handed v1 to a cleanup workflow", lambda o: o.records[0].cleanup_workflow_id is not None),
+            ("cleanup waited for running workflows", lambda o: "RetireBlocker.RUNNING" in o.branches),
+        ),
+    ),
+)
+
+# ----------------------------------------------------------------------------------------------- hand edits
+
+
+async def human_fast_forwards(sim: Sim) -> None:
+    await sim.deploy("v2", steps="20@60s,40@1h,100@1h")
+    await sim.until("the rollout reached 20 %", lambda: sim.world.percent("v2") == 20)
+    sim.world.hand_set_percent("v2", 100)
+
+
+def automation_left_it(version: str) -> Callable[[Outcome], bool]:
+    """After the hand edit, automation never wrote the version's percentage again (a human wins)."""
+
+    def check(outcome: Outcome) -> bool:
+        flag = outcome.world.flag_of(version)
+        return flag is not None and outcome.world.percent_writes[-1:] == [(flag.info.flag_name, 20)]
+
+    return check
+
+
+HAND_EDIT = Scenario(
+    name="hand-edit",
+    about="a human sets 100 % by hand at the first step: the rollout stops (RolloutPercentNotExpected), the "
+    "migration follows the flag, v1 retires long before the hour-long steps would have",
+    setup=live("v1", running={"v1": 10}, workers=("v1", "v2")),
+    drive=human_fast_forwards,
+    expect=Expect(
+        phases=(Phase.COMPLETED,),
+        flags=(FlagEnd("v2", 100), FlagEnd("v1", archived=True)),
+        workers=frozenset({"v2"}),
+        running={"v2": 10},
+        signalled=10,
+        checks=(
+            ("the rollout stopped for the hand edit", rollout_reason(RolloutStopReason.HUMAN_EDIT)),
+            ("automation never overwrote the human's 100 %", automation_left_it("v2")),
+            ("the human's fast-forward saved the hours", lambda o: o.virtual_s < 3600),
+        ),
+    ),
+)
+
+
+async def strategy_deleted_then_fast_forward(sim: Sim) -> None:
+    await sim.deploy("v2", steps="50@60s,100@1h")
+    await sim.until("the rollout reached 50 %", lambda: sim.world.percent("v2") == 50)
+    sim.world.hand_delete_general("v2")
+    await sim.until("the rollout stopped", _rollout_stopped(sim))
+    sim.world.hand_set_percent("v2", 100)  # the human finishes the job by hand
+
+
+def _rollout_stopped(sim: Sim) -> Callable[[], Awaitable[bool]]:
+    async def stopped() -> bool:
+        status = await sim.rollout()
+        return status is not None and status.stop_reason is not None
+
+    return stopped
+
+
+HAND_EDIT_STRATEGY_DELETED = Scenario(
+    name="hand-edit-strategy-deleted",
+    about="a human deletes the general strategy: the rollout stops (GeneralTrafficStrategyNotFound) and v1 is "
+    "kept while it receives traffic; the human then routes 100 % by hand and v1 retires",
+    setup=live("v1", running={"v1": 3}, workers=("v1", "v2")),
+    drive=strategy_deleted_then_fast_forward,
+    expect=Expect(
+        phases=(Phase.COMPLETED,),
+        flags=(FlagEnd("v2", 100), FlagEnd("v1", archived=True)),
+        workers=frozenset({"v2"}),
+        running={"v2": 3},
+        checks=(("the rollout stopped: strategy deleted", rollout_reason(RolloutStopReason.STRATEGY_MISSING)),),
+    ),
+)
+
+
+async def strategy_disabled_then_cancel(sim: Sim) -> None:
+    await sim.deploy("v2", steps="50@60s,100@1h")
+    await sim.until("the rollout reached 50 %", lambda: sim.world.percent("v2") == 50)
+    sim.world.hand_disable_general("v2")
+    await sim.until("the rollout stopped", _rollout_stopped(sim))
+    await sim.control("promote", expect=False)  # the rollout is over: nothing to promote
+    await sim.control("cancel", expect=True)
+
+
+HAND_EDIT_STRATEGY_DISABLED = Scenario(
+    name="hand-edit-strategy-disabled",
+    about="a human disables the general strategy: the rollout stops (GeneralTrafficStrategyDisabled), nothing "
+    "is retired while v1 gets traffic; cancel leaves every flag and worker as it is",
+    setup=live("v1", workers=("v1", "v2")),
+    drive=strategy_disabled_then_cancel,
+    expect=Expect(
+        phases=(Phase.CANCELLED,),
+        flags=(FlagEnd("v2", 50), FlagEnd("v1", 100)),
+        workers=frozenset({"v1", "v2"}),
+        not_called=frozenset({"delete_worker_deployment", "archive_version_flag"}),
+        checks=(
+            ("the rollout stopped: strategy disabled", rollout_reason(RolloutStopReason.STRATEGY_DISABLED)),
+            ("v1 was kept: it still receives traffic", lambda o: "RetireBlocker.ROUTED" in o.branches),
+        ),
+    ),
+)
+
+
+def old_drain_by_themselves(world: World, fakes: ContractFakes) -> None:
+    live("v1", workers=("v1", "v2"))(world, fakes)
+    world.start_workflows("v1", 2, finishes_after=2)
+
+
+async def flag_archived_then_cancel(sim: Sim) -> None:
+    await sim.deploy("v2", steps="50@60s,100@1h")
+    await sim.until("the rollout reached 50 %", lambda: sim.world.percent("v2") == 50)
+    sim.world.hand_archive("v2")
+
+    async def v1_kept_as_newest() -> bool:
+        state = await sim.migration()
+        return state is not None and state.waiting_for == RetireBlocker.NEWEST.value
+
+    await sim.until("the migration refuses to retire the newest live version", v1_kept_as_newest)
+    await sim.control("cancel", expect=True)
+
+
+HAND_EDIT_FLAG_ARCHIVED = Scenario(
+    name="hand-edit-flag-archived",
+    about="a human archives the new version's flag: the rollout stops (FlagNotFound); v1 is the newest live "
+    "version again, so it is never retired even once its queue is empty; cancel ends the deployment",
+    setup=old_drain_by_themselves,
+    drive=flag_archived_then_cancel,
+    expect=Expect(
+        phases=(Phase.CANCELLED,),
+        flags=(FlagEnd("v2", 50, archived=True), FlagEnd("v1", 100)),
+        workers=frozenset({"v1", "v2"}),
+        not_called=frozenset({"delete_worker_deployment", "archive_version_flag"}),
+        checks=(("the rollout stopped: flag missing", rollout_reason(RolloutStopReason.FLAG_MISSING)),),
+    ),
+)
+
+# ----------------------------------------------------------------------------------------------- controls
+
+
+async def cancel_at_first_step(sim: Sim) -> None:
+    await sim.deploy("v2", steps="20@60s,100@1h")
+    await sim.until("the rollout reached 20 %", lambda: sim.world.percent("v2") == 20)
+    await sim.control("continue", expect=False)  # not a dark deploy
+    await sim.control("cancel", expect=True)
+    await sim.finish()
+    await sim.control("cancel", expect=False)  # nothing runs any more
+
+
+CANCEL = Scenario(
+    name="cancel",
+    about="cancel at 20 %: automation stops, flags and workers stay exactly as they were (v2 at 20 %, v1 live)",
+    setup=live("v1", running={"v1": 3}, workers=("v1", "v2")),
+    drive=cancel_at_first_step,
+    expect=Expect(
+        phases=(Phase.CANCELLED,),
+        flags=(FlagEnd("v2", 20), FlagEnd("v1", 100)),
+        workers=frozenset({"v1", "v2"}),
+        not_called=frozenset({"delete_worker_deployment", "archive_version_flag"}),
+        checks=(("3 workflows still run", lambda o: sum(o.world.running_by_version().values()) == 3),),
+    ),
+)
+
+
+async def pause_resume_promote(sim: Sim) -> None:
+    await sim.deploy("v2")
+    await sim.until("the rollout reached 25 %", lambda: sim.world.percent("v2") == 25)
+    await sim.control("pause", expect=True)
+    await sim.advance(605)  # not a multiple of the poll: a control landing on a timer's instant can stall the server
+    sim.check("a paused rollout holds 25 % for ten minutes", sim.world.percent("v2") == 25)
+    await sim.control("resume", expect=True)
+    await sim.advance(20)  # the resumed step waits its full minute again: still 25 %
+    sim.check("the resumed step waits again", sim.world.percent("v2") == 25)
+    await sim.control("promote", expect=True)
+
+
+PAUSE_RESUME_PROMOTE = Scenario(
+    name="pause-resume-promote",
+    about="pause at 25 % (held for ten minutes), resume, promote: 100 % at once, then migration and retirement",
+    setup=live("v1", running={"v1": 5}, workers=("v1", "v2")),
+    drive=pause_resume_promote,
+    expect=Expect(
+        phases=(Phase.COMPLETED,),
+        flags=(FlagEnd("v2", 100), FlagEnd("v1", archived=True)),
+        workers=frozenset({"v2"}),
+        running={"v2": 5},
+        signalled=5,
+        checks=(("the rollout went 0, 25, then straight to 100", rollout_went([0, 25, 100])),),
+    ),
+)
+
+
+async def abort_at_half(sim: Sim) -> None:
+    await sim.deploy("v2", steps="50@60s,100@1h")
+    await sim.until("the rollout reached 50 %", lambda: sim.world.percent("v2") == 50)
+    await sim.control("abort", expect=True)
+    await sim.finish()
+    await sim.control("abort", expect=False)
+
+
+ABORT = Scenario(
+    name="abort",
+    about="abort at 50 %: new starts go back to v1 (v2 at 0 %), migration stops, nothing is retired",
+    setup=live("v1", running={"v1": 6}, workers=("v1", "v2")),
+    drive=abort_at_half,
+    expect=Expect(
+        phases=(Phase.ABORTED,),
+        flags=(FlagEnd("v2", 0), FlagEnd("v1", 100)),
+        workers=frozenset({"v1", "v2"}),
+        not_called=frozenset({"delete_worker_deployment", "archive_version_flag"}),
+        checks=(("6 workflows still run", lambda o: sum(o.world.running_by_version().values()) == 6),),
+    ),
+)
+
+# ----------------------------------------------------------------------------------------------- queue
+
+
+async def queue_and_duplicates(sim: Sim) -> None:
+    first = await sim.deploy("v2")
+    sim.check("v2 accepted", first.decision == DeployDecision.ACCEPT.value)
+    await sim.until("v2 is being deployed", lambda: sim.world.flag_of("v2") is not None, step_s=1)
+    second = await sim.deploy("v3")
+    sim.check("v3 queued behind v2", second.decision == DeployDecision.ACCEPT.value and second.position == 1)
+    again = await sim.deploy("v3")
+    sim.check("v3 again: a duplicate of a queued one", again.decision == DeployDecision.DUPLICATE_QUEUED.value)
+    current = await sim.deploy("v2")
+    sim.check("v2 again: a duplicate of the current one", current.decision == DeployDecision.DUPLICATE_CURRENT.value)
+
+
+QUEUED = Scenario(
+    name="queued",
+    about="v2 and v3 deployed back to back (plus a duplicate of each): they run one after the other, each "
+    "workflow migrates v1 -> v2 -> v3, v1 and v2 retire",
+    setup=live("v1", running={"v1": 6}, workers=("v1", "v2", "v3")),
+    drive=queue_and_duplicates,
+    expect=Expect(
+        phases=(Phase.COMPLETED, Phase.COMPLETED),
+        flags=(FlagEnd("v3", 100), FlagEnd("v2", archived=True), FlagEnd("v1", archived=True)),
+        workers=frozenset({"v3"}),
+        running={"v3": 6},
+        signalled=12,
+    ),
+)
+
+
+async def roll_back_while_deploying(sim: Sim) -> None:
+    await sim.deploy("v2")
+    await sim.until("v2 is being deployed", lambda: sim.world.flag_of("v2") is not None, step_s=1)
+    back = await sim.deploy("v1")  # somebody rolls back by redeploying v1 while v2 replaces it
+    sim.check("the roll-back waits behind v2", back.position == 1)
+
+
+def v1_workers_never_deleted(outcome: Outcome) -> bool:
+    return not any(key.endswith(f"{outcome.workflow_name}-v1".lower()) for key in outcome.world.deleted)
+
+
+ROLL_BACK_WHILE_DEPLOYING = Scenario(
+    name="roll-back-while-deploying",
+    about="v1 redeployed while v2 replaces it (a deploy storm): v2 retires v1's flag but keeps its workers, "
+    "since the queued roll-back makes v1 live again; the workflows go v1 -> v2 -> v1 and v2 retires",
+    setup=live("v1", running={"v1": 5}, workers=("v1", "v2")),
+    drive=roll_back_while_deploying,
+    expect=Expect(
+        phases=(Phase.COMPLETED, Phase.COMPLETED),
+        flags=(FlagEnd("v1", 100), FlagEnd("v2", archived=True), FlagEnd("v1", archived=True)),
+        workers=frozenset({"v1"}),
+        running={"v1": 5},
+        signalled=10,
+        checks=(("v1's workers were never deleted", v1_workers_never_deleted),),
+    ),
+)
+
+
+async def redeploy_v1(sim: Sim) -> None:
+    await sim.deploy("v1")
+
+
+REDEPLOY_OLDER = Scenario(
+    name="redeploy-older",
+    about="v1 redeployed after v2 (a roll-back by redeploy): it becomes the newest version with a new sequence "
+    "id, v2's workflows migrate to it and v2 retires",
+    setup=live("v1", "v2", running={"v2": 5}, workers=("v1", "v2")),
+    drive=redeploy_v1,
+    expect=Expect(
+        phases=(Phase.COMPLETED,),
+        flags=(FlagEnd("v1", 100), FlagEnd("v2", archived=True), FlagEnd("v1", archived=True)),
+        workers=frozenset({"v1"}),
+        running={"v1": 5},
+        signalled=5,
+        checks=(
+            (
+                "v1 came back as seq 2, from v2",
+                lambda o: (
+                    o.records[0].to_version is not None
+                    and o.records[0].to_version.seq_id == 2
+                    and o.records[0].from_version is not None
+                    and o.records[0].from_version.version_id == "v2"
+                ),
+            ),
+        ),
+    ),
+)
+
+# ----------------------------------------------------------------------------------------------- failures
+
+
+def flag_store_outage(world: World, fakes: ContractFakes) -> None:
+    live("v1", running={"v1": 4}, workers=("v1", "v2"))(world, fakes)
+    outage = ActivityErrorInfo(name="FlagStoreError", message="flag store unavailable (simulated)", retryable=True)
+    busy = ActivityErrorInfo(name="TemporalError", message="resource exhausted (simulated)", retryable=True)
+    fakes.fail_next("set_traffic_percent", *[outage] * 5)
+    fakes.fail_next("read_version_flag", *[outage] * 3)
+    fakes.fail_next("migrate_batch", *[busy] * 4)
+    fakes.fail_next("delete_worker_deployment", busy)
+
+
+FAILURE_BURST = Scenario(
+    name="failure-burst",
+    about="bursts of retryable failures (flag store down for 5 writes and 3 reads, Temporal busy for 4 batches, "
+    "a failed delete): every step is retried with back-off, none is skipped, the deployment completes",
+    setup=flag_store_outage,
+    drive=deploy_v2,
+    expect=Expect(
+        phases=(Phase.COMPLETED,),
+        flags=(FlagEnd("v2", 100), FlagEnd("v1", archived=True)),
+        workers=frozenset({"v2"}),
+        running={"v2": 4},
+        signalled=4,
+        checks=(
+            ("no rollout step was skipped", rollout_went(FULL_ROLLOUT)),
+            ("at least the 13 scripted failures happened", lambda o: sum(o.fakes.failed().values()) >= 13),
+        ),
+    ),
+)
+
+
+def apply_refused(world: World, fakes: ContractFakes) -> None:
+    live(workers=("v1",))(world, fakes)
+    refusal = ActivityErrorInfo(name="FlagStoreError", message="the flag store refuses this version", retryable=False)
+    fakes.fail_next("apply_version_flag", refusal)
+
+
+FAILING_STEP = Scenario(
+    name="failing-step",
+    about="a step that cannot succeed (the flag store refuses the version, non-retryable): the run ends failed "
+    "with the typed reason in status, and nothing was changed",
+    setup=apply_refused,
+    drive=deploy_v1,
+    expect=Expect(
+        phases=(Phase.FAILED,),
+        ci_fails=True,
+        flags=(),
+        workers=frozenset({"v1"}),
+        not_called=frozenset({"set_traffic_percent"}),
+        checks=(
+            (
+                "the typed reason is recorded",
+                lambda o: (o.records[0].error or "").startswith("FlagStoreError: the flag store refuses"),
+            ),
+            ("the CI run failed as DeploymentFailed", lambda o: (o.ci_error or "").startswith("DeploymentFailed")),
+        ),
+    ),
+)
+
+# ----------------------------------------------------------------------------------------------- continue-as-new
+
+CI_HISTORY = 10  # events: the CI continues as new between any two deployments
+CHILD_HISTORY = 40  # events: a rollout or migration run lives a few polls, then continues as new
+# (A child history limit below one poll's events makes rollout and migration continue as new before pausing, so
+# they poll without pause: see the simulation docs.)
+
+
+async def two_deployments_short_histories(sim: Sim) -> None:
+    ci_input = CIInput(continue_as_new_after=CI_HISTORY)
+    await sim.deploy("v2", batch_size=3, continue_as_new_after=CHILD_HISTORY, ci_input=ci_input)
+    await sim.deploy("v3", batch_size=3, continue_as_new_after=CHILD_HISTORY, ci_input=ci_input)
+
+
+def continued_as_new(prefix: str) -> Callable[[Outcome], bool]:
+    return lambda o: o.runs_of(f"{prefix}.{o.workflow_name}") > 1
+
+
+CONTINUE_AS_NEW = Scenario(
+    name="continue-as-new",
+    about="two deployments with histories cut short (CI 10 events, children 40): the CI, rollout and migration "
+    "continue as new again and again and carry their state (queue, schedule, signalled set) across",
+    setup=live("v1", running={"v1": 8}, workers=("v1", "v2", "v3")),
+    drive=two_deployments_short_histories,
+    expect=Expect(
+        phases=(Phase.COMPLETED, Phase.COMPLETED),
+        flags=(FlagEnd("v3", 100), FlagEnd("v2", archived=True), FlagEnd("v1", archived=True)),
+        workers=frozenset({"v3"}),
+        running={"v3": 8},
+        signalled=16,
+        checks=(
+            ("the CI continued as new", continued_as_new("ci")),
+            ("the rollout continued as new", continued_as_new("rollout")),
+            ("the migration continued as new", continued_as_new("migration")),
+            ("the last rollout's history survived", rollout_went(FULL_ROLLOUT)),
+            (
+                "both rollouts completed on schedule",
+                lambda o: all(
+                    r.rollout is not None and r.rollout.outcome is RolloutOutcome.COMPLETED for r in o.records
+                ),
+            ),
+        ),
+    ),
+)
+
+CATALOG: list[Scenario] = [
+    INITIAL,
+    MIGRATORY,
+    DARK_CONTINUE,
+    NON_MIGRATORY,
+    HAND_EDIT,
+    HAND_EDIT_STRATEGY_DELETED,
+    HAND_EDIT_STRATEGY_DISABLED,
+    HAND_EDIT_FLAG_ARCHIVED,
+    CANCEL,
+    QUEUED,
+    REDEPLOY_OLDER,
+    ROLL_BACK_WHILE_DEPLOYING,
+    FAILURE_BURST,
+    FAILING_STEP,
+    CONTINUE_AS_NEW,
+    PAUSE_RESUME_PROMOTE,
+    ABORT,
+]
+
+
+def select(name: str, catalog: Sequence[Scenario] = CATALOG) -> list[Scenario]:
+    """``all``, or the scenario of that name; ``KeyError`` naming the choices otherwise."""
+    if name == "all":
+        return list(catalog)
+    for scenario in catalog:
+        if scenario.name == name:
+            return [scenario]
+    raise KeyError(f"no scenario {name!r}; choose all or one of: {', '.join(s.name for s in catalog)}")
+
+
+def by_name(name: str) -> list[Scenario]:
+    return select(name)

@@ -1,0 +1,417 @@
+"""A stateful fake world for the CI's activities: version flags, workflows running on task queues, worker
+deployments. Scenarios set it up, act in it as a human would (change a percentage, archive a flag), and read
+what is left at the end.
+
+The world answers the activities it models by the activity contracts' semantics (``handlers()``), using the
+real naming (``diachronic.versions``) and the real Unleash-exact routing (``diachronic.flags.evaluation``), so
+the CI under test sees what a flag store, Temporal and Kubernetes would show it. It also guards the safety
+invariants of DESIGN §6 as a referee, independently of the CI's own checks: a deletion of a live version's
+workers, an archive of the newest flag, or a second migrate signal delivered to one run is recorded in
+``violations`` (and the unsafe deletion refused).
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from pydantic import BaseModel
+
+from diachronic.ci.contracts import (
+    ActivityErrorInfo,
+    ApplyFlagInput,
+    CountRunningInput,
+    DeleteDeploymentInput,
+    DeploymentList,
+    FindDeploymentsInput,
+    FlagList,
+    FlagNameInput,
+    FlagReading,
+    ListFlagsInput,
+    MigrateBatchInput,
+    MigrateBatchResult,
+    RunningCount,
+    SetPercentInput,
+)
+from diachronic.contracts import VersionInfo
+from diachronic.deployments import LABEL_VERSION, WorkerDeployment, deployment_labels, labels_match
+from diachronic.flags import GENERAL_TRAFFIC_TITLE, VersionFlag
+from diachronic.flags.evaluation import choose, default_strategies, general_percent, general_strategy, new_rollout
+from diachronic.simulation.fakes import Handler, Sampler, SimulatedFailure
+from diachronic.versions import next_seq_id, sort_newest_first, task_queue, version_info
+
+__all__ = ["FlagEnd", "Run", "World"]
+
+ROUTING_PROBES = 1000  # workflow ids probed when checking that a version receives no traffic
+
+
+@dataclass
+class Run:
+    """One workflow run on a task queue."""
+
+    workflow_id: str
+    run_id: str
+    task_queue: str
+    workflow_type: str
+    finishes_after: int | None = None  # observations of its queue before it completes on its own
+    moving_to: str | None = None  # signalled to migrate: continues-as-new there after ``move_in`` observations
+    move_in: int = 0
+
+
+@dataclass(frozen=True)
+class FlagEnd:
+    """A flag as a scenario expects to find it at the end; ``percent=None`` means any percentage."""
+
+    version: str
+    percent: int | None = None
+    archived: bool = False
+
+    def matches(self, flag: VersionFlag) -> bool:
+        return (
+            flag.info.version_id == self.version
+            and flag.archived == self.archived
+            and (self.percent is None or general_percent(flag) == self.percent)
+        )
+
+    def __str__(self) -> str:
+        state = "archived" if self.archived else "live"
+        return f"{self.version}@{'*' if self.percent is None else self.percent}%/{state}"
+
+
+def describe_flag(flag: VersionFlag) -> str:
+    state = "archived" if flag.archived else "live"
+    return f"{flag.info.version_id}@{general_percent(flag)}%/{state}"
+
+
+def _refuse(name: str, message: str) -> SimulatedFailure:
+    return SimulatedFailure(ActivityErrorInfo(name=name, message=message, retryable=False))
+
+
+@dataclass
+class World:
+    """Flags, runs and workers of one workflow name, plus what happened to them."""
+
+    workflow_name: str
+    seed: int = 0
+    move_delay: int = 1  # observations of the old queue before a signalled run has moved
+    environment: str | None = "development"
+    sampler: Sampler = field(default_factory=Sampler)
+    flags: dict[str, VersionFlag] = field(default_factory=dict)
+    runs: dict[str, Run] = field(default_factory=dict)
+    finished: list[Run] = field(default_factory=list)
+    deployments: dict[str, WorkerDeployment] = field(default_factory=dict)
+    deleted: list[str] = field(default_factory=list)
+    archived: list[str] = field(default_factory=list)
+    delivered: Counter[str] = field(default_factory=Counter)  # migrate signals delivered, by run id
+    resends: int = 0  # migrate signals dropped by Temporal's request-id dedup
+    percent_writes: list[tuple[str, int]] = field(default_factory=list)  # automation's writes
+    queued: list[str] = field(default_factory=list)  # versions accepted by the CI and not started yet
+    hand_edits: list[str] = field(default_factory=list)
+    violations: list[str] = field(default_factory=list)
+    _request_ids: set[str] = field(default_factory=set)
+    _started: int = 0
+
+    # ------------------------------------------------------------------------------------------- set-up
+
+    def add_version(
+        self, version_id: str, *, percent: int = 100, archived: bool = False, enabled: bool = True
+    ) -> VersionInfo:
+        """A version flag as an earlier deployment left it (the next sequence id)."""
+        info = version_info(self.workflow_name, next_seq_id(self.flags.values()), version_id, self.environment)
+        strategies = default_strategies(info.flag_name, general_percent=percent)
+        self.flags[info.flag_name] = VersionFlag(info=info, enabled=enabled, archived=archived, strategies=strategies)
+        return info
+
+    def start_workflows(self, version_id: str, count: int, *, finishes_after: int | None = None) -> list[Run]:
+        """``count`` workflows of this type running on the version's task queue."""
+        started = []
+        for _ in range(count):
+            workflow_id = f"{self.workflow_name}-wf{self._started}"
+            self._started += 1
+            run = Run(
+                workflow_id,
+                f"{workflow_id}-r0",
+                task_queue(self.workflow_name, version_id),
+                self.workflow_name,
+                finishes_after=finishes_after,
+            )
+            self.runs[run.run_id] = run
+            started.append(run)
+        return started
+
+    def add_workers(self, version_id: str, *, namespace: str = "default") -> WorkerDeployment:
+        """The version's worker deployment, a generated ``WorkerDeployment`` carrying the two labels."""
+        deployment = self.sampler.sample(
+            WorkerDeployment,
+            self.seed + len(self.deployments),
+            name=f"{self.workflow_name}-{version_id}".lower(),
+            namespace=namespace,
+            labels=deployment_labels(self.workflow_name, version_id),
+            task_queue=task_queue(self.workflow_name, version_id),
+            running=True,
+        )
+        self.deployments[f"{deployment.namespace}/{deployment.name}"] = deployment
+        return deployment
+
+    # ------------------------------------------------------------------------------------------- a human
+
+    def _edit(self, version_id: str, what: str, change: Callable[[VersionFlag], VersionFlag]) -> None:
+        flag = self.flag_of(version_id)
+        if flag is None:
+            raise KeyError(f"no flag of version {version_id}")
+        self.flags[flag.info.flag_name] = change(flag)
+        self.hand_edits.append(f"{flag.info.flag_name}: {what}")
+
+    def hand_set_percent(self, version_id: str, percent: int) -> None:
+        """Somebody changes "All other traffic" in the Unleash UI."""
+        self._edit(version_id, f"percent set to {percent}", lambda f: _with_percent(f, percent))
+
+    def hand_disable_general(self, version_id: str) -> None:
+        self._edit(
+            version_id,
+            "general strategy disabled",
+            lambda f: f.model_copy(
+                update={
+                    "strategies": [
+                        s.model_copy(update={"disabled": True}) if s.title == GENERAL_TRAFFIC_TITLE else s
+                        for s in f.strategies
+                    ]
+                }
+            ),
+        )
+
+    def hand_delete_general(self, version_id: str) -> None:
+        self._edit(
+            version_id,
+            "general strategy deleted",
+            lambda f: f.model_copy(
+                update={"strategies": [s for s in f.strategies if s.title != GENERAL_TRAFFIC_TITLE]}
+            ),
+        )
+
+    def hand_archive(self, version_id: str) -> None:
+        self._edit(version_id, "archived", lambda f: f.model_copy(update={"archived": True}))
+
+    def finish_workflows(self, version_id: str) -> None:
+        """Every workflow on the version's queue completes (as users' workflows eventually do)."""
+        queue = task_queue(self.workflow_name, version_id)
+        for run in self.running_on(queue):
+            self._close(run)
+
+    # ------------------------------------------------------------------------------------------- reading
+
+    def flags_newest_first(self, *, include_archived: bool = True) -> list[VersionFlag]:
+        flags = sort_newest_first(list(self.flags.values()))
+        return flags if include_archived else [f for f in flags if not f.archived]
+
+    def flag_of(self, version_id: str) -> VersionFlag | None:
+        """The newest flag of this version (a redeployed version has several)."""
+        return next((f for f in self.flags_newest_first() if f.info.version_id == version_id), None)
+
+    def percent(self, version_id: str) -> int | None:
+        flag = self.flag_of(version_id)
+        return None if flag is None else general_percent(flag)
+
+    def running_on(self, queue: str) -> list[Run]:
+        return [r for r in self.runs.values() if r.task_queue == queue]
+
+    def running_by_version(self) -> dict[str, int]:
+        counts: Counter[str] = Counter()
+        prefix = f"{self.workflow_name}-"
+        for run in self.runs.values():
+            counts[run.task_queue.removeprefix(prefix)] += 1
+        return dict(counts)
+
+    def worker_versions(self) -> set[str]:
+        return {d.labels[LABEL_VERSION] for d in self.deployments.values()}
+
+    def flag_table(self) -> list[str]:
+        return [describe_flag(f) for f in self.flags_newest_first()]
+
+    # ------------------------------------------------------------------------------------------- time passes
+
+    def _close(self, run: Run) -> None:
+        del self.runs[run.run_id]
+        self.finished.append(run)
+
+    def observe(self, queue: str) -> None:
+        """Someone looked at the queue: signalled runs move on, finishing runs get closer to their end."""
+        for run in self.running_on(queue):
+            if run.moving_to is not None:
+                if run.move_in > 0:
+                    run.move_in -= 1
+                    continue
+                self._close(run)
+                generation = int(run.run_id.rsplit("-r", 1)[1]) + 1
+                moved = Run(run.workflow_id, f"{run.workflow_id}-r{generation}", run.moving_to, run.workflow_type)
+                self.runs[moved.run_id] = moved
+            elif run.finishes_after is not None:
+                run.finishes_after -= 1
+                if run.finishes_after <= 0:
+                    self._close(run)
+
+    # ------------------------------------------------------------------------------------------- referee
+
+    def _receives_traffic(self, version_id: str) -> bool:
+        live = self.flags_newest_first(include_archived=False)
+        for i in range(ROUTING_PROBES):
+            for is_test in (False, True):
+                chosen = choose(live, f"probe-{i}", is_test)
+                if chosen is not None and chosen.info.version_id == version_id:
+                    return True
+        return False
+
+    def _check_delete(self, deployment: WorkerDeployment) -> list[str]:
+        version = deployment.labels.get(LABEL_VERSION, "")
+        problems = []
+        running = self.running_on(task_queue(self.workflow_name, version))
+        if running:
+            problems.append(f"{len(running)} workflows still run on it")
+        if version in self.queued:
+            problems.append("a queued deployment makes it live again")
+        live = self.flags_newest_first(include_archived=False)
+        if live and live[0].info.version_id == version:
+            problems.append("it is the newest version")
+        elif self._receives_traffic(version):
+            problems.append("the flags still route traffic to it")
+        return problems
+
+    def _signal(self, run: Run, to_queue: str) -> None:
+        request_id = f"diachronic-migrate:{to_queue}:{run.run_id}"  # as the real activity names it
+        if request_id in self._request_ids:
+            self.resends += 1  # Temporal drops it: same request id, same run
+            return
+        self._request_ids.add(request_id)
+        self.delivered[run.run_id] += 1
+        if self.delivered[run.run_id] > 1:
+            self.violations.append(f"run {run.run_id} received {self.delivered[run.run_id]} migrate signals")
+        run.moving_to, run.move_in = to_queue, self.move_delay
+
+    # ------------------------------------------------------------------------------------------- activities
+
+    def handlers(self) -> dict[str, Handler]:
+        """The activities this world answers, by activity name (the rest stay generated)."""
+        return {
+            "list_version_flags": self.list_version_flags,
+            "apply_version_flag": self.apply_version_flag,
+            "set_traffic_percent": self.set_traffic_percent,
+            "read_version_flag": self.read_version_flag,
+            "archive_version_flag": self.archive_version_flag,
+            "count_running": self.count_running,
+            "migrate_batch": self.migrate_batch,
+            "find_worker_deployments": self.find_worker_deployments,
+            "delete_worker_deployment": self.delete_worker_deployment,
+        }
+
+    def _mine(self, workflow_name: str) -> bool:
+        return workflow_name == self.workflow_name
+
+    def list_version_flags(self, input: ListFlagsInput) -> FlagList:
+        mine = self._mine(input.workflow_name)
+        return FlagList(flags=self.flags_newest_first(include_archived=False) if mine else [])
+
+    def apply_version_flag(self, input: ApplyFlagInput) -> VersionInfo:
+        """Flag store semantics: the newest live flag of this version is kept; else a new flag (next seq)."""
+        if not self._mine(input.workflow_name):
+            raise _refuse("InvalidInput", f"this world only holds {self.workflow_name}")
+        if input.version_id in self.queued:  # the CI took it off its queue
+            self.queued.remove(input.version_id)
+        live = self.flags_newest_first(include_archived=False)
+        if live and live[0].info.version_id == input.version_id:
+            return live[0].info
+        top = next(iter(self.flags_newest_first()), None)
+        if top is not None and top.archived and top.info.version_id == input.version_id:  # revived
+            self.flags[top.info.flag_name] = VersionFlag(
+                info=top.info, enabled=True, strategies=default_strategies(top.info.flag_name)
+            )
+            return top.info
+        return self.add_version(input.version_id, percent=0)
+
+    def set_traffic_percent(self, input: SetPercentInput) -> BaseModel | None:
+        flag = self.flags.get(input.flag_name)
+        if flag is None or flag.archived:
+            raise _refuse("NotFound", f"flag {input.flag_name!r} {'is archived' if flag else 'does not exist'}")
+        self.flags[input.flag_name] = _with_percent(flag, input.percent)
+        self.percent_writes.append((input.flag_name, input.percent))
+        return None
+
+    def read_version_flag(self, input: FlagNameInput) -> FlagReading:
+        return FlagReading(flag=self.flags.get(input.flag_name))
+
+    def archive_version_flag(self, input: FlagNameInput) -> BaseModel | None:
+        flag = self.flags.get(input.flag_name)
+        if flag is None:
+            raise _refuse("NotFound", f"flag {input.flag_name!r} does not exist")
+        if flag.archived:
+            return None
+        live = self.flags_newest_first(include_archived=False)
+        if live and live[0].info.flag_name == input.flag_name:
+            self.violations.append(f"archived {input.flag_name}, the newest version's flag")
+        self.flags[input.flag_name] = flag.model_copy(update={"archived": True})
+        self.archived.append(input.flag_name)
+        if not any(f.enabled for f in self.flags_newest_first(include_archived=False)):
+            self.violations.append(f"archiving {input.flag_name} left {self.workflow_name} without an enabled flag")
+        return None
+
+    def count_running(self, input: CountRunningInput) -> RunningCount:
+        self.observe(input.task_queue)
+        return RunningCount(running=len(self.running_on(input.task_queue)))
+
+    def migrate_batch(self, input: MigrateBatchInput) -> MigrateBatchResult:
+        """What the real activity does, against this world: route each run by the flags, signal a batch."""
+        self.observe(input.from_task_queue)
+        runs = self.running_on(input.from_task_queue)
+        flags = self.flags_newest_first(include_archived=False) if self._mine(input.workflow_name) else []
+        running_ids = {r.run_id for r in runs}
+        already = set(input.already_signalled)
+        eligible = [
+            r
+            for r in runs
+            if r.workflow_type == input.workflow_name
+            and (chosen := choose(flags, r.workflow_id, False)) is not None
+            and chosen.info.task_queue == input.to_version.task_queue
+        ]
+        todo = [r for r in eligible if r.run_id not in already]
+        batch, rest = todo[: input.batch_size], todo[input.batch_size :]
+        for run in batch:
+            self._signal(run, input.to_version.task_queue)
+        return MigrateBatchResult(
+            signalled=[r.run_id for r in batch],
+            still_signalled=[r for r in input.already_signalled if r in running_ids],
+            failed=0,
+            eligible_unsignalled=len(rest),
+            eligible=len(eligible),
+            running_on_old_queue=len(runs),
+        )
+
+    def find_worker_deployments(self, input: FindDeploymentsInput) -> DeploymentList:
+        found = [d for d in self.deployments.values() if labels_match(d.labels, input.workflow_name, input.version_id)]
+        return DeploymentList(deployments=sorted(found, key=lambda d: d.name), queued_versions=list(self.queued))
+
+    def delete_worker_deployment(self, input: DeleteDeploymentInput) -> BaseModel | None:
+        """Refuses (and records) the deletion of a live version's workers; a vanished deployment is deleted."""
+        key = f"{input.deployment.namespace}/{input.deployment.name}"
+        current = self.deployments.get(key)
+        if current is None or (input.deployment.uid is not None and current.uid != input.deployment.uid):
+            return None
+        problems = self._check_delete(current)
+        if problems:
+            message = f"deleting the workers of {current.labels.get(LABEL_VERSION)}: {'; '.join(problems)}"
+            self.violations.append(message)
+            raise _refuse("UnsafeDelete", message)
+        del self.deployments[key]
+        self.deleted.append(key)
+        return None
+
+
+def _with_percent(flag: VersionFlag, percent: int) -> VersionFlag:
+    """``set_general_percent``'s semantics: change the rollout (re-create a deleted strategy), keep ``disabled``."""
+    general = general_strategy(flag.strategies)
+    if general is None:
+        strategies = [*flag.strategies, new_rollout(flag.info.flag_name, GENERAL_TRAFFIC_TITLE, percent)]
+    else:
+        params: dict[str, Any] = {**general.parameters, "rollout": str(percent)}
+        strategies = [s.model_copy(update={"parameters": params}) if s is general else s for s in flag.strategies]
+    return flag.model_copy(update={"strategies": strategies})

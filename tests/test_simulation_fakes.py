@@ -1,0 +1,203 @@
+"""Fakes from contracts and the fake world's referee, without a Temporal server (``ActivityEnvironment``)."""
+
+from __future__ import annotations
+
+import inspect
+
+import pytest
+from pydantic import BaseModel, ValidationError
+from temporalio import activity
+from temporalio.exceptions import ApplicationError
+from temporalio.testing import ActivityEnvironment
+
+from diachronic.ci.activities import CIActivities
+from diachronic.ci.contracts import (
+    ActivityErrorInfo,
+    ApplyFlagInput,
+    DeleteDeploymentInput,
+    FindDeploymentsInput,
+    FlagNameInput,
+    ListFlagsInput,
+    MigrateBatchInput,
+    SetPercentInput,
+)
+from diachronic.simulation.fakes import ContractFakes, FailurePolicy, Sampler, activity_contracts
+from diachronic.simulation.world import World
+
+
+def ci_activity_names() -> set[str]:
+    """The names of the activities the CI worker registers (``CIActivities.all``)."""
+    instance = CIActivities(None, None, None)  # type: ignore[arg-type]  # only the methods' definitions are read
+    return {activity._Definition.must_from_callable(fn).name or "" for fn in instance.all()}
+
+
+def test_every_ci_activity_has_a_contract_read_from_its_type_hints() -> None:
+    contracts = activity_contracts()
+    assert set(contracts) == ci_activity_names()
+    for contract in contracts.values():
+        assert issubclass(contract.input, BaseModel) and issubclass(contract.output, BaseModel)
+        assert contract.error is ActivityErrorInfo
+    assert contracts["apply_version_flag"].input is ApplyFlagInput
+
+
+class GreetInput(BaseModel):
+    name: str
+
+
+class Greeting(BaseModel):
+    text: str
+    times: int
+
+
+class MoreActivities(CIActivities):
+    @activity.defn(name="greet_someone")
+    async def greet(self, input: GreetInput) -> Greeting:
+        raise NotImplementedError  # never called: the simulation fakes it
+
+
+async def test_a_new_activity_with_a_contract_gets_a_fake_with_no_extra_code() -> None:
+    contracts = activity_contracts(MoreActivities)
+    assert set(contracts) == ci_activity_names() | {"greet_someone"}
+    fakes = ContractFakes(contracts, seed=3)
+    [fake] = [f for f in fakes.activities() if activity._Definition.must_from_callable(f).name == "greet_someone"]
+    answer = await ActivityEnvironment().run(fake, GreetInput(name="ada"))
+    assert isinstance(answer, Greeting)
+    assert fakes.called()["greet_someone"] == 1
+
+
+def test_an_activity_without_a_contract_is_refused() -> None:
+    @activity.defn(name="loose")
+    async def loose(name: str) -> str:
+        return name
+
+    with pytest.raises(TypeError, match="not a pydantic model"):
+        activity_contracts([loose])
+
+
+def test_fakes_take_the_real_names_and_the_declared_types() -> None:
+    fakes = ContractFakes(activity_contracts())
+    for fake in fakes.activities():
+        definition = activity._Definition.must_from_callable(fake)
+        contract = fakes.contracts[definition.name or ""]
+        hints = inspect.get_annotations(fake)
+        assert hints == {"input": contract.input, "return": contract.output}
+
+
+@pytest.mark.parametrize("name", sorted(activity_contracts()))
+async def test_a_generated_answer_is_a_valid_output_and_reproducible(name: str) -> None:
+    contract = activity_contracts()[name]
+    sample_input = Sampler().sample(contract.input, 7)
+    answers = [
+        await ActivityEnvironment().run(_fake(ContractFakes(activity_contracts(), seed=seed), name), sample_input)
+        for seed in (11, 11, 12, 13, 14, 15)
+    ]
+    first, again = answers[0], answers[1]
+    assert isinstance(first, contract.output)
+    contract.output.model_validate(first.model_dump())  # valid, not merely constructed
+    assert first == again  # same seed, same answer
+    if contract.output.model_fields:
+        assert len({a.model_dump_json() for a in answers}) > 1  # other seeds, other answers
+
+
+def _fake(fakes: ContractFakes, name: str):  # type: ignore[no-untyped-def]
+    return next(f for f in fakes.activities() if activity._Definition.must_from_callable(f).name == name)
+
+
+async def test_failures_are_typed_samples_of_the_error_model_at_the_given_rate() -> None:
+    fakes = ContractFakes(activity_contracts(), seed=5, policy=FailurePolicy(rate=0.5, lost_reply=0.0))
+    fake = _fake(fakes, "list_version_flags")
+    outcomes: list[str] = []
+    for _ in range(200):
+        try:
+            await ActivityEnvironment().run(fake, ListFlagsInput(workflow_name="wf"))
+            outcomes.append("ok")
+        except ApplicationError as error:
+            assert error.type and not error.non_retryable  # retryable forced by the policy
+            [details] = error.details
+            info = ActivityErrorInfo.model_validate(details)
+            assert info.name == error.type and info.message == error.message
+            outcomes.append("failed")
+    assert 70 <= outcomes.count("failed") <= 130
+    assert sum(fakes.failed().values()) == outcomes.count("failed")
+
+
+async def test_with_per_sample_retryability_some_failures_are_permanent() -> None:
+    fakes = ContractFakes(activity_contracts(), seed=5, policy=FailurePolicy(rate=1.0, retryable=None))
+    fake = _fake(fakes, "count_running")
+    flags = set()
+    for _ in range(40):
+        with pytest.raises(ApplicationError) as failure:
+            await ActivityEnvironment().run(fake, Sampler().sample(fakes.contracts["count_running"].input, 1))
+        flags.add(failure.value.non_retryable)
+    assert flags == {True, False}
+    assert fakes.permanent_errors()
+
+
+async def test_a_scripted_burst_fails_the_next_calls_in_order_then_the_world_answers() -> None:
+    world = World("wf")
+    world.add_version("v1")
+    fakes = ContractFakes(activity_contracts(), handlers=world.handlers())
+    down = ActivityErrorInfo(name="FlagStoreError", message="down", retryable=True)
+    fakes.fail_next("list_version_flags", down, down)
+    fake = _fake(fakes, "list_version_flags")
+    for _ in range(2):
+        with pytest.raises(ApplicationError, match="down"):
+            await ActivityEnvironment().run(fake, ListFlagsInput(workflow_name="wf"))
+    answer = await ActivityEnvironment().run(fake, ListFlagsInput(workflow_name="wf"))
+    assert [f.info.version_id for f in answer.flags] == ["v1"]
+    with pytest.raises(KeyError, match="no activity named"):
+        fakes.fail_next("no_such_activity", down)
+
+
+def test_policy_bounds() -> None:
+    with pytest.raises(ValueError):
+        FailurePolicy(rate=1.5)
+    with pytest.raises(ValidationError):
+        ActivityErrorInfo.model_validate({"name": "x"})
+
+
+# ----------------------------------------------------------------------------------------------- the referee
+
+
+def test_the_world_refuses_and_records_deleting_a_live_versions_workers() -> None:
+    world = World("wf")
+    world.add_version("v1")  # live at 100 %
+    workers = world.add_workers("v1")
+    found = world.find_worker_deployments(FindDeploymentsInput(workflow_name="wf", version_id="v1"))
+    assert found.deployments == [workers] and found.queued_versions == []
+    with pytest.raises(Exception, match="newest version"):
+        world.delete_worker_deployment(DeleteDeploymentInput(deployment=workers))
+    assert world.worker_versions() == {"v1"} and world.violations
+
+
+def test_the_world_refuses_deleting_workers_while_workflows_run_or_traffic_is_routed() -> None:
+    world = World("wf")
+    world.add_version("v1")
+    v2 = world.apply_version_flag(ApplyFlagInput(workflow_name="wf", version_id="v2"))
+    world.set_traffic_percent(SetPercentInput(flag_name=v2.flag_name, percent=50))
+    workers = world.add_workers("v1")
+    world.start_workflows("v1", 1)
+    with pytest.raises(Exception, match="still run on it; the flags still route traffic to it"):
+        world.delete_worker_deployment(DeleteDeploymentInput(deployment=workers))
+
+
+def test_the_world_counts_migrate_signals_and_lets_temporal_drop_resends() -> None:
+    world = World("wf")
+    world.add_version("v1")
+    v2 = world.add_version("v2")  # newest at 100 %: every v1 workflow is eligible
+    world.start_workflows("v1", 3)
+    request = MigrateBatchInput(workflow_name="wf", from_task_queue="wf-v1", to_version=v2)
+    first = world.migrate_batch(request)
+    assert len(first.signalled) == 3
+    again = world.migrate_batch(request)  # the bookkeeping forgot them (a lost reply): same request ids
+    assert len(again.signalled) == 3 and world.resends == 3  # still on the old queue; Temporal drops the resends
+    assert max(world.delivered.values()) == 1 and not world.violations
+    world.migrate_batch(request.model_copy(update={"already_signalled": again.signalled}))  # they move now
+    assert world.running_by_version() == {"v2": 3}
+
+
+def test_archiving_the_newest_flag_is_a_violation() -> None:
+    world = World("wf")
+    v1 = world.add_version("v1")
+    world.archive_version_flag(FlagNameInput(flag_name=v1.flag_name, workflow_name="wf"))
+    assert any("newest" in v for v in world.violations)
