@@ -19,7 +19,7 @@ $(VENV)/.installed: pyproject.toml
 demo: install
 	$(BIN)/python -m examples.demo
 
-# The tests run against a real Unleash: started here if it is not running, stopped afterwards (also on failure).
+# The tests run against a real Unleash of their own: fresh, private to this run, removed afterwards (also on failure).
 test: install lint
 	DIACHRONIC_TEST_UNLEASH=required $(UNLEASH) run $(BIN)/pytest -q
 

@@ -4,6 +4,7 @@ migration follows the flag until the old version is retired. The signaler routes
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import time
 import uuid
@@ -81,7 +82,7 @@ async def test_a_human_edit_in_unleash_stops_the_rollout_and_migration_follows(
     human = HumanAdmin(unleash)
     async with ci_on_unleash(client, flags, data_dir) as ci_queue, serving(client, wf, "v1", "v2"):
         await ci.deploy(client, ci_queue, event(wf, "v1"))
-        await client.get_workflow_handle(ci_workflow_id(wf)).result()
+        await asyncio.wait_for(client.get_workflow_handle(ci_workflow_id(wf)).result(), 60)
         await flags.wait_for_routing(wf)
         runs = {}
         for i in range(8):
@@ -104,7 +105,7 @@ async def test_a_human_edit_in_unleash_stops_the_rollout_and_migration_follows(
         # away) with room for a loaded CI machine.
         assert noticed <= 5.0, f"the rollout noticed the hand edit after {noticed:.2f}s"
 
-        result = await client.get_workflow_handle(ci_workflow_id(wf)).result()
+        result = await asyncio.wait_for(client.get_workflow_handle(ci_workflow_id(wf)).result(), 60)
     await human.close()
     [record] = result["deployments"]
     assert record["rollout"]["outcome"] == RolloutOutcome.STOPPED

@@ -42,6 +42,10 @@ def unleash_required() -> bool:
 
 
 def unleash_dir() -> Path:
+    """The instance folder: ``make test``'s private one (``DIACHRONIC_UNLEASH_DIR``), else ``make unleash``'s."""
+    given = os.environ.get("DIACHRONIC_UNLEASH_DIR")
+    if given:
+        return Path(given) if Path(given).is_absolute() else ROOT / given
     data = Path(os.environ.get("DIACHRONIC_DATA_DIR", ".diachronic"))
     return (data if data.is_absolute() else ROOT / data) / "unleash"
 
@@ -156,6 +160,10 @@ def _from_state() -> UnleashServer | None:
 @functools.cache
 def _find() -> UnleashServer | str:
     ours = _from_state()
+    if os.environ.get("DIACHRONIC_UNLEASH_DIR"):  # make test's own instance wins over anything exported
+        if ours is not None and _healthy(ours.url):
+            return ours
+        return f"the instance of DIACHRONIC_UNLEASH_DIR={unleash_dir()} is not running"
     given = _from_env()
     if given is not None and (ours is None or given.url != ours.url):
         return given if _healthy(given.url) else f"DIACHRONIC_UNLEASH_URL={given.url} does not answer /health"

@@ -7,18 +7,19 @@
 #   unleash.sh status       exit 0 if Unleash answers /health GOOD, 1 otherwise
 #   unleash.sh env          print the export lines of the running instance
 #   unleash.sh stop-node    stop only the Unleash process (fault tests: "Unleash is down")
-#   unleash.sh run CMD...   start if needed, run CMD, stop afterwards if this call started it (also on failure)
+#   unleash.sh run CMD...   run CMD against a private, fresh instance (own folder and ports), removed afterwards
 #
 # Everything lives in <data dir>/unleash (DIACHRONIC_DATA_DIR, default .diachronic in the repository):
 # secrets (fixed per data folder: Unleash applies INIT_*_API_TOKENS only to a database without tokens),
 # state.env (the export lines), ports, node.pid, node.log and the PostgreSQL data folder `pg` (with its
-# unix socket and server.log). PostgreSQL refuses to run as root, so as root it runs as the `postgres` user; if that user
-# cannot reach the data folder (e.g. a clone under a private mktemp folder) the PostgreSQL data goes to
-# /tmp/diachronic-unleash-<hash>/pg instead. Progress goes to stderr; background processes are fully
+# unix socket and server.log). PostgreSQL refuses to run as root, so as root it runs as the `postgres` user;
+# if that user cannot reach the data folder (e.g. a clone under a private mktemp folder) the PostgreSQL data
+# goes to /tmp/diachronic-unleash-<hash>/pg instead. Progress goes to stderr; background processes are fully
 # detached (setsid + nohup, logs to files), so `make` returns.
 #
 # Ports: DIACHRONIC_UNLEASH_PORT (default 4242) and DIACHRONIC_UNLEASH_PG_PORT (default 5433); a port held
 # by something else is skipped for the next free one, and the one used is remembered for restarts.
+# DIACHRONIC_UNLEASH_DIR overrides the instance folder (`run` sets it to a private one; tests read it).
 set -euo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
@@ -28,7 +29,8 @@ UNLEASH_VERSION="7.5.1"
 PG_BIN="${DIACHRONIC_PG_BIN:-/usr/lib/postgresql/15/bin}"
 DATA_DIR="${DIACHRONIC_DATA_DIR:-.diachronic}"
 case "$DATA_DIR" in /*) ;; *) DATA_DIR="$ROOT/$DATA_DIR" ;; esac
-UD="$DATA_DIR/unleash"
+UD="${DIACHRONIC_UNLEASH_DIR:-$DATA_DIR/unleash}"
+case "$UD" in /*) ;; *) UD="$ROOT/$UD" ;; esac
 PROJECT="${DIACHRONIC_UNLEASH_PROJECT:-default}"
 ENVIRONMENT="${DIACHRONIC_UNLEASH_ENVIRONMENT:-development}"
 HEALTH_TIMEOUT_S="${DIACHRONIC_UNLEASH_START_TIMEOUT_S:-90}"
@@ -274,6 +276,13 @@ cmd_stop() {
     rm -f "$UD/state.env"
 }
 
+remove_instance() {
+    local pgdata
+    pgdata="$(pg_data_dir)"
+    case "$pgdata" in "$UD"/*) ;; *) rm -rf "$(dirname "$pgdata")" ;; esac  # the /tmp fallback
+    rm -rf "$UD"
+}
+
 cmd_status() {
     local port
     node_pid >/dev/null || return 1
@@ -300,13 +309,17 @@ case "${1:-}" in
     run)
         shift
         [ $# -gt 0 ] || die "usage: $0 run CMD..."
-        if ! cmd_status; then
-            # Stop again whatever happens next (a failed start included), but only if this call started it.
-            trap 'rc=$?; trap - EXIT; cmd_stop || true; exit $rc' EXIT
-            trap 'exit 130' INT
-            trap 'exit 143' TERM
-            cmd_start
-        fi
+        # A private instance for this run: a fresh database, its own ports, nothing shared with `make unleash`'s
+        # instance or with another run going on at the same time; removed afterwards.
+        UD="$DATA_DIR/unleash-run-$$"
+        export DIACHRONIC_UNLEASH_DIR="$UD"
+        export DIACHRONIC_UNLEASH_PORT="${DIACHRONIC_UNLEASH_PORT:-14242}"
+        export DIACHRONIC_UNLEASH_PG_PORT="${DIACHRONIC_UNLEASH_PG_PORT:-15433}"
+        # Stop and remove it whatever happens next (a failed start included).
+        trap 'rc=$?; trap - EXIT; cmd_stop || true; remove_instance; exit $rc' EXIT
+        trap 'exit 130' INT
+        trap 'exit 143' TERM
+        cmd_start
         # In the background, so that a signal reaches the command at once (bash runs traps only between
         # commands); stdin is passed on explicitly.
         "$@" <&0 &
