@@ -42,8 +42,8 @@ def unleash_required() -> bool:
 
 
 def unleash_dir() -> Path:
-    """The instance folder: ``make test``'s private one (``DIACHRONIC_UNLEASH_DIR``), else ``make unleash``'s."""
-    given = os.environ.get("DIACHRONIC_UNLEASH_DIR")
+    """The instance folder: ``make test``'s private one (``DIACHRONIC_TEST_UNLEASH_DIR``), else ``make unleash``'s."""
+    given = os.environ.get("DIACHRONIC_TEST_UNLEASH_DIR")
     if given:
         return Path(given) if Path(given).is_absolute() else ROOT / given
     data = Path(os.environ.get("DIACHRONIC_DATA_DIR", ".diachronic"))
@@ -88,11 +88,11 @@ class UnleashServer:
 
     def stop_node(self) -> None:
         """Stop the Unleash process (PostgreSQL keeps running): "Unleash is down"."""
-        _script("stop-node")
+        self._script("stop-node")
 
     def start(self) -> None:
         """Start whatever is not running, on the same ports, and wait until /health is GOOD."""
-        _script("start")
+        self._script("start")
         if self.state_dir is not None:
             now = read_state_file(self.state_dir / "state.env").get("DIACHRONIC_UNLEASH_URL")
             if now != self.url:
@@ -111,11 +111,14 @@ class UnleashServer:
     def healthy(self) -> bool:
         return _healthy(self.url)
 
-
-def _script(command: str) -> None:
-    result = subprocess.run([str(SCRIPT), command], capture_output=True, text=True, timeout=120, check=False)
-    if result.returncode != 0:
-        raise RuntimeError(f"unleash.sh {command} failed ({result.returncode}):\n{result.stderr[-2000:]}")
+    def _script(self, command: str) -> None:
+        assert self.state_dir is not None, "only an Unleash started by scripts/unleash/unleash.sh can be controlled"
+        env = {**os.environ, "DIACHRONIC_UNLEASH_DIR": str(self.state_dir)}
+        result = subprocess.run(
+            [str(SCRIPT), command], env=env, capture_output=True, text=True, timeout=120, check=False
+        )
+        if result.returncode != 0:
+            raise RuntimeError(f"unleash.sh {command} failed ({result.returncode}):\n{result.stderr[-2000:]}")
 
 
 def _healthy(url: str) -> bool:
@@ -160,10 +163,10 @@ def _from_state() -> UnleashServer | None:
 @functools.cache
 def _find() -> UnleashServer | str:
     ours = _from_state()
-    if os.environ.get("DIACHRONIC_UNLEASH_DIR"):  # make test's own instance wins over anything exported
+    if os.environ.get("DIACHRONIC_TEST_UNLEASH_DIR"):  # make test's own instance wins over anything exported
         if ours is not None and _healthy(ours.url):
             return ours
-        return f"the instance of DIACHRONIC_UNLEASH_DIR={unleash_dir()} is not running"
+        return f"the instance of DIACHRONIC_TEST_UNLEASH_DIR={unleash_dir()} is not running"
     given = _from_env()
     if given is not None and (ours is None or given.url != ours.url):
         return given if _healthy(given.url) else f"DIACHRONIC_UNLEASH_URL={given.url} does not answer /health"

@@ -19,7 +19,7 @@
 #
 # Ports: DIACHRONIC_UNLEASH_PORT (default 4242) and DIACHRONIC_UNLEASH_PG_PORT (default 5433); a port held
 # by something else is skipped for the next free one, and the one used is remembered for restarts.
-# DIACHRONIC_UNLEASH_DIR overrides the instance folder (`run` sets it to a private one; tests read it).
+# DIACHRONIC_UNLEASH_DIR overrides the instance folder (the tests use it to control `run`'s private instance).
 set -euo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
@@ -311,10 +311,12 @@ case "${1:-}" in
         [ $# -gt 0 ] || die "usage: $0 run CMD..."
         # A private instance for this run: a fresh database, its own ports, nothing shared with `make unleash`'s
         # instance or with another run going on at the same time; removed afterwards.
+        # Its folder reaches the tests as DIACHRONIC_TEST_UNLEASH_DIR, a name this script does not read, so that
+        # an unleash.sh started by the tests themselves (their own instance) is not redirected to this one.
         UD="$DATA_DIR/unleash-run-$$"
-        export DIACHRONIC_UNLEASH_DIR="$UD"
-        export DIACHRONIC_UNLEASH_PORT="${DIACHRONIC_UNLEASH_PORT:-14242}"
-        export DIACHRONIC_UNLEASH_PG_PORT="${DIACHRONIC_UNLEASH_PG_PORT:-15433}"
+        export DIACHRONIC_TEST_UNLEASH_DIR="$UD"
+        DIACHRONIC_UNLEASH_PORT="${DIACHRONIC_UNLEASH_PORT:-14242}"
+        DIACHRONIC_UNLEASH_PG_PORT="${DIACHRONIC_UNLEASH_PG_PORT:-15433}"
         # Stop and remove it whatever happens next (a failed start included).
         trap 'rc=$?; trap - EXIT; cmd_stop || true; remove_instance; exit $rc' EXIT
         trap 'exit 130' INT
