@@ -36,7 +36,7 @@ def load_catalog(spec: str) -> list[Scenario]:
 
 
 def table(report: Report) -> Table:
-    rows = Table("scenario", "result", "virtual time", "wall s", "activities", "failed")
+    rows = Table("scenario", "result", "virtual time", "wall s", "calls", "failed")
     rows.columns[0].no_wrap = True
     for o in report.outcomes:
         called, failed = sum(o.fakes.called().values()), sum(o.fakes.failed().values())

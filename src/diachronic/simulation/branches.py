@@ -5,9 +5,10 @@ A branch is one possible answer of a pure decision in ``diachronic.ci.planning``
 derived from the enums, so a new member shows up as a branch nobody covers yet.
 
 Recording wraps the decision functions in the ``planning`` module while a simulation runs. The workflows call
-them as ``planning.<function>(...)`` (a passed-through module inside the sandbox), so they run the real
-decisions and the wrapper only notes the answer with the calling workflow's id: no second code path, and no
-hook inside ``diachronic.ci``.
+them as ``planning.<function>(...)``, so they run the real decisions and the wrapper only notes the answer with
+the calling workflow's id: no second code path, and no hook inside ``diachronic.ci``. The simulation's worker
+passes ``diachronic.ci.planning`` through the workflow sandbox (``runner.SIMULATION_RUNNER``); otherwise each
+workflow run would import its own copy of the module and the wrapper would never be called.
 """
 
 from __future__ import annotations
