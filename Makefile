@@ -3,18 +3,25 @@ PYTHON ?= python3
 VENV   ?= .venv
 BIN    := $(VENV)/bin
 
-.PHONY: install demo test lint fmt bench clean
+.PHONY: install demo test lint fmt bench clean chromium
 .PHONY: unleash unleash-stop
 
 UNLEASH := scripts/unleash/unleash.sh
 
-install: $(VENV)/.installed
+install: $(VENV)/.installed chromium
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
 	$(BIN)/pip install --quiet -e '.[dev]'
 	touch $@
+
+# Debian's Chromium, which the dashboard's browser tests drive with Playwright (Playwright's own browser download
+# cannot work here). Installed once, as root or with sudo; when /usr/bin/chromium exists this costs nothing.
+chromium:
+	@test -x /usr/bin/chromium || { \
+	  if [ "$$(id -u)" = 0 ]; then sudo=; else sudo=sudo; fi; \
+	  $$sudo apt-get update -qq && $$sudo env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium; }
 
 demo: install
 	$(BIN)/python -m examples.demo

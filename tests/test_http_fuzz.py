@@ -148,8 +148,24 @@ def pin_github_event(case: schemathesis.Case, mode: GenerationMode, success: boo
         ("POST", "/webhooks/github", GenerationMode.NEGATIVE),
         ("POST", "/instruction", GenerationMode.POSITIVE),
         ("POST", "/instruction", GenerationMode.NEGATIVE),
+        ("GET", "/api/workflows", GenerationMode.POSITIVE),
+        ("GET", "/api/workflows/{name}", GenerationMode.POSITIVE),
+        ("GET", "/api/workflows/{name}", GenerationMode.NEGATIVE),
+        ("POST", "/api/workflows/{name}/controls/{control}", GenerationMode.POSITIVE),
+        ("POST", "/api/workflows/{name}/controls/{control}", GenerationMode.NEGATIVE),
     ],
-    ids=["healthz", "webhook-valid", "webhook-invalid", "instruction-valid", "instruction-invalid"],
+    ids=[
+        "healthz",
+        "webhook-valid",
+        "webhook-invalid",
+        "instruction-valid",
+        "instruction-invalid",
+        "dashboard-list",
+        "dashboard-workflow-valid",
+        "dashboard-workflow-invalid",
+        "dashboard-control-valid",
+        "dashboard-control-invalid",
+    ],
 )
 async def test_generated_requests_never_get_a_5xx_and_responses_match_the_document(
     dev_env: WorkflowEnvironment,
@@ -195,7 +211,14 @@ async def test_generated_requests_never_get_a_5xx_and_responses_match_the_docume
 
 def test_the_document_describes_every_route(server: str) -> None:
     document = httpx.get(f"{server}/openapi.json").json()
-    assert set(document["paths"]) == {"/healthz", "/webhooks/github", "/instruction"}
+    assert set(document["paths"]) == {
+        "/healthz",
+        "/webhooks/github",
+        "/instruction",
+        "/api/workflows",
+        "/api/workflows/{name}",
+        "/api/workflows/{name}/controls/{control}",
+    }
     body = document["paths"]["/instruction"]["post"]["requestBody"]["content"]["application/json"]["schema"]
     assert {one["$ref"].rsplit("/", 1)[1] for one in body["oneOf"]} == {
         "SignalInstruction",

@@ -25,6 +25,7 @@ from temporalio.client import Client
 from diachronic.contracts import Contract, DeployEvent
 from diachronic.errors import BackendError
 from diachronic.flags import FlagStore
+from diachronic.http.dashboard import install_dashboard
 from diachronic.http.errors import ErrorBody, Unauthorized, install_error_handlers
 from diachronic.http.limits import BodyLimit
 from diachronic.settings import Settings
@@ -168,6 +169,7 @@ def create_app(settings: Settings, client: Client, flags: FlagStore, *, dev: boo
                 raise Unauthorized("missing or wrong bearer token (Authorization: Bearer <DIACHRONIC_SIGNALER_TOKEN>)")
         return _json(await signaler.execute(parse_instruction(await request.body())))
 
+    install_dashboard(app, settings, client, flags)  # the page at / and /api/workflows (docs/dashboard.md)
     app.openapi = _openapi(app, token_required=bool(token))  # type: ignore[method-assign]
     return app
 

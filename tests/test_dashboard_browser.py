@@ -1,0 +1,279 @@
+"""The dashboard in a real browser: Debian's Chromium (``make install`` installs it), driven headless by Playwright,
+against the app on loopback, the real Temporal dev server and a CI worker.
+
+``DIACHRONIC_DASHBOARD_SCREENSHOT=docs/img/dashboard.png`` makes the rollout test save its mid-rollout screenshot
+there (that is how the README's picture is made)."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import re
+import time
+import uuid
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import httpx
+import pytest
+from playwright.async_api import Browser, ConsoleMessage, Page, Route, async_playwright
+from temporalio.client import Client
+from temporalio.testing import WorkflowEnvironment
+from temporalio.worker import Worker
+from tests.ci_helpers import CIHarness, ci_harness, event, eventually, fast
+from tests.ci_workflows import Sleeper
+from tests.http_helpers import TOKEN, served, settings
+
+from diachronic.ci import client as ci
+from diachronic.ci.planning import parse_steps
+from diachronic.contracts import ci_workflow_id
+
+pytestmark = pytest.mark.devserver
+
+CHROMIUM = Path("/usr/bin/chromium")
+# Without the background-networking flags Chromium keeps trying to reach outside hosts (platform notes).
+CHROMIUM_ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+]
+SCREENSHOT = os.environ.get("DIACHRONIC_DASHBOARD_SCREENSHOT")
+# What Chromium logs for a fetch answered 4xx: expected when a control is refused, nothing else is.
+REFUSED_FETCH = re.compile(r"^Failed to load resource: the server responded with a status of 4(01|22) ")
+
+
+@pytest.fixture(scope="module")
+async def browser() -> AsyncIterator[Browser]:
+    if not CHROMIUM.exists():
+        pytest.fail("Debian's chromium is not installed: `make install` installs it (apt-get install chromium)")
+    async with async_playwright() as playwright:
+        launched = await playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
+        yield launched
+        await launched.close()
+
+
+@pytest.fixture
+async def h(dev_env: WorkflowEnvironment, data_dir: Path) -> AsyncIterator[CIHarness]:
+    async with ci_harness(dev_env.client, data_dir, f"ci-{uuid.uuid4()}") as harness:
+        yield harness
+
+
+@pytest.fixture
+def wf() -> str:
+    return "subscription-" + uuid.uuid4().hex[:4]
+
+
+@pytest.fixture
+async def http(h: CIHarness, data_dir: Path) -> AsyncIterator[httpx.AsyncClient]:
+    async with served(settings(data_dir, ci_task_queue=h.task_queue), h.client, h.flags) as client:
+        yield client
+
+
+@dataclass
+class Tab:
+    page: Page
+    console_errors: list[str] = field(default_factory=list)
+    page_errors: list[str] = field(default_factory=list)
+    outside_requests: list[str] = field(default_factory=list)
+
+
+@pytest.fixture
+async def tab(browser: Browser, http: httpx.AsyncClient) -> AsyncIterator[Tab]:
+    base = str(http.base_url).rstrip("/")
+    context = await browser.new_context(base_url=base, viewport={"width": 1280, "height": 900})
+    page = await context.new_page()
+    page.set_default_timeout(20_000)
+    watched = Tab(page)
+
+    def on_console(message: ConsoleMessage) -> None:
+        if message.type == "error":
+            watched.console_errors.append(message.text)
+
+    async def only_loopback(route: Route) -> None:
+        if route.request.url.startswith(base + "/"):
+            await route.continue_()
+        else:  # the page must work offline: nothing may leave this machine
+            watched.outside_requests.append(route.request.url)
+            await route.abort()
+
+    page.on("console", on_console)
+    page.on("pageerror", lambda error: watched.page_errors.append(str(error)))
+    await context.route("**/*", only_loopback)
+    yield watched
+    await context.close()
+
+
+def card(tab: Tab, wf: str) -> str:
+    return f'article[data-workflow="{wf}"]'
+
+
+async def phase(tab: Tab, wf: str) -> str | None:
+    locator = tab.page.locator(f'{card(tab, wf)} h2 [data-field="phase"]')
+    return await locator.get_attribute("data-phase") if await locator.count() else None
+
+
+async def number(tab: Tab, selector: str) -> float | None:
+    locator = tab.page.locator(selector)
+    if not await locator.count():
+        return None
+    value = await locator.first.get_attribute("data-value")
+    return None if value is None else float(value)
+
+
+async def wait_for_phase(tab: Tab, wf: str, wanted: str, timeout: float = 30.0) -> None:
+    async def reached() -> bool:
+        return await phase(tab, wf) == wanted
+
+    await eventually(reached, timeout=timeout, what=f"the page showing {wf} {wanted}")
+
+
+async def deploy_initial(h: CIHarness, wf: str) -> None:
+    await ci.deploy(h.client, h.task_queue, event(wf, "v1"))
+    await h.client.get_workflow_handle(ci_workflow_id(wf)).result()
+
+
+@contextlib.asynccontextmanager
+async def workers(client: Client, wf: str, *versions: str) -> AsyncIterator[None]:
+    async with contextlib.AsyncExitStack() as stack:
+        for version in versions:
+            await stack.enter_async_context(Worker(client, task_queue=f"{wf}-{version}", workflows=[Sleeper]))
+        yield
+
+
+async def confirm(tab: Tab, wf: str, control: str, *, reason: str = "") -> str:
+    """Click a control, confirm it in the dialog, and return what the page says about it."""
+    page = tab.page
+    await page.locator(f'{card(tab, wf)} button[data-control="{control}"]').click()
+    dialog = page.get_by_role("dialog")
+    await dialog.wait_for(state="visible")
+    if reason:
+        await dialog.get_by_label("Reason").fill(reason)
+    await dialog.locator("#confirm-yes").click()
+    result = page.locator(f'{card(tab, wf)} [data-field="control-result"]')
+
+    async def answered() -> bool:
+        return await result.get_attribute("data-outcome") not in (None, "asking", "sending")
+
+    await eventually(answered, timeout=15, what=f"the page saying what became of {control}")
+    return await result.inner_text()
+
+
+async def test_the_page_loads_with_no_console_errors(h: CIHarness, tab: Tab, wf: str) -> None:
+    await deploy_initial(h, wf)
+    page = tab.page
+    await page.goto("/")
+    await wait_for_phase(tab, wf, "completed")
+    updated = await page.locator("#updated").inner_text()
+
+    async def refreshed() -> bool:
+        return await page.locator("#updated").inner_text() != updated
+
+    await eventually(refreshed, timeout=5, what="the page refreshing by itself")
+    row = page.locator(f'{card(tab, wf)} tr[data-version="v1"]')
+    assert await row.locator('[data-field="share"]').get_attribute("data-value") == "100"
+    assert "live" in await row.locator('[data-field="state"]').inner_text()
+    # Accessible basics: a language, one h1, a labelled token field, named buttons, headed table columns.
+    assert await page.get_attribute("html", "lang") == "en"
+    assert await page.locator("h1").count() == 1
+    assert await page.get_by_label("Control token").is_visible()
+    assert await page.get_by_role("button", name="Continue").count() >= 1
+    assert await page.locator(f"{card(tab, wf)} table th[scope=col]").count() == 7
+    assert tab.console_errors == [] and tab.page_errors == []
+    assert tab.outside_requests == []
+
+
+async def test_a_deploy_shows_the_new_version_and_its_percentage_rising(h: CIHarness, tab: Tab, wf: str) -> None:
+    page = tab.page
+    async with workers(h.client, wf, "v1", "v2"):
+        await deploy_initial(h, wf)
+        for i in range(24):  # running workflows for the migration to move
+            await h.client.start_workflow(wf, {"i": i}, id=f"{wf}-{i}", task_queue=f"{wf}-v1")
+        await page.goto("/")
+        await wait_for_phase(tab, wf, "completed")
+        steps = parse_steps("20@2s,40@2s,60@2s,80@2s,100@2s")
+        await ci.deploy(h.client, h.task_queue, event(wf, "v2"), fast(steps=steps))
+        share = f'{card(tab, wf)} tr[data-version="v2"] [data-field="share"]'
+
+        seen: list[float] = []
+        shot = False
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            value = await number(tab, share)
+            if value is not None and (not seen or value != seen[-1]):
+                seen.append(value)
+            if value == 60 and not shot and await page.locator(f"{card(tab, wf)} progress").count():
+                await page.wait_for_timeout(300)
+                image = await page.screenshot(full_page=True)
+                if SCREENSHOT:
+                    Path(SCREENSHOT).write_bytes(image)
+                shot = True
+            if value == 100:
+                break
+            await asyncio.sleep(0.2)
+        assert seen and seen[-1] == 100, seen
+        assert seen == sorted(seen), f"the share only rises: {seen}"
+        assert len([v for v in seen if 0 < v < 100]) >= 2, f"the page showed the steps on the way: {seen}"
+        assert shot, "no screenshot mid-rollout"
+        assert await page.locator(f'{card(tab, wf)} svg[role="img"] circle').count() >= 4  # the chart's points
+        await h.client.get_workflow_handle(ci_workflow_id(wf)).result()
+        await wait_for_phase(tab, wf, "completed")
+    assert tab.console_errors == [] and tab.page_errors == [] and tab.outside_requests == []
+
+
+async def dark_deploy(h: CIHarness, tab: Tab, wf: str) -> None:
+    await deploy_initial(h, wf)
+    await ci.deploy(h.client, h.task_queue, event(wf, "v2", isDarkDeploy=True), fast(steps=parse_steps("50@1s,100@1s")))
+    await tab.page.goto("/")
+    await wait_for_phase(tab, wf, "awaiting_continue")
+
+
+async def test_continue_on_a_dark_deploy_starts_the_rollout(h: CIHarness, tab: Tab, wf: str) -> None:
+    await dark_deploy(h, tab, wf)
+    page = tab.page
+    test_share = f'{card(tab, wf)} tr[data-version="v2"] [data-field="test-share"]'
+    assert (await page.locator(test_share).inner_text()).startswith("100 %"), "test traffic goes to the dark version"
+    await page.get_by_label("Control token").fill(TOKEN)
+    said = await confirm(tab, wf, "continue", reason="checked by hand")
+    assert "Continue accepted: continuing: the rollout starts" in said
+
+    async def rolling() -> bool:
+        return await phase(tab, wf) in ("rolling_out", "migrating", "completed") and bool(
+            await number(tab, f'{card(tab, wf)} tr[data-version="v2"] [data-field="share"]')
+        )
+
+    await eventually(rolling, what="the page showing the rollout started")
+    await h.client.get_workflow_handle(ci_workflow_id(wf)).result()
+    await wait_for_phase(tab, wf, "completed")
+    assert TOKEN not in await page.content(), "the token is never echoed into the page"
+    assert tab.console_errors == [] and tab.page_errors == [] and tab.outside_requests == []
+
+
+async def test_a_refused_control_shows_its_error(h: CIHarness, tab: Tab, wf: str) -> None:
+    await dark_deploy(h, tab, wf)
+    page = tab.page
+    said = await confirm(tab, wf, "promote")
+    assert "Promote not allowed" in said and "control token" in said  # no token yet: 401, said plainly
+    await page.get_by_label("Control token").fill(TOKEN)
+    said = await confirm(tab, wf, "promote")
+    assert said == "✖ Promote refused: promote: the deployment of v2 is awaiting_continue, not rolling_out"
+    assert await page.locator(f'{card(tab, wf)} [data-field="control-result"]').get_attribute("role") == "status"
+    # Going back in the dialog sends nothing.
+    await page.locator(f'{card(tab, wf)} button[data-control="abort"]').click()
+    await page.get_by_role("dialog").get_by_role("button", name="Back").click()
+    result = page.locator(f'{card(tab, wf)} [data-field="control-result"]')
+
+    async def kept() -> bool:
+        return await result.inner_text() == "Abort: not sent."
+
+    await eventually(kept, timeout=5, what="the page saying abort was not sent")
+    await page.wait_for_timeout(1500)
+    assert await phase(tab, wf) == "awaiting_continue"
+    assert TOKEN not in await page.content()
+    assert [e for e in tab.console_errors if not REFUSED_FETCH.match(e)] == [] and tab.page_errors == []
+    assert len(tab.console_errors) == 2  # Chromium's own log line of the 401 and of the 422
+    await ci.control(h.client, wf, "cancel")
