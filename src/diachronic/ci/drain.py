@@ -49,6 +49,7 @@ class Drainer:
     def __init__(self, input: RetireInput, state: DrainState | None) -> None:
         self.input = input
         self.state = state or DrainState()
+        self._paused = False
 
     def record_wait(self, reason: str | None) -> None:
         self.state.last_error = reason
@@ -61,6 +62,9 @@ class Drainer:
         )
 
     def should_continue_as_new(self) -> bool:
+        """Only after this run has paused once: a fresh run never hands over before doing any work."""
+        if not self._paused:
+            return False
         info = workflow.info()
         return (
             info.is_continue_as_new_suggested() or info.get_current_history_length() > self.input.continue_as_new_after
@@ -68,6 +72,7 @@ class Drainer:
 
     async def poll_pause(self) -> None:
         await workflow.sleep(timedelta(seconds=self.input.poll_interval_s))
+        self._paused = True
 
     async def count_running(self) -> int:
         result = await call(

@@ -43,6 +43,7 @@ class RolloutWorkflow:
         self.input: RolloutInput = run.input
         self.state: RolloutState = run.state or RolloutState()
         self._wake = False
+        self._paused = False
 
     @workflow.signal(name=PAUSE_SIGNAL)
     def pause(self) -> None:
@@ -119,6 +120,9 @@ class RolloutWorkflow:
         )
 
     def _should_continue_as_new(self) -> bool:
+        """Only after this run has paused once: a fresh run never hands over before doing any work."""
+        if not self._paused:
+            return False
         info = workflow.info()
         return (
             info.is_continue_as_new_suggested() or info.get_current_history_length() > self.input.continue_as_new_after
@@ -173,3 +177,4 @@ class RolloutWorkflow:
         self._wake = False
         with contextlib.suppress(TimeoutError):
             await workflow.wait_condition(lambda: self._wake, timeout=max(timeout, 0.001))
+        self._paused = True

@@ -336,7 +336,7 @@ class CIWorkflow:
                 return
             assert previous is not None
             await self._roll_out(record, previous, record.to_version)
-        except (ApplicationError, ChildWorkflowError) as error:
+        except (ApplicationError, ChildWorkflowError, WorkflowAlreadyStartedError) as error:
             record.phase = Phase.FAILED
             record.error = failure_text(error)
             self.state.last_error = record.error
@@ -388,19 +388,23 @@ class CIWorkflow:
                 id_reuse_policy=WorkflowIDReusePolicy.ALLOW_DUPLICATE,
             )
         children = [c for c in (rollout, migration) if c is not None]
-        for child in children:
-            await workflow.wait_condition(lambda c=child: self._stop is not None or c.done())  # type: ignore[misc]
-            if self._stop is not None:
-                await self._finish_stopped(record, rollout=rollout, children=children)
-                return
-            if child is rollout:
-                record.rollout = rollout.result()
-                if record.rollout.outcome is RolloutOutcome.STOPPED:
-                    self.state.last_error = record.rollout.detail
-                record.phase = Phase.MIGRATING if migration is not None else record.phase
-        if migration is not None:
-            record.migration = migration.result()
-        else:
+        try:
+            for child in children:
+                await workflow.wait_condition(lambda c=child: self._stop is not None or c.done())  # type: ignore[misc]
+                if self._stop is not None:
+                    await self._finish_stopped(record, rollout=rollout, children=children)
+                    return
+                if child is rollout:
+                    record.rollout = rollout.result()
+                    if record.rollout.outcome is RolloutOutcome.STOPPED:
+                        self.state.last_error = record.rollout.detail
+                    record.phase = Phase.MIGRATING if migration is not None else record.phase
+            if migration is not None:
+                record.migration = migration.result()
+        except ChildWorkflowError:
+            await self._stop_children(children)  # the next deployment must not meet a leftover child
+            raise
+        if migration is None:
             record.cleanup_workflow_id = await self._start_cleanup(name, previous, options.poll_interval_s, can_after)
         record.phase = Phase.COMPLETED
 
@@ -426,6 +430,14 @@ class CIWorkflow:
             workflow.logger.info("cleanup of %s already runs", previous.task_queue)
         return child_id
 
+    async def _stop_children(self, children: list[workflow.ChildWorkflowHandle[Any, Any]]) -> None:
+        for child in children:
+            if not child.done():
+                child.cancel()
+        for child in children:
+            with contextlib.suppress(ChildWorkflowError, CancelledError, asyncio.CancelledError):
+                await child
+
     async def _finish_stopped(
         self,
         record: DeploymentRecord,
@@ -436,12 +448,7 @@ class CIWorkflow:
         """Cancel: children stop, flags stay. Abort: also route new starts back to the previous version."""
         stop = self._stop
         assert stop is not None
-        for child in children:
-            if not child.done():
-                child.cancel()
-        for child in children:
-            with contextlib.suppress(ChildWorkflowError, CancelledError, asyncio.CancelledError):
-                await child
+        await self._stop_children(children)
         if rollout is not None and rollout.done() and not rollout.cancelled() and rollout.exception() is None:
             record.rollout = rollout.result()
         if stop is Phase.ABORTED and record.to_version is not None and record.from_version is not None:
@@ -456,4 +463,6 @@ def failure_text(error: BaseException) -> str:
         error = error.cause
     if isinstance(error, ApplicationError):
         return f"{error.type or 'ApplicationError'}: {error.message}"
+    if isinstance(error, WorkflowAlreadyStartedError):
+        return f"ChildStillRunning: {error.workflow_id} of an earlier deployment still runs; deploy again once it ended"
     return f"{type(error).__name__}: {error}"
