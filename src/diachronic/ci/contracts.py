@@ -1,6 +1,6 @@
 """Contracts of the CI: every activity's input and output, the children's inputs and results, and the
-``status`` snapshot. Each activity is listed in ``ACTIVITY_CONTRACTS`` with its input, output and error
-models, so fakes can be generated from them (``diachronic.simulation``)."""
+``status`` snapshot. Activities declare their models in their type hints (``CIActivities``); failures carry
+``ActivityErrorInfo``. ``diachronic.simulation.fakes.activity_contracts`` reads them to generate fakes."""
 
 from __future__ import annotations
 
