@@ -219,7 +219,7 @@ async def test_a_ci_without_a_worker_does_not_slow_the_list(h: CIHarness, http: 
     for _ in range(3):
         started = time.monotonic()
         body = (await http.get("/api/workflows")).json()
-        assert time.monotonic() - started < 2.0
+        assert time.monotonic() - started < 2.5  # one budget (1 s) at most, even on a loaded machine
         assert wf in {w["workflowName"] for w in body["workflows"]}
         assert stuck in {u["workflowName"] for u in body["unavailable"]}
     await h.client.get_workflow_handle(ci_workflow_id(stuck)).terminate()
