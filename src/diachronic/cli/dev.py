@@ -57,7 +57,7 @@ def dev(
             c.out.success(f"Web UI:   {server.ui_address}")
         c.out.info(f"data:     {settings.data_dir}   flags: {settings.flags}   CI task queue: {settings.ci_task_queue}")
         if http_port:
-            c.out.success(f"HTTP app: http://127.0.0.1:{http_port}  (POST /webhooks/github, POST /instruction)")
+            c.out.success(f"dashboard: http://127.0.0.1:{http_port}/  (API: POST /webhooks/github, POST /instruction)")
         c.out.info(f"export DIACHRONIC_TEMPORAL_ADDRESS={server.address}")
         c.out.info("Ctrl-C stops everything.")
         c.run(_serve_until_signalled(settings, http_port))
