@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import time
 import uuid
+import warnings
 from collections.abc import AsyncIterator, Iterator
 
 import pytest
@@ -31,6 +32,14 @@ def server() -> Iterator[UnleashServer]:
 
 @pytest.fixture
 async def wf(server: UnleashServer) -> AsyncIterator[str]:
+    if not server.healthy():
+        # Not this test's fault: say so loudly (with the server's own last words), bring it back, and go on.
+        assert server.state_dir is not None
+        node_log = server.state_dir / "node.log"
+        tail = node_log.read_text()[-2000:] if node_log.exists() else "(no node.log)"
+        warnings.warn(f"Unleash did not answer before the test; restarting it. End of node.log:\n{tail}", stacklevel=1)
+        server.resume()
+        server.start()
     name = f"fault-{uuid.uuid4().hex[:10]}"
     yield name
     if not server.healthy():

@@ -276,6 +276,17 @@ cmd_stop() {
     rm -f "$UD/state.env"
 }
 
+# The end of the logs of an instance about to be removed, for a failed run.
+show_logs() {
+    local pgdata
+    pgdata="$(pg_data_dir)"
+    for f in "$UD/node.log" "$pgdata/server.log"; do
+        [ -s "$f" ] || continue
+        log "last lines of $f:"
+        tail -15 "$f" >&2 || true
+    done
+}
+
 remove_instance() {
     local pgdata
     pgdata="$(pg_data_dir)"
@@ -318,7 +329,7 @@ case "${1:-}" in
         DIACHRONIC_UNLEASH_PORT="${DIACHRONIC_UNLEASH_PORT:-14242}"
         DIACHRONIC_UNLEASH_PG_PORT="${DIACHRONIC_UNLEASH_PG_PORT:-15433}"
         # Stop and remove it whatever happens next (a failed start included).
-        trap 'rc=$?; trap - EXIT; cmd_stop || true; remove_instance; exit $rc' EXIT
+        trap 'rc=$?; trap - EXIT; [ $rc = 0 ] || show_logs; cmd_stop || true; remove_instance; exit $rc' EXIT
         trap 'exit 130' INT
         trap 'exit 143' TERM
         cmd_start
