@@ -33,7 +33,7 @@ from diachronic.settings import (
     load_settings,
     venv_binary,
 )
-from diachronic.temporal import connect, wait_for_poller
+from diachronic.temporal import connect
 
 PORT = 7277
 CONCURRENCY = 50
@@ -180,17 +180,14 @@ async def hand_edit_to_stop(client: Client, harness_flags, ci_queue: str, workfl
 
 
 async def run(count: int) -> dict[str, float | int]:
+    """Signals are measured with no worker polling the old queues, so each method pays only for sending; the
+    sample's workers start once the migration has signalled everything, and then drain the old queue."""
     with tempfile.TemporaryDirectory() as tmp:
         data = Path(tmp)
         server = start_dev_server(data, port=PORT, ui=False)
-        queues = ["bare-old", "bare-new", "batch-old", "batch-new", "benchci-v1", "benchci-v2", "benchci-v3"]
-        worker = subprocess.Popen(
-            [sys.executable, "bench/worker.py", "--address", server.address, "--queues", ",".join(queues)]
-        )
+        worker: subprocess.Popen[bytes] | None = None
         try:
             client = await connect(load_settings(data_dir=data, temporal_address=server.address))
-            for queue in queues:
-                await wait_for_poller(client, queue)
             log(f"dev server with a database file at {server.address}; {count} workflows per method")
 
             runs = await start_many(client, "benchbare", "bare-old", count)
@@ -208,19 +205,25 @@ async def run(count: int) -> dict[str, float | int]:
                 await client.get_workflow_handle(ci_workflow_id("benchci")).result()
                 await start_many(client, "benchci", "benchci-v1", count)
                 await wait_count(client, "benchci-v1", count)
-                await ci.deploy(
-                    client, "bench-ci", deploy_event("benchci", "v2"), DeploymentOptions(steps=parse_steps("100@0s"))
+                options = DeploymentOptions(steps=parse_steps("100@0s"))
+                await ci.deploy(client, "bench-ci", deploy_event("benchci", "v2"), options)
+                while (status := await ci.status(client, "benchci")).migration is None or (
+                    status.migration.signalled < count
+                ):
+                    await asyncio.sleep(0.2)
+                queues = "benchci-v1,benchci-v2,benchci-v3"
+                worker = subprocess.Popen(
+                    [sys.executable, "bench/worker.py", "--address", server.address, "--queues", queues]
                 )
                 await client.get_workflow_handle(ci_workflow_id("benchci")).result()
                 migrate, signalled, drain = await migration_numbers(client, "benchci", "benchci-v1")
-                log(
-                    f"migration workflow: {migrate:.0f} signals/s ({signalled} signals); "
-                    f"cleanup {drain:.1f} s after drain"
-                )
+                log(f"migration workflow: {migrate:.0f} signals/s ({signalled} signals)")
+                log(f"cleanup started {drain:.1f} s after the last old workflow left")
                 hand = await hand_edit_to_stop(client, harness.flags, "bench-ci", "benchci")
                 log(f"hand edit -> rollout stopped: {hand:.2f} s")
         finally:
-            stop_process(worker)
+            if worker is not None:
+                stop_process(worker)
             server.stop()
     return {
         "count": count,
