@@ -91,7 +91,7 @@ def test_deploy_status_and_start_through_the_cli(dev: tuple[dict[str, str], subp
         (["deploy", "bad.name", "v1"], "workflow name 'bad.name' may only contain"),
         (["deploy", "clidemo", "v2", "--steps", "10@1s,50@1s"], "must end at 100%"),
         (["continue", "clidemo"], "nothing is running"),
-        (["start", "nothing-deployed", "--id", "x"], "no enabled version of 'nothing-deployed'"),
+        (["start", "nothing-deployed", "--id", "x"], "nothing-deployed: no version of it is enabled"),
         (["start", "clidemo", "--id", "x", "--input", "{"], "--input is not valid JSON"),
     ],
     ids=[
