@@ -52,3 +52,11 @@ unleash:
 
 unleash-stop:
 	@$(UNLEASH) stop
+
+# The fault-injection suite (tests/reliability, docs/reliability.md) with a few hundred old workflows per test, all
+# variants; `make test` runs it with 40 and without the Unleash outage. Writes .diachronic/reliability.json.
+.PHONY: chaos
+CHAOS_WORKFLOWS ?= 300
+chaos: install
+	DIACHRONIC_TEST_UNLEASH=required DIACHRONIC_CHAOS_WORKFLOWS=$(CHAOS_WORKFLOWS) $(BIN)/pytest -q tests/reliability
+	$(BIN)/python -m tests.reliability.report

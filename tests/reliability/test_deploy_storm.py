@@ -1,0 +1,131 @@
+"""A storm of 20 deploy commands for one workflow within 2 s: duplicates of the deployment in progress and of queued
+ones, and an older version (the one live before the storm: a roll-back by redeploy, queued behind newer ones).
+Commands leave 80 ms apart without waiting for each other's answer; first in, first out is checked against the order
+in which the CI workflow received them (its history), which is the send order unless the network reorders them.
+
+The CI handles them first in, first out, recognises the duplicates, runs each accepted version once (rollout,
+migration, retirement of the previous one), and ends with the last version at 100 %; every superseded version's
+workers are stopped and its flags archived, and no worker of a version that is live, or queued to become live, is
+stopped. Every version runs the sample's v2 code (so that a roll-back can take the workflows' state back)."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+from pathlib import Path
+
+import pytest
+from tests.reliability.harness import COUNT, Report, Scenario, measurement, options, scenario
+
+from diachronic.ci import client as ci
+from diachronic.ci.contracts import DeployAck
+from diachronic.ci.workflow import DEPLOY_UPDATE
+from diachronic.contracts import ci_workflow_id
+from diachronic.flags.evaluation import general_percent
+
+pytestmark = [pytest.mark.reliability, pytest.mark.timeout(300 + 3 * COUNT)]
+
+STORM = ["r2", "r3", "r2", "r3", "r1", "r2", "r3", "r1", "r4", "r1"]
+STORM += ["r2", "r4", "r3", "r1", "r4", "r2", "r3", "r4", "r1", "r5"]
+# Sent in this order, the CI accepts r2, r3, r1 (the roll-back), r4, r5 and recognises 15 duplicates.
+STAGGER_S = 0.08
+FIRST_STEPS = "50@3s,100@0.5s"  # r2 stays in progress for the whole storm, so the expected decisions are known
+STEPS = "50@0.3s,100@0.3s"
+
+
+async def arrival_order(sc: Scenario) -> list[str]:
+    """The versions of the deploy updates in the order the CI workflow accepted them (its history)."""
+    history = await sc.client.get_workflow_handle(ci_workflow_id("subscription")).fetch_history()
+    order = []
+    for event in history.events:
+        if event.HasField("workflow_execution_update_accepted_event_attributes"):
+            request = event.workflow_execution_update_accepted_event_attributes.accepted_request
+            if request.input.name == DEPLOY_UPDATE:
+                order.append(json.loads(request.input.args.payloads[0].data)["event"]["versionId"])
+    return order
+
+
+async def test_a_storm_of_20_deploys_within_2_s(tmp_path: Path, reliability_report: Report) -> None:
+    async with scenario("deploy_storm", tmp_path) as sc:
+        versions = sorted(set(STORM))
+        await sc.start_workers({v: "v2" for v in versions})  # each version's worker runs before its deploy arrives
+        await sc.deploy("r1")
+        await sc.ci_result(120)
+        await sc.start_subscriptions(COUNT)
+        sc.background(sc.trickle(every_s=2.0))
+        first_uids = {v: life.uid for v, life in sc.watch.running().items()}
+
+        # Each command leaves STAGGER_S after the previous one without waiting for its answer (as concurrent
+        # webhooks and CLIs would): the storm spans 19 x STAGGER_S whatever the machine's load.
+        fault_start = sc.mark("fault_start")
+        sent: list[float] = [0.0] * len(STORM)
+        acks: list[DeployAck | None] = [None] * len(STORM)
+
+        async def command(i: int, version: str) -> None:
+            await asyncio.sleep(i * STAGGER_S)
+            sent[i] = time.monotonic()
+            acks[i] = await sc.deploy(version, options(FIRST_STEPS if version == "r2" else STEPS))
+
+        await asyncio.gather(*(command(i, v) for i, v in enumerate(STORM)))
+        storm_s = max(sent) - min(sent)
+        fault_end = sc.mark("fault_end")
+        queued = await ci.status(sc.client, "subscription")  # r2 is still rolling out: the whole queue waits
+        arrived = await arrival_order(sc)
+        expected = list(dict.fromkeys(arrived))  # nothing finishes during the storm: each version's first command
+        final = expected[-1]
+
+        result = await sc.ci_result(120 + 3 * COUNT)
+        sc.mark("completed")
+        audit = await sc.audit(final)
+        live_stopped = sc.live_workers_stopped(audit, [final])
+        leaks = await sc.scan()
+        decisions = [a.decision if a else None for a in acks]
+        accepted = [v for v, a in zip(STORM, acks, strict=True) if a is not None and a.position is not None]
+        ran = [d["toVersion"]["versionId"] for d in result["deployments"]]
+        flags = await sc.flags.list_version_flags("subscription", include_archived=True)
+        live_flags = [f for f in flags if not f.archived]
+        stopped = sorted(sc.watch.stopped())
+        running = sorted(sc.watch.running())
+        reliability_report.add(
+            measurement(
+                sc,
+                fault="20 deploy commands for one workflow within 2 s (duplicates, an older version)",
+                what_happened=(
+                    f"20 commands in {storm_s:.2f} s: {len(accepted)} accepted {expected} (in the order received), "
+                    f"{len(acks) - len(accepted)} recognised as duplicates; ran {ran} in that order, each "
+                    f"{sorted({d['phase'] for d in result['deployments']})}; final "
+                    f"{[(f.info.version_id, general_percent(f)) for f in live_flags]}; "
+                    f"{len(flags) - len(live_flags)} flags archived; workers stopped {stopped}, running {running}"
+                ),
+                audit=audit,
+                live_stopped=live_stopped,
+                leaks=leaks,
+                fault_s=fault_end - fault_start,
+                recover_s=None,
+                recovered_when="(no outage: the queue drains)",
+                complete_s=sc.marks["completed"] - fault_end,
+                outcome=f"{len(ran)} deployments, last {ran[-1] if ran else None}",
+                arrival_order=arrived,
+                arrived_as_sent=arrived == STORM,
+                storm_s=round(storm_s, 2),
+                accepted=accepted,
+                ran=ran,
+                duplicates=len(acks) - len(accepted),
+            )
+        )
+        assert storm_s < 2.0, f"the storm took {storm_s:.2f} s"
+        assert sorted(arrived) == sorted(STORM), arrived
+        assert sorted(accepted) == sorted(expected) and len(accepted) == len(set(STORM)), decisions
+        assert queued.to_version is not None and queued.to_version.version_id == expected[0]
+        assert [e.version_id for e in queued.queued] == expected[1:]
+        assert ran == expected, (ran, arrived)  # first in, first out, in the order the CI received them
+        assert all(d["phase"] == "completed" for d in result["deployments"]), result["deployments"]
+        assert audit.lost == [], audit.lost
+        assert audit.double_signalled == [], audit.double_signalled
+        assert live_stopped == [], live_stopped
+        assert leaks == [], leaks
+        assert [(f.info.version_id, general_percent(f)) for f in live_flags] == [(final, 100)]
+        assert {f.info.version_id for f in flags if f.archived} == set(versions) - {final}
+        assert stopped == sorted(set(versions) - {final}), stopped
+        assert running == [final] and sc.watch.running()[final].uid == first_uids[final]
