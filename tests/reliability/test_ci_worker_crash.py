@@ -34,6 +34,7 @@ from diachronic.ci.drain import migration_workflow_id
 
 pytestmark = [pytest.mark.reliability, pytest.mark.timeout(300 + COUNT)]
 DOWN_S = 2.0
+FREEZE_AFTER_S = (0.02, 0.04, 0.01, 0.06, 0.03, 0.08)  # how long after a batch starts to look at it
 # The retried batch is the proof that matters: a signal sent twice (same request id) reaches the workflow once.
 
 
@@ -108,9 +109,9 @@ async def test_ci_worker_sigkill_mid_migration_then_restart(tmp_path: Path, reli
         os.killpg(v1[0].pid, signal.SIGSTOP)
         try:
             unrecorded: set[str] = set()
-            for _ in range(40):
+            for attempt in range(60):
                 await wait_for(lambda: batch_in_flight(sc), timeout=60, what="a migrate batch in flight", interval=0.01)
-                await asyncio.sleep(0.02)
+                await asyncio.sleep(FREEZE_AFTER_S[attempt % len(FREEZE_AFTER_S)])
                 os.killpg(sc.ci_worker.pid, signal.SIGSTOP)
                 unrecorded = await unrecorded_signals(sc)
                 if unrecorded:
