@@ -28,7 +28,7 @@ with workflow.unsafe.imports_passed_through():
         MigrationRun,
         RetireInput,
     )
-    from diachronic.ci.steps import call
+    from diachronic.ci.steps import call, history_is_long
 
 MIGRATION_WORKFLOW = "migration"
 CLEANUP_WORKFLOW = "cleanup"
@@ -65,10 +65,7 @@ class Drainer:
         """Only after this run has paused once: a fresh run never hands over before doing any work."""
         if not self._paused:
             return False
-        info = workflow.info()
-        return (
-            info.is_continue_as_new_suggested() or info.get_current_history_length() > self.input.continue_as_new_after
-        )
+        return history_is_long(self.input.continue_as_new_after)
 
     async def poll_pause(self) -> None:
         await workflow.sleep(timedelta(seconds=self.input.poll_interval_s))

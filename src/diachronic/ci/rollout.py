@@ -22,7 +22,7 @@ with workflow.unsafe.imports_passed_through():
         RolloutStatus,
         SetPercentInput,
     )
-    from diachronic.ci.steps import call
+    from diachronic.ci.steps import call, history_is_long
 
 ROLLOUT_WORKFLOW = "rollout"
 PAUSE_SIGNAL = "diachronic.rollout.pause"
@@ -123,10 +123,7 @@ class RolloutWorkflow:
         """Only after this run has paused once: a fresh run never hands over before doing any work."""
         if not self._paused:
             return False
-        info = workflow.info()
-        return (
-            info.is_continue_as_new_suggested() or info.get_current_history_length() > self.input.continue_as_new_after
-        )
+        return history_is_long(self.input.continue_as_new_after)
 
     @workflow.run
     async def run(self, run: RolloutRun) -> RolloutResult:

@@ -23,6 +23,12 @@ CALL_RETRY = RetryPolicy(
 MAX_BACKOFF_S = 30.0
 
 
+def history_is_long(limit: int) -> bool:
+    """Time to continue-as-new: Temporal suggests it, or this run's history passed ``limit`` events."""
+    info = workflow.info()
+    return info.is_continue_as_new_suggested() or info.get_current_history_length() > limit
+
+
 def describe_failure(error: BaseException) -> tuple[str, str, bool]:
     """(name, message, retryable) of an activity failure."""
     cause = error.cause if isinstance(error, ActivityError) and error.cause is not None else error

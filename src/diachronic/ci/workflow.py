@@ -63,7 +63,7 @@ with workflow.unsafe.imports_passed_through():
         RolloutWorkflow,
         rollout_workflow_id,
     )
-    from diachronic.ci.steps import call
+    from diachronic.ci.steps import call, history_is_long
     from diachronic.contracts import (
         CI_WORKFLOW_TYPE,
         DEPLOY_SUCCESS_SIGNAL,
@@ -266,10 +266,7 @@ class CIWorkflow:
         self.state.last_error = reason
 
     def _should_continue_as_new(self) -> bool:
-        info = workflow.info()
-        return (
-            info.is_continue_as_new_suggested() or info.get_current_history_length() > self.config.continue_as_new_after
-        )
+        return history_is_long(self.config.continue_as_new_after)
 
     @workflow.run
     async def run(self, input: CIInput | None = None) -> CIResult:
