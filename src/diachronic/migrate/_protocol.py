@@ -10,7 +10,8 @@ from datetime import UTC, datetime
 from typing import Any, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter
-from pydantic.alias_generators import to_camel
+
+from diachronic.contracts import State
 
 __all__ = [
     "CONTINUATION_KEY",
@@ -35,16 +36,10 @@ CONTINUATION_KEY = "diachronic.v1.continuation"
 _T = TypeVar("_T")
 
 
-class _Wire(BaseModel):
-    """camelCase on the wire, snake_case in Python; unknown fields ignored so newer senders stay readable."""
+class _Wire(State):
+    """The project's wire format (``contracts.State``); unknown fields ignored so newer senders stay readable."""
 
-    model_config = ConfigDict(
-        alias_generator=to_camel,
-        validate_by_name=True,
-        validate_by_alias=True,
-        serialize_by_alias=True,
-        extra="ignore",
-    )
+    model_config = ConfigDict(extra="ignore")
 
 
 class Continuation(_Wire):
