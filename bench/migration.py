@@ -25,7 +25,7 @@ from temporalio.client import Client
 from tests.ci_helpers import ci_harness
 
 from diachronic.ci import client as ci
-from diachronic.ci.contracts import DeploymentOptions
+from diachronic.ci.contracts import DeployOptions
 from diachronic.ci.planning import parse_steps
 from diachronic.contracts import MIGRATE_SIGNAL, DeployEvent, ci_workflow_id
 from diachronic.devserver import start_dev_server, stop_process
@@ -141,7 +141,7 @@ async def migration_numbers(client: Client, workflow: str, old_queue: str) -> tu
         if event.event_type == EventType.EVENT_TYPE_ACTIVITY_TASK_SCHEDULED:
             name = event.activity_task_scheduled_event_attributes.activity_type.name
             scheduled[event.event_id] = name
-            if name == "find_worker_deployments" and cleanup_at is None:
+            if name == "find_workers" and cleanup_at is None:
                 cleanup_at = when
         elif event.event_type == EventType.EVENT_TYPE_ACTIVITY_TASK_STARTED:
             started_at[event.activity_task_started_event_attributes.scheduled_event_id] = when
@@ -161,9 +161,7 @@ async def migration_numbers(client: Client, workflow: str, old_queue: str) -> tu
 
 
 async def hand_edit_to_stop(client: Client, harness_flags, ci_queue: str, workflow: str) -> float:  # type: ignore[no-untyped-def]
-    await ci.deploy(
-        client, ci_queue, deploy_event(workflow, "v3"), DeploymentOptions(steps=parse_steps("50@0s,100@1h"))
-    )
+    await ci.deploy(client, ci_queue, deploy_event(workflow, "v3"), DeployOptions(steps=parse_steps("50@0s,100@1h")))
     rollout = client.get_workflow_handle(f"rollout.{workflow}")
     while True:
         status = await ci.status(client, workflow)
@@ -205,7 +203,7 @@ async def run(count: int) -> dict[str, float | int]:
                 await client.get_workflow_handle(ci_workflow_id("benchci")).result()
                 await start_many(client, "benchci", "benchci-v1", count)
                 await wait_count(client, "benchci-v1", count)
-                options = DeploymentOptions(steps=parse_steps("100@0s"))
+                options = DeployOptions(steps=parse_steps("100@0s"))
                 await ci.deploy(client, "bench-ci", deploy_event("benchci", "v2"), options)
                 while (status := await ci.status(client, "benchci")).migration is None or (
                     status.migration.signalled < count

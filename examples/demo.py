@@ -22,17 +22,17 @@ from temporalio.client import Client
 
 from diachronic.backends import open_flag_store
 from diachronic.ci import client as ci
-from diachronic.ci.contracts import DeploymentOptions, Phase
+from diachronic.ci.contracts import DeployOptions, Phase
 from diachronic.ci.planning import format_steps, parse_steps
 from diachronic.ci.worker import serve
 from diachronic.cli.status import describe, render_progress
 from diachronic.contracts import DeployEvent, ci_workflow_id
-from diachronic.deployments.local import LocalWorkerDeployments
 from diachronic.devserver import start_dev_server
 from diachronic.flags import FlagStore
 from diachronic.settings import Settings, load_settings
 from diachronic.signaler import start_routed
 from diachronic.temporal import connect, wait_for_poller
+from diachronic.workers.local import LocalWorkers
 from examples.subscription import WORKFLOW_NAME, task_queue
 from examples.subscription.shared import SubscriptionStart
 
@@ -50,7 +50,7 @@ def event(version: str) -> DeployEvent:
     )
 
 
-async def start_worker(settings: Settings, workers: LocalWorkerDeployments, client: Client, version: str) -> None:
+async def start_worker(settings: Settings, workers: LocalWorkers, client: Client, version: str) -> None:
     await workers.start(
         WORKFLOW_NAME,
         version,
@@ -62,7 +62,7 @@ async def start_worker(settings: Settings, workers: LocalWorkerDeployments, clie
     console.print(f"  worker {version} polls {task_queue(version)} (a separate process)")
 
 
-async def deploy_and_watch(client: Client, settings: Settings, version: str, options: DeploymentOptions) -> dict:  # type: ignore[type-arg]
+async def deploy_and_watch(client: Client, settings: Settings, version: str, options: DeployOptions) -> dict:  # type: ignore[type-arg]
     await ci.deploy(client, settings.ci_task_queue, event(version), options)
     handle = client.get_workflow_handle(ci_workflow_id(WORKFLOW_NAME))
     result = asyncio.ensure_future(handle.result())
@@ -103,13 +103,13 @@ async def count_on(client: Client, queue: str) -> int:
 async def run(settings: Settings, count: int, steps: str) -> bool:
     client = await connect(settings)
     flags = open_flag_store(settings)
-    workers = LocalWorkerDeployments(settings.deployments_dir, grace_s=5)
+    workers = LocalWorkers(settings.workers_dir, grace_s=5)
     stop = asyncio.Event()
     ci_worker = asyncio.ensure_future(serve(settings, stop))
     try:
         console.print("[bold]1. v1, the initial deployment[/bold]")
         await start_worker(settings, workers, client, "v1")
-        await deploy_and_watch(client, settings, "v1", DeploymentOptions())
+        await deploy_and_watch(client, settings, "v1", DeployOptions())
         console.print(f"  v1 routes 100 % of new starts; starting {count} subscriptions through the flags")
         queues = await start_subscriptions(client, flags, count)
         console.print(f"  {queues.count(task_queue('v1'))} subscriptions run on {task_queue('v1')}")
@@ -118,7 +118,7 @@ async def run(settings: Settings, count: int, steps: str) -> bool:
         await start_worker(settings, workers, client, "v2")
         began = time.monotonic()
         result = await deploy_and_watch(
-            client, settings, "v2", DeploymentOptions(steps=parse_steps(steps), poll_interval_s=0.5)
+            client, settings, "v2", DeployOptions(steps=parse_steps(steps), poll_interval_s=0.5)
         )
         took = time.monotonic() - began
         [record] = result["deployments"]

@@ -15,11 +15,11 @@ from temporalio.client import Client
 from temporalio.worker import Worker
 
 from diachronic.ci.activities import CIActivities
-from diachronic.ci.contracts import DeploymentOptions
+from diachronic.ci.contracts import DeployOptions
 from diachronic.ci.worker import ci_worker
 from diachronic.contracts import DeployEvent
-from diachronic.deployments.local import LocalWorkerDeployments
 from diachronic.flags.local import LocalFlagStore
+from diachronic.workers.local import LocalWorkers
 
 T = TypeVar("T")
 
@@ -29,14 +29,14 @@ class CIHarness:
     client: Client
     task_queue: str
     flags: LocalFlagStore
-    workers: LocalWorkerDeployments
+    workers: LocalWorkers
     worker: Worker
 
 
 @contextlib.asynccontextmanager
 async def ci_harness(client: Client, data_dir: Path, task_queue: str) -> AsyncIterator[CIHarness]:
     flags = LocalFlagStore(data_dir / "flags.sqlite3")
-    workers = LocalWorkerDeployments(data_dir / "workers", grace_s=2.0)
+    workers = LocalWorkers(data_dir / "workers", grace_s=2.0)
     activities = CIActivities(flags, workers, client)
     worker = ci_worker(client, task_queue, activities)
     async with worker:
@@ -60,8 +60,8 @@ def event(workflow: str, version: str, **kw: object) -> DeployEvent:
     )
 
 
-def fast(**kw: object) -> DeploymentOptions:
-    return DeploymentOptions.model_validate({"pollIntervalS": 0.2, **kw})
+def fast(**kw: object) -> DeployOptions:
+    return DeployOptions.model_validate({"pollIntervalS": 0.2, **kw})
 
 
 async def eventually(check: Callable[[], Awaitable[T]], *, timeout: float = 30.0, what: str = "condition") -> T:

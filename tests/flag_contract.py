@@ -1,4 +1,4 @@
-"""The flag store contract: ONE suite that every ``FlagStore`` implementation must pass (DESIGN §5).
+"""The flag store contract: ONE suite that every ``FlagStore`` implementation must pass (docs/architecture.md).
 
 Use it by subclassing ``FlagStoreContract`` in a ``test_*.py`` module and providing a ``harness`` fixture::
 
@@ -56,7 +56,7 @@ class FlagHarness(Protocol):
 
 
 def assert_version(info: VersionInfo, workflow_name: str, seq_id: int, version_id: str) -> None:
-    """Every derived name of a version, exactly as DESIGN §3 writes it (the environment is the store's)."""
+    """Every derived name of a version, exactly as docs/architecture.md writes it (the environment is the store's)."""
     assert (info.workflow_name, info.seq_id, info.version_id) == (workflow_name, seq_id, version_id)
     assert info.flag_name == flag_name(workflow_name, seq_id, version_id)
     assert info.task_queue == task_queue(workflow_name, version_id)
@@ -157,7 +157,7 @@ class FlagStoreContract:
         routed = await harness.store.route(wf, "order-1")
         assert routed is not None and routed.version_id == "good"
 
-    # -- strategy content (DESIGN §3) ------------------------------------------------------------------------
+    # -- strategy content (docs/architecture.md) ------------------------------------------------------------
 
     async def test_new_flag_has_exactly_the_design_strategies(self, harness: FlagHarness, wf: str) -> None:
         info = await harness.store.apply_version_flag(wf, "v1")

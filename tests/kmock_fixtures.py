@@ -35,7 +35,7 @@ import httpx2
 import kmock
 import yaml
 
-from diachronic.deployments.kubernetes import Backoff, KubernetesWorkerDeployments, load_kube_config
+from diachronic.workers.kubernetes import Backoff, KubernetesWorkers, load_kube_config
 
 DEPLOYMENTS = kmock.resource("apps", "v1", "deployments")
 TOKEN = "kmock-test-token-s3cr3t"
@@ -142,9 +142,9 @@ class Cluster:
     verify: ssl.SSLContext | bool = True
     created: list[dict[str, Any]] = field(default_factory=list)
 
-    def open(self, *, namespace: str | None = None, backoff: Backoff = FAST) -> KubernetesWorkerDeployments:
+    def open(self, *, namespace: str | None = None, backoff: Backoff = FAST) -> KubernetesWorkers:
         """The code under test, configured from the kubeconfig file as a user would."""
-        return KubernetesWorkerDeployments(load_kube_config(self.kubeconfig), namespace=namespace, backoff=backoff)
+        return KubernetesWorkers(load_kube_config(self.kubeconfig), namespace=namespace, backoff=backoff)
 
     async def apply(self, manifest: dict[str, Any]) -> dict[str, Any]:
         """Create a Deployment through the API (as ``kubectl apply`` would for a new one)."""

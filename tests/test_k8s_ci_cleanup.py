@@ -1,7 +1,7 @@
 """The CI's cleanup against the Kubernetes backend: the real cleanup workflow and activities on the Temporal dev
 server (visibility counts what still runs), the embedded flag store, and an emulated API server over HTTP.
 
-Safety (DESIGN §6): the old version's Deployments are deleted only once nothing runs on its task queue and no
+Safety (docs/architecture.md): the old version's Deployments are deleted only once nothing runs on its task queue and no
 traffic is routed to it, and then only that version's, in every namespace. A refusal from Kubernetes (403) ends the
 cleanup with a typed, non-retryable reason shown in its ``status``."""
 
@@ -25,9 +25,9 @@ from diachronic.ci.drain import CleanupWorkflow, cleanup_workflow_id
 from diachronic.ci.planning import RetireBlocker
 from diachronic.ci.worker import ci_worker
 from diachronic.contracts import VersionInfo
-from diachronic.deployments import LABEL_VERSION, LABEL_WORKFLOW
 from diachronic.flags.local import LocalFlagStore
 from diachronic.k8s.manifests import worker_deployment
+from diachronic.workers import LABEL_VERSION, LABEL_WORKFLOW
 from kmock_fixtures import DEPLOYMENTS, Cluster, running_cluster
 
 pytestmark = [
@@ -126,9 +126,9 @@ async def test_a_forbidden_cleanup_fails_with_a_typed_reason_in_its_status(s: Se
     with pytest.raises(WorkflowFailureError) as failure:
         await cleanup.result()
     cause = failure.value.cause
-    assert isinstance(cause, ApplicationError) and cause.type == "DeploymentsError" and cause.non_retryable
+    assert isinstance(cause, ApplicationError) and cause.type == "WorkersError" and cause.non_retryable
     last_error = (await state(cleanup))["lastError"]
-    assert last_error.startswith("DeploymentsError: Kubernetes forbids diachronic to list deployments.apps")
+    assert last_error.startswith("WorkersError: Kubernetes forbids diachronic to list deployments.apps")
     assert "missing RBAC permission" in last_error
     assert len(s.cluster.requests("list")) == 1  # not retried: no retry can grant a permission
     assert [f.info.version_id for f in await s.flags.list_version_flags(s.wf)] == ["v2", "v1"]  # flag kept

@@ -12,7 +12,6 @@ from typer.testing import CliRunner
 
 import diachronic.cli.k8s  # noqa: F401  (registers the sub-app)
 from diachronic.cli import app
-from diachronic.deployments import LABEL_VERSION, LABEL_WORKFLOW
 from diachronic.errors import InvalidInput
 from diachronic.k8s.manifests import (
     APP_SECRETS,
@@ -24,6 +23,7 @@ from diachronic.k8s.manifests import (
     worker_deployment,
 )
 from diachronic.k8s.names import worker_deployment_name
+from diachronic.workers import LABEL_VERSION, LABEL_WORKFLOW
 
 Manifest = dict[str, Any]
 
@@ -133,7 +133,7 @@ def test_cluster_manifests_validate_and_grant_only_deployment_cleanup() -> None:
     assert worker_pod["serviceAccountName"] == "diachronic"  # the only pod with a Kubernetes API token
     assert app_pod["automountServiceAccountToken"] is False and "serviceAccountName" not in app_pod
     assert app_pod["containers"][0]["command"][:2] == ["diachronic", "serve"]
-    assert env_values(worker)["DIACHRONIC_DEPLOYMENTS"] == "kubernetes"
+    assert env_values(worker)["DIACHRONIC_WORKERS"] == "kubernetes"
     assert "DIACHRONIC_KUBERNETES_NAMESPACE" not in env_values(worker)  # all namespaces, as the ClusterRole
     for deployment in (worker, app_deployment):
         values = env_values(deployment)

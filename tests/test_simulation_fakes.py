@@ -14,8 +14,8 @@ from diachronic.ci.activities import CIActivities
 from diachronic.ci.contracts import (
     ActivityErrorInfo,
     ApplyFlagInput,
-    DeleteDeploymentInput,
-    FindDeploymentsInput,
+    DeleteWorkersInput,
+    FindWorkersInput,
     FlagNameInput,
     ListFlagsInput,
     MigrateBatchInput,
@@ -163,10 +163,10 @@ def test_the_world_refuses_and_records_deleting_a_live_versions_workers() -> Non
     world = World("wf")
     world.add_version("v1")  # live at 100 %
     workers = world.add_workers("v1")
-    found = world.find_worker_deployments(FindDeploymentsInput(workflow_name="wf", version_id="v1"))
-    assert found.deployments == [workers] and found.queued_versions == []
+    found = world.find_workers(FindWorkersInput(workflow_name="wf", version_id="v1"))
+    assert found.worker_sets == [workers] and found.queued_versions == []
     with pytest.raises(Exception, match="newest version"):
-        world.delete_worker_deployment(DeleteDeploymentInput(deployment=workers))
+        world.delete_workers(DeleteWorkersInput(worker_set=workers))
     assert world.worker_versions() == {"v1"} and world.violations
 
 
@@ -178,7 +178,7 @@ def test_the_world_refuses_deleting_workers_while_workflows_run_or_traffic_is_ro
     workers = world.add_workers("v1")
     world.start_workflows("v1", 1)
     with pytest.raises(Exception, match="still run on it; the flags still route traffic to it"):
-        world.delete_worker_deployment(DeleteDeploymentInput(deployment=workers))
+        world.delete_workers(DeleteWorkersInput(worker_set=workers))
 
 
 def test_the_world_counts_migrate_signals_and_lets_temporal_drop_resends() -> None:

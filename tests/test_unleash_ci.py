@@ -21,15 +21,15 @@ from tests.unleash_fixtures import HumanAdmin, UnleashServer, connect_unleash
 
 from diachronic.ci import client as ci
 from diachronic.ci.activities import CIActivities
-from diachronic.ci.contracts import DeploymentOptions, Phase, RolloutOutcome
+from diachronic.ci.contracts import DeployOptions, Phase, RolloutOutcome
 from diachronic.ci.planning import parse_steps
 from diachronic.ci.worker import ci_worker
 from diachronic.contracts import ci_workflow_id
-from diachronic.deployments.local import LocalWorkerDeployments
 from diachronic.flags import GENERAL_TRAFFIC_TITLE
 from diachronic.flags.evaluation import general_percent
 from diachronic.flags.unleash import UnleashFlagStore
 from diachronic.signaler import route
+from diachronic.workers.local import LocalWorkers
 
 pytestmark = [pytest.mark.unleash, pytest.mark.devserver]
 
@@ -59,7 +59,7 @@ async def flags(unleash: UnleashServer) -> AsyncIterator[UnleashFlagStore]:
 async def ci_on_unleash(client: Client, flags: UnleashFlagStore, data_dir: Path) -> AsyncIterator[str]:
     """A CI worker whose activities use the Unleash store; yields its task queue."""
     task_queue = f"ci-{uuid.uuid4()}"
-    workers = LocalWorkerDeployments(data_dir / "workers", grace_s=2.0)
+    workers = LocalWorkers(data_dir / "workers", grace_s=2.0)
     async with ci_worker(client, task_queue, CIActivities(flags, workers, client)):
         try:
             yield task_queue
@@ -91,7 +91,7 @@ async def test_a_human_edit_in_unleash_stops_the_rollout_and_migration_follows(
             runs[handle.id] = handle.result_run_id or ""
         assert {v.version_id for v in [await route(flags, wf, i) for i in runs]} == {"v1"}
 
-        options = DeploymentOptions(steps=parse_steps("20@0.2s,40@600s,100@600s"))  # default polling
+        options = DeployOptions(steps=parse_steps("20@0.2s,40@600s,100@600s"))  # default polling
         await ci.deploy(client, ci_queue, event(wf, "v2"), options)
         await eventually(lambda: _percent(client, wf, 20), what="the first rollout step")
         new_flag = (await flags.list_version_flags(wf))[0].info.flag_name
@@ -100,7 +100,7 @@ async def test_a_human_edit_in_unleash_stops_the_rollout_and_migration_follows(
         edited = time.monotonic()
         await eventually(lambda: _stopped(client, wf), timeout=10, what="the rollout to notice the hand edit")
         noticed = time.monotonic() - edited
-        # The target is 2 s (DESIGN §7; 1.2-1.6 s here: one 1 s poll, a read, the status query). Timing
+        # The target is 2 s (docs/benchmarks.md; 1.2-1.6 s here: one 1 s poll, a read, the status query). Timing
         # targets are benchmarks, not unit tests, so this only proves the rollout polls (its next step is 600 s
         # away) with room for a loaded CI machine.
         assert noticed <= 5.0, f"the rollout noticed the hand edit after {noticed:.2f}s"

@@ -1,4 +1,4 @@
-"""Unleash tokens never appear in logs (any logger, DEBUG included), errors, reprs or CLI output (DESIGN §6),
+"""Unleash tokens never appear in logs (any logger, DEBUG included), errors, reprs or CLI output (docs/architecture.md),
 on the real server: success, refused tokens, a server that is not there, and the ``diachronic flags`` command."""
 
 from __future__ import annotations

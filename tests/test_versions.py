@@ -1,4 +1,4 @@
-"""Naming and ordering of versions: the wire format of DESIGN §3, without any server."""
+"""Naming and ordering of versions: the wire format of docs/architecture.md, wire protocol, without any server."""
 
 from __future__ import annotations
 

@@ -19,10 +19,10 @@ from collections.abc import Sequence
 from temporalio.client import Client
 from temporalio.worker import Worker
 
-from diachronic.deployments import TASK_QUEUE_ENV
 from diachronic.process import exit_with
 from diachronic.settings import Settings, load_settings
 from diachronic.temporal import connect
+from diachronic.workers import TASK_QUEUE_ENV
 from examples.subscription import VERSIONS, task_queue, v1, v2
 from examples.subscription.activities import charge
 

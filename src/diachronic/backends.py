@@ -1,13 +1,13 @@
-"""Open the configured implementation of each port (DESIGN §5) from the settings."""
+"""Open the configured implementation of each port (docs/architecture.md, ports) from the settings."""
 
 from __future__ import annotations
 
-from diachronic.deployments import WorkerDeployments
-from diachronic.deployments.local import LocalWorkerDeployments
 from diachronic.errors import ConfigError
 from diachronic.flags import FlagStore
 from diachronic.flags.local import LocalFlagStore
 from diachronic.settings import Settings
+from diachronic.workers import WorkerBackend
+from diachronic.workers.local import LocalWorkers
 
 
 def open_flag_store(settings: Settings) -> FlagStore:
@@ -21,11 +21,11 @@ def open_flag_store(settings: Settings) -> FlagStore:
     raise ConfigError(f"flag store {settings.flags!r} is not available in this build")
 
 
-def open_deployments(settings: Settings) -> WorkerDeployments:
-    if settings.deployments == "local":
-        return LocalWorkerDeployments(settings.deployments_dir)
-    if settings.deployments == "kubernetes":
-        from diachronic.deployments.kubernetes import KubernetesWorkerDeployments  # lightkube loads only where used
+def open_workers(settings: Settings) -> WorkerBackend:
+    if settings.workers == "local":
+        return LocalWorkers(settings.workers_dir)
+    if settings.workers == "kubernetes":
+        from diachronic.workers.kubernetes import KubernetesWorkers  # lightkube loads only where used
 
-        return KubernetesWorkerDeployments.from_settings(settings)
-    raise ConfigError(f"worker deployments backend {settings.deployments!r} is not available in this build")
+        return KubernetesWorkers.from_settings(settings)
+    raise ConfigError(f"worker backend {settings.workers!r} is not available in this build")

@@ -13,7 +13,7 @@ from typing import Annotated, Literal
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 from pydantic.alias_generators import to_camel
 
-# Wire names shared with the original TypeScript system (DESIGN §3): keep them exactly.
+# Wire names shared with the original TypeScript system (docs/architecture.md, wire protocol): keep them exactly.
 CI_WORKFLOW_TYPE = "workflowCI"
 DEPLOY_SUCCESS_SIGNAL = "diachronic.ci.workflow.deploy.success"
 ROLLOUT_START_SIGNAL = "diachronic.ci.workflow.rollout.start"

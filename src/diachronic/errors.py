@@ -4,9 +4,10 @@
     ├── InvalidInput           a caller's mistake (bad name, payload, control in the wrong phase); never retryable
     ├── NotFound               the thing asked for does not exist
     ├── ConfigError            settings missing or inconsistent
-    └── BackendError           an external system (flag store, worker deployments, Temporal) failed
+    ├── ConcurrentEdit         a conditional write found another value than the one it was based on (a human edit)
+    └── BackendError           an external system (flag store, worker sets, Temporal) failed
         ├── FlagStoreError
-        └── DeploymentsError
+        └── WorkersError
 
 Adapters translate their library's exceptions into these in one place; activities turn them into Temporal
 ``ApplicationError`` with ``type=name`` and ``non_retryable=not retryable`` (see ``diachronic.ci.activities``).
@@ -43,6 +44,17 @@ class ConfigError(DiachronicError):
     name = "ConfigError"
 
 
+class ConcurrentEdit(DiachronicError):
+    """A compare-and-set write refused: the value changed since the writer read it. Never retried: the CI treats it
+    as a human's edit, which always wins. ``found`` is what the store holds now (None: the value is gone)."""
+
+    name = "ConcurrentEdit"
+
+    def __init__(self, message: str, *, found: int | None = None) -> None:
+        super().__init__(message)
+        self.found = found
+
+
 class BackendError(DiachronicError):
     name = "BackendError"
     retryable = True
@@ -52,5 +64,5 @@ class FlagStoreError(BackendError):
     name = "FlagStoreError"
 
 
-class DeploymentsError(BackendError):
-    name = "DeploymentsError"
+class WorkersError(BackendError):
+    name = "WorkersError"

@@ -33,7 +33,7 @@ class Settings(BaseSettings):
     unleash_environment: str = "development"
     unleash_refresh_s: float = 1.0
 
-    deployments: Literal["local", "kubernetes"] = "local"
+    workers: Literal["local", "kubernetes"] = "local"
     # Kubernetes backend: None = every namespace (needs a ClusterRole); a namespace = only there (a Role is enough).
     kubernetes_namespace: str | None = None
     # None = the pod's service account in a cluster, else $KUBECONFIG, else ~/.kube/config (as kubectl).
@@ -47,7 +47,7 @@ class Settings(BaseSettings):
     # HMAC key of GitHub's X-Hub-Signature-256; unset = the webhook refuses deliveries (except in ``diachronic dev``).
     github_webhook_secret: SecretStr | None = None
     # Repository (``owner/repo``, or ``owner/repo:environment`` to tell environments apart) -> workflow name, for
-    # deployments whose ``payload`` has no ``workflowName``. JSON in DIACHRONIC_GITHUB_REPOSITORIES.
+    # GitHub deployments whose ``payload`` has no ``workflowName``. JSON in DIACHRONIC_GITHUB_REPOSITORIES.
     github_repositories: dict[str, str] = Field(default_factory=dict)
     # Bearer token required by ``POST /instruction``; unset = no authentication (keep the app on a private network).
     signaler_token: SecretStr | None = None
@@ -59,7 +59,7 @@ class Settings(BaseSettings):
         return self.data_dir / "flags.sqlite3"
 
     @property
-    def deployments_dir(self) -> Path:
+    def workers_dir(self) -> Path:
         return self.data_dir / "workers"
 
     @property

@@ -1,6 +1,6 @@
 """Pure naming and ordering of workflow versions: task queues, flag names, sequence ids, previous version.
 
-No I/O here: the CI workflow, the flag stores and the CLI all call these, so the wire format of DESIGN §3
+No I/O here: the CI workflow, the flag stores and the CLI all call these, so the wire format of docs/architecture.md
 lives in one place.
 
     task queue   <workflowName>-<versionId>

@@ -3,7 +3,7 @@
 Everything runs as it would for a user: a Temporal dev server persisting to a database file (started here, so it
 can be stopped, killed and restarted on the same file and port), the CI worker as its own process (``diachronic
 -v worker``), the subscription sample's workers as local worker processes (``examples.subscription.worker``, the
-same registrations the CI's local worker deployments backend finds and deletes), and old workflows started
+same registrations the CI's local worker backend finds and deletes), and old workflows started
 through the signaler.
 
 What is checked comes from outside diachronic's bookkeeping:
@@ -47,15 +47,15 @@ from temporalio.client import Client, WorkflowFailureError
 from temporalio.service import RPCError
 
 from diachronic.ci import client as ci
-from diachronic.ci.contracts import CIStatus, DeployAck, DeploymentOptions
+from diachronic.ci.contracts import CIStatus, DeployAck, DeployOptions
 from diachronic.ci.planning import parse_steps
 from diachronic.contracts import MIGRATE_SIGNAL, DeployEvent, ci_workflow_id
-from diachronic.deployments.local import LocalWorkerDeployments
 from diachronic.devserver import DevServer, start_dev_server
 from diachronic.flags import FlagStore
 from diachronic.settings import CI_TASK_QUEUE, load_settings
 from diachronic.signaler import start_routed
 from diachronic.temporal import connect
+from diachronic.workers.local import LocalWorkers
 
 log = logging.getLogger("diachronic.reliability")
 
@@ -424,7 +424,7 @@ class WorkerWatch:
     """The local worker processes of the scenario, sampled from their registrations and ``/proc``."""
 
     def __init__(self, root: Path, t0: float) -> None:
-        self.backend = LocalWorkerDeployments(root)
+        self.backend = LocalWorkers(root)
         self.t0 = t0
         self.lives: dict[str, WorkerLife] = {}
 
@@ -579,8 +579,8 @@ def event(version: str) -> DeployEvent:
     )
 
 
-def options(steps: str = FAST_STEPS, *, batch: int | None = None, poll: float = POLL_S) -> DeploymentOptions:
-    return DeploymentOptions(steps=parse_steps(steps), poll_interval_s=poll, batch_size=batch)
+def options(steps: str = FAST_STEPS, *, batch: int | None = None, poll: float = POLL_S) -> DeployOptions:
+    return DeployOptions(steps=parse_steps(steps), poll_interval_s=poll, batch_size=batch)
 
 
 @dataclass
@@ -594,7 +594,7 @@ class Scenario:
     env: dict[str, str]
     client: Client
     flags: FlagStore
-    workers: LocalWorkerDeployments
+    workers: LocalWorkers
     ci_worker: CIWorkerProcess
     t0: float
     timeline: Timeline
@@ -641,7 +641,7 @@ class Scenario:
 
     # -- deployments --------------------------------------------------------------------------------------------
 
-    async def deploy(self, version: str, opts: DeploymentOptions | None = None) -> DeployAck:
+    async def deploy(self, version: str, opts: DeployOptions | None = None) -> DeployAck:
         if self.ci_ready is not None:
             await self.ci_ready
         return await ci.deploy(self.client, CI_TASK_QUEUE, event(version), opts)
@@ -828,7 +828,7 @@ async def scenario(
 
     ``flags``: the test's own view of the flag store (default: the embedded store of the scenario's data folder,
     the same file the CI worker uses); ``env``: settings for the CI worker and the sample workers on top of the
-    defaults (embedded flag store, local worker deployments, the secrets)."""
+    defaults (embedded flag store, local worker sets, the secrets)."""
     from diachronic.flags.local import LocalFlagStore
 
     data = folder / "data"
@@ -842,7 +842,7 @@ async def scenario(
         "DIACHRONIC_DATA_DIR": str(data),
         "DIACHRONIC_TEMPORAL_ADDRESS": server.address,
         "DIACHRONIC_FLAGS": "local",
-        "DIACHRONIC_DEPLOYMENTS": "local",
+        "DIACHRONIC_WORKERS": "local",
         **SECRETS.env(),
         **(env or {}),
     }
@@ -865,7 +865,7 @@ async def scenario(
         env=full_env,
         client=client,
         flags=store,
-        workers=LocalWorkerDeployments(data / "workers", grace_s=5),
+        workers=LocalWorkers(data / "workers", grace_s=5),
         ci_worker=CIWorkerProcess(full_env, folder / "ci-worker.log"),
         t0=t0,
         timeline=Timeline(client, t0),

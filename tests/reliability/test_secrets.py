@@ -1,5 +1,5 @@
-"""Secrets never appear (DESIGN §6): the whole flow runs with recognisable secret values, and everything it produced
-is searched for them.
+"""Secrets never appear (docs/architecture.md): the whole flow runs with recognisable secret values, and
+everything it produced is searched for them.
 
 The flow: a private Unleash whose admin and client tokens are recognisable; the HTTP app (``diachronic -v serve``)
 with a recognisable GitHub webhook secret and signaler token; the CI worker (``diachronic -v worker``); the

@@ -24,10 +24,9 @@ from diachronic.ci.contracts import (
     ApplyFlagInput,
     CIState,
     CountRunningInput,
-    DeleteDeploymentInput,
-    DeploymentList,
+    DeleteWorkersInput,
     Empty,
-    FindDeploymentsInput,
+    FindWorkersInput,
     FlagList,
     FlagNameInput,
     FlagReading,
@@ -36,12 +35,13 @@ from diachronic.ci.contracts import (
     MigrateBatchResult,
     RunningCount,
     SetPercentInput,
+    WorkerSetList,
 )
 from diachronic.contracts import MIGRATE_SIGNAL, VersionInfo, ci_workflow_id
-from diachronic.deployments import WorkerDeployments
 from diachronic.errors import DiachronicError
 from diachronic.flags import FlagStore
 from diachronic.flags.evaluation import choose
+from diachronic.workers import WorkerBackend
 
 F = TypeVar("F", bound=Callable[..., Awaitable[Any]])
 
@@ -89,11 +89,11 @@ def migrate_request_id(to_task_queue: str, run_id: str) -> str:
 
 
 class CIActivities:
-    """Activities bound to the configured flag store, worker deployments backend and Temporal client."""
+    """Activities bound to the configured flag store, worker backend and Temporal client."""
 
-    def __init__(self, flags: FlagStore, deployments: WorkerDeployments, client: Client) -> None:
+    def __init__(self, flags: FlagStore, workers: WorkerBackend, client: Client) -> None:
         self.flags = flags
-        self.deployments = deployments
+        self.workers = workers
         self.client = client
 
     # ------------------------------------------------------------------------------------------- flags
@@ -197,12 +197,12 @@ class CIActivities:
 
     # ------------------------------------------------------------------------------------------- workers
 
-    @activity.defn(name="find_worker_deployments")
+    @activity.defn(name="find_workers")
     @translate_errors
-    async def find_worker_deployments(self, input: FindDeploymentsInput) -> DeploymentList:
+    async def find_workers(self, input: FindWorkersInput) -> WorkerSetList:
         """The version's workers, and the versions the CI's queue will deploy next (read just before deleting)."""
-        found = await self.deployments.find(input.workflow_name, input.version_id)
-        return DeploymentList(deployments=found, queued_versions=await self._queued_versions(input.workflow_name))
+        found = await self.workers.find(input.workflow_name, input.version_id)
+        return WorkerSetList(worker_sets=found, queued_versions=await self._queued_versions(input.workflow_name))
 
     async def _queued_versions(self, workflow_name: str) -> list[str]:
         from diachronic.ci.workflow import DB_QUERY  # the workflow module imports this one
@@ -217,10 +217,10 @@ class CIActivities:
             raise
         return [request.event.version_id for request in state.queue]
 
-    @activity.defn(name="delete_worker_deployment")
+    @activity.defn(name="delete_workers")
     @translate_errors
-    async def delete_worker_deployment(self, input: DeleteDeploymentInput) -> Empty:
-        await self.deployments.delete(input.deployment)
+    async def delete_workers(self, input: DeleteWorkersInput) -> Empty:
+        await self.workers.delete(input.worker_set)
         return Empty()
 
     def all(self) -> list[Callable[..., Any]]:
@@ -232,6 +232,6 @@ class CIActivities:
             self.archive_version_flag,
             self.count_running,
             self.migrate_batch,
-            self.find_worker_deployments,
-            self.delete_worker_deployment,
+            self.find_workers,
+            self.delete_workers,
         ]

@@ -21,7 +21,7 @@ from diachronic.ci.contracts import (
     CIStatus,
     ControlInput,
     DeployAck,
-    DeploymentOptions,
+    DeployOptions,
     DeployRequest,
     DrainState,
     MigrationCounts,
@@ -74,10 +74,10 @@ async def _translate(what: str, action: Callable[[], Awaitable[T]]) -> T:
 
 
 async def deploy(
-    client: Client, ci_task_queue: str, event: DeployEvent, options: DeploymentOptions | None = None
+    client: Client, ci_task_queue: str, event: DeployEvent, options: DeployOptions | None = None
 ) -> DeployAck:
     """Queue a deployment on ``ci.<workflowName>``, starting the CI workflow if none runs."""
-    request = DeployRequest(event=event, options=options or DeploymentOptions())
+    request = DeployRequest(event=event, options=options or DeployOptions())
     for attempt in range(_RACE_RETRIES):
         operation = WithStartWorkflowOperation(
             CIWorkflow.run,

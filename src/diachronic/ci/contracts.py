@@ -10,8 +10,8 @@ from enum import StrEnum
 from pydantic import Field
 
 from diachronic.contracts import Contract, DeployEvent, RolloutStep, State, VersionInfo
-from diachronic.deployments import WorkerDeployment
 from diachronic.flags import VersionFlag
+from diachronic.workers import WorkerSet
 
 # ----------------------------------------------------------------------------------------------- activity errors
 
@@ -82,20 +82,20 @@ class RunningCount(Contract):
     running: int = Field(ge=0)
 
 
-class FindDeploymentsInput(Contract):
+class FindWorkersInput(Contract):
     workflow_name: str
     version_id: str
 
 
-class DeploymentList(Contract):
-    deployments: list[WorkerDeployment]
+class WorkerSetList(Contract):
+    worker_sets: list[WorkerSet]
     queued_versions: list[str] = Field(
         default_factory=list, description="versions waiting in the CI's queue: their workers must stay"
     )
 
 
-class DeleteDeploymentInput(Contract):
-    deployment: WorkerDeployment
+class DeleteWorkersInput(Contract):
+    worker_set: WorkerSet
 
 
 class Empty(Contract):
@@ -217,7 +217,7 @@ class Phase(StrEnum):
 FINAL_PHASES = frozenset({Phase.COMPLETED, Phase.FAILED, Phase.CANCELLED, Phase.ABORTED})
 
 
-class DeploymentOptions(Contract):
+class DeployOptions(Contract):
     """What ``diachronic deploy`` adds to the wire payload (all optional)."""
 
     steps: list[RolloutStep] | None = None
@@ -228,10 +228,10 @@ class DeploymentOptions(Contract):
 
 class DeployRequest(Contract):
     event: DeployEvent
-    options: DeploymentOptions = Field(default_factory=DeploymentOptions)
+    options: DeployOptions = Field(default_factory=DeployOptions)
 
 
-class DeploymentRecord(State):
+class Deployment(State):
     request: DeployRequest
     phase: Phase = Phase.PREPARING
     from_version: VersionInfo | None = None
@@ -247,8 +247,8 @@ class DeploymentRecord(State):
 class CIState(State):
     workflow_name: str | None = None
     queue: list[DeployRequest] = Field(default_factory=list)
-    current: DeploymentRecord | None = None
-    history: list[DeploymentRecord] = Field(default_factory=list)
+    current: Deployment | None = None
+    history: list[Deployment] = Field(default_factory=list)
     last_error: str | None = None
     ignored: int = 0
 
@@ -260,7 +260,7 @@ class CIInput(Contract):
 
 class CIResult(Contract):
     workflow_name: str | None
-    deployments: list[DeploymentRecord]
+    deployments: list[Deployment]
 
 
 class ControlInput(Contract):
@@ -299,4 +299,4 @@ class CIStatus(Contract):
     non_migratory: bool = False
     cleanup_workflow_id: str | None = None
     rollout_history: list[tuple[datetime, int]] = Field(default_factory=list)
-    recent: list[DeploymentRecord] = Field(default_factory=list)
+    recent: list[Deployment] = Field(default_factory=list)

@@ -16,10 +16,10 @@ with workflow.unsafe.imports_passed_through():
     from diachronic.ci.contracts import (
         CleanupRun,
         CountRunningInput,
-        DeleteDeploymentInput,
+        DeleteWorkersInput,
         DrainResult,
         DrainState,
-        FindDeploymentsInput,
+        FindWorkersInput,
         FlagNameInput,
         ListFlagsInput,
         MigrateBatchInput,
@@ -95,22 +95,22 @@ class Drainer:
     async def retire(self) -> DrainResult:
         old = self.input.from_version
         found = await call(
-            CIActivities.find_worker_deployments,
-            FindDeploymentsInput(workflow_name=old.workflow_name, version_id=old.version_id),
+            CIActivities.find_workers,
+            FindWorkersInput(workflow_name=old.workflow_name, version_id=old.version_id),
             on_wait=self.record_wait,
         )
         # A roll-back by redeploy of this very version may wait in the CI's queue: its workers will serve again.
         keep = old.version_id in found.queued_versions
         if keep:
             workflow.logger.info("workers of %s kept: a queued deployment makes it live again", old.version_id)
-        for deployment in [] if keep else found.deployments:
+        for worker_set in [] if keep else found.worker_sets:
             await call(
-                CIActivities.delete_worker_deployment,
-                DeleteDeploymentInput(deployment=deployment),
+                CIActivities.delete_workers,
+                DeleteWorkersInput(worker_set=worker_set),
                 on_wait=self.record_wait,
                 timeout=timedelta(seconds=60),
             )
-            self.state.deleted_workers = [*self.state.deleted_workers, f"{deployment.namespace}/{deployment.name}"]
+            self.state.deleted_workers = [*self.state.deleted_workers, f"{worker_set.namespace}/{worker_set.name}"]
         await call(
             CIActivities.archive_version_flag,
             FlagNameInput(flag_name=old.flag_name, workflow_name=old.workflow_name),

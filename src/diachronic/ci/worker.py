@@ -7,7 +7,7 @@ import asyncio
 from temporalio.client import Client
 from temporalio.worker import Worker
 
-from diachronic.backends import open_deployments, open_flag_store
+from diachronic.backends import open_flag_store, open_workers
 from diachronic.ci.activities import CIActivities
 from diachronic.ci.drain import CleanupWorkflow, MigrationWorkflow
 from diachronic.ci.rollout import RolloutWorkflow
@@ -32,7 +32,7 @@ async def serve(settings: Settings, stop: asyncio.Event) -> None:
     """Run the CI worker with the configured backends until ``stop`` is set."""
     client = await connect(settings)
     flags = open_flag_store(settings)
-    deployments = open_deployments(settings)
+    deployments = open_workers(settings)
     try:
         async with ci_worker(client, settings.ci_task_queue, CIActivities(flags, deployments, client)):
             await stop.wait()

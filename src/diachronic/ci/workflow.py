@@ -36,7 +36,7 @@ with workflow.unsafe.imports_passed_through():
         CleanupRun,
         ControlInput,
         DeployAck,
-        DeploymentRecord,
+        Deployment,
         DeployRequest,
         DrainResult,
         ListFlagsInput,
@@ -143,7 +143,7 @@ class CIWorkflow:
 
     # ------------------------------------------------------------------------------------------- controls
 
-    def _require(self, control: str, *phases: Phase) -> DeploymentRecord:
+    def _require(self, control: str, *phases: Phase) -> Deployment:
         current = self.state.current
         if current is None:
             raise ApplicationError(f"{control}: nothing is being deployed", type="InvalidPhase")
@@ -276,7 +276,7 @@ class CIWorkflow:
                 break
             request, *rest = self.state.queue
             self.state.queue = rest
-            record = DeploymentRecord(request=request, started_at=workflow.now())
+            record = Deployment(request=request, started_at=workflow.now())
             self.state.current = record
             self._continue, self._stop, self.state.last_error = False, None, None
             await self._deploy(record)
@@ -300,7 +300,7 @@ class CIWorkflow:
             )
         return CIResult(workflow_name=self.state.workflow_name, deployments=self.state.history)
 
-    async def _deploy(self, record: DeploymentRecord) -> None:
+    async def _deploy(self, record: Deployment) -> None:
         event = record.request.event
         try:
             flags = await call(
@@ -346,7 +346,7 @@ class CIWorkflow:
             on_wait=self._record_wait,
         )
 
-    async def _roll_out(self, record: DeploymentRecord, previous: VersionInfo, new: VersionInfo) -> None:
+    async def _roll_out(self, record: Deployment, previous: VersionInfo, new: VersionInfo) -> None:
         event, options = record.request.event, record.request.options
         name = event.workflow_name
         can_after = options.continue_as_new_after or 2000
@@ -437,7 +437,7 @@ class CIWorkflow:
 
     async def _finish_stopped(
         self,
-        record: DeploymentRecord,
+        record: Deployment,
         *,
         rollout: workflow.ChildWorkflowHandle[Any, RolloutResult] | None,
         children: list[workflow.ChildWorkflowHandle[Any, Any]],

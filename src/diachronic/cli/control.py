@@ -9,17 +9,17 @@ from typing import Annotated, Any
 import typer
 from pydantic import ValidationError
 
-from diachronic.backends import open_deployments, open_flag_store
+from diachronic.backends import open_flag_store, open_workers
 from diachronic.ci import client as ci
-from diachronic.ci.contracts import DeployAck, DeploymentOptions
+from diachronic.ci.contracts import DeployAck, DeployOptions
 from diachronic.ci.planning import format_steps, parse_steps
 from diachronic.cli import Context, app
 from diachronic.contracts import DeployEvent
-from diachronic.deployments.local import LocalWorkerDeployments
 from diachronic.errors import DiachronicError
 from diachronic.signaler import start_routed
 from diachronic.temporal import connect, wait_for_poller
 from diachronic.versions import task_queue
+from diachronic.workers.local import LocalWorkers
 
 
 def _event(ctx: Context, **fields: Any) -> DeployEvent:
@@ -62,16 +62,16 @@ def deploy(
         is_non_migratory=non_migratory,
     )
     try:
-        options = DeploymentOptions(steps=parse_steps(steps) if steps else None, poll_interval_s=poll)
+        options = DeployOptions(steps=parse_steps(steps) if steps else None, poll_interval_s=poll)
     except (DiachronicError, ValidationError) as error:
         c.out.abort(f"invalid --steps/--poll: {error}")
 
     async def run() -> DeployAck:
         client = await connect(c.settings)
         if worker_cmd:
-            workers = open_deployments(c.settings)
-            if not isinstance(workers, LocalWorkerDeployments):
-                c.out.abort("--worker-cmd needs the local worker deployments backend")
+            workers = open_workers(c.settings)
+            if not isinstance(workers, LocalWorkers):
+                c.out.abort("--worker-cmd needs the local worker backend")
             queue = task_queue(workflow, version)
             c.out.info(f"starting worker for {queue}: {worker_cmd}")
             await workers.start(

@@ -13,14 +13,14 @@ from rich.progress import BarColumn, Progress, TextColumn
 from rich.table import Table
 from temporalio.client import Client
 
-from diachronic.backends import open_deployments, open_flag_store
+from diachronic.backends import open_flag_store, open_workers
 from diachronic.ci import client as ci
 from diachronic.ci.contracts import FINAL_PHASES, CIStatus
 from diachronic.cli import Context, app
 from diachronic.cli.output import Output
-from diachronic.deployments.local import LocalWorkerDeployments
 from diachronic.flags.evaluation import general_percent
 from diachronic.temporal import connect
+from diachronic.workers.local import LocalWorkers
 
 
 def describe(status: CIStatus) -> str:
@@ -184,8 +184,8 @@ def workers(
 ) -> None:
     """List the local worker processes diachronic started."""
     c: Context = ctx.obj
-    backend = open_deployments(c.settings)
-    if not isinstance(backend, LocalWorkerDeployments):
+    backend = open_workers(c.settings)
+    if not isinstance(backend, LocalWorkers):
         c.out.abort("`workers` lists local worker processes; use kubectl for Kubernetes")
     found = c.run(backend.list_all())
     if as_json:

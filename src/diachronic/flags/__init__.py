@@ -1,7 +1,7 @@
 """The flag store port: one flag per deployed workflow version, and the routing they decide.
 
 Implementations: ``diachronic.flags.local`` (SQLite under the data folder, the embedded default) and
-``diachronic.flags.unleash`` (production). Both keep the wire format of DESIGN §3 and evaluate exactly as
+``diachronic.flags.unleash`` (production). Both keep the wire format of docs/architecture.md and evaluate exactly as
 Unleash's ``flexibleRollout`` does (``diachronic.flags.evaluation``).
 """
 

@@ -81,7 +81,7 @@ def new_rollout(
 
 
 def default_strategies(flag_name: str, *, general_percent: int = 0) -> list[FlagStrategy]:
-    """The strategies of every new version flag (DESIGN §3), in this order; ids are left to the store.
+    """The strategies of every new version flag (docs/architecture.md), in this order; ids are left to the store.
 
     ``Dark Deploy Strategy``: isTest IN ["true"] at 100 %; ``All other traffic``: no constraint, at
     ``general_percent`` (0 for a new version).
@@ -183,7 +183,7 @@ def flag_enabled(flag: VersionFlag, user_id: str, is_test: bool) -> bool:
 
 
 def choose(flags_newest_first: Iterable[VersionFlag], workflow_id: str, is_test: bool) -> VersionFlag | None:
-    """The routing rule of DESIGN §3: the newest (highest seq) flag that is on for the workflow id wins.
+    """The routing rule of docs/architecture.md: the newest (highest seq) flag that is on for the workflow id wins.
 
     The flags are re-sorted by sequence id (as numbers), so the answer does not depend on the caller's order.
     """

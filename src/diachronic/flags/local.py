@@ -6,7 +6,7 @@ short ``BEGIN IMMEDIATE`` transaction, which also serializes the "read the newes
 step across processes, so sequence ids stay unique.
 
 As in Unleash, the flag *name* is the database: workflow, sequence id and version are parsed from it on every
-read, and strategies are stored in Unleash's wire shape (camelCase JSON, DESIGN §3). Evaluation is
+read, and strategies are stored in Unleash's wire shape (camelCase JSON, docs/architecture.md). Evaluation is
 ``diachronic.flags.evaluation``, i.e. exactly Unleash's ``flexibleRollout``.
 
 Rules worth knowing (the contract suite ``tests/flag_contract.py`` checks them for every store):
@@ -297,7 +297,7 @@ class LocalFlagStore:
     async def set_general_percent(self, flag_name: str, percent: int) -> None:
         """Set ``All other traffic`` to ``percent``, re-creating that strategy if it was deleted.
 
-        Its ``disabled`` state is left as it is: a human's change wins over automation (DESIGN §6).
+        Its ``disabled`` state is left as it is: a human's change wins over automation (docs/architecture.md).
         """
         validate_percent(percent)
 

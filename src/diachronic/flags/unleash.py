@@ -638,7 +638,7 @@ class UnleashFlagStore:
         return response.status_code != 409
 
     async def _set_up(self, name: str) -> None:
-        """Give the flag exactly the two strategies of DESIGN §3, switch it on, then drop the set-up mark.
+        """Give the flag exactly the two strategies of docs/architecture.md, switch it on, then drop the set-up mark.
 
         Idempotent: strategies are matched by name and title and replaced, others deleted, so a retry after a
         crash at any step converges. Strategies go in before the switch: Unleash adds a 100 % default

@@ -23,9 +23,9 @@ from typing import Any
 import yaml
 
 from diachronic import __version__
-from diachronic.deployments import deployment_labels
 from diachronic.errors import InvalidInput
 from diachronic.k8s.names import check_namespace, check_object_name, worker_deployment_name
+from diachronic.workers import worker_labels
 
 __all__ = [
     "APP_SECRETS",
@@ -130,7 +130,7 @@ def worker_deployment(
     _check_image(image)
     if replicas < 0:
         raise InvalidInput(f"replicas must be 0 or more, not {replicas}")
-    labels = deployment_labels(workflow_name, version_id)
+    labels = worker_labels(workflow_name, version_id)
     env = [
         _env("DIACHRONIC_TASK_QUEUE", f"{workflow_name}-{version_id}"),
         _env("DIACHRONIC_WORKFLOW_NAME", workflow_name),
@@ -216,7 +216,7 @@ def _rbac(options: ClusterOptions) -> list[Manifest]:
 
 
 def _ci_worker(options: ClusterOptions) -> Manifest:
-    env = [*_common_env(options), _env("DIACHRONIC_DEPLOYMENTS", "kubernetes")]
+    env = [*_common_env(options), _env("DIACHRONIC_WORKERS", "kubernetes")]
     if options.workers_namespace is not None:
         env.append(_env("DIACHRONIC_KUBERNETES_NAMESPACE", options.workers_namespace))
     env.extend(_secret_env(options, WORKER_SECRETS))

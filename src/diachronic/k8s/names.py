@@ -16,8 +16,8 @@ from __future__ import annotations
 import hashlib
 import re
 
-from diachronic.deployments import check_names
 from diachronic.errors import InvalidInput
+from diachronic.workers import check_names
 
 __all__ = [
     "DNS_LABEL_MAX",

@@ -42,8 +42,8 @@ from diachronic.ci.contracts import (
     CIState,
     CIStatus,
     DeployAck,
-    DeploymentOptions,
-    DeploymentRecord,
+    Deployment,
+    DeployOptions,
     DeployRequest,
     DrainState,
     Phase,
@@ -99,7 +99,7 @@ class Outcome:
     workflow_name: str
     world: World
     fakes: ContractFakes
-    records: list[DeploymentRecord] = field(default_factory=list)
+    records: list[Deployment] = field(default_factory=list)
     ci_error: str | None = None  # the CI run's own failure, "Type: message"
     cleanup_errors: list[str] = field(default_factory=list)
     hang: str | None = None
@@ -144,7 +144,7 @@ class Expect:
     phases: tuple[Phase, ...]  # each deployment's final phase, in order
     ci_fails: bool = False  # the CI run itself ends failed (DeploymentFailed)
     flags: tuple[FlagEnd, ...] | None = None  # every flag of the world, newest first
-    workers: frozenset[str] | None = None  # versions whose worker deployments are left
+    workers: frozenset[str] | None = None  # versions whose worker sets are left
     running: Mapping[str, int] | None = None  # workflows left running, by version
     signalled: int | None = None  # migrate signals delivered in all
     called: frozenset[str] = frozenset()  # activities that must have been called
@@ -214,7 +214,7 @@ class Sim:
             is_dark_deploy=dark,
             is_non_migratory=non_migratory,
         )
-        options = DeploymentOptions(
+        options = DeployOptions(
             steps=parse_steps(steps),
             poll_interval_s=poll_s,
             batch_size=batch_size,

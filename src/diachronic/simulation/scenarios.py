@@ -17,8 +17,8 @@ from diachronic.simulation.world import FlagEnd, World
 
 __all__ = ["CATALOG", "by_name", "select"]
 
-MIGRATION_ACTIVITIES = frozenset({"migrate_batch", "find_worker_deployments", "delete_worker_deployment"})
-RETIRING = frozenset({"find_worker_deployments", "delete_worker_deployment", "archive_version_flag"})
+MIGRATION_ACTIVITIES = frozenset({"migrate_batch", "find_workers", "delete_workers"})
+RETIRING = frozenset({"find_workers", "delete_workers", "archive_version_flag"})
 FULL_ROLLOUT = [0, 25, 50, 75, 100]
 
 
@@ -255,7 +255,7 @@ HAND_EDIT_STRATEGY_DISABLED = Scenario(
         phases=(Phase.CANCELLED,),
         flags=(FlagEnd("v2", 50), FlagEnd("v1", 100)),
         workers=frozenset({"v1", "v2"}),
-        not_called=frozenset({"delete_worker_deployment", "archive_version_flag"}),
+        not_called=frozenset({"delete_workers", "archive_version_flag"}),
         checks=(
             ("the rollout stopped: strategy disabled", rollout_reason(RolloutStopReason.STRATEGY_DISABLED)),
             ("v1 was kept: it still receives traffic", lambda o: "RetireBlocker.ROUTED" in o.branches),
@@ -292,7 +292,7 @@ HAND_EDIT_FLAG_ARCHIVED = Scenario(
         phases=(Phase.CANCELLED,),
         flags=(FlagEnd("v2", 50, archived=True), FlagEnd("v1", 100)),
         workers=frozenset({"v1", "v2"}),
-        not_called=frozenset({"delete_worker_deployment", "archive_version_flag"}),
+        not_called=frozenset({"delete_workers", "archive_version_flag"}),
         checks=(("the rollout stopped: flag missing", rollout_reason(RolloutStopReason.FLAG_MISSING)),),
     ),
 )
@@ -318,7 +318,7 @@ CANCEL = Scenario(
         phases=(Phase.CANCELLED,),
         flags=(FlagEnd("v2", 20), FlagEnd("v1", 100)),
         workers=frozenset({"v1", "v2"}),
-        not_called=frozenset({"delete_worker_deployment", "archive_version_flag"}),
+        not_called=frozenset({"delete_workers", "archive_version_flag"}),
         checks=(("3 workflows still run", lambda o: sum(o.world.running_by_version().values()) == 3),),
     ),
 )
@@ -369,7 +369,7 @@ ABORT = Scenario(
         phases=(Phase.ABORTED,),
         flags=(FlagEnd("v2", 0), FlagEnd("v1", 100)),
         workers=frozenset({"v1", "v2"}),
-        not_called=frozenset({"delete_worker_deployment", "archive_version_flag"}),
+        not_called=frozenset({"delete_workers", "archive_version_flag"}),
         checks=(("6 workflows still run", lambda o: sum(o.world.running_by_version().values()) == 6),),
     ),
 )
@@ -473,7 +473,7 @@ def flag_store_outage(world: World, fakes: ContractFakes) -> None:
     fakes.fail_next("set_traffic_percent", *[outage] * 5)
     fakes.fail_next("read_version_flag", *[outage] * 3)
     fakes.fail_next("migrate_batch", *[busy] * 4)
-    fakes.fail_next("delete_worker_deployment", busy)
+    fakes.fail_next("delete_workers", busy)
 
 
 FAILURE_BURST = Scenario(

@@ -5,7 +5,7 @@ what is left at the end.
 The world answers the activities it models by the activity contracts' semantics (``handlers()``), using the
 real naming (``diachronic.versions``) and the real Unleash-exact routing (``diachronic.flags.evaluation``), so
 the CI under test sees what a flag store, Temporal and Kubernetes would show it. It also guards the safety
-invariants of DESIGN §6 as a referee, independently of the CI's own checks: a deletion of a live version's
+invariants of docs/architecture.md as a referee, independently of the CI's own checks: a deletion of a live version's
 workers, an archive of the newest flag, or a second migrate signal delivered to one run is recorded in
 ``violations`` (and the unsafe deletion refused).
 """
@@ -23,9 +23,8 @@ from diachronic.ci.contracts import (
     ActivityErrorInfo,
     ApplyFlagInput,
     CountRunningInput,
-    DeleteDeploymentInput,
-    DeploymentList,
-    FindDeploymentsInput,
+    DeleteWorkersInput,
+    FindWorkersInput,
     FlagList,
     FlagNameInput,
     FlagReading,
@@ -34,13 +33,14 @@ from diachronic.ci.contracts import (
     MigrateBatchResult,
     RunningCount,
     SetPercentInput,
+    WorkerSetList,
 )
 from diachronic.contracts import VersionInfo
-from diachronic.deployments import LABEL_VERSION, WorkerDeployment, deployment_labels, labels_match
 from diachronic.flags import GENERAL_TRAFFIC_TITLE, VersionFlag
 from diachronic.flags.evaluation import choose, default_strategies, general_percent, general_strategy, new_rollout
 from diachronic.simulation.fakes import Handler, Sampler, SimulatedFailure
 from diachronic.versions import next_seq_id, sort_newest_first, task_queue, version_info
+from diachronic.workers import LABEL_VERSION, WorkerSet, labels_match, worker_labels
 
 __all__ = ["FlagEnd", "Run", "World"]
 
@@ -101,7 +101,7 @@ class World:
     flags: dict[str, VersionFlag] = field(default_factory=dict)
     runs: dict[str, Run] = field(default_factory=dict)
     finished: list[Run] = field(default_factory=list)
-    deployments: dict[str, WorkerDeployment] = field(default_factory=dict)
+    deployments: dict[str, WorkerSet] = field(default_factory=dict)
     deleted: list[str] = field(default_factory=list)
     archived: list[str] = field(default_factory=list)
     delivered: Counter[str] = field(default_factory=Counter)  # migrate signals delivered, by run id
@@ -141,14 +141,14 @@ class World:
             started.append(run)
         return started
 
-    def add_workers(self, version_id: str, *, namespace: str = "default") -> WorkerDeployment:
-        """The version's worker deployment, a generated ``WorkerDeployment`` carrying the two labels."""
+    def add_workers(self, version_id: str, *, namespace: str = "default") -> WorkerSet:
+        """The version's worker set, a generated ``WorkerSet`` carrying the two labels."""
         deployment = self.sampler.sample(
-            WorkerDeployment,
+            WorkerSet,
             self.seed + len(self.deployments),
             name=f"{self.workflow_name}-{version_id}".lower(),
             namespace=namespace,
-            labels=deployment_labels(self.workflow_name, version_id),
+            labels=worker_labels(self.workflow_name, version_id),
             task_queue=task_queue(self.workflow_name, version_id),
             running=True,
         )
@@ -263,7 +263,7 @@ class World:
                     return True
         return False
 
-    def _check_delete(self, deployment: WorkerDeployment) -> list[str]:
+    def _check_delete(self, deployment: WorkerSet) -> list[str]:
         version = deployment.labels.get(LABEL_VERSION, "")
         problems = []
         running = self.running_on(task_queue(self.workflow_name, version))
@@ -301,8 +301,8 @@ class World:
             "archive_version_flag": self.archive_version_flag,
             "count_running": self.count_running,
             "migrate_batch": self.migrate_batch,
-            "find_worker_deployments": self.find_worker_deployments,
-            "delete_worker_deployment": self.delete_worker_deployment,
+            "find_workers": self.find_workers,
+            "delete_workers": self.delete_workers,
         }
 
     def _mine(self, workflow_name: str) -> bool:
@@ -386,15 +386,15 @@ class World:
             running_on_old_queue=len(runs),
         )
 
-    def find_worker_deployments(self, input: FindDeploymentsInput) -> DeploymentList:
+    def find_workers(self, input: FindWorkersInput) -> WorkerSetList:
         found = [d for d in self.deployments.values() if labels_match(d.labels, input.workflow_name, input.version_id)]
-        return DeploymentList(deployments=sorted(found, key=lambda d: d.name), queued_versions=list(self.queued))
+        return WorkerSetList(worker_sets=sorted(found, key=lambda d: d.name), queued_versions=list(self.queued))
 
-    def delete_worker_deployment(self, input: DeleteDeploymentInput) -> BaseModel | None:
+    def delete_workers(self, input: DeleteWorkersInput) -> BaseModel | None:
         """Refuses (and records) the deletion of a live version's workers; a vanished deployment is deleted."""
-        key = f"{input.deployment.namespace}/{input.deployment.name}"
+        key = f"{input.worker_set.namespace}/{input.worker_set.name}"
         current = self.deployments.get(key)
-        if current is None or (input.deployment.uid is not None and current.uid != input.deployment.uid):
+        if current is None or (input.worker_set.uid is not None and current.uid != input.worker_set.uid):
             return None
         problems = self._check_delete(current)
         if problems:

@@ -143,7 +143,7 @@ def _deployment_payload(deployment: Deployment) -> dict[str, Any]:
 
 
 def to_deploy_event(event: DeploymentStatusEvent, repositories: RepositoryMap) -> DeployEvent:
-    """The CI's deploy payload for a ``success`` status (DESIGN §3; original-behaviour §1.2)."""
+    """The CI's deploy payload for a ``success`` status (docs/architecture.md; original-behaviour §1.2)."""
     deployment = event.deployment
     payload = _deployment_payload(deployment)
     workflow_name = payload.get("workflowName")

@@ -44,7 +44,8 @@ class WebhookResult(Contract):
 
 async def start_deployment(client: Client, ci_task_queue: str, event: DeployEvent) -> str:
     """The original's wire message: signal-with-start ``workflowCI`` (id ``ci.<workflowName>``) with
-    ``diachronic.ci.workflow.deploy.success`` and the payload itself as the one signal argument (DESIGN §3)."""
+    ``diachronic.ci.workflow.deploy.success`` and the payload itself as the one signal argument
+    (docs/architecture.md)."""
     payload = event.model_dump(mode="json", by_alias=True)
     workflow_id = ci_workflow_id(event.workflow_name)
     async with temporal_errors(f"signal-with-start {workflow_id}"):

@@ -16,10 +16,10 @@ from pathlib import Path
 
 import pytest
 
-from deployments_contract import DeploymentsContract, eventually, process_alive
-from diachronic.deployments import WorkerDeployment, WorkerDeployments
-from diachronic.deployments.local import LocalWorkerDeployments
-from diachronic.errors import DeploymentsError, InvalidInput
+from diachronic.errors import InvalidInput, WorkersError
+from diachronic.workers import WorkerBackend, WorkerSet
+from diachronic.workers.local import LocalWorkers
+from workers_contract import DeploymentsContract, eventually, process_alive
 
 READY = "worker ready"
 SLEEPER = f"print({READY!r}); import time; time.sleep(120)"
@@ -41,11 +41,11 @@ class LocalHarness:
         self.root = root
         self.pids: list[int] = []
 
-    def open(self) -> WorkerDeployments:
-        return LocalWorkerDeployments(self.root, grace_s=2.0)
+    def open(self) -> WorkerBackend:
+        return LocalWorkers(self.root, grace_s=2.0)
 
     async def create(self, workflow_name: str, version_id: str) -> None:
-        started = await LocalWorkerDeployments(self.root).start(
+        started = await LocalWorkers(self.root).start(
             workflow_name, version_id, py(SLEEPER), ready_line=READY, timeout_s=10
         )
         assert started.pid is not None
@@ -54,7 +54,7 @@ class LocalHarness:
     async def create_labelled(self, labels: dict[str, str]) -> bool:
         return False  # start() always sets both labels, and registrations are named after them
 
-    async def is_gone(self, deployment: WorkerDeployment) -> bool:
+    async def is_gone(self, deployment: WorkerSet) -> bool:
         assert deployment.pid is not None
         return not process_alive(deployment.pid)
 
@@ -64,20 +64,20 @@ class TestLocalDeploymentsContract(DeploymentsContract):
     async def harness(self, tmp_path: Path) -> AsyncIterator[LocalHarness]:
         harness = LocalHarness(tmp_path / "workers")
         yield harness
-        await LocalWorkerDeployments(harness.root, grace_s=1.0).stop_all()
+        await LocalWorkers(harness.root, grace_s=1.0).stop_all()
         kill_leftovers(harness.pids)
 
 
 @pytest.fixture
-async def workers(tmp_path: Path) -> AsyncIterator[LocalWorkerDeployments]:
-    workers = LocalWorkerDeployments(tmp_path / "workers", grace_s=0.5)
+async def workers(tmp_path: Path) -> AsyncIterator[LocalWorkers]:
+    workers = LocalWorkers(tmp_path / "workers", grace_s=0.5)
     yield workers
     pids = [d.pid for d in await workers.list_all() if d.pid is not None]
     await workers.stop_all()
     kill_leftovers(pids)
 
 
-def log_text(deployment: WorkerDeployment) -> str:
+def log_text(deployment: WorkerSet) -> str:
     assert deployment.log_path is not None
     return Path(deployment.log_path).read_text()
 
@@ -85,7 +85,7 @@ def log_text(deployment: WorkerDeployment) -> str:
 # -- starting ------------------------------------------------------------------------------------------------
 
 
-async def test_the_child_gets_its_task_queue_and_the_callers_env(workers: LocalWorkerDeployments) -> None:
+async def test_the_child_gets_its_task_queue_and_the_callers_env(workers: LocalWorkers) -> None:
     # No flush=True: PYTHONUNBUFFERED (set by start) is what gets these lines into the log in time.
     code = f"""
         import os, time
@@ -104,7 +104,7 @@ async def test_the_child_gets_its_task_queue_and_the_callers_env(workers: LocalW
     assert "queue=custom-q extra=y" in log_text(custom)
 
 
-async def test_start_records_a_registration_a_later_cli_can_use(workers: LocalWorkerDeployments) -> None:
+async def test_start_records_a_registration_a_later_cli_can_use(workers: LocalWorkers) -> None:
     started = await workers.start("orders", "v1", py(SLEEPER), ready_line=READY, timeout_s=10)
     assert started.running
     assert started.name == "orders.v1"
@@ -118,7 +118,7 @@ async def test_start_records_a_registration_a_later_cli_can_use(workers: LocalWo
     assert int(stat.rsplit(")", 1)[1].split()[19]) == registration["startTime"]
 
 
-async def test_the_ready_line_is_awaited(workers: LocalWorkerDeployments) -> None:
+async def test_the_ready_line_is_awaited(workers: LocalWorkers) -> None:
     code = f"""
         import time
         print("connecting")
@@ -130,21 +130,21 @@ async def test_the_ready_line_is_awaited(workers: LocalWorkerDeployments) -> Non
     assert f"polling: {READY}" in log_text(started)
 
 
-async def test_a_ready_line_from_an_earlier_run_does_not_count(workers: LocalWorkerDeployments) -> None:
+async def test_a_ready_line_from_an_earlier_run_does_not_count(workers: LocalWorkers) -> None:
     first = await workers.start("orders", "v1", py(SLEEPER), ready_line=READY, timeout_s=10)
     await workers.delete(first)
-    with pytest.raises(DeploymentsError, match="did not print"):
+    with pytest.raises(WorkersError, match="did not print"):
         await workers.start("orders", "v1", py("import time; time.sleep(120)"), ready_line=READY, timeout_s=0.3)
     assert READY in log_text(first)  # the log is appended to, the old line is still there
 
 
-async def test_a_worker_that_exits_before_ready_is_a_clear_error(workers: LocalWorkerDeployments) -> None:
+async def test_a_worker_that_exits_before_ready_is_a_clear_error(workers: LocalWorkers) -> None:
     code = """
         import sys
         print("boom: DIACHRONIC_SECRET_FILE is missing")
         sys.exit(3)
     """
-    with pytest.raises(DeploymentsError) as raised:
+    with pytest.raises(WorkersError) as raised:
         await workers.start("orders", "v1", py(code), ready_line=READY, timeout_s=10)
     message = str(raised.value)
     assert "orders.v1" in message
@@ -154,9 +154,9 @@ async def test_a_worker_that_exits_before_ready_is_a_clear_error(workers: LocalW
     assert await workers.find("orders", "v1") == []
 
 
-async def test_a_worker_that_never_gets_ready_is_stopped(workers: LocalWorkerDeployments) -> None:
+async def test_a_worker_that_never_gets_ready_is_stopped(workers: LocalWorkers) -> None:
     code = "import os, time; print('pid=' + str(os.getpid())); time.sleep(120)"
-    with pytest.raises(DeploymentsError, match=r"did not print 'worker ready' within 0\.3 s") as raised:
+    with pytest.raises(WorkersError, match=r"did not print 'worker ready' within 0\.3 s") as raised:
         await workers.start("orders", "v1", py(code), ready_line=READY, timeout_s=0.3)
     assert raised.value.retryable
     pid = int((workers.root / "orders.v1.log").read_text().split("\npid=")[1].split()[0])
@@ -164,20 +164,20 @@ async def test_a_worker_that_never_gets_ready_is_stopped(workers: LocalWorkerDep
     assert await workers.find("orders", "v1") == []
 
 
-async def test_start_is_idempotent(workers: LocalWorkerDeployments) -> None:
+async def test_start_is_idempotent(workers: LocalWorkers) -> None:
     first = await workers.start("orders", "v1", py(SLEEPER), ready_line=READY, timeout_s=10)
     again = await workers.start("orders", "v1", py(SLEEPER), ready_line=READY, timeout_s=10)
     assert again.pid == first.pid
 
     racing = await asyncio.gather(
         *(workers.start("orders", "v2", py(SLEEPER), ready_line=READY, timeout_s=10) for _ in range(3)),
-        LocalWorkerDeployments(workers.root).start("orders", "v2", py(SLEEPER), ready_line=READY, timeout_s=10),
+        LocalWorkers(workers.root).start("orders", "v2", py(SLEEPER), ready_line=READY, timeout_s=10),
     )
     assert len({d.pid for d in racing}) == 1
     assert log_text(racing[0]).count("--- diachronic: starting") == 1
 
 
-async def test_a_dead_worker_is_reported_and_restarted(workers: LocalWorkerDeployments) -> None:
+async def test_a_dead_worker_is_reported_and_restarted(workers: LocalWorkers) -> None:
     started = await workers.start("orders", "v1", py("print('bye')"))
 
     async def dead() -> bool:
@@ -191,14 +191,14 @@ async def test_a_dead_worker_is_reported_and_restarted(workers: LocalWorkerDeplo
     assert restarted.pid != started.pid
 
 
-async def test_a_missing_executable_is_not_retryable(workers: LocalWorkerDeployments, tmp_path: Path) -> None:
-    with pytest.raises(DeploymentsError) as raised:
+async def test_a_missing_executable_is_not_retryable(workers: LocalWorkers, tmp_path: Path) -> None:
+    with pytest.raises(WorkersError) as raised:
         await workers.start("orders", "v1", [str(tmp_path / "no-such-worker")])
     assert not raised.value.retryable
     assert await workers.find("orders", "v1") == []
 
 
-async def test_bad_input_is_rejected_before_anything_happens(workers: LocalWorkerDeployments) -> None:
+async def test_bad_input_is_rejected_before_anything_happens(workers: LocalWorkers) -> None:
     with pytest.raises(InvalidInput):
         await workers.start("bad.name", "v1", py(SLEEPER))
     with pytest.raises(InvalidInput):
@@ -206,21 +206,21 @@ async def test_bad_input_is_rejected_before_anything_happens(workers: LocalWorke
     with pytest.raises(InvalidInput):
         await workers.start("orders", "v1", [])
     assert not workers.root.exists()
-    fake = WorkerDeployment(name="../../etc.passwd", namespace="local", labels={}, running=True)
+    fake = WorkerSet(name="../../etc.passwd", namespace="local", labels={}, running=True)
     with pytest.raises(InvalidInput):
         await workers.delete(fake)
     with pytest.raises(InvalidInput):
         await workers.delete(fake.model_copy(update={"name": "orders.v1", "namespace": "default"}))
 
 
-async def test_a_corrupt_registration_is_reported(workers: LocalWorkerDeployments) -> None:
+async def test_a_corrupt_registration_is_reported(workers: LocalWorkers) -> None:
     workers.root.mkdir(parents=True)
     (workers.root / "orders.v1.json").write_text("{not json")
-    with pytest.raises(DeploymentsError, match=r"orders\.v1\.json is unreadable") as raised:
+    with pytest.raises(WorkersError, match=r"orders\.v1\.json is unreadable") as raised:
         await workers.find("orders", "v1")
     assert not raised.value.retryable
     started = await workers.start("billing", "v1", py(SLEEPER), ready_line=READY, timeout_s=10)
-    with pytest.raises(DeploymentsError, match="unreadable"):
+    with pytest.raises(WorkersError, match="unreadable"):
         await workers.stop_all()
     assert not process_alive(started.pid or 0)  # the readable one was stopped all the same
     (workers.root / "orders.v1.json").unlink()
@@ -230,7 +230,7 @@ async def test_a_corrupt_registration_is_reported(workers: LocalWorkerDeployment
 
 
 async def test_a_worker_ignoring_sigterm_is_killed_after_the_grace_period(
-    workers: LocalWorkerDeployments,
+    workers: LocalWorkers,
 ) -> None:
     # The worker ignores SIGTERM and forks a helper that stays in its process group: both must go.
     code = f"""
@@ -267,7 +267,7 @@ async def test_a_worker_ignoring_sigterm_is_killed_after_the_grace_period(
     assert await workers.find("orders", "v1") == []
 
 
-async def test_what_a_dead_worker_left_in_its_group_is_stopped(workers: LocalWorkerDeployments) -> None:
+async def test_what_a_dead_worker_left_in_its_group_is_stopped(workers: LocalWorkers) -> None:
     code = f"""
         import subprocess, sys
         helper = subprocess.Popen([sys.executable, "-S", "-c", "import time; time.sleep(120)"])
@@ -288,7 +288,7 @@ async def test_what_a_dead_worker_left_in_its_group_is_stopped(workers: LocalWor
     assert not process_alive(helper)
 
 
-async def test_a_reused_pid_is_never_signalled(workers: LocalWorkerDeployments) -> None:
+async def test_a_reused_pid_is_never_signalled(workers: LocalWorkers) -> None:
     started = await workers.start("orders", "v1", py(SLEEPER), ready_line=READY, timeout_s=10)
     assert started.pid is not None
     # Pretend the worker died and its pid now belongs to another process: same pid, another start time.
@@ -297,7 +297,7 @@ async def test_a_reused_pid_is_never_signalled(workers: LocalWorkerDeployments) 
     registration["startTime"] -= 1
     path.write_text(json.dumps(registration))
 
-    reopened = LocalWorkerDeployments(workers.root, grace_s=0.5)
+    reopened = LocalWorkers(workers.root, grace_s=0.5)
     [found] = await reopened.find("orders", "v1")
     assert not found.running
     await reopened.delete(found)
@@ -306,14 +306,14 @@ async def test_a_reused_pid_is_never_signalled(workers: LocalWorkerDeployments) 
     os.kill(started.pid, signal.SIGKILL)
 
 
-async def test_workers_survive_the_cli_that_started_them(workers: LocalWorkerDeployments) -> None:
+async def test_workers_survive_the_cli_that_started_them(workers: LocalWorkers) -> None:
     script = f"""
         import asyncio, sys
         from pathlib import Path
-        from diachronic.deployments.local import LocalWorkerDeployments
+        from diachronic.workers.local import LocalWorkers
 
         async def main() -> None:
-            workers = LocalWorkerDeployments(Path({str(workers.root)!r}))
+            workers = LocalWorkers(Path({str(workers.root)!r}))
             await workers.start("orders", "v1", {py(SLEEPER)!r}, ready_line={READY!r}, timeout_s=10)
 
         asyncio.run(main())
@@ -328,7 +328,7 @@ async def test_workers_survive_the_cli_that_started_them(workers: LocalWorkerDep
     assert await workers.find("orders", "v1") == []
 
 
-async def test_stop_all_sync_works_inside_a_running_loop(workers: LocalWorkerDeployments) -> None:
+async def test_stop_all_sync_works_inside_a_running_loop(workers: LocalWorkers) -> None:
     started = [
         await workers.start(workflow_name, "v1", py(SLEEPER), ready_line=READY, timeout_s=10)
         for workflow_name in ("orders", "billing")

@@ -1,12 +1,12 @@
-"""The worker deployments port: find and delete the workers that serve one version of a workflow.
+"""The worker sets port: find and delete the workers that serve one version of a workflow.
 
 The CI deletes the workers of an old version once nothing runs on its task queue. A version's workers are
 whatever carries both labels ``diachronic/workflow-name=<workflowName>`` and
-``diachronic/version-id=<versionId>`` (the original's Kubernetes labels, DESIGN §3), matched exactly:
+``diachronic/version-id=<versionId>`` (the original's Kubernetes labels, docs/architecture.md), matched exactly:
 something missing either label is never touched.
 
-Implementations: ``diachronic.deployments.local`` (worker processes started by diachronic itself, the embedded
-default) and ``diachronic.deployments.kubernetes`` (Deployments in a cluster). Both raise ``DeploymentsError``
+Implementations: ``diachronic.workers.local`` (worker processes started by diachronic itself, the embedded
+default) and ``diachronic.workers.kubernetes`` (Deployments in a cluster). Both raise ``WorkersError``
 for backend failures (``retryable`` says whether trying again can help) and ``InvalidInput`` for bad names.
 """
 
@@ -23,12 +23,12 @@ __all__ = [
     "LABEL_VERSION",
     "LABEL_WORKFLOW",
     "TASK_QUEUE_ENV",
-    "WorkerDeployment",
-    "WorkerDeployments",
+    "WorkerBackend",
+    "WorkerSet",
     "check_names",
-    "deployment_labels",
     "label_selector",
     "labels_match",
+    "worker_labels",
 ]
 
 TASK_QUEUE_ENV = "DIACHRONIC_TASK_QUEUE"
@@ -37,7 +37,7 @@ LABEL_WORKFLOW = "diachronic/workflow-name"
 LABEL_VERSION = "diachronic/version-id"
 
 
-class WorkerDeployment(Contract):
+class WorkerSet(Contract):
     """The workers of one version, as a backend reports them; pass it back to ``delete``.
 
     ``running`` means at least one worker process (pod) is up right now; a deployment that exists but runs
@@ -66,14 +66,14 @@ class WorkerDeployment(Contract):
         return self.labels.get(LABEL_VERSION)
 
 
-class WorkerDeployments(Protocol):
-    """What the CI and the CLI need from a worker backend; raises ``DeploymentsError`` or ``InvalidInput``."""
+class WorkerBackend(Protocol):
+    """What the CI and the CLI need from a worker backend; raises ``WorkersError`` or ``InvalidInput``."""
 
-    async def find(self, workflow_name: str, version_id: str) -> list[WorkerDeployment]:
+    async def find(self, workflow_name: str, version_id: str) -> list[WorkerSet]:
         """The deployments labelled with exactly this workflow name and version id, sorted by name."""
         ...
 
-    async def delete(self, deployment: WorkerDeployment) -> None:
+    async def delete(self, deployment: WorkerSet) -> None:
         """Stop and remove a deployment ``find`` returned; one that is already gone counts as deleted.
 
         When ``deployment.uid`` is set and the backend now holds another incarnation under that name (deleted
@@ -99,7 +99,7 @@ def check_names(workflow_name: str, version_id: str | None = None) -> None:
         raise InvalidInput(str(e)) from e
 
 
-def deployment_labels(workflow_name: str, version_id: str) -> dict[str, str]:
+def worker_labels(workflow_name: str, version_id: str) -> dict[str, str]:
     """The two labels that identify a version's workers."""
     return {LABEL_WORKFLOW: workflow_name, LABEL_VERSION: version_id}
 

@@ -1,11 +1,11 @@
-"""The worker deployments contract: what every backend of ``diachronic.deployments`` must do.
+"""The worker sets contract: what every backend of ``diachronic.workers`` must do.
 
 A backend's test module subclasses ``DeploymentsContract`` as ``Test<Backend>DeploymentsContract`` and provides an
 async fixture ``harness`` yielding a ``DeploymentsHarness`` (and cleaning up whatever it created). The harness
 creates deployments *around* the port (local: a Python sleeper process; Kubernetes: a Deployment object via the
 API), so the port's find/delete are checked against things they did not make themselves.
 
-Import it as ``from deployments_contract import DeploymentsContract`` (pytest puts ``tests/`` on ``sys.path``).
+Import it as ``from workers_contract import DeploymentsContract`` (pytest puts ``tests/`` on ``sys.path``).
 """
 
 from __future__ import annotations
@@ -19,12 +19,12 @@ from typing import Protocol
 
 import pytest
 
-from diachronic.deployments import LABEL_VERSION, LABEL_WORKFLOW, WorkerDeployment, WorkerDeployments
 from diachronic.errors import InvalidInput
+from diachronic.workers import LABEL_VERSION, LABEL_WORKFLOW, WorkerBackend, WorkerSet
 
 
 class DeploymentsHarness(Protocol):
-    def open(self) -> WorkerDeployments:
+    def open(self) -> WorkerBackend:
         """A new backend instance on the same storage; opening another one is how a CLI restart looks."""
         ...
 
@@ -36,7 +36,7 @@ class DeploymentsHarness(Protocol):
         """Create a deployment with exactly these labels; False if the backend cannot express that."""
         ...
 
-    async def is_gone(self, deployment: WorkerDeployment) -> bool:
+    async def is_gone(self, deployment: WorkerSet) -> bool:
         """True once the deployment's workers no longer run, checked without the port."""
         ...
 
@@ -66,7 +66,7 @@ def process_alive(pid: int) -> bool:
     return stat.rsplit(")", 1)[1].split()[0] not in ("Z", "X")
 
 
-def version_of(deployment: WorkerDeployment) -> tuple[str, str]:
+def version_of(deployment: WorkerSet) -> tuple[str, str]:
     return deployment.labels[LABEL_WORKFLOW], deployment.labels[LABEL_VERSION]
 
 

@@ -1,6 +1,6 @@
-"""Local worker processes, started and stopped by diachronic itself: the embedded worker deployments backend.
+"""Local worker processes, started and stopped by diachronic itself: the embedded worker backend.
 
-Files under ``root`` (``Settings.deployments_dir``), one set per deployment named
+Files under ``root`` (``Settings.workers_dir``), one set per deployment named
 ``<workflowName>.<versionId>`` (``.`` can occur in neither name, so the name is unambiguous, unlike the task
 queue: ``a-b`` + ``c`` and ``a`` + ``b-c`` both give ``a-b-c``):
 
@@ -8,7 +8,7 @@ queue: ``a-b`` + ``c`` and ``a`` + ``b-c`` both give ``a-b-c``):
     <name>.log    the worker's stdout and stderr, appended across restarts
     <name>.lock   flock'ed while starting or deleting, so two CLIs never start the same version twice
 
-Registrations make the workers outlive the CLI that started them: a new ``LocalWorkerDeployments`` on the same
+Registrations make the workers outlive the CLI that started them: a new ``LocalWorkers`` on the same
 root finds and deletes them. Linux only (liveness comes from /proc). A pid alone is never trusted, pids are
 reused (``pid_max`` may be 32768): a registration's process is alive only while ``/proc/<pid>/stat`` shows the
 recorded start time and is not a zombie, and no signal is sent to a pid that now names another process.
@@ -38,17 +38,17 @@ from typing import NoReturn
 from pydantic import ValidationError
 
 from diachronic.contracts import Contract
-from diachronic.deployments import (
+from diachronic.errors import InvalidInput, WorkersError
+from diachronic.workers import (
     LABEL_VERSION,
     TASK_QUEUE_ENV,
-    WorkerDeployment,
+    WorkerSet,
     check_names,
-    deployment_labels,
     labels_match,
+    worker_labels,
 )
-from diachronic.errors import DeploymentsError, InvalidInput
 
-__all__ = ["DEFAULT_GRACE_S", "NAMESPACE", "LocalWorkerDeployments"]
+__all__ = ["DEFAULT_GRACE_S", "NAMESPACE", "LocalWorkers"]
 
 log = logging.getLogger(__name__)
 
@@ -70,11 +70,11 @@ _PERMANENT_OS_ERRORS = (PermissionError, FileNotFoundError, NotADirectoryError, 
 
 @contextmanager
 def _translate(action: str) -> Iterator[None]:
-    """The one place where OS errors become ``DeploymentsError``; ``retryable`` tells whether to try again."""
+    """The one place where OS errors become ``WorkersError``; ``retryable`` tells whether to try again."""
     try:
         yield
     except OSError as e:
-        raise DeploymentsError(f"{action}: {e}", retryable=not isinstance(e, _PERMANENT_OS_ERRORS)) from e
+        raise WorkersError(f"{action}: {e}", retryable=not isinstance(e, _PERMANENT_OS_ERRORS)) from e
 
 
 class _Registration(Contract):
@@ -168,7 +168,7 @@ def _signal_group(pgid: int, sig: signal.Signals) -> None:
 def _parse_name(name: str) -> tuple[str, str]:
     parts = name.split(".")
     if len(parts) != 2:
-        raise InvalidInput(f"{name!r} is not a local worker deployment name (<workflowName>.<versionId>)")
+        raise InvalidInput(f"{name!r} is not a local worker set name (<workflowName>.<versionId>)")
     check_names(parts[0], parts[1])
     return parts[0], parts[1]
 
@@ -183,8 +183,8 @@ def _tail(path: Path, offset: int) -> str:
     return "\n".join(text.splitlines()[-TAIL_LINES:])
 
 
-class LocalWorkerDeployments:
-    """Worker processes on this machine, one process group per version; implements ``WorkerDeployments``.
+class LocalWorkers:
+    """Worker processes on this machine, one process group per version; implements ``WorkerBackend``.
 
     ``grace_s`` is how long ``delete`` waits after SIGTERM before SIGKILL; ``lock_timeout_s`` how long a start
     or delete waits for another one of the same version (a start may wait for its ready line meanwhile).
@@ -199,7 +199,7 @@ class LocalWorkerDeployments:
 
     # -- the port --------------------------------------------------------------------------------------------
 
-    async def find(self, workflow_name: str, version_id: str) -> list[WorkerDeployment]:
+    async def find(self, workflow_name: str, version_id: str) -> list[WorkerSet]:
         """The version's registered workers, dead ones too (``running=False``): ``delete`` clears them."""
         check_names(workflow_name, version_id)
         with _translate(f"finding workers of {workflow_name} {version_id}"):
@@ -208,7 +208,7 @@ class LocalWorkerDeployments:
             return []
         return [_deployment(reg)]
 
-    async def delete(self, deployment: WorkerDeployment) -> None:
+    async def delete(self, deployment: WorkerSet) -> None:
         """SIGTERM the worker's process group, SIGKILL after ``grace_s``, forget it; already gone is fine.
 
         A worker started again since ``deployment`` was found (another ``uid``) is not the one meant: it stays."""
@@ -238,7 +238,7 @@ class LocalWorkerDeployments:
         task_queue: str | None = None,
         ready_line: str | None = None,
         timeout_s: float = 30.0,
-    ) -> WorkerDeployment:
+    ) -> WorkerSet:
         """Start the version's worker, or return the one already running (never a second process).
 
         ``command`` is an argument list, or a string split as a shell would (no shell runs it). The child runs
@@ -246,7 +246,7 @@ class LocalWorkerDeployments:
         ``task_queue`` is given), ``PYTHONUNBUFFERED=1`` unless ``env`` says otherwise, and ``env`` on top of
         ours. With ``ready_line``, returns only once a line containing it appears in the worker's output (so
         the caller knows the worker polls); if the worker exits first or ``timeout_s`` passes, it is stopped
-        and ``DeploymentsError`` says why, with the last lines of its log.
+        and ``WorkersError`` says why, with the last lines of its log.
         """
         check_names(workflow_name, version_id)
         args = shlex.split(command) if isinstance(command, str) else list(command)
@@ -265,12 +265,12 @@ class LocalWorkerDeployments:
                 else:
                     if reg is not None:  # a dead run: stop what it left in its group, then start afresh
                         await self._stop(reg)
-                    reg = self._spawn(name, deployment_labels(workflow_name, version_id), args, env, queue)
+                    reg = self._spawn(name, worker_labels(workflow_name, version_id), args, env, queue)
                 if ready_line is not None:
                     await self._wait_ready(reg, ready_line, timeout_s)
                 return _deployment(reg)
 
-    async def list_all(self) -> list[WorkerDeployment]:
+    async def list_all(self) -> list[WorkerSet]:
         """Every registered worker under ``root`` (for status displays and clean-ups)."""
         with _translate("listing local workers"):
             return [_deployment(r) for r in self._read_all("*.json")]
@@ -319,7 +319,7 @@ class LocalWorkerDeployments:
         log.warning("worker %s ignored SIGTERM for %g s: killing it", reg.name, self.grace_s)
         _signal_group(reg.pid, signal.SIGKILL)
         if not await _wait_gone(reg, KILL_WAIT_S):
-            raise DeploymentsError(f"worker {reg.name} (process group {reg.pid}) survived SIGKILL")
+            raise WorkersError(f"worker {reg.name} (process group {reg.pid}) survived SIGKILL")
 
     def _spawn(
         self, name: str, labels: dict[str, str], args: list[str], env: Mapping[str, str] | None, queue: str
@@ -343,7 +343,7 @@ class LocalWorkerDeployments:
         stat = _read_stat(process.pid)  # our unreaped child has a /proc entry, a zombie's at worst
         if stat is None:
             _signal_group(process.pid, signal.SIGKILL)
-            raise DeploymentsError(f"cannot read /proc/{process.pid}/stat: local workers need Linux's /proc")
+            raise WorkersError(f"cannot read /proc/{process.pid}/stat: local workers need Linux's /proc")
         reg = _Registration(
             name=name,
             labels=labels,
@@ -391,7 +391,7 @@ class LocalWorkerDeployments:
         tail = _tail(Path(reg.log_path), reg.log_offset)
         shown = f"; last lines of {reg.log_path}:\n{tail}" if tail else f"; {reg.log_path} is empty"
         what = f"worker {reg.name} ({shlex.join(reg.command)})"
-        raise DeploymentsError(f"{what} {why}{shown}", retryable=retryable)
+        raise WorkersError(f"{what} {why}{shown}", retryable=retryable)
 
     @asynccontextmanager
     async def _lock(self, name: str) -> AsyncIterator[None]:
@@ -405,7 +405,7 @@ class LocalWorkerDeployments:
                     break
                 except BlockingIOError:
                     if time.monotonic() >= deadline:
-                        raise DeploymentsError(
+                        raise WorkersError(
                             f"worker {name} is being started or deleted by someone else for over "
                             f"{self.lock_timeout_s:g} s",
                             retryable=True,
@@ -427,7 +427,7 @@ class LocalWorkerDeployments:
         try:
             return _Registration.model_validate_json(text)
         except ValidationError as e:
-            raise DeploymentsError(
+            raise WorkersError(
                 f"the worker registration {path} is unreadable ({e.error_count()} errors); "
                 "stop its process by hand and delete the file",
                 retryable=False,
@@ -466,8 +466,8 @@ def _uid(reg: _Registration) -> str:
     return f"{reg.pid}@{reg.start_time}"
 
 
-def _deployment(reg: _Registration) -> WorkerDeployment:
-    return WorkerDeployment(
+def _deployment(reg: _Registration) -> WorkerSet:
+    return WorkerSet(
         name=reg.name,
         namespace=NAMESPACE,
         uid=_uid(reg),

@@ -1,4 +1,4 @@
-"""Kubernetes worker deployments against an emulated API server over real HTTP (kmock): the shared contract, plus
+"""Kubernetes worker sets against an emulated API server over real HTTP (kmock): the shared contract, plus
 what only a cluster shows (namespaces, label selectors that a server may ignore, RBAC refusals, transient errors,
 re-created Deployments, configuration from a kubeconfig file or a pod's service account)."""
 
@@ -18,14 +18,14 @@ import kmock
 import pytest
 from aiohttp.test_utils import RawTestServer
 
-from deployments_contract import DeploymentsContract
-from diachronic.backends import open_deployments
-from diachronic.deployments import LABEL_VERSION, LABEL_WORKFLOW, WorkerDeployment, WorkerDeployments
-from diachronic.deployments.kubernetes import Backoff, KubernetesWorkerDeployments, load_kube_config
-from diachronic.errors import ConfigError, DeploymentsError, InvalidInput
+from diachronic.backends import open_workers
+from diachronic.errors import ConfigError, InvalidInput, WorkersError
 from diachronic.k8s.manifests import worker_deployment
 from diachronic.settings import load_settings
+from diachronic.workers import LABEL_VERSION, LABEL_WORKFLOW, WorkerBackend, WorkerSet
+from diachronic.workers.kubernetes import Backoff, KubernetesWorkers, load_kube_config
 from kmock_fixtures import DEPLOYMENTS, FAST, TOKEN, Cluster, KubeEmulator, running_cluster, write_kubeconfig
+from workers_contract import DeploymentsContract
 
 pytestmark = pytest.mark.filterwarnings("ignore:read_binary is deprecated:DeprecationWarning")  # inside kmock
 IMAGE = "registry.example/orders-worker:1"
@@ -54,7 +54,7 @@ class KubernetesHarness:
     def __init__(self, cluster: Cluster) -> None:
         self.cluster = cluster
 
-    def open(self) -> WorkerDeployments:
+    def open(self) -> WorkerBackend:
         return self.cluster.open()
 
     async def create(self, workflow_name: str, version_id: str) -> None:
@@ -64,7 +64,7 @@ class KubernetesHarness:
         await self.cluster.apply(labelled(labels))
         return True
 
-    async def is_gone(self, deployment: WorkerDeployment) -> bool:
+    async def is_gone(self, deployment: WorkerSet) -> bool:
         live = self.cluster.live(deployment.namespace, deployment.name)
         return live is None or live["metadata"]["uid"] != deployment.uid
 
@@ -118,7 +118,7 @@ async def test_labels_are_checked_again_when_the_server_ignores_the_selector(clu
 
 
 async def test_pages_are_followed(cluster: Cluster, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr("diachronic.deployments.kubernetes.PAGE_SIZE", 2)
+    monkeypatch.setattr("diachronic.workers.kubernetes.PAGE_SIZE", 2)
     for i in range(5):
         await cluster.apply(manifest("orders", "v1", namespace=f"team-{i}"))
     deployments = cluster.open()
@@ -231,7 +231,7 @@ async def test_a_deployment_recreated_between_read_and_delete_is_spared(
             return old
 
         cluster.api[DEPLOYMENTS, kmock.action.FETCH][:1] ** 10 << read_then_recreate
-        with caplog.at_level(logging.INFO, logger="diachronic.deployments.kubernetes"):
+        with caplog.at_level(logging.INFO, logger="diachronic.workers.kubernetes"):
             await deployments.delete(found)
     finally:
         await deployments.close()
@@ -258,7 +258,7 @@ async def test_bad_input_is_rejected_before_any_request(cluster: Cluster) -> Non
             await deployments.list_versions("orders_")
         good = {LABEL_WORKFLOW: "orders", LABEL_VERSION: "v1"}
         for name, namespace in [("../../api/v1/secrets", "default"), ("orders-v1", "Default"), ("a/b", "x")]:
-            fake = WorkerDeployment(name=name, namespace=namespace, labels=good, running=True)
+            fake = WorkerSet(name=name, namespace=namespace, labels=good, running=True)
             with pytest.raises(InvalidInput):
                 await deployments.delete(fake)
     finally:
@@ -274,12 +274,12 @@ async def test_forbidden_is_a_typed_non_retryable_error_naming_the_permission(cl
     cluster.fail("list", 403, reason="Forbidden", message=message)
     deployments = cluster.open()
     try:
-        with pytest.raises(DeploymentsError) as raised:
+        with pytest.raises(WorkersError) as raised:
             await deployments.find("orders", "v1")
     finally:
         await deployments.close()
     error = raised.value
-    assert not error.retryable and error.name == "DeploymentsError"
+    assert not error.retryable and error.name == "WorkersError"
     assert "403 Forbidden" in error.message and "missing RBAC permission" in error.message
     assert "verb 'list' on resource 'deployments' in API group 'apps' in all namespaces" in error.message
     assert "ClusterRole" in error.message and "system:serviceaccount:diachronic:diachronic" in error.message
@@ -293,7 +293,7 @@ async def test_forbidden_delete_in_a_namespace_names_a_role(cluster: Cluster) ->
     deployments = cluster.open(namespace="team-a")
     try:
         [found] = await deployments.find("orders", "v1")
-        with pytest.raises(DeploymentsError, match=r"verb 'delete' .* in namespace 'team-a'.* a Role") as raised:
+        with pytest.raises(WorkersError, match=r"verb 'delete' .* in namespace 'team-a'.* a Role") as raised:
             await deployments.delete(found)
     finally:
         await deployments.close()
@@ -304,7 +304,7 @@ async def test_unauthorized_is_not_retryable_and_leaks_no_token(cluster: Cluster
     cluster.fail("list", 401, reason="Unauthorized", message=f"invalid bearer token Bearer {TOKEN}")
     deployments = cluster.open()
     try:
-        with pytest.raises(DeploymentsError) as raised:
+        with pytest.raises(WorkersError) as raised:
             await deployments.list_versions("orders")
     finally:
         await deployments.close()
@@ -320,7 +320,7 @@ async def test_a_transient_503_is_retried_then_succeeds(cluster: Cluster, caplog
     cluster.fail("delete", 503, times=2, reason="ServiceUnavailable")
     deployments = cluster.open()
     try:
-        with caplog.at_level(logging.WARNING, logger="diachronic.deployments.kubernetes"):
+        with caplog.at_level(logging.WARNING, logger="diachronic.workers.kubernetes"):
             [found] = await deployments.find("orders", "v1")
             await deployments.delete(found)
     finally:
@@ -335,9 +335,7 @@ async def test_a_server_that_stays_down_gives_a_retryable_error(cluster: Cluster
     cluster.fail("list", 503, reason="ServiceUnavailable")
     deployments = cluster.open(backoff=Backoff(attempts=3, initial_s=0.01, max_s=0.02))
     try:
-        with pytest.raises(
-            DeploymentsError, match=r"503 Service Unavailable .* \(gave up after 3 attempts\)"
-        ) as raised:
+        with pytest.raises(WorkersError, match=r"503 Service Unavailable .* \(gave up after 3 attempts\)") as raised:
             await deployments.find("orders", "v1")
     finally:
         await deployments.close()
@@ -348,11 +346,11 @@ async def test_a_server_that_stays_down_gives_a_retryable_error(cluster: Cluster
 async def test_an_unreachable_server_is_retried_then_a_retryable_error(tmp_path: Path) -> None:
     async with running_cluster(tmp_path) as cluster:
         url = cluster.url  # a port that was just free and is now closed
-    deployments = KubernetesWorkerDeployments(
+    deployments = KubernetesWorkers(
         load_kube_config(write_kubeconfig(tmp_path / "gone", url)), backoff=Backoff(attempts=3, initial_s=0.01)
     )
     try:
-        with pytest.raises(DeploymentsError, match=r"cannot reach the Kubernetes API at .*ConnectError") as raised:
+        with pytest.raises(WorkersError, match=r"cannot reach the Kubernetes API at .*ConnectError") as raised:
             await deployments.find("orders", "v1")
     finally:
         await deployments.close()
@@ -378,10 +376,10 @@ async def test_too_many_requests_honours_retry_after(cluster: Cluster) -> None:
 
 async def test_settings_select_the_kubernetes_backend(cluster: Cluster) -> None:
     await cluster.apply(manifest("orders", "v1", namespace="team-a"))
-    settings = load_settings(deployments="kubernetes", kubeconfig=cluster.kubeconfig, kubernetes_namespace="team-a")
-    deployments = open_deployments(settings)
+    settings = load_settings(workers="kubernetes", kubeconfig=cluster.kubeconfig, kubernetes_namespace="team-a")
+    deployments = open_workers(settings)
     try:
-        assert isinstance(deployments, KubernetesWorkerDeployments)
+        assert isinstance(deployments, KubernetesWorkers)
         assert deployments.namespace == "team-a"
         assert [d.namespace for d in await deployments.find("orders", "v1")] == ["team-a"]
     finally:
@@ -407,7 +405,7 @@ def test_configuration_errors_are_clear(tmp_path: Path, monkeypatch: pytest.Monk
     found = load_kube_config(service_account=nowhere, environ={"KUBECONFIG": f"{tmp_path / 'missing'}:{config}"})
     assert found.cluster.server == "http://127.0.0.1:1"
     with pytest.raises(ConfigError, match="DIACHRONIC_KUBERNETES_NAMESPACE"):
-        KubernetesWorkerDeployments(found, namespace="Team_A")
+        KubernetesWorkers(found, namespace="Team_A")
 
 
 def _self_signed(folder: Path) -> tuple[Path, Path]:
@@ -442,9 +440,9 @@ async def test_in_cluster_service_account_over_tls(tmp_path: Path, monkeypatch: 
         cluster = Cluster(api, str(server.url).rstrip("/"), tmp_path / "unused")
         cluster.verify = ssl.create_default_context(cafile=str(cert))
         await cluster.apply(manifest("orders", "v1"))
-        untrusting = KubernetesWorkerDeployments(load_kube_config(write_kubeconfig(tmp_path / "no-ca", cluster.url)))
+        untrusting = KubernetesWorkers(load_kube_config(write_kubeconfig(tmp_path / "no-ca", cluster.url)))
         try:  # a kubeconfig without the cluster's CA: the system's CAs do not vouch for this server
-            with pytest.raises(DeploymentsError, match="certificate authority") as raised:
+            with pytest.raises(WorkersError, match="certificate authority") as raised:
                 await untrusting.find("orders", "v1")
             assert not raised.value.retryable
         finally:
@@ -453,7 +451,7 @@ async def test_in_cluster_service_account_over_tls(tmp_path: Path, monkeypatch: 
         monkeypatch.setenv("KUBERNETES_SERVICE_PORT", str(server.port))
         config = load_kube_config(service_account=account)
         assert config.cluster.server == f"https://127.0.0.1:{server.port}"
-        deployments = KubernetesWorkerDeployments(config, backoff=FAST)
+        deployments = KubernetesWorkers(config, backoff=FAST)
         try:
             assert [d.version_id for d in await deployments.find("orders", "v1")] == ["v1"]
             (account / "token").write_text("pod-token-2")  # the kubelet rotated it: read again after a 401

@@ -1,4 +1,4 @@
-"""Kubernetes Deployments as worker deployments (``DIACHRONIC_DEPLOYMENTS=kubernetes``).
+"""Kubernetes Deployments as worker sets (``DIACHRONIC_WORKERS=kubernetes``).
 
 A version's workers are the ``apps/v1`` Deployments labelled ``diachronic/workflow-name=<workflowName>`` and
 ``diachronic/version-id=<versionId>``, in every namespace or in the one configured. ``find`` asks the API with a
@@ -11,7 +11,7 @@ The client is lightkube: its kubeconfig and in-cluster loading, authentication (
 tokens, exec plugins, client certificates), TLS set-up and typed models. The two requests are made here on the
 HTTP client lightkube configures, because lightkube's ``delete`` cannot send ``DeleteOptions`` (no uid
 precondition) and because all errors must be translated in one place (``_send``): 5xx, 429 and connection
-errors are retried with back-off, 401/403 become non-retryable ``DeploymentsError`` naming the missing RBAC
+errors are retried with back-off, 401/403 become non-retryable ``WorkersError`` naming the missing RBAC
 permission, 404 means already gone. Messages never carry credentials.
 """
 
@@ -38,19 +38,19 @@ from lightkube.config.models import User
 from lightkube.core.exceptions import ConfigError as LightkubeConfigError
 from lightkube.models.apps_v1 import Deployment, DeploymentList
 
-from diachronic.deployments import (
+from diachronic.errors import ConfigError, InvalidInput, WorkersError
+from diachronic.k8s.names import check_namespace, check_object_name, check_version_labels
+from diachronic.settings import Settings
+from diachronic.workers import (
     LABEL_VERSION,
     LABEL_WORKFLOW,
     TASK_QUEUE_ENV,
-    WorkerDeployment,
+    WorkerSet,
     label_selector,
     labels_match,
 )
-from diachronic.errors import ConfigError, DeploymentsError, InvalidInput
-from diachronic.k8s.names import check_namespace, check_object_name, check_version_labels
-from diachronic.settings import Settings
 
-__all__ = ["Backoff", "KubernetesWorkerDeployments", "load_kube_config"]
+__all__ = ["Backoff", "KubernetesWorkers", "load_kube_config"]
 
 log = logging.getLogger(__name__)
 
@@ -145,8 +145,8 @@ def _select(config: KubeConfig, context: str | None) -> SingleConfig:
     return single
 
 
-class KubernetesWorkerDeployments:
-    """Worker Deployments in a Kubernetes cluster; implements ``WorkerDeployments``.
+class KubernetesWorkers:
+    """Worker Deployments in a Kubernetes cluster; implements ``WorkerBackend``.
 
     ``namespace=None`` looks in every namespace (needs a ClusterRole); a namespace limits every request to it
     (a Role there is enough).
@@ -177,13 +177,13 @@ class KubernetesWorkerDeployments:
             raise ConfigError(self._redact(f"cannot set up the Kubernetes client for {self.server}: {e}")) from e
 
     @classmethod
-    def from_settings(cls, settings: Settings) -> KubernetesWorkerDeployments:
+    def from_settings(cls, settings: Settings) -> KubernetesWorkers:
         config = load_kube_config(settings.kubeconfig, settings.kubernetes_context)
         return cls(config, namespace=settings.kubernetes_namespace or None)  # "" in a manifest = all
 
     # -- the port --------------------------------------------------------------------------------------------
 
-    async def find(self, workflow_name: str, version_id: str) -> list[WorkerDeployment]:
+    async def find(self, workflow_name: str, version_id: str) -> list[WorkerSet]:
         """The version's Deployments that are not being deleted already, sorted by name then namespace."""
         check_version_labels(workflow_name, version_id)
         found = [
@@ -193,7 +193,7 @@ class KubernetesWorkerDeployments:
         ]
         return sorted(found, key=lambda d: (d.name, d.namespace))
 
-    async def delete(self, deployment: WorkerDeployment) -> None:
+    async def delete(self, deployment: WorkerSet) -> None:
         """Delete the Deployment ``find`` returned, if it is still that one and still labelled for its version.
 
         Background propagation: the call returns at once and Kubernetes' garbage collector stops the pods (each
@@ -276,7 +276,7 @@ class KubernetesWorkerDeployments:
         body: Mapping[str, Any] | None = None,
         accept: Collection[int] = (),
     ) -> httpx2.Response:
-        """The one place where HTTP and client errors become ``DeploymentsError`` (``accept``: statuses the
+        """The one place where HTTP and client errors become ``WorkersError`` (``accept``: statuses the
         caller handles itself). Retries what may pass: connection errors, 5xx and 429, with ``backoff``."""
         started = time.monotonic()
         attempt = 0
@@ -288,12 +288,12 @@ class KubernetesWorkerDeployments:
             except httpx2.TransportError as e:
                 problem = f"cannot reach the Kubernetes API at {self.server} to {call.verb} {RESOURCE}: {_describe(e)}"
                 if _untrusted_certificate(e):  # a wrong CA or server name: waiting will not fix it
-                    raise DeploymentsError(
+                    raise WorkersError(
                         self._redact(f"{problem}: check the cluster's certificate authority in the kubeconfig"),
                         retryable=False,
                     ) from e
             except LightkubeConfigError as e:  # raised by authentication, e.g. a failing exec plugin
-                raise DeploymentsError(
+                raise WorkersError(
                     self._redact(f"cannot authenticate to the Kubernetes API at {self.server}: {e}"), retryable=False
                 ) from e
             else:
@@ -309,11 +309,11 @@ class KubernetesWorkerDeployments:
                 hint = _retry_after(response)
             delay = self.backoff.delay(attempt, hint)
             if attempt >= self.backoff.attempts or time.monotonic() - started + delay > self.backoff.budget_s:
-                raise DeploymentsError(self._redact(f"{problem} (gave up after {attempt} attempts)"), retryable=True)
+                raise WorkersError(self._redact(f"{problem} (gave up after {attempt} attempts)"), retryable=True)
             log.warning("%s; retrying in %.2f s (attempt %d)", self._redact(problem), delay, attempt)
             await asyncio.sleep(delay)
 
-    def _rejected(self, call: _Call, response: httpx2.Response) -> DeploymentsError:
+    def _rejected(self, call: _Call, response: httpx2.Response) -> WorkersError:
         """A 4xx that no retry can fix: say what to change (credentials, RBAC) rather than only what failed."""
         status = response.status_code
         says = self._server_says(response)
@@ -334,13 +334,13 @@ class KubernetesWorkerDeployments:
             message = f"the Kubernetes API at {self.server} does not serve {RESOURCE} (apps/v1) {call.scope}{says}"
         else:
             message = f"the Kubernetes API at {self.server} refused to {what}: {status} {response.reason_phrase}{says}"
-        return DeploymentsError(self._redact(message), retryable=False)
+        return WorkersError(self._redact(message), retryable=False)
 
     def _decode(self, response: httpx2.Response, model: type[Any], what: str) -> Any:
         try:
             return msgspec.json.decode(response.content, type=model)
         except (msgspec.ValidationError, msgspec.DecodeError) as e:
-            raise DeploymentsError(
+            raise WorkersError(
                 self._redact(f"unexpected answer from the Kubernetes API at {self.server} for {what}: {e}"),
                 retryable=True,
             ) from e
@@ -390,10 +390,10 @@ def _task_queue(deployment: Deployment) -> str | None:
     return None
 
 
-def _worker(deployment: Deployment) -> WorkerDeployment:
+def _worker(deployment: Deployment) -> WorkerSet:
     meta = deployment.metadata
     status = deployment.status
-    return WorkerDeployment(
+    return WorkerSet(
         name=(meta.name if meta else None) or "",
         namespace=(meta.namespace if meta else None) or "",
         uid=meta.uid if meta else None,

@@ -1,5 +1,5 @@
-"""The worker deployments backend fails while an old version is being retired: the CI worker (its own process,
-``DIACHRONIC_DEPLOYMENTS=kubernetes``) talks over HTTP to an emulated Kubernetes API (kmock) that
+"""The worker backend fails while an old version is being retired: the CI worker (its own process,
+``DIACHRONIC_WORKERS=kubernetes``) talks over HTTP to an emulated Kubernetes API (kmock) that
 
 - answers 503 to every Deployments request for 20 s: retried (in the client, then by Temporal, then by the
   workflow's back-off) until it works, and then only the old version's Deployments are deleted;
@@ -29,8 +29,8 @@ from tests.reliability.harness import (
 )
 
 from diachronic.ci.contracts import Phase
-from diachronic.deployments import LABEL_VERSION, LABEL_WORKFLOW
 from diachronic.k8s.manifests import worker_deployment
+from diachronic.workers import LABEL_VERSION, LABEL_WORKFLOW
 
 pytestmark = [
     pytest.mark.reliability,
@@ -130,7 +130,7 @@ async def test_kubernetes_api_503_for_20_s_while_retiring(tmp_path: Path, reliab
     async with running_cluster(tmp_path) as cluster:
         kubeconfig = write_kubeconfig(tmp_path / "kubeconfig-ci", cluster.url, token=SECRETS.kube_token)
         created = await populate(cluster)
-        env = {"DIACHRONIC_DEPLOYMENTS": "kubernetes", "DIACHRONIC_KUBECONFIG": str(kubeconfig)}
+        env = {"DIACHRONIC_WORKERS": "kubernetes", "DIACHRONIC_KUBECONFIG": str(kubeconfig)}
         async with scenario("kubernetes_503", tmp_path, env=env) as sc:
             await boot(sc)
             window = Window(503, OUTAGE_S, "ServiceUnavailable", "the API server is overloaded (injected)")
@@ -201,7 +201,7 @@ async def test_kubernetes_api_403_is_a_typed_reason_then_a_redeploy_finishes(
     async with running_cluster(tmp_path) as cluster:
         kubeconfig = write_kubeconfig(tmp_path / "kubeconfig-ci", cluster.url, token=SECRETS.kube_token)
         created = await populate(cluster)
-        env = {"DIACHRONIC_DEPLOYMENTS": "kubernetes", "DIACHRONIC_KUBECONFIG": str(kubeconfig)}
+        env = {"DIACHRONIC_WORKERS": "kubernetes", "DIACHRONIC_KUBECONFIG": str(kubeconfig)}
         async with scenario("kubernetes_403", tmp_path, env=env) as sc:
             await boot(sc)
             window = Window(403, None, "Forbidden", 'deployments.apps is forbidden: User "ci" cannot list (injected)')
@@ -248,8 +248,8 @@ async def test_kubernetes_api_403_is_a_typed_reason_then_a_redeploy_finishes(
                     deleted=sorted(deleted),
                 )
             )
-            assert "DeploymentsError" in str(failure.cause), failure.cause
-            assert reason.startswith("DeploymentsError: Kubernetes forbids diachronic to list"), reason
+            assert "WorkersError" in str(failure.cause), failure.cause
+            assert reason.startswith("WorkersError: Kubernetes forbids diachronic to list"), reason
             assert requests_while_forbidden == 1, "a 403 must not be retried"
             assert deleted_while_forbidden == set()
             assert [(f.info.version_id, f.archived) for f in flags_while] == [("v2", False), ("v1", False)]
