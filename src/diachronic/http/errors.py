@@ -15,7 +15,7 @@ from pydantic import BaseModel, Field
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.responses import JSONResponse, Response
 
-from diachronic.errors import BackendError, ConfigError, DiachronicError, InvalidInput, NotFound
+from diachronic.errors import BackendError, ConcurrentEdit, ConfigError, DiachronicError, InvalidInput, NotFound
 from diachronic.signaler.errors import AlreadyStarted, InvalidInstruction, TaskQueueNotFound, TimedOut, UpdateRejected
 from diachronic.webhook.errors import BadSignature, PayloadError, WebhookDisabled
 
@@ -46,6 +46,7 @@ class PayloadTooLarge(InvalidInput):
 # Most specific first; ``status_of`` walks the class's MRO, so a subclass without an entry gets its parent's status.
 STATUS: dict[type[DiachronicError], int] = {
     AlreadyStarted: 409,
+    ConcurrentEdit: 409,
     UpdateRejected: 422,
     InvalidInstruction: 400,
     PayloadError: 400,
