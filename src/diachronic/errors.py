@@ -7,10 +7,13 @@
     ├── ConcurrentEdit         a conditional write found another value than the one it was based on (a human edit)
     └── BackendError           an external system (flag store, worker sets, Temporal) failed
         ├── FlagStoreError
-        └── WorkersError
+        ├── WorkersError
+        ├── GitHubError        GitHub's REST API (deployment statuses) refused or failed a request
+        └── NotificationError  a notification sink (webhook, Slack, apprise) refused or failed a delivery
 
 Adapters translate their library's exceptions into these in one place; activities turn them into Temporal
-``ApplicationError`` with ``type=name`` and ``non_retryable=not retryable`` (see ``diachronic.ci.activities``).
+``ApplicationError`` with ``type=name`` and ``non_retryable=not retryable`` (see ``diachronic.ci.activities``); a
+backend that says when to come back (HTTP ``Retry-After``) sets ``retry_after_s``, which becomes the next retry's delay.
 """
 
 from __future__ import annotations
@@ -59,6 +62,10 @@ class BackendError(DiachronicError):
     name = "BackendError"
     retryable = True
 
+    def __init__(self, message: str, *, retryable: bool | None = None, retry_after_s: float | None = None) -> None:
+        super().__init__(message, retryable=retryable)
+        self.retry_after_s = retry_after_s
+
 
 class FlagStoreError(BackendError):
     name = "FlagStoreError"
@@ -66,3 +73,24 @@ class FlagStoreError(BackendError):
 
 class WorkersError(BackendError):
     name = "WorkersError"
+
+
+class GitHubError(BackendError):
+    """``status``: GitHub's HTTP status, when it answered."""
+
+    name = "GitHubError"
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        retryable: bool | None = None,
+        retry_after_s: float | None = None,
+        status: int | None = None,
+    ) -> None:
+        super().__init__(message, retryable=retryable, retry_after_s=retry_after_s)
+        self.status = status
+
+
+class NotificationError(BackendError):
+    name = "NotificationError"

@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import functools
 from collections.abc import Awaitable, Callable
+from datetime import timedelta
 from typing import Any, TypeVar
 
 from pydantic import ValidationError
@@ -38,7 +39,7 @@ from diachronic.ci.contracts import (
     WorkerSetList,
 )
 from diachronic.contracts import MIGRATE_SIGNAL, VersionInfo, ci_workflow_id
-from diachronic.errors import DiachronicError
+from diachronic.errors import BackendError, DiachronicError
 from diachronic.flags import FlagStore
 from diachronic.flags.evaluation import choose
 from diachronic.workers import WorkerBackend
@@ -58,7 +59,14 @@ def to_application_error(error: BaseException) -> ApplicationError:
         info = ActivityErrorInfo(name="TemporalError", message=error.message, retryable=True)
     else:
         info = ActivityErrorInfo(name="UnexpectedError", message=f"{type(error).__name__}: {error}", retryable=True)
-    return ApplicationError(info.message, info, type=info.name, non_retryable=not info.retryable)
+    after = error.retry_after_s if isinstance(error, BackendError) else None
+    return ApplicationError(
+        info.message,
+        info,
+        type=info.name,
+        non_retryable=not info.retryable,
+        next_retry_delay=timedelta(seconds=after) if after else None,
+    )
 
 
 def translate_errors(fn: F) -> F:
