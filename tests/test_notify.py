@@ -18,7 +18,7 @@ from temporalio.testing import WorkflowEnvironment
 from temporalio.worker import Worker
 from tests.github_api import GitHubApi, free_port
 from tests.notify_receiver import receiver
-from tests.notify_workflows import PublishWorkflow
+from tests.pipeline_workflows import PublishWorkflow
 
 from diachronic.contracts import GitHubDeploymentRef
 from diachronic.errors import ConfigError, NotificationError
