@@ -3,12 +3,16 @@ can help, how long the server asks us to wait, and keeping URLs that carry crede
 
 from __future__ import annotations
 
+import contextlib
 import logging
+from collections.abc import Callable, Iterator
 from urllib.parse import urlsplit
 
 import httpx
 
-__all__ = ["MAX_RETRY_AFTER_S", "hide_in_logs", "retry_after", "retryable_status"]
+from diachronic.errors import BackendError
+
+__all__ = ["MAX_RETRY_AFTER_S", "hide_in_logs", "retry_after", "retryable_status", "unreachable"]
 
 MAX_RETRY_AFTER_S = 3600.0
 
@@ -30,6 +34,18 @@ def retry_after(response: httpx.Response, *, now: float) -> float | None:
     except ValueError:
         return None
     return None
+
+
+@contextlib.contextmanager
+def unreachable(error: Callable[[str], BackendError]) -> Iterator[None]:
+    """No answer (a timeout, a refused connection, a broken one) becomes ``error(problem)``, which should be
+    retryable. The problem names only the kind of failure: httpx's own text can carry the URL."""
+    try:
+        yield
+    except httpx.TimeoutException:
+        raise error("no answer in time") from None
+    except httpx.TransportError as failure:
+        raise error(f"cannot connect ({type(failure).__name__})") from None
 
 
 class _Mask(logging.Filter):

@@ -21,7 +21,7 @@ from pydantic import SecretStr
 from diachronic.contracts import GitHubDeploymentRef
 from diachronic.errors import ConfigError, GitHubError
 from diachronic.github.statuses import DeploymentStatusBody
-from diachronic.outbound import retry_after, retryable_status
+from diachronic.outbound import retry_after, retryable_status, unreachable
 from diachronic.settings import Settings
 
 __all__ = ["API_VERSION", "AppAuth", "GitHubAuth", "GitHubDeployments", "TokenAuth", "failure_of"]
@@ -80,6 +80,12 @@ class AppAuth:
         self._installations: dict[str, int] = {}
         self._tokens: dict[int, tuple[str, float]] = {}
 
+    async def as_app(self, api: GitHubDeployments, method: str, path: str, what: str) -> dict[str, Any]:
+        """A request made as the App itself (not as an installation): authorized by a fresh JWT."""
+        return await api.request(
+            method, path, authorization=f"Bearer {self.app_jwt()}", what=f"{what} (GitHub App {self._app_id})"
+        )
+
     def app_jwt(self) -> str:
         now = int(self._clock())
         claims = {"iat": now - 60, "exp": now + JWT_LIFETIME_S, "iss": self._app_id}  # iat: allow clock drift
@@ -89,12 +95,7 @@ class AppAuth:
         installation = self._installation_id or await self._installation_of(api, repository)
         token, expires = self._tokens.get(installation, ("", 0.0))
         if expires - self._clock() < TOKEN_MARGIN_S:
-            answer = await api.request(
-                "POST",
-                f"/app/installations/{installation}/access_tokens",
-                authorization=f"Bearer {self.app_jwt()}",
-                what=f"an installation token of the GitHub App {self._app_id}",
-            )
+            answer = await self.as_app(api, "POST", f"/app/installations/{installation}/access_tokens", "a token")
             token = str(answer["token"])
             expires = datetime.fromisoformat(str(answer["expires_at"]).replace("Z", "+00:00")).timestamp()
             _remember(self._tokens, installation, (token, expires))
@@ -103,11 +104,8 @@ class AppAuth:
     async def _installation_of(self, api: GitHubDeployments, repository: str) -> int:
         found = self._installations.get(repository.lower())
         if found is None:
-            answer = await api.request(
-                "GET",
-                f"/repos/{repository}/installation",
-                authorization=f"Bearer {self.app_jwt()}",
-                what=f"the GitHub App {self._app_id}'s installation on {repository}",
+            answer = await self.as_app(
+                api, "GET", f"/repos/{repository}/installation", f"its installation on {repository}"
             )
             found = int(answer["id"])
             _remember(self._installations, repository.lower(), found)
@@ -213,16 +211,10 @@ class GitHubDeployments:
         self, method: str, path: str, *, authorization: str, what: str, json: dict[str, Any] | None = None
     ) -> dict[str, Any]:
         """One request; its JSON answer, or a ``GitHubError`` that says whether to retry."""
-        try:
+        with unreachable(lambda problem: GitHubError(f"GitHub at {self.api_url}, {what}: {problem}", retryable=True)):
             response = await self._http.request(
                 method, path.lstrip("/"), json=json, headers={"Authorization": authorization}
             )
-        except httpx.TimeoutException:
-            raise GitHubError(f"GitHub at {self.api_url} did not answer in time ({what})", retryable=True) from None
-        except httpx.TransportError as error:
-            raise GitHubError(
-                f"cannot reach GitHub at {self.api_url} ({what}): {type(error).__name__}", retryable=True
-            ) from None
         if response.status_code >= 400:
             raise failure_of(response, what, now=self._clock())
         try:
@@ -249,7 +241,7 @@ class GitHubDeployments:
     async def check(self) -> str:
         """What ``diachronic doctor`` says: GitHub answers and accepts the credentials."""
         if isinstance(self._auth, AppAuth):
-            app = await self.request("GET", "/app", authorization=f"Bearer {self._auth.app_jwt()}", what="the App")
+            app = await self._auth.as_app(self, "GET", "/app", "the App")
             return f"GitHub App {app.get('slug') or app.get('id')} accepted by {self.api_url}"
         limits = await self.request(
             "GET", "/rate_limit", authorization=await self._auth.authorization(self, ""), what="the rate limit"

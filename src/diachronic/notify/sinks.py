@@ -21,7 +21,7 @@ from pydantic import SecretStr
 
 from diachronic.errors import ConfigError, NotificationError
 from diachronic.notify.events import Notification, NotificationKind, summary
-from diachronic.outbound import hide_in_logs, retry_after, retryable_status
+from diachronic.outbound import hide_in_logs, retry_after, retryable_status, unreachable
 from diachronic.settings import Settings
 
 __all__ = [
@@ -70,16 +70,10 @@ class _HttpSink:
         self._http = httpx.AsyncClient(timeout=timeout_s, transport=transport, headers={"User-Agent": "diachronic"})
 
     async def _post(self, body: bytes, headers: dict[str, str]) -> None:
-        try:
+        with unreachable(lambda problem: NotificationError(f"{self.name}: {problem}", retryable=True)):
             response = await self._http.post(
                 self._url, content=body, headers={"Content-Type": "application/json", **headers}
             )
-        except httpx.TimeoutException:
-            raise NotificationError(f"{self.name}: no answer in time", retryable=True) from None
-        except httpx.TransportError as error:
-            raise NotificationError(
-                f"{self.name}: cannot reach the receiver ({type(error).__name__})", retryable=True
-            ) from None
         if response.status_code >= 300:
             status = response.status_code
             raise NotificationError(
