@@ -81,6 +81,15 @@ class DeployEvent(Contract):
     is_dark_deploy: bool = False
 
 
+class GitHubDeploymentRef(Contract):
+    """The GitHub deployment a deployment came from: where the CI reports its deployment statuses."""
+
+    repository: str = Field(
+        min_length=3, max_length=200, pattern=r"^[A-Za-z0-9_.-]+/[A-Za-z0-9_.-]+$", description="owner/repo"
+    )
+    deployment_id: int = Field(ge=1, description="GitHub's id of the deployment")
+
+
 class VersionInfo(Contract):
     """One deployed version of a workflow, as its flag records it (the original's WorkflowVersionInfo)."""
 
