@@ -7,15 +7,21 @@ Every activity takes one contract model and returns one. Errors leave an activit
 from __future__ import annotations
 
 import asyncio
+import base64
 import functools
+from collections import Counter
 from collections.abc import Awaitable, Callable, Sequence
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any, ClassVar, TypeVar
 
 from pydantic import ValidationError
 from temporalio import activity
 from temporalio.api.common.v1 import WorkflowExecution
-from temporalio.api.workflowservice.v1 import SignalWorkflowExecutionRequest
+from temporalio.api.workflowservice.v1 import (
+    ListWorkflowExecutionsRequest,
+    ListWorkflowExecutionsResponse,
+    SignalWorkflowExecutionRequest,
+)
 from temporalio.client import Client
 from temporalio.exceptions import ApplicationError
 from temporalio.service import RPCError, RPCStatusCode
@@ -33,15 +39,15 @@ from diachronic.ci.contracts import (
     FlagNameInput,
     FlagReading,
     ListFlagsInput,
-    MigrateBatchInput,
-    MigrateBatchResult,
     RunningCount,
     SetPercentInput,
+    SweepInput,
     WorkerSetList,
 )
 from diachronic.ci.planner import migration
+from diachronic.ci.planner.sweep import SweepProgress
 from diachronic.contracts import MIGRATE_SIGNAL, VersionInfo, ci_workflow_id
-from diachronic.errors import BackendError, DiachronicError
+from diachronic.errors import BackendError, DiachronicError, InvalidInput
 from diachronic.flags import FlagStore
 from diachronic.workers import WorkerBackend
 
@@ -97,6 +103,49 @@ def migrate_request_id(to_task_queue: str, run_id: str) -> str:
     return f"diachronic-migrate:{to_task_queue}:{run_id}"
 
 
+WATERMARK_MARGIN = timedelta(seconds=30)
+"""A recent sweep reads the runs started since this long before the sweep it follows began: room for the clock of
+the worker against Temporal's, and for visibility showing a new run late."""
+HEARTBEAT_EVERY = 100
+"""Signals between two heartbeats within a page (a page ends with one), so a slow page never looks dead."""
+
+
+def new_watermark() -> datetime:
+    """Where a recent sweep after this one may start: now, less the margin."""
+    return datetime.now(UTC) - WATERMARK_MARGIN
+
+
+def sweep_query(task_queue: str, workflow_name: str, since: datetime | None) -> str:
+    """The running workflows of the type on the old queue (a recent sweep: started since its watermark)."""
+    query = f"WorkflowType={visibility_string(workflow_name)} AND {running_query(task_queue)}"
+    if since is None:
+        return query
+    return f"{query} AND StartTime >= {visibility_string(since.isoformat())}"
+
+
+def sweep_start(input: SweepInput, watermark: Callable[[], datetime]) -> SweepProgress:
+    """Where an attempt of the migrate activity starts: the last heartbeat of an earlier attempt of this call, else
+    the input's cursor; a sweep that starts takes its ``watermark``. Shared with the simulation's world."""
+    details = activity.info().heartbeat_details if activity.in_activity() else ()
+    if details:
+        last = SweepProgress.model_validate(details[0])
+        return last.model_copy(update={"resumed_at_page": last.pages})
+    return SweepProgress(cursor=input.cursor, watermark=None if input.cursor else watermark())
+
+
+def _encode(token: bytes) -> str | None:
+    return base64.urlsafe_b64encode(token).decode() if token else None
+
+
+def _decode(cursor: str | None) -> bytes:
+    if cursor is None:
+        return b""
+    try:
+        return base64.urlsafe_b64decode(cursor.encode())
+    except ValueError:
+        raise InvalidInput(f"a sweep's cursor is visibility's page token in base64, not {cursor!r}") from None
+
+
 class CIActivities:
     """Activities bound to the configured flag store, worker backend and Temporal client.
 
@@ -109,7 +158,7 @@ class CIActivities:
         "read_version_flag",
         "archive_version_flag",
         "count_running",
-        "migrate_batch",
+        "migrate_sweep",
         "find_workers",
         "delete_workers",
     )
@@ -159,61 +208,92 @@ class CIActivities:
 
     @activity.defn
     @translate_errors
-    async def migrate_batch(self, input: MigrateBatchInput) -> MigrateBatchResult:
-        """List what runs on the old queue, pick the runs the flag now routes to the new version, signal a batch."""
-        runs: list[migration.RunOnQueue] = []
-        async for execution in self.client.list_workflows(running_query(input.from_task_queue), page_size=1000):
-            runs.append(migration.RunOnQueue(execution.id, execution.run_id, execution.workflow_type))
-        activity.heartbeat(len(runs))
-        selection = migration.select_runs(
-            runs,
-            await self.flags.list_version_flags(input.workflow_name),
-            workflow_name=input.workflow_name,
-            to_task_queue=input.to_version.task_queue,
-            already_signalled=input.already_signalled,
-            batch_size=input.batch_size,
-        )
-        outcomes = await self._signal_all(selection.batch, input.to_version.task_queue, input.concurrency)
-        return MigrateBatchResult(
-            signalled=[
-                run.run_id for run, outcome in zip(selection.batch, outcomes, strict=True) if outcome == "signalled"
-            ],
-            still_signalled=list(selection.still_signalled),
-            failed=sum(1 for outcome in outcomes if outcome == "failed"),
-            eligible_unsignalled=selection.left,
-            eligible=selection.eligible,
-            running_on_old_queue=len(runs),
-        )
+    async def migrate_sweep(self, input: SweepInput) -> SweepProgress:
+        """Go on with a sweep of the old queue from its cursor, for up to ``input.pages`` pages: signal the runs of
+        each page that the planner selects while the next page is read; heartbeat the progress after each page (and
+        every ``HEARTBEAT_EVERY`` signals), so a retried attempt goes on from the last page it reported."""
+        progress = sweep_start(input, new_watermark)
+        if progress.call_done(input.pages):
+            return progress
+        query = sweep_query(input.from_task_queue, input.workflow_name, input.since)
+        to_queue = input.to_version.task_queue
+        page = await self._page(query, progress.cursor, input.batch_size)
+        for read in range(progress.pages + 1, input.pages + 1):
+            token = page.next_page_token
+            more = bool(token) and read < input.pages
+            ahead = asyncio.create_task(self._page(query, _encode(token), input.batch_size)) if more else None
+            try:
+                runs = [
+                    migration.RunOnQueue(
+                        e.execution.workflow_id, e.execution.run_id, e.type.name, e.start_time.ToDatetime(UTC)
+                    )
+                    for e in page.executions
+                ]
+                chosen = migration.select_runs(
+                    runs,
+                    input.flags,
+                    workflow_name=input.workflow_name,
+                    to_task_queue=to_queue,
+                    covered=input.covered,
+                )
+                outcomes = await self._signal_page(chosen, to_queue, input.concurrency, progress)
+            except BaseException:
+                if ahead is not None:
+                    ahead.cancel()
+                raise
+            progress = progress.after_page(
+                cursor=_encode(token),
+                rows=len(runs),
+                eligible=len(chosen),
+                signalled=outcomes["signalled"],
+                gone=outcomes["gone"],
+                failed=outcomes["failed"],
+            )
+            activity.heartbeat(progress)
+            if ahead is None:
+                break
+            page = await ahead
+        return progress
 
-    async def _signal_all(self, runs: Sequence[migration.RunOnQueue], task_queue: str, concurrency: int) -> list[str]:
+    async def _page(self, query: str, cursor: str | None, size: int) -> ListWorkflowExecutionsResponse:
+        request = ListWorkflowExecutionsRequest(
+            namespace=self.client.namespace, query=query, page_size=size, next_page_token=_decode(cursor)
+        )
+        return await self.client.workflow_service.list_workflow_executions(request, retry=True)
+
+    async def _signal_page(
+        self, runs: Sequence[migration.RunOnQueue], task_queue: str, concurrency: int, progress: SweepProgress
+    ) -> Counter[str]:
+        """Signal each run once (with its request id); outcomes counted: signalled, gone, failed."""
         semaphore = asyncio.Semaphore(concurrency)
         payloads = await self.client.data_converter.encode([{"taskQueue": task_queue}])
-        done = 0
+        outcomes: Counter[str] = Counter()
 
-        async def one(workflow_id: str, run_id: str) -> str:
-            nonlocal done
+        async def one(run: migration.RunOnQueue) -> None:
             async with semaphore:
                 request = SignalWorkflowExecutionRequest(
                     namespace=self.client.namespace,
-                    workflow_execution=WorkflowExecution(workflow_id=workflow_id, run_id=run_id),
+                    workflow_execution=WorkflowExecution(workflow_id=run.workflow_id, run_id=run.run_id),
                     signal_name=MIGRATE_SIGNAL,
                     identity=self.client.identity,
-                    request_id=migrate_request_id(task_queue, run_id),
+                    request_id=migrate_request_id(task_queue, run.run_id),
                 )
                 request.input.payloads.extend(payloads)
                 try:
                     await self.client.workflow_service.signal_workflow_execution(request, retry=True)
                 except RPCError as error:
                     if error.status == RPCStatusCode.NOT_FOUND:
-                        return "gone"  # it closed or left the old queue: nothing to migrate
-                    activity.logger.warning("migrate signal to %s failed: %s", workflow_id, error.message)
-                    return "failed"
-                done += 1
-                if done % 100 == 0:
-                    activity.heartbeat(done)
-                return "signalled"
+                        outcomes["gone"] += 1  # it closed or left the old queue: nothing to migrate
+                        return
+                    activity.logger.warning("migrate signal to %s failed: %s", run.workflow_id, error.message)
+                    outcomes["failed"] += 1
+                    return
+                outcomes["signalled"] += 1
+                if outcomes["signalled"] % HEARTBEAT_EVERY == 0:
+                    activity.heartbeat(progress)  # still on this page: a retry reads it again
 
-        return await asyncio.gather(*(one(run.workflow_id, run.run_id) for run in runs))
+        await asyncio.gather(*(one(run) for run in runs))
+        return outcomes
 
     # ------------------------------------------------------------------------------------------- workers
 

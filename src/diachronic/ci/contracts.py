@@ -10,6 +10,8 @@ from enum import StrEnum
 
 from pydantic import Field
 
+from diachronic.ci.planner.migration import Coverage
+from diachronic.ci.planner.sweep import Sweep, SweepLog
 from diachronic.contracts import Contract, DeployEvent, RolloutStep, State, VersionInfo
 from diachronic.flags import VersionFlag
 from diachronic.workers import WorkerSet
@@ -69,6 +71,15 @@ def cleanup_workflow_id(old_task_queue: str) -> str:
     return f"cleanup.{old_task_queue}"
 
 
+MIGRATION_BATCH_SIZE = 1000
+"""Runs per page of a sweep: visibility's largest page (the server's default ``frontend.visibilityMaxPageSize``)."""
+MAX_BATCH_SIZE = MIGRATION_BATCH_SIZE
+MIGRATION_PAGES_PER_CALL = 10
+"""Pages one call of the migrate activity reads: the workflow records the sweep's cursor at least this often."""
+MIGRATION_CONCURRENCY = 100
+"""Migrate signals in flight at once (one RPC each)."""
+
+
 # ----------------------------------------------------------------------------------------------- activity errors
 
 
@@ -112,22 +123,20 @@ class FlagReading(Contract):
     flag: VersionFlag | None
 
 
-class MigrateBatchInput(Contract):
+class SweepInput(Contract):
+    """One call of the migrate activity: go on with a sweep of the old queue from ``cursor`` for up to ``pages``
+    pages (``batch_size`` runs each), signalling the runs of each page that ``flags`` route to the new version."""
+
     workflow_name: str
     from_task_queue: str
     to_version: VersionInfo
-    already_signalled: list[str] = Field(default_factory=list, description="run ids signalled earlier")
-    batch_size: int = Field(default=500, ge=1)
-    concurrency: int = Field(default=50, ge=1)
-
-
-class MigrateBatchResult(Contract):
-    signalled: list[str] = Field(description="run ids signalled by this call")
-    still_signalled: list[str] = Field(description="already_signalled runs that are still on the old queue")
-    failed: int = Field(ge=0, description="eligible runs whose signal failed (retried next time)")
-    eligible_unsignalled: int = Field(ge=0, description="eligible runs left for the next batch")
-    eligible: int = Field(ge=0, description="runs on the old queue that the flag routes to the new version")
-    running_on_old_queue: int = Field(ge=0)
+    flags: list[VersionFlag] = Field(description="the live flags, as the workflow just read them")
+    covered: Coverage | None = Field(default=None, description="runs an earlier clean sweep signalled: skipped")
+    since: datetime | None = Field(default=None, description="a recent sweep: only runs started since then")
+    cursor: str | None = Field(default=None, description="the page to read next; None: the sweep starts")
+    batch_size: int = Field(default=MIGRATION_BATCH_SIZE, ge=1, le=MAX_BATCH_SIZE, description="runs per page")
+    pages: int = Field(default=MIGRATION_PAGES_PER_CALL, ge=1, description="pages this call reads at most")
+    concurrency: int = Field(default=MIGRATION_CONCURRENCY, ge=1, description="signals in flight at once")
 
 
 class CountRunningInput(Contract):
@@ -223,13 +232,16 @@ class RetireInput(Contract):
 
 class MigrationInput(RetireInput):
     to_version: VersionInfo
-    batch_size: int = Field(default=500, ge=1)
-    concurrency: int = Field(default=50, ge=1)
+    batch_size: int = Field(default=MIGRATION_BATCH_SIZE, ge=1, le=MAX_BATCH_SIZE, description="runs per page")
+    concurrency: int = Field(default=MIGRATION_CONCURRENCY, ge=1)
+    full_sweep_every_s: float = Field(
+        default=1800.0, gt=0, description="a full sweep at least this often while the routing stays the same"
+    )
+    recent_pause_max_s: float = Field(default=60.0, gt=0, description="the longest pause between recent sweeps")
 
 
 class DrainState(State):
     signalled_total: int = 0
-    in_flight: list[str] = Field(default_factory=list, description="signalled runs still on the old queue")
     eligible: int = 0
     running_on_old_queue: int | None = None
     iterations: int = 0
@@ -239,9 +251,18 @@ class DrainState(State):
     last_error: str | None = None
 
 
+class MigrationState(DrainState):
+    """The migration's state: the drain's, and its sweeps (``diachronic.ci.planner.sweep``), all bounded."""
+
+    sweep: Sweep | None = Field(default=None, description="the sweep in progress, with its cursor")
+    sweeps: SweepLog = Field(default_factory=SweepLog)
+    next_look_at: datetime | None = Field(default=None, description="when the migration looks at the old queue again")
+    pacing: str | None = Field(default=None, description="why it sweeps or waits")
+
+
 class MigrationRun(Contract):
     input: MigrationInput
-    state: DrainState | None = None
+    state: MigrationState | None = None
 
 
 class CleanupRun(Contract):
@@ -278,7 +299,7 @@ class DeployOptions(Contract):
 
     steps: list[RolloutStep] | None = None
     poll_interval_s: float | None = Field(default=None, gt=0)
-    batch_size: int | None = Field(default=None, ge=1)
+    batch_size: int | None = Field(default=None, ge=1, le=MAX_BATCH_SIZE, description="migration: runs per page")
     continue_as_new_after: int | None = Field(default=None, ge=10, description="history events; tests force it low")
 
 
@@ -336,6 +357,12 @@ class MigrationCounts(Contract):
     eligible: int
     signalled: int
     on_old_queue: int | None
+    sweeping: str | None = Field(default=None, description="the kind of the sweep in progress (full, recent)")
+    swept_rows: int = Field(default=0, description="rows the sweep in progress has read")
+    sweeps: int = 0
+    rows_read: int = Field(default=0, description="visibility rows read by every sweep")
+    next_look_at: datetime | None = None
+    pacing: str | None = Field(default=None, description="why the migration sweeps or waits")
 
 
 class CIStatus(Contract):

@@ -30,7 +30,7 @@ class Drainer:
     def __init__(self, input: RetireInput, state: DrainState | None) -> None:
         self.input = input
         self.state = state or DrainState()
-        self._slept_once = False
+        self._progressed = False
 
     def record_wait(self, reason: str | None) -> None:
         self.state.last_error = reason
@@ -43,14 +43,19 @@ class Drainer:
         )
 
     def should_continue_as_new(self) -> bool:
-        """Only after this run has slept once: a fresh run never hands over before doing any work."""
-        if not self._slept_once:
+        """Only after this run has made progress (slept once, or moved a sweep on): a fresh run never hands over
+        before doing any work."""
+        if not self._progressed:
             return False
         return history_is_long(self.input.continue_as_new_after)
 
-    async def poll_pause(self) -> None:
-        await workflow.sleep(timedelta(seconds=self.input.poll_interval_s))
-        self._slept_once = True
+    def progressed(self) -> None:
+        self._progressed = True
+
+    async def poll_pause(self, seconds: float | None = None) -> None:
+        """Sleep ``seconds`` (a poll interval by default)."""
+        await workflow.sleep(timedelta(seconds=self.input.poll_interval_s if seconds is None else seconds))
+        self._progressed = True
 
     async def count_running(self) -> int:
         result = await call(

@@ -30,6 +30,7 @@ with workflow.unsafe.imports_passed_through():
         DB_QUERY,
         DEPLOY_UPDATE,
         FINAL_PHASES,
+        MIGRATION_BATCH_SIZE,
         ROLLOUT_PAUSE_SIGNAL,
         ROLLOUT_PROMOTE_SIGNAL,
         ROLLOUT_RESUME_SIGNAL,
@@ -369,7 +370,7 @@ class CIWorkflow:
                         from_version=previous,
                         to_version=new,
                         poll_interval_s=options.poll_interval_s or 2.0,
-                        batch_size=options.batch_size or 500,
+                        batch_size=options.batch_size or MIGRATION_BATCH_SIZE,
                         continue_as_new_after=can_after,
                     )
                 ),

@@ -24,14 +24,14 @@ from typing import Any
 from temporalio import workflow
 
 from diachronic.ci.contracts import Control
-from diachronic.ci.planner import deploy, deployment, migration, retire, rollout
+from diachronic.ci.planner import deploy, deployment, retire, rollout, sweep
 
 __all__ = ["CONTROL_OUTCOMES", "DECISIONS", "DecisionLog", "all_branches", "branch_of", "recording_decisions"]
 
 DECISIONS: dict[str, tuple[ModuleType, type[Enum]]] = {
     "plan_deployment": (deployment, deployment.DeploymentKind),
     "check_traffic": (rollout, rollout.RolloutStopReason),
-    "next_migration_action": (migration, migration.MigrationAction),
+    "next_sweep": (sweep, sweep.SweepAction),
     "retire_blocker": (retire, retire.RetireBlocker),
     "classify_deploy": (deploy, deploy.DeployDecision),
 }
@@ -54,6 +54,7 @@ def all_branches() -> list[str]:
 def branch_of(function: str, answer: Any) -> str:
     _, enum = DECISIONS[function]
     answer = getattr(answer, "kind", answer)  # plan_deployment answers a DeploymentPlan
+    answer = getattr(answer, "action", answer)  # next_sweep answers a SweepPlan
     return f"{enum.__name__}.{'None' if answer is None else answer.name}"
 
 

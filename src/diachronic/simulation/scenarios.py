@@ -19,7 +19,7 @@ from diachronic.simulation.world import FlagEnd, World
 
 __all__ = ["CATALOG", "by_name", "select"]
 
-MIGRATION_ACTIVITIES = frozenset({"migrate_batch", "find_workers", "delete_workers"})
+MIGRATION_ACTIVITIES = frozenset({"migrate_sweep", "find_workers", "delete_workers"})
 RETIRING = frozenset({"find_workers", "delete_workers", "archive_version_flag"})
 FULL_ROLLOUT = [0, 25, 50, 75, 100]
 
@@ -158,7 +158,7 @@ NON_MIGRATORY = Scenario(
         running={},
         signalled=0,
         called=RETIRING | {"count_running"},
-        not_called=frozenset({"migrate_batch"}),
+        not_called=frozenset({"migrate_sweep"}),
         checks=(
             ("the CI handed v1 to a cleanup workflow", lambda o: o.records[0].cleanup_workflow_id is not None),
             ("cleanup waited for running workflows", lambda o: "RetireBlocker.RUNNING" in o.branches),
@@ -474,7 +474,7 @@ def flag_store_outage(world: World, fakes: ContractFakes) -> None:
     busy = ActivityErrorInfo(name="TemporalError", message="resource exhausted (simulated)", retryable=True)
     fakes.fail_next("set_traffic_percent", *[outage] * 5)
     fakes.fail_next("read_version_flag", *[outage] * 3)
-    fakes.fail_next("migrate_batch", *[busy] * 4)
+    fakes.fail_next("migrate_sweep", *[busy] * 4)
     fakes.fail_next("delete_workers", busy)
 
 
