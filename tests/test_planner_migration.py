@@ -21,39 +21,55 @@ def half(seq: int = 1, version: str = "v2") -> VersionFlag:
     return flag(seq, version, 50)
 
 
+def select(flags: list[VersionFlag], covered: Coverage | None = None, *, recheck: bool = False) -> migration.Selection:
+    return migration.select_runs(
+        RUNS, flags, workflow_name=WORKFLOW, to_task_queue="wf-v2", covered=covered, recheck=recheck
+    )
+
+
 def test_select_runs_keeps_the_runs_the_flags_route_to_the_new_queue_in_page_order() -> None:
     v2 = half()
-    chosen = migration.select_runs(RUNS, [V1, v2], workflow_name=WORKFLOW, to_task_queue=v2.info.task_queue)
+    chosen = select([V1, v2])
     expected = [r for r in RUNS if bucket(v2.info.flag_name, r.workflow_id) <= 50]
-    assert chosen == expected and 0 < len(chosen) < len(RUNS)
+    assert chosen == migration.Selection(first=expected, again=[], skipped=0)
+    assert chosen.runs == expected and chosen.eligible == len(expected) and 0 < len(expected) < len(RUNS)
 
 
 def test_select_runs_skips_other_workflow_types_on_the_queue() -> None:
     v2 = flag(1, "v2", 100)
     other = RunOnQueue("other-1", "run-x", "other", T0)
-    assert (
-        migration.select_runs([other, *RUNS[:3]], [v2, V1], workflow_name=WORKFLOW, to_task_queue="wf-v2") == (RUNS[:3])
-    )
+    chosen = migration.select_runs([other, *RUNS[:3]], [v2, V1], workflow_name=WORKFLOW, to_task_queue="wf-v2")
+    assert chosen.runs == RUNS[:3]
 
 
 def test_select_runs_orders_the_flags_itself_newest_wins() -> None:
-    v2, v3 = flag(1, "v2", 100), flag(2, "v3", 100)
-    assert migration.select_runs(RUNS, [v2, v3, V1], workflow_name=WORKFLOW, to_task_queue="wf-v2") == []
+    assert select([flag(1, "v2", 100), flag(2, "v3", 100), V1]).eligible == 0
 
 
-def test_select_runs_skips_what_an_earlier_clean_sweep_covered() -> None:
-    at_20, at_50 = flag(1, "v2", 20), flag(1, "v2", 50)
-    covered = Coverage(flags=[V1, at_20], before=T0 + timedelta(seconds=100))
-    chosen = migration.select_runs(RUNS, [V1, at_50], workflow_name=WORKFLOW, to_task_queue="wf-v2", covered=covered)
-    name = at_50.info.flag_name  # one groupId: the buckets under 20 % are within those under 50 %
+AT_20, AT_50 = flag(1, "v2", 20), flag(1, "v2", 50)
+NAME = AT_50.info.flag_name  # one groupId: the buckets under 20 % are within those under 50 %
+COVERED = Coverage(flags=[V1, AT_20], before=T0 + timedelta(seconds=100))
 
-    def expected(run: RunOnQueue) -> bool:
-        routed = bucket(name, run.workflow_id) <= 50
-        signalled_at_20 = bucket(name, run.workflow_id) <= 20 and run.started < covered.before
-        return routed and not signalled_at_20
 
-    assert chosen == [r for r in RUNS if expected(r)]
-    assert any(bucket(name, r.workflow_id) <= 20 for r in chosen)  # started after the watermark: signalled now
+def routed(run: RunOnQueue, percent: int) -> bool:
+    return bucket(NAME, run.workflow_id) <= percent
+
+
+def test_select_runs_skips_what_an_earlier_clean_sweep_certainly_signalled() -> None:
+    chosen = select([V1, AT_50], COVERED)
+    certain = COVERED.certain  # the sweep began at 100 s; runs of the 3 s before it may have been missing
+
+    assert chosen.first == [r for r in RUNS if routed(r, 50) and not (routed(r, 20) and r.started < COVERED.before)]
+    assert chosen.again == [r for r in RUNS if routed(r, 20) and certain <= r.started < COVERED.before]
+    assert chosen.skipped == len([r for r in RUNS if routed(r, 20) and r.started < certain])
+    assert chosen.eligible == len([r for r in RUNS if routed(r, 50)])
+    assert chosen.again and chosen.skipped and any(routed(r, 20) for r in chosen.first)
+
+
+def test_a_recheck_signals_again_what_coverage_skips() -> None:
+    chosen = select([V1, AT_50], COVERED, recheck=True)
+    assert chosen.skipped == 0
+    assert chosen.again == [r for r in RUNS if routed(r, 20) and r.started < COVERED.before]
 
 
 def test_the_routing_key_changes_with_what_routes_and_not_with_the_order_or_strategy_ids() -> None:

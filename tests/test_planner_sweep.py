@@ -54,9 +54,18 @@ def at(seconds: float) -> datetime:
             None,
         ),
         (CLEAN, ROUTED, at(1), SweepAction.WAIT, None, None, None, at(2)),
-        (CLEAN, ROUTED, at(2), SweepAction.SWEEP, SweepKind.RECENT, W1, None, None),
+        (CLEAN, ROUTED, at(2), SweepAction.SWEEP, SweepKind.RECENT, COVERED.certain, COVERED, None),
         (CLEAN.model_copy(update={"quiet": 3}), ROUTED, at(10), SweepAction.WAIT, None, None, None, at(16)),
-        (CLEAN.model_copy(update={"quiet": 3}), ROUTED, at(16), SweepAction.SWEEP, SweepKind.RECENT, W1, None, None),
+        (
+            CLEAN.model_copy(update={"quiet": 3}),
+            ROUTED,
+            at(16),
+            SweepAction.SWEEP,
+            SweepKind.RECENT,
+            COVERED.certain,
+            COVERED,
+            None,
+        ),
         (CLEAN.model_copy(update={"quiet": 9}), ROUTED, at(59), SweepAction.WAIT, None, None, None, at(60)),
         (
             CLEAN.model_copy(update={"quiet": 9, "last_end_at": at(1790)}),
@@ -67,16 +76,6 @@ def at(seconds: float) -> datetime:
             None,
             None,
             at(1800),
-        ),
-        (
-            CLEAN.model_copy(update={"last_end_at": at(1799)}),
-            ROUTED,
-            at(1800),
-            SweepAction.SWEEP,
-            SweepKind.FULL,
-            None,
-            None,
-            None,
         ),
     ],
     ids=[
@@ -91,7 +90,6 @@ def at(seconds: float) -> datetime:
         "three quiet sweeps, 16 s later: recent sweep",
         "many quiet sweeps: the pause stops at 60 s",
         "the periodic full sweep comes before the next recent one",
-        "half an hour after the last full sweep: full sweep again, skipping nothing",
     ],
 )
 def test_next_sweep(
@@ -111,6 +109,11 @@ def test_next_sweep(
         assert plan.sweep is None
     else:
         assert plan.sweep == Sweep(kind=kind, since=since, covered=covered, started_at=now)
+
+
+def test_half_an_hour_after_the_last_full_sweep_a_full_one_signals_again_what_it_covers() -> None:
+    plan = next_sweep(CLEAN.model_copy(update={"last_end_at": at(1799)}), ROUTED, at(1800), PACING)
+    assert plan.sweep == Sweep(kind=SweepKind.FULL, covered=COVERED, recheck=True, started_at=at(1800))
 
 
 def page(**kw: object) -> SweepProgress:

@@ -10,7 +10,7 @@ import asyncio
 import base64
 import functools
 from collections import Counter
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime, timedelta
 from typing import Any, ClassVar, TypeVar
 
@@ -103,16 +103,14 @@ def migrate_request_id(to_task_queue: str, run_id: str) -> str:
     return f"diachronic-migrate:{to_task_queue}:{run_id}"
 
 
-WATERMARK_MARGIN = timedelta(seconds=30)
-"""A recent sweep reads the runs started since this long before the sweep it follows began: room for the clock of
-the worker against Temporal's, and for visibility showing a new run late."""
 HEARTBEAT_EVERY = 100
 """Signals between two heartbeats within a page (a page ends with one), so a slow page never looks dead."""
 
 
 def new_watermark() -> datetime:
-    """Where a recent sweep after this one may start: now, less the margin."""
-    return datetime.now(UTC) - WATERMARK_MARGIN
+    """When a sweep began, by this worker's clock (``planner.migration.Coverage`` allows for its difference with
+    Temporal's)."""
+    return datetime.now(UTC)
 
 
 def sweep_query(task_queue: str, workflow_name: str, since: datetime | None) -> str:
@@ -235,6 +233,7 @@ class CIActivities:
                     workflow_name=input.workflow_name,
                     to_task_queue=to_queue,
                     covered=input.covered,
+                    recheck=input.recheck,
                 )
                 outcomes = await self._signal_page(chosen, to_queue, input.concurrency, progress)
             except BaseException:
@@ -244,8 +243,9 @@ class CIActivities:
             progress = progress.after_page(
                 cursor=_encode(token),
                 rows=len(runs),
-                eligible=len(chosen),
+                eligible=chosen.eligible,
                 signalled=outcomes["signalled"],
+                resent=outcomes["resent"],
                 gone=outcomes["gone"],
                 failed=outcomes["failed"],
             )
@@ -262,14 +262,14 @@ class CIActivities:
         return await self.client.workflow_service.list_workflow_executions(request, retry=True)
 
     async def _signal_page(
-        self, runs: Sequence[migration.RunOnQueue], task_queue: str, concurrency: int, progress: SweepProgress
+        self, chosen: migration.Selection, task_queue: str, concurrency: int, progress: SweepProgress
     ) -> Counter[str]:
-        """Signal each run once (with its request id); outcomes counted: signalled, gone, failed."""
+        """Signal each run (with its request id); outcomes counted: signalled (first time), resent, gone, failed."""
         semaphore = asyncio.Semaphore(concurrency)
         payloads = await self.client.data_converter.encode([{"taskQueue": task_queue}])
         outcomes: Counter[str] = Counter()
 
-        async def one(run: migration.RunOnQueue) -> None:
+        async def one(run: migration.RunOnQueue, accepted: str) -> None:
             async with semaphore:
                 request = SignalWorkflowExecutionRequest(
                     namespace=self.client.namespace,
@@ -288,11 +288,13 @@ class CIActivities:
                     activity.logger.warning("migrate signal to %s failed: %s", run.workflow_id, error.message)
                     outcomes["failed"] += 1
                     return
-                outcomes["signalled"] += 1
-                if outcomes["signalled"] % HEARTBEAT_EVERY == 0:
+                outcomes[accepted] += 1
+                if (outcomes["signalled"] + outcomes["resent"]) % HEARTBEAT_EVERY == 0:
                     activity.heartbeat(progress)  # still on this page: a retry reads it again
 
-        await asyncio.gather(*(one(run) for run in runs))
+        await asyncio.gather(
+            *(one(run, "signalled") for run in chosen.first), *(one(run, "resent") for run in chosen.again)
+        )
         return outcomes
 
     # ------------------------------------------------------------------------------------------- workers

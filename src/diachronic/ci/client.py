@@ -170,6 +170,7 @@ def migration_counts(drain: DrainState) -> MigrationCounts:
         update={
             "sweeping": drain.sweep.kind.value if drain.sweep else None,
             "swept_rows": drain.sweep.rows if drain.sweep else 0,
+            "resent": drain.sweeps.resent,
             "sweeps": drain.sweeps.sweeps,
             "rows_read": drain.sweeps.rows,
             "next_look_at": None if drain.sweep else drain.next_look_at,

@@ -132,6 +132,7 @@ class SweepInput(Contract):
     to_version: VersionInfo
     flags: list[VersionFlag] = Field(description="the live flags, as the workflow just read them")
     covered: Coverage | None = Field(default=None, description="runs an earlier clean sweep signalled: skipped")
+    recheck: bool = Field(default=False, description="signal the covered runs again (the periodic full sweep)")
     since: datetime | None = Field(default=None, description="a recent sweep: only runs started since then")
     cursor: str | None = Field(default=None, description="the page to read next; None: the sweep starts")
     batch_size: int = Field(default=MIGRATION_BATCH_SIZE, ge=1, le=MAX_BATCH_SIZE, description="runs per page")
@@ -359,6 +360,7 @@ class MigrationCounts(Contract):
     on_old_queue: int | None
     sweeping: str | None = Field(default=None, description="the kind of the sweep in progress (full, recent)")
     swept_rows: int = Field(default=0, description="rows the sweep in progress has read")
+    resent: int = Field(default=0, description="signals an earlier sweep may have sent already (Temporal drops them)")
     sweeps: int = 0
     rows_read: int = Field(default=0, description="visibility rows read by every sweep")
     next_look_at: datetime | None = None

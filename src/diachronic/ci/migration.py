@@ -96,6 +96,7 @@ class MigrationWorkflow:
                 to_version=self.input.to_version,
                 flags=flags,
                 covered=current.covered,
+                recheck=current.recheck,
                 since=current.since,
                 cursor=current.cursor,
                 batch_size=self.input.batch_size,

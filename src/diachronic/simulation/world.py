@@ -397,15 +397,17 @@ class World:
                 workflow_name=input.workflow_name,
                 to_task_queue=input.to_version.task_queue,
                 covered=input.covered,
+                recheck=input.recheck,
             )
-            for run in chosen:
+            for run in chosen.runs:
                 self._signal(self.runs[run.run_id], input.to_version.task_queue)
             more = len(rest) > len(page)
             progress = progress.after_page(
                 cursor=str(page[-1].started) if more else None,
                 rows=len(page),
-                eligible=len(chosen),
-                signalled=len(chosen),
+                eligible=chosen.eligible,
+                signalled=len(chosen.first),
+                resent=len(chosen.again),
             )
             if activity.in_activity():
                 activity.heartbeat(progress)

@@ -12,7 +12,7 @@ import hashlib
 import json
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 
 from pydantic import Field
 
@@ -27,7 +27,16 @@ from diachronic.flags.evaluation import (
 )
 from diachronic.versions import sort_newest_first
 
-__all__ = ["Coverage", "RunOnQueue", "is_eligible", "may_route_to", "routing_key", "select_runs"]
+__all__ = [
+    "COVERAGE_MARGIN",
+    "Coverage",
+    "RunOnQueue",
+    "Selection",
+    "is_eligible",
+    "may_route_to",
+    "routing_key",
+    "select_runs",
+]
 
 
 @dataclass(frozen=True)
@@ -40,12 +49,40 @@ class RunOnQueue:
     started: datetime
 
 
+COVERAGE_MARGIN = timedelta(seconds=3)
+"""How long before a sweep began a run may have started and still be missing from it: room for the worker's clock
+against Temporal's, and for visibility showing a new run late."""
+
+
 class Coverage(Contract):
-    """What an earlier clean sweep signalled: every run these flags route to the new queue that started before
-    ``before`` (its watermark). Signalling those again would only be a resend that Temporal drops."""
+    """What an earlier clean sweep signalled: the runs these flags route to the new queue that started before it
+    began (``before``, the worker's clock). Those that started more than ``COVERAGE_MARGIN`` earlier were certainly
+    in it; those of the margin may have been missing, so they are signalled again (Temporal drops a repeated one)."""
 
     flags: list[VersionFlag] = Field(description="the flags the sweep ran under")
-    before: datetime
+    before: datetime = Field(description="when the sweep began")
+
+    @property
+    def certain(self) -> datetime:
+        """Runs started before this were certainly in the sweep."""
+        return self.before - COVERAGE_MARGIN
+
+
+@dataclass(frozen=True)
+class Selection:
+    """The runs of one page to signal, in the page's order."""
+
+    first: list[RunOnQueue]  # no earlier sweep signalled them
+    again: list[RunOnQueue]  # an earlier sweep may have: its margin, or a sweep that checks everything again
+    skipped: int  # eligible, and an earlier sweep certainly signalled them
+
+    @property
+    def runs(self) -> list[RunOnQueue]:
+        return [*self.first, *self.again]
+
+    @property
+    def eligible(self) -> int:
+        return len(self.first) + len(self.again) + self.skipped
 
 
 def is_eligible(run: RunOnQueue, flags: Sequence[VersionFlag], *, workflow_name: str, to_task_queue: str) -> bool:
@@ -63,28 +100,32 @@ def select_runs(
     workflow_name: str,
     to_task_queue: str,
     covered: Coverage | None = None,
-) -> list[RunOnQueue]:
-    """The runs of one page to signal now, in the page's order: the eligible ones that ``covered`` does not say were
-    signalled already.
+    recheck: bool = False,
+) -> Selection:
+    """The runs of one page to signal now: the eligible ones, less those ``covered`` says were signalled already
+    (with ``recheck``, those are signalled again, for runs visibility showed late).
 
     A narrower selection (a canary cohort) is one more condition here, so that the activity and the simulation's
     world keep sharing one rule."""
     ordered = sort_newest_first(flags)
-    before = sort_newest_first(covered.flags) if covered is not None else []
-
-    def signalled_before(run: RunOnQueue) -> bool:
-        return (
-            covered is not None
-            and run.started < covered.before
-            and is_eligible(run, before, workflow_name=workflow_name, to_task_queue=to_task_queue)
-        )
-
-    return [
-        run
-        for run in runs
-        if is_eligible(run, ordered, workflow_name=workflow_name, to_task_queue=to_task_queue)
-        and not signalled_before(run)
-    ]
+    earlier = sort_newest_first(covered.flags) if covered is not None else []
+    first: list[RunOnQueue] = []
+    again: list[RunOnQueue] = []
+    skipped = 0
+    for run in runs:
+        if not is_eligible(run, ordered, workflow_name=workflow_name, to_task_queue=to_task_queue):
+            continue
+        if (
+            covered is None
+            or run.started >= covered.before
+            or not is_eligible(run, earlier, workflow_name=workflow_name, to_task_queue=to_task_queue)
+        ):
+            first.append(run)
+        elif recheck or run.started >= covered.certain:
+            again.append(run)
+        else:
+            skipped += 1
+    return Selection(first=first, again=again, skipped=skipped)
 
 
 def routing_key(flags: Sequence[VersionFlag]) -> str:

@@ -91,8 +91,9 @@ class SweepProgress(Contract):
     watermark: datetime | None = Field(default=None, description="set when the call started the sweep")
     pages: int = Field(default=0, ge=0)
     rows: int = Field(default=0, ge=0, description="visibility rows read, pages read again after a retry included")
-    eligible: int = Field(default=0, ge=0, description="eligible runs it met (those signalled before not counted)")
-    signalled: int = Field(default=0, ge=0, description="signals Temporal accepted")
+    eligible: int = Field(default=0, ge=0, description="eligible runs it read")
+    signalled: int = Field(default=0, ge=0, description="signals Temporal accepted, to runs no earlier sweep signalled")
+    resent: int = Field(default=0, ge=0, description="signals accepted that an earlier sweep may have sent already")
     gone: int = Field(default=0, ge=0, description="eligible runs that had closed or moved before their signal")
     failed: int = Field(default=0, ge=0, description="signals that failed: the sweep is not clean")
     resumed_at_page: int | None = Field(
@@ -105,7 +106,15 @@ class SweepProgress(Contract):
         return self.done or self.pages >= pages
 
     def after_page(
-        self, *, cursor: str | None, rows: int, eligible: int, signalled: int, gone: int = 0, failed: int = 0
+        self,
+        *,
+        cursor: str | None,
+        rows: int,
+        eligible: int,
+        signalled: int,
+        resent: int = 0,
+        gone: int = 0,
+        failed: int = 0,
     ) -> SweepProgress:
         """One more page read and its eligible runs signalled; ``cursor`` None: it was the sweep's last page."""
         return self.model_copy(
@@ -116,6 +125,7 @@ class SweepProgress(Contract):
                 "rows": self.rows + rows,
                 "eligible": self.eligible + eligible,
                 "signalled": self.signalled + signalled,
+                "resent": self.resent + resent,
                 "gone": self.gone + gone,
                 "failed": self.failed + failed,
             }
@@ -128,6 +138,7 @@ class Sweep(Contract):
     kind: SweepKind
     since: datetime | None = Field(default=None, description="recent sweeps: the watermark they start from")
     covered: Coverage | None = Field(default=None, description="what it skips: signalled by an earlier clean sweep")
+    recheck: bool = Field(default=False, description="signal what it covers again (the periodic full sweep)")
     started_at: datetime
     cursor: str | None = None
     watermark: datetime | None = None
@@ -138,6 +149,7 @@ class Sweep(Contract):
     rows: int = 0
     eligible: int = 0
     signalled: int = 0
+    resent: int = 0
     failed: int = 0
 
 
@@ -152,7 +164,8 @@ class SweepLog(Contract):
     sweeps: int = 0
     full_sweeps: int = 0
     rows: int = Field(default=0, description="visibility rows read by every sweep")
-    signalled: int = Field(default=0, description="signals accepted in every sweep (a de-duplicated resend counts)")
+    signalled: int = Field(default=0, description="signals accepted by every sweep, each to a run signalled once")
+    resent: int = Field(default=0, description="signals an earlier sweep may have sent already (Temporal drops them)")
     eligible: int = Field(default=0, description="eligible runs the last finished sweep met")
 
 
@@ -186,13 +199,12 @@ def next_sweep(log: SweepLog, observed: QueueObservation, now: datetime, pacing:
         return _start(SweepKind.FULL, reason, now, covered=covered)
     full_due = (log.last_full_at or now) + timedelta(seconds=pacing.full_sweep_every_s)
     if now >= full_due:
-        return _start(SweepKind.FULL, f"one every {pacing.full_sweep_every_s:g} s", now)
+        return _start(SweepKind.FULL, f"one every {pacing.full_sweep_every_s:g} s", now, covered=covered, recheck=True)
     pause = min(pacing.poll_s * 2**log.quiet, pacing.recent_pause_max_s)
     recent_due = (log.last_end_at or now) + timedelta(seconds=pause)
     if now >= recent_due:
-        return _start(
-            SweepKind.RECENT, "routing unchanged: runs started since the last sweep", now, since=covered.before
-        )
+        reason = "routing unchanged: runs started since the last sweep"
+        return _start(SweepKind.RECENT, reason, now, since=covered.certain, covered=covered)
     return SweepPlan(
         SweepAction.WAIT,
         f"routing unchanged: a recent sweep every {pause:g} s, a full one every {pacing.full_sweep_every_s:g} s",
@@ -201,9 +213,15 @@ def next_sweep(log: SweepLog, observed: QueueObservation, now: datetime, pacing:
 
 
 def _start(
-    kind: SweepKind, reason: str, now: datetime, *, since: datetime | None = None, covered: Coverage | None = None
+    kind: SweepKind,
+    reason: str,
+    now: datetime,
+    *,
+    since: datetime | None = None,
+    covered: Coverage | None = None,
+    recheck: bool = False,
 ) -> SweepPlan:
-    sweep = Sweep(kind=kind, since=since, covered=covered, started_at=now)
+    sweep = Sweep(kind=kind, since=since, covered=covered, recheck=recheck, started_at=now)
     return SweepPlan(SweepAction.SWEEP, f"{kind.value} sweep: {reason}", sweep=sweep)
 
 
@@ -224,10 +242,17 @@ def record_progress(
             "rows": sweep.rows + progress.rows,
             "eligible": sweep.eligible + progress.eligible,
             "signalled": sweep.signalled + progress.signalled,
+            "resent": sweep.resent + progress.resent,
             "failed": sweep.failed + progress.failed,
         }
     )
-    log = log.model_copy(update={"rows": log.rows + progress.rows, "signalled": log.signalled + progress.signalled})
+    log = log.model_copy(
+        update={
+            "rows": log.rows + progress.rows,
+            "signalled": log.signalled + progress.signalled,
+            "resent": log.resent + progress.resent,
+        }
+    )
     if not progress.done:
         return sweep, log
     clean = sweep.failed == 0 and not sweep.routing_changed and sweep.watermark is not None
