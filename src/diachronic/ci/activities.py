@@ -216,11 +216,12 @@ class CIActivities:
         query = sweep_query(input.from_task_queue, input.workflow_name, input.since)
         to_queue = input.to_version.task_queue
         page = await self._page(query, progress.cursor, input.batch_size)
-        for read in range(progress.pages + 1, input.pages + 1):
-            token = page.next_page_token
-            more = bool(token) and read < input.pages
-            ahead = asyncio.create_task(self._page(query, _encode(token), input.batch_size)) if more else None
-            try:
+        ahead: asyncio.Task[ListWorkflowExecutionsResponse] | None = None
+        try:
+            for read in range(progress.pages + 1, input.pages + 1):
+                token = page.next_page_token
+                if token and read < input.pages:  # read the next page while this one is signalled
+                    ahead = asyncio.create_task(self._page(query, _encode(token), input.batch_size))
                 runs = [
                     migration.RunOnQueue(
                         e.execution.workflow_id, e.execution.run_id, e.type.name, e.start_time.ToDatetime(UTC)
@@ -236,23 +237,22 @@ class CIActivities:
                     recheck=input.recheck,
                 )
                 outcomes = await self._signal_page(chosen, to_queue, input.concurrency, progress)
-            except BaseException:
-                if ahead is not None:
-                    ahead.cancel()
-                raise
-            progress = progress.after_page(
-                cursor=_encode(token),
-                rows=len(runs),
-                eligible=chosen.eligible,
-                signalled=outcomes["signalled"],
-                resent=outcomes["resent"],
-                gone=outcomes["gone"],
-                failed=outcomes["failed"],
-            )
-            activity.heartbeat(progress)
-            if ahead is None:
-                break
-            page = await ahead
+                progress = progress.after_page(
+                    cursor=_encode(token),
+                    rows=len(runs),
+                    eligible=chosen.eligible,
+                    signalled=outcomes["signalled"],
+                    resent=outcomes["resent"],
+                    gone=outcomes["gone"],
+                    failed=outcomes["failed"],
+                )
+                activity.heartbeat(progress)
+                if ahead is None:
+                    break
+                page, ahead = await ahead, None
+        finally:
+            if ahead is not None:
+                ahead.cancel()
         return progress
 
     async def _page(self, query: str, cursor: str | None, size: int) -> ListWorkflowExecutionsResponse:

@@ -110,6 +110,8 @@ class MigrationWorkflow:
         state = self.state
         state.sweep, state.sweeps = sweep.record_progress(current, state.sweeps, progress, flags, workflow.now())
         state.signalled_total = state.sweeps.signalled
+        if state.sweep is None:  # it ended: the next look decides what comes next
+            state.pacing = state.next_look_at = None
         state.eligible = state.sweep.eligible if state.sweep is not None else state.sweeps.eligible
         self.drain.progressed()
 
