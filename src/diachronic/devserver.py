@@ -60,17 +60,37 @@ class DevServer:
         stop_process(self.process)
 
 
-def start_dev_server(data_dir: Path, *, port: int = 7233, ui: bool = True, timeout_s: float = 30.0) -> DevServer:
+DEV_SERVER_PORT_OFFSETS = (0, 10, 20)
+"""The dev server's gRPC port P, its HTTP port P+10 and its metrics port P+20."""
+
+
+def free_port_block(offsets: tuple[int, ...] = DEV_SERVER_PORT_OFFSETS, *, attempts: int = 100) -> int:
+    """A port P, picked by the system, with P + each offset free as well (checked now: another process may still
+    take one before it is used)."""
+    for _ in range(attempts):
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+            sock.bind(("127.0.0.1", 0))
+            port = int(sock.getsockname()[1])
+        if port + max(offsets) < 65536 and not any(port_is_open("127.0.0.1", port + o) for o in offsets):
+            return port
+    raise ConfigError(f"no free block of ports {offsets} found after {attempts} tries")
+
+
+def start_dev_server(
+    data_dir: Path, *, port: int = 7233, ui: bool = True, timeout_s: float = 30.0, in_memory: bool = False
+) -> DevServer:
+    """``temporal server start-dev`` on ``port``, persisting to ``<data_dir>/temporal.db`` (unless ``in_memory``);
+    returns once the port accepts connections (the frontend may need a moment more to answer)."""
     if port_is_open("127.0.0.1", port):
         raise ConfigError(f"port {port} is already in use: is another Temporal running? Choose --temporal-port")
     data_dir.mkdir(parents=True, exist_ok=True)
     ui_port = port + 1000
+    database = [] if in_memory else ["--db-filename", str(data_dir / "temporal.db")]
     args = [
         str(venv_binary("temporal")),
         "server",
         "start-dev",
-        "--db-filename",
-        str(data_dir / "temporal.db"),
+        *database,
         "--ip",
         "127.0.0.1",
         "--port",
