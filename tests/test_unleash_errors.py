@@ -8,7 +8,7 @@ from pathlib import Path
 
 import httpx
 import pytest
-from tests.http_client_errors import HTTPX2_EXCEPTIONS, HTTPX_EXCEPTIONS, instance_of
+from tests.http_client_errors import HTTPX_EXCEPTIONS, instance_of
 
 from diachronic.backends import open_flag_store
 from diachronic.errors import HTTP_CLIENT_ERRORS, ConcurrentEdit, ConfigError, FlagStoreError, NotFound
@@ -102,11 +102,6 @@ async def test_every_httpx_error_becomes_a_typed_flag_store_error(error_class: t
     assert "http://unleash.test" in caught.value.message
     assert caught.value.__cause__ is None and caught.value.__suppress_context__  # no request (and header) attached
     assert_no_secret(str(caught.value))
-
-
-def test_the_http_error_table_names_every_exception_of_both_clients() -> None:
-    """A new exception class in httpx or httpx2 fails here until someone decides whether it is retryable."""
-    assert {c.__name__ for c in HTTPX_EXCEPTIONS + HTTPX2_EXCEPTIONS} - set(HTTP_CLIENT_ERRORS) == set()
 
 
 async def test_a_closed_store_says_so() -> None:

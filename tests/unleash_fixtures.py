@@ -254,6 +254,9 @@ class HumanAdmin:
                 patch = [{"op": "replace", "path": "/disabled", "value": True}]
                 await self._ok("PATCH", f"{self._strategies(flag_name)}/{strategy['id']}", json=patch)
 
+    async def edit_percent(self, flag_name: str, percent: int) -> None:
+        await self.set_percent(flag_name, GENERAL_TRAFFIC_TITLE, percent)
+
     async def set_percent(self, flag_name: str, title: str, percent: int) -> None:
         for strategy in await self.strategies(flag_name):
             if strategy.get("title") == title:
@@ -381,7 +384,9 @@ class Interleave(httpx.AsyncBaseTransport):
 
 
 class UnleashHarness:
-    """``FlagHarness`` for ``UnleashFlagStore``: human edits go through the raw Admin API."""
+    """``FlagHarness`` for ``UnleashFlagStore``: human edits go through the raw Admin API. Workflows are recorded
+    as the store touches them, for ``settle`` and for deleting their flags at the module's end (the contract's
+    ``wf`` is recorded by the test module: seeds use it)."""
 
     def __init__(self, store: UnleashFlagStore, human: HumanAdmin, created: set[str], transport: Interleave) -> None:
         self.touched: set[str] = set()
@@ -391,36 +396,13 @@ class UnleashHarness:
         self.human = human
         self.transport = transport
 
-    async def seed_flag(
-        self, name: str, *, general_percent: int = 0, enabled: bool = True, archived: bool = False
-    ) -> None:
-        self.store_touch(name)
-        await self.human.seed_flag(name, general_percent=general_percent, enabled=enabled, archived=archived)
-
-    def store_touch(self, name: str) -> None:
-        wf = workflow_of(name)
-        if wf is not None:
-            self.touched.add(wf)
-
-    async def delete_strategy(self, flag_name: str, title: str) -> None:
-        await self.human.delete_strategy(flag_name, title)
-
-    async def disable_strategy(self, flag_name: str, title: str) -> None:
-        await self.human.disable_strategy(flag_name, title)
-
-    async def set_flag_enabled(self, flag_name: str, enabled: bool) -> None:
-        await self.human.set_flag_enabled(flag_name, enabled)
-
-    async def edit_percent(self, flag_name: str, percent: int) -> None:
-        await self.human.set_percent(flag_name, GENERAL_TRAFFIC_TITLE, percent)
-
     def edit_during_next_write(self, flag_name: str, percent: int) -> None:
         """Just before the store's PATCH of the strategy leaves, after the store read the flag to prepare it."""
 
         def is_the_write(request: httpx.Request) -> bool:
             return request.method == "PATCH" and f"/features/{flag_name}/environments/" in request.url.path
 
-        self.transport.before_next(is_the_write, lambda: self.edit_percent(flag_name, percent))
+        self.transport.before_next(is_the_write, lambda: self.human.edit_percent(flag_name, percent))
 
     async def settle(self) -> None:
         """Wait until ``UnleashClient`` sees what the Admin API shows, for every workflow this test touched."""

@@ -56,6 +56,7 @@ from UnleashClient.clients.unleash_client import UnleashClient
 from UnleashClient.constants import ETAG, FEATURES_URL
 from UnleashClient.utils import InstanceAllowType
 
+from diachronic import versions
 from diachronic.contracts import VersionInfo
 from diachronic.errors import (
     ConcurrentEdit,
@@ -76,15 +77,6 @@ from diachronic.flags.evaluation import (
     validate_percent,
 )
 from diachronic.settings import Settings
-from diachronic.versions import (
-    FLAG_PREFIX,
-    flag_name,
-    flag_name_prefix,
-    next_seq_id,
-    parse_flag_name,
-    sort_newest_first,
-    version_info,
-)
 
 __all__ = ["DESCRIPTION", "SETUP_MARK", "UnleashFlagStore", "base_url", "local_state", "read_state_file"]
 
@@ -218,15 +210,15 @@ class _RoutingCache(BaseCache):
             return
         grouped: dict[str, list[VersionInfo]] = {}
         for name in by_name:
-            if not name.startswith(f"{FLAG_PREFIX}."):
+            if not name.startswith(f"{versions.FLAG_PREFIX}."):
                 continue
             try:
-                workflow_name, seq_id, version_id = parse_flag_name(name)
+                workflow_name, seq_id, version_id = versions.parse_flag_name(name)
             except InvalidInput as exc:
                 self._warn(name, str(exc))
                 continue
-            grouped.setdefault(workflow_name, []).append(version_info(workflow_name, seq_id, version_id))
-        self.index = {wf: sort_newest_first(infos) for wf, infos in grouped.items()}
+            grouped.setdefault(workflow_name, []).append(versions.version_info(workflow_name, seq_id, version_id))
+        self.index = {wf: versions.sort_newest_first(infos) for wf, infos in grouped.items()}
         self.payload = by_name
         self.loaded.set()
 
@@ -510,7 +502,7 @@ class UnleashFlagStore:
     def _entry(self, feature: Mapping[str, Any], *, archived: bool) -> _Entry | None:
         name = str(feature["name"])
         try:
-            workflow_name, seq_id, version_id = parse_flag_name(name)
+            workflow_name, seq_id, version_id = versions.parse_flag_name(name)
         except InvalidInput as exc:
             self._warn(name, str(exc))
             return None
@@ -519,7 +511,7 @@ class UnleashFlagStore:
             isinstance(e, dict) and e.get("name") == self.environment and bool(e.get("enabled")) for e in environments
         )
         return _Entry(
-            info=version_info(workflow_name, seq_id, version_id),
+            info=versions.version_info(workflow_name, seq_id, version_id),
             enabled=enabled,
             archived=archived,
             description=str(feature.get("description") or ""),
@@ -527,7 +519,7 @@ class UnleashFlagStore:
 
     async def _entries(self, workflow_name: str, *, include_archived: bool) -> list[_Entry]:
         """The workflow's version flags without strategies, newest first (one or two search requests)."""
-        prefix = flag_name_prefix(workflow_name)
+        prefix = versions.flag_name_prefix(workflow_name)
         searches = [self._search(prefix, archived=False)]
         if include_archived:
             searches.append(self._search(prefix, archived=True))
@@ -567,7 +559,7 @@ class UnleashFlagStore:
             return VersionFlag(info=entry.info, enabled=entry.enabled, archived=entry.archived, strategies=strategies)
 
         flags = await asyncio.gather(*(complete(e) for e in entries))
-        return sort_newest_first([f for f in flags if f is not None])
+        return versions.sort_newest_first([f for f in flags if f is not None])
 
     async def get_strategies(self, flag_name: str) -> list[FlagStrategy]:
         """All strategies of the flag in the environment, disabled ones too; ``NotFound`` if no such flag."""
@@ -654,22 +646,15 @@ class UnleashFlagStore:
 
     async def revive_flag(self, flag_name: str) -> None:
         """Bring an archived flag back (Unleash revives it switched off in every environment)."""
-        await self._call(
-            f"revive {flag_name}",
-            "POST",
-            f"/api/admin/archive/revive/{flag_name}",
-            missing=f"flag {flag_name!r} is not archived",
-        )
+        path = f"/api/admin/archive/revive/{flag_name}"
+        await self._call(f"revive {flag_name}", "POST", path, missing=f"flag {flag_name!r} is not archived")
 
     async def set_flag_enabled(self, flag_name: str, enabled: bool) -> None:
         """Turn the flag on or off in the environment."""
         switch = "on" if enabled else "off"
-        await self._call(
-            f"switch {flag_name} {switch}",
-            "POST",
-            f"{self._feature_path(flag_name)}/environments/{self.environment}/{switch}",
-            missing=f"flag {flag_name!r} does not exist or is archived",
-        )
+        path = f"{self._feature_path(flag_name)}/environments/{self.environment}/{switch}"
+        missing = f"flag {flag_name!r} does not exist or is archived"
+        await self._call(f"switch {flag_name} {switch}", "POST", path, missing=missing)
 
     async def _set_description(self, name: str, description: str) -> None:
         patch = [{"op": "replace", "path": "/description", "value": description}]
@@ -718,22 +703,17 @@ class UnleashFlagStore:
 
     async def apply_version_flag(self, workflow_name: str, version_id: str) -> VersionInfo:
         """Make ``version_id`` the newest version (same rules as ``LocalFlagStore``; see the module docstring)."""
-        flag_name(workflow_name, 0, version_id)  # validates both names before any request
+        versions.flag_name(workflow_name, 0, version_id)  # validates both names before any request
         entries = await self._entries(workflow_name, include_archived=True)
-        live = [e for e in entries if not e.archived]
-        if live and live[0].info.version_id == version_id:
-            newest = live[0]
-            if newest.description.endswith(SETUP_MARK):
-                await self._set_up(newest.info.flag_name)  # a previous call stopped half-way
-            return newest.info
-        top = entries[0] if entries else None
-        if top is not None and top.archived and top.info.version_id == version_id:
-            info = top.info
+        action, info = versions.flag_to_apply(entries, workflow_name, version_id)
+        if action is versions.FlagApply.KEEP:
+            if any(e.info == info and e.description.endswith(SETUP_MARK) for e in entries):
+                await self._set_up(info.flag_name)  # a previous call stopped half-way
+            return info
+        if action is versions.FlagApply.REVIVE:
             await self._revive_for_deploy(info.flag_name)
-        else:
-            info = version_info(workflow_name, next_seq_id(e.info for e in entries), version_id)
-            if not await self._create(info.flag_name):
-                await self._name_taken(info.flag_name)
+        elif not await self._create(info.flag_name):
+            await self._name_taken(info.flag_name)
         await self._set_up(info.flag_name)
         return info
 
@@ -799,7 +779,7 @@ class UnleashFlagStore:
 
     async def route(self, workflow_name: str, workflow_id: str, *, is_test: bool = False) -> VersionInfo | None:
         """The newest flag that ``UnleashClient`` finds on for ``{userId: workflow_id, isTest}``; None if none is."""
-        flag_name_prefix(workflow_name)  # the same validation as every other method
+        versions.flag_name_prefix(workflow_name)  # the same validation as every other method
         client = await self._ensure_client()
         if not self._cache.loaded.is_set():
             raise FlagStoreError(
