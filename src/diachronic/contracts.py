@@ -19,6 +19,7 @@ DEPLOY_SUCCESS_SIGNAL = "diachronic.ci.workflow.deploy.success"
 ROLLOUT_START_SIGNAL = "diachronic.ci.workflow.rollout.start"
 ROLLOUT_CANCEL_SIGNAL = "diachronic.ci.workflow.rollout.cancel"
 MIGRATE_SIGNAL = "diachronic.v1.migrate"
+"""Signal name shared with the original TypeScript library; one argument ``{"taskQueue": "<queue>"}``."""
 
 
 def ci_workflow_id(workflow_name: str) -> str:
@@ -78,6 +79,15 @@ class DeployEvent(Contract):
     event_time: datetime
     is_non_migratory: bool = False
     is_dark_deploy: bool = False
+
+
+class GitHubDeploymentRef(Contract):
+    """The GitHub deployment a deployment came from: where the CI reports its deployment statuses."""
+
+    repository: str = Field(
+        min_length=3, max_length=200, pattern=r"^[A-Za-z0-9_.-]+/[A-Za-z0-9_.-]+$", description="owner/repo"
+    )
+    deployment_id: int = Field(ge=1, description="GitHub's id of the deployment")
 
 
 class VersionInfo(Contract):

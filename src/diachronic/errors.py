@@ -7,7 +7,9 @@
     ├── ConcurrentEdit         a conditional write found another value than the one it was based on (a human edit)
     └── BackendError           an external system (flag store, worker sets, Temporal) failed
         ├── FlagStoreError
-        └── WorkersError
+        ├── WorkersError
+        ├── GitHubError        GitHub's REST API (deployment statuses) refused or failed a request
+        └── NotificationError  a notification sink (webhook, Slack, apprise) refused or failed a delivery
 
 One retry rule for every adapter (Unleash, the embedded flag store, Kubernetes, local workers): translate the
 library's exceptions in one place into these, marked retryable or not, and never retry inside the adapter.
@@ -81,6 +83,27 @@ class FlagStoreError(BackendError):
 
 class WorkersError(BackendError):
     """The worker backend (Kubernetes, local processes) failed."""
+
+
+class GitHubError(BackendError):
+    """``status``: GitHub's HTTP status, when it answered."""
+
+    name = "GitHubError"
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        retryable: bool | None = None,
+        retry_after_s: float | None = None,
+        status: int | None = None,
+    ) -> None:
+        super().__init__(message, retryable=retryable, retry_after_s=retry_after_s)
+        self.status = status
+
+
+class NotificationError(BackendError):
+    name = "NotificationError"
 
 
 # -- deciding what is retryable, per library, in one table each -------------------------------------------------
