@@ -168,11 +168,3 @@ def untrusted_certificate(error: BaseException) -> bool:
 def http_client_error_retryable(error: BaseException) -> bool:
     """``HTTP_CLIENT_ERRORS``' answer for an httpx or httpx2 error; an untrusted server certificate never is."""
     return not untrusted_certificate(error) and is_retryable(error, HTTP_CLIENT_ERRORS)
-
-
-def retry_after_s(value: str | None) -> float | None:
-    """An HTTP ``Retry-After`` in seconds; None when absent or an HTTP date (rare from our servers)."""
-    try:
-        return max(float(value), 0.0) if value is not None else None
-    except ValueError:
-        return None

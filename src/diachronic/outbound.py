@@ -1,11 +1,13 @@
-"""What every outbound HTTP call of the CI's reporting shares (GitHub, notification sinks): which answers a retry
-can help, how long the server asks us to wait, and keeping URLs that carry credentials out of log lines."""
+"""What every outbound HTTP call shares (GitHub, notification sinks, the Unleash and Kubernetes adapters): which
+answers a retry can help, how long the server asks us to wait, and keeping URLs that carry credentials out of log
+lines."""
 
 from __future__ import annotations
 
 import contextlib
 import logging
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
+from typing import Protocol
 from urllib.parse import urlsplit
 
 import httpx
@@ -22,7 +24,14 @@ def retryable_status(status: int) -> bool:
     return status in (408, 425, 429) or status >= 500
 
 
-def retry_after(response: httpx.Response, *, now: float) -> float | None:
+class Answer(Protocol):
+    """An HTTP answer of httpx or of httpx2 (lightkube's client, for Kubernetes): only its headers are read."""
+
+    @property
+    def headers(self) -> Mapping[str, str]: ...
+
+
+def retry_after(response: Answer, *, now: float) -> float | None:
     """How long the server asks us to wait: ``Retry-After`` seconds, else until ``X-RateLimit-Reset`` when the
     rate limit is used up (GitHub), else None. Bounded to an hour."""
     headers = response.headers

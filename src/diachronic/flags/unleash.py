@@ -65,7 +65,6 @@ from diachronic.errors import (
     InvalidInput,
     NotFound,
     http_client_error_retryable,
-    retry_after_s,
 )
 from diachronic.flags import GENERAL_TRAFFIC_TITLE, Constraint, FlagStrategy, VersionFlag
 from diachronic.flags.evaluation import (
@@ -76,6 +75,7 @@ from diachronic.flags.evaluation import (
     new_rollout,
     validate_percent,
 )
+from diachronic.outbound import retry_after, retryable_status
 from diachronic.settings import Settings
 
 __all__ = ["DESCRIPTION", "SETUP_MARK", "UnleashFlagStore", "base_url", "local_state", "read_state_file"]
@@ -96,7 +96,6 @@ SETUP_MARK = " [diachronic: being set up]"
 DEFAULT_TIMEOUT_S = 10.0
 SEARCH_PAGE = 100  # the search endpoint's maximum page size
 FETCH_CONCURRENCY = 8
-_RETRYABLE_STATUS = frozenset({408, 425, 429})
 HTTPX_ERRORS = (httpx.HTTPError, httpx.InvalidURL, httpx.CookieConflict, httpx.StreamError)
 """Every exception httpx raises (the roots of its tree): all translated in ``_call``."""
 TEST_OPERATION_FAILED = "TEST_OPERATION_FAILED"
@@ -451,11 +450,11 @@ class UnleashFlagStore:
             )
         if status == 500 and TEST_OPERATION_FAILED in response.text:
             raise ConcurrentEdit(f"unleash: {action} refused: the strategy changed since it was read")
-        retryable = status >= 500 or status in _RETRYABLE_STATUS
+        retryable = retryable_status(status)
         raise FlagStoreError(
             f"unleash: {action} failed: HTTP {status}: {message}",
             retryable=retryable,
-            retry_after_s=retry_after_s(response.headers.get("Retry-After")) if retryable else None,
+            retry_after_s=retry_after(response, now=time.time()) if retryable else None,
         )
 
     def _json(self, action: str, response: httpx.Response) -> Any:

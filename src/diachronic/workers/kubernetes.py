@@ -21,6 +21,7 @@ from __future__ import annotations
 import logging
 import os
 import re
+import time
 from collections.abc import Collection, Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -38,6 +39,7 @@ from lightkube.models.apps_v1 import Deployment, DeploymentList
 from diachronic import errors, workers
 from diachronic.errors import ConfigError, InvalidInput, WorkersError
 from diachronic.k8s.names import check_namespace, check_object_name, check_version_labels
+from diachronic.outbound import retry_after, retryable_status
 from diachronic.settings import Settings
 from diachronic.workers import WorkerSet
 
@@ -265,7 +267,7 @@ class KubernetesWorkers:
         status = response.status_code
         if status < 400 or status in accept:
             return response
-        if status != 429 and status < 500:
+        if not retryable_status(status):
             raise self._rejected(call, response)
         raise WorkersError(
             self._redact(
@@ -273,7 +275,7 @@ class KubernetesWorkers:
                 f"{call.verb} {RESOURCE} {call.scope}{self._server_says(response)}"
             ),
             retryable=True,
-            retry_after_s=errors.retry_after_s(response.headers.get("Retry-After")),
+            retry_after_s=retry_after(response, now=time.time()),
         )
 
     def _rejected(self, call: _Call, response: httpx2.Response) -> WorkersError:
