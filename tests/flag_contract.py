@@ -16,6 +16,7 @@ Every test uses its own fresh workflow name, so a shared server can run the suit
 from __future__ import annotations
 
 import uuid
+from collections.abc import Awaitable, Callable
 from typing import Protocol
 
 import pytest
@@ -80,6 +81,20 @@ def assert_version(info: VersionInfo, workflow_name: str, seq_id: int, version_i
 def strategy_shape(strategy: FlagStrategy) -> tuple[str, str | None, bool, list[Constraint], dict[str, str]]:
     return strategy.name, strategy.title, strategy.disabled, strategy.constraints, strategy.parameters
 
+
+HumanEdit = Callable[[HumanEdits, str], Awaitable[None]]
+HUMAN_EDITS: dict[str, tuple[HumanEdit, int | None]] = {
+    "a new value: found is the human's": (lambda human, flag: human.edit_percent(flag, 30), 30),
+    "the strategy deleted: never re-created": (
+        lambda human, flag: human.delete_strategy(flag, GENERAL_TRAFFIC_TITLE),
+        None,
+    ),
+    "the strategy disabled: the value is as read, the strategy is not": (
+        lambda human, flag: human.disable_strategy(flag, GENERAL_TRAFFIC_TITLE),
+        10,
+    ),
+}
+"""What a human may do to ``All other traffic`` (read at 10 %) before the automation's conditional write."""
 
 IS_TEST = Constraint(context_name="isTest", operator="IN", values=["true"], case_insensitive=False, inverted=False)
 WORKFLOW_IDS = [f"order-{i}" for i in range(300)]
@@ -248,17 +263,18 @@ class FlagStoreContract:
             await harness.store.set_general_percent(info.flag_name, percent, expected=read)
             assert await self.percent(harness, info.flag_name) == percent
 
-    async def test_a_conditional_write_on_a_stale_value_is_refused_and_changes_nothing(
-        self, harness: FlagHarness, wf: str
+    @pytest.mark.parametrize(("edit", "found"), HUMAN_EDITS.values(), ids=HUMAN_EDITS)
+    async def test_a_conditional_write_after_a_human_edit_is_refused_and_changes_nothing(
+        self, harness: FlagHarness, wf: str, edit: HumanEdit, found: int | None
     ) -> None:
         info = await harness.store.apply_version_flag(wf, "v1")
         await harness.store.set_general_percent(info.flag_name, 10, expected=0)
         read = await self.percent(harness, info.flag_name)
-        await harness.human.edit_percent(info.flag_name, 30)
+        await edit(harness.human, info.flag_name)
         before = await harness.store.get_strategies(info.flag_name)
         with pytest.raises(ConcurrentEdit) as refused:
             await harness.store.set_general_percent(info.flag_name, 20, expected=read)
-        assert refused.value.found == 30 and not refused.value.retryable
+        assert refused.value.found == found and not refused.value.retryable
         assert await harness.store.get_strategies(info.flag_name) == before
 
     async def test_an_edit_landing_between_the_read_and_the_write_is_never_overwritten(
@@ -273,25 +289,6 @@ class FlagStoreContract:
         assert await self.percent(harness, info.flag_name) == 45
         await harness.store.set_general_percent(info.flag_name, 50, expected=45)  # on the human's value: applied
         assert await self.percent(harness, info.flag_name) == 50
-
-    @pytest.mark.parametrize(
-        ("human_edit", "found"),
-        [
-            pytest.param("delete_strategy", None, id="deleted: never re-created"),
-            pytest.param("disable_strategy", 10, id="disabled: the value is as read, the strategy is not"),
-        ],
-    )
-    async def test_a_conditional_write_never_touches_a_general_strategy_a_human_took_away(
-        self, harness: FlagHarness, wf: str, human_edit: str, found: int | None
-    ) -> None:
-        info = await harness.store.apply_version_flag(wf, "v1")
-        await harness.store.set_general_percent(info.flag_name, 10)
-        await getattr(harness.human, human_edit)(info.flag_name, GENERAL_TRAFFIC_TITLE)
-        before = await harness.store.get_strategies(info.flag_name)
-        with pytest.raises(ConcurrentEdit) as refused:
-            await harness.store.set_general_percent(info.flag_name, 20, expected=10)
-        assert refused.value.found == found
-        assert await harness.store.get_strategies(info.flag_name) == before
 
     async def test_a_conditional_write_to_an_archived_or_unknown_flag_is_not_found(
         self, harness: FlagHarness, wf: str

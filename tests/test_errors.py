@@ -14,8 +14,10 @@ from diachronic.errors import (
     ConfigError,
     DiachronicError,
     FlagStoreError,
+    GitHubError,
     InvalidInput,
     NotFound,
+    NotificationError,
     WorkersError,
     http_client_error_retryable,
     is_retryable,
@@ -24,18 +26,26 @@ from diachronic.errors import (
 
 def test_names_are_stable_and_retryable_only_for_backends() -> None:
     """Workflows, ``status`` and HTTP answers match on these names: renaming a class must not change them."""
-    tree = [
-        DiachronicError,
-        InvalidInput,
-        NotFound,
-        ConfigError,
-        ConcurrentEdit,
+    tree = {
+        DiachronicError: "DiachronicError",
+        InvalidInput: "InvalidInput",
+        NotFound: "NotFound",
+        ConfigError: "ConfigError",
+        ConcurrentEdit: "ConcurrentEdit",
+        BackendError: "BackendError",
+        FlagStoreError: "FlagStoreError",
+        WorkersError: "WorkersError",
+        GitHubError: "GitHubError",
+        NotificationError: "NotificationError",
+    }
+    assert {c: c.name for c in tree} == tree
+    assert [c for c in tree if c.retryable] == [
         BackendError,
         FlagStoreError,
         WorkersError,
+        GitHubError,
+        NotificationError,
     ]
-    assert [c.name for c in tree] == [c.__name__ for c in tree]
-    assert [c.retryable for c in tree] == [False] * 5 + [True] * 3
     assert WorkersError("x", retryable=False).retryable is False and WorkersError("x").retryable is True
 
 

@@ -88,8 +88,6 @@ class WorkersError(BackendError):
 class GitHubError(BackendError):
     """``status``: GitHub's HTTP status, when it answered."""
 
-    name = "GitHubError"
-
     def __init__(
         self,
         message: str,
@@ -103,7 +101,7 @@ class GitHubError(BackendError):
 
 
 class NotificationError(BackendError):
-    name = "NotificationError"
+    """A notification sink (a JSON webhook, Slack, apprise) failed."""
 
 
 # -- deciding what is retryable, per library, in one table each -------------------------------------------------
