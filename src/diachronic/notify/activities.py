@@ -65,9 +65,16 @@ class NotifyActivities:
             for sink in self.sinks
         }
         status = status_for(notification, self.dashboard_url)
-        if self.github is not None and notification.github is not None and status is not None:
-            github, ref = self.github, notification.github
-            targets[GITHUB_TARGET] = (GITHUB_TARGET, lambda: github.create_status(ref, status))
+        if notification.github is not None and status is not None:
+            if self.github is None:
+                activity.logger.warning(
+                    "%s came from a GitHub deployment, but no GitHub credentials are set "
+                    "(DIACHRONIC_GITHUB_TOKEN or DIACHRONIC_GITHUB_APP_ID): no deployment status reported",
+                    notification.workflow_name,
+                )
+            else:
+                github, ref = self.github, notification.github
+                targets[GITHUB_TARGET] = (GITHUB_TARGET, lambda: github.create_status(ref, status))
         return targets
 
     @activity.defn(name="publish_notification")
