@@ -19,7 +19,7 @@ from tests.pipeline_workflows import FailingWorkflow, always_fails
 
 from diachronic.ci import client as ci
 from diachronic.ci.contracts import Phase
-from diachronic.ci.planning import parse_steps
+from diachronic.ci.planner.schedule import parse_steps
 from diachronic.contracts import ci_workflow_id
 from diachronic.http.dashboard.models import Unavailable
 from diachronic.http.metrics import status_families

@@ -19,6 +19,7 @@ DEPLOY_SUCCESS_SIGNAL = "diachronic.ci.workflow.deploy.success"
 ROLLOUT_START_SIGNAL = "diachronic.ci.workflow.rollout.start"
 ROLLOUT_CANCEL_SIGNAL = "diachronic.ci.workflow.rollout.cancel"
 MIGRATE_SIGNAL = "diachronic.v1.migrate"
+"""Signal name shared with the original TypeScript library; one argument ``{"taskQueue": "<queue>"}``."""
 
 
 def ci_workflow_id(workflow_name: str) -> str:

@@ -19,8 +19,7 @@ from typing import Literal
 from temporalio.client import Client, WorkflowQueryFailedError
 from temporalio.service import RPCError, RPCStatusCode
 
-from diachronic.ci.contracts import FINAL_PHASES, CIState, Deployment, Phase
-from diachronic.ci.workflow import DB_QUERY
+from diachronic.ci.contracts import DB_QUERY, FINAL_PHASES, CIState, Deployment, Phase
 from diachronic.contracts import DeployEvent, ci_workflow_id
 from diachronic.errors import BackendError, NotFound
 

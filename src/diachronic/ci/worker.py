@@ -9,7 +9,8 @@ from temporalio.worker import Worker
 
 from diachronic.backends import open_flag_store, open_workers
 from diachronic.ci.activities import CIActivities
-from diachronic.ci.drain import CleanupWorkflow, MigrationWorkflow
+from diachronic.ci.cleanup import CleanupWorkflow
+from diachronic.ci.migration import MigrationWorkflow
 from diachronic.ci.rollout import RolloutWorkflow
 from diachronic.ci.workflow import CIWorkflow
 from diachronic.metrics import MetricsInterceptor, serving

@@ -11,8 +11,8 @@ from pydantic import ValidationError
 
 from diachronic.backends import open_flag_store, open_workers
 from diachronic.ci import client as ci
-from diachronic.ci.contracts import DeployAck, DeployOptions
-from diachronic.ci.planning import format_steps, parse_steps
+from diachronic.ci.contracts import Control, DeployAck, DeployOptions
+from diachronic.ci.planner.schedule import format_steps, parse_steps
 from diachronic.cli import Context, app
 from diachronic.cli.wait import TIMEOUT_OPTION, WAIT_OPTION, wait_and_exit, wait_timeout
 from diachronic.contracts import DeployEvent
@@ -122,12 +122,8 @@ def _control(name: str, help_text: str) -> None:
     app.command(name=name)(command)
 
 
-_control("continue", "Continue a dark deploy: start the rollout.")
-_control("cancel", "Stop the deployment's automation; flags stay as they are.")
-_control("pause", "Hold the rollout at its current percentage.")
-_control("resume", "Resume a paused rollout (the current step waits its full time again).")
-_control("promote", "Route 100 % to the new version now.")
-_control("abort", "Route new starts back to the previous version and stop migrating.")
+for _each in Control:
+    _control(_each.value, _each.help)
 
 
 @app.command()

@@ -211,7 +211,9 @@ class GitHubDeployments:
         self, method: str, path: str, *, authorization: str, what: str, json: dict[str, Any] | None = None
     ) -> dict[str, Any]:
         """One request; its JSON answer, or a ``GitHubError`` that says whether to retry."""
-        with unreachable(lambda problem: GitHubError(f"GitHub at {self.api_url}, {what}: {problem}", retryable=True)):
+        with unreachable(
+            lambda problem, retry: GitHubError(f"GitHub at {self.api_url}, {what}: {problem}", retryable=retry)
+        ):
             response = await self._http.request(
                 method, path.lstrip("/"), json=json, headers={"Authorization": authorization}
             )

@@ -70,7 +70,7 @@ class _HttpSink:
         self._http = httpx.AsyncClient(timeout=timeout_s, transport=transport, headers={"User-Agent": "diachronic"})
 
     async def _post(self, body: bytes, headers: dict[str, str]) -> None:
-        with unreachable(lambda problem: NotificationError(f"{self.name}: {problem}", retryable=True)):
+        with unreachable(lambda problem, retry: NotificationError(f"{self.name}: {problem}", retryable=retry)):
             response = await self._http.post(
                 self._url, content=body, headers={"Content-Type": "application/json", **headers}
             )
