@@ -12,14 +12,9 @@ import httpx
 
 from diachronic.errors import BackendError, http_client_error_retryable, retry_after_s, untrusted_certificate
 
-__all__ = ["MAX_RETRY_AFTER_S", "hide_in_logs", "retry_after", "retryable_status", "unreachable"]
+__all__ = ["MAX_RETRY_AFTER_S", "hide_in_logs", "retry_after", "unreachable"]
 
 MAX_RETRY_AFTER_S = 3600.0
-
-
-def retryable_status(status: int) -> bool:
-    """A timeout, a rate limit or a server fault: trying again later can help; other 4xx answers cannot."""
-    return status in (408, 425, 429) or status >= 500
 
 
 def retry_after(response: httpx.Response, *, now: float) -> float | None:
