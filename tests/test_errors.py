@@ -5,6 +5,7 @@ from __future__ import annotations
 import ssl
 
 import httpx
+import pytest
 from tests.http_client_errors import HTTPX2_EXCEPTIONS, HTTPX_EXCEPTIONS
 
 from diachronic.errors import (
@@ -20,7 +21,9 @@ from diachronic.errors import (
     NotificationError,
     WorkersError,
     http_client_error_retryable,
+    http_status_retryable,
     is_retryable,
+    retry_after_s,
 )
 
 
@@ -69,3 +72,17 @@ def test_an_untrusted_certificate_is_never_retryable() -> None:
     assert http_client_error_retryable(error)
     error.__cause__ = ssl.SSLCertVerificationError("certificate verify failed")
     assert not http_client_error_retryable(error)
+
+
+@pytest.mark.parametrize(
+    ("header", "seconds"),
+    [("3", 3.0), ("0.5", 0.5), ("-1", 0.0), (None, None), ("Wed, 21 Oct 2026 07:28:00 GMT", None)],
+)
+def test_retry_after_in_seconds(header: str | None, seconds: float | None) -> None:
+    assert retry_after_s(header) == seconds
+
+
+def test_statuses_a_retry_can_help() -> None:
+    assert [s for s in (400, 401, 403, 404, 408, 409, 422, 425, 429, 500, 502, 503) if http_status_retryable(s)] == [
+        408, 425, 429, 500, 502, 503
+    ]  # fmt: skip

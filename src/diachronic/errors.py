@@ -151,6 +151,12 @@ HTTP_CLIENT_ERRORS: RetryTable = {
 """Every exception class of httpx (Unleash's client) and httpx2 (lightkube's): the same names in both."""
 
 
+def http_status_retryable(status: int) -> bool:
+    """An HTTP answer a retry can help: a timeout (408), too early (425), a rate limit (429) or a server fault (5xx);
+    any other 4xx says what is wrong with the request, which trying again will not change."""
+    return status >= 500 or status in (408, 425, 429)
+
+
 def untrusted_certificate(error: BaseException) -> bool:
     """Whether a connection failed because the server's certificate is not trusted: waiting will not fix that."""
     seen: BaseException | None = error
@@ -166,3 +172,11 @@ def untrusted_certificate(error: BaseException) -> bool:
 def http_client_error_retryable(error: BaseException) -> bool:
     """``HTTP_CLIENT_ERRORS``' answer for an httpx or httpx2 error; an untrusted server certificate never is."""
     return not untrusted_certificate(error) and is_retryable(error, HTTP_CLIENT_ERRORS)
+
+
+def retry_after_s(value: str | None) -> float | None:
+    """An HTTP ``Retry-After`` in seconds; None when absent or an HTTP date (rare from our servers)."""
+    try:
+        return max(float(value), 0.0) if value is not None else None
+    except ValueError:
+        return None

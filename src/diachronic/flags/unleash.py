@@ -65,6 +65,8 @@ from diachronic.errors import (
     InvalidInput,
     NotFound,
     http_client_error_retryable,
+    http_status_retryable,
+    retry_after_s,
 )
 from diachronic.flags import GENERAL_TRAFFIC_TITLE, Constraint, FlagStrategy, VersionFlag
 from diachronic.flags.evaluation import (
@@ -75,7 +77,6 @@ from diachronic.flags.evaluation import (
     new_rollout,
     validate_percent,
 )
-from diachronic.outbound import retry_after, retryable_status
 from diachronic.settings import Settings
 
 __all__ = ["DESCRIPTION", "SETUP_MARK", "UnleashFlagStore", "base_url", "local_state", "read_state_file"]
@@ -450,11 +451,11 @@ class UnleashFlagStore:
             )
         if status == 500 and TEST_OPERATION_FAILED in response.text:
             raise ConcurrentEdit(f"unleash: {action} refused: the strategy changed since it was read")
-        retryable = retryable_status(status)
+        retryable = http_status_retryable(status)
         raise FlagStoreError(
             f"unleash: {action} failed: HTTP {status}: {message}",
             retryable=retryable,
-            retry_after_s=retry_after(response, now=time.time()) if retryable else None,
+            retry_after_s=retry_after_s(response.headers.get("Retry-After")) if retryable else None,
         )
 
     def _json(self, action: str, response: httpx.Response) -> Any:

@@ -21,7 +21,6 @@ from __future__ import annotations
 import logging
 import os
 import re
-import time
 from collections.abc import Collection, Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -39,7 +38,6 @@ from lightkube.models.apps_v1 import Deployment, DeploymentList
 from diachronic import errors, workers
 from diachronic.errors import ConfigError, InvalidInput, WorkersError
 from diachronic.k8s.names import check_namespace, check_object_name, check_version_labels
-from diachronic.outbound import retry_after, retryable_status
 from diachronic.settings import Settings
 from diachronic.workers import WorkerSet
 
@@ -267,7 +265,7 @@ class KubernetesWorkers:
         status = response.status_code
         if status < 400 or status in accept:
             return response
-        if not retryable_status(status):
+        if not errors.http_status_retryable(status):
             raise self._rejected(call, response)
         raise WorkersError(
             self._redact(
@@ -275,7 +273,7 @@ class KubernetesWorkers:
                 f"{call.verb} {RESOURCE} {call.scope}{self._server_says(response)}"
             ),
             retryable=True,
-            retry_after_s=retry_after(response, now=time.time()),
+            retry_after_s=errors.retry_after_s(response.headers.get("Retry-After")),
         )
 
     def _rejected(self, call: _Call, response: httpx2.Response) -> WorkersError:
