@@ -84,13 +84,6 @@ class Pem(BaseModel):
     def describe(self) -> str:
         return str(self.path) if self.path is not None else "inline PEM"
 
-    def environment(self, prefix: str) -> dict[str, str]:
-        """``<prefix>_PATH`` or ``<prefix>_DATA``, the SDK's variables for one PEM."""
-        if self.path is not None:
-            return {f"{prefix}_PATH": str(self.path.absolute())}  # the child may run elsewhere
-        assert self.data is not None
-        return {f"{prefix}_DATA": self.data.get_secret_value()}
-
 
 class TemporalTLS(BaseModel):
     """TLS towards Temporal; every field unset means TLS with the system's CAs and no client certificate."""
@@ -146,35 +139,39 @@ class TemporalConnection(BaseModel):
             "rpc_metadata": dict(self.rpc_metadata),
         }
 
-    def environment(self) -> dict[str, str]:
+    def environment(self) -> dict[str, str | None]:
         """Variables that make a process diachronic starts (a local worker) reach Temporal exactly like this one.
 
         Both conventions: ``TEMPORAL_*`` for any SDK's environment configuration, ``DIACHRONIC_TEMPORAL_*`` for
-        workers built on diachronic (which would otherwise prefer a value inherited from our own environment)."""
-        env = {
+        workers built on diachronic. The connection is complete in them, so whatever the child would inherit
+        that could add to it or contradict it is removed (``None``): the profile, the other form of each PEM
+        (the SDK refuses a path and data together), an API key we do not use. ``TEMPORAL_CONFIG_FILE`` points
+        at an empty file, so no ``temporal.toml`` adds to it either."""
+        tls = self.tls or TemporalTLS()
+        env: dict[str, str | None] = {
+            "TEMPORAL_CONFIG_FILE": os.devnull,
+            "TEMPORAL_PROFILE": None,
+            "DIACHRONIC_TEMPORAL_CONFIG_FILE": None,
+            "DIACHRONIC_TEMPORAL_PROFILE": None,
             "TEMPORAL_ADDRESS": self.address,
             "TEMPORAL_NAMESPACE": self.namespace,
             "TEMPORAL_TLS": "true" if self.tls else "false",
+            "TEMPORAL_API_KEY": self.api_key.get_secret_value() if self.api_key else None,
+            "TEMPORAL_TLS_SERVER_NAME": tls.server_name,
             "DIACHRONIC_TEMPORAL_ADDRESS": self.address,
             "DIACHRONIC_TEMPORAL_NAMESPACE": self.namespace,
             "DIACHRONIC_TEMPORAL_TLS": "true" if self.tls else "false",
             "DIACHRONIC_TEMPORAL_API_KEY": self.api_key.get_secret_value() if self.api_key else "",  # "": none
+            "DIACHRONIC_TEMPORAL_TLS_SERVER_NAME": tls.server_name,
         }
-        if self.api_key is not None:
-            env["TEMPORAL_API_KEY"] = self.api_key.get_secret_value()
-        if self.tls is not None:
-            tls = self.tls
-            for pem, sdk, ours in (
-                (tls.server_ca, "TEMPORAL_TLS_SERVER_CA_CERT", "DIACHRONIC_TEMPORAL_TLS_CA"),
-                (tls.client_cert, "TEMPORAL_TLS_CLIENT_CERT", "DIACHRONIC_TEMPORAL_TLS_CERT"),
-                (tls.client_key, "TEMPORAL_TLS_CLIENT_KEY", "DIACHRONIC_TEMPORAL_TLS_KEY"),
-            ):
-                if pem is not None:
-                    env |= pem.environment(sdk)
-                    if pem.path is not None:
-                        env[ours] = str(pem.path.absolute())
-            if tls.server_name:
-                env["TEMPORAL_TLS_SERVER_NAME"] = env["DIACHRONIC_TEMPORAL_TLS_SERVER_NAME"] = tls.server_name
+        for pem, sdk, ours in (
+            (tls.server_ca, "TEMPORAL_TLS_SERVER_CA_CERT", "DIACHRONIC_TEMPORAL_TLS_CA"),
+            (tls.client_cert, "TEMPORAL_TLS_CLIENT_CERT", "DIACHRONIC_TEMPORAL_TLS_CERT"),
+            (tls.client_key, "TEMPORAL_TLS_CLIENT_KEY", "DIACHRONIC_TEMPORAL_TLS_KEY"),
+        ):
+            path = str(pem.path.absolute()) if pem and pem.path else None  # absolute: the child may run elsewhere
+            data = pem.data.get_secret_value() if pem and pem.data else None
+            env |= {f"{sdk}_PATH": path, f"{sdk}_DATA": data, ours: path}
         for key, value in self.rpc_metadata.items():
             env[f"TEMPORAL_GRPC_META_{key.upper().replace('-', '_')}"] = value
         return env
@@ -184,7 +181,7 @@ def _profile(settings: Settings, environ: Mapping[str, str]) -> ClientConfigProf
     config_file = settings.temporal_config_file or (
         Path(environ["TEMPORAL_CONFIG_FILE"]) if environ.get("TEMPORAL_CONFIG_FILE") else None
     )
-    if config_file is not None and not config_file.is_file():
+    if config_file is not None and not config_file.exists():
         raise ConfigError(
             f"the Temporal config file {config_file} does not exist "
             "(DIACHRONIC_TEMPORAL_CONFIG_FILE or TEMPORAL_CONFIG_FILE)"
