@@ -10,6 +10,7 @@ from typing import Any
 import pytest
 from pydantic import SecretStr
 from temporalio.envconfig import ClientConfigProfile
+from tests.reliability.harness import free_port
 
 from diachronic.errors import BackendError, ConfigError
 from diachronic.settings import Settings
@@ -242,6 +243,11 @@ def test_connect_errors_become_one_line_that_says_what_to_check(case: str, kind:
     assert error.retryable is (kind is BackendError)
 
 
+def test_plain_text_refused_by_a_tls_port_says_tls() -> None:
+    error = connect_error(RuntimeError(SDK_ERRORS["untrusted client certificate"]), TemporalConnection())
+    assert isinstance(error, ConfigError) and "does it expect TLS?" in error.message
+
+
 def test_an_unknown_connect_error_keeps_its_first_line_without_the_key() -> None:
     connection = TemporalConnection(api_key=SecretStr(KEY))
     error = connect_error(RuntimeError(f"Failed client connect: odd {KEY} thing\nsecond line"), connection)
@@ -249,8 +255,6 @@ def test_an_unknown_connect_error_keeps_its_first_line_without_the_key() -> None
 
 
 async def test_waiting_for_a_server_that_never_serves_ends_in_one_line() -> None:
-    from tls_fixtures import free_port
-
     connection = TemporalConnection(address=f"127.0.0.1:{free_port()}")
     with pytest.raises(ConfigError, match=r"is not serving after 1 s: .*connection refused"):
         await wait_until_serving(connection, timeout_s=1.0)

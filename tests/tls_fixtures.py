@@ -13,7 +13,7 @@ credential that still looks right). ``NginxProxy`` terminates TLS in front of on
 nginx runs in the foreground as a child of the test (its own prefix folder, pid file and temp paths, free ports) and
 is stopped whatever the outcome. ``make install`` installs ``nginx-light``.
 
-Import with ``from tls_fixtures import ...`` (pytest puts ``tests/`` on ``sys.path``).
+Import with ``from tests.tls_fixtures import ...``.
 """
 
 from __future__ import annotations
@@ -35,15 +35,10 @@ from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
+from tests.reliability.harness import free_port
 
 NGINX = "/usr/sbin/nginx"
 API_KEY = "test-api-key-0123456789abcdef"  # a throwaway value, asserted absent from every output
-
-
-def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 @dataclass(frozen=True)

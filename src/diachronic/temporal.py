@@ -298,10 +298,19 @@ _CAUSES: list[tuple[re.Pattern[str], bool, str]] = [
 ]
 
 
+# Plain text to a TLS port: an HTTP 400 from a proxy, or the connection closed during the gRPC exchange.
+_PLAIN_REFUSED = re.compile(r"status: 400|protocol error|connection closed|code: Cancelled", re.I)
+
+
 def connect_error(error: Exception, connection: TemporalConnection) -> DiachronicError:
     """One line for a failed connect: what is wrong and what to check; never the API key or key material."""
     text = str(error)
     where = f"cannot connect to Temporal at {connection.address}"
+    if connection.tls is None and _PLAIN_REFUSED.search(text):
+        return ConfigError(
+            f"{where}: it does not speak plain gRPC; does it expect TLS? (DIACHRONIC_TEMPORAL_TLS=true or "
+            "TEMPORAL_TLS=true; an API key turns TLS on by itself)"
+        )
     for pattern, retryable, meaning in _CAUSES:
         if pattern.search(text):
             if retryable:
