@@ -20,7 +20,9 @@ particular to Unleash:
   answer "no version"; when Unleash goes away later, routing carries on from the last state fetched (the
   Unleash SDKs' own rule). Changes reach routing within ``refresh_s`` plus the server's own revision tick (1 s).
 - Errors. Every HTTP exchange goes through ``_call``: connection errors, timeouts, 408/429/5xx become retryable
-  ``FlagStoreError``; other 4xx are not retryable; a missing flag is ``NotFound``. Token values are never put
+  ``FlagStoreError``; other 4xx are not retryable, nor is a server certificate that no trusted CA signed (set
+  ``ca_bundle``, ``DIACHRONIC_UNLEASH_CA_BUNDLE``, for an Unleash behind a private CA: both the Admin API
+  client and ``UnleashClient`` verify with it); a missing flag is ``NotFound``. Token values are never put
   into a message, a log record or a repr (``_scrub`` removes them from anything the server echoes back).
 """
 
@@ -31,6 +33,7 @@ import json
 import logging
 import re
 import shlex
+import ssl
 import threading
 import time
 import uuid
@@ -284,6 +287,16 @@ def _routing_shape(strategies: Iterable[FlagStrategy]) -> list[str]:
     )
 
 
+def _untrusted(exc: BaseException) -> bool:
+    """Whether a transport error is a failed certificate verification (waiting will not fix it)."""
+    cause: BaseException | None = exc
+    while cause is not None:
+        if isinstance(cause, ssl.SSLCertVerificationError):
+            return True
+        cause = cause.__cause__ or cause.__context__
+    return "CERTIFICATE_VERIFY_FAILED" in str(exc)
+
+
 class UnleashFlagStore:
     """``FlagStore`` on an Unleash server; see the module docstring for what is particular to Unleash."""
 
@@ -299,6 +312,7 @@ class UnleashFlagStore:
         timeout_s: float = DEFAULT_TIMEOUT_S,
         app_name: str = "diachronic",
         transport: httpx.AsyncBaseTransport | None = None,
+        ca_bundle: Path | None = None,
     ) -> None:
         admin = _secret(admin_token)
         if admin is None or not admin.get_secret_value():
@@ -313,11 +327,19 @@ class UnleashFlagStore:
         self.app_name = app_name
         self._admin_token = admin
         self._client_token = _secret(client_token)
+        self.ca_bundle = ca_bundle
+        verify: ssl.SSLContext | bool = True
+        if ca_bundle is not None:
+            try:
+                verify = ssl.create_default_context(cafile=str(ca_bundle))
+            except (OSError, ssl.SSLError) as exc:
+                raise ConfigError(f"cannot load the Unleash CA bundle {ca_bundle}: {exc}") from None
         self._http = httpx.AsyncClient(
             base_url=self.url,
             headers={"Authorization": admin.get_secret_value(), "Accept": "application/json"},
             timeout=httpx.Timeout(timeout_s),
             transport=transport,
+            verify=verify,
         )
         self._warn = _WarnOnce()
         self._cache = _RoutingCache(self._warn)
@@ -349,6 +371,7 @@ class UnleashFlagStore:
             project=settings.unleash_project,
             environment=settings.unleash_environment,
             refresh_s=settings.unleash_refresh_s,
+            ca_bundle=settings.unleash_ca_bundle,
         )
 
     def __repr__(self) -> str:
@@ -409,6 +432,12 @@ class UnleashFlagStore:
                 retryable=True,
             ) from None
         except httpx.TransportError as exc:
+            if _untrusted(exc):
+                raise FlagStoreError(
+                    f"unleash: {action} failed: the certificate of {self.url} is not signed by a trusted CA: set "
+                    "DIACHRONIC_UNLEASH_CA_BUNDLE to the CA (PEM) that signed it",
+                    retryable=False,
+                ) from None
             raise FlagStoreError(
                 f"unleash: {action} failed: cannot reach {self.url} ({type(exc).__name__}: {self._scrub(str(exc))})",
                 retryable=True,
@@ -730,6 +759,7 @@ class UnleashFlagStore:
                     custom_headers={"Authorization": self._client_token.get_secret_value()},
                     request_timeout=max(1, round(self.timeout_s)),
                     request_retries=0,
+                    custom_options={"verify": str(self.ca_bundle)} if self.ca_bundle else {},
                     cache=self._cache,
                     multiple_instance_mode=InstanceAllowType.SILENTLY_ALLOW,
                 )
