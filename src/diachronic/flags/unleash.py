@@ -419,12 +419,16 @@ class UnleashFlagStore:
         params: Mapping[str, str | int] | None = None,
         ok: Collection[int] = (200,),
         missing: str | None = None,
+        client_token: bool = False,
     ) -> httpx.Response:
-        """One Admin API request; raises ``FlagStoreError`` (or ``NotFound`` for a 404 when ``missing`` is given)."""
+        """One Admin API request (``client_token``: a Client API request, with the client token); raises
+        ``FlagStoreError`` (or ``NotFound`` for a 404 when ``missing`` is given)."""
         if self._closed:
             raise FlagStoreError(f"unleash: cannot {action}: the flag store is closed", retryable=False)
+        token, variable = (self._client_token, "CLIENT") if client_token else (self._admin_token, "ADMIN")
+        headers = {"Authorization": token.get_secret_value()} if token is not None else {}
         try:
-            response = await self._http.request(method, path, json=body, params=params)
+            response = await self._http.request(method, path, json=body, params=params, headers=headers)
         except httpx.TimeoutException as exc:
             raise FlagStoreError(
                 f"unleash: {action} failed: {self.url} did not answer within {self.timeout_s:g}s "
@@ -450,8 +454,8 @@ class UnleashFlagStore:
         message = self._server_message(response)
         if status == 401:
             raise FlagStoreError(
-                f"unleash: {action} failed: {self.url} rejected the admin token (HTTP 401): "
-                "check DIACHRONIC_UNLEASH_ADMIN_TOKEN",
+                f"unleash: {action} failed: {self.url} rejected the {variable.lower()} token (HTTP 401): "
+                f"check DIACHRONIC_UNLEASH_{variable}_TOKEN",
                 retryable=False,
             )
         if status == 403:
@@ -738,6 +742,22 @@ class UnleashFlagStore:
 
     async def _is_archived(self, name: str) -> bool:
         return any(f.get("name") == name for f in await self._search(name, archived=True))
+
+    async def check_access(self) -> None:
+        """What ``diachronic doctor`` verifies: both tokens are accepted, the project and the environment exist.
+        Raises ``NotFound`` or ``FlagStoreError`` that names the setting to fix."""
+        projects = self._json("list projects", await self._call("list projects", "GET", "/api/admin/projects"))
+        if self.project not in {p.get("id") for p in projects.get("projects") or [] if isinstance(p, dict)}:
+            raise NotFound(f"unleash: project {self.project!r} does not exist: check DIACHRONIC_UNLEASH_PROJECT")
+        await self._call(
+            "read the environment",
+            "GET",
+            f"/api/admin/environments/{self.environment}",
+            missing=f"unleash: environment {self.environment!r} does not exist: check DIACHRONIC_UNLEASH_ENVIRONMENT",
+        )
+        if self._client_token is None:
+            raise ConfigError("routing with Unleash needs a client token (DIACHRONIC_UNLEASH_CLIENT_TOKEN)")
+        await self._call("fetch flags with the client token", "GET", f"/api{FEATURES_URL}", client_token=True)
 
     # -- routing --------------------------------------------------------------------------------------------
 
