@@ -83,8 +83,9 @@ async def deploy(
 ) -> DeployAck:
     """Queue a deployment on ``ci.<workflowName>``, starting the CI workflow if none runs.
 
-    ``update_id``: Temporal answers a second call with the same id, in the same CI run, with the first call's
-    result instead of running it again (the webhook passes the GitHub delivery id)."""
+    ``update_id``: Temporal answers a second call with the same id with the first call's outcome instead of running
+    it again, within the CI run and after it ended while it is the latest run (the webhook passes the GitHub
+    delivery id)."""
     request = DeployRequest(event=event, options=options or DeployOptions())
     for attempt in range(_RACE_RETRIES):
         operation = WithStartWorkflowOperation(

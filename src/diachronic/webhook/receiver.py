@@ -5,10 +5,11 @@ thin adapter and the rules are testable without a server. Order matters: nothing
 signature is checked.
 
 Stateless: the receiver keeps no record of deliveries. "At most once per delivery" is kept where the deployment
-itself is recorded, in Temporal: the delivery id is the update id of the CI's deploy call (``deploy_update_id``),
-which Temporal de-duplicates within a run of the CI workflow, and a deploy of the version the CI already deploys,
-queues or has made live is recognised as a duplicate across runs (``diachronic.ci.planning.classify_deploy``). So
-any number of replicas, restarted at any time, start each delivery at most once.
+itself is recorded, in Temporal: the delivery id is the update id of the CI's deploy call (``deploy_update_id``).
+Temporal runs an update id once per run of the CI workflow and answers a repeat with the first outcome, also after
+the run ended as long as it is the workflow's latest run; beyond that, the CI recognises a deploy of the version
+it already deploys, queues or has made live as a duplicate (``diachronic.ci.planning.classify_deploy``). So any
+number of replicas, restarted at any time, start each delivery at most once.
 """
 
 from __future__ import annotations
@@ -48,7 +49,7 @@ class WebhookResult(Contract):
 
 
 def deploy_update_id(delivery: str) -> str:
-    """The update id of a delivery's deploy call: Temporal answers a repeated id with the first call's result."""
+    """The update id of a delivery's deploy call: Temporal answers a repeated id with the first call's outcome."""
     return f"github-delivery-{delivery}"
 
 
