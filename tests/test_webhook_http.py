@@ -87,6 +87,15 @@ async def test_a_wrong_signature_changes_nothing(h: CIHarness, http: httpx.Async
     assert (await post(http, body, delivery="d-wrong")).status_code == 202
 
 
+async def test_without_a_ci_worker_the_webhook_answers_503_in_time(h: CIHarness, data_dir: Path, wf: str) -> None:
+    """Nobody polls the CI task queue: GitHub gets a 503 that says so before its own 10 s timeout, not a hang."""
+    config = settings(data_dir, ci_task_queue=f"nobody-{uuid.uuid4()}", webhook_deploy_timeout_s=0.5)
+    async with served(config, h.client, h.flags) as http:
+        response = await post(http, deployment_status(sha=SHA1, payload={"workflowName": wf}))
+    assert response.status_code == 503 and response.json()["error"] == "BackendError"
+    assert "does a CI worker poll task queue" in response.json()["message"]
+
+
 @pytest.mark.parametrize("state", ["pending", "in_progress", "queued", "failure", "error"])
 async def test_non_success_states_are_ignored(h: CIHarness, http: httpx.AsyncClient, wf: str, state: str) -> None:
     response = await post(http, deployment_status(state=state, sha=SHA1, payload={"workflowName": wf}))

@@ -90,7 +90,9 @@ def create_app(settings: Settings, client: Client, flags: FlagStore, *, dev: boo
     ci_task_queue = settings.ci_task_queue
 
     async def start(event: DeployEvent, delivery: str) -> DeployAck:
-        return await start_deployment(client, ci_task_queue, event, delivery)
+        return await start_deployment(
+            client, ci_task_queue, event, delivery, timeout_s=settings.webhook_deploy_timeout_s
+        )
 
     receiver = GitHubReceiver(
         secret=secret or None,

@@ -14,15 +14,17 @@ number of replicas, restarted at any time, start each delivery at most once.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import Awaitable, Callable, Mapping
 from typing import Literal
 
-from temporalio.client import Client
+from temporalio.client import Client, WorkflowUpdateRPCTimeoutOrCancelledError
 
 from diachronic.ci import client as ci
 from diachronic.ci.contracts import DeployAck
 from diachronic.contracts import Contract, DeployEvent, ci_workflow_id
+from diachronic.errors import BackendError
 from diachronic.webhook.errors import BadSignature, PayloadError, WebhookDisabled
 from diachronic.webhook.github import RepositoryMap, parse_body, parse_deployment_status, to_deploy_event
 from diachronic.webhook.signature import signature_matches
@@ -53,9 +55,22 @@ def deploy_update_id(delivery: str) -> str:
     return f"github-delivery-{delivery}"
 
 
-async def start_deployment(client: Client, ci_task_queue: str, event: DeployEvent, delivery: str) -> DeployAck:
-    """Update-with-start of ``ci.<workflowName>`` with the deploy request, keyed by the delivery id."""
-    return await ci.deploy(client, ci_task_queue, event, update_id=deploy_update_id(delivery))
+async def start_deployment(
+    client: Client, ci_task_queue: str, event: DeployEvent, delivery: str, *, timeout_s: float
+) -> DeployAck:
+    """Update-with-start of ``ci.<workflowName>`` with the deploy request, keyed by the delivery id.
+
+    The update is answered once a CI worker took it: with none polling, give up after ``timeout_s`` (a 503)."""
+    try:
+        return await asyncio.wait_for(
+            ci.deploy(client, ci_task_queue, event, update_id=deploy_update_id(delivery)), timeout_s
+        )
+    except (TimeoutError, WorkflowUpdateRPCTimeoutOrCancelledError):  # the SDK's answer to the cancelled wait
+        raise BackendError(
+            f"the CI did not take the deployment of {event.workflow_name} {event.version_id} within {timeout_s:g} s: "
+            f"does a CI worker poll task queue {ci_task_queue!r}? (diachronic doctor); redeliver once it does",
+            retryable=True,
+        ) from None
 
 
 class GitHubReceiver:
