@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import re
 from datetime import datetime
-from typing import Annotated, Literal
+from typing import Annotated
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 from pydantic.alias_generators import to_camel
@@ -19,6 +19,7 @@ DEPLOY_SUCCESS_SIGNAL = "diachronic.ci.workflow.deploy.success"
 ROLLOUT_START_SIGNAL = "diachronic.ci.workflow.rollout.start"
 ROLLOUT_CANCEL_SIGNAL = "diachronic.ci.workflow.rollout.cancel"
 MIGRATE_SIGNAL = "diachronic.v1.migrate"
+"""Signal name shared with the original TypeScript library; one argument ``{"taskQueue": "<queue>"}``."""
 
 
 def ci_workflow_id(workflow_name: str) -> str:
@@ -80,6 +81,15 @@ class DeployEvent(Contract):
     is_dark_deploy: bool = False
 
 
+class GitHubDeploymentRef(Contract):
+    """The GitHub deployment a deployment came from: where the CI reports its deployment statuses."""
+
+    repository: str = Field(
+        min_length=3, max_length=200, pattern=r"^[A-Za-z0-9_.-]+/[A-Za-z0-9_.-]+$", description="owner/repo"
+    )
+    deployment_id: int = Field(ge=1, description="GitHub's id of the deployment")
+
+
 class VersionInfo(Contract):
     """One deployed version of a workflow, as its flag records it (the original's WorkflowVersionInfo)."""
 
@@ -89,9 +99,6 @@ class VersionInfo(Contract):
     flag_name: str
     task_queue: str
     environment: Environment | None = None
-
-
-StrategyTitle = Literal["Dark Deploy Strategy", "All other traffic"]
 
 
 class RolloutStep(Contract):
