@@ -23,7 +23,7 @@ from diachronic.errors import FlagStoreError, WorkersError
 from diachronic.flags.unleash import UnleashFlagStore
 from diachronic.settings import Settings
 from diachronic.workers.kubernetes import KubernetesWorkers, load_kube_config
-from kmock_fixtures import FAST, TOKEN, running_cluster
+from kmock_fixtures import TOKEN, running_cluster
 
 
 @pytest.fixture(scope="module")
@@ -126,12 +126,12 @@ async def test_the_kubeconfigs_own_certificate_authority_is_honoured(pki: Pki, t
                 ("file", {"certificate-authority": str(pki.ca)}),
             ):
                 config = load_kube_config(kubeconfig(tmp_path / name, proxy.url, **fields))
-                workers = KubernetesWorkers(config, backoff=FAST)
+                workers = KubernetesWorkers(config)
                 try:
                     assert [w.version_id for w in await workers.find("orders", "v1")] == ["v1"], name
                 finally:
                     await workers.close()
-            untrusting = KubernetesWorkers(load_kube_config(kubeconfig(tmp_path / "none", proxy.url)), backoff=FAST)
+            untrusting = KubernetesWorkers(load_kube_config(kubeconfig(tmp_path / "none", proxy.url)))
             try:  # the same proxy without the kubeconfig's CA: refused, and it says where to look
                 with pytest.raises(WorkersError, match="certificate authority in the kubeconfig"):
                     await untrusting.find("orders", "v1")
