@@ -5,15 +5,13 @@ from __future__ import annotations
 
 import asyncio
 import json
-import uuid
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
 import kmock
 import pytest
-from temporalio.testing import WorkflowEnvironment
-from tests.ci_helpers import CIHarness, ci_harness
+from tests.ci_helpers import CIHarness
 from tests.reliability.harness import free_port
 from tests.unleash_fixtures import UnleashServer, connect_unleash
 from typer.testing import CliRunner
@@ -34,12 +32,6 @@ def unleash() -> UnleashServer:
 
 
 @pytest.fixture
-async def h(dev_env: WorkflowEnvironment, data_dir: Path) -> AsyncIterator[CIHarness]:
-    async with ci_harness(dev_env.client, data_dir, f"ci-{uuid.uuid4()}") as harness:
-        yield harness
-
-
-@pytest.fixture
 async def cluster(tmp_path: Path) -> AsyncIterator[Cluster]:
     """kmock, with the API server's answer to a SelfSubjectAccessReview: ``denied`` verbs are refused."""
     async with running_cluster(tmp_path) as cluster:
@@ -57,18 +49,14 @@ async def cluster(tmp_path: Path) -> AsyncIterator[Cluster]:
 
 
 @pytest.fixture
-async def env(h: CIHarness, unleash: UnleashServer, cluster: Cluster, data_dir: Path) -> AsyncIterator[dict[str, str]]:
-    await wait_for_poller(h.client, h.task_queue)
-    yield {
+async def env(
+    dev_ci: CIHarness, unleash: UnleashServer, cluster: Cluster, data_dir: Path
+) -> AsyncIterator[dict[str, str]]:
+    await wait_for_poller(dev_ci.client, dev_ci.task_queue)
+    yield unleash.variables() | {
         "DIACHRONIC_DATA_DIR": str(data_dir),
-        "DIACHRONIC_TEMPORAL_ADDRESS": h.client.service_client.config.target_host,
-        "DIACHRONIC_CI_TASK_QUEUE": h.task_queue,
-        "DIACHRONIC_FLAGS": "unleash",
-        "DIACHRONIC_UNLEASH_URL": unleash.url,
-        "DIACHRONIC_UNLEASH_ADMIN_TOKEN": unleash.admin_token.get_secret_value(),
-        "DIACHRONIC_UNLEASH_CLIENT_TOKEN": unleash.client_token.get_secret_value(),
-        "DIACHRONIC_UNLEASH_PROJECT": unleash.project,
-        "DIACHRONIC_UNLEASH_ENVIRONMENT": unleash.environment,
+        "DIACHRONIC_TEMPORAL_ADDRESS": dev_ci.client.service_client.config.target_host,
+        "DIACHRONIC_CI_TASK_QUEUE": dev_ci.task_queue,
         "DIACHRONIC_WORKERS": "kubernetes",
         "DIACHRONIC_KUBECONFIG": str(cluster.kubeconfig),
         "DIACHRONIC_KUBERNETES_NAMESPACE": "workers",

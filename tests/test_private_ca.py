@@ -9,7 +9,6 @@ or ``certificate-authority`` is honoured, as kubectl does.
 from __future__ import annotations
 
 import base64
-import uuid
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from urllib.parse import urlsplit
@@ -17,7 +16,7 @@ from urllib.parse import urlsplit
 import pytest
 import yaml
 from tests.tls_fixtures import NginxProxy, Pki, nginx_proxy
-from tests.unleash_fixtures import HumanAdmin, UnleashServer, connect_unleash
+from tests.unleash_fixtures import UnleashServer, connect_unleash, throwaway_workflow
 
 from diachronic.errors import FlagStoreError, WorkersError
 from diachronic.flags.unleash import UnleashFlagStore
@@ -47,11 +46,8 @@ def unleash_tls(unleash: UnleashServer, pki: Pki, tmp_path_factory: pytest.TempP
 
 @pytest.fixture
 async def wf(unleash: UnleashServer) -> AsyncIterator[str]:
-    name = f"ca-{uuid.uuid4().hex[:10]}"
-    yield name
-    human = HumanAdmin(unleash)
-    await human.delete_workflows([name])
-    await human.close()
+    async with throwaway_workflow(unleash, "ca") as name:
+        yield name
 
 
 @pytest.mark.unleash

@@ -13,7 +13,7 @@ import subprocess
 import sys
 import time
 import uuid
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -21,8 +21,7 @@ from typing import Any
 import httpx
 import pytest
 from temporalio.client import Client
-from temporalio.testing import WorkflowEnvironment
-from tests.ci_helpers import CIHarness, ci_harness, eventually
+from tests.ci_helpers import CIHarness, eventually
 from tests.http_helpers import SECRET, deployment_status, signed
 from tests.reliability.harness import free_port
 
@@ -37,14 +36,8 @@ SHA1 = "a1b2c3d4e5f60718293a4b5c6d7e8f9012345678"
 SHA2 = "b2c3d4e5f60718293a4b5c6d7e8f901234567890"
 
 
-@pytest.fixture
-async def h(dev_env: WorkflowEnvironment, data_dir: Path) -> AsyncIterator[CIHarness]:
-    async with ci_harness(dev_env.client, data_dir, f"ci-{uuid.uuid4()}") as harness:
-        yield harness
-
-
 @contextmanager
-def replicas(h: CIHarness, folder: Path, count: int = 2) -> Iterator[list[str]]:
+def replicas(harness: CIHarness, folder: Path, count: int = 2) -> Iterator[list[str]]:
     """``count`` ``diachronic serve`` processes, each with its own data folder; yields their base URLs."""
     processes: list[subprocess.Popen[bytes]] = []
     urls = []
@@ -54,8 +47,8 @@ def replicas(h: CIHarness, folder: Path, count: int = 2) -> Iterator[list[str]]:
             data = folder / f"replica-{i}"
             env = {k: v for k, v in os.environ.items() if not k.startswith(("TEMPORAL_", "DIACHRONIC_"))} | {
                 "DIACHRONIC_DATA_DIR": str(data),
-                "DIACHRONIC_TEMPORAL_ADDRESS": h.client.service_client.config.target_host,
-                "DIACHRONIC_CI_TASK_QUEUE": h.task_queue,
+                "DIACHRONIC_TEMPORAL_ADDRESS": harness.client.service_client.config.target_host,
+                "DIACHRONIC_CI_TASK_QUEUE": harness.task_queue,
                 "DIACHRONIC_GITHUB_WEBHOOK_SECRET": SECRET,
                 "DIACHRONIC_SIGNALER_TOKEN": "replica-token",
             }
@@ -110,26 +103,26 @@ async def deployments_of(client: Client, wf: str) -> list[tuple[str, str]]:
     return found
 
 
-async def test_two_replicas_start_a_delivery_once_also_after_a_restart(h: CIHarness, tmp_path: Path) -> None:
+async def test_two_replicas_start_a_delivery_once_also_after_a_restart(dev_ci: CIHarness, tmp_path: Path) -> None:
     wf = "rep" + uuid.uuid4().hex[:8]
     first = deployment_status(sha=SHA1, payload={"workflowName": wf})
     dark = deployment_status(sha=SHA2, payload={"workflowName": wf, "isDarkDeploy": True})
-    handle = h.client.get_workflow_handle(ci_workflow_id(wf))
+    handle = dev_ci.client.get_workflow_handle(ci_workflow_id(wf))
 
     async def awaiting_continue() -> bool:
-        return (await ci.status(h.client, wf)).phase is Phase.AWAITING_CONTINUE
+        return (await ci.status(dev_ci.client, wf)).phase is Phase.AWAITING_CONTINUE
 
-    with replicas(h, tmp_path) as urls:
+    with replicas(dev_ci, tmp_path) as urls:
         await deliver_everywhere(urls, first, "d-v1")  # at the same moment, twice to each replica
         await handle.result()  # the initial deployment ran; its CI run ended
-    with replicas(h, tmp_path) as urls:  # both restarted: they remember nothing
+    with replicas(dev_ci, tmp_path) as urls:  # both restarted: they remember nothing
         await deliver_everywhere(urls, first, "d-v1")  # a new CI run: v1 is already the newest live version
         await handle.result()
         await deliver_everywhere(urls, dark, "d-v2")  # a dark deploy keeps its CI run waiting for "continue"
         await eventually(awaiting_continue, what="the dark deploy waiting for continue")
-    with replicas(h, tmp_path) as urls:  # restarted again, while that CI run still waits
+    with replicas(dev_ci, tmp_path) as urls:  # restarted again, while that CI run still waits
         await deliver_everywhere(urls, dark, "d-v2")  # the same run: Temporal answers the same update id once
-        status = await ci.status(h.client, wf)
+        status = await ci.status(dev_ci.client, wf)
         assert status.phase is Phase.AWAITING_CONTINUE and status.queued == []
-    await ci.control(h.client, wf, "cancel")
-    assert await deployments_of(h.client, wf) == [(SHA1[:7], "completed"), (SHA2[:7], "cancelled")]
+    await ci.control(dev_ci.client, wf, "cancel")
+    assert await deployments_of(dev_ci.client, wf) == [(SHA1[:7], "completed"), (SHA2[:7], "cancelled")]

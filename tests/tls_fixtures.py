@@ -23,9 +23,7 @@ import datetime as dt
 import ipaddress
 import os
 import shutil
-import socket
 import subprocess
-import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -36,6 +34,9 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 from tests.reliability.harness import free_port
+
+from diachronic.devserver import stop_process, wait_for_port
+from diachronic.errors import ConfigError
 
 NGINX = "/usr/sbin/nginx"
 API_KEY = "test-api-key-0123456789abcdef"  # a throwaway value, asserted absent from every output
@@ -57,9 +58,7 @@ def _write(folder: Path, name: str, cert: x509.Certificate, key: ec.EllipticCurv
     pair = Pair(folder / f"{name}.pem", folder / f"{name}.key")
     pair.cert.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
     pair.key.write_bytes(
-        key.private_bytes(
-            serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
-        )
+        key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption())
     )
     pair.key.chmod(0o600)
     return pair
@@ -103,9 +102,7 @@ class _Authority:
                 x509.ExtendedKeyUsage([ExtendedKeyUsageOID.SERVER_AUTH if server else ExtendedKeyUsageOID.CLIENT_AUTH]),
                 critical=False,
             )
-            .add_extension(
-                x509.AuthorityKeyIdentifier.from_issuer_public_key(self.key.public_key()), critical=False
-            )
+            .add_extension(x509.AuthorityKeyIdentifier.from_issuer_public_key(self.key.public_key()), critical=False)
         )
         if server:
             names = [x509.DNSName("localhost"), x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]
@@ -186,13 +183,7 @@ class NginxProxy:
         return path.read_text(errors="replace")[-4000:] if path.exists() else ""
 
     def stop(self) -> None:
-        if self.process.poll() is None:
-            self.process.terminate()  # nginx: SIGTERM is a fast shutdown
-            try:
-                self.process.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
+        stop_process(self.process)  # nginx: SIGTERM is a fast shutdown
 
 
 def _config(folder: Path, port: int, upstream: str, mode: Literal["grpc", "http"], pki: Pki, api_key: str) -> str:
@@ -247,19 +238,10 @@ def nginx_proxy(
     )
     proxy = NginxProxy(process, folder, port)
     try:
-        deadline = time.monotonic() + 30
-        while not _accepts(port):
-            if process.poll() is not None:
-                raise RuntimeError(f"nginx exited with {process.returncode}: {proxy.log()}")
-            if time.monotonic() > deadline:
-                raise RuntimeError(f"nginx did not listen on {port}: {proxy.log()}")
-            time.sleep(0.02)
+        try:
+            wait_for_port("127.0.0.1", port, timeout_s=30, process=process)
+        except ConfigError as error:
+            raise RuntimeError(f"nginx: {error.message}: {proxy.log()}") from None
         yield proxy
     finally:
         proxy.stop()
-
-
-def _accepts(port: int) -> bool:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.settimeout(0.2)
-        return sock.connect_ex(("127.0.0.1", port)) == 0

@@ -138,21 +138,11 @@ class GitHubReceiver:
         workflow_id = ci_workflow_id(deploy.workflow_name)
         what = f"{deploy.workflow_name} {deploy.version_id}"
         if ack.position is None:
-            log.info("github delivery %s: %s not queued again (%s)", delivery, what, ack.decision)
-            return WebhookResult(
-                delivery=delivery,
-                event=event,
-                action="duplicate",
-                detail=f"{what} is already deployed or queued ({ack.decision}): nothing started",
-                workflow_id=workflow_id,
-                deploy_event=deploy,
-            )
-        log.info("github delivery %s: deploying %s (%s, position %d)", delivery, what, workflow_id, ack.position)
+            action: Literal["started", "duplicate"] = "duplicate"
+            detail = f"{what} is already deployed or queued ({ack.decision}): nothing started"
+        else:
+            action, detail = "started", f"deployment of {what} queued on {workflow_id} (position {ack.position})"
+        log.info("github delivery %s: %s", delivery, detail)
         return WebhookResult(
-            delivery=delivery,
-            event=event,
-            action="started",
-            detail=f"deployment of {what} queued on {workflow_id} (position {ack.position})",
-            workflow_id=workflow_id,
-            deploy_event=deploy,
+            delivery=delivery, event=event, action=action, detail=detail, workflow_id=workflow_id, deploy_event=deploy
         )
