@@ -65,45 +65,47 @@ def main_options(
     verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Log what happens")] = False,
     temporal_address: Annotated[
         str | None,
-        typer.Option(help="host:port [env var: DIACHRONIC_TEMPORAL_ADDRESS]", rich_help_panel=_TEMPORAL),
+        typer.Option(help="host:port", envvar="DIACHRONIC_TEMPORAL_ADDRESS", rich_help_panel=_TEMPORAL),
     ] = None,
     temporal_namespace: Annotated[
-        str | None, typer.Option(help="[env var: DIACHRONIC_TEMPORAL_NAMESPACE]", rich_help_panel=_TEMPORAL)
+        str | None, typer.Option(envvar="DIACHRONIC_TEMPORAL_NAMESPACE", rich_help_panel=_TEMPORAL)
     ] = None,
     temporal_profile: Annotated[
         str | None,
-        typer.Option(help="temporal.toml profile [env var: DIACHRONIC_TEMPORAL_PROFILE]", rich_help_panel=_TEMPORAL),
+        typer.Option(help="temporal.toml profile", envvar="DIACHRONIC_TEMPORAL_PROFILE", rich_help_panel=_TEMPORAL),
     ] = None,
     temporal_config_file: Annotated[
         Path | None,
-        typer.Option(help="temporal.toml [env var: DIACHRONIC_TEMPORAL_CONFIG_FILE]", rich_help_panel=_TEMPORAL),
+        typer.Option(help="temporal.toml", envvar="DIACHRONIC_TEMPORAL_CONFIG_FILE", rich_help_panel=_TEMPORAL),
     ] = None,
     temporal_tls: Annotated[
         bool | None,
         typer.Option(
             "--temporal-tls/--no-temporal-tls",
-            help="TLS on or off [env var: DIACHRONIC_TEMPORAL_TLS; default: on with an API key or a certificate]",
+            help="TLS on or off (default: on with an API key or a certificate)",
+            envvar="DIACHRONIC_TEMPORAL_TLS",
             rich_help_panel=_TEMPORAL,
         ),
     ] = None,
     temporal_tls_ca: Annotated[
         Path | None,
-        typer.Option(help="server CA (PEM) [env var: DIACHRONIC_TEMPORAL_TLS_CA]", rich_help_panel=_TEMPORAL),
+        typer.Option(help="server CA (PEM)", envvar="DIACHRONIC_TEMPORAL_TLS_CA", rich_help_panel=_TEMPORAL),
     ] = None,
     temporal_tls_cert: Annotated[
         Path | None,
         typer.Option(
-            help="mTLS client certificate (PEM) [env var: DIACHRONIC_TEMPORAL_TLS_CERT]", rich_help_panel=_TEMPORAL
+            help="mTLS client certificate (PEM)", envvar="DIACHRONIC_TEMPORAL_TLS_CERT", rich_help_panel=_TEMPORAL
         ),
     ] = None,
     temporal_tls_key: Annotated[
         Path | None,
-        typer.Option(help="its private key (PEM) [env var: DIACHRONIC_TEMPORAL_TLS_KEY]", rich_help_panel=_TEMPORAL),
+        typer.Option(help="its private key (PEM)", envvar="DIACHRONIC_TEMPORAL_TLS_KEY", rich_help_panel=_TEMPORAL),
     ] = None,
     temporal_tls_server_name: Annotated[
         str | None,
         typer.Option(
-            help="name to check the server's certificate against [env var: DIACHRONIC_TEMPORAL_TLS_SERVER_NAME]",
+            help="name to check the server's certificate against",
+            envvar="DIACHRONIC_TEMPORAL_TLS_SERVER_NAME",
             rich_help_panel=_TEMPORAL,
         ),
     ] = None,

@@ -45,7 +45,10 @@ def dev(
 ) -> None:
     """Run everything on this machine: Temporal dev server, CI worker, embedded flag store, local workers."""
     c: Context = ctx.obj
-    server = start_dev_server(c.settings.data_dir, port=temporal_port, ui=ui)
+    try:  # waits until the frontend is healthy (not only its port open), with back-off, then one clear line
+        server = start_dev_server(c.settings.data_dir, port=temporal_port, ui=ui)
+    except DiachronicError as error:
+        c.out.abort(error.message)
     try:
         settings = load_settings(data_dir=c.settings.data_dir, flags=flags, **server.connection_settings())
     except ValueError as error:
