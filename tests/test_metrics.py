@@ -9,7 +9,6 @@ from pathlib import Path
 
 import httpx
 import pytest
-from diachronic.ci.planning import parse_steps
 from prometheus_client.parser import text_string_to_metric_families
 from temporalio.client import WorkflowFailureError
 from temporalio.testing import WorkflowEnvironment
@@ -19,6 +18,7 @@ from tests.http_helpers import deployment_status, served, settings, signed
 from tests.pipeline_workflows import FailingWorkflow, always_fails
 
 from diachronic.ci import client as ci
+from diachronic.ci.planner.schedule import parse_steps
 from diachronic.contracts import ci_workflow_id
 from diachronic.metrics import MetricsInterceptor, serving
 
