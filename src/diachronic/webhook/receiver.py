@@ -8,8 +8,8 @@ Stateless: the receiver keeps no record of deliveries. "At most once per deliver
 itself is recorded, in Temporal: the delivery id is the update id of the CI's deploy call (``deploy_update_id``).
 Temporal runs an update id once per run of the CI workflow and answers a repeat with the first outcome, also after
 the run ended as long as it is the workflow's latest run; beyond that, the CI recognises a deploy of the version
-it already deploys, queues or has made live as a duplicate (``diachronic.ci.planning.classify_deploy``). So any
-number of replicas, restarted at any time, start each delivery at most once.
+it already deploys, queues or has made live as a duplicate (``diachronic.ci.planner.deploy``). So any number of
+replicas, restarted at any time, start each delivery at most once.
 """
 
 from __future__ import annotations
