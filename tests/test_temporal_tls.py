@@ -93,6 +93,10 @@ def secured(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Secured]:
             worker.wait(timeout=30)
         LocalWorkers(data / "workers").stop_all_sync()
         server.stop()
+    # What the CI worker and the local workers logged: never the API key nor key material.
+    logs = [folder / "ci-worker.log", *(data / "workers").glob("*.log")]
+    written = "".join(path.read_text(errors="replace") for path in logs if path.exists())
+    assert written and API_KEY not in written and "PRIVATE KEY" not in written
 
 
 async def _wait_for_poller(connection: TemporalConnection, queue: str, process: subprocess.Popen[bytes]) -> None:
