@@ -151,6 +151,12 @@ HTTP_CLIENT_ERRORS: RetryTable = {
 """Every exception class of httpx (Unleash's client) and httpx2 (lightkube's): the same names in both."""
 
 
+def http_status_retryable(status: int) -> bool:
+    """An HTTP answer a retry can help: a timeout (408), too early (425), a rate limit (429) or a server fault (5xx);
+    any other 4xx says what is wrong with the request, which trying again will not change."""
+    return status >= 500 or status in (408, 425, 429)
+
+
 def untrusted_certificate(error: BaseException) -> bool:
     """Whether a connection failed because the server's certificate is not trusted: waiting will not fix that."""
     seen: BaseException | None = error

@@ -67,6 +67,7 @@ from diachronic.errors import (
     InvalidInput,
     NotFound,
     http_client_error_retryable,
+    http_status_retryable,
     retry_after_s,
     untrusted_certificate,
 )
@@ -108,7 +109,6 @@ SETUP_MARK = " [diachronic: being set up]"
 DEFAULT_TIMEOUT_S = 10.0
 SEARCH_PAGE = 100  # the search endpoint's maximum page size
 FETCH_CONCURRENCY = 8
-_RETRYABLE_STATUS = frozenset({408, 425, 429})
 HTTPX_ERRORS = (httpx.HTTPError, httpx.InvalidURL, httpx.CookieConflict, httpx.StreamError)
 """Every exception httpx raises (the roots of its tree): all translated in ``_call``."""
 TEST_OPERATION_FAILED = "TEST_OPERATION_FAILED"
@@ -482,7 +482,7 @@ class UnleashFlagStore:
             )
         if status == 500 and TEST_OPERATION_FAILED in response.text:
             raise ConcurrentEdit(f"unleash: {action} refused: the strategy changed since it was read")
-        retryable = status >= 500 or status in _RETRYABLE_STATUS
+        retryable = http_status_retryable(status)
         raise FlagStoreError(
             f"unleash: {action} failed: HTTP {status}: {message}",
             retryable=retryable,

@@ -40,6 +40,7 @@ from diachronic.errors import (
     InvalidInput,
     WorkersError,
     http_client_error_retryable,
+    http_status_retryable,
     retry_after_s,
     untrusted_certificate,
 )
@@ -294,7 +295,7 @@ class KubernetesWorkers:
         status = response.status_code
         if status < 400 or status in accept:
             return response
-        if status != 429 and status < 500:
+        if not http_status_retryable(status):
             raise self._rejected(call, response)
         raise WorkersError(
             self._redact(
