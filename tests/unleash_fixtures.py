@@ -18,7 +18,8 @@ import os
 import signal
 import subprocess
 import time
-from collections.abc import Awaitable, Callable, Iterable
+import uuid
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -68,6 +69,17 @@ class UnleashServer:
     def store(self, **kwargs: Any) -> UnleashFlagStore:
         options: dict[str, Any] = {"project": self.project, "environment": self.environment, **kwargs}
         return UnleashFlagStore(self.url, self.admin_token, self.client_token, **options)
+
+    def variables(self) -> dict[str, str]:
+        """The ``DIACHRONIC_*`` variables that point a diachronic process at this server (tokens included)."""
+        return {
+            "DIACHRONIC_FLAGS": "unleash",
+            "DIACHRONIC_UNLEASH_URL": self.url,
+            "DIACHRONIC_UNLEASH_ADMIN_TOKEN": self.admin_token.get_secret_value(),
+            "DIACHRONIC_UNLEASH_CLIENT_TOKEN": self.client_token.get_secret_value(),
+            "DIACHRONIC_UNLEASH_PROJECT": self.project,
+            "DIACHRONIC_UNLEASH_ENVIRONMENT": self.environment,
+        }
 
     def admin(self, timeout_s: float = 10.0) -> httpx.AsyncClient:
         """A raw Admin API client: the "human" editing flags in Unleash behind diachronic's back."""
@@ -176,6 +188,18 @@ def _find() -> UnleashServer | str:
     if ours is not None and _healthy(ours.url):
         return ours
     return f"no running Unleash (looked for {unleash_dir() / 'state.env'})"
+
+
+@contextlib.asynccontextmanager
+async def throwaway_workflow(server: UnleashServer, prefix: str) -> AsyncIterator[str]:
+    """A fresh workflow name whose flags are deleted from ``server`` afterwards."""
+    name = f"{prefix}-{uuid.uuid4().hex[:10]}"
+    try:
+        yield name
+    finally:
+        human = HumanAdmin(server)
+        await human.delete_workflows([name])
+        await human.close()
 
 
 def connect_unleash() -> UnleashServer:

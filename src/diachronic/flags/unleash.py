@@ -29,9 +29,11 @@ particular to Unleash:
   case it cannot see. Unleash also lets a strategy of an archived flag be patched: a flag archived in the
   instant between our read and our PATCH gets the new rollout (it routes nothing while archived).
 - Errors. Every HTTP exchange goes through ``_call``: connection errors, timeouts, 408/429/5xx become retryable
-  ``FlagStoreError``; a failed ``test`` operation is ``ConcurrentEdit``; other 4xx are not retryable; a missing
-  flag is ``NotFound``. Token values are never put into a message, a log record or a repr (``_scrub`` removes
-  them from anything the server echoes back).
+  ``FlagStoreError``; a failed ``test`` operation is ``ConcurrentEdit``; other 4xx are not retryable, nor is a
+  server certificate that no trusted CA signed (set ``ca_bundle``, ``DIACHRONIC_UNLEASH_CA_BUNDLE``, for an
+  Unleash behind a private CA: both the Admin API client and ``UnleashClient`` verify with it); a missing flag
+  is ``NotFound``. Token values are never put into a message, a log record or a repr (``_scrub`` removes them
+  from anything the server echoes back).
 """
 
 from __future__ import annotations
@@ -41,6 +43,7 @@ import json
 import logging
 import re
 import shlex
+import ssl
 import threading
 import time
 import uuid
@@ -67,6 +70,7 @@ from diachronic.errors import (
     http_client_error_retryable,
     http_status_retryable,
     retry_after_s,
+    untrusted_certificate,
 )
 from diachronic.flags import GENERAL_TRAFFIC_TITLE, Constraint, FlagStrategy, VersionFlag
 from diachronic.flags.evaluation import (
@@ -320,6 +324,7 @@ class UnleashFlagStore:
         timeout_s: float = DEFAULT_TIMEOUT_S,
         app_name: str = "diachronic",
         transport: httpx.AsyncBaseTransport | None = None,
+        ca_bundle: Path | None = None,
     ) -> None:
         admin = _secret(admin_token)
         if admin is None or not admin.get_secret_value():
@@ -334,11 +339,19 @@ class UnleashFlagStore:
         self.app_name = app_name
         self._admin_token = admin
         self._client_token = _secret(client_token)
+        self.ca_bundle = ca_bundle
+        verify: ssl.SSLContext | bool = True
+        if ca_bundle is not None:
+            try:
+                verify = ssl.create_default_context(cafile=str(ca_bundle))
+            except (OSError, ssl.SSLError) as exc:
+                raise ConfigError(f"cannot load the Unleash CA bundle {ca_bundle}: {exc}") from None
         self._http = httpx.AsyncClient(
             base_url=self.url,
             headers={"Authorization": admin.get_secret_value(), "Accept": "application/json"},
             timeout=httpx.Timeout(timeout_s),
             transport=transport,
+            verify=verify,
         )
         self._warn = _WarnOnce()
         self._cache = _RoutingCache(self._warn)
@@ -370,6 +383,7 @@ class UnleashFlagStore:
             project=settings.unleash_project,
             environment=settings.unleash_environment,
             refresh_s=settings.unleash_refresh_s,
+            ca_bundle=settings.unleash_ca_bundle,
         )
 
     def __repr__(self) -> str:
@@ -417,15 +431,24 @@ class UnleashFlagStore:
         params: Mapping[str, str | int] | None = None,
         ok: Collection[int] = (200,),
         missing: str | None = None,
+        client_token: bool = False,
     ) -> httpx.Response:
-        """One Admin API request; raises ``FlagStoreError`` (or ``NotFound`` for a 404 when ``missing`` is given)."""
+        """One Admin API request (``client_token``: a Client API request, with the client token); raises
+        ``FlagStoreError`` (or ``NotFound`` for a 404 when ``missing`` is given)."""
         if self._closed:
             raise FlagStoreError(f"unleash: cannot {action}: the flag store is closed", retryable=False)
+        token, variable = (self._client_token, "CLIENT") if client_token else (self._admin_token, "ADMIN")
+        headers = {"Authorization": token.get_secret_value()} if token is not None else {}
         try:
-            response = await self._http.request(method, path, json=body, params=params)
+            response = await self._http.request(method, path, json=body, params=params, headers=headers)
         except HTTPX_ERRORS as exc:
             if isinstance(exc, httpx.TimeoutException):
                 problem = f"{self.url} did not answer within {self.timeout_s:g}s ({type(exc).__name__})"
+            elif untrusted_certificate(exc):
+                problem = (
+                    f"the certificate of {self.url} is not signed by a trusted CA: set DIACHRONIC_UNLEASH_CA_BUNDLE "
+                    "to the CA (PEM) that signed it"
+                )
             else:
                 problem = f"cannot reach {self.url} ({type(exc).__name__}: {self._scrub(str(exc))})"
             raise FlagStoreError(
@@ -439,8 +462,8 @@ class UnleashFlagStore:
         message = self._server_message(response)
         if status == 401:
             raise FlagStoreError(
-                f"unleash: {action} failed: {self.url} rejected the admin token (HTTP 401): "
-                "check DIACHRONIC_UNLEASH_ADMIN_TOKEN",
+                f"unleash: {action} failed: {self.url} rejected the {variable.lower()} token (HTTP 401): "
+                f"check DIACHRONIC_UNLEASH_{variable}_TOKEN",
                 retryable=False,
             )
         if status == 403:
@@ -739,6 +762,22 @@ class UnleashFlagStore:
     async def _is_archived(self, name: str) -> bool:
         return any(f.get("name") == name for f in await self._search(name, archived=True))
 
+    async def check_access(self) -> None:
+        """What ``diachronic doctor`` verifies: both tokens are accepted, the project and the environment exist.
+        Raises ``NotFound`` or ``FlagStoreError`` that names the setting to fix."""
+        projects = self._json("list projects", await self._call("list projects", "GET", "/api/admin/projects"))
+        if self.project not in {p.get("id") for p in projects.get("projects") or [] if isinstance(p, dict)}:
+            raise NotFound(f"unleash: project {self.project!r} does not exist: check DIACHRONIC_UNLEASH_PROJECT")
+        await self._call(
+            "read the environment",
+            "GET",
+            f"/api/admin/environments/{self.environment}",
+            missing=f"unleash: environment {self.environment!r} does not exist: check DIACHRONIC_UNLEASH_ENVIRONMENT",
+        )
+        if self._client_token is None:
+            raise ConfigError("routing with Unleash needs a client token (DIACHRONIC_UNLEASH_CLIENT_TOKEN)")
+        await self._call("fetch flags with the client token", "GET", f"/api{FEATURES_URL}", client_token=True)
+
     # -- routing --------------------------------------------------------------------------------------------
 
     async def _ensure_client(self) -> UnleashClient:
@@ -759,6 +798,7 @@ class UnleashFlagStore:
                     custom_headers={"Authorization": self._client_token.get_secret_value()},
                     request_timeout=max(1, round(self.timeout_s)),
                     request_retries=0,
+                    custom_options={"verify": str(self.ca_bundle)} if self.ca_bundle else {},
                     cache=self._cache,
                     multiple_instance_mode=InstanceAllowType.SILENTLY_ALLOW,
                 )

@@ -217,6 +217,22 @@ class KubernetesWorkers:
         labels = [_labels(d) for d in deployments if not _deleting(d)]
         return sorted({lab[workers.LABEL_VERSION] for lab in labels if workers.labels_match(lab, workflow_name)})
 
+    async def allowed(self, verb: str) -> bool:
+        """Whether RBAC lets diachronic ``verb`` Deployments where it works: a SelfSubjectAccessReview, which any
+        authenticated user may create (``diachronic doctor``)."""
+        attributes = {"group": "apps", "resource": "deployments", "verb": verb}
+        if self.namespace is not None:
+            attributes["namespace"] = self.namespace
+        body = {
+            "apiVersion": "authorization.k8s.io/v1",
+            "kind": "SelfSubjectAccessReview",
+            "spec": {"resourceAttributes": attributes},
+        }
+        path = "/apis/authorization.k8s.io/v1/selfsubjectaccessreviews"
+        response = await self._send(_Call(f"review {verb} on", self.namespace), "POST", path, body=body)
+        status = response.json().get("status") or {}
+        return bool(status.get("allowed"))
+
     async def close(self) -> None:
         """Close the HTTP client; the Deployments stay, of course."""
         await self._http.aclose()

@@ -245,7 +245,7 @@ class LocalWorkers:
         version_id: str,
         command: str | Sequence[str],
         *,
-        env: Mapping[str, str] | None = None,
+        env: Mapping[str, str | None] | None = None,
         task_queue: str | None = None,
         ready_line: str | None = None,
         timeout_s: float = 30.0,
@@ -255,9 +255,9 @@ class LocalWorkers:
         ``command`` is an argument list, or a string split as a shell would (no shell runs it). The child runs
         in its own session with ``DIACHRONIC_TASK_QUEUE`` set (``<workflowName>-<versionId>`` unless
         ``task_queue`` is given), ``PYTHONUNBUFFERED=1`` unless ``env`` says otherwise, and ``env`` on top of
-        ours. With ``ready_line``, returns only once a line containing it appears in the worker's output (so
-        the caller knows the worker polls); if the worker exits first or ``timeout_s`` passes, it is stopped
-        and ``WorkersError`` says why, with the last lines of its log.
+        ours (a ``None`` value removes the variable). With ``ready_line``, returns only once a line containing
+        it appears in the worker's output (so the caller knows the worker polls); if the worker exits first or
+        ``timeout_s`` passes, it is stopped and ``WorkersError`` says why, with the last lines of its log.
         """
         workers.check_names(workflow_name, version_id)
         args = shlex.split(command) if isinstance(command, str) else list(command)
@@ -333,10 +333,11 @@ class LocalWorkers:
             raise WorkersError(f"worker {reg.name} (process group {reg.pid}) survived SIGKILL")
 
     def _spawn(
-        self, name: str, labels: dict[str, str], args: list[str], env: Mapping[str, str] | None, queue: str
+        self, name: str, labels: dict[str, str], args: list[str], env: Mapping[str, str | None] | None, queue: str
     ) -> _Registration:
         log_path = self._path(name, "log")
-        child_env = {**os.environ, "PYTHONUNBUFFERED": "1", **(env or {}), workers.TASK_QUEUE_ENV: queue}
+        merged = {**os.environ, "PYTHONUNBUFFERED": "1", **(env or {}), workers.TASK_QUEUE_ENV: queue}
+        child_env = {key: value for key, value in merged.items() if value is not None}
         started_at = datetime.now(UTC)
         with log_path.open("ab") as out:
             out.write(f"--- diachronic: starting {shlex.join(args)} at {started_at.isoformat()}\n".encode())
