@@ -150,3 +150,8 @@ def test_a_freeze_scope_is_a_workflow_name_or_all() -> None:
     assert Freeze(scope=ALL, until=FRI, reason="r").scope == "*"
     with pytest.raises(ValidationError, match="workflow name"):
         Freeze(scope="orders.v2", until=FRI, reason="r")
+
+
+def test_a_window_travels_as_json_and_comes_back_the_same() -> None:
+    for window in (WEEKEND, PARIS_NIGHT, ORDERS_ONLY):
+        assert FreezeWindow.model_validate_json(window.model_dump_json()) == window

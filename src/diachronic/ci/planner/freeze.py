@@ -15,12 +15,21 @@ from typing import Annotated, Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from croniter import croniter
-from pydantic import AfterValidator, BeforeValidator, Field
+from pydantic import AfterValidator, BeforeValidator, Field, TypeAdapter
 
 from diachronic.contracts import Contract, check_name
 from diachronic.signaler.instructions import parse_duration
 
-__all__ = ["ALL", "RECHECK_S", "Freeze", "FreezeVerdict", "FreezeWindow", "active_freeze", "freeze_gate"]
+__all__ = [
+    "ALL",
+    "RECHECK_S",
+    "Freeze",
+    "FreezeVerdict",
+    "FreezeWindow",
+    "active_freeze",
+    "freeze_gate",
+    "window_freezes",
+]
 
 ALL = "*"  # the scope of a freeze of every workflow
 RECHECK_S = 30.0  # a held deployment looks again this often: a freeze may be lifted, or a new one set
@@ -30,6 +39,16 @@ def _cron(value: str) -> str:
     if not croniter.is_valid(value) or len(value.split()) != 5:
         raise ValueError(f"{value!r} is not a cron expression of five fields (minute hour day month weekday)")
     return value
+
+
+def _duration(value: object) -> timedelta:
+    """``64h``, ``90m`` (as people write them), or ISO 8601 ``PT64H`` (as a window travels in JSON)."""
+    if isinstance(value, str) and value.strip().upper().startswith("P"):
+        return _ISO_DURATION.validate_python(value)
+    return parse_duration(value)
+
+
+_ISO_DURATION = TypeAdapter(timedelta)
 
 
 def _zone(value: str) -> str:
@@ -48,7 +67,7 @@ class FreezeWindow(Contract):
     """A recurring freeze: it starts each time ``cron`` fires (in ``timezone``) and lasts ``duration``."""
 
     cron: Annotated[str, AfterValidator(_cron)]
-    duration: Annotated[timedelta, BeforeValidator(parse_duration)] = Field(description="e.g. 64h, 90m")
+    duration: Annotated[timedelta, BeforeValidator(_duration)] = Field(description="e.g. 64h, 90m")
     reason: str = Field(min_length=1, max_length=500)
     timezone: Annotated[str, AfterValidator(_zone)] = "UTC"
     workflows: list[str] | None = Field(default=None, description="the workflows it freezes; none given: all")
@@ -70,18 +89,26 @@ class Freeze(Contract):
     source: Literal["command", "window"] = "command"
 
 
+def window_freezes(now: datetime, windows: Sequence[FreezeWindow], workflow_name: str | None = None) -> list[Freeze]:
+    """The recurring windows in force now, as freezes (only those for ``workflow_name``, when given)."""
+    found = []
+    for window in windows:
+        if workflow_name is not None and window.workflows is not None and workflow_name not in window.workflows:
+            continue
+        ends = window.in_force(now)
+        if ends is None:
+            continue
+        scopes = [ALL] if window.workflows is None else [workflow_name] if workflow_name else window.workflows
+        found += [Freeze(scope=scope, until=ends, reason=window.reason, source="window") for scope in scopes]
+    return found
+
+
 def active_freeze(
     now: datetime, workflow_name: str, frozen: Sequence[Freeze], windows: Sequence[FreezeWindow]
 ) -> Freeze | None:
     """The freeze in force for ``workflow_name`` now that lifts last (None: no freeze)."""
     found = [f for f in frozen if f.until > now and f.scope in (workflow_name, ALL)]
-    for window in windows:
-        if window.workflows is not None and workflow_name not in window.workflows:
-            continue
-        ends = window.in_force(now)
-        if ends is not None:
-            scope = ALL if window.workflows is None else workflow_name
-            found.append(Freeze(scope=scope, until=ends, reason=window.reason, source="window"))
+    found += window_freezes(now, windows, workflow_name)
     return max(found, key=lambda f: f.until, default=None)
 
 
