@@ -3,19 +3,16 @@ the activity the CI reads freezes with; ``diachronic freeze / unfreeze / freezes
 
 from __future__ import annotations
 
-import asyncio
 import json
-import os
-import sys
 import uuid
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 
 import pytest
 from temporalio.client import WorkflowExecutionStatus
 from temporalio.testing import WorkflowEnvironment
 from temporalio.worker import Worker
+from tests.ci_helpers import run_diachronic
 
 from diachronic.ci.freeze import (
     FreezeActivities,
@@ -114,21 +111,7 @@ def test_a_bad_until_says_what_is_expected() -> None:
 
 
 async def cli(env: WorkflowEnvironment, queue: str, *args: str, windows: str = "[]") -> tuple[int, str, str]:
-    variables = os.environ | {
-        "DIACHRONIC_TEMPORAL_ADDRESS": env.client.service_client.config.target_host,
-        "DIACHRONIC_CI_TASK_QUEUE": queue,
-        "DIACHRONIC_FREEZE_WINDOWS": windows,
-    }
-    process = await asyncio.create_subprocess_exec(
-        str(Path(sys.executable).parent / "diachronic"),
-        *args,
-        env=variables,
-        stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.PIPE,
-    )
-    out, err = await process.communicate()
-    assert process.returncode is not None
-    return process.returncode, out.decode(), err.decode()
+    return await run_diachronic(env.client, queue, *args, DIACHRONIC_FREEZE_WINDOWS=windows)
 
 
 @pytest.mark.devserver
