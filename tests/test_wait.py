@@ -4,22 +4,21 @@
 from __future__ import annotations
 
 import asyncio
-import os
-import sys
 import uuid
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import pytest
 from temporalio.testing import WorkflowEnvironment
-from tests.ci_helpers import CIHarness, ci_harness, event, eventually
+from tests.ci_helpers import CIHarness, ci_harness, event, eventually, run_diachronic
 
+from diachronic import waiting
 from diachronic.ci import client as ci
 from diachronic.ci.contracts import CIState, Deployment, DeployRequest, Phase
 from diachronic.contracts import VersionInfo
-from diachronic.errors import InvalidInput
+from diachronic.errors import BackendError, InvalidInput
 from diachronic.waiting import EXIT_CODES, Ending, ending_of, locate
 
 T0 = datetime(2024, 5, 1, 12, tzinfo=UTC)
@@ -106,6 +105,37 @@ def test_without_a_version_an_idle_ci_reports_its_last_deployment() -> None:
     assert locate(CIState()).where == "missing"
 
 
+async def test_a_ci_that_cannot_be_read_for_a_while_does_not_end_the_wait(monkeypatch: pytest.MonkeyPatch) -> None:
+    running = CIState(workflow_name="orders", current=record("v2", Phase.ROLLING_OUT))
+    ended = CIState(workflow_name="orders", history=[record("v2", Phase.COMPLETED)])
+    script: list[CIState | BackendError] = [running, BackendError("the CI did not answer"), running, ended]
+    seen: list[str] = []
+
+    async def states(client: Any, workflow_name: str, *, earlier: bool) -> list[CIState]:
+        step = script.pop(0)
+        if isinstance(step, BackendError):
+            raise step
+        return [step]
+
+    monkeypatch.setattr(waiting, "_states", states)
+    ending, found = await waiting.wait_for_end(
+        cast(Any, None), "orders", version_id="v2", poll_s=0, progress=lambda f: seen.append(f.where), warn=seen.append
+    )
+    assert (ending, found.where, script) == (Ending.COMPLETED, "ended", [])
+    assert seen == ["running", "cannot read the CI's state now, still waiting: the CI did not answer"]
+
+
+async def test_a_wait_ends_with_timeout_while_the_deployment_goes_on(monkeypatch: pytest.MonkeyPatch) -> None:
+    running = CIState(workflow_name="orders", current=record("v2", Phase.ROLLING_OUT))
+
+    async def states(client: Any, workflow_name: str, *, earlier: bool) -> list[CIState]:
+        return [running]
+
+    monkeypatch.setattr(waiting, "_states", states)
+    ending, found = await waiting.wait_for_end(cast(Any, None), "orders", timeout_s=0.05, poll_s=0.01)
+    assert (ending, found.where) == (Ending.TIMEOUT, "running")
+
+
 # ------------------------------------------------------------------------------------------------ the command
 
 
@@ -116,22 +146,8 @@ async def h(dev_env: WorkflowEnvironment, data_dir: Path) -> AsyncIterator[CIHar
 
 
 async def cli(h: CIHarness, data_dir: Path, *args: str) -> tuple[int, str]:
-    """The command as a user runs it, in its own process (the CI worker runs in this test's loop)."""
-    env = os.environ | {
-        "DIACHRONIC_TEMPORAL_ADDRESS": h.client.service_client.config.target_host,
-        "DIACHRONIC_CI_TASK_QUEUE": h.task_queue,
-        "DIACHRONIC_DATA_DIR": str(data_dir),
-    }
-    process = await asyncio.create_subprocess_exec(
-        str(Path(sys.executable).parent / "diachronic"),
-        *args,
-        env=env,
-        stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.PIPE,
-    )
-    out, err = await process.communicate()
-    assert process.returncode is not None
-    return process.returncode, err.decode() + out.decode()
+    code, out, err = await run_diachronic(h.client, h.task_queue, *args, DIACHRONIC_DATA_DIR=str(data_dir))
+    return code, err + out
 
 
 @pytest.mark.devserver
