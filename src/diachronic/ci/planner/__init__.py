@@ -6,7 +6,8 @@ One module per decision area:
 - ``deploy``: a deploy arriving is accepted, or recognised as a duplicate;
 - ``deployment``: one deployment, initial or a rollout from the previous version;
 - ``rollout``: the rollout's step machine;
-- ``migration``: which runs are eligible for the migrate signal, and what migration does next;
+- ``migration``: which runs are eligible for the migrate signal;
+- ``sweep``: how the migration reads the old queue (its cursor), and when it reads it again;
 - ``retire``: when an old version may be retired.
 
 Rules: no I/O, no ``workflow.*``, no clock (``now`` is passed in). The workflows gather observations through
