@@ -119,6 +119,22 @@ async def stack(db_file: bool) -> AsyncIterator[Stack]:
             server.stop()
 
 
+def cpu_s(pid: int) -> float:
+    """CPU seconds a process has used so far (user + system, its threads included)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+async def processes(s: Stack) -> dict[str, int]:
+    """The pids whose CPU the benchmark accounts for: the server, the CI worker, the sample's two workers."""
+    pids = {"server": s.server.process.pid, "ci_worker": s.ci_worker.pid}
+    for version in ("v1", "v2"):
+        [worker_set] = await s.workers.find(WORKFLOW_NAME, version)
+        assert worker_set.pid is not None
+        pids[f"{version}_worker"] = worker_set.pid
+    return pids
+
+
 def rss_mb(pid: int, field: str) -> float:
     """``VmRSS`` (now) or ``VmHWM`` (peak) of a process, in MB."""
     for line in Path(f"/proc/{pid}/status").read_text().splitlines():
@@ -196,6 +212,8 @@ async def run_size(n: int, *, db_file: bool, batch_up_to: int) -> dict[str, Any]
         await settle(client, old_queue, n)
         log("every subscription runs on v1 (first workflow task done)")
 
+        pids = await processes(s)
+        cpu_before = {name: cpu_s(pid) for name, pid in pids.items()}
         load_before = load_average()
         deployed = datetime.now(UTC)
         await ci.deploy(
@@ -204,6 +222,7 @@ async def run_size(n: int, *, db_file: bool, batch_up_to: int) -> dict[str, Any]
         status_ms: list[float] = []
         loads: list[float] = [load_before]
         drained: datetime | None = None
+        cpu: dict[str, float] = {}
         while drained is None:
             asked = time.monotonic()
             status = await ci.status(client, WORKFLOW_NAME)
@@ -212,6 +231,7 @@ async def run_size(n: int, *, db_file: bool, batch_up_to: int) -> dict[str, Any]
             left = await running(client, old_queue)
             if left == 0:
                 drained = datetime.now(UTC)
+                cpu = {name: (cpu_s(pid) - cpu_before[name]) * 1000 / n for name, pid in pids.items()}
             elif len(status_ms) % 10 == 0:
                 m = status.migration
                 log(f"  {left} left on v1; {m.signalled if m else 0} signalled; status {status_ms[-1]:.0f} ms")
@@ -223,6 +243,7 @@ async def run_size(n: int, *, db_file: bool, batch_up_to: int) -> dict[str, Any]
         peak_rss = rss_mb(s.ci_worker.pid, "VmHWM")
         drain_s, cleanup_s = (drained - deployed).total_seconds(), (cleaned - deployed).total_seconds()
         log(f"old queue empty {drain_s:.1f} s after the deploy, v1 retired after {cleanup_s:.1f} s")
+        log("CPU ms per workflow, deploy to drained: " + ", ".join(f"{k} {v:.2f}" for k, v in cpu.items()))
 
         workflows = [
             ci_workflow_id(WORKFLOW_NAME),
@@ -267,6 +288,7 @@ async def run_size(n: int, *, db_file: bool, batch_up_to: int) -> dict[str, Any]
         "starts_per_s": round(starts, 1),
         "status_ms_p50": round(statistics.median(status_ms), 1),
         "status_ms_max": round(max(status_ms), 1),
+        "cpu_ms_per_workflow": {name: round(ms, 2) for name, ms in cpu.items()},
         "load_1m_max": round(max(loads), 2),
         "load_1m_mean": round(statistics.fmean(loads), 2),
     }
