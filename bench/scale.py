@@ -41,7 +41,9 @@ from temporalio.client import Client
 
 from diachronic.ci import client as ci
 from diachronic.ci.contracts import (
+    STATUS_QUERY,
     DeployOptions,
+    MigrationState,
     cleanup_workflow_id,
     migration_workflow_id,
     rollout_workflow_id,
@@ -55,7 +57,7 @@ from diachronic.workers.local import LocalWorkers
 
 SIZES = (2000, 10_000, 50_000, 100_000)
 START_CONCURRENCY = 200
-SAMPLE_S = 1.0
+SAMPLE_S = 2.0
 TAIL = 0.10
 BATCH_QUEUE = "batch-old"
 
@@ -223,10 +225,16 @@ async def run_size(n: int, *, db_file: bool, batch_up_to: int) -> dict[str, Any]
         loads: list[float] = [load_before]
         drained: datetime | None = None
         cpu: dict[str, float] = {}
+        query_ms: list[float] = []
+        migration_handle = client.get_workflow_handle(migration_workflow_id(WORKFLOW_NAME))
         while drained is None:
             asked = time.monotonic()
             status = await ci.status(client, WORKFLOW_NAME)
             status_ms.append((time.monotonic() - asked) * 1000)
+            if status.migration is not None:  # the migration runs: its own status query, alone
+                asked = time.monotonic()
+                await migration_handle.query(STATUS_QUERY, result_type=MigrationState)
+                query_ms.append((time.monotonic() - asked) * 1000)
             loads.append(load_average())
             left = await running(client, old_queue)
             if left == 0:
@@ -288,6 +296,8 @@ async def run_size(n: int, *, db_file: bool, batch_up_to: int) -> dict[str, Any]
         "starts_per_s": round(starts, 1),
         "status_ms_p50": round(statistics.median(status_ms), 1),
         "status_ms_max": round(max(status_ms), 1),
+        "migration_query_ms_p50": round(statistics.median(query_ms), 1),
+        "migration_query_ms_max": round(max(query_ms), 1),
         "cpu_ms_per_workflow": {name: round(ms, 2) for name, ms in cpu.items()},
         "load_1m_max": round(max(loads), 2),
         "load_1m_mean": round(statistics.fmean(loads), 2),
