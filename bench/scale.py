@@ -84,19 +84,14 @@ async def stack(db_file: bool) -> AsyncIterator[Stack]:
         try:
             client = await connect(load_settings(data_dir=data, temporal_address=server.address))
             await wait_healthy(client)
-            env = {
-                **os.environ,
-                "PYTHONPATH": os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")]).rstrip(os.pathsep),
-                "PYTHONUNBUFFERED": "1",
-                "DIACHRONIC_DATA_DIR": str(data),
-                "DIACHRONIC_TEMPORAL_ADDRESS": server.address,
-                "DIACHRONIC_FLAGS": "local",
-                "DIACHRONIC_WORKERS": "local",
-            }
+            # The CI worker and the sample's workers run from this checkout, on the embedded flag store and local
+            # worker sets in the data folder (the local backend starts the sample's workers and later deletes v1's).
+            env = {"PYTHONPATH": str(ROOT), "DIACHRONIC_TEMPORAL_ADDRESS": server.address}
+            env |= {"DIACHRONIC_DATA_DIR": str(data), "DIACHRONIC_FLAGS": "local", "DIACHRONIC_WORKERS": "local"}
             with (Path(tmp) / "ci-worker.log").open("ab") as out:
                 ci_worker = subprocess.Popen(
                     [sys.executable, "-m", "diachronic.cli.__main__", "worker"],
-                    env=env,
+                    env={**os.environ, **env},
                     cwd=ROOT,
                     stdin=subprocess.DEVNULL,
                     stdout=out,

@@ -15,6 +15,7 @@ from typing import TypeVar
 
 from temporalio.client import Client
 from temporalio.worker import Worker
+from tests.ci_workflows import Sleeper
 
 from diachronic.ci.activities import CIActivities
 from diachronic.ci.contracts import DeployOptions
@@ -47,6 +48,15 @@ async def ci_harness(client: Client, data_dir: Path, task_queue: str) -> AsyncIt
         finally:
             await workers.stop_all()
             await flags.close()
+
+
+@contextlib.asynccontextmanager
+async def serving(client: Client, wf: str, *versions: str) -> AsyncIterator[None]:
+    """In-process workers of the test's ``Sleeper`` on ``<wf>-<version>`` for each version."""
+    async with contextlib.AsyncExitStack() as stack:
+        for version in versions:
+            await stack.enter_async_context(Worker(client, task_queue=f"{wf}-{version}", workflows=[Sleeper]))
+        yield
 
 
 def event(workflow: str, version: str, **kw: object) -> DeployEvent:

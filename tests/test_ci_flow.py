@@ -3,7 +3,6 @@ with the embedded flag store and local worker processes."""
 
 from __future__ import annotations
 
-import contextlib
 import sys
 import uuid
 from collections.abc import AsyncIterator
@@ -12,9 +11,8 @@ from pathlib import Path
 import pytest
 from temporalio.client import Client, WorkflowFailureError
 from temporalio.testing import WorkflowEnvironment
-from temporalio.worker import Worker
-from tests.ci_helpers import CIHarness, ci_harness, event, eventually, fast, migrate_signals_received
-from tests.ci_workflows import FINISH_SIGNAL, Sleeper
+from tests.ci_helpers import CIHarness, ci_harness, event, eventually, fast, migrate_signals_received, serving
+from tests.ci_workflows import FINISH_SIGNAL
 
 from diachronic.ci import client as ci
 from diachronic.ci.contracts import CIInput, Phase, RolloutOutcome
@@ -39,14 +37,6 @@ async def h(dev_env: WorkflowEnvironment, data_dir: Path) -> AsyncIterator[CIHar
 @pytest.fixture
 def wf() -> str:
     return "wf" + uuid.uuid4().hex[:8]
-
-
-@contextlib.asynccontextmanager
-async def serving(client: Client, wf: str, *versions: str) -> AsyncIterator[None]:
-    async with contextlib.AsyncExitStack() as stack:
-        for version in versions:
-            await stack.enter_async_context(Worker(client, task_queue=f"{wf}-{version}", workflows=[Sleeper]))
-        yield
 
 
 async def finish_ci(h: CIHarness, wf: str) -> dict:  # type: ignore[type-arg]

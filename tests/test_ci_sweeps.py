@@ -3,7 +3,6 @@ migration does not read the queue again while nothing changed."""
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
 import uuid
 from collections.abc import AsyncIterator
@@ -14,9 +13,7 @@ import pytest
 from temporalio.api.workflowservice.v1 import ListWorkflowExecutionsRequest, ListWorkflowExecutionsResponse
 from temporalio.client import Client
 from temporalio.testing import ActivityEnvironment, WorkflowEnvironment
-from temporalio.worker import Worker
-from tests.ci_helpers import CIHarness, ci_harness, event, eventually, fast, migrate_signals_received
-from tests.ci_workflows import Sleeper
+from tests.ci_helpers import CIHarness, ci_harness, event, eventually, fast, migrate_signals_received, serving
 
 from diachronic.ci import client as ci
 from diachronic.ci.activities import CIActivities
@@ -120,14 +117,6 @@ async def test_a_retried_sweep_goes_on_from_its_last_heartbeat_and_no_run_gets_t
         assert await migrate_signals_received(client, workflow_id, run_id) == 1
     for workflow_id in runs:
         await client.get_workflow_handle(workflow_id).terminate("test over")
-
-
-@contextlib.asynccontextmanager
-async def serving(client: Client, wf: str, *versions: str) -> AsyncIterator[None]:
-    async with contextlib.AsyncExitStack() as stack:
-        for version in versions:
-            await stack.enter_async_context(Worker(client, task_queue=f"{wf}-{version}", workflows=[Sleeper]))
-        yield
 
 
 @pytest.fixture

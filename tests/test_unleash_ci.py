@@ -14,9 +14,7 @@ from pathlib import Path
 import pytest
 from temporalio.client import Client
 from temporalio.testing import WorkflowEnvironment
-from temporalio.worker import Worker
-from tests.ci_helpers import event, eventually, migrate_signals_received
-from tests.ci_workflows import Sleeper
+from tests.ci_helpers import event, eventually, migrate_signals_received, serving
 from tests.unleash_fixtures import HumanAdmin, UnleashServer, connect_unleash
 
 from diachronic.ci import client as ci
@@ -65,14 +63,6 @@ async def ci_on_unleash(client: Client, flags: UnleashFlagStore, data_dir: Path)
             yield task_queue
         finally:
             await workers.stop_all()
-
-
-@contextlib.asynccontextmanager
-async def serving(client: Client, wf: str, *versions: str) -> AsyncIterator[None]:
-    async with contextlib.AsyncExitStack() as stack:
-        for version in versions:
-            await stack.enter_async_context(Worker(client, task_queue=f"{wf}-{version}", workflows=[Sleeper]))
-        yield
 
 
 async def test_a_human_edit_in_unleash_stops_the_rollout_and_migration_follows(
