@@ -10,7 +10,9 @@ import httpx
 import pytest
 
 from diachronic.backends import open_flag_store
-from diachronic.errors import ConfigError, FlagStoreError, NotFound
+from diachronic.errors import ConcurrentEdit, ConfigError, FlagStoreError, NotFound
+from diachronic.flags import GENERAL_TRAFFIC_TITLE
+from diachronic.flags.evaluation import new_rollout
 from diachronic.flags.unleash import UnleashFlagStore
 from diachronic.settings import Settings
 
@@ -181,3 +183,42 @@ async def test_a_name_taken_outside_the_project_is_a_clear_non_retryable_error()
     assert not caught.value.retryable
     assert "workflow.wf.seqId.000.version.v1" in caught.value.message and "another project" in caught.value.message
     assert calls.count("POST /api/admin/projects/default/features") == 2
+
+
+FLAG = "workflow.wf.seqId.000.version.v1"
+
+
+def flag_answering(
+    patch_status: int, patch_body: object, rollouts: list[str]
+) -> Callable[[httpx.Request], httpx.Response]:
+    """A flag whose ``All other traffic`` holds ``rollouts[0]``, then ``rollouts[1]``... on each read; every PATCH
+    answers ``patch_status`` with ``patch_body``."""
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        if request.method == "PATCH":
+            return httpx.Response(patch_status, json=patch_body)
+        rollout = rollouts.pop(0) if len(rollouts) > 1 else rollouts[0]
+        strategy = new_rollout(FLAG, GENERAL_TRAFFIC_TITLE, int(rollout), id="s1").model_dump(by_alias=True)
+        return httpx.Response(
+            200, json={"name": FLAG, "environments": [{"name": "development", "strategies": [strategy]}]}
+        )
+
+    return handler
+
+
+async def test_a_failed_json_patch_test_is_a_concurrent_edit_with_what_unleash_holds() -> None:
+    """Unleash 7.5.1 answers a failed ``test`` operation with HTTP 500 and TEST_OPERATION_FAILED in the body."""
+    body = {"name": "UnknownError", "message": "Test operation failed\nname: TEST_OPERATION_FAILED\nindex: 3"}
+    store = store_answering(flag_answering(500, body, ["10", "35"]))
+    with pytest.raises(ConcurrentEdit) as caught:
+        await store.set_general_percent(FLAG, 20, expected=10)
+    await store.close()
+    assert caught.value.found == 35 and not caught.value.retryable
+
+
+async def test_any_other_500_on_a_conditional_write_stays_a_retryable_server_fault() -> None:
+    store = store_answering(flag_answering(500, {"name": "UnknownError", "message": "database is down"}, ["10"]))
+    with pytest.raises(FlagStoreError) as caught:
+        await store.set_general_percent(FLAG, 20, expected=10)
+    await store.close()
+    assert caught.value.retryable and "HTTP 500" in caught.value.message

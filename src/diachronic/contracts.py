@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import re
 from datetime import datetime
-from typing import Annotated, Literal
+from typing import Annotated
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 from pydantic.alias_generators import to_camel
@@ -90,9 +90,6 @@ class VersionInfo(Contract):
     flag_name: str
     task_queue: str
     environment: Environment | None = None
-
-
-StrategyTitle = Literal["Dark Deploy Strategy", "All other traffic"]
 
 
 class RolloutStep(Contract):
