@@ -3,8 +3,6 @@ with the embedded flag store and local worker processes."""
 
 from __future__ import annotations
 
-import contextlib
-import sys
 import uuid
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -12,9 +10,20 @@ from pathlib import Path
 import pytest
 from temporalio.client import Client, WorkflowFailureError
 from temporalio.testing import WorkflowEnvironment
-from temporalio.worker import Worker
-from tests.ci_helpers import CIHarness, ci_harness, event, eventually, fast, migrate_signals_received
-from tests.ci_workflows import FINISH_SIGNAL, Sleeper
+from tests.ci_helpers import (
+    CIHarness,
+    ci_harness,
+    deploy_initial,
+    event,
+    eventually,
+    fast,
+    finish_ci,
+    migrate_signals_received,
+    serving,
+    start_old,
+    start_worker_process,
+)
+from tests.ci_workflows import FINISH_SIGNAL
 
 from diachronic.ci import client as ci
 from diachronic.ci.contracts import CIInput, Phase, RolloutOutcome
@@ -24,7 +33,6 @@ from diachronic.contracts import ci_workflow_id
 from diachronic.errors import InvalidInput, NotFound
 from diachronic.flags.evaluation import general_percent
 from diachronic.signaler import route
-from diachronic.temporal import wait_for_poller
 
 pytestmark = pytest.mark.devserver
 QUICK = "50@0.3s,100@0.3s"
@@ -41,44 +49,9 @@ def wf() -> str:
     return "wf" + uuid.uuid4().hex[:8]
 
 
-@contextlib.asynccontextmanager
-async def serving(client: Client, wf: str, *versions: str) -> AsyncIterator[None]:
-    async with contextlib.AsyncExitStack() as stack:
-        for version in versions:
-            await stack.enter_async_context(Worker(client, task_queue=f"{wf}-{version}", workflows=[Sleeper]))
-        yield
-
-
-async def finish_ci(h: CIHarness, wf: str) -> dict:  # type: ignore[type-arg]
-    result: dict = await h.client.get_workflow_handle(ci_workflow_id(wf)).result()  # type: ignore[type-arg]
-    return result
-
-
-async def deploy_initial(h: CIHarness, wf: str, version: str = "v1") -> None:
-    await ci.deploy(h.client, h.task_queue, event(wf, version))
-    await finish_ci(h, wf)
-
-
-async def start_old(h: CIHarness, wf: str, count: int, version: str = "v1") -> dict[str, str]:
-    """Start ``count`` workflows on ``version``; returns workflow id -> first run id."""
-    runs = {}
-    for i in range(count):
-        handle = await h.client.start_workflow(wf, {"i": i}, id=f"{wf}-{i}", task_queue=f"{wf}-{version}")
-        runs[handle.id] = handle.result_run_id or ""
-    return runs
-
-
 async def queue_of(client: Client, workflow_id: str) -> str:
     description = await client.get_workflow_handle(workflow_id).describe()
     return description.task_queue
-
-
-async def start_worker_process(h: CIHarness, wf: str, version: str) -> None:
-    address = h.client.service_client.config.target_host
-    await h.workers.start(
-        wf, version, [sys.executable, "-m", "tests.ci_worker_main"], env={"DIACHRONIC_TEMPORAL_ADDRESS": address}
-    )
-    await wait_for_poller(h.client, f"{wf}-{version}")
 
 
 async def test_initial_deployment_routes_everything_and_completes(h: CIHarness, wf: str) -> None:
@@ -142,6 +115,8 @@ async def test_non_migratory_cleanup_waits_for_old_workflows_then_retires(h: CIH
         # The old version still runs workflows: its worker must stay and its flag must stay live.
         await eventually(lambda: _cleanup_waiting(h, cleanup.id), what="cleanup polling")
         assert [d.running for d in await h.workers.find(wf, "v1")] == [True]
+        flags = await h.flags.list_version_flags(wf, include_archived=True)
+        assert [(f.info.version_id, f.archived) for f in flags] == [("v2", False), ("v1", False)]
         for workflow_id, run_id in runs.items():
             assert await migrate_signals_received(h.client, workflow_id, run_id) == 0
             await h.client.get_workflow_handle(workflow_id).signal(FINISH_SIGNAL)
@@ -253,7 +228,7 @@ async def test_forced_continue_as_new_keeps_state_in_every_workflow(h: CIHarness
     assert [d["toVersion"]["versionId"] for d in result["deployments"]] == ["v2", "v3"]
     assert [d["migration"]["signalled"] for d in result["deployments"]] == [8, 8]
     for workflow_id in (ci_workflow_id(wf), f"rollout.{wf}", f"migration.{wf}"):
-        assert await _runs_of(h.client, workflow_id) > 1, f"{workflow_id} never continued as new"
+        assert await continued_as_new(h.client, workflow_id), f"{workflow_id} never continued as new"
 
 
 async def test_failed_flag_writes_are_retried_and_shown(h: CIHarness, wf: str, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -342,8 +317,9 @@ async def _rollout_history(h: CIHarness, wf: str) -> list[tuple[str, int]]:
     return [tuple(x) for x in status["history"]]  # type: ignore[misc]
 
 
-async def _runs_of(client: Client, workflow_id: str) -> int:
-    count = 0
-    async for _ in client.list_workflows(f'WorkflowId="{workflow_id}"'):
-        count += 1
-    return count
+async def continued_as_new(client: Client, workflow_id: str) -> bool:
+    """From Temporal's history: the first run of the latest execution chain ended by continuing as new."""
+    latest = await client.get_workflow_handle(workflow_id).describe()
+    first_run = latest.raw_description.workflow_execution_info.first_run_id or latest.run_id
+    history = await client.get_workflow_handle(workflow_id, run_id=first_run).fetch_history()
+    return history.events[-1].HasField("workflow_execution_continued_as_new_event_attributes")

@@ -6,9 +6,10 @@ import asyncio
 import uuid
 from collections.abc import AsyncIterator
 from pathlib import Path
+from typing import Any
 
 import pytest
-from temporalio.client import WorkflowFailureError
+from temporalio.client import WorkflowFailureError, WorkflowHandle
 from temporalio.exceptions import CancelledError
 from temporalio.testing import WorkflowEnvironment
 from tests.ci_helpers import CIHarness, ci_harness
@@ -32,6 +33,16 @@ from diachronic.flags.evaluation import general_percent
 async def h(time_env: WorkflowEnvironment, data_dir: Path) -> AsyncIterator[CIHarness]:
     async with ci_harness(time_env.client, data_dir, f"ci-{uuid.uuid4()}") as harness:
         yield harness
+
+
+async def activities_scheduled(handle: WorkflowHandle[Any, Any]) -> list[str]:
+    """The activities the workflow scheduled, in order, read from its Temporal history."""
+    history = await handle.fetch_history()
+    return [
+        e.activity_task_scheduled_event_attributes.activity_type.name
+        for e in history.events
+        if e.HasField("activity_task_scheduled_event_attributes")
+    ]
 
 
 async def new_version(h: CIHarness) -> VersionInfo:
@@ -106,7 +117,7 @@ async def test_paused_rollout_holds_its_percentage_until_resumed(h: CIHarness, t
     assert (await handle.result()).percent == 100
 
 
-async def test_a_rollout_that_finds_a_hand_edited_flag_stops_at_once(h: CIHarness) -> None:
+async def test_a_rollout_that_finds_a_hand_edited_flag_writes_nothing(h: CIHarness) -> None:
     version = await new_version(h)
     await h.flags.set_general_percent(version.flag_name, 100)  # already fast-forwarded by hand
     handle = await h.client.start_workflow(
@@ -117,6 +128,28 @@ async def test_a_rollout_that_finds_a_hand_edited_flag_stops_at_once(h: CIHarnes
     )
     result = await handle.result()
     assert result.outcome is RolloutOutcome.COMPLETED and result.percent == 100  # 100 % is the end: nothing to do
+    assert await activities_scheduled(handle) == ["read_version_flag"]  # it looked, and wrote nothing
+
+
+async def test_a_hand_edit_during_the_rollout_stops_it_and_it_writes_nothing_after(
+    h: CIHarness, time_env: WorkflowEnvironment
+) -> None:
+    version = await new_version(h)
+    handle = await h.client.start_workflow(
+        RolloutWorkflow.run,
+        run_input(version, schedule.parse_steps("20@60s,40@1h,100@1h"), poll=60),
+        id=f"r-{uuid.uuid4()}",
+        task_queue=h.task_queue,
+    )
+    while (await handle.query(RolloutWorkflow.status)).percent != 20:
+        await time_env.sleep(30)
+    await h.flags.set_general_percent(version.flag_name, 70)  # a human takes over
+    result = await handle.result()
+    assert result.outcome is RolloutOutcome.STOPPED and result.reason == "RolloutPercentNotExpected"
+    writes = [a for a in await activities_scheduled(handle) if a == "set_traffic_percent"]
+    assert writes == ["set_traffic_percent"]  # the 20 % step, and nothing after the edit
+    [flag] = [f for f in await h.flags.list_version_flags("wf") if f.info.version_id == "v2"]
+    assert general_percent(flag) == 70
 
 
 async def test_a_deleted_general_strategy_stops_the_rollout_with_its_reason(h: CIHarness) -> None:

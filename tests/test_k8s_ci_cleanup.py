@@ -64,7 +64,9 @@ async def s(dev_env: WorkflowEnvironment, tmp_path: Path) -> AsyncIterator[Setup
         deployments = cluster.open()
         task_queue = f"ci-{uuid.uuid4()}"
         try:
-            async with ci_worker(dev_env.client, task_queue, CIActivities(flags, deployments, dev_env.client)):
+            async with ci_worker(
+                dev_env.client, task_queue, CIActivities(flags, deployments, dev_env.client, environment="development")
+            ):
                 yield Setup(dev_env.client, task_queue, cluster, flags, wf, v1, v2)
         finally:
             await deployments.close()

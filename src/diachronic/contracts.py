@@ -26,19 +26,30 @@ def ci_workflow_id(workflow_name: str) -> str:
     return f"ci.{workflow_name}"
 
 
-NAME_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]*$")
-MAX_NAME_LENGTH = 100
+def ci_workflow_name(workflow_id: str) -> str | None:
+    """The workflow name a CI workflow deploys, from its id (``ci.<workflowName>``); None for another id."""
+    prefix, dot, name = workflow_id.partition(".")
+    return name if dot and prefix == "ci" and name else None
+
+
+NAME_PATTERN = re.compile(r"^[A-Za-z0-9]([A-Za-z0-9_-]*[A-Za-z0-9])?$")
+MAX_NAME_LENGTH = 63
 
 
 def check_name(value: str, what: str = "name") -> str:
-    """Workflow names and version ids end up in flag names split on ``.``: allow letters, digits, ``-``, ``_``."""
+    """Workflow names and version ids end up in flag names split on ``.`` and in Kubernetes label values: letters,
+    digits, ``-`` and ``_``, beginning and ending with a letter or digit, at most 63 characters."""
     if not value:
         raise ValueError(f"{what} must not be empty")
     if len(value) > MAX_NAME_LENGTH:
-        raise ValueError(f"{what} {value!r} is longer than {MAX_NAME_LENGTH} characters")
+        raise ValueError(
+            f"{what} {value!r} is {len(value)} characters long: at most {MAX_NAME_LENGTH} (it is a Kubernetes "
+            "label value of the version's workers)"
+        )
     if not NAME_PATTERN.fullmatch(value):
         raise ValueError(
-            f"{what} {value!r} may only contain letters, digits, '-' and '_' (and must start with a letter or digit)"
+            f"{what} {value!r} may only contain letters, digits, '-' and '_', and must begin and end with a letter "
+            "or digit (it is part of flag names and a Kubernetes label value)"
         )
     return value
 

@@ -140,7 +140,7 @@ async def status(client: Client, workflow_name: str) -> CIStatus:
                 "steps": rollout.steps,
                 "paused": rollout.paused,
                 "rollout_history": rollout.history,
-                "last_error": ci.last_error or rollout.last_error or rollout.stop_detail,
+                "last_error": ci.last_error or rollout.stop_detail,
             }
         drain_id = ci.drain_workflow_id
         drain = await _query(client, drain_id, STATUS_QUERY, DrainState) if drain_id else None
@@ -148,8 +148,8 @@ async def status(client: Client, workflow_name: str) -> CIStatus:
             updates["migration"] = MigrationCounts(
                 eligible=drain.eligible, signalled=drain.signalled_total, on_old_queue=drain.running_on_old_queue
             )
-            if drain.last_error and not updates.get("last_error"):
-                updates["last_error"] = drain.last_error
+            if drain.failure and not updates.get("last_error"):
+                updates["last_error"] = drain.failure
     if ci.phase not in FINAL_PHASES and not updates.get("last_error", ci.last_error):
         children = [rollout_workflow_id(workflow_name), drain_id] if ci.phase is not Phase.PREPARING else []
         for workflow_id in [ci_workflow_id(workflow_name), *children]:

@@ -31,13 +31,14 @@ from temporalio.common import WorkflowIDConflictPolicy
 from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.exceptions import ApplicationError
 from temporalio.runtime import LoggingConfig, Runtime, TelemetryConfig, TelemetryFilter
-from temporalio.service import RPCError
+from temporalio.service import RPCError, RPCStatusCode
 from temporalio.testing import WorkflowEnvironment
 from temporalio.worker import Worker
 from temporalio.worker.workflow_sandbox import SandboxedWorkflowRunner, SandboxRestrictions
 
 from diachronic.ci import client as ci
 from diachronic.ci.contracts import (
+    DEPLOYING_QUERY,
     STATUS_QUERY,
     CIInput,
     CIState,
@@ -396,6 +397,19 @@ class Sim:
                 await self.client.get_workflow_handle(workflow_id).terminate("simulation bound reached")
 
 
+async def _deploying(client: Client, workflow_name: str) -> list[str]:
+    """What the real ``find_workers`` activity asks the CI: the versions its queue holds or it deploys now."""
+    try:
+        versions: list[str] = await client.get_workflow_handle(ci_workflow_id(workflow_name)).query(
+            DEPLOYING_QUERY, result_type=list[str]
+        )
+    except RPCError as error:
+        if error.status == RPCStatusCode.NOT_FOUND:
+            return []
+        raise
+    return versions
+
+
 async def _closed(handle: WorkflowHandle[Any, Any]) -> bool:
     """Whether the latest run has closed (a run that continued as new is followed by the next)."""
     try:
@@ -478,7 +492,7 @@ def explained_by(outcome: Outcome) -> str | None:
     permanent = set(outcome.fakes.permanent_errors())
     if not permanent:
         return None
-    reasons = [r.error for r in outcome.records if r.phase is Phase.FAILED and r.error]
+    reasons = [r.end.text for r in outcome.records if r.phase is Phase.FAILED and r.end and r.end.text]
     reasons += outcome.cleanup_errors
     for reason in reasons:
         if reason.split(":", 1)[0] in permanent:
@@ -572,6 +586,7 @@ async def _run(
     allow_typed_failure: bool,
 ) -> Outcome:
     world = World(name, seed=seed)
+    world.deploying = functools.partial(_deploying, env.client, name)
     policy = failures or FailurePolicy()
     fakes = ContractFakes(activity_contracts(), seed=seed, salt=scenario.name, policy=policy, handlers=world.handlers())
     scenario.setup(world, fakes)

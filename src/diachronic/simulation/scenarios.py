@@ -66,8 +66,8 @@ INITIAL = Scenario(
         phases=(Phase.COMPLETED,),
         flags=(FlagEnd("v1", 100),),
         workers=frozenset({"v1"}),
-        called=frozenset({"list_version_flags", "apply_version_flag", "set_traffic_percent"}),
-        not_called=MIGRATION_ACTIVITIES | RETIRING | {"read_version_flag"},
+        called=frozenset({"observe_deployment", "apply_version_flag", "set_traffic_percent"}),
+        not_called=MIGRATION_ACTIVITIES | RETIRING,
     ),
 )
 
@@ -188,11 +188,12 @@ def automation_left_it(version: str) -> Callable[[Outcome], bool]:
 HAND_EDIT = Scenario(
     name="hand-edit",
     about="a human sets 100 % by hand at the first step: the rollout stops (RolloutPercentNotExpected), the "
-    "migration follows the flag, v1 retires long before the hour-long steps would have",
+    "migration follows the flag, v1 retires long before the hour-long steps would have; the deployment ends "
+    "stopped (a human took over), not completed",
     setup=live("v1", running={"v1": 10}, workers=("v1", "v2")),
     drive=human_fast_forwards,
     expect=Expect(
-        phases=(Phase.COMPLETED,),
+        phases=(Phase.STOPPED,),
         flags=(FlagEnd("v2", 100), FlagEnd("v1", archived=True)),
         workers=frozenset({"v2"}),
         running={"v2": 10},
@@ -225,11 +226,11 @@ def _rollout_stopped(sim: Sim) -> Callable[[], Awaitable[bool]]:
 HAND_EDIT_STRATEGY_DELETED = Scenario(
     name="hand-edit-strategy-deleted",
     about="a human deletes the general strategy: the rollout stops (GeneralTrafficStrategyNotFound) and v1 is "
-    "kept while it receives traffic; the human then routes 100 % by hand and v1 retires",
+    "kept while it receives traffic; the human then routes 100 % by hand, v1 retires, the deployment ends stopped",
     setup=live("v1", running={"v1": 3}, workers=("v1", "v2")),
     drive=strategy_deleted_then_fast_forward,
     expect=Expect(
-        phases=(Phase.COMPLETED,),
+        phases=(Phase.STOPPED,),
         flags=(FlagEnd("v2", 100), FlagEnd("v1", archived=True)),
         workers=frozenset({"v2"}),
         running={"v2": 3},
@@ -519,7 +520,10 @@ FAILING_STEP = Scenario(
         checks=(
             (
                 "the typed reason is recorded",
-                lambda o: (o.records[0].error or "").startswith("FlagStoreError: the flag store refuses"),
+                lambda o: (
+                    o.records[0].end is not None
+                    and (o.records[0].end.text or "").startswith("FlagStoreError: the flag store refuses")
+                ),
             ),
             ("the CI run failed as DeploymentFailed", lambda o: (o.ci_error or "").startswith("DeploymentFailed")),
         ),
