@@ -164,7 +164,7 @@ def test_the_world_refuses_and_records_deleting_a_live_versions_workers() -> Non
     world.add_version("v1")  # live at 100 %
     workers = world.add_workers("v1")
     found = world.find_workers(FindWorkersInput(workflow_name="wf", version_id="v1"))
-    assert found.worker_sets == [workers] and found.queued_versions == []
+    assert found.worker_sets == [workers] and found.deploying_versions == []
     with pytest.raises(Exception, match="newest version"):
         world.delete_workers(DeleteWorkersInput(worker_set=workers))
     assert world.worker_versions() == {"v1"} and world.violations

@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import functools
 from collections.abc import Awaitable, Callable, Sequence
+from datetime import timedelta
 from typing import Any, ClassVar, TypeVar
 
 from pydantic import ValidationError
@@ -41,7 +42,7 @@ from diachronic.ci.contracts import (
 )
 from diachronic.ci.planner import migration
 from diachronic.contracts import MIGRATE_SIGNAL, ci_workflow_id
-from diachronic.errors import DiachronicError
+from diachronic.errors import BackendError, DiachronicError
 from diachronic.flags import FlagStore, VersionFlag
 from diachronic.versions import task_queue_twins
 from diachronic.workers import WorkerBackend
@@ -61,7 +62,14 @@ def to_application_error(error: BaseException) -> ApplicationError:
         info = ActivityErrorInfo(name="TemporalError", message=error.message, retryable=True)
     else:
         info = ActivityErrorInfo(name="UnexpectedError", message=f"{type(error).__name__}: {error}", retryable=True)
-    return ApplicationError(info.message, info, type=info.name, non_retryable=not info.retryable)
+    wait = error.retry_after_s if isinstance(error, BackendError) and error.retryable else None
+    return ApplicationError(
+        info.message,
+        info,
+        type=info.name,
+        non_retryable=not info.retryable,
+        next_retry_delay=None if wait is None else timedelta(seconds=wait),  # the server said when to come back
+    )
 
 
 def translate_errors(fn: F) -> F:

@@ -13,6 +13,7 @@ from diachronic.ci.cleanup import CleanupWorkflow
 from diachronic.ci.migration import MigrationWorkflow
 from diachronic.ci.rollout import RolloutWorkflow
 from diachronic.ci.workflow import CIWorkflow
+from diachronic.metrics import MetricsInterceptor, serving
 from diachronic.settings import Settings
 from diachronic.temporal import connect
 
@@ -26,6 +27,7 @@ def ci_worker(client: Client, task_queue: str, activities: CIActivities) -> Work
         workflows=WORKFLOWS,
         activities=activities.all(),
         max_concurrent_workflow_task_polls=10,
+        interceptors=[MetricsInterceptor()],
     )
 
 
@@ -35,10 +37,10 @@ async def serve(settings: Settings, stop: asyncio.Event) -> None:
     flags = open_flag_store(settings)
     deployments = open_workers(settings)
     try:
-        async with ci_worker(
-            client, settings.ci_task_queue, CIActivities(flags, deployments, client, environment=settings.environment)
-        ):
-            await stop.wait()
+        activities = CIActivities(flags, deployments, client, environment=settings.environment)
+        with serving(settings.http_host, settings.metrics_port):
+            async with ci_worker(client, settings.ci_task_queue, activities):
+                await stop.wait()
     finally:
         await flags.close()
         await deployments.close()

@@ -14,6 +14,7 @@ from diachronic.ci import client as ci
 from diachronic.ci.contracts import Control, DeployAck, DeployOptions
 from diachronic.ci.planner.schedule import format_steps, parse_steps
 from diachronic.cli import Context, app
+from diachronic.cli.wait import TIMEOUT_OPTION, WAIT_OPTION, wait_and_exit, wait_timeout
 from diachronic.contracts import DeployEvent
 from diachronic.errors import DiachronicError
 from diachronic.signaler import start_routed
@@ -48,8 +49,12 @@ def deploy(
     worker_cmd: Annotated[
         str | None, typer.Option("--worker-cmd", help="Start CMD as this version's local worker first")
     ] = None,
+    wait: Annotated[bool, WAIT_OPTION] = False,
+    timeout: Annotated[str | None, TIMEOUT_OPTION] = None,
 ) -> None:
-    """Deploy VERSION of WORKFLOW: register its flag, roll out, migrate (or clean up) the previous version."""
+    """Deploy VERSION of WORKFLOW: register its flag, roll out, migrate (or clean up) the previous version.
+
+    With --wait, block until this deployment ends; the exit code says how (docs/pipeline.md)."""
     c: Context = ctx.obj
     event = _event(
         c,
@@ -87,12 +92,17 @@ def deploy(
             c.out.info(f"worker polls {queue}")
         return await ci.deploy(client, c.settings.ci_task_queue, event, options)
 
+    timeout_s = wait_timeout(c, timeout)
     ack = c.run(run())
     if ack.position is None:
         c.out.warn(f"{workflow} {version}: {ack.decision}, nothing new queued")
     else:
         schedule = format_steps(options.steps) if options.steps else "10@60s steps to 100%"
         c.out.success(f"{workflow} {version} queued (position {ack.position}); schedule {schedule}")
+    if wait:
+        # A duplicate follows the deployment of this version already queued or running.
+        event_time = event.event_time if ack.position is not None else None
+        wait_and_exit(c, workflow, version_id=version, event_time=event_time, timeout_s=timeout_s)
 
 
 def _control(name: str, help_text: str) -> None:

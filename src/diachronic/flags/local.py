@@ -38,7 +38,7 @@ from pathlib import Path
 from typing import TypeVar
 
 from diachronic.contracts import VersionInfo
-from diachronic.errors import FlagStoreError, InvalidInput, NotFound
+from diachronic.errors import FlagStoreError, InvalidInput, NotFound, RetryTable, is_retryable
 from diachronic.flags import (
     GENERAL_TRAFFIC_TITLE,
     FlagStrategy,
@@ -55,7 +55,7 @@ from diachronic.versions import (
     version_info,
 )
 
-__all__ = ["LocalFlagStore", "map_sqlite_error"]
+__all__ = ["SQLITE_ERRORS", "LocalFlagStore", "map_sqlite_error"]
 
 log = logging.getLogger(__name__)
 
@@ -97,10 +97,23 @@ WHERE flags.name = :name AND flags.archived = 0
 """
 
 
+SQLITE_ERRORS: RetryTable = {
+    "Error": False,
+    "InterfaceError": True,
+    "DatabaseError": False,  # not a database, or a corrupt one
+    "DataError": False,
+    "OperationalError": True,  # locked, busy, disk I/O
+    "IntegrityError": True,  # a constraint raced by another process: the retried call reads again
+    "InternalError": False,
+    "ProgrammingError": False,
+    "NotSupportedError": False,
+}
+"""Every ``sqlite3.Error`` class, retryable or not (``tests/test_flags_local.py`` checks none is missing)."""
+
+
 def map_sqlite_error(exc: sqlite3.Error, action: str) -> FlagStoreError:
     """The one translation of sqlite errors: lock/busy/I-O trouble is retryable, a corrupt file is not."""
-    retryable = isinstance(exc, sqlite3.OperationalError | sqlite3.IntegrityError | sqlite3.InterfaceError)
-    return FlagStoreError(f"local flag store: {action} failed: {exc}", retryable=retryable)
+    return FlagStoreError(f"local flag store: {action} failed: {exc}", retryable=is_retryable(exc, SQLITE_ERRORS))
 
 
 @contextmanager

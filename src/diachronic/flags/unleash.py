@@ -11,7 +11,8 @@ particular to Unleash:
   flag's description carries ``SETUP_MARK``; a retried call that finds its own flag still marked finishes the
   set-up instead of returning a half-made flag, while a finished flag whose strategies a human deleted is
   left alone (a human edit). An archived name is revived rather than re-created (Unleash keeps archived
-  names reserved); a name created meanwhile by someone else makes the call look again (3 attempts). Unleash has
+  names reserved); a name created meanwhile by someone else is a retryable error (the retried call sees it,
+  and returns it or takes the next sequence id); a name held by another project is not retryable. Unleash has
   no transactions: two deploys of *different* versions of one workflow at the same moment could take the same
   sequence id, so callers serialize them per workflow (the CI does: one CI workflow per workflow, a FIFO queue).
 - Routing. The official ``UnleashClient`` (polling every ``refresh_s``, no metrics, no registration, an
@@ -56,7 +57,16 @@ from UnleashClient.constants import ETAG, FEATURES_URL
 from UnleashClient.utils import InstanceAllowType
 
 from diachronic.contracts import VersionInfo
-from diachronic.errors import ConcurrentEdit, ConfigError, FlagStoreError, InvalidInput, NotFound
+from diachronic.errors import (
+    ConcurrentEdit,
+    ConfigError,
+    FlagStoreError,
+    InvalidInput,
+    NotFound,
+    http_client_error_retryable,
+    http_status_retryable,
+    retry_after_s,
+)
 from diachronic.flags import GENERAL_TRAFFIC_TITLE, Constraint, FlagStrategy, VersionFlag
 from diachronic.flags.evaluation import (
     check_expected_percent,
@@ -94,9 +104,9 @@ SETUP_MARK = " [diachronic: being set up]"
 
 DEFAULT_TIMEOUT_S = 10.0
 SEARCH_PAGE = 100  # the search endpoint's maximum page size
-APPLY_ATTEMPTS = 3
 FETCH_CONCURRENCY = 8
-_RETRYABLE_STATUS = frozenset({408, 425, 429})
+HTTPX_ERRORS = (httpx.HTTPError, httpx.InvalidURL, httpx.CookieConflict, httpx.StreamError)
+"""Every exception httpx raises (the roots of its tree): all translated in ``_call``."""
 TEST_OPERATION_FAILED = "TEST_OPERATION_FAILED"
 """How Unleash (7.5.1) words a failed JSON Patch ``test``, in an HTTP 500's body: a concurrent edit, not a fault."""
 
@@ -421,17 +431,14 @@ class UnleashFlagStore:
             raise FlagStoreError(f"unleash: cannot {action}: the flag store is closed", retryable=False)
         try:
             response = await self._http.request(method, path, json=body, params=params)
-        except httpx.TimeoutException as exc:
+        except HTTPX_ERRORS as exc:
+            if isinstance(exc, httpx.TimeoutException):
+                problem = f"{self.url} did not answer within {self.timeout_s:g}s ({type(exc).__name__})"
+            else:
+                problem = f"cannot reach {self.url} ({type(exc).__name__}: {self._scrub(str(exc))})"
             raise FlagStoreError(
-                f"unleash: {action} failed: {self.url} did not answer within {self.timeout_s:g}s "
-                f"({type(exc).__name__})",
-                retryable=True,
-            ) from None
-        except httpx.TransportError as exc:
-            raise FlagStoreError(
-                f"unleash: {action} failed: cannot reach {self.url} ({type(exc).__name__}: {self._scrub(str(exc))})",
-                retryable=True,
-            ) from None
+                f"unleash: {action} failed: {problem}", retryable=http_client_error_retryable(exc)
+            ) from None  # the request (its headers: the token) stays out of the traceback
         status = response.status_code
         if status in ok:
             return response
@@ -452,8 +459,12 @@ class UnleashFlagStore:
             )
         if status == 500 and TEST_OPERATION_FAILED in response.text:
             raise ConcurrentEdit(f"unleash: {action} refused: the strategy changed since it was read")
-        retryable = status >= 500 or status in _RETRYABLE_STATUS
-        raise FlagStoreError(f"unleash: {action} failed: HTTP {status}: {message}", retryable=retryable)
+        retryable = http_status_retryable(status)
+        raise FlagStoreError(
+            f"unleash: {action} failed: HTTP {status}: {message}",
+            retryable=retryable,
+            retry_after_s=retry_after_s(response.headers.get("Retry-After")) if retryable else None,
+        )
 
     def _json(self, action: str, response: httpx.Response) -> Any:
         try:
@@ -708,39 +719,37 @@ class UnleashFlagStore:
     async def apply_version_flag(self, workflow_name: str, version_id: str) -> VersionInfo:
         """Make ``version_id`` the newest version (same rules as ``LocalFlagStore``; see the module docstring)."""
         flag_name(workflow_name, 0, version_id)  # validates both names before any request
-        conflicts: set[str] = set()
-        for _ in range(APPLY_ATTEMPTS):
-            entries = await self._entries(workflow_name, include_archived=True)
-            live = [e for e in entries if not e.archived]
-            if live and live[0].info.version_id == version_id:
-                newest = live[0]
-                if newest.description.endswith(SETUP_MARK):
-                    await self._set_up(newest.info.flag_name)  # a previous call stopped half-way
-                return newest.info
-            top = entries[0] if entries else None
-            if top is not None and top.archived and top.info.version_id == version_id:
-                info = top.info
-                await self._revive_for_deploy(info.flag_name)
-            else:
-                info = version_info(workflow_name, next_seq_id(e.info for e in entries), version_id)
-                if not await self._create(info.flag_name):
-                    if not await self._is_archived(info.flag_name):
-                        if info.flag_name in conflicts:
-                            # Taken twice, yet not a flag of this project: flag names are global in Unleash.
-                            raise FlagStoreError(
-                                f"unleash: cannot create flag {info.flag_name}: the name is taken, but not by a "
-                                f"flag of project {self.project!r} (another project?)",
-                                retryable=False,
-                            )
-                        conflicts.add(info.flag_name)
-                        continue  # created meanwhile by someone else: look again
-                    await self._revive_for_deploy(info.flag_name)
-            await self._set_up(info.flag_name)
-            return info
+        entries = await self._entries(workflow_name, include_archived=True)
+        live = [e for e in entries if not e.archived]
+        if live and live[0].info.version_id == version_id:
+            newest = live[0]
+            if newest.description.endswith(SETUP_MARK):
+                await self._set_up(newest.info.flag_name)  # a previous call stopped half-way
+            return newest.info
+        top = entries[0] if entries else None
+        if top is not None and top.archived and top.info.version_id == version_id:
+            info = top.info
+            await self._revive_for_deploy(info.flag_name)
+        else:
+            info = version_info(workflow_name, next_seq_id(e.info for e in entries), version_id)
+            if not await self._create(info.flag_name):
+                await self._name_taken(info.flag_name)
+        await self._set_up(info.flag_name)
+        return info
+
+    async def _name_taken(self, name: str) -> None:
+        """Creating ``name`` answered 409: revive it if it is an archived flag of the project; else fail, retryable
+        if a flag of the project took it meanwhile (the retried call sees it), not if another project holds it
+        (flag names are global in Unleash)."""
+        if await self._is_archived(name):
+            await self._revive_for_deploy(name)
+            return
+        if any(f.get("name") == name for f in await self._search(name, archived=False)):
+            raise FlagStoreError(f"unleash: flag {name} was created meanwhile by someone else", retryable=True)
         raise FlagStoreError(
-            f"unleash: deploying {version_id} of {workflow_name}: flags kept changing under us "
-            f"({APPLY_ATTEMPTS} attempts)",
-            retryable=True,
+            f"unleash: cannot create flag {name}: the name is taken, but not by a flag of project "
+            f"{self.project!r} (another project?)",
+            retryable=False,
         )
 
     async def _revive_for_deploy(self, name: str) -> None:
