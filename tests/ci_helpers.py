@@ -25,6 +25,7 @@ from diachronic.ci.worker import ci_worker
 from diachronic.contracts import MIGRATE_SIGNAL, DeployEvent, ci_workflow_id
 from diachronic.flags.local import LocalFlagStore
 from diachronic.temporal import wait_for_poller
+from diachronic.versions import task_queue
 from diachronic.workers.local import LocalWorkers
 
 T = TypeVar("T")
@@ -98,7 +99,7 @@ async def serving(client: Client, wf: str, *versions: str) -> AsyncIterator[None
     """In-process workers (the ``Sleeper``) on the task queues of ``versions``."""
     async with contextlib.AsyncExitStack() as stack:
         for version in versions:
-            await stack.enter_async_context(Worker(client, task_queue=f"{wf}-{version}", workflows=[Sleeper]))
+            await stack.enter_async_context(Worker(client, task_queue=task_queue(wf, version), workflows=[Sleeper]))
         yield
 
 
@@ -108,14 +109,14 @@ async def start_worker_process(h: CIHarness, wf: str, version: str) -> None:
     await h.workers.start(
         wf, version, [sys.executable, "-m", "tests.ci_worker_main"], env={"DIACHRONIC_TEMPORAL_ADDRESS": address}
     )
-    await wait_for_poller(h.client, f"{wf}-{version}")
+    await wait_for_poller(h.client, task_queue(wf, version))
 
 
 async def start_old(h: CIHarness, wf: str, count: int, version: str = "v1") -> dict[str, str]:
     """Start ``count`` workflows on ``version``; returns workflow id -> first run id."""
     runs = {}
     for i in range(count):
-        handle = await h.client.start_workflow(wf, {"i": i}, id=f"{wf}-{i}", task_queue=f"{wf}-{version}")
+        handle = await h.client.start_workflow(wf, {"i": i}, id=f"{wf}-{i}", task_queue=task_queue(wf, version))
         runs[handle.id] = handle.result_run_id or ""
     return runs
 

@@ -143,17 +143,29 @@ async def test_2_a_human_edit_between_the_rollouts_read_and_write_wins(
 async def test_3_a_failed_deployment_fails_its_run_across_continue_as_new(
     ts: CIHarness, wf: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    refuse_version(ts, monkeypatch, "v1")
-    handle = await ts.client.start_workflow(
-        CIWorkflow.run, CIInput(continue_as_new_after=10), id=ci_workflow_id(wf), task_queue=ts.task_queue
-    )
-    await ci.deploy(ts.client, ts.task_queue, event(wf, "v1"))
+    queued = asyncio.Event()
+    real = ts.flags.apply_version_flag
+
+    async def refuse_v1_once_v2_waits(workflow_name: str, version_id: str) -> Any:
+        if version_id == "v1":
+            await queued.wait()  # v2 waits in the queue: the run continues as new between the two
+            raise FlagStoreError("the flag store refuses v1 (injected)", retryable=False)
+        return await real(workflow_name, version_id)
+
+    monkeypatch.setattr(ts.flags, "apply_version_flag", refuse_v1_once_v2_waits)
+    short = CIInput(continue_as_new_after=10)
+    await ci.deploy(ts.client, ts.task_queue, event(wf, "v1"), ci_input=short)
     await ci.deploy(ts.client, ts.task_queue, event(wf, "v2"))
+    queued.set()
+    handle = ts.client.get_workflow_handle(ci_workflow_id(wf))
     with pytest.raises(WorkflowFailureError) as failure:
         await handle.result()
     cause = failure.value.cause
     assert isinstance(cause, ApplicationError) and cause.type == "DeploymentFailed" and "v1" in cause.message
-    first = await ts.client.get_workflow_handle(handle.id, run_id=handle.first_execution_run_id).fetch_history()
+    last = await handle.describe()
+    first_run = last.raw_description.workflow_execution_info.first_run_id
+    assert first_run and first_run != last.run_id  # the failure was carried into a later run
+    first = await ts.client.get_workflow_handle(handle.id, run_id=first_run).fetch_history()
     assert first.events[-1].HasField("workflow_execution_continued_as_new_event_attributes")
 
 

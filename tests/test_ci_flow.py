@@ -6,6 +6,7 @@ from __future__ import annotations
 import uuid
 from collections.abc import AsyncIterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 from temporalio.client import Client, WorkflowFailureError
@@ -137,7 +138,7 @@ async def test_hand_edit_stops_the_rollout_and_migration_follows_the_flag(h: CIH
     [record] = result["deployments"]
     assert record["rollout"]["outcome"] == RolloutOutcome.STOPPED
     assert record["rollout"]["reason"] == "RolloutPercentNotExpected"
-    assert record["phase"] == "completed" and record["migration"]["signalled"] == 10
+    assert record["phase"] == "stopped" and record["migration"]["signalled"] == 10
     status = await ci.status(h.client, wf)
     assert status.last_error is not None and "a human changed it" in status.last_error
 
@@ -212,13 +213,11 @@ async def test_redeploy_of_an_older_version_becomes_the_newest(h: CIHarness, wf:
 
 async def test_forced_continue_as_new_keeps_state_in_every_workflow(h: CIHarness, wf: str) -> None:
     await deploy_initial(h, wf)
-    await h.client.start_workflow(
-        CIWorkflow.run, CIInput(continue_as_new_after=10), id=ci_workflow_id(wf), task_queue=h.task_queue
-    )
     async with serving(h.client, wf, "v1", "v2", "v3"):
         runs = await start_old(h, wf, 8)
         options = fast(steps=parse_steps("25@0.5s,50@0.5s,75@0.5s,100@0.5s"), continueAsNewAfter=10, batchSize=3)
-        await ci.deploy(h.client, h.task_queue, event(wf, "v2"), options)
+        short = CIInput(continue_as_new_after=10)  # the CI run this deploy starts continues as new at 10 events
+        await ci.deploy(h.client, h.task_queue, event(wf, "v2"), options, ci_input=short)
         await ci.deploy(h.client, h.task_queue, event(wf, "v3"), options)
         result = await finish_ci(h, wf)
         for workflow_id in runs:
@@ -238,11 +237,11 @@ async def test_failed_flag_writes_are_retried_and_shown(h: CIHarness, wf: str, m
     real = h.flags.set_general_percent
     failures = {"left": 3}
 
-    async def flaky(flag_name: str, percent: int) -> None:
+    async def flaky(flag_name: str, percent: int, **kw: Any) -> None:
         if failures["left"] > 0:
             failures["left"] -= 1
             raise FlagStoreError("flag store unavailable (injected)")
-        await real(flag_name, percent)
+        await real(flag_name, percent, **kw)
 
     monkeypatch.setattr(h.flags, "set_general_percent", flaky)
     async with serving(h.client, wf, "v1", "v2"):
@@ -318,8 +317,9 @@ async def _rollout_history(h: CIHarness, wf: str) -> list[tuple[str, int]]:
 
 
 async def continued_as_new(client: Client, workflow_id: str) -> bool:
-    """From Temporal's history: the first run of the latest execution chain ended by continuing as new."""
-    latest = await client.get_workflow_handle(workflow_id).describe()
-    first_run = latest.raw_description.workflow_execution_info.first_run_id or latest.run_id
-    history = await client.get_workflow_handle(workflow_id, run_id=first_run).fetch_history()
-    return history.events[-1].HasField("workflow_execution_continued_as_new_event_attributes")
+    """From Temporal's histories: some run of the workflow ended by continuing as new."""
+    async for execution in client.list_workflows(f'WorkflowId="{workflow_id}"'):
+        history = await client.get_workflow_handle(workflow_id, run_id=execution.run_id).fetch_history()
+        if history.events[-1].HasField("workflow_execution_continued_as_new_event_attributes"):
+            return True
+    return False

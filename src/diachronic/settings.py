@@ -47,6 +47,8 @@ class Settings(BaseSettings):
     temporal_address: str = f"127.0.0.1:{DEFAULT_TEMPORAL_PORT}"
     temporal_namespace: str = "default"
     ci_task_queue: str = CI_TASK_QUEUE
+    # The deployment environment this installation serves: the CI refuses a deploy event for another one (its
+    # GitHub deployment's environment, `diachronic deploy --environment`). The Unleash environment follows it.
     environment: str = "development"
 
     flags: Literal["local", "unleash"] = "local"
@@ -54,7 +56,7 @@ class Settings(BaseSettings):
     unleash_admin_token: SecretStr | None = None
     unleash_client_token: SecretStr | None = None
     unleash_project: str = "default"
-    unleash_environment: str = "development"
+    unleash_environment: str = "development"  # unset: the same as ``environment``
     unleash_refresh_s: float = 1.0
 
     workers: Literal["local", "kubernetes"] = "local"
@@ -97,6 +99,14 @@ class Settings(BaseSettings):
     notify_timeout_s: float = Field(default=10.0, gt=0, le=120)
     # Where ``diachronic worker`` serves /metrics (Prometheus); unset = not served. The HTTP app always has /metrics.
     metrics_port: int | None = Field(default=None, ge=0, le=65535)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _unleash_environment_follows(cls, data: Any) -> Any:
+        """One environment by default: Unleash's is the one this installation serves, unless set apart."""
+        if isinstance(data, dict) and data.get("unleash_environment") is None and data.get("environment"):
+            return {**data, "unleash_environment": data["environment"]}
+        return data
 
     @model_validator(mode="after")
     def _one_github_credential(self) -> Settings:

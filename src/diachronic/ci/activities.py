@@ -40,9 +40,9 @@ from diachronic.ci.contracts import (
     SetPercentInput,
     WorkerSetList,
 )
-from diachronic.ci.planner import migration
+from diachronic.ci.planner import migration, rollout
 from diachronic.contracts import MIGRATE_SIGNAL, ci_workflow_id
-from diachronic.errors import BackendError, DiachronicError
+from diachronic.errors import BackendError, ConcurrentEdit, DiachronicError
 from diachronic.flags import FlagStore, VersionFlag
 from diachronic.versions import task_queue_twins
 from diachronic.workers import WorkerBackend
@@ -159,8 +159,13 @@ class CIActivities:
     @activity.defn
     @translate_errors
     async def set_traffic_percent(self, input: SetPercentInput) -> Empty:
-        """A conditional write: ``ConcurrentEdit`` (non-retryable) when the flag no longer holds ``expected``."""
-        await self.flags.set_general_percent(input.flag_name, input.percent, expected=input.expected)
+        """A conditional write: ``ConcurrentEdit`` (non-retryable) when the flag no longer holds ``expected`` (unless it
+        holds the target already: a retry of a write whose reply was lost)."""
+        try:
+            await self.flags.set_general_percent(input.flag_name, input.percent, expected=input.expected)
+        except ConcurrentEdit as edit:
+            if not rollout.write_landed(input.percent, edit.found):
+                raise
         return Empty()
 
     @activity.defn

@@ -57,14 +57,19 @@ async def _translate(what: str, action: Callable[[], Awaitable[T]]) -> T:
 
 
 async def deploy(
-    client: Client, ci_task_queue: str, event: DeployEvent, options: DeployOptions | None = None
+    client: Client,
+    ci_task_queue: str,
+    event: DeployEvent,
+    options: DeployOptions | None = None,
+    *,
+    ci_input: CIInput | None = None,
 ) -> DeployAck:
-    """Queue a deployment on ``ci.<workflowName>``, starting the CI workflow if none runs."""
+    """Queue a deployment on ``ci.<workflowName>``, starting the CI workflow (with ``ci_input``) if none runs."""
     request = DeployRequest(event=event, options=options or DeployOptions())
     for attempt in range(_RACE_RETRIES):
         operation = WithStartWorkflowOperation(
             CIWorkflow.run,
-            CIInput(),
+            ci_input or CIInput(),
             id=ci_workflow_id(event.workflow_name),
             task_queue=ci_task_queue,
             id_conflict_policy=WorkflowIDConflictPolicy.USE_EXISTING,

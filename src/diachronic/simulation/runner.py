@@ -22,12 +22,10 @@ from typing import Any
 from temporalio.api.testservice.v1 import LockTimeSkippingRequest, UnlockTimeSkippingRequest
 from temporalio.client import (
     Client,
-    WithStartWorkflowOperation,
     WorkflowExecutionStatus,
     WorkflowFailureError,
     WorkflowHandle,
 )
-from temporalio.common import WorkflowIDConflictPolicy
 from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.exceptions import ApplicationError
 from temporalio.runtime import LoggingConfig, Runtime, TelemetryConfig, TelemetryFilter
@@ -46,7 +44,6 @@ from diachronic.ci.contracts import (
     DeployAck,
     Deployment,
     DeployOptions,
-    DeployRequest,
     DrainState,
     Phase,
     RolloutStatus,
@@ -57,7 +54,7 @@ from diachronic.ci.contracts import (
 from diachronic.ci.planner.schedule import parse_steps
 from diachronic.ci.worker import WORKFLOWS
 from diachronic.ci.workflow import CIWorkflow
-from diachronic.contracts import DeployEvent, ci_workflow_id
+from diachronic.contracts import DEPLOY_SUCCESS_SIGNAL, DeployEvent, ci_workflow_id
 from diachronic.errors import InvalidInput, NotFound
 from diachronic.settings import venv_binary
 from diachronic.simulation.branches import all_branches, recording_decisions
@@ -184,6 +181,7 @@ class Sim:
         self.started_wall = time.monotonic()
         self.ended = False
         self.deploys = 0
+        self.events: dict[str, DeployEvent] = {}  # the last deploy event sent for each version
 
     # ------------------------------------------------------------------------------------------- acting
 
@@ -199,9 +197,12 @@ class Sim:
         continue_as_new_after: int | None = None,
         ci_input: CIInput | None = None,
         while_running: bool | None = None,
+        event_time: datetime | None = None,
+        environment: str | None = None,
     ) -> DeployAck:
         """A deployment of ``version`` as ``diachronic deploy`` sends it (``ci_input`` if the CI must start so).
 
+        ``event_time`` (default: now) re-sends an earlier event; ``environment`` defaults to the world's.
         ``while_running`` (the default for every deploy but the first): the story needs the CI still running;
         if it has ended (a failure ended it early), the scenario ends here instead of starting a new CI run."""
         if (self.deploys if while_running is None else while_running) and await self.ci_ended():
@@ -211,33 +212,26 @@ class Sim:
             workflow_name=self.workflow_name,
             version_id=version,
             sha=version,
-            environment="development",
-            event_time=await self.now(),
+            environment=environment or self.world.environment,
+            event_time=event_time or await self.now(),
             is_dark_deploy=dark,
             is_non_migratory=non_migratory,
         )
+        self.events[version] = event
         options = DeployOptions(
             steps=parse_steps(steps),
             poll_interval_s=poll_s,
             batch_size=batch_size,
             continue_as_new_after=continue_as_new_after,
         )
-        if ci_input is None:
-            ack = await ci.deploy(self.client, self.task_queue, event, options)
-        else:
-            operation = WithStartWorkflowOperation(
-                CIWorkflow.run,
-                ci_input,
-                id=ci_workflow_id(self.workflow_name),
-                task_queue=self.task_queue,
-                id_conflict_policy=WorkflowIDConflictPolicy.USE_EXISTING,
-            )
-            ack = await self.client.execute_update_with_start_workflow(
-                CIWorkflow.deploy, DeployRequest(event=event, options=options), start_workflow_operation=operation
-            )
+        ack = await ci.deploy(self.client, self.task_queue, event, options, ci_input=ci_input)
         if ack.position is not None:
             self.world.queued.append(version)  # what the CI's db query shows the real activity
         return ack
+
+    async def signal_deploy(self, payload: dict[str, Any]) -> None:
+        """The original's deploy signal, with any payload (a bad one, another workflow's), as GitHub's side sends it."""
+        await self.client.get_workflow_handle(ci_workflow_id(self.workflow_name)).signal(DEPLOY_SUCCESS_SIGNAL, payload)
 
     async def control(self, name: str, *, expect: bool | None = None) -> bool:
         """Send a control (continue, cancel, pause, resume, promote, abort); True if accepted.

@@ -43,7 +43,7 @@ from diachronic.ci.contracts import (
     SetPercentInput,
     WorkerSetList,
 )
-from diachronic.ci.planner import migration
+from diachronic.ci.planner import migration, rollout
 from diachronic.contracts import VersionInfo
 from diachronic.errors import ConcurrentEdit
 from diachronic.flags import GENERAL_TRAFFIC_TITLE, VersionFlag
@@ -382,6 +382,8 @@ class World:
         try:
             check_expected_percent(input.flag_name, flag.strategies, input.expected)
         except ConcurrentEdit as edit:
+            if rollout.write_landed(input.percent, edit.found):  # as the activity: a retry after a lost reply
+                return None
             raise _refuse(ConcurrentEdit.name, edit.message) from None
         held, read = general_percent(flag), self._read.get(input.flag_name)
         if held != read:

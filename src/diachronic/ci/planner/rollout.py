@@ -41,6 +41,7 @@ __all__ = [
     "plan_rollout",
     "step_deadline",
     "stop_detail",
+    "write_landed",
 ]
 
 INITIAL_STEPS = (RolloutStep(percent=MAX_PERCENT, wait_s=0),)
@@ -149,6 +150,12 @@ def plan_rollout(snapshot: RolloutSnapshot) -> RolloutPlan:
         )
     poll = now + timedelta(seconds=snapshot.poll_interval_s)
     return RolloutPlan(RolloutAction.WAIT, wake_at=poll if snapshot.paused else min(deadline, poll))
+
+
+def write_landed(percent: int, found: int | None) -> bool:
+    """A conditional write refused because the flag already holds its target: an earlier attempt of this very write
+    landed and its reply was lost (Temporal retried it). Nothing would be overwritten: the write is done."""
+    return found == percent
 
 
 def step_deadline(step: RolloutStep, step_started_at: datetime, resumed_at: datetime | None) -> datetime:
