@@ -41,10 +41,13 @@ class CIHarness:
 
 
 @contextlib.asynccontextmanager
-async def ci_harness(client: Client, data_dir: Path, task_queue: str) -> AsyncIterator[CIHarness]:
+async def ci_harness(
+    client: Client, data_dir: Path, task_queue: str, *, environment: str = "development"
+) -> AsyncIterator[CIHarness]:
+    """A CI worker serving ``environment`` (deploy events for another one are refused)."""
     flags = LocalFlagStore(data_dir / "flags.sqlite3")
     workers = LocalWorkers(data_dir / "workers", grace_s=2.0)
-    activities = CIActivities(flags, workers, client, environment="development")
+    activities = CIActivities(flags, workers, client, environment=environment)
     worker = ci_worker(client, task_queue, activities)
     async with worker:
         try:

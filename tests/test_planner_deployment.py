@@ -95,10 +95,8 @@ DONE = ChildView(ChildState.COMPLETED)
 EDITED = ChildView(ChildState.STOPPED, "RolloutPercentNotExpected", "a human changed it")
 BROKEN = ChildView(ChildState.FAILED, "FlagStoreError", "refused")
 HANDED = ChildView(ChildState.HANDED_OFF)
-HUMAN_CANCEL = DeploymentEnd(
-    detail="cancelled: automation stopped, flags left as they are", by=Actor.HUMAN, note="oops"
-)
-HUMAN_ABORT = DeploymentEnd(detail="aborted: new starts routed back to the previous version", by=Actor.HUMAN)
+HUMAN_CANCEL = DeploymentEnd(detail="automation stopped, flags left as they are", by=Actor.HUMAN, note="oops")
+HUMAN_ABORT = DeploymentEnd(detail="new starts routed back to the previous version, migration stopped", by=Actor.HUMAN)
 
 
 @pytest.mark.parametrize(

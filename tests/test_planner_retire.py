@@ -13,6 +13,10 @@ from diachronic.ci.planner.retire import LIVE_AGAIN, RetireBlocker, RetirePlan, 
     [
         (retiring(), RetirePlan(archive_flag=True, delete_workers=True)),
         (retiring(running_on_old_queue=3), RetirePlan(RetireBlocker.RUNNING)),
+        (
+            retiring(flags=(flag(1, "v2", 60), flag(0, "v1")), running_on_old_queue=3),
+            RetirePlan(RetireBlocker.RUNNING),
+        ),
         (retiring(flags=(flag(1, "v2", 60), flag(0, "v1"))), RetirePlan(RetireBlocker.ROUTED)),
         (retiring(flags=(flag(1, "v2", enabled=False), flag(0, "v1"))), RetirePlan(RetireBlocker.ROUTED)),
         (retiring(flags=(flag(0, "v1"),)), RetirePlan(RetireBlocker.NEWEST)),
@@ -47,6 +51,7 @@ from diachronic.ci.planner.retire import LIVE_AGAIN, RetireBlocker, RetirePlan, 
     ids=[
         "drained and routed away: retire",
         "workflows still run on the old queue: hold",
+        "running and routed: running is said first",
         "the new version at 60 %: the old one still takes traffic, hold",
         "the new flag disabled: the old one takes the traffic, hold",
         "never retire the newest version",

@@ -33,6 +33,7 @@ def ci_workflow_name(workflow_id: str) -> str | None:
 
 
 NAME_PATTERN = re.compile(r"^[A-Za-z0-9]([A-Za-z0-9_-]*[A-Za-z0-9])?$")
+_NAME_CHARACTERS = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]*$")
 MAX_NAME_LENGTH = 63
 
 
@@ -41,15 +42,14 @@ def check_name(value: str, what: str = "name") -> str:
     digits, ``-`` and ``_``, beginning and ending with a letter or digit, at most 63 characters."""
     if not value:
         raise ValueError(f"{what} must not be empty")
-    if len(value) > MAX_NAME_LENGTH:
+    if not _NAME_CHARACTERS.fullmatch(value):
         raise ValueError(
-            f"{what} {value!r} is {len(value)} characters long: at most {MAX_NAME_LENGTH} (it is a Kubernetes "
-            "label value of the version's workers)"
+            f"{what} {value!r} may only contain letters, digits, '-' and '_' (and must start with a letter or digit)"
         )
-    if not NAME_PATTERN.fullmatch(value):
+    if len(value) > MAX_NAME_LENGTH or not NAME_PATTERN.fullmatch(value):
         raise ValueError(
-            f"{what} {value!r} may only contain letters, digits, '-' and '_', and must begin and end with a letter "
-            "or digit (it is part of flag names and a Kubernetes label value)"
+            f"{what} {value!r} is not a valid Kubernetes label value (the workers' labels carry it): it must end "
+            f"with a letter or digit and have at most {MAX_NAME_LENGTH} characters"
         )
     return value
 

@@ -4,6 +4,7 @@ then delete the old workers, or keep them."""
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Awaitable, Callable
 from datetime import timedelta
 from typing import Any, TypeVar
@@ -58,24 +59,25 @@ class Drainer:
         self._slept_once = True
 
     async def plan(self) -> tuple[retire.RetirePlan, list[WorkerSet]]:
-        """Observe, right before retiring, what the retire rule needs; its plan, and the old version's worker sets."""
+        """Observe, right before retiring, what the retire rule needs; its plan, and the old version's worker sets.
+
+        The worker sets and the versions the CI is deploying (a list of the cluster, a query of the CI) are read
+        only once everything else lets the workers go, and the rule is asked again with them."""
         old = self.input.from_version
         running = await self.step(CIActivities.count_running, CountRunningInput(task_queue=old.task_queue))
         self.state.running_on_old_queue = running.running
         flags = await self.step(CIActivities.list_version_flags, ListFlagsInput(workflow_name=self.input.workflow_name))
-        found = await self.step(
-            CIActivities.find_workers, FindWorkersInput(workflow_name=old.workflow_name, version_id=old.version_id)
-        )
-        plan = retire.plan_retire(
-            retire.RetireSnapshot(
-                old=old,
-                flags=tuple(flags.flags),
-                running_on_old_queue=running.running,
-                deploying=tuple(found.deploying_versions),
+        snapshot = retire.RetireSnapshot(old=old, flags=tuple(flags.flags), running_on_old_queue=running.running)
+        plan, worker_sets = retire.plan_retire(snapshot), []
+        if plan.delete_workers:
+            found = await self.step(
+                CIActivities.find_workers, FindWorkersInput(workflow_name=old.workflow_name, version_id=old.version_id)
             )
-        )
+            deploying = tuple(found.deploying_versions)
+            plan = retire.plan_retire(dataclasses.replace(snapshot, deploying=deploying))
+            worker_sets = list(found.worker_sets)
         self.state.waiting_for = plan.blocker.value if plan.blocker else None
-        return plan, list(found.worker_sets)
+        return plan, worker_sets
 
     async def retire(self, plan: retire.RetirePlan, worker_sets: list[WorkerSet]) -> DrainResult:
         """Archive the old flag first (no traffic reaches it afterwards), then delete its workers, as planned."""

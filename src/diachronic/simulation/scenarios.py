@@ -726,16 +726,12 @@ def flag_store_down_for_days(world: World, fakes: ContractFakes) -> None:
     fakes.fail_next("set_traffic_percent", *[outage] * 3000)  # at most a minute apart: two days of failures
 
 
-async def deploy_v2_non_migratory(sim: Sim) -> None:
-    await sim.deploy("v2", non_migratory=True)
-
-
 FLAG_STORE_DOWN_FOR_DAYS = Scenario(
     name="flag-store-down-for-days",
     about="every percentage write fails for two days: Temporal retries the step with back-off for its hour, then "
     "the deployment ends failed with StepTimedOut; the history stays short (safety defect 8)",
     setup=flag_store_down_for_days,
-    drive=deploy_v2_non_migratory,
+    drive=deploy_non_migratory,
     expect=Expect(
         phases=(Phase.FAILED,),
         ci_fails=True,

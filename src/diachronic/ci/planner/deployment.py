@@ -176,10 +176,10 @@ def plan_children(snapshot: ChildrenSnapshot) -> ChildrenPlan:
     rollout, migration = snapshot.rollout, snapshot.migration
     running = any(child is not None and child.state is ChildState.RUNNING for child in (rollout, migration))
     if snapshot.stop is Control.CANCEL:
-        end = DeploymentEnd(detail="cancelled: automation stopped, flags left as they are", by=Actor.HUMAN)
+        end = DeploymentEnd(detail="automation stopped, flags left as they are", by=Actor.HUMAN)
         return _end(Phase.CANCELLED, end.model_copy(update={"note": snapshot.note}), stop_children=running)
     if snapshot.stop is Control.ABORT:
-        end = DeploymentEnd(detail="aborted: new starts routed back to the previous version", by=Actor.HUMAN)
+        end = DeploymentEnd(detail="new starts routed back to the previous version, migration stopped", by=Actor.HUMAN)
         return _end(Phase.ABORTED, end.model_copy(update={"note": snapshot.note}), stop_children=running)
     for child in (rollout, migration):
         if child is not None and child.state is ChildState.FAILED:

@@ -68,15 +68,16 @@ def plan_retire(snapshot: RetireSnapshot) -> RetirePlan:
     old = snapshot.old
     live = [f for f in snapshot.flags if not f.archived]
     flag_live = any(f.info.flag_name == old.flag_name for f in live)
+    live_again = any(f.info.task_queue == old.task_queue and f.info.flag_name != old.flag_name for f in live)
+    if snapshot.running_on_old_queue > 0 and not live_again:  # live again: the workers stay, running or not
+        return RetirePlan(RetireBlocker.RUNNING)
     if flag_live:
         if live[0].info.flag_name == old.flag_name:
             return RetirePlan(RetireBlocker.NEWEST)
         if _routed(live, old):
             return RetirePlan(RetireBlocker.ROUTED)
-    if any(f.info.task_queue == old.task_queue and f.info.flag_name != old.flag_name for f in live):
+    if live_again:
         return RetirePlan(archive_flag=flag_live, kept_workers=LIVE_AGAIN)
-    if snapshot.running_on_old_queue > 0:
-        return RetirePlan(RetireBlocker.RUNNING)
     if old.version_id in snapshot.deploying:
         return RetirePlan(RetireBlocker.DEPLOYING)
     return RetirePlan(archive_flag=flag_live, delete_workers=True)
