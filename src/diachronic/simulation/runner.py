@@ -182,6 +182,7 @@ class Sim:
         self.ended = False
         self.deploys = 0
         self.events: dict[str, DeployEvent] = {}  # the last deploy event sent for each version
+        self.ci_runs: list[str] = []  # the CI runs the deploys reached, in order (a new one once a run ended)
 
     # ------------------------------------------------------------------------------------------- acting
 
@@ -225,6 +226,9 @@ class Sim:
             continue_as_new_after=continue_as_new_after,
         )
         ack = await ci.deploy(self.client, self.task_queue, event, options, ci_input=ci_input)
+        run_id = (await self.client.get_workflow_handle(ci_workflow_id(self.workflow_name)).describe()).run_id
+        if run_id not in self.ci_runs:
+            self.ci_runs.append(run_id)
         if ack.position is not None:
             self.world.queued.append(version)  # what the CI's db query shows the real activity
         return ack
@@ -338,8 +342,7 @@ class Sim:
         handle = self.client.get_workflow_handle(ci_workflow_id(self.workflow_name))
         outcome.ci_error = await self._wait_end(handle, "the CI run")
         await self._close_children()
-        state: CIState = await handle.query(CIWorkflow.db)
-        outcome.records = list(state.history)
+        outcome.records = await self._records()
         closed = [(await handle.describe()).close_time]
         for record in outcome.records:
             if record.cleanup_workflow_id is not None:
@@ -351,6 +354,20 @@ class Sim:
         self.ended_at = max((t for t in closed if t is not None), default=None)
         rollout = await self.rollout()
         outcome.rollout_percents = None if rollout is None else [p for _, p in rollout.history]
+
+    async def _records(self) -> list[Deployment]:
+        """Every deployment of the story, across the CI runs it reached (a deploy after a run ended starts a new
+        one; a run that continued as new carries its predecessors' records). An earlier run's failure counts."""
+        records: dict[tuple[str, datetime | None], Deployment] = {}
+        latest = (await self.client.get_workflow_handle(ci_workflow_id(self.workflow_name)).describe()).run_id
+        for run_id in [*[r for r in self.ci_runs if r != latest], latest]:
+            handle = self.client.get_workflow_handle(ci_workflow_id(self.workflow_name), run_id=run_id)
+            state: CIState = await handle.query(CIWorkflow.db)
+            for record in state.history:
+                records.setdefault((record.request.event.version_id, record.started_at), record)
+            if run_id != latest and (error := await self._wait_end(handle, "an earlier CI run")) is not None:
+                self.outcome.ci_error = self.outcome.ci_error or error
+        return list(records.values())
 
     async def _close_children(self) -> None:
         """Apply the parent close policies the test server ignores: a rollout still running when the CI run ended

@@ -666,7 +666,7 @@ async def redelivered_events(sim: Sim) -> None:
     first = sim.world.flag_of("v1")
     assert first is not None
     await sim.deploy("v1")  # the event that deployed v1, delivered again after its CI run ended
-    await sim.deploy("v2", steps="100@60s")
+    await sim.deploy("v2", steps="100@60s", while_running=False)  # in this CI run, or the next one
     await sim.deploy("v3", dark=True)
     await sim.until("v3 awaits continue", lambda: sim.phase_is(Phase.AWAITING_CONTINUE))
     stale = await sim.deploy("v2", event_time=sim.events["v2"].event_time)  # v2's event, sent again
