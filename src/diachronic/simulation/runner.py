@@ -365,8 +365,8 @@ class Sim:
             state: CIState = await handle.query(CIWorkflow.db)
             for record in state.history:
                 records.setdefault((record.request.event.version_id, record.started_at), record)
-            if run_id != latest and (error := await self._wait_end(handle, "an earlier CI run")) is not None:
-                self.outcome.ci_error = self.outcome.ci_error or error
+            if run_id != latest and (await handle.describe()).status is WorkflowExecutionStatus.FAILED:
+                self.outcome.ci_error = self.outcome.ci_error or await _failure(handle)
         return list(records.values())
 
     async def _close_children(self) -> None:
@@ -391,12 +391,7 @@ class Sim:
                 if await self.out_of_time() and not await _closed(handle):
                     raise Hang(f"{what} did not end within {await self.elapsed():.0f} virtual s")
                 await asyncio.sleep(WATCH_S)
-        try:
-            await handle.result()
-        except WorkflowFailureError as failure:
-            cause = failure.cause
-            return f"{cause.type}: {cause.message}" if isinstance(cause, ApplicationError) else str(cause)
-        return None
+        return await _failure(handle)
 
     async def terminate_all(self) -> None:
         """After a hang: stop this scenario's workflows so they do not spin on the shared server."""
@@ -406,6 +401,16 @@ class Sim:
         for workflow_id in ids:
             with contextlib.suppress(RPCError):
                 await self.client.get_workflow_handle(workflow_id).terminate("simulation bound reached")
+
+
+async def _failure(handle: WorkflowHandle[Any, Any]) -> str | None:
+    """The typed failure (``Type: message``) of a closed workflow run; None if it completed."""
+    try:
+        await handle.result(follow_runs=False)
+    except WorkflowFailureError as failure:
+        cause = failure.cause
+        return f"{cause.type}: {cause.message}" if isinstance(cause, ApplicationError) else str(cause)
+    return None
 
 
 async def _deploying(client: Client, workflow_name: str) -> list[str]:
