@@ -361,6 +361,11 @@ class DeployOptions(Contract):
     step_timeout_s: float | None = Field(
         default=None, gt=0, description="how long one step may keep failing (default 1 h)"
     )
+    redeploy: bool = Field(
+        default=False,
+        description="deploy even if the version already is the newest live version (a human's command, e.g. to "
+        "finish a deployment that failed); a redelivered event never sets it",
+    )
 
 
 class DeployRequest(Contract):
