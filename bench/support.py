@@ -20,7 +20,7 @@ from temporalio.service import RPCError
 from diachronic.ci.activities import CIActivities
 from diachronic.ci.planner.sweep import SweepProgress
 from diachronic.contracts import MIGRATE_SIGNAL, DeployEvent
-from diachronic.settings import venv_binary
+from diachronic.settings import Settings, venv_binary
 
 ROOT = Path(__file__).resolve().parent.parent
 SWEEP_ACTIVITY = CIActivities.migrate_sweep.__name__
@@ -31,8 +31,13 @@ def log(message: str) -> None:
 
 
 def deploy_event(workflow: str, version: str) -> DeployEvent:
+    """A deploy event for the environment the benchmarks' CI serves (the default one)."""
     return DeployEvent(
-        workflow_name=workflow, version_id=version, sha=version, environment="bench", event_time=datetime.now(UTC)
+        workflow_name=workflow,
+        version_id=version,
+        sha=version,
+        environment=Settings.model_fields["environment"].default,
+        event_time=datetime.now(UTC),
     )
 
 

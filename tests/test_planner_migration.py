@@ -1,4 +1,5 @@
-"""Migration's eligibility rule and the routing summaries its pacing uses."""
+"""Migration's decisions (``planner.migration``): eligibility (the one rule the activity and the simulation share),
+the routing summaries the sweeps' pacing uses, and what to do once the old queue drained."""
 
 from __future__ import annotations
 
@@ -8,7 +9,8 @@ import pytest
 from tests.planner_factories import WORKFLOW, flag
 
 from diachronic.ci.planner import migration
-from diachronic.ci.planner.migration import Coverage, RunOnQueue
+from diachronic.ci.planner.migration import Coverage, MigrationAction, RunOnQueue
+from diachronic.ci.planner.retire import RetireBlocker, RetirePlan
 from diachronic.flags import Constraint, FlagStrategy, VersionFlag
 from diachronic.flags.evaluation import DARK_DEPLOY_CONSTRAINT, bucket, default_strategies
 
@@ -153,3 +155,24 @@ def test_may_route_to_is_false_only_when_no_general_traffic_can_reach_the_new_qu
     flags: list[VersionFlag], routes: bool
 ) -> None:
     assert migration.may_route_to(flags, "wf-v2") is routes
+
+
+@pytest.mark.parametrize(
+    ("plan", "action"),
+    [
+        (RetirePlan(archive_flag=True, delete_workers=True), MigrationAction.RETIRE),
+        (RetirePlan(archive_flag=True, kept_workers="live again"), MigrationAction.RETIRE),
+        (RetirePlan(RetireBlocker.ROUTED), MigrationAction.WAIT),
+        (RetirePlan(RetireBlocker.RUNNING), MigrationAction.WAIT),
+        (RetirePlan(RetireBlocker.DEPLOYING), MigrationAction.HAND_OFF),
+    ],
+    ids=[
+        "nothing blocks: retire",
+        "live again: retire the flag, keep the workers",
+        "the old version still takes traffic: wait",
+        "a workflow arrived meanwhile: wait",
+        "a deployment of the old version waits behind this one: hand over to a cleanup (waiting would never end)",
+    ],
+)
+def test_after_drain(plan: RetirePlan, action: MigrationAction) -> None:
+    assert migration.after_drain(plan) is action

@@ -63,9 +63,10 @@ async def deploy(
     event: DeployEvent,
     options: DeployOptions | None = None,
     *,
+    ci_input: CIInput | None = None,
     update_id: str | None = None,
 ) -> DeployAck:
-    """Queue a deployment on ``ci.<workflowName>``, starting the CI workflow if none runs.
+    """Queue a deployment on ``ci.<workflowName>``, starting the CI workflow (with ``ci_input``) if none runs.
 
     ``update_id``: Temporal answers a second call with the same id with the first call's outcome instead of running
     it again, within the CI run and after it ended while it is the latest run (the webhook passes the GitHub
@@ -74,7 +75,7 @@ async def deploy(
     for attempt in range(_RACE_RETRIES):
         operation = WithStartWorkflowOperation(
             CIWorkflow.run,
-            CIInput(),
+            ci_input or CIInput(),
             id=ci_workflow_id(event.workflow_name),
             task_queue=ci_task_queue,
             id_conflict_policy=WorkflowIDConflictPolicy.USE_EXISTING,
@@ -150,15 +151,15 @@ async def status(client: Client, workflow_name: str) -> CIStatus:
                 "steps": rollout.steps,
                 "paused": rollout.paused,
                 "rollout_history": rollout.history,
-                "last_error": ci.last_error or rollout.last_error or rollout.stop_detail,
+                "last_error": ci.last_error or rollout.stop_detail,
             }
         drain_id = ci.drain_workflow_id
         drain_type = DrainState if ci.non_migratory else MigrationState
         drain = await _query(client, drain_id, STATUS_QUERY, drain_type) if drain_id else None
         if drain is not None:
             updates["migration"] = migration_counts(drain)
-            if drain.last_error and not updates.get("last_error"):
-                updates["last_error"] = drain.last_error
+            if drain.failure and not updates.get("last_error"):
+                updates["last_error"] = drain.failure
     if ci.phase not in FINAL_PHASES and not updates.get("last_error", ci.last_error):
         children = [rollout_workflow_id(workflow_name), drain_id] if ci.phase is not Phase.PREPARING else []
         for workflow_id in [ci_workflow_id(workflow_name), *children]:

@@ -1,6 +1,7 @@
 """The migration workflow: sweep the old queue, signalling each eligible old workflow once (the sweeps and their
 pacing: ``diachronic.ci.planner.sweep``), wait for the old queue to drain, then retire the old version
-(``diachronic.ci.retire``).
+(``diachronic.ci.retire``), or hand that to a cleanup workflow when a deployment of the old version waits in the CI's
+queue (``planner.migration.after_drain``).
 
 Its state is bounded whatever the number of workflows: the cursor of the sweep in progress and counters. A run that
 continues-as-new mid-sweep carries the cursor, and the next call of the migrate activity goes on from it."""
@@ -17,6 +18,7 @@ with workflow.unsafe.imports_passed_through():
         MIGRATION_PAGES_PER_CALL,
         MIGRATION_WORKFLOW,
         STATUS_QUERY,
+        CountRunningInput,
         DrainResult,
         ListFlagsInput,
         MigrationInput,
@@ -26,7 +28,6 @@ with workflow.unsafe.imports_passed_through():
     )
     from diachronic.ci.planner import migration, sweep
     from diachronic.ci.retire import Drainer
-    from diachronic.ci.steps import call
     from diachronic.flags import VersionFlag
 
 SWEEP_ATTEMPT_TIMEOUT = timedelta(minutes=5)
@@ -60,8 +61,13 @@ class MigrationWorkflow:
             if state.sweep is None:
                 plan = sweep.next_sweep(state.sweeps, await self._observe(flags), workflow.now(), self.pacing)
                 state.pacing, state.next_look_at = plan.reason, plan.at
-                if plan.action is sweep.SweepAction.DRAINED and await self.drain.retire_blocker() is None:
-                    return await self.drain.retire()
+                if plan.action is sweep.SweepAction.DRAINED:
+                    retiring, worker_sets = await self.drain.plan()
+                    after = migration.after_drain(retiring)
+                    if after is migration.MigrationAction.RETIRE:
+                        return await self.drain.retire(retiring, worker_sets)
+                    if after is migration.MigrationAction.HAND_OFF:
+                        return self.drain.result(archived=False, handed_off=True)
                 if plan.action is not sweep.SweepAction.SWEEP:
                     await self.drain.poll_pause(self._seconds_until(plan.at))
                 state.sweep = plan.sweep
@@ -72,23 +78,25 @@ class MigrationWorkflow:
                 workflow.continue_as_new(MigrationRun(input=self.input, state=state))
 
     async def _flags(self) -> list[VersionFlag]:
-        listed = await call(
-            CIActivities.list_version_flags,
-            ListFlagsInput(workflow_name=self.input.workflow_name),
-            on_wait=self.drain.record_wait,
+        listed = await self.drain.step(
+            CIActivities.list_version_flags, ListFlagsInput(workflow_name=self.input.workflow_name)
         )
         return listed.flags
 
     async def _observe(self, flags: list[VersionFlag]) -> sweep.QueueObservation:
+        counted = await self.drain.step(
+            CIActivities.count_running, CountRunningInput(task_queue=self.input.from_version.task_queue)
+        )
+        self.state.running_on_old_queue = counted.running
         return sweep.QueueObservation(
-            running_on_old_queue=await self.drain.count_running(),
+            running_on_old_queue=counted.running,
             routing=migration.routing_key(flags),
             routes_new=migration.may_route_to(flags, self.input.to_version.task_queue),
         )
 
     async def _go_on(self, current: sweep.Sweep, flags: list[VersionFlag]) -> None:
         """One call of the migrate activity: the sweep's next pages from its cursor, under the flags just read."""
-        progress = await call(
+        progress = await self.drain.step(
             CIActivities.migrate_sweep,
             SweepInput(
                 workflow_name=self.input.workflow_name,
@@ -103,8 +111,7 @@ class MigrationWorkflow:
                 pages=MIGRATION_PAGES_PER_CALL,
                 concurrency=self.input.concurrency,
             ),
-            on_wait=self.drain.record_wait,
-            timeout=SWEEP_ATTEMPT_TIMEOUT,
+            attempt_timeout=SWEEP_ATTEMPT_TIMEOUT,
             heartbeat=SWEEP_HEARTBEAT,
         )
         state = self.state

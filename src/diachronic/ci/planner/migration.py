@@ -1,9 +1,14 @@
-"""Migration's eligibility rule: which runs on the old queue the flags now route to the new version.
+"""Migration's decisions: which runs on the old queue the flags now route to the new version, and what to do once
+the old queue drained.
 
 Pure. ``select_runs`` is the one eligibility rule: the migrate activity calls it on each page that Temporal's
 visibility lists, and the simulation's fake world calls it on its own runs. ``routing_key`` and ``may_route_to``
 summarise the flags for the sweep's pacing (``diachronic.ci.planner.sweep``): whether the routing changed since the
-last sweep, and whether any run can be eligible at all. A ``Coverage`` is what an earlier clean sweep signalled.
+last sweep, and whether any run can be eligible at all. A ``Coverage`` is what an earlier clean sweep signalled. The
+migration workflow loops:
+
+    next_sweep(<observed>)                    # SWEEP (then one migrate_sweep call per 10 pages), WAIT, or DRAINED:
+    after_drain(plan_retire(<observed>))      # RETIRE now, WAIT (the flag still routes), or HAND_OFF
 """
 
 from __future__ import annotations
@@ -13,9 +18,11 @@ import json
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from enum import StrEnum
 
 from pydantic import Field
 
+from diachronic.ci.planner.retire import RetireBlocker, RetirePlan
 from diachronic.contracts import Contract
 from diachronic.flags import FlagStrategy, VersionFlag
 from diachronic.flags.evaluation import (
@@ -30,13 +37,21 @@ from diachronic.versions import sort_newest_first
 __all__ = [
     "COVERAGE_MARGIN",
     "Coverage",
+    "MigrationAction",
     "RunOnQueue",
     "Selection",
+    "after_drain",
     "is_eligible",
     "may_route_to",
     "routing_key",
     "select_runs",
 ]
+
+
+class MigrationAction(StrEnum):
+    WAIT = "wait"  # the old queue drained, but the flag still routes traffic to it: look again later
+    RETIRE = "retire"  # nothing runs on the old queue: retire the old version (as the retire plan says)
+    HAND_OFF = "hand_off"  # drained, but a deployment of the old version waits: a cleanup workflow retires it
 
 
 @dataclass(frozen=True)
@@ -166,3 +181,14 @@ def _may_match_general_traffic(strategy: FlagStrategy) -> bool:
     general = context_properties(False)
     # A constraint on isTest decides alike for every id (the Dark Deploy Strategy's never matches general traffic).
     return all(constraint_matches(c, "", general) for c in strategy.constraints if c.context_name == "isTest")
+
+
+def after_drain(plan: RetirePlan) -> MigrationAction:
+    """The old queue is empty: retire as planned, or wait while the flag still routes traffic. A deployment of the
+    old version in the CI's queue waits for this migration to end, so waiting for it here would never end: the
+    retirement is handed to a cleanup workflow, which waits on its own."""
+    if plan.blocker is RetireBlocker.DEPLOYING:
+        return MigrationAction.HAND_OFF
+    if plan.blocker is not None:
+        return MigrationAction.WAIT
+    return MigrationAction.RETIRE

@@ -185,6 +185,10 @@ class SweepPlan:
     sweep: Sweep | None = None  # SWEEP: the sweep to start
     at: datetime | None = None  # WAIT: when to look again
 
+    @property
+    def branch(self) -> SweepAction:
+        return self.action
+
 
 def next_sweep(log: SweepLog, observed: QueueObservation, now: datetime, pacing: SweepPacing) -> SweepPlan:
     """What the migration does when no sweep is in progress (the rules of the module docstring, in order)."""
