@@ -80,7 +80,8 @@ async def test_a_retried_sweep_goes_on_from_its_last_heartbeat_and_no_run_gets_t
 
     await eventually(all_visible, what="the runs in visibility")
     flags = flags_at_100(wf)
-    activities = CIActivities(LocalFlagStore(data_dir / "flags.sqlite3"), LocalWorkers(data_dir / "workers"), client)
+    flag_store, workers = LocalFlagStore(data_dir / "flags.sqlite3"), LocalWorkers(data_dir / "workers")
+    activities = CIActivities(flag_store, workers, client, environment="development")
     request = SweepInput(
         workflow_name=wf, from_task_queue=f"{wf}-v1", to_version=flags[0].info, flags=flags, batch_size=PAGE, pages=100
     )
@@ -117,6 +118,7 @@ async def test_a_retried_sweep_goes_on_from_its_last_heartbeat_and_no_run_gets_t
         assert await migrate_signals_received(client, workflow_id, run_id) == 1
     for workflow_id in runs:
         await client.get_workflow_handle(workflow_id).terminate("test over")
+    await flag_store.close()
 
 
 @pytest.fixture
