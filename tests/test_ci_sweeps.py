@@ -38,7 +38,7 @@ def wf() -> str:
 
 
 def flags_at_100(wf: str) -> list[VersionFlag]:
-    """v2 is the newest version and takes all general traffic: every v1 run is eligible."""
+    """As a workflow could have read them: v2 the newest version, taking all general traffic."""
     flags = []
     for seq, version in ((1, "v2"), (0, "v1")):
         info = version_info(wf, seq, version)
@@ -79,8 +79,11 @@ async def test_a_retried_sweep_goes_on_from_its_last_heartbeat_and_no_run_gets_t
         return (await client.count_workflows(f'TaskQueue="{wf}-v1" AND ExecutionStatus="Running"')).count == RUNS
 
     await eventually(all_visible, what="the runs in visibility")
-    flags = flags_at_100(wf)
     flag_store, workers = LocalFlagStore(data_dir / "flags.sqlite3"), LocalWorkers(data_dir / "workers")
+    for version in ("v1", "v2"):  # v2 is the newest version and takes all general traffic: every v1 run is eligible
+        applied = await flag_store.apply_version_flag(wf, version)
+        await flag_store.set_general_percent(applied.flag_name, 100)
+    flags = await flag_store.list_version_flags(wf)
     activities = CIActivities(flag_store, workers, client, environment="development")
     request = SweepInput(
         workflow_name=wf, from_task_queue=f"{wf}-v1", to_version=flags[0].info, flags=flags, batch_size=PAGE, pages=100
@@ -92,7 +95,7 @@ async def test_a_retried_sweep_goes_on_from_its_last_heartbeat_and_no_run_gets_t
 
     def heartbeat(progress: SweepProgress) -> None:
         beats.append(progress)
-        if progress.pages == 4:
+        if progress.pages == 4 and beats.count(progress) == 1:  # the heartbeat right after page 4
             raise Crash
 
     first = ActivityEnvironment()
@@ -118,6 +121,23 @@ async def test_a_retried_sweep_goes_on_from_its_last_heartbeat_and_no_run_gets_t
         assert await migrate_signals_received(client, workflow_id, run_id) == 1
     for workflow_id in runs:
         await client.get_workflow_handle(workflow_id).terminate("test over")
+    await flag_store.close()
+
+
+async def test_a_sweep_signals_nothing_under_flags_the_store_no_longer_holds(
+    dev_env: WorkflowEnvironment, data_dir: Path, wf: str
+) -> None:
+    client = dev_env.client
+    handle = await client.start_workflow(wf, {"i": 0}, id=f"{wf}-0", task_queue=f"{wf}-v1")
+    flag_store = LocalFlagStore(data_dir / "flags.sqlite3")
+    await flag_store.apply_version_flag(wf, "v1")
+    activities = CIActivities(flag_store, LocalWorkers(data_dir / "workers"), client, environment="development")
+    read = flags_at_100(wf)  # v2 at 100 %, as the workflow read them; the store holds v1 alone (a human's edit)
+    request = SweepInput(workflow_name=wf, from_task_queue=f"{wf}-v1", to_version=read[0].info, flags=read)
+    progress = await ActivityEnvironment().run(activities.migrate_sweep, request)
+    assert progress.stale and progress.pages == 0 and progress.cursor is None
+    assert await migrate_signals_received(client, handle.id, handle.result_run_id or "") == 0
+    await handle.terminate("test over")
     await flag_store.close()
 
 

@@ -197,3 +197,14 @@ def test_progress_after_a_page() -> None:
         False,
     )
     assert progress.after_page(cursor=None, rows=0, eligible=0, signalled=0).done
+
+
+def test_a_call_that_met_other_flags_leaves_the_sweep_unclean_and_stalls_only_before_its_first_page() -> None:
+    sweep = Sweep(kind=SweepKind.FULL, started_at=T0)
+    stopped = page(cursor="c1", watermark=W1, stale=True)
+    assert stopped.call_done(10) and not stopped.stalled
+    assert SweepProgress(cursor="c0", stale=True).stalled
+    going, log = record_progress(sweep, SweepLog(), stopped, AT_50, at(1))
+    assert going is not None and going.routing_changed
+    _, log = record_progress(going, log, page(done=True), AT_80, at(2))
+    assert log.dirty and log.covered is None

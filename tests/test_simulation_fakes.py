@@ -236,6 +236,17 @@ def test_the_worlds_sweep_pages_from_its_cursor_newest_start_first() -> None:
     assert (recent.rows, recent.signalled) == (1, 1) and later[0].run_id in world.delivered
 
 
+def test_the_worlds_sweep_stops_when_the_flags_no_longer_route_as_the_workflow_read_them() -> None:
+    world = World("wf")
+    world.add_version("v1")
+    v2 = world.add_version("v2")
+    world.start_workflows("v1", 3)
+    read = world.flags_newest_first()
+    world.hand_set_percent("v2", 0)  # after the workflow read the flags, before the sweep's page
+    stopped = world.migrate_sweep(SweepInput(workflow_name="wf", from_task_queue="wf-v1", to_version=v2, flags=read))
+    assert stopped.stale and stopped.stalled and stopped.pages == 0 and not world.delivered
+
+
 def test_archiving_the_newest_flag_or_one_that_routes_traffic_is_a_violation() -> None:
     world = World("wf")
     v1 = world.add_version("v1")

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import contextlib
 import functools
 from collections import Counter
 from collections.abc import Awaitable, Callable
@@ -105,8 +106,37 @@ def migrate_request_id(to_task_queue: str, run_id: str) -> str:
     return f"diachronic-migrate:{to_task_queue}:{run_id}"
 
 
-HEARTBEAT_EVERY = 100
-"""Signals between two heartbeats within a page (a page ends with one), so a slow page never looks dead."""
+HEARTBEAT_EVERY_S = 2.0
+"""Between two heartbeats while a page is read or signalled (each page also ends with one): a slow page on a busy
+machine never looks dead, and a worker that died is noticed within the heartbeat timeout."""
+
+
+class Heartbeat:
+    """Heartbeats the latest details every ``HEARTBEAT_EVERY_S`` while the activity works, and at once on ``beat``:
+    what Temporal holds is always where a retried attempt would go on from."""
+
+    def __init__(self, details: SweepProgress) -> None:
+        self.details = details
+        self._ticker: asyncio.Task[None] | None = None
+
+    def beat(self, details: SweepProgress) -> None:
+        self.details = details
+        activity.heartbeat(details)
+
+    async def _tick(self) -> None:
+        while True:
+            activity.heartbeat(self.details)
+            await asyncio.sleep(HEARTBEAT_EVERY_S)
+
+    async def __aenter__(self) -> Heartbeat:
+        self._ticker = asyncio.create_task(self._tick())
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        assert self._ticker is not None
+        self._ticker.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await self._ticker
 
 
 def new_watermark() -> datetime:
@@ -239,51 +269,56 @@ class CIActivities:
     @translate_errors
     async def migrate_sweep(self, input: SweepInput) -> SweepProgress:
         """Go on with a sweep of the old queue from its cursor, for up to ``input.pages`` pages: signal the runs of
-        each page that the planner selects while the next page is read; heartbeat the progress after each page (and
-        every ``HEARTBEAT_EVERY`` signals), so a retried attempt goes on from the last page it reported."""
+        each page that the planner selects while the next page is read. The progress is heartbeated after each page
+        and every few seconds in between, so a retried attempt goes on from the last page reported. Before each page
+        the flags are read again: if they no longer route as the workflow's did, the call stops there."""
         progress = sweep_start(input, new_watermark)
         if progress.call_done(input.pages):
             return progress
         query = sweep_query(input.from_task_queue, input.workflow_name, input.since)
         to_queue = input.to_version.task_queue
-        page = await self._page(query, progress.cursor, input.batch_size)
+        routing = migration.routing_key(input.flags)
         ahead: asyncio.Task[ListWorkflowExecutionsResponse] | None = None
-        try:
-            for read in range(progress.pages + 1, input.pages + 1):
-                token = page.next_page_token
-                if token and read < input.pages:  # read the next page while this one is signalled
-                    ahead = asyncio.create_task(self._page(query, _encode(token), input.batch_size))
-                runs = [
-                    migration.RunOnQueue(
-                        e.execution.workflow_id, e.execution.run_id, e.type.name, e.start_time.ToDatetime(UTC)
+        async with Heartbeat(progress) as heartbeat:
+            page = await self._page(query, progress.cursor, input.batch_size)
+            try:
+                for read in range(progress.pages + 1, input.pages + 1):
+                    if migration.routing_key(await self.flags.list_version_flags(input.workflow_name)) != routing:
+                        return progress.model_copy(update={"stale": True})  # the workflow reads them again
+                    token = page.next_page_token
+                    if token and read < input.pages:  # read the next page while this one is signalled
+                        ahead = asyncio.create_task(self._page(query, _encode(token), input.batch_size))
+                    runs = [
+                        migration.RunOnQueue(
+                            e.execution.workflow_id, e.execution.run_id, e.type.name, e.start_time.ToDatetime(UTC)
+                        )
+                        for e in page.executions
+                    ]
+                    chosen = migration.select_runs(
+                        runs,
+                        input.flags,
+                        workflow_name=input.workflow_name,
+                        to_task_queue=to_queue,
+                        covered=input.covered,
+                        recheck=input.recheck,
                     )
-                    for e in page.executions
-                ]
-                chosen = migration.select_runs(
-                    runs,
-                    input.flags,
-                    workflow_name=input.workflow_name,
-                    to_task_queue=to_queue,
-                    covered=input.covered,
-                    recheck=input.recheck,
-                )
-                outcomes = await self._signal_page(chosen, to_queue, input.concurrency, progress)
-                progress = progress.after_page(
-                    cursor=_encode(token),
-                    rows=len(runs),
-                    eligible=chosen.eligible,
-                    signalled=outcomes["signalled"],
-                    resent=outcomes["resent"],
-                    gone=outcomes["gone"],
-                    failed=outcomes["failed"],
-                )
-                activity.heartbeat(progress)
-                if ahead is None:
-                    break
-                page, ahead = await ahead, None
-        finally:
-            if ahead is not None:
-                ahead.cancel()
+                    outcomes = await self._signal_page(chosen, to_queue, input.concurrency)
+                    progress = progress.after_page(
+                        cursor=_encode(token),
+                        rows=len(runs),
+                        eligible=chosen.eligible,
+                        signalled=outcomes["signalled"],
+                        resent=outcomes["resent"],
+                        gone=outcomes["gone"],
+                        failed=outcomes["failed"],
+                    )
+                    heartbeat.beat(progress)
+                    if ahead is None:
+                        break
+                    page, ahead = await ahead, None
+            finally:
+                if ahead is not None:
+                    ahead.cancel()
         return progress
 
     async def _page(self, query: str, cursor: str | None, size: int) -> ListWorkflowExecutionsResponse:
@@ -292,9 +327,7 @@ class CIActivities:
         )
         return await self.client.workflow_service.list_workflow_executions(request, retry=True)
 
-    async def _signal_page(
-        self, chosen: migration.Selection, task_queue: str, concurrency: int, progress: SweepProgress
-    ) -> Counter[str]:
+    async def _signal_page(self, chosen: migration.Selection, task_queue: str, concurrency: int) -> Counter[str]:
         """Signal each run (with its request id); outcomes counted: signalled (first time), resent, gone, failed."""
         semaphore = asyncio.Semaphore(concurrency)
         payloads = await self.client.data_converter.encode([{"taskQueue": task_queue}])
@@ -320,8 +353,6 @@ class CIActivities:
                     outcomes["failed"] += 1
                     return
                 outcomes[accepted] += 1
-                if (outcomes["signalled"] + outcomes["resent"]) % HEARTBEAT_EVERY == 0:
-                    activity.heartbeat(progress)  # still on this page: a retry reads it again
 
         await asyncio.gather(
             *(one(run, "signalled") for run in chosen.first), *(one(run, "resent") for run in chosen.again)

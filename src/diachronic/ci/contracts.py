@@ -83,6 +83,7 @@ MIGRATION_PAGES_PER_CALL = 10
 MIGRATION_CONCURRENCY = 100
 """Migrate signals in flight at once (one RPC each)."""
 
+
 def _schedule(steps: list[RolloutStep]) -> list[RolloutStep]:
     try:
         return validate_steps(steps)

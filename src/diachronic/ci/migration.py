@@ -119,6 +119,8 @@ class MigrationWorkflow:
         state.signalled_total = state.sweeps.signalled
         if state.sweep is None:  # it ended: the next look decides what comes next
             state.pacing = state.next_look_at = None
+        elif progress.stalled:
+            await self.drain.poll_pause()
         state.eligible = state.sweep.eligible if state.sweep is not None else state.sweeps.eligible
         self.drain.progressed()
 

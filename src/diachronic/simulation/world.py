@@ -448,7 +448,11 @@ class World:
             key=lambda r: r.started,
             reverse=True,
         )
+        routing = migration.routing_key(input.flags)
         while True:
+            now_live = self.flags_newest_first(include_archived=False) if self._mine(input.workflow_name) else []
+            if migration.routing_key(now_live) != routing:  # a look the referee does not count as the rollout's read
+                return progress.model_copy(update={"stale": True})
             before = int(progress.cursor) if progress.cursor else None
             rest = [r for r in listed if before is None or r.started < before]
             page = rest[: input.batch_size]

@@ -96,14 +96,24 @@ class SweepProgress(Contract):
     resent: int = Field(default=0, ge=0, description="signals accepted that an earlier sweep may have sent already")
     gone: int = Field(default=0, ge=0, description="eligible runs that had closed or moved before their signal")
     failed: int = Field(default=0, ge=0, description="signals that failed: the sweep is not clean")
+    stale: bool = Field(
+        default=False,
+        description="it stopped: the flags no longer route as the workflow read them (page not signalled)",
+    )
     resumed_at_page: int | None = Field(
         default=None, description="the page a retried attempt went on from (its last heartbeat); None: first attempt"
     )
 
+    @property
+    def stalled(self) -> bool:
+        """It stopped before its first page: the flags changed since the workflow read them. Read them again after a
+        pause (were they to change all the time, calls would otherwise follow each other without end)."""
+        return self.stale and self.pages == 0
+
     def call_done(self, pages: int) -> bool:
-        """The call has nothing left to do: the sweep is over, or it read its ``pages`` (an earlier attempt did,
-        and only its reply was lost)."""
-        return self.done or self.pages >= pages
+        """The call has nothing left to do: the sweep is over, it read its ``pages``, or the flags changed under it
+        (an earlier attempt may have got there, and only its reply was lost)."""
+        return self.done or self.stale or self.pages >= pages
 
     def after_page(
         self,
@@ -240,7 +250,7 @@ def record_progress(
             "cursor": progress.cursor,
             "watermark": sweep.watermark or progress.watermark,
             "routing": sweep.routing or routing,
-            "routing_changed": sweep.routing_changed or (sweep.routing not in (None, routing)),
+            "routing_changed": sweep.routing_changed or progress.stale or (sweep.routing not in (None, routing)),
             "calls": sweep.calls + 1,
             "pages": sweep.pages + progress.pages,
             "rows": sweep.rows + progress.rows,
