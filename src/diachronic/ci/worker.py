@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+from datetime import timedelta
 
 from temporalio.client import Client
 from temporalio.worker import Worker
@@ -18,6 +19,7 @@ from diachronic.metrics import MetricsInterceptor, serving
 from diachronic.settings import Settings
 from diachronic.temporal import connect
 
+HEARTBEAT_THROTTLE = timedelta(seconds=1)
 WORKFLOWS = [CIWorkflow, RolloutWorkflow, MigrationWorkflow, CleanupWorkflow, FreezeWorkflow]
 
 
@@ -28,6 +30,8 @@ def ci_worker(client: Client, task_queue: str, activities: CIActivities) -> Work
         workflows=WORKFLOWS,
         activities=activities.all(),
         max_concurrent_workflow_task_polls=10,
+        # Temporal holds a heartbeat's details at most this old: a crashed sweep loses at most a second of pages.
+        max_heartbeat_throttle_interval=HEARTBEAT_THROTTLE,
         interceptors=[MetricsInterceptor()],
     )
 
