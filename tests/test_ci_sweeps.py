@@ -162,7 +162,7 @@ async def test_with_the_routing_unchanged_sweeps_read_only_new_runs_and_status_s
         async def migration_after(sweeps: int) -> CIStatus | None:
             status = await ci.status(h.client, wf)
             m = status.migration
-            waiting = m is not None and m.sweeps >= sweeps and m.next_look_at is not None
+            waiting = m is not None and m.sweeps >= sweeps and m.next_sweep_at is not None
             return status if waiting else None
 
         # Quiet sweeps come ever later (0.2 s, 0.4 s, ... after the one before): by the sixth, the last runs started

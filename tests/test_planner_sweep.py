@@ -55,7 +55,7 @@ def at(seconds: float) -> datetime:
         ),
         (CLEAN, ROUTED, at(1), SweepAction.WAIT, None, None, None, at(2)),
         (CLEAN, ROUTED, at(2), SweepAction.SWEEP, SweepKind.RECENT, COVERED.certain, COVERED, None),
-        (CLEAN.model_copy(update={"quiet": 3}), ROUTED, at(10), SweepAction.WAIT, None, None, None, at(16)),
+        (CLEAN.model_copy(update={"quiet": 3}), ROUTED, at(10), SweepAction.WAIT, None, None, None, at(12)),
         (
             CLEAN.model_copy(update={"quiet": 3}),
             ROUTED,
@@ -67,10 +67,11 @@ def at(seconds: float) -> datetime:
             None,
         ),
         (CLEAN.model_copy(update={"quiet": 9}), ROUTED, at(59), SweepAction.WAIT, None, None, None, at(60)),
+        (CLEAN.model_copy(update={"quiet": 9}), ROUTED, at(20), SweepAction.WAIT, None, None, None, at(22)),
         (
             CLEAN.model_copy(update={"quiet": 9, "last_end_at": at(1790)}),
             ROUTED,
-            at(1795),
+            at(1799),
             SweepAction.WAIT,
             None,
             None,
@@ -86,9 +87,10 @@ def at(seconds: float) -> datetime:
         "the last sweep was not clean: full sweep",
         "routing unchanged, just swept: wait a poll",
         "routing unchanged, a poll later: recent sweep from the watermark",
-        "three quiet sweeps: the pause is 16 s",
+        "three quiet sweeps: the next sweep in 16 s, a look at the queue every poll meanwhile",
         "three quiet sweeps, 16 s later: recent sweep",
         "many quiet sweeps: the pause stops at 60 s",
+        "a long pause: still a look every poll (the old queue may drain)",
         "the periodic full sweep comes before the next recent one",
     ],
 )
@@ -109,6 +111,12 @@ def test_next_sweep(
         assert plan.sweep is None
     else:
         assert plan.sweep == Sweep(kind=kind, since=since, covered=covered, started_at=now)
+
+
+def test_while_it_waits_the_plan_says_when_the_next_sweep_runs() -> None:
+    plan = next_sweep(CLEAN.model_copy(update={"quiet": 3}), ROUTED, at(10), PACING)
+    assert (plan.at, plan.sweep_due) == (at(12), at(16))
+    assert next_sweep(SweepLog(), QueueObservation(100, R1, False), T0, PACING).sweep_due is None
 
 
 def test_half_an_hour_after_the_last_full_sweep_a_full_one_signals_again_what_it_covers() -> None:

@@ -183,7 +183,7 @@ def migration_counts(drain: DrainState) -> MigrationCounts:
             "resent": drain.sweeps.resent,
             "sweeps": drain.sweeps.sweeps,
             "rows_read": drain.sweeps.rows,
-            "next_look_at": None if drain.sweep else drain.next_look_at,
+            "next_sweep_at": None if drain.sweep else drain.next_sweep_at,
             "pacing": drain.pacing,
         }
     )

@@ -297,7 +297,7 @@ class MigrationState(DrainState):
 
     sweep: Sweep | None = Field(default=None, description="the sweep in progress, with its cursor")
     sweeps: SweepLog = Field(default_factory=SweepLog)
-    next_look_at: datetime | None = Field(default=None, description="when the migration looks at the old queue again")
+    next_sweep_at: datetime | None = Field(default=None, description="when the next sweep runs if nothing changes")
     pacing: str | None = Field(default=None, description="why it sweeps or waits")
 
 
@@ -454,7 +454,7 @@ class MigrationCounts(Contract):
     resent: int = Field(default=0, description="signals an earlier sweep may have sent already (Temporal drops them)")
     sweeps: int = 0
     rows_read: int = Field(default=0, description="visibility rows read by every sweep")
-    next_look_at: datetime | None = None
+    next_sweep_at: datetime | None = Field(default=None, description="when the next sweep runs if nothing changes")
     pacing: str | None = Field(default=None, description="why the migration sweeps or waits")
 
 

@@ -60,7 +60,7 @@ class MigrationWorkflow:
             flags = await self._flags()
             if state.sweep is None:
                 plan = sweep.next_sweep(state.sweeps, await self._observe(flags), workflow.now(), self.pacing)
-                state.pacing, state.next_look_at = plan.reason, plan.at
+                state.pacing, state.next_sweep_at = plan.reason, plan.sweep_due
                 if plan.action is sweep.SweepAction.DRAINED:
                     retiring, worker_sets = await self.drain.plan()
                     after = migration.after_drain(retiring)
@@ -118,7 +118,7 @@ class MigrationWorkflow:
         state.sweep, state.sweeps = sweep.record_progress(current, state.sweeps, progress, flags, workflow.now())
         state.signalled_total = state.sweeps.signalled
         if state.sweep is None:  # it ended: the next look decides what comes next
-            state.pacing = state.next_look_at = None
+            state.pacing = state.next_sweep_at = None
         elif progress.stalled:
             await self.drain.poll_pause()
         state.eligible = state.sweep.eligible if state.sweep is not None else state.sweeps.eligible

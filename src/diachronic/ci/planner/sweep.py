@@ -193,7 +193,8 @@ class SweepPlan:
     action: SweepAction
     reason: str
     sweep: Sweep | None = None  # SWEEP: the sweep to start
-    at: datetime | None = None  # WAIT: when to look again
+    at: datetime | None = None  # WAIT: when to look again (a poll at most: the old queue may drain meanwhile)
+    sweep_due: datetime | None = None  # WAIT: when the next sweep runs if nothing changes (None: not planned)
 
     @property
     def branch(self) -> SweepAction:
@@ -219,10 +220,12 @@ def next_sweep(log: SweepLog, observed: QueueObservation, now: datetime, pacing:
     if now >= recent_due:
         reason = "routing unchanged: runs started since the last sweep"
         return _start(SweepKind.RECENT, reason, now, since=covered.certain, covered=covered)
+    due = min(recent_due, full_due)
     return SweepPlan(
         SweepAction.WAIT,
         f"routing unchanged: a recent sweep every {pause:g} s, a full one every {pacing.full_sweep_every_s:g} s",
-        at=min(recent_due, full_due),
+        at=min(due, now + poll),
+        sweep_due=due,
     )
 
 
