@@ -3,12 +3,15 @@ database file): the subscription sample's v1 and v2 workers and the CI worker, e
 production; N subscriptions started on v1 as fast as the server takes them; then v2 deployed with ``100@0s``.
 
     .venv/bin/python bench/scale.py [--sizes 2000,10000,50000,100000] [--db-file] [--batch-up-to 10000]
+                                    [--signals-alone]
 
 Measured for each N, from the deploy: the last migrate signal, the old queue empty, the old version retired
 (cleanup); signals/s overall and in the last 10 % (from the migrate activity's calls in the migration workflow's
 history); visibility rows read per workflow; the largest event and the longest history of the CI's workflows; the
 CI worker's peak RSS; the status query's latency; and Temporal's own batch signal on N other workflows of the same
-server (up to ``--batch-up-to``). The last line printed is one JSON object ``{"runs": [...]}``.
+server (up to ``--batch-up-to``). With ``--signals-alone`` the sample's workers are stopped from the deploy until every
+workflow is signalled, so the migration pays only for sending (as Temporal's batch signal does): its signals/s is the
+CI's alone. The last line printed is one JSON object ``{"runs": [...]}``.
 """
 
 from __future__ import annotations
@@ -99,21 +102,36 @@ async def stack(db_file: bool) -> AsyncIterator[Stack]:
                     start_new_session=True,
                 )
             await wait_for_poller(client, CI_TASK_QUEUE, timeout_s=60)
-            for version in ("v1", "v2"):
-                await workers.start(
-                    WORKFLOW_NAME,
-                    version,
-                    [sys.executable, "-m", "examples.subscription.worker", "--version", version],
-                    env=env,
-                    ready_line="worker ready",
-                    timeout_s=60,
-                )
+            await start_sample_workers(workers, env)
             yield Stack(server, client, data, env, ci_worker, workers)
         finally:
             await workers.stop_all()
             if ci_worker is not None:
                 stop_process(ci_worker)
             server.stop()
+
+
+async def start_sample_workers(workers: LocalWorkers, env: dict[str, str]) -> None:
+    """The sample's v1 and v2 workers, as the local worker backend runs them (the CI retires v1's)."""
+    for version in ("v1", "v2"):
+        await workers.start(
+            WORKFLOW_NAME,
+            version,
+            [sys.executable, "-m", "examples.subscription.worker", "--version", version],
+            env=env,
+            ready_line="worker ready",
+            timeout_s=60,
+        )
+
+
+async def workers_running(s: Stack) -> bool:
+    return bool(await s.workers.find(WORKFLOW_NAME, "v1"))
+
+
+async def stop_sample_workers(workers: LocalWorkers) -> None:
+    for version in ("v1", "v2"):
+        for worker_set in await workers.find(WORKFLOW_NAME, version):
+            await workers.delete(worker_set)
 
 
 def cpu_s(pid: int) -> float:
@@ -123,12 +141,12 @@ def cpu_s(pid: int) -> float:
 
 
 async def processes(s: Stack) -> dict[str, int]:
-    """The pids whose CPU the benchmark accounts for: the server, the CI worker, the sample's two workers."""
+    """The pids whose CPU the benchmark accounts for: the server, the CI worker, the sample's workers if they run."""
     pids = {"server": s.server.process.pid, "ci_worker": s.ci_worker.pid}
     for version in ("v1", "v2"):
-        [worker_set] = await s.workers.find(WORKFLOW_NAME, version)
-        assert worker_set.pid is not None
-        pids[f"{version}_worker"] = worker_set.pid
+        for worker_set in await s.workers.find(WORKFLOW_NAME, version):
+            assert worker_set.pid is not None
+            pids[f"{version}_worker"] = worker_set.pid
     return pids
 
 
@@ -197,7 +215,7 @@ def rates(calls: list[SweepCall]) -> tuple[datetime, datetime, float, float]:
     return first, last, overall, tail
 
 
-async def run_size(n: int, *, db_file: bool, batch_up_to: int) -> dict[str, Any]:
+async def run_size(n: int, *, db_file: bool, batch_up_to: int, signals_alone: bool) -> dict[str, Any]:
     storage = "database file" if db_file else "in memory"
     log(f"--- N = {n}: dev server {storage}, load {load_average():.2f}")
     async with stack(db_file) as s:
@@ -208,6 +226,9 @@ async def run_size(n: int, *, db_file: bool, batch_up_to: int) -> dict[str, Any]
         log(f"started {n} subscriptions on v1: {starts:.0f} starts/s")
         await settle(client, old_queue, n)
         log("every subscription runs on v1 (first workflow task done)")
+        if signals_alone:  # the migration pays only for sending: no worker moves a workflow until every one is sent
+            await stop_sample_workers(s.workers)
+            log(f"the sample's workers stopped: {await workers_running(s)=}")
 
         pids = await processes(s)
         cpu_before = {name: cpu_s(pid) for name, pid in pids.items()}
@@ -231,12 +252,15 @@ async def run_size(n: int, *, db_file: bool, batch_up_to: int) -> dict[str, Any]
                 await migration_handle.query(STATUS_QUERY, result_type=MigrationState)
                 query_ms.append((time.monotonic() - asked) * 1000)
             loads.append(load_average())
+            m = status.migration
+            if signals_alone and m is not None and m.signalled >= n and not await workers_running(s):
+                log("every workflow signalled: the sample's workers start")
+                await start_sample_workers(s.workers, s.env)
             left = await running(client, old_queue)
             if left == 0:
                 drained = datetime.now(UTC)
                 cpu = {name: (cpu_s(pid) - cpu_before[name]) * 1000 / n for name, pid in pids.items()}
             elif len(status_ms) % 10 == 0:
-                m = status.migration
                 log(f"  {left} left on v1; {m.signalled if m else 0} signalled; status {status_ms[-1]:.0f} ms")
             await asyncio.sleep(SAMPLE_S)
         await client.get_workflow_handle(ci_workflow_id(WORKFLOW_NAME)).result()
@@ -294,13 +318,14 @@ async def run_size(n: int, *, db_file: bool, batch_up_to: int) -> dict[str, Any]
         "migration_query_ms_p50": round(statistics.median(query_ms), 1),
         "migration_query_ms_max": round(max(query_ms), 1),
         "cpu_ms_per_workflow": {name: round(ms, 2) for name, ms in cpu.items()},
+        "signals_alone": signals_alone,
         "load_1m_max": round(max(loads), 2),
         "load_1m_mean": round(statistics.fmean(loads), 2),
     }
 
 
-async def main(sizes: list[int], *, db_file: bool, batch_up_to: int) -> dict[str, Any]:
-    return {"runs": [await run_size(n, db_file=db_file, batch_up_to=batch_up_to) for n in sizes]}
+async def main(sizes: list[int], **options: Any) -> dict[str, Any]:
+    return {"runs": [await run_size(n, **options) for n in sizes]}
 
 
 if __name__ == "__main__":
@@ -308,6 +333,12 @@ if __name__ == "__main__":
     parser.add_argument("--sizes", default=",".join(map(str, SIZES)), help="comma-separated N (default: %(default)s)")
     parser.add_argument("--db-file", action="store_true", help="the dev server persists to a database file")
     parser.add_argument("--batch-up-to", type=int, default=10_000, help="Temporal's batch signal up to this N")
+    parser.add_argument(
+        "--signals-alone",
+        action="store_true",
+        help="stop the sample's workers from the deploy until every workflow is signalled (signals/s of sending alone)",
+    )
     args = parser.parse_args()
     sizes = [int(size) for size in args.sizes.split(",") if size]
-    print(json.dumps(asyncio.run(main(sizes, db_file=args.db_file, batch_up_to=args.batch_up_to))))
+    options = {"db_file": args.db_file, "batch_up_to": args.batch_up_to, "signals_alone": args.signals_alone}
+    print(json.dumps(asyncio.run(main(sizes, **options))))

@@ -27,7 +27,7 @@ SWEEP_ACTIVITY = CIActivities.migrate_sweep.__name__
 
 
 def log(message: str) -> None:
-    print(message, file=sys.stderr, flush=True)
+    print(f"{datetime.now(UTC):%H:%M:%S} {message}", file=sys.stderr, flush=True)
 
 
 def deploy_event(workflow: str, version: str) -> DeployEvent:
