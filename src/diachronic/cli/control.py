@@ -37,7 +37,12 @@ def deploy(
     workflow: Annotated[str, typer.Argument(help="Workflow name (= workflow type)")],
     version: Annotated[str, typer.Argument(help="Version id (e.g. the short git sha)")],
     sha: Annotated[str | None, typer.Option(help="Full commit sha (default: the version id)")] = None,
-    environment: Annotated[str, typer.Option(help="Deployment environment")] = "development",
+    environment: Annotated[
+        str | None,
+        typer.Option(
+            help="Deployment environment; the CI refuses another than its own [default: DIACHRONIC_ENVIRONMENT]"
+        ),
+    ] = None,
     dark: Annotated[bool, typer.Option("--dark", help="Only isTest traffic until `diachronic continue`")] = False,
     non_migratory: Annotated[
         bool, typer.Option("--non-migratory", help="Old workflows finish where they are (cleanup waits)")
@@ -61,7 +66,7 @@ def deploy(
         workflow_name=workflow,
         version_id=version,
         sha=sha or version,
-        environment=environment,
+        environment=environment or c.settings.environment,
         event_time=datetime.now(UTC),
         is_dark_deploy=dark,
         is_non_migratory=non_migratory,
