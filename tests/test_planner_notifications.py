@@ -36,6 +36,8 @@ DRAIN = Progress(drained=False, retired=False)
         (Progress(phase=Phase.ROLLING_OUT), Progress(phase=Phase.ABORTED, stopped_by_human=True), [K.STOPPED]),
         (Progress(phase=Phase.ROLLING_OUT), Progress(phase=Phase.ABORTED, reason="gate"), [K.ABORTED]),
         (Progress(phase=Phase.COMPLETED), Progress(phase=Phase.COMPLETED), []),
+        (Progress(phase=Phase.ROLLING_OUT), Progress(phase=Phase.STOPPED, reason="edited"), [K.STOPPED]),
+        (Progress(phase=Phase.PREPARING), Progress(phase=Phase.DUPLICATE), [K.COMPLETED]),
         (ROLLOUT, Progress(percent=10, paused=False, edited=False), [K.STEP_REACHED]),
         (Progress(percent=30, paused=False, edited=False), Progress(percent=30, paused=True, edited=False), [K.PAUSED]),
         (
@@ -75,6 +77,8 @@ DRAIN = Progress(drained=False, retired=False)
         "aborted by a human: stopped",
         "aborted by a gate: aborted",
         "nothing changed",
+        "a human edit ended it: stopped",
+        "already live: completed",
         "a step reached",
         "paused",
         "resumed",

@@ -15,6 +15,7 @@ from diachronic.ci.planner.schedule import validate_steps
 from diachronic.contracts import Contract, DeployEvent, RolloutStep, State, VersionInfo
 from diachronic.errors import InvalidInput
 from diachronic.flags import VersionFlag
+from diachronic.notify.events import Notification
 from diachronic.workers import WorkerSet
 
 # ----------------------------------------------------------------------------------------------- names
@@ -393,6 +394,9 @@ class CIState(State):
     failed: int = Field(default=0, description="deployments of this run that failed, across continue-as-new")
     last_ignored: str | None = Field(default=None, description="why the last deploy event was ignored")
     ignored: int = 0
+    outbox: list[Notification] = Field(
+        default_factory=list, description="notifications decided and not published yet (bounded: ci.outbox.LIMIT)"
+    )
 
 
 class CIInput(Contract):

@@ -38,6 +38,7 @@ with workflow.unsafe.imports_passed_through():
         ROLLOUT_PROMOTE_SIGNAL,
         ROLLOUT_RESUME_SIGNAL,
         STATUS_QUERY,
+        Actor,
         ApplyFlagInput,
         CIInput,
         CIResult,
@@ -67,7 +68,9 @@ with workflow.unsafe.imports_passed_through():
         rollout_workflow_id,
     )
     from diachronic.ci.migration import MigrationWorkflow
+    from diachronic.ci.outbox import Outbox
     from diachronic.ci.planner import deploy, deployment, rollout
+    from diachronic.ci.planner.notifications import DeploymentFacts, Progress, notifications
     from diachronic.ci.planner.schedule import MAX_PERCENT, default_steps
     from diachronic.ci.rollout import FlagSteps, RolloutWorkflow, StepRunner
     from diachronic.ci.steps import failure_message, failure_name, history_is_long, run_step
@@ -102,6 +105,7 @@ class CIWorkflow:
         self._stop: Control | None = None  # CANCEL or ABORT, asked for by a human
         self._stop_note: str | None = None
         self._rollout: workflow.ChildWorkflowHandle[Any, RolloutResult] | None = None
+        self.outbox = Outbox(self.state.outbox)  # notifications go out from a background task (ci.outbox)
 
     # ------------------------------------------------------------------------------------------- deploy
 
@@ -308,13 +312,19 @@ class CIWorkflow:
 
     @workflow.run
     async def run(self, input: CIInput | None = None) -> CIResult:
+        self.outbox.start()  # what a previous run decided and did not publish goes out first
         while True:
             await workflow.wait_condition(lambda: bool(self.state.queue) or workflow.all_handlers_finished())
             if not self.state.queue:
-                break
+                # Idle: publish what is left before the run ends; a deploy arriving meanwhile is taken at once.
+                await workflow.wait_condition(lambda: not self.outbox.pending or bool(self.state.queue))
+                if not self.state.queue:
+                    break
+                continue
             request, *rest = self.state.queue
             self.state.queue = rest
             record = Deployment(request=request, started_at=workflow.now())
+            self._tell(record, Progress(), Progress(phase=Phase.PREPARING))
             self.state.current = record
             self._continue, self._stop, self._stop_note, self._rollout = False, None, None, None
             await self._deploy(record)
@@ -341,7 +351,24 @@ class CIWorkflow:
                 -deployment.MAX_FAILURES_KEPT :
             ]
 
+    def _tell(self, record: Deployment, before: Progress, after: Progress) -> None:
+        """Publish what the planner says this change of the deployment produces (docs/pipeline.md)."""
+        event = record.request.event
+        facts = DeploymentFacts(
+            workflow_name=event.workflow_name,
+            version_id=event.version_id,
+            started_at=record.started_at or workflow.now(),
+            from_version_id=record.from_version.version_id if record.from_version else None,
+            github=event.github_deployment,
+        )
+        self.outbox.add(notifications(facts, before, after, now=workflow.now()))
+
     def _end(self, record: Deployment, phase: Phase, end: DeploymentEnd) -> None:
+        self._tell(
+            record,
+            Progress(phase=record.phase),
+            Progress(phase=phase, stopped_by_human=end.by is Actor.HUMAN, reason=end.text),
+        )
         record.phase, record.end = phase, end
         log = workflow.logger.error if phase is Phase.FAILED else workflow.logger.info
         log("deployment of %s %s: %s", record.request.event.version_id, phase.value, end.text or "done")

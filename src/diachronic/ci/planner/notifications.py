@@ -61,6 +61,10 @@ def _phase_kind(after: Progress) -> NotificationKind | None:
             return NotificationKind.STOPPED
         case Phase.ABORTED:
             return NotificationKind.STOPPED if after.stopped_by_human else NotificationKind.ABORTED
+        case Phase.STOPPED:  # a human edited the percentage by hand: the rollout stepped aside
+            return NotificationKind.STOPPED
+        case Phase.DUPLICATE:  # the version already is the newest live one: done, nothing to do
+            return NotificationKind.COMPLETED
     return None
 
 
