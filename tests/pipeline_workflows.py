@@ -52,6 +52,7 @@ class FailingWorkflow:
 class OutboxRun(Contract):
     add: list[Notification]
     pending: list[Notification] = []  # what a previous run handed over (its state, through continue-as-new)
+    hand_over: bool = False  # settle, then continue-as-new with what is not published yet
 
 
 @workflow.defn
@@ -64,4 +65,7 @@ class OutboxWorkflow:
         outbox = Outbox(list(input.pending))
         outbox.start()
         outbox.add(input.add)
+        if input.hand_over:
+            await outbox.settle(timedelta(minutes=1))
+            workflow.continue_as_new(OutboxRun(add=[], pending=outbox.pending))
         await outbox.flush(timedelta(hours=1))

@@ -292,3 +292,32 @@ async def test_the_outbox_publishes_in_order_through_outages_starting_with_what_
     delivered = [r.json["kind"] for r in box.at("/hook")]
     # The one handed over first (retried through the outage), each one after the one before it, each once it took.
     assert delivered == ["started"] * 3 + ["step_reached", "completed"]
+
+
+async def test_the_outbox_settles_before_a_hand_over_and_the_next_run_publishes_the_rest(
+    time_env: WorkflowEnvironment,
+) -> None:
+    kinds = [NotificationKind.STARTED, NotificationKind.STEP_REACHED, NotificationKind.COMPLETED]
+    changes = [note(kind, id=notification_id("orders", "v2@t", kind)) for kind in kinds]
+    async with receiver() as box:
+        activities = NotifyActivities([JsonWebhookSink(SecretStr(f"{box.url}/hook"))], None, None)
+        queue, workflow_id = f"outbox-{uuid.uuid4()}", f"outbox-{uuid.uuid4()}"
+        try:
+            async with Worker(
+                time_env.client,
+                task_queue=queue,
+                workflows=[OutboxWorkflow],
+                activities=[activities.publish_notification],
+            ):
+                handle = await time_env.client.start_workflow(
+                    OutboxWorkflow.run, OutboxRun(add=changes, hand_over=True), id=workflow_id, task_queue=queue
+                )
+                await handle.result()
+        finally:
+            await activities.close()
+        first_run = (await handle.describe()).raw_description.workflow_execution_info.first_run_id
+        history = await time_env.client.get_workflow_handle(workflow_id, run_id=first_run).fetch_history()
+    assert [r.json["kind"] for r in box.at("/hook")] == [k.value for k in kinds]
+    scheduled = [e for e in history.events if e.HasField("activity_task_scheduled_event_attributes")]
+    closed = [e for e in history.events if e.HasField("activity_task_completed_event_attributes")]
+    assert len(scheduled) == len(closed)  # whatever was in flight ended before the hand-over: none left behind

@@ -39,6 +39,8 @@ class Outbox:
     def __init__(self, pending: list[Notification]) -> None:
         self.pending = pending
         self._task: asyncio.Task[None] | None = None
+        self._publishing = False
+        self._held = False
 
     def add(self, notifications: list[Notification]) -> None:
         self.pending.extend(notifications)
@@ -56,8 +58,9 @@ class Outbox:
 
     async def _publish(self) -> None:
         while True:
-            await workflow.wait_condition(lambda: bool(self.pending))
+            await workflow.wait_condition(lambda: bool(self.pending) and not self._held)
             notification = self.pending[0]
+            self._publishing = True
             try:
                 await workflow.execute_activity_method(
                     NotifyActivities.publish_notification,
@@ -68,8 +71,17 @@ class Outbox:
                 )
             except ActivityError as error:
                 workflow.logger.warning("notification %s given up: %s", notification.id, error.cause or error)
+            finally:
+                self._publishing = False
             if self.pending and self.pending[0] is notification:
                 self.pending.pop(0)
+
+    async def settle(self, within: timedelta) -> None:
+        """Before continue-as-new: start nothing more and let the publication in flight end (at most ``within``), so
+        the next run takes over ``pending`` without an activity left running for nobody."""
+        self._held = True
+        with contextlib.suppress(asyncio.TimeoutError):
+            await workflow.wait_condition(lambda: not self._publishing, timeout=within)
 
     async def flush(self, within: timedelta) -> None:
         """Wait until everything is published, at most ``within`` (before the workflow ends or hands over)."""
