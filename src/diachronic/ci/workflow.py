@@ -68,7 +68,7 @@ with workflow.unsafe.imports_passed_through():
         rollout_workflow_id,
     )
     from diachronic.ci.migration import MigrationWorkflow
-    from diachronic.ci.outbox import Outbox
+    from diachronic.ci.outbox import OUTBOX_SETTLE, Outbox
     from diachronic.ci.planner import deploy, deployment, rollout
     from diachronic.ci.planner.notifications import DeploymentFacts, Progress, notifications
     from diachronic.ci.planner.schedule import MAX_PERCENT, default_steps
@@ -330,6 +330,7 @@ class CIWorkflow:
             await self._deploy(record)
             self._finish(record)
             if self.state.queue and self._should_continue_as_new():
+                await self.outbox.settle(OUTBOX_SETTLE)
                 await workflow.wait_condition(workflow.all_handlers_finished)
                 workflow.continue_as_new(
                     CIInput(state=self.state, continue_as_new_after=self.input.continue_as_new_after)
