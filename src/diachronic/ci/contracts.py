@@ -15,7 +15,7 @@ from diachronic.ci.planner.schedule import validate_steps
 from diachronic.contracts import Contract, DeployEvent, RolloutStep, State, VersionInfo
 from diachronic.errors import InvalidInput
 from diachronic.flags import VersionFlag
-from diachronic.notify.events import Notification
+from diachronic.notify.events import DeploymentFacts, Notification
 from diachronic.workers import WorkerSet
 
 # ----------------------------------------------------------------------------------------------- names
@@ -212,6 +212,7 @@ class RolloutInput(Contract):
     poll_interval_s: float = Field(default=1.0, gt=0)
     continue_as_new_after: int = Field(default=2000, ge=10, description="history events before continue-as-new")
     step_timeout_s: float = Field(default=DEFAULT_STEP_TIMEOUT_S, gt=0)
+    report: DeploymentFacts | None = Field(default=None, description="the deployment its notifications tell of")
 
 
 class RolloutState(State):
@@ -225,6 +226,8 @@ class RolloutState(State):
     stop_reason: str | None = None
     stop_detail: str | None = None
     history: list[tuple[datetime, int]] = Field(default_factory=list)
+    pauses: int = 0  # how many times it was paused: tells one pause's notification from the next
+    outbox: list[Notification] = Field(default_factory=list, description="notifications not published yet")
 
 
 class RolloutRun(Contract):
@@ -237,6 +240,7 @@ class RolloutResult(Contract):
     percent: int
     reason: str | None = None
     detail: str | None = None
+    unpublished: list[Notification] = Field(default_factory=list, description="left for the CI to publish")
 
 
 class RolloutStatus(Contract):

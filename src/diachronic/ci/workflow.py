@@ -70,7 +70,7 @@ with workflow.unsafe.imports_passed_through():
     from diachronic.ci.migration import MigrationWorkflow
     from diachronic.ci.outbox import OUTBOX_SETTLE, Outbox
     from diachronic.ci.planner import deploy, deployment, rollout
-    from diachronic.ci.planner.notifications import DeploymentFacts, Progress, notifications
+    from diachronic.ci.planner.notifications import Progress, notifications
     from diachronic.ci.planner.schedule import MAX_PERCENT, default_steps
     from diachronic.ci.rollout import FlagSteps, RolloutWorkflow, StepRunner
     from diachronic.ci.steps import failure_message, failure_name, history_is_long, run_step
@@ -84,6 +84,7 @@ with workflow.unsafe.imports_passed_through():
         ci_workflow_name,
     )
     from diachronic.flags import VersionFlag
+    from diachronic.notify.events import DeploymentFacts
 
 MAX_HISTORY = 20
 MAX_CONTROLS = 20
@@ -352,23 +353,31 @@ class CIWorkflow:
                 -deployment.MAX_FAILURES_KEPT :
             ]
 
-    def _tell(self, record: Deployment, before: Progress, after: Progress) -> None:
-        """Publish what the planner says this change of the deployment produces (docs/pipeline.md)."""
+    @staticmethod
+    def _facts(record: Deployment) -> DeploymentFacts:
         event = record.request.event
-        facts = DeploymentFacts(
+        return DeploymentFacts(
             workflow_name=event.workflow_name,
             version_id=event.version_id,
             started_at=record.started_at or workflow.now(),
             from_version_id=record.from_version.version_id if record.from_version else None,
             github=event.github_deployment,
         )
-        self.outbox.add(notifications(facts, before, after, now=workflow.now()))
+
+    def _tell(self, record: Deployment, before: Progress, after: Progress) -> None:
+        """Publish what the planner says this change of the deployment produces (docs/pipeline.md)."""
+        self.outbox.add(notifications(self._facts(record), before, after, now=workflow.now()))
 
     def _end(self, record: Deployment, phase: Phase, end: DeploymentEnd) -> None:
         self._tell(
             record,
             Progress(phase=record.phase),
-            Progress(phase=phase, stopped_by_human=end.by is Actor.HUMAN, reason=end.text),
+            Progress(
+                phase=phase,
+                percent=record.rollout.percent if record.rollout else None,
+                stopped_by_human=end.by is Actor.HUMAN,
+                reason=end.text,
+            ),
         )
         record.phase, record.end = phase, end
         log = workflow.logger.error if phase is Phase.FAILED else workflow.logger.info
@@ -480,6 +489,7 @@ class CIWorkflow:
                     poll_interval_s=options.poll_interval_s or ROLLOUT_POLL_S,
                     continue_as_new_after=can_after,
                     step_timeout_s=_budget(record),
+                    report=self._facts(record),
                 )
             ),
             id=rollout_workflow_id(name),
@@ -527,7 +537,9 @@ class CIWorkflow:
         for child in children:
             if child.done() and not child.cancelled() and child.exception() is None:
                 if child is self._rollout:
-                    record.rollout = child.result()
+                    result: RolloutResult = child.result()
+                    self.outbox.add(result.unpublished)  # what the rollout could not publish before it ended
+                    record.rollout = result.model_copy(update={"unpublished": []})
                 else:
                     record.migration = child.result()
         end = plan.end or DeploymentEnd()
