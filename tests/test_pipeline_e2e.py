@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import AsyncIterator
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -14,12 +15,14 @@ import pytest
 from pydantic import SecretStr
 from temporalio.client import WorkflowFailureError
 from temporalio.testing import WorkflowEnvironment
-from tests.ci_helpers import CIHarness, ci_harness, event, eventually, fast
+from tests.ci_helpers import CIHarness, ci_harness, event, eventually, fast, run_diachronic
 from tests.github_api import GitHubApi
 from tests.http_helpers import deployment_status, served, settings, signed
 from tests.notify_receiver import Receiver, receiver
 
 from diachronic.ci import client as ci
+from diachronic.ci.contracts import CIStatus, Phase
+from diachronic.ci.freeze import lift_freeze, set_freeze
 from diachronic.ci.planner.schedule import parse_steps
 from diachronic.contracts import GitHubDeploymentRef, ci_workflow_id
 from diachronic.errors import InvalidInput
@@ -124,3 +127,36 @@ async def test_each_rollout_step_is_reported_in_order_before_success(
     ]
     v2_kinds = [r.json["kind"] for r in hook.at("/hook") if r.json["versionId"] == "v2"]
     assert v2_kinds == ["started", "step_reached", "step_reached", "completed"]
+
+
+async def test_a_freeze_holds_a_deployment_in_the_queue_until_it_is_lifted_and_force_goes_through(
+    h: CIHarness, data_dir: Path
+) -> None:
+    wf = "e2e" + uuid.uuid4().hex[:8]
+    until = datetime.now(UTC) + timedelta(hours=1)
+    await set_freeze(h.client, h.task_queue, wf, until, "incident 42")
+    await ci.deploy(h.client, h.task_queue, event(wf, "v1", environment="production"), fast())
+
+    async def held() -> CIStatus | None:
+        status = await ci.status(h.client, wf)
+        return status if status.frozen is not None else None
+
+    status = await eventually(held, what="the deployment held by the freeze")
+    assert (status.frozen.reason, status.phase, [e.version_id for e in status.queued]) == (  # type: ignore[union-attr]
+        "incident 42",
+        Phase.IDLE,
+        ["v1"],
+    )
+    code, _, err = await run_diachronic(h.client, h.task_queue, "status", wf, DIACHRONIC_DATA_DIR=str(data_dir))
+    assert code == 0, err
+    await lift_freeze(h.client, wf)
+    await h.client.get_workflow_handle(ci_workflow_id(wf)).result()
+    assert (await ci.status(h.client, wf)).phase is Phase.COMPLETED
+
+    await set_freeze(h.client, h.task_queue, wf, until, "incident 43")
+    forced = fast(steps=parse_steps("100@0.1s"), forceReason="hotfix for incident 43")
+    await ci.deploy(h.client, h.task_queue, event(wf, "v2", environment="production"), forced)
+    [*_, last] = (await h.client.get_workflow_handle(ci_workflow_id(wf)).result())["deployments"]
+    assert last["overrodeFreeze"]["reason"] == "incident 43"
+    assert last["request"]["options"]["forceReason"] == "hotfix for incident 43"
+    await lift_freeze(h.client, wf)

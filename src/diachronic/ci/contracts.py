@@ -11,6 +11,7 @@ from typing import Annotated
 
 from pydantic import AfterValidator, Field
 
+from diachronic.ci.planner.freeze import Freeze
 from diachronic.ci.planner.schedule import validate_steps
 from diachronic.contracts import Contract, DeployEvent, RolloutStep, State, VersionInfo
 from diachronic.errors import InvalidInput
@@ -366,6 +367,9 @@ class DeployOptions(Contract):
     step_timeout_s: float | None = Field(
         default=None, gt=0, description="how long one step may keep failing (default 1 h)"
     )
+    force_reason: str | None = Field(
+        default=None, min_length=1, max_length=500, description="go through a freeze, for this reason (recorded)"
+    )
 
 
 class DeployRequest(Contract):
@@ -382,6 +386,7 @@ class Deployment(State):
     migration: DrainResult | None = None
     cleanup_workflow_id: str | None = None
     end: DeploymentEnd | None = None
+    overrode_freeze: Freeze | None = Field(default=None, description="the freeze it was forced through")
     controls: list[ControlRecord] = Field(default_factory=list, description="the controls it accepted (bounded)")
     started_at: datetime | None = None
     finished_at: datetime | None = None
@@ -401,6 +406,7 @@ class CIState(State):
     outbox: list[Notification] = Field(
         default_factory=list, description="notifications decided and not published yet (bounded: ci.outbox.LIMIT)"
     )
+    frozen: Freeze | None = Field(default=None, description="the freeze the next deployment waits for")
 
 
 class CIInput(Contract):
@@ -447,6 +453,7 @@ class CIStatus(Contract):
     queued: list[DeployEvent]
     last_error: str | None
     end: DeploymentEnd | None = None
+    frozen: Freeze | None = Field(default=None, description="the queued deployments wait for this freeze to lift")
     non_migratory: bool = False
     cleanup_workflow_id: str | None = None
     drain_workflow_id: str | None = Field(

@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import dataclasses
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 from pydantic import ValidationError
@@ -67,9 +67,11 @@ with workflow.unsafe.imports_passed_through():
         migration_workflow_id,
         rollout_workflow_id,
     )
+    from diachronic.ci.freeze import FreezeActivities, ReadFreezesInput
     from diachronic.ci.migration import MigrationWorkflow
     from diachronic.ci.outbox import OUTBOX_SETTLE, Outbox
     from diachronic.ci.planner import deploy, deployment, rollout
+    from diachronic.ci.planner.freeze import Freeze, active_freeze, freeze_gate
     from diachronic.ci.planner.notifications import Progress, notifications
     from diachronic.ci.planner.schedule import MAX_PERCENT, default_steps
     from diachronic.ci.rollout import FlagSteps, RolloutWorkflow, StepRunner
@@ -92,6 +94,7 @@ CLEANUP_POLL_S = 10.0
 ROLLOUT_POLL_S = 1.0
 MIGRATION_POLL_S = 2.0
 CHILD_HISTORY = 2000
+FREEZE_READ_BUDGET_S = 600.0  # reading the freezes may keep failing this long; then the deployment is not held
 
 AnyChild = workflow.ChildWorkflowHandle[Any, Any]
 
@@ -300,6 +303,7 @@ class CIWorkflow:
             queued=[r.event for r in self.state.queue],
             last_error=(end.text if end and end.reason else None) or self.state.last_ignored,
             end=end,
+            frozen=self.state.frozen,
             non_migratory=current.request.event.is_non_migratory if current else False,
             cleanup_workflow_id=current.cleanup_workflow_id if current else None,
             drain_workflow_id=drain_workflow_id(current),
@@ -322,9 +326,10 @@ class CIWorkflow:
                 if not self.state.queue:
                     break
                 continue
+            overridden = await self._wait_for_thaw(self.state.queue[0])
             request, *rest = self.state.queue
             self.state.queue = rest
-            record = Deployment(request=request, started_at=workflow.now())
+            record = Deployment(request=request, started_at=workflow.now(), overrode_freeze=overridden)
             self._tell(record, Progress(), Progress(phase=Phase.PREPARING))
             self.state.current = record
             self._continue, self._stop, self._stop_note, self._rollout = False, None, None, None
@@ -341,6 +346,36 @@ class CIWorkflow:
         if (failure := deployment.run_failure(self.state.failed, self.state.failures)) is not None:
             raise ApplicationError(failure, result, type="DeploymentFailed", non_retryable=True)
         return result
+
+    async def _wait_for_thaw(self, request: DeployRequest) -> Freeze | None:
+        """A freeze holds the next deployment in the queue (``status`` says why and until when); returns the freeze
+        a forced deployment goes through. Freezes that cannot be read do not hold anything (logged)."""
+        name = request.event.workflow_name
+        while True:
+            try:
+                reading = await run_step(
+                    FreezeActivities.read_freezes, ReadFreezesInput(workflow_name=name), budget_s=FREEZE_READ_BUDGET_S
+                )
+            except ApplicationError as error:
+                workflow.logger.warning("the freezes of %s cannot be read (%s): not held", name, error.message)
+                self.state.frozen = None
+                return None
+            now = workflow.now()
+            in_force = active_freeze(now, name, reading.freezes, reading.windows)
+            verdict = freeze_gate(now, in_force, force_reason=request.options.force_reason)
+            self.state.frozen = verdict.hold
+            if verdict.hold is None:
+                return verdict.overridden
+            assert verdict.recheck_at is not None
+            if self._should_continue_as_new():  # a freeze of days must not grow one run's history
+                await self.outbox.settle(OUTBOX_SETTLE)
+                await workflow.wait_condition(workflow.all_handlers_finished)
+                workflow.continue_as_new(
+                    CIInput(state=self.state, continue_as_new_after=self.input.continue_as_new_after)
+                )
+            poll = request.options.poll_interval_s  # a deployment that asks to be checked more often is
+            wake = min(verdict.recheck_at, now + timedelta(seconds=poll)) if poll else verdict.recheck_at
+            await workflow.sleep(_seconds_until(wake))
 
     def _finish(self, record: Deployment) -> None:
         record.finished_at = workflow.now()
