@@ -47,8 +47,13 @@ from diachronic.ci.planner.rollout import TrafficObservation
             DeploymentStart(
                 StartVerdict.DUPLICATE,
                 detail="v1 already is the newest live version (workflow.wf.seqId.000.version.v1): nothing to deploy "
-                "(a roll-back is a deploy of another version)",
+                "(a roll-back is a deploy of another version; `deploy --redeploy` takes this one through a "
+                "deployment again)",
             ),
+        ),
+        (
+            start(event=event("v1"), flags=(flag(1, "v1", 40), flag(0, "v0", 100)), redeploy=True),
+            DeploymentStart(StartVerdict.ROLLOUT, previous=version(0, "v0")),
         ),
         (
             start(event=event("v2", environment="production")),
@@ -75,6 +80,7 @@ from diachronic.ci.planner.rollout import TrafficObservation
         "the previous version is the newest other live one, whatever its percentage",
         "a roll-back by redeploy: a rollout from the version it replaces",
         "the newest live version again is a duplicate: nothing is re-run",
+        "a human's explicit redeploy of the newest live version runs it again from the previous one",
         "another environment is refused before anything changes",
         "a task queue another workflow's version has is refused",
     ],

@@ -367,6 +367,11 @@ class DeployOptions(Contract):
     step_timeout_s: float | None = Field(
         default=None, gt=0, description="how long one step may keep failing (default 1 h)"
     )
+    redeploy: bool = Field(
+        default=False,
+        description="deploy even if the version already is the newest live version (a human's command, e.g. to "
+        "finish a deployment that failed); a redelivered event never sets it",
+    )
     force_reason: str | None = Field(
         default=None, min_length=1, max_length=500, description="go through a freeze, for this reason (recorded)"
     )

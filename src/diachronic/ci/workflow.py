@@ -432,6 +432,7 @@ class CIWorkflow:
                     flags=tuple(observation.flags),
                     environment=observation.environment,
                     twins=tuple(observation.twins),
+                    redeploy=record.request.options.redeploy,
                 )
             )
             record.from_version = start.previous

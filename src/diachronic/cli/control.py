@@ -47,6 +47,12 @@ def deploy(
     non_migratory: Annotated[
         bool, typer.Option("--non-migratory", help="Old workflows finish where they are (cleanup waits)")
     ] = False,
+    redeploy: Annotated[
+        bool,
+        typer.Option(
+            "--redeploy", help="Deploy even if VERSION already is the newest live version (e.g. after a failure)"
+        ),
+    ] = False,
     steps: Annotated[
         str | None, typer.Option(help='Rollout schedule "P@D,...": wait D, then route P %. Default 10 % every 60 s')
     ] = None,
@@ -84,6 +90,7 @@ def deploy(
             steps=parse_steps(steps) if steps else None,
             poll_interval_s=poll,
             force_reason=reason.strip() if force and reason else None,
+            redeploy=redeploy,
         )
     except (DiachronicError, ValidationError) as error:
         c.out.abort(f"invalid --steps/--poll: {error}")

@@ -14,7 +14,7 @@ from diachronic.ci.planner.deploy import DeployDecision
 from diachronic.ci.planner.retire import RetireBlocker
 from diachronic.ci.planner.rollout import RolloutStopReason
 from diachronic.simulation.fakes import ContractFakes
-from diachronic.simulation.runner import Expect, Outcome, Scenario, Sim
+from diachronic.simulation.runner import Check, Expect, Outcome, Scenario, Sim
 from diachronic.simulation.world import FlagEnd, World
 
 __all__ = ["CATALOG", "by_name", "select"]
@@ -691,6 +691,17 @@ REDELIVERED_EVENTS = Scenario(
 )
 
 
+def failed_with_v1_still_live(*checks: Check) -> Expect:
+    """The deployment of v2 failed before v2 took any traffic: the CI run fails, v1 stays live, nothing retires."""
+    return Expect(
+        phases=(Phase.FAILED,),
+        ci_fails=True,
+        flags=(FlagEnd("v2", 0), FlagEnd("v1", 100)),
+        workers=frozenset({"v1", "v2"}),
+        checks=checks,
+    )
+
+
 def migration_broken(world: World, fakes: ContractFakes) -> None:
     live("v1", running={"v1": 4}, workers=("v1", "v2"))(world, fakes)
     refusal = ActivityErrorInfo(name="WorkersError", message="forbidden (simulated)", retryable=False)
@@ -707,15 +718,9 @@ MIGRATION_FAILS_FIRST = Scenario(
     "once, its rollout stopped; no percentage is raised after (safety defect 5)",
     setup=migration_broken,
     drive=deploy_v2_slowly,
-    expect=Expect(
-        phases=(Phase.FAILED,),
-        ci_fails=True,
-        flags=(FlagEnd("v2", 0), FlagEnd("v1", 100)),
-        workers=frozenset({"v1", "v2"}),
-        checks=(
-            ("noticed before the first step was due", lambda o: o.virtual_s < 3600),
-            ("nothing written", lambda o: o.world.percent_writes == []),
-        ),
+    expect=failed_with_v1_still_live(
+        ("noticed before the first step was due", lambda o: o.virtual_s < 3600),
+        ("nothing written", lambda o: o.world.percent_writes == []),
     ),
 )
 
@@ -732,18 +737,12 @@ FLAG_STORE_DOWN_FOR_DAYS = Scenario(
     "the deployment ends failed with StepTimedOut; the history stays short (safety defect 8)",
     setup=flag_store_down_for_days,
     drive=deploy_non_migratory,
-    expect=Expect(
-        phases=(Phase.FAILED,),
-        ci_fails=True,
-        flags=(FlagEnd("v2", 0), FlagEnd("v1", 100)),
-        workers=frozenset({"v1", "v2"}),
-        checks=(
-            (
-                "it failed with StepTimedOut",
-                lambda o: o.records[0].end is not None and o.records[0].end.reason == "StepTimedOut",
-            ),
-            ("within a few hours, not days", lambda o: o.virtual_s < 4 * 3600),
+    expect=failed_with_v1_still_live(
+        (
+            "it failed with StepTimedOut",
+            lambda o: o.records[0].end is not None and o.records[0].end.reason == "StepTimedOut",
         ),
+        ("within a few hours, not days", lambda o: o.virtual_s < 4 * 3600),
     ),
     max_virtual_s=3 * 24 * 3600,
 )

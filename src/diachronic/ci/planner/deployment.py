@@ -1,8 +1,8 @@
 """One deployment, from its start to its typed end.
 
 - ``plan_start``: at the start, over the observed flags: refuse (another environment, a task queue another
-  workflow's version already has), skip (the version already is the newest live version: a duplicate), or deploy,
-  initial (no previous version) or as a rollout from the previous version.
+  workflow's version already has), skip (the version already is the newest live version: a duplicate, unless a
+  human asked to redeploy it), or deploy, initial (no previous version) or as a rollout from the previous version.
 - ``plan_children``: while the rollout and migration children run, whichever ends first decides: a failure stops the
   other and fails the deployment; a human's cancel or abort stops both; a rollout stopped by a human edit lets the
   migration follow the flag and ends the deployment as ``stopped``.
@@ -71,6 +71,7 @@ class DeploymentSnapshot:
     flags: tuple[VersionFlag, ...]  # the workflow's live flags, newest first
     environment: str  # the deployment environment this CI serves
     twins: tuple[VersionInfo, ...] = ()  # other workflows' versions on this version's task queue
+    redeploy: bool = False  # a human asked to deploy the version again, even if it is the newest live one
 
 
 @dataclass(frozen=True)
@@ -111,11 +112,12 @@ def plan_start(snapshot: DeploymentSnapshot) -> DeploymentStart:
             "version id",
         )
     live = [f for f in snapshot.flags if not f.archived]
-    if live and live[0].info.version_id == event.version_id:
+    if live and live[0].info.version_id == event.version_id and not snapshot.redeploy:
         return DeploymentStart(
             StartVerdict.DUPLICATE,
             detail=f"{event.version_id} already is the newest live version ({live[0].info.flag_name}): nothing "
-            "to deploy (a roll-back is a deploy of another version)",
+            "to deploy (a roll-back is a deploy of another version; `deploy --redeploy` takes this one through a "
+            "deployment again)",
         )
     previous = previous_version(live, event.version_id)
     if previous is None:
