@@ -10,6 +10,7 @@ from temporalio.exceptions import ApplicationError
 
 with workflow.unsafe.imports_passed_through():
     from diachronic.ci.outbox import Outbox
+    from diachronic.ci.planner.freeze import Freeze, FreezeWindow, active_freeze
     from diachronic.contracts import Contract
     from diachronic.notify.activities import NotifyActivities, PublishResult
     from diachronic.notify.events import Notification
@@ -69,3 +70,16 @@ class OutboxWorkflow:
             await outbox.settle(timedelta(minutes=1))
             workflow.continue_as_new(OutboxRun(add=[], pending=outbox.pending))
         await outbox.flush(timedelta(hours=1))
+
+
+class WindowCheck(Contract):
+    windows: list[FreezeWindow]
+
+
+@workflow.defn
+class FreezeWindowWorkflow:
+    """Evaluates freeze windows inside the workflow sandbox, as the CI does."""
+
+    @workflow.run
+    async def run(self, input: WindowCheck) -> Freeze | None:
+        return active_freeze(workflow.now(), "orders", [], input.windows)

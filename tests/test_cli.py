@@ -99,7 +99,7 @@ def test_the_ci_worker_keeps_the_freezes(dev: tuple[dict[str, str], subprocess.P
     [
         (["deploy", "clidemo", "v.1"], "version id 'v.1' may only contain"),
         (["deploy", "bad.name", "v1"], "workflow name 'bad.name' may only contain"),
-        (["deploy", "clidemo", "v2", "--steps", "10@1s,50@1s"], "must end at 100%"),
+        (["deploy", "clidemo", "v2", "--steps", "50@1s,10@1s"], "must not go down: 10% comes after 50%"),
         (["continue", "clidemo"], "nothing is running"),
         (["start", "nothing-deployed", "--id", "x"], "nothing-deployed: no version of it is enabled"),
         (["start", "clidemo", "--id", "x", "--input", "{"], "--input is not valid JSON"),
@@ -107,7 +107,7 @@ def test_the_ci_worker_keeps_the_freezes(dev: tuple[dict[str, str], subprocess.P
     ids=[
         "dot in version",
         "dot in workflow name",
-        "schedule not ending at 100",
+        "a falling schedule",
         "continue when idle",
         "start with no version",
         "bad JSON input",

@@ -22,7 +22,7 @@ with workflow.unsafe.imports_passed_through():
     from diachronic.notify.activities import NotifyActivities
     from diachronic.notify.events import Notification, NotificationKind
 
-__all__ = ["LIMIT", "PUBLISH_RETRY", "Outbox"]
+__all__ = ["LIMIT", "OUTBOX_SETTLE", "PUBLISH_RETRY", "Outbox"]
 
 LIMIT = 100
 PUBLISH_RETRY = RetryPolicy(
@@ -30,6 +30,7 @@ PUBLISH_RETRY = RetryPolicy(
 )
 PUBLISH_FOR = timedelta(days=1)  # then the notification is given up (logged): its sinks were down all day
 ATTEMPT_TIMEOUT = timedelta(minutes=1)  # every sink's own timeout is far shorter
+OUTBOX_SETTLE = timedelta(seconds=30)  # how long a hand-over waits for the publication in flight
 _DROPPABLE = {NotificationKind.STEP_REACHED, NotificationKind.PAUSED, NotificationKind.RESUMED}
 
 

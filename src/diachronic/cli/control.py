@@ -37,10 +37,21 @@ def deploy(
     workflow: Annotated[str, typer.Argument(help="Workflow name (= workflow type)")],
     version: Annotated[str, typer.Argument(help="Version id (e.g. the short git sha)")],
     sha: Annotated[str | None, typer.Option(help="Full commit sha (default: the version id)")] = None,
-    environment: Annotated[str, typer.Option(help="Deployment environment")] = "development",
+    environment: Annotated[
+        str | None,
+        typer.Option(
+            help="Deployment environment; the CI refuses another than its own [default: DIACHRONIC_ENVIRONMENT]"
+        ),
+    ] = None,
     dark: Annotated[bool, typer.Option("--dark", help="Only isTest traffic until `diachronic continue`")] = False,
     non_migratory: Annotated[
         bool, typer.Option("--non-migratory", help="Old workflows finish where they are (cleanup waits)")
+    ] = False,
+    redeploy: Annotated[
+        bool,
+        typer.Option(
+            "--redeploy", help="Deploy even if VERSION already is the newest live version (e.g. after a failure)"
+        ),
     ] = False,
     steps: Annotated[
         str | None, typer.Option(help='Rollout schedule "P@D,...": wait D, then route P %. Default 10 % every 60 s')
@@ -48,6 +59,12 @@ def deploy(
     poll: Annotated[float | None, typer.Option(help="Seconds between flag and queue checks (default 1-2 s)")] = None,
     worker_cmd: Annotated[
         str | None, typer.Option("--worker-cmd", help="Start CMD as this version's local worker first")
+    ] = None,
+    force: Annotated[
+        bool, typer.Option("--force", envvar="DIACHRONIC_FORCE", help="Go through a freeze (needs --reason; recorded)")
+    ] = False,
+    reason: Annotated[
+        str | None, typer.Option("--reason", envvar="DIACHRONIC_FORCE_REASON", help="Why --force (recorded)")
     ] = None,
     wait: Annotated[bool, WAIT_OPTION] = False,
     timeout: Annotated[str | None, TIMEOUT_OPTION] = None,
@@ -61,13 +78,20 @@ def deploy(
         workflow_name=workflow,
         version_id=version,
         sha=sha or version,
-        environment=environment,
+        environment=environment or c.settings.environment,
         event_time=datetime.now(UTC),
         is_dark_deploy=dark,
         is_non_migratory=non_migratory,
     )
     try:
-        options = DeployOptions(steps=parse_steps(steps) if steps else None, poll_interval_s=poll)
+        if force and not (reason or "").strip():
+            c.out.abort("--force needs --reason: why this deployment goes through a freeze (it is recorded)")
+        options = DeployOptions(
+            steps=parse_steps(steps) if steps else None,
+            poll_interval_s=poll,
+            force_reason=reason.strip() if force and reason else None,
+            redeploy=redeploy,
+        )
     except (DiachronicError, ValidationError) as error:
         c.out.abort(f"invalid --steps/--poll: {error}")
 
