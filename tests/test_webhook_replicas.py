@@ -105,8 +105,9 @@ async def deployments_of(client: Client, wf: str) -> list[tuple[str, str]]:
 
 async def test_two_replicas_start_a_delivery_once_also_after_a_restart(dev_ci: CIHarness, tmp_path: Path) -> None:
     wf = "rep" + uuid.uuid4().hex[:8]
-    first = deployment_status(sha=SHA1, payload={"workflowName": wf})
-    dark = deployment_status(sha=SHA2, payload={"workflowName": wf, "isDarkDeploy": True})
+    # The environment the test CI serves (a deploy event for another one is refused).
+    first = deployment_status(sha=SHA1, payload={"workflowName": wf}, environment="development")
+    dark = deployment_status(sha=SHA2, payload={"workflowName": wf, "isDarkDeploy": True}, environment="development")
     handle = dev_ci.client.get_workflow_handle(ci_workflow_id(wf))
 
     async def awaiting_continue() -> bool:
