@@ -15,11 +15,12 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
+from tests.processes import process_alive
 
 from diachronic.errors import InvalidInput, WorkersError
 from diachronic.workers import WorkerBackend, WorkerSet
 from diachronic.workers.local import LocalWorkers
-from workers_contract import DeploymentsContract, eventually, process_alive
+from workers_contract import DeploymentsContract, eventually
 
 READY = "worker ready"
 SLEEPER = f"print({READY!r}); import time; time.sleep(120)"

@@ -14,7 +14,6 @@ import asyncio
 import inspect
 import time
 from collections.abc import Awaitable, Callable
-from pathlib import Path
 from typing import Protocol
 
 import pytest
@@ -55,15 +54,6 @@ async def eventually(
         if time.monotonic() >= deadline:
             raise AssertionError(f"{what} did not hold within {timeout_s} s")
         await asyncio.sleep(0.02)
-
-
-def process_alive(pid: int) -> bool:
-    """Alive and not a zombie, straight from /proc (independent of the code under test)."""
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-    except (FileNotFoundError, ProcessLookupError):
-        return False
-    return stat.rsplit(")", 1)[1].split()[0] not in ("Z", "X")
 
 
 def version_of(deployment: WorkerSet) -> tuple[str, str]:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 from datetime import UTC, datetime
 from typing import Annotated, Any
 
@@ -12,13 +13,14 @@ from pydantic import ValidationError
 from diachronic.backends import open_flag_store, open_workers
 from diachronic.ci import client as ci
 from diachronic.ci.contracts import DeployAck, DeployOptions
-from diachronic.ci.planning import format_steps, parse_steps
+from diachronic.ci.planning import default_steps, format_steps, parse_steps, plan_deployment
 from diachronic.cli import Context, app
 from diachronic.contracts import DeployEvent
 from diachronic.errors import DiachronicError
+from diachronic.flags import VersionFlag
 from diachronic.signaler import start_routed
 from diachronic.temporal import connect, wait_for_poller
-from diachronic.versions import task_queue
+from diachronic.versions import previous_version, task_queue
 from diachronic.workers.local import LocalWorkers
 
 
@@ -66,7 +68,7 @@ def deploy(
     except (DiachronicError, ValidationError) as error:
         c.out.abort(f"invalid --steps/--poll: {error}")
 
-    async def run() -> DeployAck:
+    async def run() -> tuple[DeployAck, list[VersionFlag] | None]:
         client = await connect(c.settings)
         if worker_cmd:
             workers = open_workers(c.settings)
@@ -85,14 +87,45 @@ def deploy(
             )
             await wait_for_poller(client, queue)
             c.out.info(f"worker polls {queue}")
-        return await ci.deploy(client, c.settings.ci_task_queue, event, options)
+        flags = await _read_flags(c, workflow)  # before the deployment registers its own flag
+        return await ci.deploy(client, c.settings.ci_task_queue, event, options), flags
 
-    ack = c.run(run())
+    ack, flags = c.run(run())
     if ack.position is None:
         c.out.warn(f"{workflow} {version}: {ack.decision}, nothing new queued")
     else:
-        schedule = format_steps(options.steps) if options.steps else "10@60s steps to 100%"
-        c.out.success(f"{workflow} {version} queued (position {ack.position}); schedule {schedule}")
+        c.out.success(
+            f"{workflow} {version} queued (position {ack.position}): {what_will_happen(event, options, ack, flags)}"
+        )
+
+
+async def _read_flags(c: Context, workflow: str) -> list[VersionFlag] | None:
+    """The workflow's version flags, to say what the deployment will do; None when this command cannot read them."""
+    try:
+        store = open_flag_store(c.settings)
+        try:
+            return await store.list_version_flags(workflow)
+        finally:
+            await store.close()
+    except DiachronicError as error:
+        logging.getLogger(__name__).info("cannot read the flags of %s: %s", workflow, error.message)
+        return None
+
+
+def what_will_happen(
+    event: DeployEvent, options: DeployOptions, ack: DeployAck, flags: list[VersionFlag] | None
+) -> str:
+    """What the CI will do with this deployment, in the words of ``status``, from the flags it will read first."""
+    dark = "dark deploy (only isTest traffic until `diachronic continue`), then " if event.is_dark_deploy else ""
+    rollout = f"rollout, schedule {format_steps(options.steps or default_steps())}"
+    if ack.position is not None and ack.position > 1:
+        return f"after the {ack.position - 1} deployment(s) queued before it: {dark}{rollout}"
+    if flags is None:
+        return f"{dark}100% of new starts at once if it is the first version of {event.workflow_name}, else {rollout}"
+    plan = plan_deployment(previous_version(flags, event.version_id))
+    if plan.from_version is None:
+        return f"{dark}the first version of {event.workflow_name}: 100% of new starts go to it at once"
+    return f"{dark}{rollout} from {plan.from_version.version_id}"
 
 
 def _control(name: str, help_text: str) -> None:
