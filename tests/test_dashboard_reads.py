@@ -5,9 +5,8 @@ from __future__ import annotations
 import asyncio
 import time
 
-from diachronic.errors import NotFound
+from diachronic.errors import NotFound, TimedOut
 from diachronic.http.dashboard.reads import Coalesced
-from diachronic.signaler.errors import TimedOut
 
 
 class Source:

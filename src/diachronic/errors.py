@@ -2,12 +2,15 @@
 
     DiachronicError            every error of ours; ``name`` is stable, ``retryable`` says whether a retry can help
     ├── InvalidInput           a caller's mistake (bad name, payload, control in the wrong phase); never retryable
+    │   ├── AlreadyStarted     a start for a workflow id that is already running
+    │   └── UpdateRejected     a workflow refused an update (its validator's or handler's words)
     ├── NotFound               the thing asked for does not exist
     ├── ConfigError            settings missing or inconsistent
     ├── ConcurrentEdit         a conditional write found another value than the one it was based on (a human edit)
     └── BackendError           an external system (flag store, worker sets, Temporal) failed
         ├── FlagStoreError
-        └── WorkersError
+        ├── WorkersError
+        └── TimedOut           a workflow did not answer an update in time
 
 Adapters translate their library's exceptions into these in one place; activities turn them into Temporal
 ``ApplicationError`` with ``type=name`` and ``non_retryable=not retryable`` (see ``diachronic.ci.activities``).
@@ -34,6 +37,18 @@ class DiachronicError(Exception):
 
 class InvalidInput(DiachronicError):
     name = "InvalidInput"
+
+
+class AlreadyStarted(InvalidInput):
+    name = "WorkflowExecutionAlreadyStarted"
+
+    def __init__(self, message: str, *, run_id: str | None = None) -> None:
+        super().__init__(message)
+        self.run_id = run_id
+
+
+class UpdateRejected(InvalidInput):
+    name = "UpdateRejected"
 
 
 class NotFound(DiachronicError):
@@ -66,3 +81,7 @@ class FlagStoreError(BackendError):
 
 class WorkersError(BackendError):
     name = "WorkersError"
+
+
+class TimedOut(BackendError):
+    name = "RequestResponseTimedOut"

@@ -14,7 +14,7 @@ from typing import Literal
 from temporalio.client import Client
 
 from diachronic.contracts import CI_WORKFLOW_TYPE, DEPLOY_SUCCESS_SIGNAL, Contract, DeployEvent, ci_workflow_id
-from diachronic.signaler.errors import temporal_errors
+from diachronic.temporal_errors import temporal_errors
 from diachronic.webhook.deliveries import STARTED, DeliveryLog
 from diachronic.webhook.errors import BadSignature, PayloadError, WebhookDisabled
 from diachronic.webhook.github import RepositoryMap, parse_body, parse_deployment_status, to_deploy_event
