@@ -5,15 +5,12 @@ from __future__ import annotations
 
 import contextlib
 import sys
-import uuid
 from collections.abc import AsyncIterator
-from pathlib import Path
 
 import pytest
 from temporalio.client import Client, WorkflowFailureError
-from temporalio.testing import WorkflowEnvironment
 from temporalio.worker import Worker
-from tests.ci_helpers import CIHarness, ci_harness, event, eventually, fast, migrate_signals_received
+from tests.ci_helpers import CIHarness, event, eventually, fast, migrate_signals_received
 from tests.ci_workflows import FINISH_SIGNAL, Sleeper
 
 from diachronic.ci import client as ci
@@ -28,17 +25,6 @@ from diachronic.temporal import wait_for_poller
 
 pytestmark = pytest.mark.devserver
 QUICK = "50@0.3s,100@0.3s"
-
-
-@pytest.fixture
-async def h(dev_env: WorkflowEnvironment, data_dir: Path) -> AsyncIterator[CIHarness]:
-    async with ci_harness(dev_env.client, data_dir, f"ci-{uuid.uuid4()}") as harness:
-        yield harness
-
-
-@pytest.fixture
-def wf() -> str:
-    return "wf" + uuid.uuid4().hex[:8]
 
 
 @contextlib.asynccontextmanager

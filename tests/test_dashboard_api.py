@@ -13,16 +13,13 @@ import re
 import sys
 import time
 import tomllib
-import uuid
-from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
-from temporalio.testing import WorkflowEnvironment
-from tests.ci_helpers import CIHarness, ci_harness, event, eventually, fast
-from tests.http_helpers import SECRET, TOKEN, bearer, served, settings
+from tests.ci_helpers import CIHarness, event, eventually, fast
+from tests.http_helpers import SECRET, TOKEN, bearer
 
 from diachronic.ci import client as ci
 from diachronic.ci.contracts import CIInput, CIStatus
@@ -33,23 +30,6 @@ from diachronic.http.dashboard import STATIC_DIR
 
 pytestmark = pytest.mark.devserver
 ROOT = Path(__file__).resolve().parent.parent
-
-
-@pytest.fixture
-async def h(dev_env: WorkflowEnvironment, data_dir: Path) -> AsyncIterator[CIHarness]:
-    async with ci_harness(dev_env.client, data_dir, f"ci-{uuid.uuid4()}") as harness:
-        yield harness
-
-
-@pytest.fixture
-def wf() -> str:
-    return "dash" + uuid.uuid4().hex[:8]
-
-
-@pytest.fixture
-async def http(h: CIHarness, data_dir: Path) -> AsyncIterator[httpx.AsyncClient]:
-    async with served(settings(data_dir, ci_task_queue=h.task_queue), h.client, h.flags) as client:
-        yield client
 
 
 async def deploy_initial(h: CIHarness, wf: str) -> None:

@@ -20,11 +20,10 @@ import httpx
 import pytest
 from playwright.async_api import Browser, ConsoleMessage, Page, Route, async_playwright
 from temporalio.client import Client
-from temporalio.testing import WorkflowEnvironment
 from temporalio.worker import Worker
-from tests.ci_helpers import CIHarness, ci_harness, event, eventually, fast
+from tests.ci_helpers import CIHarness, event, eventually, fast
 from tests.ci_workflows import Sleeper
-from tests.http_helpers import TOKEN, served, settings
+from tests.http_helpers import TOKEN
 
 from diachronic.ci import client as ci
 from diachronic.ci.planning import parse_steps
@@ -58,20 +57,8 @@ async def browser() -> AsyncIterator[Browser]:
 
 
 @pytest.fixture
-async def h(dev_env: WorkflowEnvironment, data_dir: Path) -> AsyncIterator[CIHarness]:
-    async with ci_harness(dev_env.client, data_dir, f"ci-{uuid.uuid4()}") as harness:
-        yield harness
-
-
-@pytest.fixture
 def wf() -> str:
     return "subscription-" + uuid.uuid4().hex[:4]
-
-
-@pytest.fixture
-async def http(h: CIHarness, data_dir: Path) -> AsyncIterator[httpx.AsyncClient]:
-    async with served(settings(data_dir, ci_task_queue=h.task_queue), h.client, h.flags) as client:
-        yield client
 
 
 @dataclass

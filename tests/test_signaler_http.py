@@ -6,7 +6,6 @@ The routing oracle is the flag store itself: for every id, the queue the signale
 from __future__ import annotations
 
 import time
-import uuid
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -33,11 +32,6 @@ from diachronic.signaler import (
 )
 
 pytestmark = pytest.mark.devserver
-
-
-@pytest.fixture
-def wf() -> str:
-    return "sig" + uuid.uuid4().hex[:8]
 
 
 @pytest.fixture

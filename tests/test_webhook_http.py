@@ -3,16 +3,13 @@
 from __future__ import annotations
 
 import logging
-import uuid
-from collections.abc import AsyncIterator
 from pathlib import Path
 
 import httpx
 import pytest
 from temporalio.client import Client
 from temporalio.service import RPCError
-from temporalio.testing import WorkflowEnvironment
-from tests.ci_helpers import CIHarness, ci_harness, eventually
+from tests.ci_helpers import CIHarness, eventually
 from tests.http_helpers import SECRET, TOKEN, bearer, deployment_status, now_iso, served, settings, signed
 
 from diachronic.ci import client as ci
@@ -25,23 +22,6 @@ pytestmark = pytest.mark.devserver
 
 SHA1 = "a1b2c3d4e5f60718293a4b5c6d7e8f9012345678"
 SHA2 = "b2c3d4e5f60718293a4b5c6d7e8f901234567890"
-
-
-@pytest.fixture
-async def h(dev_env: WorkflowEnvironment, data_dir: Path) -> AsyncIterator[CIHarness]:
-    async with ci_harness(dev_env.client, data_dir, f"ci-{uuid.uuid4()}") as harness:
-        yield harness
-
-
-@pytest.fixture
-def wf() -> str:
-    return "wf" + uuid.uuid4().hex[:8]
-
-
-@pytest.fixture
-async def http(h: CIHarness, data_dir: Path) -> AsyncIterator[httpx.AsyncClient]:
-    async with served(settings(data_dir, ci_task_queue=h.task_queue), h.client, h.flags) as client:
-        yield client
 
 
 async def post(http: httpx.AsyncClient, body: dict | bytes, **kw: str) -> httpx.Response:  # type: ignore[type-arg]
