@@ -22,7 +22,6 @@ from pathlib import Path
 from typing import Any
 
 import httpx
-import pytest
 from pydantic import SecretStr
 from tests.reliability.harness import (
     COUNT,
@@ -32,6 +31,7 @@ from tests.reliability.harness import (
     PrivateUnleash,
     Report,
     Scenario,
+    fault_test,
     free_port,
     measurement,
     scan_text,
@@ -44,7 +44,8 @@ from diachronic.ci.contracts import Phase
 from diachronic.flags.unleash import UnleashFlagStore
 from diachronic.webhook.signature import sign
 
-pytestmark = [pytest.mark.reliability, pytest.mark.timeout(300 + COUNT)]
+BUDGET_S = 300.0 + COUNT
+pytestmark = fault_test(BUDGET_S)
 V1_SHA = "1111111" + "a" * 33
 V2_SHA = "2222222" + "b" * 33
 WRONG_ADMIN = f"*:*.chaosSECRET-wrongadmin-{uuid.uuid4().hex[:16]}"
@@ -114,7 +115,7 @@ async def test_no_secret_appears_anywhere(
     port = free_port()
     env = {**unleash.settings_env(), "DIACHRONIC_HTTP_PORT": str(port)}
     try:
-        async with scenario("secrets", tmp_path, flags=flags, env=env, secrets=secrets) as sc:
+        async with scenario("secrets", tmp_path, budget_s=BUDGET_S, flags=flags, env=env, secrets=secrets) as sc:
             io = Exchanges(sc)
             serve_log = (tmp_path / "serve.log").open("ab")
             server = await asyncio.create_subprocess_exec(
@@ -132,13 +133,11 @@ async def test_no_secret_appears_anywhere(
                 serve_log.close()
 
             result = await sc.ci_result(240)
-            sc.mark("completed")
-            audit = await sc.audit("2222222")
-            leaks = await sc.scan()
-            [record] = result["deployments"]
+            verdict = await sc.verdict(result, "2222222")
             reliability_report.add(
                 measurement(
                     sc,
+                    verdict,
                     fault="secrets: the whole flow with recognisable webhook secret, Unleash tokens, signaler token",
                     what_happened=(
                         f"{io.count} HTTP exchanges and CLI runs (success and error paths: {outcome['errors']}), "
@@ -146,22 +145,17 @@ async def test_no_secret_appears_anywhere(
                         f"({sc.scanned.get('lines')} lines, {sc.scanned.get('bytes', 0) // 1024} KiB) searched for "
                         f"{len(secrets)} secret values"
                     ),
-                    audit=audit,
-                    live_stopped=[],
-                    leaks=leaks,
                     fault_s=None,
                     recover_s=None,
                     recovered_when="(no outage)",
                     complete_s=None,
-                    outcome=record["phase"],
                     exchanges=io.count,
                 )
             )
             control = scan_text("control", f"a line with {SECRETS.signaler} in it", secrets)
             assert [leak.secret for leak in control] == ["signaler token"], "the scan itself does not work"
-            assert leaks == [], [f"{leak.source}: {leak.secret}: {leak.line}" for leak in leaks]
-            assert record["phase"] == "completed", record
-            assert audit.lost == [] and audit.double_signalled == []
+            assert verdict.record["phase"] == "completed", verdict.record
+            verdict.assert_nothing_lost()
             assert outcome["unexpected"] == [], outcome["unexpected"]
     finally:
         await flags.close()
