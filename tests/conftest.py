@@ -16,8 +16,8 @@ from tests.http_helpers import served, settings
 
 from diachronic.settings import venv_binary
 
-# The process backstop (tests/processes.py); pytester for the test that checks it.
-pytest_plugins = ["tests.processes", "pytester"]
+# The process backstop (tests/processes.py), pytester for the test that checks it, Unleash's engine offline.
+pytest_plugins = ["tests.processes", "pytester", "tests.unleash_engine"]
 
 
 @pytest.fixture(scope="session")

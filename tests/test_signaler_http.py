@@ -1,12 +1,13 @@
 """``POST /instruction`` over real HTTP (uvicorn on loopback) and the in-process ``Signaler``, on the dev server.
 
-The routing oracle is the flag store itself: for every id, the queue the signaler chose must be the one
-``flags.route`` names, with and without isTest, however isTest was given."""
+The routing oracle is Unleash's own engine (``UnleashClient``, offline, fed the flags as the store holds them), not
+diachronic's evaluation: for every id, the queue the signaler chose must be the one Unleash's rule names, with and
+without isTest, however isTest was given."""
 
 from __future__ import annotations
 
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import Any
 
@@ -20,7 +21,9 @@ from temporalio.testing import WorkflowEnvironment
 from temporalio.worker import Worker
 from tests.http_helpers import bearer, served, settings
 from tests.signaler_workflows import COUNTER, Counter
+from tests.unleash_engine import Engine, routed_queue
 
+from diachronic.flags import VersionFlag
 from diachronic.flags.local import LocalFlagStore
 from diachronic.signaler import (
     AlreadyStarted,
@@ -30,6 +33,7 @@ from diachronic.signaler import (
     TaskQueueNotFound,
     start_routed,
 )
+from diachronic.versions import task_queue
 
 pytestmark = pytest.mark.devserver
 
@@ -72,12 +76,18 @@ async def register_is_test(client: Client) -> None:
             raise
 
 
-async def test_routes_exactly_as_the_flag_store_decides(
-    dev_env: WorkflowEnvironment, http: httpx.AsyncClient, flags: LocalFlagStore, wf: str
+async def test_routes_exactly_as_unleash_decides(
+    dev_env: WorkflowEnvironment,
+    http: httpx.AsyncClient,
+    flags: LocalFlagStore,
+    wf: str,
+    offline_unleash: Callable[[list[VersionFlag]], Engine],
 ) -> None:
     v1, v2 = await two_versions(flags, wf, v2_percent=30)
     await register_is_test(dev_env.client)
     signaler = Signaler(dev_env.client, flags)
+    held = await flags.list_version_flags(wf)
+    engine = offline_unleash(held)
 
     async def over_http(workflow_id: str, is_test: bool) -> str:
         args = {"workflowId": workflow_id, "workflowType": wf, "taskQueue": "", "isTest": is_test}
@@ -101,27 +111,29 @@ async def test_routes_exactly_as_the_flag_store_decides(
         for i in range(25):
             for is_test in (False, True):
                 workflow_id = f"{wf}-{via.__name__}-{i}-{is_test}"
-                expected = await flags.route(wf, workflow_id, is_test=is_test)
+                expected = routed_queue(engine, held, workflow_id, is_test=is_test)
                 assert expected is not None
-                assert await via(workflow_id, is_test) == expected.task_queue, (via.__name__, workflow_id, is_test)
-                chosen[is_test].add(expected.task_queue)
+                assert await via(workflow_id, is_test) == expected, (via.__name__, workflow_id, is_test)
+                chosen[is_test].add(expected)
     assert chosen[True] == {v2}, "test traffic always reaches the newest version"
     assert chosen[False] == {v1, v2}, "30 % of the other ids reach v2, the rest v1"
 
 
-async def test_signal_with_start_answers_the_queue_the_flags_chose(
-    http: httpx.AsyncClient, flags: LocalFlagStore, wf: str
+async def test_signal_with_start_answers_the_queue_unleash_chose(
+    http: httpx.AsyncClient, flags: LocalFlagStore, wf: str, offline_unleash: Callable[[list[VersionFlag]], Engine]
 ) -> None:
     await two_versions(flags, wf, v2_percent=50)
+    held = await flags.list_version_flags(wf)
+    engine = offline_unleash(held)
     for i in range(30):
         for is_test in (False, True):
             workflow_id = f"{wf}-{i}-{is_test}"
             args = {"workflowId": workflow_id, "workflowType": wf, "taskQueue": "", "signal": "bump", "isTest": is_test}
             response = await instruct(http, "signalWithStart", args)
             assert response.status_code == 200, response.text
-            expected = await flags.route(wf, workflow_id, is_test=is_test)
-            assert response.json()["taskQueue"] == expected.task_queue  # type: ignore[union-attr]
-            assert response.json()["versionId"] == expected.version_id  # type: ignore[union-attr]
+            expected = routed_queue(engine, held, workflow_id, is_test=is_test)
+            assert response.json()["taskQueue"] == expected
+            assert task_queue(wf, response.json()["versionId"]) == expected
 
 
 async def test_a_flag_change_reaches_routing_within_a_second(

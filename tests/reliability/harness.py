@@ -908,7 +908,13 @@ async def scenario(
     data = folder / "data"
     data.mkdir(parents=True, exist_ok=True)
     server = TemporalServer(data)
-    await server.start()
+    try:
+        await server.start()
+        settings = load_settings(data_dir=data, temporal_address=server.address)
+        client = await wait_for(lambda: connect(settings), timeout=60, what="Temporal to accept clients")
+    except BaseException:
+        await server.close()
+        raise
     full_env = {
         **os.environ,
         "PYTHONPATH": os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")]).rstrip(os.pathsep),
@@ -920,8 +926,6 @@ async def scenario(
         **SECRETS.env(),
         **(env or {}),
     }
-    settings = load_settings(data_dir=data, temporal_address=server.address)
-    client = await connect(settings)
     store = flags if flags is not None else LocalFlagStore(data / "flags.sqlite3")
     t0 = time.monotonic()
     capture = Captured()
