@@ -11,7 +11,6 @@ import logging
 import os
 import re
 import sys
-import time
 import tomllib
 from pathlib import Path
 from typing import Any
@@ -197,11 +196,10 @@ async def test_a_ci_without_a_worker_does_not_slow_the_list(h: CIHarness, http: 
 
     await eventually(listed, what="the stuck CI listed as unavailable")
     for _ in range(3):
-        started = time.monotonic()
         body = (await http.get("/api/workflows")).json()
-        assert time.monotonic() - started < 2.5  # one budget (1 s) at most, even on a loaded machine
         assert wf in {w["workflowName"] for w in body["workflows"]}
-        assert stuck in {u["workflowName"] for u in body["unavailable"]}
+        # Pending: its read is still in flight (Temporal gives up on it only after ~30 s), so the list did not wait.
+        assert [u["error"] for u in body["unavailable"] if u["workflowName"] == stuck] == ["Pending"]
     await h.client.get_workflow_handle(ci_workflow_id(stuck)).terminate()
 
 

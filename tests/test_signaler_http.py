@@ -6,7 +6,6 @@ without isTest, however isTest was given."""
 
 from __future__ import annotations
 
-import time
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import Any
@@ -111,7 +110,7 @@ async def test_routes_exactly_as_unleash_decides(
         for i in range(25):
             for is_test in (False, True):
                 workflow_id = f"{wf}-{via.__name__}-{i}-{is_test}"
-                expected = routed_queue(engine, held, workflow_id, is_test=is_test)
+                expected = routed_queue(engine, [f.info.flag_name for f in held], workflow_id, is_test=is_test)
                 assert expected is not None
                 assert await via(workflow_id, is_test) == expected, (via.__name__, workflow_id, is_test)
                 chosen[is_test].add(expected)
@@ -131,27 +130,23 @@ async def test_signal_with_start_answers_the_queue_unleash_chose(
             args = {"workflowId": workflow_id, "workflowType": wf, "taskQueue": "", "signal": "bump", "isTest": is_test}
             response = await instruct(http, "signalWithStart", args)
             assert response.status_code == 200, response.text
-            expected = routed_queue(engine, held, workflow_id, is_test=is_test)
+            expected = routed_queue(engine, [f.info.flag_name for f in held], workflow_id, is_test=is_test)
             assert response.json()["taskQueue"] == expected
             assert task_queue(wf, response.json()["versionId"]) == expected
 
 
-async def test_a_flag_change_reaches_routing_within_a_second(
+async def test_a_flag_change_made_elsewhere_reaches_the_next_routing_decision(
     http: httpx.AsyncClient, flags: LocalFlagStore, wf: str, data_dir: Path
 ) -> None:
+    """The embedded store re-reads its flags once any connection committed (SQLite's ``data_version``): the start
+    right after another process's change is routed by it, whatever the clock says (Unleash: docs/unleash.md)."""
     v1, v2 = await two_versions(flags, wf, v2_percent=0)
     assert (await instruct(http, "start", {"workflowId": f"{wf}-a", "workflowType": wf})).json()["taskQueue"] == v1
     other_process = LocalFlagStore(data_dir / "flags.sqlite3")  # the CI, or a human, changes the flag elsewhere
     await other_process.set_general_percent((await flags.list_version_flags(wf))[0].info.flag_name, 100)
     await other_process.close()
-    changed = time.monotonic()
-    i = 0
-    while True:
-        i += 1
-        response = await instruct(http, "start", {"workflowId": f"{wf}-b{i}", "workflowType": wf})
-        if response.json()["taskQueue"] == v2:
-            break
-        assert time.monotonic() - changed < 1.0, "the flag change did not reach routing within 1 s"
+    response = await instruct(http, "start", {"workflowId": f"{wf}-b", "workflowType": wf})
+    assert response.json()["taskQueue"] == v2
 
 
 async def test_statuses(dev_env: WorkflowEnvironment, http: httpx.AsyncClient, flags: LocalFlagStore, wf: str) -> None:

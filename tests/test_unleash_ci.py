@@ -17,19 +17,16 @@ from temporalio.testing import WorkflowEnvironment
 from temporalio.worker import Worker
 from tests.ci_helpers import event, eventually, migrate_signals_received
 from tests.ci_workflows import Sleeper
-from tests.unleash_fixtures import HumanAdmin, UnleashServer, connect_unleash
+from tests.unleash_fixtures import HumanAdmin, UnleashServer, ci_on_unleash, connect_unleash
 
 from diachronic.ci import client as ci
-from diachronic.ci.activities import CIActivities
 from diachronic.ci.contracts import DeployOptions, Phase, RolloutOutcome
 from diachronic.ci.planning import parse_steps
-from diachronic.ci.worker import ci_worker
 from diachronic.contracts import ci_workflow_id
 from diachronic.flags import GENERAL_TRAFFIC_TITLE
 from diachronic.flags.evaluation import general_percent
 from diachronic.flags.unleash import UnleashFlagStore
 from diachronic.signaler import route
-from diachronic.workers.local import LocalWorkers
 
 pytestmark = [pytest.mark.unleash, pytest.mark.devserver]
 
@@ -53,18 +50,6 @@ async def flags(unleash: UnleashServer) -> AsyncIterator[UnleashFlagStore]:
     store = unleash.store()  # the defaults: routing refreshes every second
     yield store
     await store.close()
-
-
-@contextlib.asynccontextmanager
-async def ci_on_unleash(client: Client, flags: UnleashFlagStore, data_dir: Path) -> AsyncIterator[str]:
-    """A CI worker whose activities use the Unleash store; yields its task queue."""
-    task_queue = f"ci-{uuid.uuid4()}"
-    workers = LocalWorkers(data_dir / "workers", grace_s=2.0)
-    async with ci_worker(client, task_queue, CIActivities(flags, workers, client)):
-        try:
-            yield task_queue
-        finally:
-            await workers.stop_all()
 
 
 @contextlib.asynccontextmanager

@@ -2,14 +2,15 @@
 
 ``UnleashClient`` is bootstrapped from an in-memory cache holding a ``/api/client/features`` payload, built from
 our flags the way the Unleash server builds it (disabled strategies dropped), and is never started: no network.
-Nothing here calls diachronic's own evaluation. A pytest plugin (``tests/conftest.py`` loads it): the fixture
-``offline_unleash`` builds such a client for a set of flags.
+Nothing here calls diachronic's own evaluation or naming. A pytest plugin (``tests/conftest.py`` loads it): the
+fixture ``offline_unleash`` builds such a client for a set of flags, or for the very payload a real Unleash serves.
 """
 
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Iterator, Sequence
+import re
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from typing import Any
 
 import pytest
@@ -63,17 +64,19 @@ def client_payload(flags: Sequence[VersionFlag]) -> dict[str, Any]:
 
 
 @pytest.fixture
-def offline_unleash() -> Iterator[Callable[[Sequence[VersionFlag]], Engine]]:
-    """Build an offline ``UnleashClient`` for a set of flags; returns ``is_enabled(name, user_id, properties)``."""
+def offline_unleash() -> Iterator[Callable[[Sequence[VersionFlag] | Mapping[str, Any]], Engine]]:
+    """Build an offline ``UnleashClient`` for a set of flags, or for a ``/api/client/features`` payload as a real
+    Unleash served it; returns ``is_enabled(name, user_id, properties)``."""
     clients: list[UnleashClient] = []
 
-    def build(flags: Sequence[VersionFlag]) -> Engine:
+    def build(source: Sequence[VersionFlag] | Mapping[str, Any]) -> Engine:
+        payload = dict(source) if isinstance(source, Mapping) else client_payload(source)
         client = UnleashClient(
             url="http://127.0.0.1:9",  # never contacted: initialize_client() is not called
             app_name="diachronic-tests",
             disable_metrics=True,
             disable_registration=True,
-            cache=MemoryCache(client_payload(flags)),
+            cache=MemoryCache(payload),
             multiple_instance_mode=InstanceAllowType.SILENTLY_ALLOW,
         )
         clients.append(client)
@@ -88,11 +91,17 @@ def offline_unleash() -> Iterator[Callable[[Sequence[VersionFlag]], Engine]]:
         client.destroy()
 
 
-def routed_queue(engine: Engine, flags: Sequence[VersionFlag], workflow_id: str, *, is_test: bool) -> str | None:
-    """The wire protocol's routing rule, with Unleash deciding each flag: the newest (highest sequence id) flag
-    enabled for ``{userId: workflowId, isTest}`` wins; its task queue, or None."""
+# The wire protocol's flag name (docs/architecture.md), parsed here without diachronic.versions.
+_FLAG_NAME = re.compile(r"^workflow\.(?P<workflow>[^.]+)\.seqId\.(?P<seq>\d{3,})\.version\.(?P<version>[^.]+)$")
+
+
+def routed_queue(engine: Engine, flag_names: Iterable[str], workflow_id: str, *, is_test: bool) -> str | None:
+    """The wire protocol's routing rule, with Unleash deciding each flag: of the version flags (by name; others are
+    ignored), the newest (highest sequence id, as a number) that Unleash enables for ``{userId: workflowId,
+    isTest}`` wins; its task queue ``<workflowName>-<versionId>``, or None."""
     properties = {"isTest": "true" if is_test else "false"}
-    for flag in sorted(flags, key=lambda f: f.info.seq_id, reverse=True):
-        if not flag.archived and engine(flag.info.flag_name, workflow_id, properties):
-            return flag.info.task_queue
+    parsed = [m for name in flag_names if (m := _FLAG_NAME.match(name))]
+    for match in sorted(parsed, key=lambda m: int(m["seq"]), reverse=True):
+        if engine(match.string, workflow_id, properties):
+            return f"{match['workflow']}-{match['version']}"
     return None

@@ -18,7 +18,8 @@ import os
 import signal
 import subprocess
 import time
-from collections.abc import Iterable
+import uuid
+from collections.abc import AsyncIterator, Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -26,12 +27,16 @@ from typing import Any
 import httpx
 import pytest
 from pydantic import SecretStr
+from temporalio.client import Client
 
+from diachronic.ci.activities import CIActivities
+from diachronic.ci.worker import ci_worker
 from diachronic.errors import InvalidInput
 from diachronic.flags import FlagStore, FlagStrategy, VersionFlag
 from diachronic.flags.evaluation import default_strategies
 from diachronic.flags.unleash import UnleashFlagStore, read_state_file
 from diachronic.versions import flag_name_prefix
+from diachronic.workers.local import LocalWorkers
 
 ROOT = Path(__file__).resolve().parent.parent
 SCRIPT = ROOT / "scripts" / "unleash" / "unleash.sh"
@@ -408,3 +413,15 @@ async def eventually(fn: Any, *, timeout_s: float = 30.0, interval_s: float = 0.
             if not exc.retryable or time.monotonic() > deadline:
                 raise
             await asyncio.sleep(interval_s)
+
+
+@contextlib.asynccontextmanager
+async def ci_on_unleash(client: Client, flags: UnleashFlagStore, data_dir: Path) -> AsyncIterator[str]:
+    """A CI worker whose activities use the Unleash store; yields its task queue."""
+    task_queue = f"ci-{uuid.uuid4()}"
+    workers = LocalWorkers(data_dir / "workers", grace_s=2.0)
+    async with ci_worker(client, task_queue, CIActivities(flags, workers, client)):
+        try:
+            yield task_queue
+        finally:
+            await workers.stop_all()
