@@ -18,7 +18,7 @@ import pytest
 from tests.processes import process_alive
 
 from diachronic.errors import InvalidInput, WorkersError
-from diachronic.workers import WorkerBackend, WorkerSet
+from diachronic.workers import LABEL_VERSION, LABEL_WORKFLOW, WorkerBackend, WorkerSet
 from diachronic.workers.local import LocalWorkers
 from workers_contract import DeploymentsContract, eventually
 
@@ -52,8 +52,14 @@ class LocalHarness:
         assert started.pid is not None
         self.pids.append(started.pid)
 
-    async def create_labelled(self, labels: dict[str, str]) -> bool:
-        return False  # start() always sets both labels, and registrations are named after them
+    async def create_labelled(self, labels: dict[str, str]) -> None:
+        """start() always sets both labels: a registration edited by hand (or by another tool) afterwards, named
+        after whichever labels it keeps, so that ``orders``/``v1`` reads it and must still not take it."""
+        workflow_name, version_id = labels.get(LABEL_WORKFLOW, "orders"), labels.get(LABEL_VERSION, "unlabelled")
+        await self.create(workflow_name, version_id)
+        registration = self.root / f"{workflow_name}.{version_id}.json"
+        edited = json.loads(registration.read_text()) | {"labels": labels}
+        registration.write_text(json.dumps(edited))
 
     async def is_gone(self, deployment: WorkerSet) -> bool:
         assert deployment.pid is not None
