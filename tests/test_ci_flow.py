@@ -8,10 +8,10 @@ import sys
 from collections.abc import AsyncIterator
 
 import pytest
+from examples.sleeper import FINISH_SIGNAL, Sleeper
 from temporalio.client import Client, WorkflowFailureError
 from temporalio.worker import Worker
 from tests.ci_helpers import CIHarness, event, eventually, fast, migrate_signals_received
-from tests.ci_workflows import FINISH_SIGNAL, Sleeper
 
 from diachronic.ci import client as ci
 from diachronic.ci.contracts import CIInput, Phase, RolloutOutcome
@@ -62,7 +62,7 @@ async def queue_of(client: Client, workflow_id: str) -> str:
 async def start_worker_process(h: CIHarness, wf: str, version: str) -> None:
     address = h.client.service_client.config.target_host
     await h.workers.start(
-        wf, version, [sys.executable, "-m", "tests.ci_worker_main"], env={"DIACHRONIC_TEMPORAL_ADDRESS": address}
+        wf, version, [sys.executable, "-m", "examples.sleeper"], env={"DIACHRONIC_TEMPORAL_ADDRESS": address}
     )
     await wait_for_poller(h.client, f"{wf}-{version}")
 

@@ -19,17 +19,11 @@ import typer
 from tests.processes import process_alive
 from typer.testing import CliRunner
 
+from diachronic.devserver import PORT_OFFSETS, free_port
 from diachronic.settings import load_settings
 
 DIACHRONIC = [sys.executable, "-m", "diachronic.cli.__main__"]
 ROOT = Path(__file__).resolve().parent.parent
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-    return port
 
 
 def run(*args: str, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
@@ -40,7 +34,7 @@ def run(*args: str, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
 def dev(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[dict[str, str], subprocess.Popen[str], Path]]:
     """``diachronic dev`` in its own process, on a free port, with its own data folder given after the command."""
     data = tmp_path_factory.mktemp("dev")
-    port = free_port()
+    port = free_port(PORT_OFFSETS)
     env = {
         **os.environ,
         "PYTHONPATH": str(ROOT),  # the sample's worker, started by `deploy --worker-cmd`

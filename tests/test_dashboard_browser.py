@@ -16,11 +16,11 @@ from pathlib import Path
 
 import httpx
 import pytest
+from examples.sleeper import Sleeper
 from playwright.async_api import Browser, ConsoleMessage, Page, Route, async_playwright
 from temporalio.client import Client
 from temporalio.worker import Worker
 from tests.ci_helpers import CIHarness, event, eventually, fast
-from tests.ci_workflows import Sleeper
 from tests.http_helpers import TOKEN
 
 from diachronic.ci import client as ci

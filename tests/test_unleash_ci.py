@@ -12,11 +12,11 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
+from examples.sleeper import Sleeper
 from temporalio.client import Client
 from temporalio.testing import WorkflowEnvironment
 from temporalio.worker import Worker
 from tests.ci_helpers import event, eventually, migrate_signals_received
-from tests.ci_workflows import Sleeper
 from tests.unleash_fixtures import HumanAdmin, UnleashServer, ci_on_unleash, connect_unleash
 
 from diachronic.ci import client as ci

@@ -27,10 +27,8 @@ import contextlib
 import json
 import logging
 import os
-import random
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -55,7 +53,7 @@ from diachronic.ci import client as ci
 from diachronic.ci.contracts import CIStatus, DeployAck, DeployOptions
 from diachronic.ci.planning import parse_steps
 from diachronic.contracts import MIGRATE_SIGNAL, DeployEvent, ci_workflow_id
-from diachronic.devserver import DevServer, start_dev_server
+from diachronic.devserver import PORT_OFFSETS, DevServer, free_port, start_dev_server
 from diachronic.flags import FlagStore
 from diachronic.flags.unleash import UnleashFlagStore
 from diachronic.settings import CI_TASK_QUEUE, load_settings
@@ -178,28 +176,6 @@ class Captured(logging.Handler):
             self.lines.append(self.format(record))
 
 
-# --------------------------------------------------------------------------------------------------- ports
-
-
-def _free(port: int) -> bool:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        try:
-            sock.bind(("127.0.0.1", port))
-        except OSError:
-            return False
-    return True
-
-
-def free_port(offsets: Iterable[int] = (0,)) -> int:
-    """A port P such that P + each offset is free (the dev server uses P, P+10 and P+20)."""
-    wanted = tuple(offsets)
-    for _ in range(200):
-        port = random.randrange(20000, 45000)
-        if all(_free(port + o) for o in wanted):
-            return port
-    raise RuntimeError("no free port block found")
-
-
 # --------------------------------------------------------------------------------------------------- Temporal
 
 
@@ -208,7 +184,7 @@ class TemporalServer:
 
     def __init__(self, data_dir: Path) -> None:
         self.data_dir = data_dir
-        self.port = free_port((0, 10, 20))
+        self.port = free_port(PORT_OFFSETS)
         self.server: DevServer | None = None
         self.restarts = 0
 

@@ -32,7 +32,6 @@ from tests.reliability.harness import (
     Report,
     Scenario,
     fault_test,
-    free_port,
     measurement,
     scan_text,
     scenario,
@@ -41,6 +40,7 @@ from tests.reliability.harness import (
 from tests.unleash_fixtures import HumanAdmin, UnleashServer
 
 from diachronic.ci.contracts import Phase
+from diachronic.devserver import free_port
 from diachronic.flags.unleash import UnleashFlagStore
 from diachronic.webhook.signature import sign
 

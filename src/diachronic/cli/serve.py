@@ -4,13 +4,13 @@ and ``serve_until_signalled``, how every long-running command (``serve``, ``work
 from __future__ import annotations
 
 import asyncio
-import signal
 from typing import Annotated
 
 import typer
 
 from diachronic.cli import Context, app
 from diachronic.errors import DiachronicError
+from diachronic.process import stop_on_signals
 from diachronic.settings import Settings
 
 
@@ -20,10 +20,7 @@ async def serve_until_signalled(
     """Run the CI worker and/or the HTTP app on ``http`` (host, port) until SIGINT or SIGTERM.
 
     One failing (e.g. its port is taken) stops the other; our typed error reaches the caller as it was raised."""
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(sig, stop.set)
+    stop = stop_on_signals()
     try:
         async with asyncio.TaskGroup() as group:
             if ci_worker:
