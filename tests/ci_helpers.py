@@ -2,14 +2,11 @@
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
-import time
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import TypeVar
 
 from temporalio.client import Client
 from temporalio.worker import Worker
@@ -20,8 +17,6 @@ from diachronic.ci.worker import ci_worker
 from diachronic.contracts import DeployEvent
 from diachronic.flags.local import LocalFlagStore
 from diachronic.workers.local import LocalWorkers
-
-T = TypeVar("T")
 
 
 @dataclass
@@ -62,18 +57,6 @@ def event(workflow: str, version: str, **kw: object) -> DeployEvent:
 
 def fast(**kw: object) -> DeployOptions:
     return DeployOptions.model_validate({"pollIntervalS": 0.2, **kw})
-
-
-async def eventually(check: Callable[[], Awaitable[T]], *, timeout: float = 30.0, what: str = "condition") -> T:
-    """Poll ``check`` until it returns a truthy value (never a bare sleep for correctness)."""
-    deadline = time.monotonic() + timeout
-    last: T | None = None
-    while time.monotonic() < deadline:
-        last = await check()
-        if last:
-            return last
-        await asyncio.sleep(0.1)
-    raise AssertionError(f"timed out after {timeout} s waiting for {what}; last value {last!r}")
 
 
 async def migrate_signals_received(client: Client, workflow_id: str, run_id: str) -> int:

@@ -11,7 +11,8 @@ import pytest
 from examples.sleeper import FINISH_SIGNAL, Sleeper
 from temporalio.client import Client, WorkflowFailureError
 from temporalio.worker import Worker
-from tests.ci_helpers import CIHarness, event, eventually, fast, migrate_signals_received
+from tests.ci_helpers import CIHarness, event, fast, migrate_signals_received
+from tests.conditions import eventually
 
 from diachronic.ci import client as ci
 from diachronic.ci.contracts import CIInput, Phase, RolloutOutcome

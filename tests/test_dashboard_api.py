@@ -17,7 +17,8 @@ from typing import Any
 
 import httpx
 import pytest
-from tests.ci_helpers import CIHarness, event, eventually, fast
+from tests.ci_helpers import CIHarness, event, fast
+from tests.conditions import eventually
 from tests.http_helpers import SECRET, TOKEN, bearer
 
 from diachronic.ci import client as ci

@@ -20,7 +20,8 @@ from examples.sleeper import Sleeper
 from playwright.async_api import Browser, ConsoleMessage, Page, Route, async_playwright
 from temporalio.client import Client
 from temporalio.worker import Worker
-from tests.ci_helpers import CIHarness, event, eventually, fast
+from tests.ci_helpers import CIHarness, event, fast
+from tests.conditions import eventually
 from tests.http_helpers import TOKEN
 
 from diachronic.ci import client as ci
@@ -144,7 +145,7 @@ async def confirm(tab: Tab, wf: str, control: str, *, reason: str = "") -> str:
     async def answered() -> bool:
         return await result.get_attribute("data-outcome") not in (None, "asking", "sending")
 
-    await eventually(answered, timeout=15, what=f"the page saying what became of {control}")
+    await eventually(answered, what=f"the page saying what became of {control}")
     return await result.inner_text()
 
 
@@ -158,7 +159,7 @@ async def test_the_page_loads_with_no_console_errors(h: CIHarness, tab: Tab, wf:
     async def refreshed() -> bool:
         return await page.locator("#updated").inner_text() != updated
 
-    await eventually(refreshed, timeout=5, what="the page refreshing by itself")
+    await eventually(refreshed, what="the page refreshing by itself")
     row = page.locator(f'{card(tab, wf)} tr[data-version="v1"]')
     assert await row.locator('[data-field="share"]').get_attribute("data-value") == "100"
     assert "live" in await row.locator('[data-field="state"]').inner_text()
@@ -254,7 +255,7 @@ async def test_a_refused_control_shows_its_error(h: CIHarness, tab: Tab, wf: str
     async def kept() -> bool:
         return await result.inner_text() == "Abort: not sent."
 
-    await eventually(kept, timeout=5, what="the page saying abort was not sent")
+    await eventually(kept, what="the page saying abort was not sent")
     await page.wait_for_timeout(1500)
     assert await phase(tab, wf) == "awaiting_continue"
     assert TOKEN not in await page.content()

@@ -16,7 +16,8 @@ from examples.sleeper import Sleeper
 from temporalio.client import Client
 from temporalio.testing import WorkflowEnvironment
 from temporalio.worker import Worker
-from tests.ci_helpers import event, eventually, migrate_signals_received
+from tests.ci_helpers import event, migrate_signals_received
+from tests.conditions import eventually
 from tests.unleash_fixtures import HumanAdmin, UnleashServer, ci_on_unleash, connect_unleash
 
 from diachronic.ci import client as ci

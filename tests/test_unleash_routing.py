@@ -12,7 +12,8 @@ from typing import Any
 import httpx
 import pytest
 from temporalio.testing import WorkflowEnvironment
-from tests.ci_helpers import event, eventually
+from tests.ci_helpers import event
+from tests.conditions import eventually
 from tests.http_helpers import bearer, served, settings
 from tests.unleash_engine import Engine, routed_queue
 from tests.unleash_fixtures import HumanAdmin, UnleashServer, ci_on_unleash, connect_unleash

@@ -9,7 +9,8 @@ import httpx
 import pytest
 from temporalio.client import Client
 from temporalio.service import RPCError
-from tests.ci_helpers import CIHarness, eventually
+from tests.ci_helpers import CIHarness
+from tests.conditions import eventually
 from tests.http_helpers import SECRET, TOKEN, bearer, deployment_status, now_iso, served, settings, signed
 
 from diachronic.ci import client as ci

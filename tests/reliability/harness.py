@@ -48,6 +48,7 @@ from temporalio.api.taskqueue.v1 import TaskQueue
 from temporalio.api.workflowservice.v1 import DescribeTaskQueueRequest
 from temporalio.client import Client, WorkflowFailureError
 from temporalio.service import RPCError
+from tests.conditions import eventually
 
 from diachronic.ci import client as ci
 from diachronic.ci.contracts import CIStatus, DeployAck, DeployOptions
@@ -73,6 +74,8 @@ CHAOS = "DIACHRONIC_CHAOS_WORKFLOWS" in os.environ
 """``make chaos`` (or any explicit count): faults last as long as a real one would (``make test`` keeps them short)."""
 FAST_STEPS = "10@1s,25@1s,50@1s,75@1s,100@1s"
 POLL_S = 0.25
+RESTARTING = (Exception,)
+"""What a wait counts as "not yet" here: servers and workers restart on purpose, any error may be one of those."""
 SAMPLE_S = 0.4
 TEARDOWN_S = 120.0
 """What a scenario's clean-up may take after its budget is spent: stopping servers and workers, the secret scan."""
@@ -251,22 +254,6 @@ async def polled_since(client: Client, queue: str, pid: int, since: datetime) ->
     )
 
 
-async def wait_for(check: Callable[[], Awaitable[Any]], *, timeout: float, what: str, interval: float = 0.1) -> Any:
-    """Poll ``check`` until it returns something truthy; errors count as "not yet" (servers restart here)."""
-    deadline = time.monotonic() + timeout
-    last: Any = None
-    while True:
-        try:
-            last = await check()
-            if last:
-                return last
-        except Exception as error:  # a restarting server, a worker not yet there: keep polling
-            last = f"{type(error).__name__}: {error}"
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout:.0f} s waiting for {what}; last: {last!r}")
-        await asyncio.sleep(interval)
-
-
 # --------------------------------------------------------------------------------------------------- processes
 
 
@@ -300,10 +287,11 @@ class CIWorkerProcess:
         self.pids.append(self.process.pid)
 
     async def wait_polling(self, client: Client, since: datetime, timeout: float = 60) -> None:
-        await wait_for(
+        await eventually(
             lambda: polled_since(client, CI_TASK_QUEUE, self.pid, since),
             timeout=timeout,
             what=f"the CI worker (pid {self.pid}) to poll {CI_TASK_QUEUE}",
+            not_yet=RESTARTING,
         )
 
     def alive(self) -> bool:
@@ -686,7 +674,7 @@ class Scenario:
             return status if status is not None and check(status) else None
 
         try:
-            result: CIStatus = await wait_for(sampled, timeout=timeout, what=what)
+            result: CIStatus = await eventually(sampled, timeout=timeout, what=what, not_yet=RESTARTING)
         except AssertionError as error:
             raise AssertionError(f"{error}; last status: {self.timeline.latest()}") from None
         return result
@@ -887,7 +875,9 @@ async def scenario(
     try:
         await server.start()
         settings = load_settings(data_dir=data, temporal_address=server.address)
-        client = await wait_for(lambda: connect(settings), timeout=60, what="Temporal to accept clients")
+        client = await eventually(
+            lambda: connect(settings), timeout=60, what="Temporal to accept clients", not_yet=RESTARTING
+        )
     except BaseException:
         await server.close()
         raise

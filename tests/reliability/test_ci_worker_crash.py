@@ -16,16 +16,17 @@ from typing import Any
 
 from examples.subscription import task_queue
 from temporalio.api.enums.v1 import PendingActivityState
+from tests.conditions import eventually
 from tests.reliability.harness import (
     COUNT,
     FAST_STEPS,
+    RESTARTING,
     Report,
     Scenario,
     fault_test,
     measurement,
     options,
     scenario,
-    wait_for,
 )
 from tests.reliability.harness import audit as audit_runs
 
@@ -107,7 +108,13 @@ async def test_ci_worker_sigkill_mid_migration_then_restart(tmp_path: Path, reli
         try:
             unrecorded: set[str] = set()
             for attempt in range(60):
-                await wait_for(lambda: batch_in_flight(sc), timeout=60, what="a migrate batch in flight", interval=0.01)
+                await eventually(
+                    lambda: batch_in_flight(sc),
+                    timeout=60,
+                    what="a migrate batch in flight",
+                    interval=0.01,
+                    not_yet=RESTARTING,
+                )
                 await asyncio.sleep(FREEZE_AFTER_S[attempt % len(FREEZE_AFTER_S)])
                 os.killpg(sc.ci_worker.pid, signal.SIGSTOP)
                 unrecorded = await unrecorded_signals(sc)
@@ -131,7 +138,9 @@ async def test_ci_worker_sigkill_mid_migration_then_restart(tmp_path: Path, reli
 
             # v1 stays frozen until a batch has reported each of them: they are still on the old queue, so the
             # migration must send their signals again (it cannot know the lost attempt had).
-            await wait_for(all_sent_again, timeout=120, what="the migration to signal those workflows again")
+            await eventually(
+                all_sent_again, timeout=120, what="the migration to signal those workflows again", not_yet=RESTARTING
+            )
             sc.mark("sent_again")
         finally:
             os.killpg(v1[0].pid, signal.SIGCONT)

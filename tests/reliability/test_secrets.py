@@ -23,9 +23,11 @@ from typing import Any
 
 import httpx
 from pydantic import SecretStr
+from tests.conditions import eventually
 from tests.reliability.harness import (
     COUNT,
     DIACHRONIC,
+    RESTARTING,
     ROOT,
     SECRETS,
     PrivateUnleash,
@@ -35,7 +37,6 @@ from tests.reliability.harness import (
     measurement,
     scan_text,
     scenario,
-    wait_for,
 )
 from tests.unleash_fixtures import HumanAdmin, UnleashServer
 
@@ -123,8 +124,8 @@ async def test_no_secret_appears_anywhere(
             )
             try:
                 async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}", timeout=30) as http:
-                    await wait_for(
-                        lambda: http.get("/healthz"), timeout=60, what="the HTTP app", interval=0.2
+                    await eventually(
+                        lambda: http.get("/healthz"), timeout=60, what="the HTTP app", interval=0.2, not_yet=RESTARTING
                     )  # any answer
                     outcome = await flow(sc, io, http, flags)
             finally:

@@ -15,15 +15,16 @@ from pathlib import Path
 
 import pytest
 from examples.subscription import task_queue
+from tests.conditions import eventually
 from tests.reliability.harness import (
     COUNT,
+    RESTARTING,
     Report,
     fault_test,
     measurement,
     options,
     polled_since,
     scenario,
-    wait_for,
 )
 
 from diachronic.ci.contracts import Phase
@@ -64,10 +65,11 @@ async def test_temporal_stopped_mid_rollout_then_restarted_on_the_same_file(
         worker_pids = {life.version: int((life.uid or "0@").split("@")[0]) for life in sc.watch.running().values()}
         checks = [(CI_TASK_QUEUE, ci_pid)] + [(task_queue(v), pid) for v, pid in worker_pids.items()]
         for queue, pid in checks:
-            await wait_for(
+            await eventually(
                 lambda q=queue, p=pid: polled_since(sc.client, q, p, restarted_at),  # type: ignore[misc]
                 timeout=60,
                 what=f"pid {pid} to poll {queue} again",
+                not_yet=RESTARTING,
             )
         reconnect_s = sc.mark("reconnected") - fault_end
         await sc.control("promote", "reliability: Temporal is back")

@@ -16,16 +16,17 @@ from pathlib import Path
 
 import kmock
 import pytest
+from tests.conditions import eventually
 from tests.kmock_fixtures import DEPLOYMENTS, Cluster, running_cluster, write_kubeconfig
 from tests.reliability.harness import (
     COUNT,
+    RESTARTING,
     SECRETS,
     Report,
     fault_test,
     measurement,
     options,
     scenario,
-    wait_for,
 )
 
 from diachronic.ci.contracts import Phase
@@ -132,7 +133,7 @@ async def test_kubernetes_api_503_for_20_s_while_retiring(tmp_path: Path, reliab
             async def retiring() -> bool:
                 return window.started is not None
 
-            await wait_for(retiring, timeout=180, what="the retirement to begin")
+            await eventually(retiring, timeout=180, what="the retirement to begin", not_yet=RESTARTING)
             assert window.started is not None
             fault_start = window.started - sc.t0
             sc.marks["fault_start"] = fault_start
