@@ -11,7 +11,6 @@ from diachronic.ci.contracts import CIStatus
 from diachronic.contracts import Contract
 
 __all__ = [
-    "CONTROL_NAMES",
     "ControlName",
     "ControlRequest",
     "ControlResult",
@@ -23,7 +22,6 @@ __all__ = [
 ]
 
 ControlName = Literal["continue", "cancel", "pause", "resume", "promote", "abort"]
-CONTROL_NAMES: tuple[ControlName, ...] = ("continue", "cancel", "pause", "resume", "promote", "abort")
 
 
 class VersionView(Contract):
