@@ -62,14 +62,31 @@ def children(parent: int | None = None) -> set[Child]:
     return found
 
 
+def _leads_a_group(child: Child) -> bool:
+    return child.pgid == child.pid and child.pgid != os.getpgrp()
+
+
 def _signal(child: Child, sig: signal.Signals) -> None:
     try:
-        if child.pgid == child.pid and child.pgid != os.getpgrp():
+        if _leads_a_group(child):
             os.killpg(child.pgid, sig)  # its group: what it started stops with it
         else:
             os.kill(child.pid, sig)
     except ProcessLookupError:
         pass
+
+
+def _running(child: Child) -> bool:
+    """The child, or (when it leads a group) anything left in its group, is alive."""
+    if process_alive(child.pid):
+        return True
+    if not _leads_a_group(child):
+        return False
+    for entry in os.listdir("/proc"):
+        fields = _stat(int(entry)) if entry.isdigit() else None
+        if fields is not None and fields[0] not in ("Z", "X") and int(fields[2]) == child.pgid:
+            return True
+    return False
 
 
 def stop_leftovers(before: set[Child]) -> list[Child]:
@@ -78,11 +95,14 @@ def stop_leftovers(before: set[Child]) -> list[Child]:
     for child in leftovers:
         _signal(child, signal.SIGTERM)
     deadline = time.monotonic() + STOP_GRACE_S
-    while any(process_alive(c.pid) for c in leftovers) and time.monotonic() < deadline:
+    while any(_running(c) for c in leftovers) and time.monotonic() < deadline:
         time.sleep(0.05)
     for child in leftovers:
-        if process_alive(child.pid):
+        if _running(child):
             _signal(child, signal.SIGKILL)
+    deadline = time.monotonic() + STOP_GRACE_S  # SIGKILL cannot be refused: only a process stuck in the kernel stays
+    while any(_running(c) for c in leftovers) and time.monotonic() < deadline:
+        time.sleep(0.05)
     return leftovers
 
 
