@@ -24,7 +24,7 @@ from temporalio.client import Client
 
 from diachronic.ci import client as ci
 from diachronic.ci.contracts import DeployOptions
-from diachronic.ci.planning import parse_steps
+from diachronic.ci.planner.schedule import parse_steps
 from diachronic.ci.worker import serve
 from diachronic.contracts import MIGRATE_SIGNAL, DeployEvent, ci_workflow_id
 from diachronic.devserver import PORT_OFFSETS, free_port, start_dev_server, stop_process

@@ -3,8 +3,10 @@ on the dev server, and the HTTP app in front of it."""
 
 from __future__ import annotations
 
+import shutil
+import tempfile
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
 import httpx
@@ -12,6 +14,7 @@ import pytest
 from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.testing import WorkflowEnvironment
 from tests.ci_helpers import CIHarness, ci_harness
+from tests.github_api import GitHubApi, start_early
 from tests.http_helpers import served, settings
 
 from diachronic.settings import venv_binary
@@ -74,3 +77,36 @@ async def http(h: CIHarness, data_dir: Path) -> AsyncIterator[httpx.AsyncClient]
     """The HTTP app (webhook, signaler, dashboard) for ``h``'s CI, on a free loopback port."""
     async with served(settings(data_dir, ci_task_queue=h.task_queue), h.client, h.flags) as client:
         yield client
+
+
+# -- GitHub's API behind a validating proxy (tests/github_api.py), started once, early, only when needed ----------
+
+_github: list[GitHubApi] = []
+
+
+def pytest_collection_modifyitems(session: pytest.Session, config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Start prism while the first tests run: it takes seconds to load GitHub's description."""
+    if any("github_api" in getattr(item, "fixturenames", ()) for item in items):
+        _github.append(start_early(Path(tempfile.mkdtemp(prefix="diachronic-prism-"))))
+
+
+def pytest_unconfigure(config: pytest.Config) -> None:
+    while _github:
+        api = _github.pop()
+        api.stop()
+        shutil.rmtree(api.log.parent, ignore_errors=True)
+
+
+@pytest.fixture(scope="session")
+def github_api() -> GitHubApi:
+    api = _github[0]
+    api.wait_ready()
+    return api
+
+
+@pytest.fixture
+def github(github_api: GitHubApi) -> Iterator[GitHubApi]:
+    """The validating GitHub API with a fresh recorder."""
+    github_api.recorder.reset()
+    yield github_api
+    github_api.recorder.reset()

@@ -250,7 +250,7 @@ def test_deploy_says_what_will_happen(
     flags: list[tuple[str, int]] | None, position: int, dark: bool, steps: str | None, expected: str
 ) -> None:
     from diachronic.ci.contracts import DeployAck, DeployOptions
-    from diachronic.ci.planning import parse_steps
+    from diachronic.ci.planner.schedule import parse_steps
     from diachronic.cli.control import what_will_happen
     from diachronic.contracts import DeployEvent
     from diachronic.flags import VersionFlag

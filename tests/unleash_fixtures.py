@@ -19,7 +19,7 @@ import signal
 import subprocess
 import time
 import uuid
-from collections.abc import AsyncIterator, Iterable
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -32,7 +32,7 @@ from temporalio.client import Client
 from diachronic.ci.activities import CIActivities
 from diachronic.ci.worker import ci_worker
 from diachronic.errors import InvalidInput
-from diachronic.flags import FlagStore, FlagStrategy, VersionFlag
+from diachronic.flags import GENERAL_TRAFFIC_TITLE, FlagStore, FlagStrategy, VersionFlag
 from diachronic.flags.evaluation import default_strategies
 from diachronic.flags.unleash import UnleashFlagStore, read_state_file
 from diachronic.versions import flag_name_prefix
@@ -73,6 +73,17 @@ class UnleashServer:
     def store(self, **kwargs: Any) -> UnleashFlagStore:
         options: dict[str, Any] = {"project": self.project, "environment": self.environment, **kwargs}
         return UnleashFlagStore(self.url, self.admin_token, self.client_token, **options)
+
+    def variables(self) -> dict[str, str]:
+        """The ``DIACHRONIC_*`` variables that point a diachronic process at this server (tokens included)."""
+        return {
+            "DIACHRONIC_FLAGS": "unleash",
+            "DIACHRONIC_UNLEASH_URL": self.url,
+            "DIACHRONIC_UNLEASH_ADMIN_TOKEN": self.admin_token.get_secret_value(),
+            "DIACHRONIC_UNLEASH_CLIENT_TOKEN": self.client_token.get_secret_value(),
+            "DIACHRONIC_UNLEASH_PROJECT": self.project,
+            "DIACHRONIC_UNLEASH_ENVIRONMENT": self.environment,
+        }
 
     def admin(self, timeout_s: float = 10.0) -> httpx.AsyncClient:
         """A raw Admin API client: the "human" editing flags in Unleash behind diachronic's back."""
@@ -183,6 +194,18 @@ def _find() -> UnleashServer | str:
     return f"no running Unleash (looked for {unleash_dir() / 'state.env'})"
 
 
+@contextlib.asynccontextmanager
+async def throwaway_workflow(server: UnleashServer, prefix: str) -> AsyncIterator[str]:
+    """A fresh workflow name whose flags are deleted from ``server`` afterwards."""
+    name = f"{prefix}-{uuid.uuid4().hex[:10]}"
+    try:
+        yield name
+    finally:
+        human = HumanAdmin(server)
+        await human.delete_workflows([name])
+        await human.close()
+
+
 def connect_unleash() -> UnleashServer:
     """The Unleash to test against; fails (make test, CI) or skips (pytest alone) when there is none."""
     found = _find()
@@ -258,6 +281,9 @@ class HumanAdmin:
             if strategy.get("title") == title:
                 patch = [{"op": "replace", "path": "/disabled", "value": True}]
                 await self._ok("PATCH", f"{self._strategies(flag_name)}/{strategy['id']}", json=patch)
+
+    async def edit_percent(self, flag_name: str, percent: int) -> None:
+        await self.set_percent(flag_name, GENERAL_TRAFFIC_TITLE, percent)
 
     async def set_percent(self, flag_name: str, title: str, percent: int) -> None:
         for strategy in await self.strategies(flag_name):
@@ -346,9 +372,9 @@ class RecordingStore:
     async def get_strategies(self, flag_name: str) -> list[FlagStrategy]:
         return await self.inner.get_strategies(flag_name)
 
-    async def set_general_percent(self, flag_name: str, percent: int) -> None:
+    async def set_general_percent(self, flag_name: str, percent: int, *, expected: int | None = None) -> None:
         self._flag(flag_name)
-        await self.inner.set_general_percent(flag_name, percent)
+        await self.inner.set_general_percent(flag_name, percent, expected=expected)
 
     async def archive_flag(self, flag_name: str) -> None:
         self._flag(flag_name)
@@ -362,35 +388,49 @@ class RecordingStore:
         return None  # the real store is shared by the session
 
 
-class UnleashHarness:
-    """``FlagHarness`` for ``UnleashFlagStore``: human edits go through the raw Admin API."""
+class Interleave(httpx.AsyncBaseTransport):
+    """The store's HTTP transport, able to run something just before a chosen request leaves: a human's edit landing
+    between what the store read and what it writes."""
 
-    def __init__(self, store: UnleashFlagStore, human: HumanAdmin, created: set[str]) -> None:
+    def __init__(self) -> None:
+        self._inner = httpx.AsyncHTTPTransport()
+        self._before: list[tuple[Callable[[httpx.Request], bool], Callable[[], Awaitable[None]]]] = []
+
+    def before_next(self, matches: Callable[[httpx.Request], bool], action: Callable[[], Awaitable[None]]) -> None:
+        self._before.append((matches, action))
+
+    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+        for i, (matches, action) in enumerate(self._before):
+            if matches(request):
+                del self._before[i]
+                await action()
+                break
+        return await self._inner.handle_async_request(request)
+
+    async def aclose(self) -> None:
+        await self._inner.aclose()
+
+
+class UnleashHarness:
+    """``FlagHarness`` for ``UnleashFlagStore``: human edits go through the raw Admin API. Workflows are recorded
+    as the store touches them, for ``settle`` and for deleting their flags at the module's end (the contract's
+    ``wf`` is recorded by the test module: seeds use it)."""
+
+    def __init__(self, store: UnleashFlagStore, human: HumanAdmin, created: set[str], transport: Interleave) -> None:
         self.touched: set[str] = set()
         self.created = created  # every workflow of the module, deleted at its end
         self.unleash = store
         self.store: FlagStore = RecordingStore(store, self.touched)
         self.human = human
+        self.transport = transport
 
-    async def seed_flag(
-        self, name: str, *, general_percent: int = 0, enabled: bool = True, archived: bool = False
-    ) -> None:
-        self.store_touch(name)
-        await self.human.seed_flag(name, general_percent=general_percent, enabled=enabled, archived=archived)
+    def edit_during_next_write(self, flag_name: str, percent: int) -> None:
+        """Just before the store's PATCH of the strategy leaves, after the store read the flag to prepare it."""
 
-    def store_touch(self, name: str) -> None:
-        wf = workflow_of(name)
-        if wf is not None:
-            self.touched.add(wf)
+        def is_the_write(request: httpx.Request) -> bool:
+            return request.method == "PATCH" and f"/features/{flag_name}/environments/" in request.url.path
 
-    async def delete_strategy(self, flag_name: str, title: str) -> None:
-        await self.human.delete_strategy(flag_name, title)
-
-    async def disable_strategy(self, flag_name: str, title: str) -> None:
-        await self.human.disable_strategy(flag_name, title)
-
-    async def set_flag_enabled(self, flag_name: str, enabled: bool) -> None:
-        await self.human.set_flag_enabled(flag_name, enabled)
+        self.transport.before_next(is_the_write, lambda: self.human.edit_percent(flag_name, percent))
 
     async def settle(self) -> None:
         """Wait until ``UnleashClient`` sees what the Admin API shows, for every workflow this test touched."""

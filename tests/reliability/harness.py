@@ -52,7 +52,7 @@ from tests.conditions import eventually
 
 from diachronic.ci import client as ci
 from diachronic.ci.contracts import CIStatus, DeployAck, DeployOptions
-from diachronic.ci.planning import parse_steps
+from diachronic.ci.planner.schedule import parse_steps
 from diachronic.contracts import MIGRATE_SIGNAL, DeployEvent, ci_workflow_id
 from diachronic.devserver import PORT_OFFSETS, DevServer, free_port, start_dev_server
 from diachronic.flags import FlagStore

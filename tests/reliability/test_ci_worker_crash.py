@@ -30,8 +30,7 @@ from tests.reliability.harness import (
 )
 from tests.reliability.harness import audit as audit_runs
 
-from diachronic.ci.contracts import Phase
-from diachronic.ci.drain import migration_workflow_id
+from diachronic.ci.contracts import Phase, migration_workflow_id
 
 BUDGET_S = 300.0 + COUNT
 pytestmark = fault_test(BUDGET_S)

@@ -20,8 +20,7 @@ from pathlib import Path
 from tests.reliability.harness import COUNT, Report, Scenario, fault_test, measurement, options, scenario
 
 from diachronic.ci import client as ci
-from diachronic.ci.contracts import DeployAck, Phase
-from diachronic.ci.workflow import DEPLOY_UPDATE
+from diachronic.ci.contracts import DEPLOY_UPDATE, DeployAck, Phase
 from diachronic.contracts import ci_workflow_id
 from diachronic.flags.evaluation import general_percent
 

@@ -15,8 +15,10 @@ from temporalio.service import RPCError
 
 from diachronic.ci.contracts import (
     FINAL_PHASES,
+    STATUS_QUERY,
     CIInput,
     CIStatus,
+    Control,
     ControlInput,
     DeployAck,
     DeployOptions,
@@ -25,34 +27,15 @@ from diachronic.ci.contracts import (
     MigrationCounts,
     Phase,
     RolloutStatus,
+    rollout_workflow_id,
 )
-from diachronic.ci.drain import migration_workflow_id
-from diachronic.ci.rollout import STATUS_QUERY as ROLLOUT_STATUS
-from diachronic.ci.rollout import rollout_workflow_id
-from diachronic.ci.workflow import (
-    ABORT_UPDATE,
-    CANCEL_UPDATE,
-    CONTINUE_UPDATE,
-    PAUSE_UPDATE,
-    PROMOTE_UPDATE,
-    RESUME_UPDATE,
-    STATUS_QUERY,
-    CIWorkflow,
-)
+from diachronic.ci.workflow import CIWorkflow
 from diachronic.contracts import CI_WORKFLOW_TYPE, DeployEvent, ci_workflow_id
 from diachronic.errors import InvalidInput, NotFound
 from diachronic.temporal_errors import temporal_errors
 
 T = TypeVar("T")
 
-CONTROLS = {
-    "continue": CONTINUE_UPDATE,
-    "cancel": CANCEL_UPDATE,
-    "pause": PAUSE_UPDATE,
-    "resume": RESUME_UPDATE,
-    "promote": PROMOTE_UPDATE,
-    "abort": ABORT_UPDATE,
-}
 _RACE_RETRIES = 3
 
 
@@ -63,9 +46,18 @@ async def _translate(what: str, action: Callable[[], Awaitable[T]]) -> T:
 
 
 async def deploy(
-    client: Client, ci_task_queue: str, event: DeployEvent, options: DeployOptions | None = None
+    client: Client,
+    ci_task_queue: str,
+    event: DeployEvent,
+    options: DeployOptions | None = None,
+    *,
+    update_id: str | None = None,
 ) -> DeployAck:
-    """Queue a deployment on ``ci.<workflowName>``, starting the CI workflow if none runs."""
+    """Queue a deployment on ``ci.<workflowName>``, starting the CI workflow if none runs.
+
+    ``update_id``: Temporal answers a second call with the same id with the first call's outcome instead of running
+    it again, within the CI run and after it ended while it is the latest run (the webhook passes the GitHub
+    delivery id)."""
     request = DeployRequest(event=event, options=options or DeployOptions())
     for attempt in range(_RACE_RETRIES):
         operation = WithStartWorkflowOperation(
@@ -79,7 +71,7 @@ async def deploy(
             return await _translate(
                 f"deploy {event.workflow_name}",
                 lambda op=operation: client.execute_update_with_start_workflow(  # type: ignore[misc]
-                    CIWorkflow.deploy, request, start_workflow_operation=op
+                    CIWorkflow.deploy, request, start_workflow_operation=op, id=update_id
                 ),
             )
         except NotFound:
@@ -89,13 +81,15 @@ async def deploy(
 
 
 async def control(client: Client, workflow_name: str, name: str, reason: str | None = None) -> str:
-    """Send one of ``CONTROLS`` (continue, cancel, pause, resume, promote, abort); refused ones raise InvalidInput."""
-    if name not in CONTROLS:
-        raise InvalidInput(f"unknown control {name!r}: choose one of {', '.join(CONTROLS)}")
+    """Send a ``Control`` (continue, cancel, pause, resume, promote, abort); refused ones raise InvalidInput."""
+    try:
+        chosen = Control(name)
+    except ValueError:
+        raise InvalidInput(f"unknown control {name!r}: choose one of {', '.join(Control)}") from None
     handle = client.get_workflow_handle(ci_workflow_id(workflow_name))
     result: str = await _translate(
-        f"{name} {workflow_name}",
-        lambda: handle.execute_update(CONTROLS[name], ControlInput(reason=reason), result_type=str),
+        f"{chosen} {workflow_name}",
+        lambda: handle.execute_update(chosen.update, ControlInput(reason=reason), result_type=str),
     )
     return result
 
@@ -136,7 +130,7 @@ async def status(client: Client, workflow_name: str) -> CIStatus:
     updates: dict[str, Any] = {}
     drain_id: str | None = None
     if ci.phase not in (Phase.IDLE, Phase.PREPARING, Phase.AWAITING_CONTINUE) and ci.from_version is not None:
-        rollout = await _query(client, rollout_workflow_id(workflow_name), ROLLOUT_STATUS, RolloutStatus)
+        rollout = await _query(client, rollout_workflow_id(workflow_name), STATUS_QUERY, RolloutStatus)
         if rollout is not None:
             updates |= {
                 "rollout_percent": rollout.percent,
@@ -146,8 +140,8 @@ async def status(client: Client, workflow_name: str) -> CIStatus:
                 "rollout_history": rollout.history,
                 "last_error": ci.last_error or rollout.last_error or rollout.stop_detail,
             }
-        drain_id = ci.cleanup_workflow_id if ci.non_migratory else migration_workflow_id(workflow_name)
-        drain = await _query(client, drain_id, "status", DrainState) if drain_id else None
+        drain_id = ci.drain_workflow_id
+        drain = await _query(client, drain_id, STATUS_QUERY, DrainState) if drain_id else None
         if drain is not None:
             updates["migration"] = MigrationCounts(
                 eligible=drain.eligible, signalled=drain.signalled_total, on_old_queue=drain.running_on_old_queue

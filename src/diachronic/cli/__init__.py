@@ -15,7 +15,7 @@ import logging
 from collections.abc import Callable, Coroutine
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Annotated, Any, TypeVar
+from typing import TYPE_CHECKING, Annotated, Any, TypeVar
 
 import typer
 from typer.models import CommandFunctionType
@@ -24,6 +24,9 @@ from diachronic.cli.output import Output
 from diachronic.errors import DiachronicError
 from diachronic.process import exit_with
 from diachronic.settings import Settings, load_settings
+
+if TYPE_CHECKING:
+    from diachronic.temporal import TemporalConnection
 
 T = TypeVar("T")
 
@@ -41,13 +44,14 @@ class Context:
     out: Output = field(default_factory=Output)
     data_dir: Path | None = None
     verbosity: int = 0
+    overrides: dict[str, Any] = field(default_factory=dict)  # the other global options, over their variables
     _settings: Settings | None = None
 
     @property
     def settings(self) -> Settings:
         if self._settings is None:
             try:
-                self._settings = load_settings(data_dir=self.data_dir)
+                self._settings = load_settings(data_dir=self.data_dir, **self.overrides)
             except ValueError as error:
                 self.out.abort(f"invalid settings: {error}")
         return self._settings
@@ -68,6 +72,18 @@ class Context:
             return asyncio.run(coro)
         except DiachronicError as error:
             self.out.abort(f"{error.message}")
+
+    def connection(self) -> TemporalConnection:
+        """How Temporal is reached (settings, TEMPORAL_*, temporal.toml); a bad configuration aborts in one line."""
+        from diachronic.temporal import resolve_connection
+
+        try:
+            return resolve_connection(self.settings)
+        except DiachronicError as error:
+            self.out.abort(error.message)
+
+
+_TEMPORAL = "Temporal connection (else TEMPORAL_* / temporal.toml, see docs/production.md)"
 
 
 def _log_level(verbosity: int) -> int:
@@ -193,13 +209,80 @@ def main_options(
     quiet: Annotated[
         int, typer.Option("--quiet", "-q", count=True, envvar="DIACHRONIC_QUIET", help=_QUIET_HELP, show_default=False)
     ] = 0,
+    temporal_address: Annotated[
+        str | None,
+        typer.Option(help="host:port", envvar="DIACHRONIC_TEMPORAL_ADDRESS", rich_help_panel=_TEMPORAL),
+    ] = None,
+    temporal_namespace: Annotated[
+        str | None, typer.Option(envvar="DIACHRONIC_TEMPORAL_NAMESPACE", rich_help_panel=_TEMPORAL)
+    ] = None,
+    temporal_profile: Annotated[
+        str | None,
+        typer.Option(help="temporal.toml profile", envvar="DIACHRONIC_TEMPORAL_PROFILE", rich_help_panel=_TEMPORAL),
+    ] = None,
+    temporal_config_file: Annotated[
+        Path | None,
+        typer.Option(help="temporal.toml", envvar="DIACHRONIC_TEMPORAL_CONFIG_FILE", rich_help_panel=_TEMPORAL),
+    ] = None,
+    temporal_tls: Annotated[
+        bool | None,
+        typer.Option(
+            "--temporal-tls/--no-temporal-tls",
+            help="TLS on or off (default: on with an API key or a certificate)",
+            envvar="DIACHRONIC_TEMPORAL_TLS",
+            rich_help_panel=_TEMPORAL,
+        ),
+    ] = None,
+    temporal_tls_ca: Annotated[
+        Path | None,
+        typer.Option(help="server CA (PEM)", envvar="DIACHRONIC_TEMPORAL_TLS_CA", rich_help_panel=_TEMPORAL),
+    ] = None,
+    temporal_tls_cert: Annotated[
+        Path | None,
+        typer.Option(
+            help="mTLS client certificate (PEM)", envvar="DIACHRONIC_TEMPORAL_TLS_CERT", rich_help_panel=_TEMPORAL
+        ),
+    ] = None,
+    temporal_tls_key: Annotated[
+        Path | None,
+        typer.Option(help="its private key (PEM)", envvar="DIACHRONIC_TEMPORAL_TLS_KEY", rich_help_panel=_TEMPORAL),
+    ] = None,
+    temporal_tls_server_name: Annotated[
+        str | None,
+        typer.Option(
+            help="name to check the server's certificate against",
+            envvar="DIACHRONIC_TEMPORAL_TLS_SERVER_NAME",
+            rich_help_panel=_TEMPORAL,
+        ),
+    ] = None,
 ) -> None:
-    ctx.obj = Context(data_dir=data_dir, verbosity=verbose - quiet)
+    """The API key is read from DIACHRONIC_TEMPORAL_API_KEY, TEMPORAL_API_KEY or the profile, never from a flag
+    (a command line is visible to every user of the machine)."""
+    overrides = {
+        "temporal_address": temporal_address,
+        "temporal_namespace": temporal_namespace,
+        "temporal_profile": temporal_profile,
+        "temporal_config_file": temporal_config_file,
+        "temporal_tls": temporal_tls,
+        "temporal_tls_ca": temporal_tls_ca,
+        "temporal_tls_cert": temporal_tls_cert,
+        "temporal_tls_key": temporal_tls_key,
+        "temporal_tls_server_name": temporal_tls_server_name,
+    }
+    ctx.obj = Context(data_dir=data_dir, verbosity=verbose - quiet, overrides=overrides)
 
 
 def main() -> None:
     import diachronic.cli.k8s  # noqa: F401  (the k8s sub-app registers itself)
-    from diachronic.cli import control, dev, serve, simulate, status  # noqa: F401  (commands register themselves)
+    from diachronic.cli import (  # noqa: F401  (commands register themselves)
+        control,
+        dev,
+        doctor,
+        freeze,
+        serve,
+        simulate,
+        status,
+    )
 
     try:
         app()

@@ -12,14 +12,16 @@ from pydantic import ValidationError
 
 from diachronic.backends import open_flag_store, open_workers
 from diachronic.ci import client as ci
-from diachronic.ci.contracts import DeployAck, DeployOptions
-from diachronic.ci.planning import default_steps, format_steps, parse_steps, plan_deployment
+from diachronic.ci.contracts import Control, DeployAck, DeployOptions
+from diachronic.ci.planner.deployment import plan_deployment
+from diachronic.ci.planner.schedule import default_steps, format_steps, parse_steps
 from diachronic.cli import Context, app
+from diachronic.cli.wait import TIMEOUT_OPTION, WAIT_OPTION, wait_and_exit, wait_timeout
 from diachronic.contracts import DeployEvent
 from diachronic.errors import DiachronicError
 from diachronic.flags import VersionFlag
 from diachronic.signaler import start_routed
-from diachronic.temporal import connect, wait_for_poller
+from diachronic.temporal import connect, resolve_connection, wait_for_poller
 from diachronic.versions import previous_version, task_queue
 from diachronic.workers.local import LocalWorkers
 
@@ -50,8 +52,12 @@ def deploy(
     worker_cmd: Annotated[
         str | None, typer.Option("--worker-cmd", help="Start CMD as this version's local worker first")
     ] = None,
+    wait: Annotated[bool, WAIT_OPTION] = False,
+    timeout: Annotated[str | None, TIMEOUT_OPTION] = None,
 ) -> None:
-    """Deploy VERSION of WORKFLOW: register its flag, roll out, migrate (or clean up) the previous version."""
+    """Deploy VERSION of WORKFLOW: register its flag, roll out, migrate (or clean up) the previous version.
+
+    With --wait, block until this deployment ends; the exit code says how (docs/pipeline.md)."""
     c: Context = ctx.obj
     event = _event(
         c,
@@ -76,20 +82,14 @@ def deploy(
                 c.out.abort("--worker-cmd needs the local worker backend")
             queue = task_queue(workflow, version)
             c.out.info(f"starting worker for {queue}: {worker_cmd}")
-            await workers.start(
-                workflow,
-                version,
-                worker_cmd,
-                env={
-                    "DIACHRONIC_TEMPORAL_ADDRESS": c.settings.temporal_address,
-                    "DIACHRONIC_TEMPORAL_NAMESPACE": c.settings.temporal_namespace,
-                },
-            )
+            # The worker reaches Temporal exactly as we do (address, namespace, TLS, API key).
+            await workers.start(workflow, version, worker_cmd, env=resolve_connection(c.settings).environment())
             await wait_for_poller(client, queue)
             c.out.info(f"worker polls {queue}")
         flags = await _read_flags(c, workflow)  # before the deployment registers its own flag
         return await ci.deploy(client, c.settings.ci_task_queue, event, options), flags
 
+    timeout_s = wait_timeout(c, timeout)
     ack, flags = c.run(run())
     if ack.position is None:
         c.out.warn(f"{workflow} {version}: {ack.decision}, nothing new queued")
@@ -97,6 +97,10 @@ def deploy(
         c.out.success(
             f"{workflow} {version} queued (position {ack.position}): {what_will_happen(event, options, ack, flags)}"
         )
+    if wait:
+        # A duplicate follows the deployment of this version already queued or running.
+        event_time = event.event_time if ack.position is not None else None
+        wait_and_exit(c, workflow, version_id=version, event_time=event_time, timeout_s=timeout_s)
 
 
 async def _read_flags(c: Context, workflow: str) -> list[VersionFlag] | None:
@@ -145,12 +149,8 @@ def _control(name: str, help_text: str) -> None:
     app.command(name=name)(command)
 
 
-_control("continue", "Continue a dark deploy: start the rollout.")
-_control("cancel", "Stop the deployment's automation; flags stay as they are.")
-_control("pause", "Hold the rollout at its current percentage.")
-_control("resume", "Resume a paused rollout (the current step waits its full time again).")
-_control("promote", "Route 100 % to the new version now.")
-_control("abort", "Route new starts back to the previous version and stop migrating.")
+for _each in Control:
+    _control(_each.value, _each.help)
 
 
 @app.command()

@@ -35,10 +35,12 @@ def dev(
 
     Stopping it (Ctrl-C, SIGTERM) also stops the local workers of its data folder (`deploy --worker-cmd`)."""
     c: Context = ctx.obj
-    settings = load_settings(data_dir=c.settings.data_dir, flags=flags)
-    server = start_dev_server(settings.data_dir, port=temporal_port, ui=ui)
-    settings = settings.model_copy(update={"temporal_address": server.address})
+    try:  # waits until the frontend is healthy (not only its port open), with back-off, then one clear line
+        server = start_dev_server(c.settings.data_dir, port=temporal_port, ui=ui)
+    except DiachronicError as error:
+        c.out.abort(error.message)
     try:
+        settings = load_settings(data_dir=c.settings.data_dir, flags=flags, **server.connection_settings())
         c.out.success(f"Temporal: {server.address}")
         if ui:
             c.out.success(f"Web UI:   {server.ui_address}")
@@ -50,7 +52,7 @@ def dev(
         http = ("127.0.0.1", http_port) if http_port else None
         c.run(serve_until_signalled(settings, ci_worker=True, http=http, dev=True))
     finally:
-        _stop_local_workers(c, settings)
+        _stop_local_workers(c, c.settings)  # the same data folder and worker backend as `settings`
         server.stop()
         c.out.info("stopped")
 
@@ -70,7 +72,8 @@ def _stop_local_workers(c: Context, settings: Settings) -> None:
 
 @app.command()
 def worker(ctx: typer.Context) -> None:
-    """Run the CI worker against the configured Temporal (DIACHRONIC_TEMPORAL_ADDRESS)."""
+    """Run the CI worker against the configured Temporal (docs/production.md: TEMPORAL_* or a profile)."""
     c: Context = ctx.obj
-    c.out.info(f"CI worker on {c.settings.temporal_address}, task queue {c.settings.ci_task_queue}")
+    connection = c.connection()
+    c.out.info(f"CI worker on {connection.describe()}, task queue {c.settings.ci_task_queue}")
     c.run(serve_until_signalled(c.settings, ci_worker=True, http=None))

@@ -15,7 +15,9 @@ Rules worth knowing (the contract suite ``tests/flag_contract.py`` checks them f
   id is never reused; if the newest flag overall is an archived flag of this very version it is revived
   instead (fresh strategies, enabled);
 - a flag whose name starts like a version flag of the workflow but does not parse is skipped and logged once;
-- like Unleash's admin API, deleting a flag's last strategy or disabling all of them disables the flag.
+- like Unleash's admin API, deleting a flag's last strategy or disabling all of them disables the flag;
+- a compare-and-set of the general percentage (``set_general_percent(expected=...)``) is one conditional
+  UPDATE: the condition is checked by SQLite as it writes, never read first and written after.
 
 Sync sqlite calls are fast (well under a millisecond); reads run inline on the caller's thread (routing is on
 the signaler's hot path), writes run in a worker thread because they may wait for another process's lock.
@@ -33,10 +35,11 @@ from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import TypeVar
+from typing import Literal, TypeVar
 
+from diachronic import versions
 from diachronic.contracts import VersionInfo
-from diachronic.errors import FlagStoreError, InvalidInput, NotFound
+from diachronic.errors import FlagStoreError, InvalidInput, NotFound, RetryTable, is_retryable
 from diachronic.flags import (
     GENERAL_TRAFFIC_TITLE,
     FlagStrategy,
@@ -44,16 +47,8 @@ from diachronic.flags import (
     evaluation,
 )
 from diachronic.flags.evaluation import default_strategies, new_rollout, validate_percent
-from diachronic.versions import (
-    flag_name,
-    flag_name_prefix,
-    next_seq_id,
-    parse_flag_name,
-    sort_newest_first,
-    version_info,
-)
 
-__all__ = ["LocalFlagStore", "map_sqlite_error"]
+__all__ = ["SQLITE_ERRORS", "LocalFlagStore", "immediate_transaction", "map_sqlite_error"]
 
 log = logging.getLogger(__name__)
 
@@ -78,11 +73,40 @@ CREATE TABLE IF NOT EXISTS meta (
 INSERT OR IGNORE INTO meta (key, value) VALUES ('revision', 0);
 """
 
+# Compare-and-set of the general percentage in one statement: ``g`` is the first strategy named :kind and titled
+# :title (``evaluation.general_strategy``'s rule); the row is updated only if that strategy is enabled and its
+# rollout is exactly :expected (``evaluation.check_expected_percent``'s rule), and the flag is not archived.
+_COMPARE_AND_SET = """
+UPDATE flags
+SET strategies = json_set(flags.strategies, '$[' || g.idx || '].parameters.rollout', :percent), updated_at = :now
+FROM (
+    SELECT j.key AS idx, j.value AS strategy FROM flags AS f, json_each(f.strategies) AS j
+    WHERE f.name = :name AND json_extract(j.value, '$.name') = :kind AND json_extract(j.value, '$.title') = :title
+    ORDER BY j.key LIMIT 1
+) AS g
+WHERE flags.name = :name AND flags.archived = 0
+    AND json_extract(g.strategy, '$.parameters.rollout') = :expected
+    AND NOT coalesce(json_extract(g.strategy, '$.disabled'), 0)
+"""
+
+
+SQLITE_ERRORS: RetryTable = {
+    "Error": False,
+    "InterfaceError": True,
+    "DatabaseError": False,  # not a database, or a corrupt one
+    "DataError": False,
+    "OperationalError": True,  # locked, busy, disk I/O
+    "IntegrityError": True,  # a constraint raced by another process: the retried call reads again
+    "InternalError": False,
+    "ProgrammingError": False,
+    "NotSupportedError": False,
+}
+"""Every ``sqlite3.Error`` class, retryable or not (``tests/test_flags_local.py`` checks none is missing)."""
+
 
 def map_sqlite_error(exc: sqlite3.Error, action: str) -> FlagStoreError:
     """The one translation of sqlite errors: lock/busy/I-O trouble is retryable, a corrupt file is not."""
-    retryable = isinstance(exc, sqlite3.OperationalError | sqlite3.IntegrityError | sqlite3.InterfaceError)
-    return FlagStoreError(f"local flag store: {action} failed: {exc}", retryable=retryable)
+    return FlagStoreError(f"local flag store: {action} failed: {exc}", retryable=is_retryable(exc, SQLITE_ERRORS))
 
 
 @contextmanager
@@ -91,6 +115,20 @@ def _sqlite_errors(action: str) -> Iterator[None]:
         yield
     except sqlite3.Error as exc:
         raise map_sqlite_error(exc, action) from exc
+
+
+@contextmanager
+def immediate_transaction(conn: sqlite3.Connection) -> Iterator[sqlite3.Connection]:
+    """``BEGIN IMMEDIATE`` (the write lock, taken up front: no other writer, in any process, until the end) ...
+    ``COMMIT``; rolled back on any exception. For connections in autocommit mode (``isolation_level=None``)."""
+    conn.execute("BEGIN IMMEDIATE")
+    try:
+        yield conn
+        conn.execute("COMMIT")
+    except BaseException:
+        if conn.in_transaction:
+            conn.execute("ROLLBACK")
+        raise
 
 
 def _with_ids(strategies: Sequence[FlagStrategy]) -> list[FlagStrategy]:
@@ -156,18 +194,11 @@ class LocalFlagStore:
         return conn
 
     def _init_schema(self) -> None:
-        conn = self._writer
-        conn.execute("BEGIN IMMEDIATE")
-        try:
+        with immediate_transaction(self._writer) as conn:
             for statement in _SCHEMA.split(";"):
                 if statement.strip():
                     conn.execute(statement)
             conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
-            conn.execute("COMMIT")
-        except BaseException:
-            if conn.in_transaction:
-                conn.execute("ROLLBACK")
-            raise
 
     def _read(self, action: str, fn: Callable[[sqlite3.Connection], R]) -> R:
         with _sqlite_errors(action), self._read_lock:
@@ -175,18 +206,10 @@ class LocalFlagStore:
 
     def _write_sync(self, action: str, fn: Callable[[sqlite3.Connection], tuple[R, bool]]) -> R:
         """Run ``fn`` in one BEGIN IMMEDIATE transaction; bump the revision when it reports a change."""
-        with _sqlite_errors(action), self._write_lock:
-            conn = self._writer
-            conn.execute("BEGIN IMMEDIATE")
-            try:
-                result, changed = fn(conn)
-                if changed:
-                    conn.execute("UPDATE meta SET value = value + 1 WHERE key = 'revision'")
-                conn.execute("COMMIT")
-            except BaseException:
-                if conn.in_transaction:
-                    conn.execute("ROLLBACK")
-                raise
+        with _sqlite_errors(action), self._write_lock, immediate_transaction(self._writer) as conn:
+            result, changed = fn(conn)
+            if changed:
+                conn.execute("UPDATE meta SET value = value + 1 WHERE key = 'revision'")
             return result
 
     async def _write(self, action: str, fn: Callable[[sqlite3.Connection], tuple[R, bool]]) -> R:
@@ -196,7 +219,7 @@ class LocalFlagStore:
 
     @staticmethod
     def _rows(conn: sqlite3.Connection, workflow_name: str, include_archived: bool) -> list[Row]:
-        prefix = flag_name_prefix(workflow_name)
+        prefix = versions.flag_name_prefix(workflow_name)
         # substr, not LIKE: names contain '_' (a LIKE wildcard) and LIKE ignores case.
         sql = "SELECT name, enabled, archived, strategies FROM flags WHERE substr(name, 1, ?) = ?"
         if not include_archived:
@@ -212,7 +235,7 @@ class LocalFlagStore:
         """A parsed version flag, or None (logged once per name) for a name or content that does not parse."""
         name, enabled, archived, raw = row
         try:
-            workflow_name, seq_id, version_id = parse_flag_name(name)
+            workflow_name, seq_id, version_id = versions.parse_flag_name(name)
             strategies = _load(raw)
         except (InvalidInput, ValueError) as exc:
             if name not in self._warned:
@@ -220,14 +243,14 @@ class LocalFlagStore:
                 log.warning("skipping flag %r: it looks like a version flag but does not parse: %s", name, exc)
             return None
         return VersionFlag(
-            info=version_info(workflow_name, seq_id, version_id, self.environment),
+            info=versions.version_info(workflow_name, seq_id, version_id, self.environment),
             enabled=bool(enabled),
             archived=bool(archived),
             strategies=strategies,
         )
 
     def _flags(self, rows: list[Row]) -> list[VersionFlag]:
-        return sort_newest_first([f for f in map(self._flag, rows) if f is not None])
+        return versions.sort_newest_first([f for f in map(self._flag, rows) if f is not None])
 
     @staticmethod
     def _existing(conn: sqlite3.Connection, name: str, *, allow_archived: bool = True) -> Row:
@@ -271,19 +294,14 @@ class LocalFlagStore:
 
     async def apply_version_flag(self, workflow_name: str, version_id: str) -> VersionInfo:
         """Make ``version_id`` the newest version (see the module docstring for redeploys and revivals)."""
-        flag_name(workflow_name, 0, version_id)  # validates both names before touching the file
+        versions.flag_name(workflow_name, 0, version_id)  # validates both names before touching the file
 
         def apply(conn: sqlite3.Connection) -> tuple[VersionInfo, bool]:
             flags = self._flags(self._rows(conn, workflow_name, include_archived=True))
-            live = [f for f in flags if not f.archived]
-            if live and live[0].info.version_id == version_id:
-                return live[0].info, False
-            top = flags[0] if flags else None
-            if top is not None and top.archived and top.info.version_id == version_id:
-                info = top.info
-            else:
-                info = version_info(workflow_name, next_seq_id(flags), version_id, self.environment)
-            strategies = default_strategies(info.flag_name)
+            action, info = versions.flag_to_apply(flags, workflow_name, version_id, self.environment)
+            if action is versions.FlagApply.KEEP:
+                return info, False
+            strategies = default_strategies(info.flag_name)  # a revival starts afresh too: it is a new deployment
             self._save(conn, info.flag_name, enabled=True, archived=False, strategies=strategies)
             return info, True
 
@@ -294,12 +312,18 @@ class LocalFlagStore:
         row = self._read("get strategies", lambda c: self._existing(c, flag_name))
         return self._strategies(row)
 
-    async def set_general_percent(self, flag_name: str, percent: int) -> None:
-        """Set ``All other traffic`` to ``percent``, re-creating that strategy if it was deleted.
+    async def set_general_percent(self, flag_name: str, percent: int, *, expected: int | None = None) -> None:
+        """Set ``All other traffic`` to ``percent``; with ``expected``, as one conditional UPDATE (``FlagStore``).
 
-        Its ``disabled`` state is left as it is: a human's change wins over automation (docs/architecture.md).
+        Without ``expected`` a deleted strategy is re-created and its ``disabled`` state is left as it is: a
+        human's change wins over automation (docs/architecture.md).
         """
         validate_percent(percent)
+        if expected is not None:
+            await self._write(
+                "set general percent", self._compare_and_set(flag_name, percent, validate_percent(expected))
+            )
+            return
 
         def update(conn: sqlite3.Connection) -> tuple[None, bool]:
             row = self._existing(conn, flag_name, allow_archived=False)
@@ -317,9 +341,37 @@ class LocalFlagStore:
 
         await self._write("set general percent", update)
 
+    def _compare_and_set(
+        self, flag_name: str, percent: int, expected: int
+    ) -> Callable[[sqlite3.Connection], tuple[None, bool]]:
+        """The write of ``set_general_percent(expected=...)``: the condition is part of the UPDATE itself, so no
+        other connection, thread or process can change the row between the check and the write. When it matches
+        nothing, the same transaction reads the row to say why (``NotFound`` or ``ConcurrentEdit``)."""
+
+        def update(conn: sqlite3.Connection) -> tuple[None, bool]:
+            params = {
+                "name": flag_name,
+                "kind": evaluation.FLEXIBLE_ROLLOUT,
+                "title": GENERAL_TRAFFIC_TITLE,
+                "expected": str(expected),
+                "percent": str(percent),
+                "now": _now(),
+            }
+            if conn.execute(_COMPARE_AND_SET, params).rowcount == 1:
+                return None, percent != expected
+            row = self._existing(conn, flag_name, allow_archived=False)
+            evaluation.check_expected_percent(flag_name, self._strategies(row), expected)
+            raise FlagStoreError(  # the UPDATE's condition and check_expected_percent disagree: a bug of ours
+                f"local flag store: the conditional write of {flag_name} matched nothing, yet its strategy "
+                f"holds {expected}%",
+                retryable=False,
+            )
+
+        return update
+
     async def archive_flag(self, flag_name: str) -> None:
         """Archive the flag: hidden from lists and routing; no-op if archived; ``NotFound`` if absent."""
-        await self._set_archived(flag_name, archived=True)
+        await self._switch("archive flag", flag_name, "archived", True)
 
     async def route(self, workflow_name: str, workflow_id: str, *, is_test: bool = False) -> VersionInfo | None:
         """The newest flag that is on for ``{userId: workflow_id, isTest}``; None if none is.
@@ -363,42 +415,32 @@ class LocalFlagStore:
         found = set()
         for name in names:
             try:
-                found.add(parse_flag_name(name)[0])
+                found.add(versions.parse_flag_name(name)[0])
             except InvalidInput:
                 continue
         return sorted(found)
 
     async def revive_flag(self, flag_name: str) -> None:
         """Bring an archived flag back, strategies and enabled state as they were."""
-        await self._set_archived(flag_name, archived=False)
-
-    async def _set_archived(self, flag_name: str, *, archived: bool) -> None:
-        def update(conn: sqlite3.Connection) -> tuple[None, bool]:
-            row = self._existing(conn, flag_name)
-            if bool(row[2]) == archived:
-                return None, False
-            conn.execute(
-                "UPDATE flags SET archived = ?, updated_at = ? WHERE name = ?",
-                (int(archived), _now(), flag_name),
-            )
-            return None, True
-
-        await self._write("archive flag" if archived else "revive flag", update)
+        await self._switch("revive flag", flag_name, "archived", False)
 
     async def set_flag_enabled(self, flag_name: str, enabled: bool) -> None:
         """Turn the whole flag on or off in the environment (a disabled flag routes nothing)."""
+        await self._switch("enable flag" if enabled else "disable flag", flag_name, "enabled", enabled)
+
+    async def _switch(self, action: str, flag_name: str, column: Literal["archived", "enabled"], value: bool) -> None:
+        """Set one of the flag's two switches; a no-op (no revision) when it already has that value."""
 
         def update(conn: sqlite3.Connection) -> tuple[None, bool]:
             row = self._existing(conn, flag_name)
-            if bool(row[1]) == enabled:
+            if bool(row[2] if column == "archived" else row[1]) == value:
                 return None, False
             conn.execute(
-                "UPDATE flags SET enabled = ?, updated_at = ? WHERE name = ?",
-                (int(enabled), _now(), flag_name),
+                f"UPDATE flags SET {column} = ?, updated_at = ? WHERE name = ?", (int(value), _now(), flag_name)
             )
             return None, True
 
-        await self._write("enable flag", update)
+        await self._write(action, update)
 
     async def delete_strategy(self, flag_name: str, title: str) -> None:
         """Delete the strategies with this title; as in Unleash, deleting the last one disables the flag."""

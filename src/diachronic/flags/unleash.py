@@ -11,7 +11,8 @@ particular to Unleash:
   flag's description carries ``SETUP_MARK``; a retried call that finds its own flag still marked finishes the
   set-up instead of returning a half-made flag, while a finished flag whose strategies a human deleted is
   left alone (a human edit). An archived name is revived rather than re-created (Unleash keeps archived
-  names reserved); a name created meanwhile by someone else makes the call look again (3 attempts). Unleash has
+  names reserved); a name created meanwhile by someone else is a retryable error (the retried call sees it,
+  and returns it or takes the next sequence id); a name held by another project is not retryable. Unleash has
   no transactions: two deploys of *different* versions of one workflow at the same moment could take the same
   sequence id, so callers serialize them per workflow (the CI does: one CI workflow per workflow, a FIFO queue).
 - Routing. The official ``UnleashClient`` (polling every ``refresh_s``, no metrics, no registration, an
@@ -19,9 +20,20 @@ particular to Unleash:
   Before the client's first successful fetch ``route`` raises a retryable ``FlagStoreError`` rather than
   answer "no version"; when Unleash goes away later, routing carries on from the last state fetched (the
   Unleash SDKs' own rule). Changes reach routing within ``refresh_s`` plus the server's own revision tick (1 s).
+- Compare-and-set. ``set_general_percent(expected=...)`` reads the flag (to find the strategy's id), then sends
+  ``PATCH .../strategies/<id>`` whose JSON Patch ``test`` operations (name, title, ``disabled`` false, rollout
+  = expected) come before the ``replace``: Unleash applies the patch to the strategy as it holds it and writes
+  nothing if a test fails (HTTP 500, ``TEST_OPERATION_FAILED`` in the body), so an edit landing between our
+  read and our write is never overwritten. Unleash checks the tests on the strategy it reads and writes in a
+  separate transaction a few milliseconds later; an edit landing inside that server-side window is the one
+  case it cannot see. Unleash also lets a strategy of an archived flag be patched: a flag archived in the
+  instant between our read and our PATCH gets the new rollout (it routes nothing while archived).
 - Errors. Every HTTP exchange goes through ``_call``: connection errors, timeouts, 408/429/5xx become retryable
-  ``FlagStoreError``; other 4xx are not retryable; a missing flag is ``NotFound``. Token values are never put
-  into a message, a log record or a repr (``_scrub`` removes them from anything the server echoes back).
+  ``FlagStoreError``; a failed ``test`` operation is ``ConcurrentEdit``; other 4xx are not retryable, nor is a
+  server certificate that no trusted CA signed (set ``ca_bundle``, ``DIACHRONIC_UNLEASH_CA_BUNDLE``, for an
+  Unleash behind a private CA: both the Admin API client and ``UnleashClient`` verify with it); a missing flag
+  is ``NotFound``. Token values are never put into a message, a log record or a repr (``_scrub`` removes them
+  from anything the server echoes back).
 """
 
 from __future__ import annotations
@@ -31,6 +43,7 @@ import json
 import logging
 import re
 import shlex
+import ssl
 import threading
 import time
 import uuid
@@ -46,10 +59,22 @@ from UnleashClient.clients.unleash_client import UnleashClient
 from UnleashClient.constants import ETAG, FEATURES_URL
 from UnleashClient.utils import InstanceAllowType
 
+from diachronic import versions
 from diachronic.contracts import VersionInfo
-from diachronic.errors import ConfigError, FlagStoreError, InvalidInput, NotFound
+from diachronic.errors import (
+    ConcurrentEdit,
+    ConfigError,
+    FlagStoreError,
+    InvalidInput,
+    NotFound,
+    http_client_error_retryable,
+    http_status_retryable,
+    retry_after_s,
+    untrusted_certificate,
+)
 from diachronic.flags import GENERAL_TRAFFIC_TITLE, Constraint, FlagStrategy, VersionFlag
 from diachronic.flags.evaluation import (
+    check_expected_percent,
     context_properties,
     default_strategies,
     general_strategy,
@@ -57,15 +82,6 @@ from diachronic.flags.evaluation import (
     validate_percent,
 )
 from diachronic.settings import Settings
-from diachronic.versions import (
-    FLAG_PREFIX,
-    flag_name,
-    flag_name_prefix,
-    next_seq_id,
-    parse_flag_name,
-    sort_newest_first,
-    version_info,
-)
 
 __all__ = ["DESCRIPTION", "SETUP_MARK", "UnleashFlagStore", "base_url", "local_state", "read_state_file"]
 
@@ -84,9 +100,11 @@ SETUP_MARK = " [diachronic: being set up]"
 
 DEFAULT_TIMEOUT_S = 10.0
 SEARCH_PAGE = 100  # the search endpoint's maximum page size
-APPLY_ATTEMPTS = 3
 FETCH_CONCURRENCY = 8
-_RETRYABLE_STATUS = frozenset({408, 425, 429})
+HTTPX_ERRORS = (httpx.HTTPError, httpx.InvalidURL, httpx.CookieConflict, httpx.StreamError)
+"""Every exception httpx raises (the roots of its tree): all translated in ``_call``."""
+TEST_OPERATION_FAILED = "TEST_OPERATION_FAILED"
+"""How Unleash (7.5.1) words a failed JSON Patch ``test``, in an HTTP 500's body: a concurrent edit, not a fault."""
 
 
 def _secret(value: SecretStr | str | None) -> SecretStr | None:
@@ -196,15 +214,15 @@ class _RoutingCache(BaseCache):
             return
         grouped: dict[str, list[VersionInfo]] = {}
         for name in by_name:
-            if not name.startswith(f"{FLAG_PREFIX}."):
+            if not name.startswith(f"{versions.FLAG_PREFIX}."):
                 continue
             try:
-                workflow_name, seq_id, version_id = parse_flag_name(name)
+                workflow_name, seq_id, version_id = versions.parse_flag_name(name)
             except InvalidInput as exc:
                 self._warn(name, str(exc))
                 continue
-            grouped.setdefault(workflow_name, []).append(version_info(workflow_name, seq_id, version_id))
-        self.index = {wf: sort_newest_first(infos) for wf, infos in grouped.items()}
+            grouped.setdefault(workflow_name, []).append(versions.version_info(workflow_name, seq_id, version_id))
+        self.index = {wf: versions.sort_newest_first(infos) for wf, infos in grouped.items()}
         self.payload = by_name
         self.loaded.set()
 
@@ -249,11 +267,18 @@ def _strategy(raw: Mapping[str, Any]) -> FlagStrategy:
     )
 
 
-def _strategies(raw: Any) -> list[FlagStrategy]:
-    if not isinstance(raw, list):
-        raise ValueError("strategies must be a list")
-    ordered = sorted(enumerate(raw), key=lambda item: (item[1].get("sortOrder") or 0, item[0]))
-    return [_strategy(s) for _, s in ordered]
+def _parsed_strategies(flag_name: str, raw: Any) -> list[FlagStrategy]:
+    """A flag's strategies in Unleash's order (``sortOrder``); a non-retryable error if they do not parse."""
+    try:
+        if not isinstance(raw, list):
+            raise ValueError("strategies must be a list")
+        ordered = sorted(enumerate(raw), key=lambda item: (item[1].get("sortOrder") or 0, item[0]))
+        return [_strategy(s) for _, s in ordered]
+    except (ValidationError, ValueError, KeyError, TypeError, AttributeError) as exc:
+        raise FlagStoreError(
+            f"unleash: flag {flag_name!r} has strategies diachronic cannot read: {type(exc).__name__}",
+            retryable=False,
+        ) from None
 
 
 def _wire(strategy: FlagStrategy) -> dict[str, Any]:
@@ -299,6 +324,7 @@ class UnleashFlagStore:
         timeout_s: float = DEFAULT_TIMEOUT_S,
         app_name: str = "diachronic",
         transport: httpx.AsyncBaseTransport | None = None,
+        ca_bundle: Path | None = None,
     ) -> None:
         admin = _secret(admin_token)
         if admin is None or not admin.get_secret_value():
@@ -313,11 +339,19 @@ class UnleashFlagStore:
         self.app_name = app_name
         self._admin_token = admin
         self._client_token = _secret(client_token)
+        self.ca_bundle = ca_bundle
+        verify: ssl.SSLContext | bool = True
+        if ca_bundle is not None:
+            try:
+                verify = ssl.create_default_context(cafile=str(ca_bundle))
+            except (OSError, ssl.SSLError) as exc:
+                raise ConfigError(f"cannot load the Unleash CA bundle {ca_bundle}: {exc}") from None
         self._http = httpx.AsyncClient(
             base_url=self.url,
             headers={"Authorization": admin.get_secret_value(), "Accept": "application/json"},
             timeout=httpx.Timeout(timeout_s),
             transport=transport,
+            verify=verify,
         )
         self._warn = _WarnOnce()
         self._cache = _RoutingCache(self._warn)
@@ -349,6 +383,7 @@ class UnleashFlagStore:
             project=settings.unleash_project,
             environment=settings.unleash_environment,
             refresh_s=settings.unleash_refresh_s,
+            ca_bundle=settings.unleash_ca_bundle,
         )
 
     def __repr__(self) -> str:
@@ -396,23 +431,29 @@ class UnleashFlagStore:
         params: Mapping[str, str | int] | None = None,
         ok: Collection[int] = (200,),
         missing: str | None = None,
+        client_token: bool = False,
     ) -> httpx.Response:
-        """One Admin API request; raises ``FlagStoreError`` (or ``NotFound`` for a 404 when ``missing`` is given)."""
+        """One Admin API request (``client_token``: a Client API request, with the client token); raises
+        ``FlagStoreError`` (or ``NotFound`` for a 404 when ``missing`` is given)."""
         if self._closed:
             raise FlagStoreError(f"unleash: cannot {action}: the flag store is closed", retryable=False)
+        token, variable = (self._client_token, "CLIENT") if client_token else (self._admin_token, "ADMIN")
+        headers = {"Authorization": token.get_secret_value()} if token is not None else {}
         try:
-            response = await self._http.request(method, path, json=body, params=params)
-        except httpx.TimeoutException as exc:
+            response = await self._http.request(method, path, json=body, params=params, headers=headers)
+        except HTTPX_ERRORS as exc:
+            if isinstance(exc, httpx.TimeoutException):
+                problem = f"{self.url} did not answer within {self.timeout_s:g}s ({type(exc).__name__})"
+            elif untrusted_certificate(exc):
+                problem = (
+                    f"the certificate of {self.url} is not signed by a trusted CA: set DIACHRONIC_UNLEASH_CA_BUNDLE "
+                    "to the CA (PEM) that signed it"
+                )
+            else:
+                problem = f"cannot reach {self.url} ({type(exc).__name__}: {self._scrub(str(exc))})"
             raise FlagStoreError(
-                f"unleash: {action} failed: {self.url} did not answer within {self.timeout_s:g}s "
-                f"({type(exc).__name__})",
-                retryable=True,
-            ) from None
-        except httpx.TransportError as exc:
-            raise FlagStoreError(
-                f"unleash: {action} failed: cannot reach {self.url} ({type(exc).__name__}: {self._scrub(str(exc))})",
-                retryable=True,
-            ) from None
+                f"unleash: {action} failed: {problem}", retryable=http_client_error_retryable(exc)
+            ) from None  # the request (its headers: the token) stays out of the traceback
         status = response.status_code
         if status in ok:
             return response
@@ -421,8 +462,8 @@ class UnleashFlagStore:
         message = self._server_message(response)
         if status == 401:
             raise FlagStoreError(
-                f"unleash: {action} failed: {self.url} rejected the admin token (HTTP 401): "
-                "check DIACHRONIC_UNLEASH_ADMIN_TOKEN",
+                f"unleash: {action} failed: {self.url} rejected the {variable.lower()} token (HTTP 401): "
+                f"check DIACHRONIC_UNLEASH_{variable}_TOKEN",
                 retryable=False,
             )
         if status == 403:
@@ -431,8 +472,14 @@ class UnleashFlagStore:
                 f"{self.project!r}: {message}",
                 retryable=False,
             )
-        retryable = status >= 500 or status in _RETRYABLE_STATUS
-        raise FlagStoreError(f"unleash: {action} failed: HTTP {status}: {message}", retryable=retryable)
+        if status == 500 and TEST_OPERATION_FAILED in response.text:
+            raise ConcurrentEdit(f"unleash: {action} refused: the strategy changed since it was read")
+        retryable = http_status_retryable(status)
+        raise FlagStoreError(
+            f"unleash: {action} failed: HTTP {status}: {message}",
+            retryable=retryable,
+            retry_after_s=retry_after_s(response.headers.get("Retry-After")) if retryable else None,
+        )
 
     def _json(self, action: str, response: httpx.Response) -> Any:
         try:
@@ -478,7 +525,7 @@ class UnleashFlagStore:
     def _entry(self, feature: Mapping[str, Any], *, archived: bool) -> _Entry | None:
         name = str(feature["name"])
         try:
-            workflow_name, seq_id, version_id = parse_flag_name(name)
+            workflow_name, seq_id, version_id = versions.parse_flag_name(name)
         except InvalidInput as exc:
             self._warn(name, str(exc))
             return None
@@ -487,7 +534,7 @@ class UnleashFlagStore:
             isinstance(e, dict) and e.get("name") == self.environment and bool(e.get("enabled")) for e in environments
         )
         return _Entry(
-            info=version_info(workflow_name, seq_id, version_id),
+            info=versions.version_info(workflow_name, seq_id, version_id),
             enabled=enabled,
             archived=archived,
             description=str(feature.get("description") or ""),
@@ -495,7 +542,7 @@ class UnleashFlagStore:
 
     async def _entries(self, workflow_name: str, *, include_archived: bool) -> list[_Entry]:
         """The workflow's version flags without strategies, newest first (one or two search requests)."""
-        prefix = flag_name_prefix(workflow_name)
+        prefix = versions.flag_name_prefix(workflow_name)
         searches = [self._search(prefix, archived=False)]
         if include_archived:
             searches.append(self._search(prefix, archived=True))
@@ -514,12 +561,7 @@ class UnleashFlagStore:
         data = self._json(action, response)
         if isinstance(data, dict):  # some versions wrap the list
             data = data.get("strategies")
-        try:
-            return _strategies(data)
-        except (ValidationError, ValueError, KeyError, TypeError, AttributeError) as exc:
-            raise FlagStoreError(
-                f"unleash: flag {name!r} has strategies diachronic cannot read: {type(exc).__name__}", retryable=False
-            ) from None
+        return _parsed_strategies(name, data)
 
     async def list_version_flags(self, workflow_name: str, *, include_archived: bool = False) -> list[VersionFlag]:
         """The workflow's version flags, newest first (seq as numbers); malformed names skipped and logged."""
@@ -540,22 +582,22 @@ class UnleashFlagStore:
             return VersionFlag(info=entry.info, enabled=entry.enabled, archived=entry.archived, strategies=strategies)
 
         flags = await asyncio.gather(*(complete(e) for e in entries))
-        return sort_newest_first([f for f in flags if f is not None])
+        return versions.sort_newest_first([f for f in flags if f is not None])
 
     async def get_strategies(self, flag_name: str) -> list[FlagStrategy]:
         """All strategies of the flag in the environment, disabled ones too; ``NotFound`` if no such flag."""
         return await self._raw_strategies(flag_name)
 
-    async def _live_feature(self, name: str) -> dict[str, Any]:
-        """The admin view of a non-archived flag; ``NotFound`` if it does not exist or is archived."""
+    async def _live_strategies(self, name: str) -> list[FlagStrategy]:
+        """The strategies of a non-archived flag; ``NotFound`` if it does not exist or is archived."""
         action = f"read flag {name}"
         response = await self._call(
             action, "GET", self._feature_path(name), missing=f"flag {name!r} does not exist or is archived"
         )
-        data = self._json(action, response)
-        if not isinstance(data, dict):
+        feature = self._json(action, response)
+        if not isinstance(feature, dict):
             raise FlagStoreError(f"unleash: {action} failed: unexpected answer", retryable=False)
-        return data
+        return _parsed_strategies(name, self._environment_of(feature).get("strategies"))
 
     def _environment_of(self, feature: Mapping[str, Any]) -> Mapping[str, Any]:
         for env in feature.get("environments") or []:
@@ -569,22 +611,21 @@ class UnleashFlagStore:
 
     # -- writing --------------------------------------------------------------------------------------------
 
-    async def set_general_percent(self, flag_name: str, percent: int) -> None:
-        """Set ``All other traffic`` to ``percent`` (re-created if deleted); its disabled state is a human's call.
+    async def set_general_percent(self, flag_name: str, percent: int, *, expected: int | None = None) -> None:
+        """Set ``All other traffic`` to ``percent``; with ``expected``, a compare-and-set Unleash enforces.
 
-        Only the ``rollout`` parameter is patched, so a concurrent human edit of anything else survives.
+        Only the ``rollout`` parameter is patched, so a concurrent human edit of anything else survives. Without
+        ``expected`` a deleted strategy is re-created and its disabled state is left to the human who set it.
         """
         validate_percent(percent)
-        feature = await self._live_feature(flag_name)
-        try:
-            strategies = _strategies(self._environment_of(feature).get("strategies") or [])
-        except (ValidationError, ValueError, KeyError, TypeError, AttributeError) as exc:
-            raise FlagStoreError(
-                f"unleash: flag {flag_name!r} has strategies diachronic cannot read: {type(exc).__name__}",
-                retryable=False,
-            ) from None
-        general = general_strategy(strategies)
+        if expected is not None:
+            validate_percent(expected)
+        strategies = await self._live_strategies(flag_name)
         action = f"set {GENERAL_TRAFFIC_TITLE!r} of {flag_name} to {percent}%"
+        if expected is not None:
+            await self._compare_and_set(action, flag_name, strategies, percent, expected)
+            return
+        general = general_strategy(strategies)
         if general is None:
             strategy = new_rollout(flag_name, GENERAL_TRAFFIC_TITLE, percent)
             await self._call(action, "POST", self._strategies_path(flag_name), body=_wire(strategy))
@@ -592,6 +633,31 @@ class UnleashFlagStore:
             op = "replace" if "rollout" in general.parameters else "add"
             patch = [{"op": op, "path": "/parameters/rollout", "value": str(percent)}]
             await self._call(action, "PATCH", f"{self._strategies_path(flag_name)}/{general.id}", body=patch)
+
+    async def _compare_and_set(
+        self, action: str, flag_name: str, strategies: list[FlagStrategy], percent: int, expected: int
+    ) -> None:
+        """PATCH the strategy with JSON Patch ``test`` operations before the ``replace``: Unleash applies the
+        patch to the strategy as it holds it and writes nothing when a test fails. A refusal (or the strategy
+        gone, 404) is explained by reading the flag again: ``NotFound`` or ``ConcurrentEdit`` with ``found``."""
+        general = check_expected_percent(flag_name, strategies, expected)
+        if percent == expected:
+            return
+        patch = [
+            {"op": "test", "path": "/name", "value": general.name},
+            {"op": "test", "path": "/title", "value": GENERAL_TRAFFIC_TITLE},
+            {"op": "test", "path": "/disabled", "value": False},
+            {"op": "test", "path": "/parameters/rollout", "value": str(expected)},
+            {"op": "replace", "path": "/parameters/rollout", "value": str(percent)},
+        ]
+        path = f"{self._strategies_path(flag_name)}/{general.id}"
+        try:
+            await self._call(action, "PATCH", path, body=patch, missing=f"{GENERAL_TRAFFIC_TITLE!r} of {flag_name}")
+        except (ConcurrentEdit, NotFound):
+            check_expected_percent(flag_name, await self._live_strategies(flag_name), expected)
+            raise ConcurrentEdit(  # changed and changed back, or deleted and re-created: still not what was read
+                f"{GENERAL_TRAFFIC_TITLE!r} of {flag_name} changed while it was being written", found=expected
+            ) from None
 
     async def archive_flag(self, flag_name: str) -> None:
         """Archive the flag; a no-op if it is archived already; ``NotFound`` if it does not exist."""
@@ -603,22 +669,15 @@ class UnleashFlagStore:
 
     async def revive_flag(self, flag_name: str) -> None:
         """Bring an archived flag back (Unleash revives it switched off in every environment)."""
-        await self._call(
-            f"revive {flag_name}",
-            "POST",
-            f"/api/admin/archive/revive/{flag_name}",
-            missing=f"flag {flag_name!r} is not archived",
-        )
+        path = f"/api/admin/archive/revive/{flag_name}"
+        await self._call(f"revive {flag_name}", "POST", path, missing=f"flag {flag_name!r} is not archived")
 
     async def set_flag_enabled(self, flag_name: str, enabled: bool) -> None:
         """Turn the flag on or off in the environment."""
         switch = "on" if enabled else "off"
-        await self._call(
-            f"switch {flag_name} {switch}",
-            "POST",
-            f"{self._feature_path(flag_name)}/environments/{self.environment}/{switch}",
-            missing=f"flag {flag_name!r} does not exist or is archived",
-        )
+        path = f"{self._feature_path(flag_name)}/environments/{self.environment}/{switch}"
+        missing = f"flag {flag_name!r} does not exist or is archived"
+        await self._call(f"switch {flag_name} {switch}", "POST", path, missing=missing)
 
     async def _set_description(self, name: str, description: str) -> None:
         patch = [{"op": "replace", "path": "/description", "value": description}]
@@ -667,40 +726,33 @@ class UnleashFlagStore:
 
     async def apply_version_flag(self, workflow_name: str, version_id: str) -> VersionInfo:
         """Make ``version_id`` the newest version (same rules as ``LocalFlagStore``; see the module docstring)."""
-        flag_name(workflow_name, 0, version_id)  # validates both names before any request
-        conflicts: set[str] = set()
-        for _ in range(APPLY_ATTEMPTS):
-            entries = await self._entries(workflow_name, include_archived=True)
-            live = [e for e in entries if not e.archived]
-            if live and live[0].info.version_id == version_id:
-                newest = live[0]
-                if newest.description.endswith(SETUP_MARK):
-                    await self._set_up(newest.info.flag_name)  # a previous call stopped half-way
-                return newest.info
-            top = entries[0] if entries else None
-            if top is not None and top.archived and top.info.version_id == version_id:
-                info = top.info
-                await self._revive_for_deploy(info.flag_name)
-            else:
-                info = version_info(workflow_name, next_seq_id(e.info for e in entries), version_id)
-                if not await self._create(info.flag_name):
-                    if not await self._is_archived(info.flag_name):
-                        if info.flag_name in conflicts:
-                            # Taken twice, yet not a flag of this project: flag names are global in Unleash.
-                            raise FlagStoreError(
-                                f"unleash: cannot create flag {info.flag_name}: the name is taken, but not by a "
-                                f"flag of project {self.project!r} (another project?)",
-                                retryable=False,
-                            )
-                        conflicts.add(info.flag_name)
-                        continue  # created meanwhile by someone else: look again
-                    await self._revive_for_deploy(info.flag_name)
-            await self._set_up(info.flag_name)
+        versions.flag_name(workflow_name, 0, version_id)  # validates both names before any request
+        entries = await self._entries(workflow_name, include_archived=True)
+        action, info = versions.flag_to_apply(entries, workflow_name, version_id)
+        if action is versions.FlagApply.KEEP:
+            if any(e.info == info and e.description.endswith(SETUP_MARK) for e in entries):
+                await self._set_up(info.flag_name)  # a previous call stopped half-way
             return info
+        if action is versions.FlagApply.REVIVE:
+            await self._revive_for_deploy(info.flag_name)
+        elif not await self._create(info.flag_name):
+            await self._name_taken(info.flag_name)
+        await self._set_up(info.flag_name)
+        return info
+
+    async def _name_taken(self, name: str) -> None:
+        """Creating ``name`` answered 409: revive it if it is an archived flag of the project; else fail, retryable
+        if a flag of the project took it meanwhile (the retried call sees it), not if another project holds it
+        (flag names are global in Unleash)."""
+        if await self._is_archived(name):
+            await self._revive_for_deploy(name)
+            return
+        if any(f.get("name") == name for f in await self._search(name, archived=False)):
+            raise FlagStoreError(f"unleash: flag {name} was created meanwhile by someone else", retryable=True)
         raise FlagStoreError(
-            f"unleash: deploying {version_id} of {workflow_name}: flags kept changing under us "
-            f"({APPLY_ATTEMPTS} attempts)",
-            retryable=True,
+            f"unleash: cannot create flag {name}: the name is taken, but not by a flag of project "
+            f"{self.project!r} (another project?)",
+            retryable=False,
         )
 
     async def _revive_for_deploy(self, name: str) -> None:
@@ -709,6 +761,22 @@ class UnleashFlagStore:
 
     async def _is_archived(self, name: str) -> bool:
         return any(f.get("name") == name for f in await self._search(name, archived=True))
+
+    async def check_access(self) -> None:
+        """What ``diachronic doctor`` verifies: both tokens are accepted, the project and the environment exist.
+        Raises ``NotFound`` or ``FlagStoreError`` that names the setting to fix."""
+        projects = self._json("list projects", await self._call("list projects", "GET", "/api/admin/projects"))
+        if self.project not in {p.get("id") for p in projects.get("projects") or [] if isinstance(p, dict)}:
+            raise NotFound(f"unleash: project {self.project!r} does not exist: check DIACHRONIC_UNLEASH_PROJECT")
+        await self._call(
+            "read the environment",
+            "GET",
+            f"/api/admin/environments/{self.environment}",
+            missing=f"unleash: environment {self.environment!r} does not exist: check DIACHRONIC_UNLEASH_ENVIRONMENT",
+        )
+        if self._client_token is None:
+            raise ConfigError("routing with Unleash needs a client token (DIACHRONIC_UNLEASH_CLIENT_TOKEN)")
+        await self._call("fetch flags with the client token", "GET", f"/api{FEATURES_URL}", client_token=True)
 
     # -- routing --------------------------------------------------------------------------------------------
 
@@ -730,6 +798,7 @@ class UnleashFlagStore:
                     custom_headers={"Authorization": self._client_token.get_secret_value()},
                     request_timeout=max(1, round(self.timeout_s)),
                     request_retries=0,
+                    custom_options={"verify": str(self.ca_bundle)} if self.ca_bundle else {},
                     cache=self._cache,
                     multiple_instance_mode=InstanceAllowType.SILENTLY_ALLOW,
                 )
@@ -750,7 +819,7 @@ class UnleashFlagStore:
 
     async def route(self, workflow_name: str, workflow_id: str, *, is_test: bool = False) -> VersionInfo | None:
         """The newest flag that ``UnleashClient`` finds on for ``{userId: workflow_id, isTest}``; None if none is."""
-        flag_name_prefix(workflow_name)  # the same validation as every other method
+        versions.flag_name_prefix(workflow_name)  # the same validation as every other method
         client = await self._ensure_client()
         if not self._cache.loaded.is_set():
             raise FlagStoreError(

@@ -9,8 +9,7 @@ are added to the OpenAPI document from the same pydantic models that validate th
 from __future__ import annotations
 
 import logging
-from collections.abc import AsyncIterator, Callable
-from contextlib import asynccontextmanager
+from collections.abc import Callable
 from datetime import timedelta
 from typing import Any, Literal
 
@@ -20,14 +19,17 @@ from pydantic import TypeAdapter
 from starlette.responses import Response
 from temporalio.client import Client
 
+from diachronic.ci.contracts import DeployAck
 from diachronic.contracts import Contract, DeployEvent
-from diachronic.errors import BackendError
+from diachronic.errors import BackendError, DiachronicError
 from diachronic.flags import FlagStore
 from diachronic.http.auth import BearerToken
 from diachronic.http.dashboard import install_dashboard
 from diachronic.http.errors import install_error_handlers
 from diachronic.http.limits import BodyLimit
+from diachronic.http.metrics import install_metrics
 from diachronic.http.responses import error_responses, json_response
+from diachronic.metrics import WEBHOOK_DELIVERIES
 from diachronic.settings import Settings
 from diachronic.signaler.client import Signaler
 from diachronic.signaler.instructions import (
@@ -39,7 +41,6 @@ from diachronic.signaler.instructions import (
     parse_instruction,
 )
 from diachronic.temporal_errors import temporal_errors
-from diachronic.webhook.deliveries import DeliveryLog
 from diachronic.webhook.github import DeploymentStatusEvent, RepositoryMap
 from diachronic.webhook.receiver import GitHubReceiver, WebhookResult, start_deployment
 
@@ -73,39 +74,32 @@ _ERROR_TEXTS = {
 
 def create_app(settings: Settings, client: Client, flags: FlagStore, *, dev: bool = False) -> FastAPI:
     """The app. ``dev``: running inside ``diachronic dev``, where an unset webhook secret means "accept unsigned"
-    instead of "refuse". The caller owns ``client`` and ``flags``; the app owns its delivery log."""
+    instead of "refuse". The caller owns ``client`` and ``flags``; the app keeps no state of its own (any number of
+    replicas can serve it: a GitHub delivery is de-duplicated by Temporal, see ``diachronic.webhook.receiver``)."""
     secret = settings.github_webhook_secret.get_secret_value() if settings.github_webhook_secret else ""
     token = BearerToken(settings.signaler_token)
     signaler = Signaler(client, flags, update_timeout=timedelta(seconds=settings.signaler_update_timeout_s))
-    deliveries = DeliveryLog(settings.webhook_db)
     ci_task_queue = settings.ci_task_queue
 
-    async def start(event: DeployEvent) -> str:
-        return await start_deployment(client, ci_task_queue, event)
+    async def start(event: DeployEvent, delivery: str) -> DeployAck:
+        return await start_deployment(
+            client, ci_task_queue, event, delivery, timeout_s=settings.webhook_deploy_timeout_s
+        )
 
     receiver = GitHubReceiver(
         secret=secret or None,
         allow_unsigned=dev,
         repositories=RepositoryMap(settings.github_repositories),
-        deliveries=deliveries,
         start=start,
     )
     webhook_mode: Literal["enabled", "unsigned", "disabled"] = (
         "enabled" if secret else "unsigned" if dev else "disabled"
     )
 
-    @asynccontextmanager
-    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        try:
-            yield
-        finally:
-            deliveries.close()
-
     app = FastAPI(
         title="diachronic",
         version=API_VERSION,
         summary="GitHub deployment webhook and workflow signaler of diachronic",
-        lifespan=lifespan,
         redoc_url=None,
     )
     app.add_middleware(BodyLimit, max_bytes=settings.http_max_body_bytes)
@@ -141,7 +135,13 @@ def create_app(settings: Settings, client: Client, flags: FlagStore, *, dev: boo
         """GitHub's webhook: a ``deployment_status`` with state ``success`` starts a deployment (signal-with-start
         of ``ci.<workflowName>``); ``ping`` answers pong; every other delivery is recorded and ignored."""
         body = await request.body()
-        result = await receiver.receive(request.headers, body, request.headers.get("content-type"))
+        event = request.headers.get("x-github-event", "")[:50]
+        try:
+            result = await receiver.receive(request.headers, body, request.headers.get("content-type"))
+        except DiachronicError as error:
+            WEBHOOK_DELIVERIES.labels(event=_event_label(event), result=error.name).inc()
+            raise
+        WEBHOOK_DELIVERIES.labels(event=_event_label(event), result=result.action).inc()
         return json_response(result, 202 if result.action == "started" else 200, exclude_none=True)
 
     @app.post(
@@ -160,9 +160,15 @@ def create_app(settings: Settings, client: Client, flags: FlagStore, *, dev: boo
         )
         return json_response(await signaler.execute(parse_instruction(await request.body())), exclude_none=True)
 
-    install_dashboard(app, settings, client, flags)  # the page at / and /api/workflows (docs/dashboard.md)
+    read_all = install_dashboard(app, settings, client, flags)  # the page at / and /api/workflows (docs/dashboard.md)
+    install_metrics(app, read_all)  # GET /metrics (docs/pipeline.md)
     app.openapi = _openapi(app, token_required=token.required)  # type: ignore[method-assign]
     return app
+
+
+def _event_label(event: str) -> str:
+    """GitHub's event names as a metrics label; anything else (a sender's invention) counts as ``other``."""
+    return event if event in ("deployment_status", "deployment", "ping") else "other"
 
 
 def _openapi(app: FastAPI, *, token_required: bool) -> Callable[[], dict[str, Any]]:

@@ -7,7 +7,7 @@ Reads are open; controls need ``Authorization: Bearer <DIACHRONIC_SIGNALER_TOKEN
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from datetime import UTC, datetime
 from pathlib import Path as FilePath
@@ -20,6 +20,8 @@ from starlette.responses import Response
 from temporalio.client import Client
 
 from diachronic.ci import client as ci
+from diachronic.ci.freeze import list_freezes
+from diachronic.ci.planner.freeze import Freeze, window_freezes
 from diachronic.contracts import MAX_NAME_LENGTH, NAME_PATTERN
 from diachronic.errors import DiachronicError, TimedOut
 from diachronic.flags import FlagStore
@@ -38,7 +40,7 @@ from diachronic.settings import Settings
 from diachronic.signaler.errors import InvalidInstruction
 from diachronic.temporal_errors import temporal_errors
 
-__all__ = ["CONTROL_TIMEOUT_S", "PAGE_HEADERS", "STATIC_DIR", "install_dashboard"]
+__all__ = ["CONTROL_TIMEOUT_S", "PAGE_HEADERS", "STATIC_DIR", "ReadAll", "install_dashboard"]
 
 STATIC_DIR = FilePath(__file__).resolve().parent.parent / "static"
 CONTROL_TIMEOUT_S = 10.0
@@ -84,8 +86,13 @@ def _problems(error: ValidationError) -> InvalidInstruction:
     return InvalidInstruction(fields)
 
 
-def install_dashboard(app: FastAPI, settings: Settings, client: Client, flags: FlagStore) -> None:
-    """Add the page, its files and ``/api/workflows...`` to ``app`` (the same app as the webhook and signaler)."""
+ReadAll = Callable[[], Awaitable[tuple[list[WorkflowView], list[Unavailable]]]]
+"""Every workflow's view, and those whose status cannot be read now (shared reads: see ``reads.Coalesced``)."""
+
+
+def install_dashboard(app: FastAPI, settings: Settings, client: Client, flags: FlagStore) -> ReadAll:
+    """Add the page, its files and ``/api/workflows...`` to ``app`` (the same app as the webhook and signaler);
+    returns the reads behind ``GET /api/workflows``, for ``/metrics`` to share."""
     token = BearerToken(settings.signaler_token)
     index = (STATIC_DIR / "index.html").read_bytes()
 
@@ -95,8 +102,22 @@ def install_dashboard(app: FastAPI, settings: Settings, client: Client, flags: F
     async def names(_: str) -> list[str]:
         return await read_names(client)
 
+    async def stored_freezes(_: str) -> list[Freeze]:
+        return await list_freezes(client)
+
     views = Coalesced(view, fresh_s=FRESH_S, timeout_s=READ_TIMEOUT_S, what="status of")
     listing = Coalesced(names, fresh_s=FRESH_S, timeout_s=READ_TIMEOUT_S, what="list of workflows")
+    freeze_listing = Coalesced(stored_freezes, fresh_s=FRESH_S, timeout_s=READ_TIMEOUT_S, what="freezes")
+
+    async def freezes_in_force() -> tuple[list[Freeze], str | None]:
+        now = datetime.now(UTC)
+        windows = window_freezes(now, settings.freeze_windows)
+        stored = await freeze_listing.get("", budget_s=VIEW_BUDGET_S)
+        if stored is None:
+            return windows, "reading the freezes is taking long"
+        if isinstance(stored, DiachronicError):
+            return windows, stored.message
+        return [f for f in stored if f.until > now] + windows, None
 
     inner = app.router.lifespan_context
 
@@ -108,21 +129,11 @@ def install_dashboard(app: FastAPI, settings: Settings, client: Client, flags: F
             finally:
                 await views.close()
                 await listing.close()
+                await freeze_listing.close()
 
     app.router.lifespan_context = lifespan
 
-    @app.get("/", include_in_schema=False)
-    async def page() -> Response:
-        return Response(index, media_type="text/html; charset=utf-8", headers=PAGE_HEADERS)
-
-    app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
-
-    @app.get(
-        "/api/workflows", response_model=WorkflowList, responses=error_responses(_TEXTS, 503, 504), tags=["dashboard"]
-    )
-    async def list_workflows() -> Response:
-        """Every workflow with a CI: ``diachronic status --json`` (``workflows``), each with its versions and the
-        share of new starts routed to each; workflows whose status cannot be read now are in ``unavailable``."""
+    async def read_all() -> tuple[list[WorkflowView], list[Unavailable]]:
         found = await listing.get("", budget_s=NAMES_BUDGET_S)
         if found is None:
             raise TimedOut("listing the CI workflows took too long; retry")
@@ -139,10 +150,27 @@ def install_dashboard(app: FastAPI, settings: Settings, client: Client, flags: F
                 unavailable.append(Unavailable(workflow_name=name, error="Pending", message=message))
             else:
                 unavailable.append(Unavailable(workflow_name=name, error=result.name, message=result.message))
+        return workflows, unavailable
+
+    @app.get("/", include_in_schema=False)
+    async def page() -> Response:
+        return Response(index, media_type="text/html; charset=utf-8", headers=PAGE_HEADERS)
+
+    app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
+
+    @app.get(
+        "/api/workflows", response_model=WorkflowList, responses=error_responses(_TEXTS, 503, 504), tags=["dashboard"]
+    )
+    async def list_workflows() -> Response:
+        """Every workflow with a CI: ``diachronic status --json`` (``workflows``), each with its versions and the
+        share of new starts routed to each; workflows whose status cannot be read now are in ``unavailable``."""
+        (workflows, unavailable), (freezes, freezes_error) = await asyncio.gather(read_all(), freezes_in_force())
         answer = WorkflowList(
             workflows=workflows,
             unavailable=unavailable,
             controls_need_token=token.required,
+            freezes=freezes,
+            freezes_error=freezes_error,
             read_at=datetime.now(UTC),
         )
         return json_response(answer)
@@ -198,3 +226,5 @@ def install_dashboard(app: FastAPI, settings: Settings, client: Client, flags: F
         finally:
             views.invalidate(name)
         return json_response(ControlResult(workflow_name=name, control=control, message=message))
+
+    return read_all
