@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
+from examples.sleeper import Sleeper
 from temporalio.client import Client
 from temporalio.worker import Worker
 
@@ -16,6 +17,7 @@ from diachronic.ci.contracts import DeployOptions
 from diachronic.ci.worker import ci_worker
 from diachronic.contracts import DeployEvent
 from diachronic.flags.local import LocalFlagStore
+from diachronic.versions import task_queue
 from diachronic.workers.local import LocalWorkers
 
 
@@ -40,6 +42,16 @@ async def ci_harness(client: Client, data_dir: Path, task_queue: str) -> AsyncIt
         finally:
             await workers.stop_all()
             await flags.close()
+
+
+@contextlib.asynccontextmanager
+async def serving(client: Client, workflow_name: str, *versions: str) -> AsyncIterator[None]:
+    """Workers of the sleeper workflow (examples/sleeper.py) on these versions' task queues, in this process."""
+    async with contextlib.AsyncExitStack() as stack:
+        for version in versions:
+            queue = task_queue(workflow_name, version)
+            await stack.enter_async_context(Worker(client, task_queue=queue, workflows=[Sleeper]))
+        yield
 
 
 def event(workflow: str, version: str, **kw: object) -> DeployEvent:

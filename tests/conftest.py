@@ -19,8 +19,9 @@ from tests.http_helpers import served, settings
 
 from diachronic.settings import venv_binary
 
-# The process backstop (tests/processes.py), pytester for the test that checks it, Unleash's engine offline.
-pytest_plugins = ["tests.processes", "pytester", "tests.unleash_engine"]
+# The process backstop (tests/processes.py), pytester for the test that checks it, Unleash's engine offline, the
+# real Unleash (the `unleash` fixture).
+pytest_plugins = ["tests.processes", "pytester", "tests.unleash_engine", "tests.unleash_fixtures"]
 
 
 @pytest.fixture(scope="session")

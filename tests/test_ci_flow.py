@@ -3,15 +3,12 @@ with the embedded flag store and local worker processes."""
 
 from __future__ import annotations
 
-import contextlib
 import sys
-from collections.abc import AsyncIterator
 
 import pytest
-from examples.sleeper import FINISH_SIGNAL, Sleeper
+from examples.sleeper import FINISH_SIGNAL
 from temporalio.client import Client, WorkflowFailureError
-from temporalio.worker import Worker
-from tests.ci_helpers import CIHarness, event, fast, migrate_signals_received
+from tests.ci_helpers import CIHarness, event, fast, migrate_signals_received, serving
 from tests.conditions import eventually
 
 from diachronic.ci import client as ci
@@ -26,14 +23,6 @@ from diachronic.temporal import wait_for_poller
 
 pytestmark = pytest.mark.devserver
 QUICK = "50@0.3s,100@0.3s"
-
-
-@contextlib.asynccontextmanager
-async def serving(client: Client, wf: str, *versions: str) -> AsyncIterator[None]:
-    async with contextlib.AsyncExitStack() as stack:
-        for version in versions:
-            await stack.enter_async_context(Worker(client, task_queue=f"{wf}-{version}", workflows=[Sleeper]))
-        yield
 
 
 async def finish_ci(h: CIHarness, wf: str) -> dict:  # type: ignore[type-arg]

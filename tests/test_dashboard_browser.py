@@ -6,7 +6,6 @@ there (that is how the README's picture is made)."""
 
 from __future__ import annotations
 
-import contextlib
 import os
 import re
 import uuid
@@ -17,11 +16,9 @@ from pathlib import Path
 
 import httpx
 import pytest
-from examples.sleeper import Sleeper
 from playwright.async_api import Browser, ConsoleMessage, Page, Route, async_playwright
-from temporalio.client import Client
 from temporalio.worker import Worker
-from tests.ci_helpers import CIHarness, event, fast
+from tests.ci_helpers import CIHarness, event, fast, serving
 from tests.conditions import eventually
 from tests.http_helpers import TOKEN
 
@@ -125,14 +122,6 @@ async def deploy_initial(h: CIHarness, wf: str) -> None:
     await h.client.get_workflow_handle(ci_workflow_id(wf)).result()
 
 
-@contextlib.asynccontextmanager
-async def workers(client: Client, wf: str, *versions: str) -> AsyncIterator[None]:
-    async with contextlib.AsyncExitStack() as stack:
-        for version in versions:
-            await stack.enter_async_context(Worker(client, task_queue=f"{wf}-{version}", workflows=[Sleeper]))
-        yield
-
-
 async def confirm(tab: Tab, wf: str, control: str, *, reason: str = "") -> str:
     """Click a control, confirm it in the dialog, and return what the page says about it."""
     page = tab.page
@@ -177,7 +166,7 @@ async def test_the_page_loads_with_no_console_errors(h: CIHarness, tab: Tab, wf:
 
 async def test_a_deploy_shows_the_new_version_and_its_percentage_rising(h: CIHarness, tab: Tab, wf: str) -> None:
     page = tab.page
-    async with workers(h.client, wf, "v1", "v2"):
+    async with serving(h.client, wf, "v1", "v2"):
         await deploy_initial(h, wf)
         for i in range(24):  # running workflows for the migration to move
             await h.client.start_workflow(wf, {"i": i}, id=f"{wf}-{i}", task_queue=f"{wf}-v1")

@@ -13,7 +13,7 @@ import kmock
 import pytest
 from tests.ci_helpers import CIHarness
 from tests.reliability.harness import free_port
-from tests.unleash_fixtures import UnleashServer, connect_unleash
+from tests.unleash_fixtures import UnleashServer
 from typer.testing import CliRunner
 
 import diachronic.cli.doctor  # noqa: F401  (registers the command)
@@ -24,11 +24,6 @@ from kmock_fixtures import Cluster, running_cluster
 pytestmark = [pytest.mark.devserver, pytest.mark.unleash]
 
 REVIEWS = kmock.resource("authorization.k8s.io", "v1", "selfsubjectaccessreviews")
-
-
-@pytest.fixture(scope="module")
-def unleash() -> UnleashServer:
-    return connect_unleash()
 
 
 @pytest.fixture

@@ -5,20 +5,16 @@ migration follows the flag until the old version is retired. The signaler routes
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import time
-import uuid
 from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
-from examples.sleeper import Sleeper
 from temporalio.client import Client
 from temporalio.testing import WorkflowEnvironment
-from temporalio.worker import Worker
-from tests.ci_helpers import event, migrate_signals_received
+from tests.ci_helpers import event, migrate_signals_received, serving
 from tests.conditions import eventually
-from tests.unleash_fixtures import HumanAdmin, UnleashServer, ci_on_unleash, connect_unleash
+from tests.unleash_fixtures import HumanAdmin, UnleashServer, ci_on_unleash, throwaway_workflow
 
 from diachronic.ci import client as ci
 from diachronic.ci.contracts import DeployOptions, Phase, RolloutOutcome
@@ -32,18 +28,10 @@ from diachronic.signaler import route
 pytestmark = [pytest.mark.unleash, pytest.mark.devserver]
 
 
-@pytest.fixture(scope="module")
-def unleash() -> UnleashServer:
-    return connect_unleash()
-
-
 @pytest.fixture
 async def wf(unleash: UnleashServer) -> AsyncIterator[str]:
-    name = "ulwf" + uuid.uuid4().hex[:8]
-    yield name
-    human = HumanAdmin(unleash)
-    await human.delete_workflows([name])
-    await human.close()
+    async with throwaway_workflow(unleash, "ulwf") as name:
+        yield name
 
 
 @pytest.fixture
@@ -51,14 +39,6 @@ async def flags(unleash: UnleashServer) -> AsyncIterator[UnleashFlagStore]:
     store = unleash.store()  # the defaults: routing refreshes every second
     yield store
     await store.close()
-
-
-@contextlib.asynccontextmanager
-async def serving(client: Client, wf: str, *versions: str) -> AsyncIterator[None]:
-    async with contextlib.AsyncExitStack() as stack:
-        for version in versions:
-            await stack.enter_async_context(Worker(client, task_queue=f"{wf}-{version}", workflows=[Sleeper]))
-        yield
 
 
 async def test_a_human_edit_in_unleash_stops_the_rollout_and_migration_follows(

@@ -4,7 +4,6 @@ where Unleash's own engine, fed the very ``/api/client/features`` payload the se
 
 from __future__ import annotations
 
-import uuid
 from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -16,7 +15,7 @@ from tests.ci_helpers import event
 from tests.conditions import eventually
 from tests.http_helpers import bearer, served, settings
 from tests.unleash_engine import Engine, routed_queue
-from tests.unleash_fixtures import HumanAdmin, UnleashServer, ci_on_unleash, connect_unleash
+from tests.unleash_fixtures import UnleashServer, ci_on_unleash, throwaway_workflow
 
 from diachronic.ci import client as ci
 from diachronic.ci.contracts import DeployOptions, Phase
@@ -29,18 +28,10 @@ HELD_PERCENT = 30
 IDS = 200
 
 
-@pytest.fixture(scope="module")
-def unleash() -> UnleashServer:
-    return connect_unleash()
-
-
 @pytest.fixture
 async def unleash_wf(unleash: UnleashServer) -> AsyncIterator[str]:
-    name = "ulroute" + uuid.uuid4().hex[:8]
-    yield name
-    human = HumanAdmin(unleash)
-    await human.delete_workflows([name])
-    await human.close()
+    async with throwaway_workflow(unleash, "ulroute") as name:
+        yield name
 
 
 async def served_features(unleash: UnleashServer) -> dict[str, Any]:

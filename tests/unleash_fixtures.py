@@ -217,6 +217,12 @@ def connect_unleash() -> UnleashServer:
     pytest.skip(message)
 
 
+@pytest.fixture(scope="session")
+def unleash() -> UnleashServer:
+    """The Unleash to test against (``tests/conftest.py`` loads this module as a plugin)."""
+    return connect_unleash()
+
+
 def controllable_unleash() -> UnleashServer:
     server = connect_unleash()
     if not server.controllable:
