@@ -16,13 +16,13 @@ from typing import Any
 
 import pytest
 import typer
+from tests.command_line import DIACHRONIC
 from tests.processes import process_alive
 from typer.testing import CliRunner
 
 from diachronic.devserver import PORT_OFFSETS, free_port
 from diachronic.settings import load_settings
 
-DIACHRONIC = [sys.executable, "-m", "diachronic.cli.__main__"]
 ROOT = Path(__file__).resolve().parent.parent
 
 

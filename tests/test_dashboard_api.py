@@ -4,13 +4,11 @@ the page and its files served from the package."""
 
 from __future__ import annotations
 
-import asyncio
 import fnmatch
 import json
 import logging
 import os
 import re
-import sys
 import tomllib
 from pathlib import Path
 from typing import Any
@@ -18,6 +16,7 @@ from typing import Any
 import httpx
 import pytest
 from tests.ci_helpers import CIHarness, event, fast
+from tests.command_line import diachronic
 from tests.conditions import eventually
 from tests.http_helpers import SECRET, TOKEN, bearer, served, settings
 
@@ -54,17 +53,9 @@ async def control(http: httpx.AsyncClient, wf: str, name: str, **kw: Any) -> htt
 async def cli_status_json(h: CIHarness, wf: str) -> dict[str, Any]:
     """``diachronic status <wf> --json`` as a user runs it (asynchronously: the CI worker runs in this loop)."""
     env = os.environ | {"DIACHRONIC_TEMPORAL_ADDRESS": h.client.service_client.config.target_host}
-    process = await asyncio.create_subprocess_exec(
-        str(Path(sys.executable).parent / "diachronic"),
-        "status",
-        wf,
-        "--json",
-        env=env,
-        stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.PIPE,
-    )
-    out, err = await process.communicate()
-    assert process.returncode == 0, err.decode()
+    ran = await diachronic("status", wf, "--json", env=env)
+    assert ran.code == 0, ran.err
+    out = ran.out
     result: dict[str, Any] = json.loads(out)
     return result
 

@@ -3,19 +3,17 @@ the activity the CI reads freezes with; ``diachronic freeze / unfreeze / freezes
 
 from __future__ import annotations
 
-import asyncio
 import json
 import os
-import sys
 import uuid
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 
 import pytest
 from temporalio.client import WorkflowExecutionStatus
 from temporalio.testing import WorkflowEnvironment
 from temporalio.worker import Worker
+from tests.command_line import diachronic
 
 from diachronic.ci.freeze import (
     FreezeActivities,
@@ -119,16 +117,8 @@ async def cli(env: WorkflowEnvironment, queue: str, *args: str, windows: str = "
         "DIACHRONIC_CI_TASK_QUEUE": queue,
         "DIACHRONIC_FREEZE_WINDOWS": windows,
     }
-    process = await asyncio.create_subprocess_exec(
-        str(Path(sys.executable).parent / "diachronic"),
-        *args,
-        env=variables,
-        stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.PIPE,
-    )
-    out, err = await process.communicate()
-    assert process.returncode is not None
-    return process.returncode, out.decode(), err.decode()
+    ran = await diachronic(*args, env=variables)
+    return ran.code, ran.out, ran.err
 
 
 @pytest.mark.devserver

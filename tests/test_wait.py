@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import asyncio
 import os
-import sys
 import uuid
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -14,6 +13,7 @@ from typing import Any, cast
 import pytest
 from temporalio.testing import WorkflowEnvironment
 from tests.ci_helpers import CIHarness, ci_harness, event
+from tests.command_line import diachronic
 from tests.conditions import eventually
 
 from diachronic import waiting
@@ -148,16 +148,8 @@ async def cli(h: CIHarness, data_dir: Path, *args: str) -> tuple[int, str]:
         "DIACHRONIC_CI_TASK_QUEUE": h.task_queue,
         "DIACHRONIC_DATA_DIR": str(data_dir),
     }
-    process = await asyncio.create_subprocess_exec(
-        str(Path(sys.executable).parent / "diachronic"),
-        *args,
-        env=env,
-        stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.PIPE,
-    )
-    out, err = await process.communicate()
-    assert process.returncode is not None
-    return process.returncode, err.decode() + out.decode()
+    ran = await diachronic(*args, env=env)
+    return ran.code, ran.err + ran.out
 
 
 @pytest.mark.devserver

@@ -48,6 +48,7 @@ from temporalio.api.taskqueue.v1 import TaskQueue
 from temporalio.api.workflowservice.v1 import DescribeTaskQueueRequest
 from temporalio.client import Client, WorkflowFailureError
 from temporalio.service import RPCError
+from tests.command_line import DIACHRONIC
 from tests.conditions import eventually
 
 from diachronic.ci import client as ci
@@ -66,7 +67,6 @@ log = logging.getLogger("diachronic.reliability")
 
 ROOT = Path(__file__).resolve().parents[2]
 PYTHON = sys.executable
-DIACHRONIC = [PYTHON, "-m", "diachronic.cli.__main__"]
 WF = WORKFLOW_NAME
 COUNT = int(os.environ.get("DIACHRONIC_CHAOS_WORKFLOWS", "40"))
 """Old workflows per fault test: small in ``make test``, a few hundred in ``make chaos``."""

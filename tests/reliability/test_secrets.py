@@ -23,10 +23,10 @@ from typing import Any
 
 import httpx
 from pydantic import SecretStr
+from tests.command_line import DIACHRONIC, diachronic
 from tests.conditions import eventually
 from tests.reliability.harness import (
     COUNT,
-    DIACHRONIC,
     RESTARTING,
     ROOT,
     SECRETS,
@@ -90,18 +90,10 @@ class Exchanges:
         return response
 
     async def cli(self, *args: str, env: dict[str, str] | None = None) -> tuple[int, str]:
-        process = await asyncio.create_subprocess_exec(
-            *DIACHRONIC,
-            *args,
-            env=env or self.sc.env,
-            cwd=ROOT,
-            stdout=asyncio.subprocess.PIPE,
-            stderr=asyncio.subprocess.PIPE,
-        )
-        out, err = await asyncio.wait_for(process.communicate(), timeout=120)
-        text = out.decode(errors="replace") + err.decode(errors="replace")
+        ran = await diachronic(*args, env=env or self.sc.env, cwd=ROOT)
+        text = ran.out + ran.err
         self.keep(f"diachronic {' '.join(args)}", text)
-        return process.returncode or 0, text
+        return ran.code, text
 
 
 async def test_no_secret_appears_anywhere(
