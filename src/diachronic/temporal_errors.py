@@ -8,6 +8,7 @@ overloaded or failing Temporal is a retryable BackendError. Nothing escapes as a
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
@@ -38,7 +39,12 @@ async def temporal_errors(what: str) -> AsyncIterator[None]:
     except WorkflowUpdateFailedError as error:
         cause = error.cause
         raise UpdateRejected(cause.message if isinstance(cause, ApplicationError) else str(cause)) from None
-    except (WorkflowUpdateRPCTimeoutOrCancelledError, TimeoutError):
+    except WorkflowUpdateRPCTimeoutOrCancelledError:
+        task = asyncio.current_task()
+        if task is not None and task.cancelling():
+            raise  # our caller cancelled the wait (its own timeout): not the workflow's silence, not ours to rename
+        raise TimedOut(f"{what}: timed out waiting for the workflow's answer") from None
+    except TimeoutError:
         raise TimedOut(f"{what}: timed out waiting for the workflow's answer") from None
     except RPCError as error:
         status = error.status
