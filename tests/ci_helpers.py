@@ -10,14 +10,15 @@ from pathlib import Path
 
 from examples.sleeper import Sleeper
 from temporalio.client import Client
+from temporalio.service import RPCError, RPCStatusCode
 from temporalio.worker import Worker
 
+from diachronic import versions
 from diachronic.ci.activities import CIActivities
 from diachronic.ci.contracts import DeployOptions
 from diachronic.ci.worker import ci_worker
 from diachronic.contracts import DeployEvent
 from diachronic.flags.local import LocalFlagStore
-from diachronic.versions import task_queue
 from diachronic.workers.local import LocalWorkers
 
 
@@ -40,16 +41,32 @@ async def ci_harness(client: Client, data_dir: Path, task_queue: str) -> AsyncIt
         try:
             yield CIHarness(client, task_queue, flags, workers, worker)
         finally:
+            await end_running_workflows(client, task_queue)
             await workers.stop_all()
             await flags.close()
 
 
+async def end_running_workflows(client: Client, task_queue: str) -> None:
+    """Terminate what still runs on the queue: a CI left waiting on the shared dev server, its worker gone, would
+    slow every later test that lists the CIs (the dashboard queries each). The time-skipping server has no
+    visibility to list them with, and nothing outlives its session there that a test lists."""
+    try:
+        running = [e async for e in client.list_workflows(f'TaskQueue="{task_queue}" AND ExecutionStatus="Running"')]
+    except RPCError as error:
+        if error.status is RPCStatusCode.UNIMPLEMENTED:
+            return
+        raise
+    for execution in running:
+        with contextlib.suppress(RPCError):  # it ended meanwhile
+            await client.get_workflow_handle(execution.id, run_id=execution.run_id).terminate("the test is over")
+
+
 @contextlib.asynccontextmanager
-async def serving(client: Client, workflow_name: str, *versions: str) -> AsyncIterator[None]:
+async def serving(client: Client, workflow_name: str, *version_ids: str) -> AsyncIterator[None]:
     """Workers of the sleeper workflow (examples/sleeper.py) on these versions' task queues, in this process."""
     async with contextlib.AsyncExitStack() as stack:
-        for version in versions:
-            queue = task_queue(workflow_name, version)
+        for version in version_ids:
+            queue = versions.task_queue(workflow_name, version)
             await stack.enter_async_context(Worker(client, task_queue=queue, workflows=[Sleeper]))
         yield
 
