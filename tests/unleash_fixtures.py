@@ -91,6 +91,9 @@ class UnleashServer:
             base_url=self.url,
             headers={"Authorization": self.admin_token.get_secret_value()},
             timeout=timeout_s,
+            # Unleash (Node) closes a connection idle for 5 s: on a loaded machine a reused one could be closed
+            # just as a request goes out ("Server disconnected without sending a response"). Never reuse one that old.
+            limits=httpx.Limits(keepalive_expiry=2.0),
         )
 
     # -- control (fault tests) ------------------------------------------------------------------------------

@@ -20,6 +20,9 @@ from diachronic.errors import AlreadyStarted, BackendError, InvalidInput, NotFou
 
 __all__ = ["temporal_errors"]
 
+UNPROCESSED_UPDATE = "UnprocessedUpdate"
+"""The server's failure type for an update a workflow task completed without processing: not the workflow's refusal."""
+
 _INVALID = {
     RPCStatusCode.INVALID_ARGUMENT,
     RPCStatusCode.FAILED_PRECONDITION,
@@ -38,6 +41,11 @@ async def temporal_errors(what: str) -> AsyncIterator[None]:
         ) from None
     except WorkflowUpdateFailedError as error:
         cause = error.cause
+        if isinstance(cause, ApplicationError) and cause.type == UNPROCESSED_UPDATE:
+            raise BackendError(
+                f"{what}: Temporal dropped the update before the workflow saw it (it happens right after a restart "
+                "of Temporal or of the worker); send it again"
+            ) from None
         raise UpdateRejected(cause.message if isinstance(cause, ApplicationError) else str(cause)) from None
     except WorkflowUpdateRPCTimeoutOrCancelledError:
         task = asyncio.current_task()

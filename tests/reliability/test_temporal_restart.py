@@ -28,6 +28,7 @@ from tests.reliability.harness import (
 )
 
 from diachronic.ci.contracts import Phase
+from diachronic.errors import BackendError
 from diachronic.settings import CI_TASK_QUEUE
 
 BUDGET_S = 240.0 + COUNT
@@ -72,7 +73,13 @@ async def test_temporal_stopped_mid_rollout_then_restarted_on_the_same_file(
                 not_yet=RESTARTING,
             )
         reconnect_s = sc.mark("reconnected") - fault_end
-        await sc.control("promote", "reliability: Temporal is back")
+        # Right after a restart Temporal may drop an update before the workflow sees it: the CLI says "send it
+        # again" (a retryable BackendError), and a human does.
+        await eventually(
+            lambda: sc.control("promote", "reliability: Temporal is back"),
+            what="the promote to be taken",
+            not_yet=(BackendError,),
+        )
 
         result = await sc.ci_result(240)
         verdict = await sc.verdict(result, "v2")
