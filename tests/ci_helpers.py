@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import os
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -12,6 +13,7 @@ from examples.sleeper import Sleeper
 from temporalio.client import Client
 from temporalio.service import RPCError, RPCStatusCode
 from temporalio.worker import Worker
+from tests.command_line import diachronic
 
 from diachronic import versions
 from diachronic.ci.activities import CIActivities
@@ -97,3 +99,14 @@ async def migrate_signals_received(client: Client, workflow_id: str, run_id: str
         if e.HasField("workflow_execution_signaled_event_attributes")
         and e.workflow_execution_signaled_event_attributes.signal_name == "diachronic.v1.migrate"
     )
+
+
+async def run_diachronic(client: Client, task_queue: str, *args: str, **env: str) -> tuple[int, str, str]:
+    """``diachronic ARGS`` against ``client``'s Temporal and the CI task queue (``env``: more variables)."""
+    variables = os.environ | {
+        "DIACHRONIC_TEMPORAL_ADDRESS": client.service_client.config.target_host,
+        "DIACHRONIC_CI_TASK_QUEUE": task_queue,
+        **env,
+    }
+    ran = await diachronic(*args, env=variables)
+    return ran.code, ran.out, ran.err

@@ -91,6 +91,16 @@ def test_deploy_status_and_start_through_the_cli(dev: tuple[dict[str, str], subp
     assert json.loads(flags.stdout)[0]["info"]["flagName"] == "workflow.clidemo.seqId.000.version.v1"
 
 
+def test_the_ci_worker_keeps_the_freezes(dev: tuple[dict[str, str], subprocess.Popen[str], Path]) -> None:
+    env, _, _ = dev
+    frozen = run("freeze", "clidemo", "--until", "+1h", "--reason", "incident 42", env=env)
+    assert frozen.returncode == 0 and "clidemo frozen until" in frozen.stderr, frozen.stderr
+    listed = run("freezes", "clidemo", "--json", env=env)
+    assert [f["reason"] for f in json.loads(listed.stdout)] == ["incident 42"], listed.stderr
+    lifted = run("unfreeze", "clidemo", env=env)
+    assert lifted.returncode == 0 and "lifted: clidemo frozen until" in lifted.stderr, lifted.stderr
+
+
 @pytest.mark.parametrize(
     ("args", "message"),
     [

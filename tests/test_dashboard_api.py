@@ -7,7 +7,6 @@ from __future__ import annotations
 import fnmatch
 import json
 import logging
-import os
 import re
 import tomllib
 from pathlib import Path
@@ -15,8 +14,7 @@ from typing import Any
 
 import httpx
 import pytest
-from tests.ci_helpers import CIHarness, event, fast
-from tests.command_line import diachronic
+from tests.ci_helpers import CIHarness, event, fast, run_diachronic
 from tests.conditions import eventually
 from tests.http_helpers import SECRET, TOKEN, bearer, served, settings
 
@@ -52,10 +50,8 @@ async def control(http: httpx.AsyncClient, wf: str, name: str, **kw: Any) -> htt
 
 async def cli_status_json(h: CIHarness, wf: str) -> dict[str, Any]:
     """``diachronic status <wf> --json`` as a user runs it (asynchronously: the CI worker runs in this loop)."""
-    env = os.environ | {"DIACHRONIC_TEMPORAL_ADDRESS": h.client.service_client.config.target_host}
-    ran = await diachronic("status", wf, "--json", env=env)
-    assert ran.code == 0, ran.err
-    out = ran.out
+    code, out, err = await run_diachronic(h.client, h.task_queue, "status", wf, "--json")
+    assert code == 0, err
     result: dict[str, Any] = json.loads(out)
     return result
 
@@ -241,6 +237,11 @@ async def test_the_list_carries_the_freezes_in_force(h: CIHarness, data_dir: Pat
     config = settings(data_dir, ci_task_queue=h.task_queue, freeze_windows=[window])
     async with served(config, h.client, h.flags) as http:
         body = (await http.get("/api/workflows")).json()
-    assert body["freezesError"] is None
-    [freeze] = [f for f in body["freezes"] if f["source"] == "window"]
-    assert (freeze["scope"], freeze["reason"]) == ("*", "always")
+        [freeze] = [f for f in body["freezes"] if f["source"] == "window"]  # windows need no read: always there
+        assert (freeze["scope"], freeze["reason"]) == ("*", "always")
+
+        async def stored_freezes_read() -> dict[str, Any] | None:
+            answer: dict[str, Any] = (await http.get("/api/workflows")).json()
+            return answer if answer["freezesError"] is None else None  # a slow read says so, then answers
+
+        await eventually(stored_freezes_read, what="the freezes read from Temporal")

@@ -4,7 +4,6 @@ the activity the CI reads freezes with; ``diachronic freeze / unfreeze / freezes
 from __future__ import annotations
 
 import json
-import os
 import uuid
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
@@ -13,7 +12,7 @@ import pytest
 from temporalio.client import WorkflowExecutionStatus
 from temporalio.testing import WorkflowEnvironment
 from temporalio.worker import Worker
-from tests.command_line import diachronic
+from tests.ci_helpers import run_diachronic
 
 from diachronic.ci.freeze import (
     FreezeActivities,
@@ -112,13 +111,7 @@ def test_a_bad_until_says_what_is_expected() -> None:
 
 
 async def cli(env: WorkflowEnvironment, queue: str, *args: str, windows: str = "[]") -> tuple[int, str, str]:
-    variables = os.environ | {
-        "DIACHRONIC_TEMPORAL_ADDRESS": env.client.service_client.config.target_host,
-        "DIACHRONIC_CI_TASK_QUEUE": queue,
-        "DIACHRONIC_FREEZE_WINDOWS": windows,
-    }
-    ran = await diachronic(*args, env=variables)
-    return ran.code, ran.out, ran.err
+    return await run_diachronic(env.client, queue, *args, DIACHRONIC_FREEZE_WINDOWS=windows)
 
 
 @pytest.mark.devserver

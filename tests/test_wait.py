@@ -4,7 +4,6 @@
 from __future__ import annotations
 
 import asyncio
-import os
 import uuid
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -12,8 +11,7 @@ from typing import Any, cast
 
 import pytest
 from temporalio.testing import WorkflowEnvironment
-from tests.ci_helpers import CIHarness, ci_harness, event
-from tests.command_line import diachronic
+from tests.ci_helpers import CIHarness, ci_harness, event, run_diachronic
 from tests.conditions import eventually
 
 from diachronic import waiting
@@ -142,14 +140,8 @@ async def test_a_wait_ends_with_timeout_while_the_deployment_goes_on(monkeypatch
 
 
 async def cli(h: CIHarness, data_dir: Path, *args: str) -> tuple[int, str]:
-    """The command as a user runs it, in its own process (the CI worker runs in this test's loop)."""
-    env = os.environ | {
-        "DIACHRONIC_TEMPORAL_ADDRESS": h.client.service_client.config.target_host,
-        "DIACHRONIC_CI_TASK_QUEUE": h.task_queue,
-        "DIACHRONIC_DATA_DIR": str(data_dir),
-    }
-    ran = await diachronic(*args, env=env)
-    return ran.code, ran.err + ran.out
+    code, out, err = await run_diachronic(h.client, h.task_queue, *args, DIACHRONIC_DATA_DIR=str(data_dir))
+    return code, err + out
 
 
 @pytest.mark.devserver
