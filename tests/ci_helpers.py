@@ -1,26 +1,32 @@
-"""Helpers for CI tests: a CI worker on a fresh task queue with the embedded flag store and local workers."""
+"""Helpers for CI tests: a CI worker on a fresh task queue with the embedded flag store and local workers, and workers
+for the versions a test deploys (waits on conditions: ``tests.conditions``)."""
 
 from __future__ import annotations
 
 import contextlib
 import os
+import sys
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 from examples.sleeper import Sleeper
-from temporalio.client import Client
+from temporalio.client import Client, WorkflowFailureError
+from temporalio.exceptions import ApplicationError
 from temporalio.service import RPCError, RPCStatusCode
 from temporalio.worker import Worker
 from tests.command_line import diachronic
 
-from diachronic import versions
+from diachronic.ci import client as ci
 from diachronic.ci.activities import CIActivities
 from diachronic.ci.contracts import DeployOptions
 from diachronic.ci.worker import ci_worker
-from diachronic.contracts import DeployEvent
+from diachronic.contracts import MIGRATE_SIGNAL, DeployEvent, ci_workflow_id
 from diachronic.flags.local import LocalFlagStore
+from diachronic.temporal import wait_for_poller
+from diachronic.versions import task_queue
 from diachronic.workers.local import LocalWorkers
 
 
@@ -34,10 +40,13 @@ class CIHarness:
 
 
 @contextlib.asynccontextmanager
-async def ci_harness(client: Client, data_dir: Path, task_queue: str) -> AsyncIterator[CIHarness]:
+async def ci_harness(
+    client: Client, data_dir: Path, task_queue: str, *, environment: str = "development"
+) -> AsyncIterator[CIHarness]:
+    """A CI worker serving ``environment`` (deploy events for another one are refused)."""
     flags = LocalFlagStore(data_dir / "flags.sqlite3")
     workers = LocalWorkers(data_dir / "workers", grace_s=2.0)
-    activities = CIActivities(flags, workers, client)
+    activities = CIActivities(flags, workers, client, environment=environment)
     worker = ci_worker(client, task_queue, activities)
     async with worker:
         try:
@@ -61,16 +70,6 @@ async def end_running_workflows(client: Client, task_queue: str) -> None:
     for execution in running:
         with contextlib.suppress(RPCError):  # it ended meanwhile
             await client.get_workflow_handle(execution.id, run_id=execution.run_id).terminate("the test is over")
-
-
-@contextlib.asynccontextmanager
-async def serving(client: Client, workflow_name: str, *version_ids: str) -> AsyncIterator[None]:
-    """Workers of the sleeper workflow (examples/sleeper.py) on these versions' task queues, in this process."""
-    async with contextlib.AsyncExitStack() as stack:
-        for version in version_ids:
-            queue = versions.task_queue(workflow_name, version)
-            await stack.enter_async_context(Worker(client, task_queue=queue, workflows=[Sleeper]))
-        yield
 
 
 def event(workflow: str, version: str, **kw: object) -> DeployEvent:
@@ -97,8 +96,57 @@ async def migrate_signals_received(client: Client, workflow_id: str, run_id: str
         1
         for e in history.events
         if e.HasField("workflow_execution_signaled_event_attributes")
-        and e.workflow_execution_signaled_event_attributes.signal_name == "diachronic.v1.migrate"
+        and e.workflow_execution_signaled_event_attributes.signal_name == MIGRATE_SIGNAL
     )
+
+
+@contextlib.asynccontextmanager
+async def serving(client: Client, wf: str, *versions: str) -> AsyncIterator[None]:
+    """In-process workers (the ``Sleeper``) on the task queues of ``versions``."""
+    async with contextlib.AsyncExitStack() as stack:
+        for version in versions:
+            await stack.enter_async_context(Worker(client, task_queue=task_queue(wf, version), workflows=[Sleeper]))
+        yield
+
+
+async def start_worker_process(h: CIHarness, wf: str, version: str) -> None:
+    """A real worker process for the version, started through the local worker backend (its workers to delete)."""
+    address = h.client.service_client.config.target_host
+    await h.workers.start(
+        wf, version, [sys.executable, "-m", "examples.sleeper"], env={"DIACHRONIC_TEMPORAL_ADDRESS": address}
+    )
+    await wait_for_poller(h.client, task_queue(wf, version))
+
+
+async def start_old(h: CIHarness, wf: str, count: int, version: str = "v1") -> dict[str, str]:
+    """Start ``count`` workflows on ``version``; returns workflow id -> first run id."""
+    runs = {}
+    for i in range(count):
+        handle = await h.client.start_workflow(wf, {"i": i}, id=f"{wf}-{i}", task_queue=task_queue(wf, version))
+        runs[handle.id] = handle.result_run_id or ""
+    return runs
+
+
+async def finish_ci(h: CIHarness, wf: str) -> dict[str, Any]:
+    """The CI run's result (its deployments), once it completed; raises if it failed."""
+    result: dict[str, Any] = await h.client.get_workflow_handle(ci_workflow_id(wf)).result()
+    return result
+
+
+async def ci_end(h: CIHarness, wf: str) -> tuple[list[dict[str, Any]], str | None]:
+    """The deployments of the CI run once it ended, and its failure (``Type: message``) or None."""
+    try:
+        return (await finish_ci(h, wf))["deployments"], None
+    except WorkflowFailureError as failure:
+        cause = failure.cause
+        assert isinstance(cause, ApplicationError), cause
+        [result] = cause.details
+        return result["deployments"], f"{cause.type}: {cause.message}"
+
+
+async def deploy_initial(h: CIHarness, wf: str, version: str = "v1") -> None:
+    await ci.deploy(h.client, h.task_queue, event(wf, version))
+    await finish_ci(h, wf)
 
 
 async def run_diachronic(client: Client, task_queue: str, *args: str, **env: str) -> tuple[int, str, str]:

@@ -106,7 +106,7 @@ def test_the_ci_worker_keeps_the_freezes(dev: tuple[dict[str, str], subprocess.P
     [
         (["deploy", "clidemo", "v.1"], "version id 'v.1' may only contain"),
         (["deploy", "bad.name", "v1"], "workflow name 'bad.name' may only contain"),
-        (["deploy", "clidemo", "v2", "--steps", "10@1s,50@1s"], "must end at 100%"),
+        (["deploy", "clidemo", "v2", "--steps", "50@1s,10@1s"], "must not go down: 10% comes after 50%"),
         (["continue", "clidemo"], "nothing is running"),
         (["start", "nothing-deployed", "--id", "x"], "nothing-deployed: no version of it is enabled"),
         (["start", "clidemo", "--id", "x", "--input", "{"], "--input is not valid JSON"),
@@ -114,7 +114,7 @@ def test_the_ci_worker_keeps_the_freezes(dev: tuple[dict[str, str], subprocess.P
     ids=[
         "dot in version",
         "dot in workflow name",
-        "schedule not ending at 100",
+        "a falling schedule",
         "continue when idle",
         "start with no version",
         "bad JSON input",
@@ -253,8 +253,15 @@ def test_every_option_has_a_diachronic_variable_named_in_help() -> None:
             "100@5s",
             "100% of new starts at once if it is the first version of wf, else rollout, schedule 100@5s",
         ),
+        (
+            [("v1", 0)],
+            1,
+            False,
+            None,
+            "v1 already is the newest live version: nothing to deploy (--redeploy deploys it again)",
+        ),
     ],
-    ids=["initial", "rollout", "dark rollout", "behind another", "flags unreadable"],
+    ids=["initial", "rollout", "dark rollout", "behind another", "flags unreadable", "already live"],
 )
 def test_deploy_says_what_will_happen(
     flags: list[tuple[str, int]] | None, position: int, dark: bool, steps: str | None, expected: str

@@ -76,7 +76,7 @@ async def test_a_human_edit_in_unleash_stops_the_rollout_and_migration_follows(
     [record] = result["deployments"]
     assert record["rollout"]["outcome"] == RolloutOutcome.STOPPED
     assert record["rollout"]["reason"] == "RolloutPercentNotExpected"
-    assert record["phase"] == "completed" and record["migration"]["signalled"] == len(runs)
+    assert record["phase"] == "stopped" and record["migration"]["signalled"] == len(runs)
     for workflow_id, run_id in runs.items():
         described = await client.get_workflow_handle(workflow_id).describe()
         assert described.task_queue == f"{wf}-v2"

@@ -4,13 +4,15 @@ from __future__ import annotations
 
 import logging
 import uuid
+from collections.abc import AsyncIterator
 from pathlib import Path
 
 import httpx
 import pytest
 from temporalio.client import Client
 from temporalio.service import RPCError
-from tests.ci_helpers import CIHarness
+from temporalio.testing import WorkflowEnvironment
+from tests.ci_helpers import CIHarness, ci_harness
 from tests.conditions import eventually
 from tests.http_helpers import SECRET, TOKEN, bearer, deployment_status, now_iso, served, settings, signed
 
@@ -23,6 +25,13 @@ pytestmark = pytest.mark.devserver
 
 SHA1 = "a1b2c3d4e5f60718293a4b5c6d7e8f9012345678"
 SHA2 = "b2c3d4e5f60718293a4b5c6d7e8f901234567890"
+
+
+@pytest.fixture
+async def h(dev_env: WorkflowEnvironment, data_dir: Path) -> AsyncIterator[CIHarness]:
+    # GitHub's deployments here are to "production": the CI serves that environment (DIACHRONIC_ENVIRONMENT).
+    async with ci_harness(dev_env.client, data_dir, f"ci-{uuid.uuid4()}", environment="production") as harness:
+        yield harness
 
 
 async def post(http: httpx.AsyncClient, body: dict | bytes, **kw: str) -> httpx.Response:  # type: ignore[type-arg]

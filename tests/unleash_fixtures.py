@@ -469,7 +469,7 @@ async def ci_on_unleash(client: Client, flags: UnleashFlagStore, data_dir: Path)
     """A CI worker whose activities use the Unleash store; yields its task queue."""
     task_queue = f"ci-{uuid.uuid4()}"
     workers = LocalWorkers(data_dir / "workers", grace_s=2.0)
-    async with ci_worker(client, task_queue, CIActivities(flags, workers, client)):
+    async with ci_worker(client, task_queue, CIActivities(flags, workers, client, environment="development")):
         try:
             yield task_queue
         finally:

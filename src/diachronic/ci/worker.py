@@ -38,8 +38,9 @@ async def serve(settings: Settings, stop: asyncio.Event) -> None:
     flags = open_flag_store(settings)
     deployments = open_workers(settings)
     try:
+        activities = CIActivities(flags, deployments, client, environment=settings.environment)
         with serving(settings.http_host, settings.metrics_port):
-            async with ci_worker(client, settings.ci_task_queue, CIActivities(flags, deployments, client)):
+            async with ci_worker(client, settings.ci_task_queue, activities):
                 await stop.wait()
     finally:
         await flags.close()

@@ -13,7 +13,7 @@ from pydantic import ValidationError
 from diachronic.backends import open_flag_store, open_workers
 from diachronic.ci import client as ci
 from diachronic.ci.contracts import Control, DeployAck, DeployOptions
-from diachronic.ci.planner.deployment import plan_deployment
+from diachronic.ci.planner.deployment import DeploymentSnapshot, StartVerdict, plan_start
 from diachronic.ci.planner.schedule import default_steps, format_steps, parse_steps
 from diachronic.cli import Context, app
 from diachronic.cli.wait import TIMEOUT_OPTION, WAIT_OPTION, wait_and_exit, wait_timeout
@@ -22,7 +22,7 @@ from diachronic.errors import DiachronicError
 from diachronic.flags import VersionFlag
 from diachronic.signaler import start_routed
 from diachronic.temporal import connect, resolve_connection, wait_for_poller
-from diachronic.versions import previous_version, task_queue
+from diachronic.versions import task_queue
 from diachronic.workers.local import LocalWorkers
 
 
@@ -40,10 +40,21 @@ def deploy(
     workflow: Annotated[str, typer.Argument(help="Workflow name (= workflow type)")],
     version: Annotated[str, typer.Argument(help="Version id (e.g. the short git sha)")],
     sha: Annotated[str | None, typer.Option(help="Full commit sha (default: the version id)")] = None,
-    environment: Annotated[str, typer.Option(help="Deployment environment")] = "development",
+    environment: Annotated[
+        str | None,
+        typer.Option(
+            help="Deployment environment; the CI refuses another than its own [default: DIACHRONIC_ENVIRONMENT]"
+        ),
+    ] = None,
     dark: Annotated[bool, typer.Option("--dark", help="Only isTest traffic until `diachronic continue`")] = False,
     non_migratory: Annotated[
         bool, typer.Option("--non-migratory", help="Old workflows finish where they are (cleanup waits)")
+    ] = False,
+    redeploy: Annotated[
+        bool,
+        typer.Option(
+            "--redeploy", help="Deploy even if VERSION already is the newest live version (e.g. after a failure)"
+        ),
     ] = False,
     steps: Annotated[
         str | None, typer.Option(help='Rollout schedule "P@D,...": wait D, then route P %. Default 10 % every 60 s')
@@ -64,13 +75,13 @@ def deploy(
         workflow_name=workflow,
         version_id=version,
         sha=sha or version,
-        environment=environment,
+        environment=environment or c.settings.environment,
         event_time=datetime.now(UTC),
         is_dark_deploy=dark,
         is_non_migratory=non_migratory,
     )
     try:
-        options = DeployOptions(steps=parse_steps(steps) if steps else None, poll_interval_s=poll)
+        options = DeployOptions(steps=parse_steps(steps) if steps else None, poll_interval_s=poll, redeploy=redeploy)
     except (DiachronicError, ValidationError) as error:
         c.out.abort(f"invalid --steps/--poll: {error}")
 
@@ -126,10 +137,14 @@ def what_will_happen(
         return f"after the {ack.position - 1} deployment(s) queued before it: {dark}{rollout}"
     if flags is None:
         return f"{dark}100% of new starts at once if it is the first version of {event.workflow_name}, else {rollout}"
-    plan = plan_deployment(previous_version(flags, event.version_id))
-    if plan.from_version is None:
+    # The CI checks its environment and the task queue's owners too: those refusals are its to say (in status).
+    snapshot = DeploymentSnapshot(event, tuple(flags), event.environment, redeploy=options.redeploy)
+    start = plan_start(snapshot)
+    if start.verdict is StartVerdict.DUPLICATE:
+        return f"{event.version_id} already is the newest live version: nothing to deploy (--redeploy deploys it again)"
+    if start.previous is None:
         return f"{dark}the first version of {event.workflow_name}: 100% of new starts go to it at once"
-    return f"{dark}{rollout} from {plan.from_version.version_id}"
+    return f"{dark}{rollout} from {start.previous.version_id}"
 
 
 def _control(name: str, help_text: str) -> None:
