@@ -130,25 +130,6 @@ def test_bad_input_gets_a_clear_error_and_exit_code_1(
     assert "Traceback" not in result.stderr
 
 
-def test_dev_stops_everything_on_sigterm(dev: tuple[dict[str, str], subprocess.Popen[str], Path]) -> None:
-    """Everything: the embedded Temporal, and the local workers that `deploy --worker-cmd` started against it."""
-    env, process, _ = dev
-    worker_cmd = f"{sys.executable} -m examples.subscription.worker --version v1"
-    deployed = run("deploy", "subscription", "v1", "--worker-cmd", worker_cmd, env=env)
-    assert deployed.returncode == 0, deployed.stderr
-    [worker] = json.loads(run("workers", "--json", env=env).stdout)
-    assert worker["running"] and process_alive(worker["pid"])
-
-    port = int(env["DIACHRONIC_TEMPORAL_ADDRESS"].rsplit(":", 1)[1])
-    process.send_signal(signal.SIGTERM)
-    assert process.wait(timeout=60) == 0
-    assert process.stderr is not None
-    assert "stopped local workers: subscription.v1" in process.stderr.read()
-    assert not process_alive(worker["pid"]), "the local worker outlived dev"
-    with socket.socket() as sock:
-        assert sock.connect_ex(("127.0.0.1", port)) != 0, "Temporal still serves after dev stopped"
-
-
 def test_data_dir_rule(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     monkeypatch.delenv("DIACHRONIC_DATA_DIR", raising=False)
     assert load_settings().data_dir == Path(".diachronic")
@@ -182,8 +163,8 @@ def test_command_options_are_read_from_their_variables(
     dev: tuple[dict[str, str], subprocess.Popen[str], Path],
 ) -> None:
     env, _, _ = dev
-    steps = run("deploy", "clidemo", "v2", env={**env, "DIACHRONIC_DEPLOY_STEPS": "10@1s,50@1s"})
-    assert steps.returncode == 1 and "must end at 100%" in steps.stderr
+    steps = run("deploy", "clidemo", "v2", env={**env, "DIACHRONIC_DEPLOY_STEPS": "50@1s,10@1s"})
+    assert steps.returncode == 1 and "must not go down" in steps.stderr
     bad_input = run("start", "clidemo", "--id", "x", env={**env, "DIACHRONIC_START_INPUT": "{"})
     assert bad_input.returncode == 1 and "--input is not valid JSON" in bad_input.stderr
 
@@ -279,3 +260,23 @@ def test_deploy_says_what_will_happen(
     options = DeployOptions(steps=parse_steps(steps) if steps else None)
     found = None if flags is None else [VersionFlag(info=version_info("wf", seq, v), enabled=True) for v, seq in flags]
     assert what_will_happen(event, options, DeployAck(decision="accept", position=position), found) == expected
+
+
+# Last: it stops the module's `diachronic dev`.
+def test_dev_stops_everything_on_sigterm(dev: tuple[dict[str, str], subprocess.Popen[str], Path]) -> None:
+    """Everything: the embedded Temporal, and the local workers that `deploy --worker-cmd` started against it."""
+    env, process, _ = dev
+    worker_cmd = f"{sys.executable} -m examples.subscription.worker --version v1"
+    deployed = run("deploy", "subscription", "v1", "--worker-cmd", worker_cmd, env=env)
+    assert deployed.returncode == 0, deployed.stderr
+    [worker] = json.loads(run("workers", "--json", env=env).stdout)
+    assert worker["running"] and process_alive(worker["pid"])
+
+    port = int(env["DIACHRONIC_TEMPORAL_ADDRESS"].rsplit(":", 1)[1])
+    process.send_signal(signal.SIGTERM)
+    assert process.wait(timeout=60) == 0
+    assert process.stderr is not None
+    assert "stopped local workers: subscription.v1" in process.stderr.read()
+    assert not process_alive(worker["pid"]), "the local worker outlived dev"
+    with socket.socket() as sock:
+        assert sock.connect_ex(("127.0.0.1", port)) != 0, "Temporal still serves after dev stopped"
