@@ -25,6 +25,7 @@ from diachronic.ci.contracts import DeployOptions
 from diachronic.ci.worker import ci_worker
 from diachronic.contracts import MIGRATE_SIGNAL, DeployEvent, ci_workflow_id
 from diachronic.flags.local import LocalFlagStore
+from diachronic.notify.activities import NotifyActivities
 from diachronic.temporal import wait_for_poller
 from diachronic.versions import task_queue
 from diachronic.workers.local import LocalWorkers
@@ -41,13 +42,19 @@ class CIHarness:
 
 @contextlib.asynccontextmanager
 async def ci_harness(
-    client: Client, data_dir: Path, task_queue: str, *, environment: str = "development"
+    client: Client,
+    data_dir: Path,
+    task_queue: str,
+    *,
+    environment: str = "development",
+    notify: NotifyActivities | None = None,
 ) -> AsyncIterator[CIHarness]:
-    """A CI worker serving ``environment`` (deploy events for another one are refused)."""
+    """A CI worker serving ``environment`` (deploy events for another one are refused); ``notify``: where its
+    notifications and GitHub statuses go (default: nowhere)."""
     flags = LocalFlagStore(data_dir / "flags.sqlite3")
     workers = LocalWorkers(data_dir / "workers", grace_s=2.0)
     activities = CIActivities(flags, workers, client, environment=environment)
-    worker = ci_worker(client, task_queue, activities)
+    worker = ci_worker(client, task_queue, activities, notify)
     async with worker:
         try:
             yield CIHarness(client, task_queue, flags, workers, worker)

@@ -63,6 +63,12 @@ def deploy(
     worker_cmd: Annotated[
         str | None, typer.Option("--worker-cmd", help="Start CMD as this version's local worker first")
     ] = None,
+    force: Annotated[
+        bool, typer.Option("--force", envvar="DIACHRONIC_FORCE", help="Go through a freeze (needs --reason; recorded)")
+    ] = False,
+    reason: Annotated[
+        str | None, typer.Option("--reason", envvar="DIACHRONIC_FORCE_REASON", help="Why --force (recorded)")
+    ] = None,
     wait: Annotated[bool, WAIT_OPTION] = False,
     timeout: Annotated[str | None, TIMEOUT_OPTION] = None,
 ) -> None:
@@ -81,7 +87,14 @@ def deploy(
         is_non_migratory=non_migratory,
     )
     try:
-        options = DeployOptions(steps=parse_steps(steps) if steps else None, poll_interval_s=poll, redeploy=redeploy)
+        if force and not (reason or "").strip():
+            c.out.abort("--force needs --reason: why this deployment goes through a freeze (it is recorded)")
+        options = DeployOptions(
+            steps=parse_steps(steps) if steps else None,
+            poll_interval_s=poll,
+            force_reason=reason.strip() if force and reason else None,
+            redeploy=redeploy,
+        )
     except (DiachronicError, ValidationError) as error:
         c.out.abort(f"invalid --steps/--poll: {error}")
 

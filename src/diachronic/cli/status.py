@@ -40,6 +40,10 @@ def describe(status: CIStatus) -> str:
     if status.next_step_at is not None:
         seconds = max((status.next_step_at - datetime.now(UTC)).total_seconds(), 0)
         parts.append(f"next step in {seconds:.0f} s")
+    if status.frozen is not None:
+        parts.append(
+            f"frozen until {status.frozen.until.isoformat()} ({status.frozen.reason}): the next deployment waits"
+        )
     if status.queued:
         parts.append(f"queued: {', '.join(e.version_id for e in status.queued)}")
     if status.last_error:
