@@ -16,23 +16,25 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-import pytest
 from temporalio.api.enums.v1 import PendingActivityState
+from tests.conditions import eventually
 from tests.reliability.harness import (
     COUNT,
     FAST_STEPS,
+    RESTARTING,
     Report,
     Scenario,
+    fault_test,
     measurement,
     options,
     scenario,
-    wait_for,
 )
 
 from diachronic.ci.contracts import MIGRATION_PAGES_PER_CALL, Phase, migration_workflow_id
 from diachronic.ci.planner.sweep import SweepProgress
 
-pytestmark = [pytest.mark.reliability, pytest.mark.timeout(300 + COUNT)]
+BUDGET_S = 300.0 + COUNT
+pytestmark = fault_test(BUDGET_S)
 DOWN_S = 2.0
 FREEZE_AFTER_S = (0.02, 0.04, 0.01, 0.06, 0.03, 0.08)  # how long after a sweep call starts to look at it
 SWEEP = "migrate_sweep"
@@ -78,12 +80,8 @@ async def sweep_results(sc: Scenario) -> list[dict[str, Any]]:
 
 
 async def test_ci_worker_sigkill_mid_migration_then_restart(tmp_path: Path, reliability_report: Report) -> None:
-    async with scenario("ci_worker_sigkill", tmp_path) as sc:
-        await sc.start_workers({"v1": "v1", "v2": "v2"})
-        await sc.deploy("v1")
-        await sc.ci_result(120)
-        await sc.start_subscriptions(COUNT)
-        sc.background(sc.trickle())
+    async with scenario("ci_worker_sigkill", tmp_path, budget_s=BUDGET_S) as sc:
+        await sc.go_live("v1", {"v1": "v1", "v2": "v2"})
         cancelled = await sc.cancel_some()
 
         sc.mark("deploy")
@@ -103,7 +101,13 @@ async def test_ci_worker_sigkill_mid_migration_then_restart(tmp_path: Path, reli
         try:
             mid: SweepProgress | None = None
             for attempt in range(60):
-                await wait_for(lambda: sweep_in_flight(sc), timeout=60, what="a migrate sweep in flight", interval=0.01)
+                await eventually(
+                    lambda: sweep_in_flight(sc),
+                    timeout=60,
+                    what="a migrate sweep in flight",
+                    interval=0.01,
+                    not_yet=RESTARTING,
+                )
                 await asyncio.sleep(FREEZE_AFTER_S[attempt % len(FREEZE_AFTER_S)])
                 os.killpg(sc.ci_worker.pid, signal.SIGSTOP)
                 mid = await sweep_mid_way(sc)
@@ -127,19 +131,18 @@ async def test_ci_worker_sigkill_mid_migration_then_restart(tmp_path: Path, reli
                 return next((r for r in await sweep_results(sc) if r.get("resumedAtPage") == at_page), None)
 
             # v1 stays frozen until the retried attempt has gone on from the cursor and finished its pages.
-            retried = await wait_for(resumed, timeout=120, what="the retried sweep to go on from its cursor")
+            retried = await eventually(
+                resumed, timeout=120, what="the retried sweep to go on from its cursor", not_yet=RESTARTING
+            )
             sc.mark("sent_again")
         finally:
             os.killpg(v1[0].pid, signal.SIGCONT)
 
         result = await sc.ci_result(240)
-        sc.mark("completed")
-        audit = await sc.audit("v2")
+        verdict = await sc.verdict(result, "v2")
+        audit, record = verdict.audit, verdict.record
         percents = await sc.rollout_percents()
-        live_stopped = sc.live_workers_stopped(audit, ["v2"])
-        leaks = await sc.scan()
         progress = sc.timeline.first_change_after(fault_end)
-        [record] = result["deployments"]
         assert before is not None and before.migration is not None
         resumed_how = (
             "the rollout had moved meanwhile, so it stopped before reading a page under flags the store no longer "
@@ -151,6 +154,7 @@ async def test_ci_worker_sigkill_mid_migration_then_restart(tmp_path: Path, reli
         reliability_report.add(
             measurement(
                 sc,
+                verdict,
                 fault="CI worker SIGKILLed mid-sweep, restarted",
                 what_happened=(
                     f"killed pid {killed_pid} while a migrate sweep was mid-way (Temporal held its cursor, "
@@ -160,9 +164,6 @@ async def test_ci_worker_sigkill_mid_migration_then_restart(tmp_path: Path, reli
                     f"rollout steps {percents}; {audit.migrated_runs} runs migrated (diachronic's own counter: "
                     f"{record['migration']['signalled']}), v1 retired"
                 ),
-                audit=audit,
-                live_stopped=live_stopped,
-                leaks=leaks,
                 fault_s=fault_end - sc.marks["fault_start"],
                 recover_s=sc.marks["sent_again"] - fault_end,
                 recovered_when=(
@@ -172,21 +173,16 @@ async def test_ci_worker_sigkill_mid_migration_then_restart(tmp_path: Path, reli
                     else "the sweep went on from its cursor: the lost attempt retried after its 10 s heartbeat timeout"
                 ),
                 complete_s=sc.marks["completed"] - fault_end,
-                outcome=record["phase"],
                 cancelled=cancelled,
                 resumed_at_page=mid.pages,
             )
         )
         assert record["phase"] == "completed", record
-        assert audit.lost == [], audit.lost
-        assert audit.double_signalled == [], audit.double_signalled
-        assert live_stopped == [], live_stopped
-        assert leaks == [], leaks
+        verdict.assert_nothing_lost()
         assert percents == [0, 10, 25, 50, 75, 100]
         # It went on from the heartbeat: more pages, or none because the rollout moved meanwhile (the call stopped
         # before reading under flags the store no longer held; the next call went on from the same cursor).
         assert retried["resumedAtPage"] == mid.pages and (retried["pages"] > mid.pages or retried["stale"]), retried
         assert "v1" in sc.watch.stopped(), "the old version's worker was not stopped"
-        flags = await sc.flags.list_version_flags("subscription", include_archived=True)
-        assert [(f.info.version_id, f.archived) for f in flags] == [("v2", False), ("v1", True)]
+        assert await sc.flag_states() == [("v2", False), ("v1", True)]
         assert audit.workflows >= COUNT and audit.completed >= cancelled
