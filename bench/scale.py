@@ -34,7 +34,7 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench.support import ROOT, SweepCall, batch_signal, deploy_event, load_average, log, read_histories, wait_healthy
+from bench.support import ROOT, SweepCall, batch_signal, deploy_event, load_average, log, read_histories
 from examples.subscription import WORKFLOW_NAME, task_queue
 from examples.subscription.shared import SubscriptionStart
 from temporalio.api.enums.v1 import TaskQueueKind, TaskQueueType
@@ -53,7 +53,7 @@ from diachronic.ci.contracts import (
 )
 from diachronic.ci.planner.schedule import parse_steps
 from diachronic.contracts import ci_workflow_id
-from diachronic.devserver import DevServer, free_port_block, start_dev_server, stop_process
+from diachronic.devserver import PORT_OFFSETS, DevServer, free_port, start_dev_server, stop_process
 from diachronic.settings import CI_TASK_QUEUE, load_settings
 from diachronic.temporal import connect, wait_for_poller
 from diachronic.workers.local import LocalWorkers
@@ -81,12 +81,11 @@ class Stack:
 async def stack(db_file: bool) -> AsyncIterator[Stack]:
     with tempfile.TemporaryDirectory(prefix="diachronic-scale-") as tmp:
         data = Path(tmp) / "data"
-        server = start_dev_server(data, port=free_port_block(), ui=False, in_memory=not db_file, timeout_s=60)
+        server = start_dev_server(data, port=free_port(PORT_OFFSETS), ui=False, in_memory=not db_file, timeout_s=60)
         ci_worker: subprocess.Popen[bytes] | None = None
         workers = LocalWorkers(data / "workers", grace_s=10)
         try:
             client = await connect(load_settings(data_dir=data, temporal_address=server.address))
-            await wait_healthy(client)
             # The CI worker and the sample's workers run from this checkout, on the embedded flag store and local
             # worker sets in the data folder (the local backend starts the sample's workers and later deletes v1's).
             env = {"PYTHONPATH": str(ROOT), "DIACHRONIC_TEMPORAL_ADDRESS": server.address}

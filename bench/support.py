@@ -1,8 +1,7 @@
-"""What the benchmarks share: messages, deploy events, a dev server that answers, and Temporal's own batch signal."""
+"""What the benchmarks share: messages, deploy events, the load average, Temporal's own batch signal, histories."""
 
 from __future__ import annotations
 
-import asyncio
 import json
 import subprocess
 import sys
@@ -13,9 +12,7 @@ from pathlib import Path
 
 from temporalio.api.enums.v1 import EventType
 from temporalio.api.history.v1 import HistoryEvent
-from temporalio.api.workflowservice.v1 import GetSystemInfoRequest
 from temporalio.client import Client
-from temporalio.service import RPCError
 
 from diachronic.ci.activities import CIActivities
 from diachronic.ci.planner.sweep import SweepProgress
@@ -39,19 +36,6 @@ def deploy_event(workflow: str, version: str) -> DeployEvent:
         environment=Settings.model_fields["environment"].default,
         event_time=datetime.now(UTC),
     )
-
-
-async def wait_healthy(client: Client, *, timeout_s: float = 60.0) -> None:
-    """The dev server opens its port before its frontend answers: wait for an answer."""
-    deadline = time.monotonic() + timeout_s
-    while True:
-        try:
-            await client.workflow_service.get_system_info(GetSystemInfoRequest())
-            return
-        except RPCError:
-            if time.monotonic() > deadline:
-                raise
-            await asyncio.sleep(0.2)
 
 
 def load_average() -> float:

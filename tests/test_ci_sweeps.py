@@ -4,8 +4,6 @@ migration does not read the queue again while nothing changed."""
 from __future__ import annotations
 
 import dataclasses
-import uuid
-from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
@@ -13,7 +11,8 @@ import pytest
 from temporalio.api.workflowservice.v1 import ListWorkflowExecutionsRequest, ListWorkflowExecutionsResponse
 from temporalio.client import Client
 from temporalio.testing import ActivityEnvironment, WorkflowEnvironment
-from tests.ci_helpers import CIHarness, ci_harness, event, eventually, fast, migrate_signals_received, serving
+from tests.ci_helpers import CIHarness, event, fast, migrate_signals_received, serving
+from tests.conditions import eventually
 
 from diachronic.ci import client as ci
 from diachronic.ci.activities import CIActivities
@@ -30,11 +29,6 @@ from diachronic.workers.local import LocalWorkers
 pytestmark = pytest.mark.devserver
 RUNS = 60
 PAGE = 10
-
-
-@pytest.fixture
-def wf() -> str:
-    return "wf" + uuid.uuid4().hex[:8]
 
 
 def flags_at_100(wf: str) -> list[VersionFlag]:
@@ -139,12 +133,6 @@ async def test_a_sweep_signals_nothing_under_flags_the_store_no_longer_holds(
     assert await migrate_signals_received(client, handle.id, handle.result_run_id or "") == 0
     await handle.terminate("test over")
     await flag_store.close()
-
-
-@pytest.fixture
-async def h(dev_env: WorkflowEnvironment, data_dir: Path) -> AsyncIterator[CIHarness]:
-    async with ci_harness(dev_env.client, data_dir, f"ci-{uuid.uuid4()}") as harness:
-        yield harness
 
 
 async def test_with_the_routing_unchanged_sweeps_read_only_new_runs_and_status_says_when_the_next_comes(
