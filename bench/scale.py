@@ -34,7 +34,7 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench.support import ROOT, SweepCall, batch_signal, deploy_event, load_average, log, read_histories
+from bench.support import ROOT, SweepCall, batch_signal, deploy_event, load_average, load_averages, log, read_histories
 from examples.subscription import WORKFLOW_NAME, task_queue
 from examples.subscription.shared import SubscriptionStart
 from temporalio.api.enums.v1 import TaskQueueKind, TaskQueueType
@@ -216,7 +216,8 @@ def rates(calls: list[SweepCall]) -> tuple[datetime, datetime, float, float]:
 
 async def run_size(n: int, *, db_file: bool, batch_up_to: int, signals_alone: bool) -> dict[str, Any]:
     storage = "database file" if db_file else "in memory"
-    log(f"--- N = {n}: dev server {storage}, load {load_average():.2f}")
+    uptime_before = load_averages()
+    log(f"--- N = {n}: dev server {storage}, load average {uptime_before}")
     async with stack(db_file) as s:
         client, old_queue = s.client, task_queue("v1")
         await ci.deploy(client, CI_TASK_QUEUE, deploy_event(WORKFLOW_NAME, "v1"))
@@ -295,6 +296,8 @@ async def run_size(n: int, *, db_file: bool, batch_up_to: int, signals_alone: bo
             batch = await asyncio.to_thread(batch_signal, s.server.address, BATCH_QUEUE, "batch-new", n)
             log(f"temporal workflow signal --query: {batch:.0f} signals/s")
 
+    uptime_after = load_averages()
+    log(f"--- N = {n} done: load average {uptime_after}")
     return {
         "n": n,
         "storage": storage,
@@ -320,6 +323,8 @@ async def run_size(n: int, *, db_file: bool, batch_up_to: int, signals_alone: bo
         "signals_alone": signals_alone,
         "load_1m_max": round(max(loads), 2),
         "load_1m_mean": round(statistics.fmean(loads), 2),
+        "load_before": uptime_before,
+        "load_after": uptime_after,
     }
 
 

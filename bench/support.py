@@ -38,9 +38,15 @@ def deploy_event(workflow: str, version: str) -> DeployEvent:
     )
 
 
+def load_averages() -> tuple[float, float, float]:
+    """The 1-, 5- and 15-minute load averages, as ``uptime`` shows them."""
+    one, five, fifteen = (float(v) for v in Path("/proc/loadavg").read_text().split()[:3])
+    return one, five, fifteen
+
+
 def load_average() -> float:
-    """The 1-minute load average, as ``uptime`` shows it."""
-    return float(Path("/proc/loadavg").read_text().split()[0])
+    """The 1-minute load average."""
+    return load_averages()[0]
 
 
 def batch_signal(address: str, old_queue: str, new_queue: str, count: int) -> float:
