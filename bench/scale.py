@@ -44,6 +44,7 @@ from temporalio.api.enums.v1 import TaskQueueKind, TaskQueueType
 from temporalio.api.taskqueue.v1 import TaskQueue
 from temporalio.api.workflowservice.v1 import DescribeTaskQueueRequest
 from temporalio.client import Client
+from temporalio.service import RPCError
 
 from diachronic.ci import client as ci
 from diachronic.ci.contracts import (
@@ -57,6 +58,7 @@ from diachronic.ci.contracts import (
 from diachronic.ci.planner.schedule import parse_steps
 from diachronic.contracts import ci_workflow_id
 from diachronic.devserver import PORT_OFFSETS, DevServer, free_port, start_dev_server, stop_process
+from diachronic.errors import DiachronicError
 from diachronic.settings import CI_TASK_QUEUE, load_settings
 from diachronic.temporal import connect, wait_for_poller
 from diachronic.workers.local import LocalWorkers
@@ -254,14 +256,23 @@ async def run_size(n: int, *, db_file: bool, batch_up_to: int, signals_alone: bo
         cpu: dict[str, float] = {}
         query_ms: list[float] = []
         migration_handle = client.get_workflow_handle(migration_workflow_id(WORKFLOW_NAME))
+        unanswered: list[str] = []  # queries that failed (Temporal says to ask again): counted, not timed
         while drained is None and not signalled_all:
             asked = time.monotonic()
-            status = await ci.status(client, WORKFLOW_NAME)
+            try:
+                status = await ci.status(client, WORKFLOW_NAME)
+            except DiachronicError as error:
+                unanswered.append(f"status: {error}")
+                await asyncio.sleep(SAMPLE_S)
+                continue
             status_ms.append((time.monotonic() - asked) * 1000)
             if status.migration is not None:  # the migration runs: its own status query, alone
                 asked = time.monotonic()
-                await migration_handle.query(STATUS_QUERY, result_type=MigrationState)
-                query_ms.append((time.monotonic() - asked) * 1000)
+                try:
+                    await migration_handle.query(STATUS_QUERY, result_type=MigrationState)
+                    query_ms.append((time.monotonic() - asked) * 1000)
+                except RPCError as error:  # e.g. "buffered query cleared" when its workflow task timed out
+                    unanswered.append(f"migration query: {error}")
             loads.append(load_average())
             m = status.migration
             if signals_alone and m is not None and m.signalled >= n and not await workers_running(s):
@@ -334,6 +345,7 @@ async def run_size(n: int, *, db_file: bool, batch_up_to: int, signals_alone: bo
         "status_ms_max": round(max(status_ms), 1),
         "migration_query_ms_p50": round(statistics.median(query_ms), 1),
         "migration_query_ms_max": round(max(query_ms), 1),
+        "queries_unanswered": unanswered[:5] + ([f"... {len(unanswered) - 5} more"] if len(unanswered) > 5 else []),
         "cpu_ms_per_workflow": {name: round(ms, 2) for name, ms in cpu.items()},
         "signals_alone": signals_alone,
         "no_drain": no_drain,
