@@ -62,7 +62,7 @@ def main_options(
 
 def main() -> None:
     import diachronic.cli.k8s  # noqa: F401  (the k8s sub-app registers itself)
-    from diachronic.cli import control, dev, serve, simulate, status  # noqa: F401  (commands register themselves)
+    from diachronic.cli import control, dev, explore, serve, simulate, status  # noqa: F401  (commands register themselves)
 
     try:
         app()

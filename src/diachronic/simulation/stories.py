@@ -1,0 +1,460 @@
+"""Play a story (``diachronic.simulation.actions``) against the real CI workflows on the time-skipping server.
+
+``explored`` turns a story into a catalog ``Scenario``: its world is a ``WatchedWorld``, which tells the referee
+(``diachronic.simulation.referee``) every flag read and write, worker deletion and flag archive the automation does,
+and lets a person's edit land between the automation's read and its write. Its drive plays the actions one by one,
+lets a few virtual seconds pass after each, and asks the referee to look at the world and the CI after every step.
+
+A deployment that does not end is a ``Hang``: the runner plays the story once more on a fresh server (the test
+server stalls now and then), and a second hang fails it.
+
+A story is one CI run (with the runs it continues as new into): once that run ends, the rest of the story is not
+played (the test server cannot be trusted with time after a run's child outlived it, see docs/simulation.md).
+After the last action a patient person settles the story: continues a dark deploy, resumes a paused rollout, and
+lets time pass; a deployment nobody interfered with must then end on its own, and any deployment must end once
+cancelled. Whatever the story, the CI run must end, and fail if one of its deployments failed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from functools import partial
+from typing import Any
+
+from pydantic import BaseModel
+from temporalio import activity
+from temporalio.api.testservice.v1 import UnlockTimeSkippingRequest
+from temporalio.client import WorkflowExecutionStatus
+from temporalio.service import RPCError
+
+from diachronic.ci.contracts import (
+    ActivityErrorInfo,
+    ApplyFlagInput,
+    CIInput,
+    CIState,
+    DeleteWorkersInput,
+    Deployment,
+    FlagList,
+    FlagNameInput,
+    FlagReading,
+    ListFlagsInput,
+    Phase,
+    SetPercentInput,
+)
+from diachronic.ci.drain import migration_workflow_id
+from diachronic.ci.rollout import rollout_workflow_id
+from diachronic.ci.workflow import CIWorkflow
+from diachronic.contracts import ROLLOUT_CANCEL_SIGNAL, ROLLOUT_START_SIGNAL, DeployEvent, VersionInfo, ci_workflow_id
+from diachronic.flags.evaluation import choose
+from diachronic.simulation.actions import (
+    FAILURES,
+    Action,
+    Archive,
+    Control,
+    Deploy,
+    DisableGeneral,
+    Fail,
+    FinishWorkflows,
+    RaceWrite,
+    Resend,
+    SetPercent,
+    Start,
+    StartWorkflows,
+    Story,
+    Wait,
+)
+from diachronic.simulation.fakes import ContractFakes, Handler, SimulatedFailure
+from diachronic.simulation.referee import ChildView, Referee
+from diachronic.simulation.runner import Expect, Hang, Scenario, ScenarioEnded, Sim
+from diachronic.simulation.world import World
+from diachronic.versions import task_queue
+from diachronic.webhook.receiver import start_deployment
+from diachronic.workers import LABEL_VERSION
+
+__all__ = ["STEP_S", "WatchedWorld", "explored"]
+
+STEP_S = 5.0
+"""Virtual seconds that pass after every action, so that the CI acts between two actions."""
+SETTLE_STEP_S = 600.0
+SETTLE_S = 3 * 3600.0
+"""How long a deployment nobody interfered with may take, once the story is over (the longest schedule is 2 h)."""
+CANCELLED_S = 1800.0
+"""How long a cancelled deployment may take to end."""
+MAX_VIRTUAL_S = 7 * 24 * 3600.0
+"""A story's bound of virtual time: settling bounds each deployment, this only catches a runaway."""
+FINISHING_LOOKS = 3
+STALL_S = 2.0
+"""Wall seconds without virtual time moving while we sleep: the test server's clock is stuck (see ``advance``)."""
+"""Looks at their queue before the story's finishing workflows end on their own."""
+
+
+def _actor() -> str:
+    """The workflow of the automation calling the activity being answered."""
+    if not activity.in_activity():
+        return "automation"
+    return activity.info().workflow_id or "automation"
+
+
+@dataclass
+class WatchedWorld(World):
+    """The fake world, watched by a referee, with a person's hand ready to race the automation's writes."""
+
+    referee: Referee = field(init=False)
+    races: dict[str, int] = field(default_factory=dict)  # version -> percent set right before the next write
+    played: int = 0  # actions of the story played (the rest came after the CI run ended)
+    _published: int = 0
+
+    def __post_init__(self) -> None:
+        self.referee = Referee(self.workflow_name)
+
+    def publish(self) -> None:
+        """The referee's findings join the world's, which every scenario is judged on."""
+        for violation in self.referee.violations[self._published :]:
+            self.violations.append(str(violation))
+        self._published = len(self.referee.violations)
+
+    def handlers(self) -> dict[str, Handler]:
+        return {
+            **super().handlers(),
+            "list_version_flags": self._list,
+            "apply_version_flag": self._apply,
+            "read_version_flag": self._read,
+            "set_traffic_percent": self._set,
+            "archive_version_flag": self._archive,
+            "delete_workers": self._delete,
+        }
+
+    def _list(self, input: ListFlagsInput) -> FlagList:
+        answer = self.list_version_flags(input)
+        self.referee.saw(_actor(), answer.flags)
+        return answer
+
+    def _apply(self, input: ApplyFlagInput) -> VersionInfo:
+        info = self.apply_version_flag(input)
+        self.referee.saw(_actor(), [self.flags[info.flag_name]])
+        return info
+
+    def _read(self, input: FlagNameInput) -> FlagReading:
+        answer = self.read_version_flag(input)
+        self.referee.saw(_actor(), [answer.flag] if answer.flag is not None else [])
+        return answer
+
+    def _set(self, input: SetPercentInput) -> BaseModel | None:
+        flag = self.flags.get(input.flag_name)
+        if flag is not None and not flag.archived:
+            version = flag.info.version_id
+            if version in self.races and self.flag_of(version) == flag:
+                self.hand_set_percent(version, self.races.pop(version))
+        before = self.flags.get(input.flag_name)
+        answer = self.set_traffic_percent(input)  # refuses (raises) a write that does not land
+        if before is not None:
+            self.referee.writing(_actor(), before, input.percent)
+            self.publish()
+        return answer
+
+    def _archive(self, input: FlagNameInput) -> BaseModel | None:
+        flags, flag = list(self.flags.values()), self.flags.get(input.flag_name)
+        answer = self.archive_version_flag(input)
+        if flag is not None:
+            self.referee.archiving(flags, flag)
+            self.publish()
+        return answer
+
+    def _delete(self, input: DeleteWorkersInput) -> BaseModel | None:
+        current = self.deployments.get(f"{input.worker_set.namespace}/{input.worker_set.name}")
+        if current is not None and current.task_queue is not None:
+            version = current.labels.get(LABEL_VERSION, "")
+            reasons = self.referee.deleting(
+                list(self.flags.values()),
+                current.task_queue,
+                running=len(self.running_on(current.task_queue)),
+                queued=self.queued,
+                version=version,
+            )
+            self.publish()
+            if reasons:
+                message = f"deleting the workers of {version}: {'; '.join(reasons)}"
+                raise SimulatedFailure(ActivityErrorInfo(name="UnsafeDelete", message=message, retryable=False))
+        return self.delete_workers(input)
+
+    # ------------------------------------------------------------------------------------------- people
+
+    def start_routed(self, count: int, lifetime: int | None) -> None:
+        """Workflows started where the flags route them, as the signaler starts them (none when nothing routes)."""
+        live = self.flags_newest_first(include_archived=False)
+        for _ in range(count):
+            chosen = choose(live, f"{self.workflow_name}-wf{self._started}", False)
+            if chosen is None:
+                return
+            self.start_workflows(chosen.info.version_id, 1, finishes_after=lifetime)
+
+    def finish_some(self, version_id: str, count: int | None) -> None:
+        """``count`` (or all) workflows on the version's queue end."""
+        for run in self.running_on(task_queue(self.workflow_name, version_id))[:count]:
+            self._close(run)
+
+
+# ----------------------------------------------------------------------------------------------- playing
+
+
+def _set_up(start: Start, world: World, fakes: ContractFakes) -> None:
+    for version in start.live[:-1]:
+        world.add_version(version, archived=True)
+    if start.live:
+        live = start.live[-1]
+        world.add_version(live, percent=100)
+        world.add_workers(live)
+        world.start_workflows(live, start.running - start.finishing)
+        world.start_workflows(live, start.finishing, finishes_after=FINISHING_LOOKS)
+
+
+@dataclass
+class _Player:
+    """Plays one story through a ``Sim`` and keeps what the referee needs between steps."""
+
+    sim: Sim
+    world: WatchedWorld
+    start: Start
+    sent: dict[str, DeployEvent] = field(default_factory=dict)  # the last deploy event of each version
+    started: bool = False  # a deploy reached the CI: the story's CI run exists
+    over: bool = False  # the CI run ended (or was ended by the player)
+
+    @property
+    def ci(self) -> Any:
+        return self.sim.client.get_workflow_handle(ci_workflow_id(self.world.workflow_name))
+
+    async def play(self, actions: Sequence[Action]) -> None:
+        for action in actions:
+            if self.over:
+                return
+            await self.act(action)
+            self.world.played += 1
+            await self.step(STEP_S)
+        await self.settle()
+
+    # ------------------------------------------------------------------------------------------- actions
+
+    async def act(self, action: Action) -> None:
+        world = self.world
+        match action:
+            case Deploy():
+                await self.deploy(action)
+            case Resend(version=version) if version in self.sent and self.started:
+                await start_deployment(self.sim.client, self.sim.task_queue, self.sent[version])
+            case Control():
+                await self.control(action)
+            case SetPercent(version=version, percent=percent) if self._editable(version):
+                world.hand_set_percent(version, percent)
+            case RaceWrite(version=version, percent=percent):
+                world.races[version] = percent
+            case DisableGeneral(version=version, delete=delete) if self._editable(version):
+                (world.hand_delete_general if delete else world.hand_disable_general)(version)
+            case Archive(version=version) if self._editable(version):
+                world.hand_archive(version)
+            case StartWorkflows(count=count, version=None, lifetime=lifetime):
+                world.start_routed(count, lifetime)
+            case StartWorkflows(count=count, version=str(version), lifetime=lifetime):
+                if version in world.worker_versions():
+                    world.start_workflows(version, count, finishes_after=lifetime)
+            case FinishWorkflows(version=version, count=count):
+                world.finish_some(version, count)
+            case Fail(failure=failure, activity=name, count=count):
+                error, retryable, _ = FAILURES[failure]
+                message = f"{failure} (simulated)"
+                info = ActivityErrorInfo(name=error, message=message, retryable=retryable)
+                self.sim.outcome.fakes.fail_next(name, *[info] * count)
+            case Wait(seconds=seconds):
+                await self.step(seconds)
+
+    def _editable(self, version: str) -> bool:
+        flag = self.world.flag_of(version)
+        return flag is not None and not flag.archived
+
+    async def deploy(self, action: Deploy) -> None:
+        if action.version not in self.world.worker_versions():
+            self.world.add_workers(action.version)  # a deploy event says the version's workers are up
+        ci_input = None if self.start.ci_history is None else CIInput(continue_as_new_after=self.start.ci_history)
+        await self.sim.deploy(
+            action.version,
+            dark=action.kind == "dark",
+            non_migratory=action.kind == "non-migratory",
+            steps=action.steps,
+            poll_s=action.poll_s,
+            batch_size=action.batch_size,
+            continue_as_new_after=self.start.child_history,
+            ci_input=ci_input,
+            while_running=False,
+        )
+        self.started = True
+        state = await self.state()
+        records = [*state.history, *([state.current] if state.current else [])]
+        events = [*(r.request.event for r in records), *(r.event for r in state.queue)]
+        mine = [e for e in events if e.version_id == action.version]
+        if mine:
+            self.sent[action.version] = max(mine, key=lambda e: e.event_time)
+
+    async def control(self, action: Control) -> None:
+        if not self.started:
+            return
+        if action.via_signal and action.name in ("continue", "cancel"):
+            signal = ROLLOUT_START_SIGNAL if action.name == "continue" else ROLLOUT_CANCEL_SIGNAL
+            with contextlib.suppress(RPCError):
+                await self.ci.signal(signal, None)
+            return
+        current = (await self.state()).current
+        if await self.sim.control(action.name) and action.name == "abort" and current and current.to_version:
+            self.world.referee.abort_accepted(current.to_version.flag_name)
+
+    # ------------------------------------------------------------------------------------------- between steps
+
+    async def state(self) -> CIState:
+        """The CI's state (empty before the story deployed anything)."""
+        if not self.started:
+            return CIState()
+        state: CIState = await self.ci.query(CIWorkflow.db)
+        return state
+
+    async def step(self, seconds: float) -> None:
+        """Let time pass, then look: at the end of the CI run, or at the world and the CI's children."""
+        with contextlib.suppress(ScenarioEnded):
+            await self.advance(seconds)
+        if await self.sim.out_of_time():
+            raise Hang(f"the story took more than its bound of time ({await self.sim.elapsed():.0f} virtual s)")
+        if self.started and await self.sim.ci_ended():
+            await self.ended()
+            return
+        await self.look()
+
+    async def advance(self, seconds: float) -> None:
+        """``Sim.advance``, minding the test server's clock: when a cleanup child starts after the CI run continued
+        as new, the server keeps a stray time-skipping lock, and virtual time only crawls at wall speed. A clock that
+        has not skipped ahead for ``STALL_S`` while we sleep has that lock released."""
+        sleeping = asyncio.ensure_future(self.sim.advance(seconds))
+        since, virtual_since = time.monotonic(), await self.sim.now()
+        while not sleeping.done():
+            await asyncio.wait({sleeping}, timeout=STALL_S / 4)
+            if sleeping.done():
+                break
+            now = await self.sim.now()
+            crawled = (now - virtual_since).total_seconds() < 2 * (time.monotonic() - since)
+            if not crawled:
+                since, virtual_since = time.monotonic(), now
+            elif time.monotonic() - since > STALL_S:
+                with contextlib.suppress(RPCError):  # refused when nothing holds a lock: then it was not that
+                    await self.sim.client.test_service.unlock_time_skipping(UnlockTimeSkippingRequest())
+                since, virtual_since = time.monotonic(), now
+        sleeping.result()
+
+    async def look(self) -> None:
+        state = await self.state()  # first the CI, then its children: a child seen after is no older than it
+        self.world.queued = [r.event.version_id for r in state.queue]
+        children = [await self._child(rollout_workflow_id(self.world.workflow_name))]
+        children.append(await self._child(migration_workflow_id(self.world.workflow_name)))
+        world = self.world
+        latest = state.current or (state.history[-1] if state.history else None)
+        running: dict[str, int] = {}
+        for run in world.runs.values():
+            running[run.task_queue] = running.get(run.task_queue, 0) + 1
+        world.referee.after_step(
+            running_queues=running,
+            worker_queues={d.task_queue for d in world.deployments.values() if d.task_queue},
+            delivered=world.delivered,
+            current_started_at=state.current.started_at if state.current else None,
+            latest_started_at=latest.started_at if latest else None,
+            children=[c for c in children if c is not None],
+            now=await self.sim.now(),
+        )
+        world.publish()
+
+    async def _child(self, workflow_id: str) -> ChildView | None:
+        try:
+            description = await self.sim.client.get_workflow_handle(workflow_id).describe()
+        except RPCError:
+            return None
+        return ChildView(
+            workflow_id,
+            started_at=description.start_time,
+            closed_at=description.close_time,
+            failed=description.status is WorkflowExecutionStatus.FAILED,
+        )
+
+    async def ended(self) -> None:
+        """The story's CI run ended: it must have failed if a deployment of it failed (and its children ended)."""
+        self.over = True
+        await self.look()
+        description = await self.ci.describe()
+        state: CIState = await self.ci.query(CIWorkflow.db)
+        failed = [f"{r.request.event.version_id}: {r.error}" for r in state.history if r.phase is Phase.FAILED]
+        completed = description.status is WorkflowExecutionStatus.COMPLETED
+        self.world.referee.chain_ended(failed_run=not completed, failed_deployments=failed)
+        self.world.publish()
+
+    # ------------------------------------------------------------------------------------------- settling
+
+    async def settle(self) -> None:
+        """After the story: a patient person lets every deployment end (see the module docstring)."""
+        while self.started and not self.over:
+            current = (await self.state()).current
+            if current is None:
+                await self.step(STEP_S)  # between two deployments, or about to complete
+                continue
+            await self.settle_one(current)
+
+    async def settle_one(self, deployment: Deployment) -> None:
+        began = await self.sim.now()
+        cancelled_at: datetime | None = None
+        while not self.over:
+            current = (await self.state()).current
+            if current is None or current.started_at != deployment.started_at:
+                return
+            if current.phase is Phase.AWAITING_CONTINUE:
+                await self.sim.control("continue")
+            elif current.phase is Phase.ROLLING_OUT and (rollout := await self.sim.rollout()) and rollout.paused:
+                await self.sim.control("resume")
+            waited = (await self.sim.now() - (cancelled_at or began)).total_seconds()
+            if cancelled_at is None and waited > SETTLE_S:
+                if not self._interfered(current):
+                    raise Hang(f"{self._name(current)} did not end in {waited:.0f} virtual s, nobody interfering")
+                await self.sim.control("cancel")  # the person gives up on their own edit
+                cancelled_at = await self.sim.now()
+            elif cancelled_at is not None and waited > CANCELLED_S:
+                raise Hang(f"{self._name(current)} did not end in {waited:.0f} virtual s once cancelled")
+            await self.step(SETTLE_STEP_S)
+
+    def _interfered(self, deployment: Deployment) -> bool:
+        """Whether a person changed the flags this deployment moves traffic between."""
+        names = {v.flag_name for v in (deployment.to_version, deployment.from_version) if v is not None}
+        return any(edit.split(":", 1)[0] in names for edit in self.world.hand_edits)
+
+    @staticmethod
+    def _name(deployment: Deployment) -> str:
+        return f"the deployment of {deployment.request.event.version_id}"
+
+
+async def _play(story: Story, sim: Sim) -> None:
+    if not isinstance(sim.world, WatchedWorld):
+        raise TypeError("a story plays in a WatchedWorld: build its scenario with explored()")
+    await _Player(sim, sim.world, story.start).play(story.actions)
+
+
+def explored(
+    name: str, about: str, start: Start, actions: Sequence[Action], *, phases: tuple[Phase, ...] = ()
+) -> Scenario:
+    """A story as a catalog scenario: judged by the referee (every invariant, after every step) and by ``phases``,
+    each deployment's final phase."""
+    story = Story(start, tuple(actions))
+    return Scenario(
+        name=name,
+        about=about,
+        setup=partial(_set_up, start),
+        drive=partial(_play, story),
+        expect=Expect(phases=phases),
+        max_virtual_s=MAX_VIRTUAL_S,
+        world=WatchedWorld,
+        cleanups_must_end=False,
+    )
