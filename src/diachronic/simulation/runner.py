@@ -633,6 +633,11 @@ class Report:
     def missed(self) -> list[str]:
         return [b for b in self.branches_total if b not in self.covered]
 
+    @property
+    def retried(self) -> list[str]:
+        """Scenarios whose first run stalled and whose second run did not (a second stall fails the scenario)."""
+        return [o.scenario for o in self.outcomes if o.retried]
+
     def as_json(self) -> dict[str, Any]:
         return {
             "scenarios": [
@@ -645,6 +650,7 @@ class Report:
                 }
                 for o in self.outcomes
             ],
+            "retried": self.retried,
             "branches_covered": len(self.covered),
             "branches_total": len(self.branches_total),
             "branches_missed": self.missed,
