@@ -8,12 +8,18 @@ BIN    := $(VENV)/bin
 
 UNLEASH := scripts/unleash/unleash.sh
 
-install: $(VENV)/.installed chromium
+install: $(VENV)/.installed node_modules/.diachronic-installed chromium
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
 	$(BIN)/pip install --quiet -e '.[dev]'
+	touch $@
+
+# npm packages pinned in package-lock.json: unleash-server (make unleash, the tests' Unleash), and prism with GitHub's
+# OpenAPI description, which the tests use to check every request to GitHub's API (tests/github_api.py).
+node_modules/.diachronic-installed: package-lock.json
+	npm ci --no-audit --no-fund --loglevel=error
 	touch $@
 
 # Debian's Chromium, which the dashboard's browser tests drive with Playwright (Playwright's own browser download

@@ -26,7 +26,7 @@ from tests.ci_helpers import ci_harness
 
 from diachronic.ci import client as ci
 from diachronic.ci.contracts import DeployOptions
-from diachronic.ci.planning import parse_steps
+from diachronic.ci.planner.schedule import parse_steps
 from diachronic.contracts import MIGRATE_SIGNAL, DeployEvent, ci_workflow_id
 from diachronic.devserver import start_dev_server, stop_process
 from diachronic.settings import (

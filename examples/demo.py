@@ -23,7 +23,7 @@ from temporalio.client import Client
 from diachronic.backends import open_flag_store
 from diachronic.ci import client as ci
 from diachronic.ci.contracts import DeployOptions, Phase
-from diachronic.ci.planning import format_steps, parse_steps
+from diachronic.ci.planner.schedule import format_steps, parse_steps
 from diachronic.ci.worker import serve
 from diachronic.cli.status import describe, render_progress
 from diachronic.contracts import DeployEvent, ci_workflow_id

@@ -8,7 +8,8 @@ from typing import Any
 from temporalio import workflow
 from temporalio.common import RawValue
 
-MIGRATE_SIGNAL = "diachronic.v1.migrate"
+from diachronic.contracts import MIGRATE_SIGNAL
+
 FINISH_SIGNAL = "finish"
 
 

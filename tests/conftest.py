@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import shutil
+import tempfile
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
 import pytest
 from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.testing import WorkflowEnvironment
+from tests.github_api import GitHubApi, start_early
 
 from diachronic.settings import venv_binary
 
@@ -47,3 +50,36 @@ def data_dir(tmp_path: Path) -> Path:
     d = tmp_path / "data"
     d.mkdir()
     return d
+
+
+# -- GitHub's API behind a validating proxy (tests/github_api.py), started once, early, only when needed ----------
+
+_github: list[GitHubApi] = []
+
+
+def pytest_collection_modifyitems(session: pytest.Session, config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Start prism while the first tests run: it takes seconds to load GitHub's description."""
+    if any("github_api" in getattr(item, "fixturenames", ()) for item in items):
+        _github.append(start_early(Path(tempfile.mkdtemp(prefix="diachronic-prism-"))))
+
+
+def pytest_unconfigure(config: pytest.Config) -> None:
+    while _github:
+        api = _github.pop()
+        api.stop()
+        shutil.rmtree(api.log.parent, ignore_errors=True)
+
+
+@pytest.fixture(scope="session")
+def github_api() -> GitHubApi:
+    api = _github[0]
+    api.wait_ready()
+    return api
+
+
+@pytest.fixture
+def github(github_api: GitHubApi) -> Iterator[GitHubApi]:
+    """The validating GitHub API with a fresh recorder."""
+    github_api.recorder.reset()
+    yield github_api
+    github_api.recorder.reset()

@@ -20,7 +20,7 @@ from typing import Protocol
 import pytest
 
 from diachronic.contracts import VersionInfo
-from diachronic.errors import InvalidInput, NotFound
+from diachronic.errors import ConcurrentEdit, InvalidInput, NotFound
 from diachronic.flags import (
     DARK_DEPLOY_TITLE,
     GENERAL_TRAFFIC_TITLE,
@@ -49,6 +49,15 @@ class FlagHarness(Protocol):
     async def disable_strategy(self, flag_name: str, title: str) -> None: ...
 
     async def set_flag_enabled(self, flag_name: str, enabled: bool) -> None: ...
+
+    async def edit_percent(self, flag_name: str, percent: int) -> None:
+        """A human sets the rollout of ``All other traffic``, from outside the store under test."""
+        ...
+
+    def edit_during_next_write(self, flag_name: str, percent: int) -> None:
+        """Arrange for ``edit_percent(flag_name, percent)`` to land inside the store's next write, after whatever
+        the store read to prepare it and just before the write reaches the backend."""
+        ...
 
     async def settle(self) -> None:
         """Wait until routing sees every write made so far."""
@@ -224,6 +233,81 @@ class FlagStoreContract:
         await harness.settle()
         assert await harness.store.route(wf, "order-1") == old
         assert await harness.store.route(wf, "order-1", is_test=True) == new
+
+    # -- compare-and-set: the automation writes only on the value it read ---------------------------------------
+
+    async def test_a_conditional_write_on_the_value_read_is_applied(self, harness: FlagHarness, wf: str) -> None:
+        info = await harness.store.apply_version_flag(wf, "v1")
+        for read, percent in ((0, 10), (10, 25), (25, 25), (25, 100), (100, 0)):
+            await harness.store.set_general_percent(info.flag_name, percent, expected=read)
+            assert await self.percent(harness, info.flag_name) == percent
+
+    async def test_a_conditional_write_on_a_stale_value_is_refused_and_changes_nothing(
+        self, harness: FlagHarness, wf: str
+    ) -> None:
+        info = await harness.store.apply_version_flag(wf, "v1")
+        await harness.store.set_general_percent(info.flag_name, 10, expected=0)
+        read = await self.percent(harness, info.flag_name)
+        await harness.edit_percent(info.flag_name, 30)
+        before = await harness.store.get_strategies(info.flag_name)
+        with pytest.raises(ConcurrentEdit) as refused:
+            await harness.store.set_general_percent(info.flag_name, 20, expected=read)
+        assert refused.value.found == 30 and not refused.value.retryable
+        assert await harness.store.get_strategies(info.flag_name) == before
+
+    async def test_an_edit_landing_between_the_read_and_the_write_is_never_overwritten(
+        self, harness: FlagHarness, wf: str
+    ) -> None:
+        info = await harness.store.apply_version_flag(wf, "v1")
+        await harness.store.set_general_percent(info.flag_name, 10)
+        harness.edit_during_next_write(info.flag_name, 45)
+        with pytest.raises(ConcurrentEdit) as refused:
+            await harness.store.set_general_percent(info.flag_name, 20, expected=10)
+        assert refused.value.found == 45
+        assert await self.percent(harness, info.flag_name) == 45
+        await harness.store.set_general_percent(info.flag_name, 50, expected=45)  # on the human's value: applied
+        assert await self.percent(harness, info.flag_name) == 50
+
+    async def test_a_conditional_write_never_recreates_a_deleted_general_strategy(
+        self, harness: FlagHarness, wf: str
+    ) -> None:
+        info = await harness.store.apply_version_flag(wf, "v1")
+        await harness.delete_strategy(info.flag_name, GENERAL_TRAFFIC_TITLE)
+        before = await harness.store.get_strategies(info.flag_name)
+        with pytest.raises(ConcurrentEdit) as refused:
+            await harness.store.set_general_percent(info.flag_name, 20, expected=0)
+        assert refused.value.found is None
+        assert await harness.store.get_strategies(info.flag_name) == before
+
+    async def test_a_conditional_write_never_writes_a_disabled_general_strategy(
+        self, harness: FlagHarness, wf: str
+    ) -> None:
+        info = await harness.store.apply_version_flag(wf, "v1")
+        await harness.store.set_general_percent(info.flag_name, 10)
+        await harness.disable_strategy(info.flag_name, GENERAL_TRAFFIC_TITLE)
+        before = await harness.store.get_strategies(info.flag_name)
+        with pytest.raises(ConcurrentEdit) as refused:
+            await harness.store.set_general_percent(info.flag_name, 20, expected=10)
+        assert refused.value.found == 10  # the value is as read, the strategy is not: disabled by a human
+        assert await harness.store.get_strategies(info.flag_name) == before
+
+    async def test_a_conditional_write_to_an_archived_or_unknown_flag_is_not_found(
+        self, harness: FlagHarness, wf: str
+    ) -> None:
+        info = await harness.store.apply_version_flag(wf, "v1")
+        await harness.store.set_general_percent(info.flag_name, 10)
+        await harness.store.archive_flag(info.flag_name)
+        for name in (info.flag_name, flag_name(wf, 1, "nope")):
+            with pytest.raises(NotFound):
+                await harness.store.set_general_percent(name, 20, expected=10)
+        assert await self.percent(harness, info.flag_name) == 10
+
+    @pytest.mark.parametrize("expected", [-1, 101, True])
+    async def test_a_bad_expected_value_is_invalid_input(self, harness: FlagHarness, wf: str, expected: int) -> None:
+        info = await harness.store.apply_version_flag(wf, "v1")
+        with pytest.raises(InvalidInput):
+            await harness.store.set_general_percent(info.flag_name, 20, expected=expected)
+        assert await self.percent(harness, info.flag_name) == 0
 
     # -- archive, revive, re-create --------------------------------------------------------------------------
 

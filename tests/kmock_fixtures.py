@@ -35,11 +35,10 @@ import httpx2
 import kmock
 import yaml
 
-from diachronic.workers.kubernetes import Backoff, KubernetesWorkers, load_kube_config
+from diachronic.workers.kubernetes import KubernetesWorkers, load_kube_config
 
 DEPLOYMENTS = kmock.resource("apps", "v1", "deployments")
 TOKEN = "kmock-test-token-s3cr3t"
-FAST = Backoff(attempts=4, initial_s=0.01, max_s=0.05, budget_s=5.0)
 
 
 @dataclass
@@ -142,9 +141,9 @@ class Cluster:
     verify: ssl.SSLContext | bool = True
     created: list[dict[str, Any]] = field(default_factory=list)
 
-    def open(self, *, namespace: str | None = None, backoff: Backoff = FAST) -> KubernetesWorkers:
+    def open(self, *, namespace: str | None = None) -> KubernetesWorkers:
         """The code under test, configured from the kubeconfig file as a user would."""
-        return KubernetesWorkers(load_kube_config(self.kubeconfig), namespace=namespace, backoff=backoff)
+        return KubernetesWorkers(load_kube_config(self.kubeconfig), namespace=namespace)
 
     async def apply(self, manifest: dict[str, Any]) -> dict[str, Any]:
         """Create a Deployment through the API (as ``kubectl apply`` would for a new one)."""

@@ -18,7 +18,7 @@ from tests.ci_helpers import ci_harness, event, fast
 from tests.ci_workflows import FINISH_SIGNAL, Sleeper
 
 from diachronic.ci import client as ci
-from diachronic.ci.planning import parse_steps
+from diachronic.ci.planner.schedule import parse_steps
 from diachronic.contracts import ci_workflow_id
 from diachronic.settings import venv_binary
 

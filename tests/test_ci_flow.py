@@ -18,7 +18,7 @@ from tests.ci_workflows import FINISH_SIGNAL, Sleeper
 
 from diachronic.ci import client as ci
 from diachronic.ci.contracts import CIInput, Phase, RolloutOutcome
-from diachronic.ci.planning import parse_steps
+from diachronic.ci.planner.schedule import parse_steps
 from diachronic.ci.workflow import CIWorkflow
 from diachronic.contracts import ci_workflow_id
 from diachronic.errors import InvalidInput, NotFound

@@ -13,9 +13,17 @@ from temporalio.exceptions import CancelledError
 from temporalio.testing import WorkflowEnvironment
 from tests.ci_helpers import CIHarness, ci_harness
 
-from diachronic.ci import planning
-from diachronic.ci.contracts import RolloutInput, RolloutOutcome, RolloutResult, RolloutRun
-from diachronic.ci.rollout import PAUSE_SIGNAL, PROMOTE_SIGNAL, RESUME_SIGNAL, RolloutWorkflow
+from diachronic.ci.contracts import (
+    ROLLOUT_PAUSE_SIGNAL,
+    ROLLOUT_PROMOTE_SIGNAL,
+    ROLLOUT_RESUME_SIGNAL,
+    RolloutInput,
+    RolloutOutcome,
+    RolloutResult,
+    RolloutRun,
+)
+from diachronic.ci.planner import schedule
+from diachronic.ci.rollout import RolloutWorkflow
 from diachronic.contracts import VersionInfo
 from diachronic.flags.evaluation import general_percent
 
@@ -40,7 +48,7 @@ async def test_default_schedule_takes_ten_virtual_minutes_and_ends_at_100(h: CIH
     version = await new_version(h)
     handle = await h.client.start_workflow(
         RolloutWorkflow.run,
-        run_input(version, planning.default_steps()),
+        run_input(version, schedule.default_steps()),
         id=f"r-{uuid.uuid4()}",
         task_queue=h.task_queue,
     )
@@ -58,7 +66,7 @@ async def test_uneven_steps_still_reach_the_maximum(h: CIHarness) -> None:
     version = await new_version(h)
     handle = await h.client.start_workflow(
         RolloutWorkflow.run,
-        run_input(version, planning.default_steps(30, 3600)),
+        run_input(version, schedule.default_steps(30, 3600)),
         id=f"r-{uuid.uuid4()}",
         task_queue=h.task_queue,
     )
@@ -71,11 +79,11 @@ async def test_promote_jumps_to_100_without_waiting(h: CIHarness) -> None:
     version = await new_version(h)
     handle = await h.client.start_workflow(
         RolloutWorkflow.run,
-        run_input(version, planning.parse_steps("50@1h,100@1h"), poll=60),
+        run_input(version, schedule.parse_steps("50@1h,100@1h"), poll=60),
         id=f"r-{uuid.uuid4()}",
         task_queue=h.task_queue,
     )
-    await handle.signal(PROMOTE_SIGNAL)
+    await handle.signal(ROLLOUT_PROMOTE_SIGNAL)
     result = await handle.result()
     status = await handle.query(RolloutWorkflow.status)
     assert result.percent == 100 and [p for _, p in status.history] == [0, 100]
@@ -86,15 +94,15 @@ async def test_paused_rollout_holds_its_percentage_until_resumed(h: CIHarness, t
     version = await new_version(h)
     handle = await h.client.start_workflow(
         RolloutWorkflow.run,
-        run_input(version, planning.parse_steps("50@1m,100@1m"), poll=60),
+        run_input(version, schedule.parse_steps("50@1m,100@1m"), poll=60),
         id=f"r-{uuid.uuid4()}",
         task_queue=h.task_queue,
     )
-    await handle.signal(PAUSE_SIGNAL)
+    await handle.signal(ROLLOUT_PAUSE_SIGNAL)
     await time_env.sleep(600)  # ten virtual minutes: the schedule would have finished twice
     status = await handle.query(RolloutWorkflow.status)
     assert status.paused and status.percent == 0 and status.next_step_at is None
-    await handle.signal(RESUME_SIGNAL)
+    await handle.signal(ROLLOUT_RESUME_SIGNAL)
     assert (await handle.result()).percent == 100
 
 
@@ -103,7 +111,7 @@ async def test_a_rollout_that_finds_a_hand_edited_flag_stops_at_once(h: CIHarnes
     await h.flags.set_general_percent(version.flag_name, 100)  # already fast-forwarded by hand
     handle = await h.client.start_workflow(
         RolloutWorkflow.run,
-        run_input(version, planning.default_steps()),
+        run_input(version, schedule.default_steps()),
         id=f"r-{uuid.uuid4()}",
         task_queue=h.task_queue,
     )
@@ -116,7 +124,7 @@ async def test_a_deleted_general_strategy_stops_the_rollout_with_its_reason(h: C
     await h.flags.delete_strategy(version.flag_name, "All other traffic")
     handle = await h.client.start_workflow(
         RolloutWorkflow.run,
-        run_input(version, planning.default_steps()),
+        run_input(version, schedule.default_steps()),
         id=f"r-{uuid.uuid4()}",
         task_queue=h.task_queue,
     )
@@ -138,7 +146,7 @@ async def test_cancelling_during_an_activity_ends_the_rollout(h: CIHarness, monk
     monkeypatch.setattr(h.flags, "list_version_flags", slow)
     handle = await h.client.start_workflow(
         RolloutWorkflow.run,
-        run_input(version, planning.default_steps()),
+        run_input(version, schedule.default_steps()),
         id=f"r-{uuid.uuid4()}",
         task_queue=h.task_queue,
     )

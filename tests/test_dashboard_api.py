@@ -26,7 +26,7 @@ from tests.http_helpers import SECRET, TOKEN, bearer, served, settings
 
 from diachronic.ci import client as ci
 from diachronic.ci.contracts import CIInput, CIStatus
-from diachronic.ci.planning import parse_steps
+from diachronic.ci.planner.schedule import parse_steps
 from diachronic.ci.workflow import CIWorkflow
 from diachronic.contracts import ci_workflow_id
 from diachronic.http.dashboard import STATIC_DIR

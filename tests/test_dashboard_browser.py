@@ -27,7 +27,7 @@ from tests.ci_workflows import Sleeper
 from tests.http_helpers import TOKEN, served, settings
 
 from diachronic.ci import client as ci
-from diachronic.ci.planning import parse_steps
+from diachronic.ci.planner.schedule import parse_steps
 from diachronic.contracts import ci_workflow_id
 
 pytestmark = pytest.mark.devserver

@@ -15,7 +15,7 @@ from collections.abc import AsyncIterator
 
 import pytest
 from tests.flag_contract import FlagStoreContract
-from tests.unleash_fixtures import HumanAdmin, UnleashHarness, UnleashServer, connect_unleash
+from tests.unleash_fixtures import HumanAdmin, Interleave, UnleashHarness, UnleashServer, connect_unleash
 
 from diachronic.errors import ConfigError, InvalidInput, NotFound
 from diachronic.flags import DARK_DEPLOY_TITLE, GENERAL_TRAFFIC_TITLE
@@ -47,9 +47,14 @@ async def created(human: HumanAdmin) -> AsyncIterator[set[str]]:
 
 
 @pytest.fixture(scope="module")
-async def store(unleash: UnleashServer, created: set[str]) -> AsyncIterator[UnleashFlagStore]:
+def transport() -> Interleave:
+    return Interleave()
+
+
+@pytest.fixture(scope="module")
+async def store(unleash: UnleashServer, created: set[str], transport: Interleave) -> AsyncIterator[UnleashFlagStore]:
     """One store for the module; a short refresh so that routing catches up with writes quickly."""
-    s = unleash.store(refresh_s=0.2)
+    s = unleash.store(refresh_s=0.2, transport=transport)
     yield s
     await s.close()
 
@@ -64,9 +69,9 @@ def wf(created: set[str]) -> str:
 class TestUnleashFlagStoreContract(FlagStoreContract):
     @pytest.fixture
     async def harness(
-        self, store: UnleashFlagStore, human: HumanAdmin, created: set[str], wf: str
+        self, store: UnleashFlagStore, human: HumanAdmin, created: set[str], transport: Interleave, wf: str
     ) -> AsyncIterator[UnleashHarness]:
-        h = UnleashHarness(store, human, created)
+        h = UnleashHarness(store, human, created, transport)
         yield h
         h.forget()
 

@@ -20,9 +20,9 @@ from temporalio.testing import WorkflowEnvironment
 from tests.ci_helpers import eventually
 
 from diachronic.ci.activities import CIActivities
-from diachronic.ci.contracts import CleanupRun, DrainResult, RetireInput
-from diachronic.ci.drain import CleanupWorkflow, cleanup_workflow_id
-from diachronic.ci.planning import RetireBlocker
+from diachronic.ci.cleanup import CleanupWorkflow
+from diachronic.ci.contracts import CleanupRun, DrainResult, RetireInput, cleanup_workflow_id
+from diachronic.ci.planner.retire import RetireBlocker
 from diachronic.ci.worker import ci_worker
 from diachronic.contracts import VersionInfo
 from diachronic.flags.local import LocalFlagStore

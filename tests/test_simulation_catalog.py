@@ -1,5 +1,5 @@
 """The scenario catalog on the time-skipping server, as ``make test`` runs it on every push: at failure rates 0 and
-0.2 every scenario reaches its expected end, and between them every CI planning branch is exercised."""
+0.2 every scenario reaches its expected end, and between them every CI planner branch is exercised."""
 
 from __future__ import annotations
 
@@ -51,7 +51,7 @@ def explain(report: Report) -> str:
 async def test_every_scenario_reaches_its_end_and_every_branch_is_exercised() -> None:
     report = await run_catalog(CATALOG, seed=0)
     assert report.passed, explain(report)
-    assert report.missed == [], f"planning branches never exercised: {report.missed}"
+    assert report.missed == [], f"planner branches never exercised: {report.missed}"
     assert len(report.covered) == len(all_branches())
     for outcome in report.outcomes:
         if outcome.retried:  # a test-server stall, run again from the same seed: visible, not fatal

@@ -22,7 +22,7 @@ from tests.unleash_fixtures import HumanAdmin, UnleashServer, connect_unleash
 from diachronic.ci import client as ci
 from diachronic.ci.activities import CIActivities
 from diachronic.ci.contracts import DeployOptions, Phase, RolloutOutcome
-from diachronic.ci.planning import parse_steps
+from diachronic.ci.planner.schedule import parse_steps
 from diachronic.ci.worker import ci_worker
 from diachronic.contracts import ci_workflow_id
 from diachronic.flags import GENERAL_TRAFFIC_TITLE

@@ -8,13 +8,17 @@ from pathlib import Path
 
 import httpx
 import pytest
+from tests.http_client_errors import HTTPX2_EXCEPTIONS, HTTPX_EXCEPTIONS, instance_of
 
 from diachronic.backends import open_flag_store
-from diachronic.errors import ConfigError, FlagStoreError, NotFound
+from diachronic.errors import HTTP_CLIENT_ERRORS, ConcurrentEdit, ConfigError, FlagStoreError, NotFound
+from diachronic.flags import GENERAL_TRAFFIC_TITLE
+from diachronic.flags.evaluation import new_rollout
 from diachronic.flags.unleash import UnleashFlagStore
 from diachronic.settings import Settings
 
 ADMIN = "*:*.admin-secret-0123456789abcdef"
+FLAG = "workflow.wf.seqId.000.version.v1"
 CLIENT = "default:development.client-secret-0123456789abcdef"
 
 
@@ -79,26 +83,30 @@ async def test_an_html_error_page_is_summarised() -> None:
     assert caught.value.retryable and len(caught.value.message) < 420
 
 
-@pytest.mark.parametrize(
-    "error",
-    [
-        httpx.ConnectError("[Errno 111] Connection refused"),
-        httpx.ReadTimeout("timed out"),
-        httpx.RemoteProtocolError("Server disconnected without sending a response."),
-    ],
-)
-async def test_transport_errors_are_retryable(error: httpx.TransportError) -> None:
+@pytest.mark.parametrize("error_class", HTTPX_EXCEPTIONS, ids=lambda c: c.__name__)
+async def test_every_httpx_error_becomes_a_typed_flag_store_error(error_class: type[Exception]) -> None:
+    """Meta-test: whatever httpx raises, callers only ever see FlagStoreError, retryable as ``HTTP_CLIENT_ERRORS``
+    says (httpx's ``test_httpcore_all_exceptions_mapped`` is the model); never retried inside the adapter."""
+    sent: list[httpx.Request] = []
+
     def handler(request: httpx.Request) -> httpx.Response:
-        raise error
+        sent.append(request)
+        raise instance_of(error_class, request)
 
     store = store_answering(handler)
     with pytest.raises(FlagStoreError) as caught:
-        await store.apply_version_flag("wf", "v1")
+        await store.list_version_flags("wf")
     await store.close()
-    assert caught.value.retryable
+    assert caught.value.retryable is HTTP_CLIENT_ERRORS[error_class.__name__]
+    assert len(sent) == 1
     assert "http://unleash.test" in caught.value.message
     assert caught.value.__cause__ is None and caught.value.__suppress_context__  # no request (and header) attached
     assert_no_secret(str(caught.value))
+
+
+def test_the_http_error_table_names_every_exception_of_both_clients() -> None:
+    """A new exception class in httpx or httpx2 fails here until someone decides whether it is retryable."""
+    assert {c.__name__ for c in HTTPX_EXCEPTIONS + HTTPX2_EXCEPTIONS} - set(HTTP_CLIENT_ERRORS) == set()
 
 
 async def test_a_closed_store_says_so() -> None:
@@ -164,20 +172,76 @@ def test_without_tokens_the_local_unleash_of_the_data_folder_is_used(
     assert store._client_token is not None and store._client_token.get_secret_value() == CLIENT
 
 
+def name_taken(live_after_create: list[dict[str, object]], calls: list[str]) -> UnleashFlagStore:
+    """Creating the flag answers 409; the project's live flags are none before, ``live_after_create`` after."""
+    created = False
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        nonlocal created
+        calls.append(f"{request.method} {request.url.path}")
+        if request.url.path == "/api/admin/search/features":
+            live = live_after_create if created and request.url.params["archived"] == "IS:false" else []
+            return httpx.Response(200, json={"features": live, "total": len(live)})
+        created = True
+        return httpx.Response(409, json={"name": "NameExistsError", "message": "Feature already exists"})
+
+    return store_answering(handler)
+
+
 async def test_a_name_taken_outside_the_project_is_a_clear_non_retryable_error() -> None:
     """Flag names are global in Unleash: a 409 for a name that no flag of our project has cannot be waited out."""
     calls: list[str] = []
-
-    def handler(request: httpx.Request) -> httpx.Response:
-        calls.append(f"{request.method} {request.url.path}")
-        if request.url.path == "/api/admin/search/features":
-            return httpx.Response(200, json={"features": [], "total": 0})
-        return httpx.Response(409, json={"name": "NameExistsError", "message": "Feature already exists"})
-
-    store = store_answering(handler)
+    store = name_taken([], calls)
     with pytest.raises(FlagStoreError) as caught:
         await store.apply_version_flag("wf", "v1")
     await store.close()
     assert not caught.value.retryable
     assert "workflow.wf.seqId.000.version.v1" in caught.value.message and "another project" in caught.value.message
-    assert calls.count("POST /api/admin/projects/default/features") == 2
+    assert calls.count("POST /api/admin/projects/default/features") == 1
+
+
+async def test_a_name_a_concurrent_deploy_took_is_retryable_and_tried_once() -> None:
+    """The same version deployed at the same moment by someone else: the retried step (Temporal's) will find it."""
+    calls: list[str] = []
+    store = name_taken([{"name": FLAG, "environments": []}], calls)
+    with pytest.raises(FlagStoreError) as caught:
+        await store.apply_version_flag("wf", "v1")
+    await store.close()
+    assert caught.value.retryable and "created meanwhile" in caught.value.message
+    assert calls.count("POST /api/admin/projects/default/features") == 1
+
+
+def flag_answering(
+    patch_status: int, patch_body: object, rollouts: list[str]
+) -> Callable[[httpx.Request], httpx.Response]:
+    """A flag whose ``All other traffic`` holds ``rollouts[0]``, then ``rollouts[1]``... on each read; every PATCH
+    answers ``patch_status`` with ``patch_body``."""
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        if request.method == "PATCH":
+            return httpx.Response(patch_status, json=patch_body)
+        rollout = rollouts.pop(0) if len(rollouts) > 1 else rollouts[0]
+        strategy = new_rollout(FLAG, GENERAL_TRAFFIC_TITLE, int(rollout), id="s1").model_dump(by_alias=True)
+        return httpx.Response(
+            200, json={"name": FLAG, "environments": [{"name": "development", "strategies": [strategy]}]}
+        )
+
+    return handler
+
+
+async def test_a_failed_json_patch_test_is_a_concurrent_edit_with_what_unleash_holds() -> None:
+    """Unleash 7.5.1 answers a failed ``test`` operation with HTTP 500 and TEST_OPERATION_FAILED in the body."""
+    body = {"name": "UnknownError", "message": "Test operation failed\nname: TEST_OPERATION_FAILED\nindex: 3"}
+    store = store_answering(flag_answering(500, body, ["10", "35"]))
+    with pytest.raises(ConcurrentEdit) as caught:
+        await store.set_general_percent(FLAG, 20, expected=10)
+    await store.close()
+    assert caught.value.found == 35 and not caught.value.retryable
+
+
+async def test_any_other_500_on_a_conditional_write_stays_a_retryable_server_fault() -> None:
+    store = store_answering(flag_answering(500, {"name": "UnknownError", "message": "database is down"}, ["10"]))
+    with pytest.raises(FlagStoreError) as caught:
+        await store.set_general_percent(FLAG, 20, expected=10)
+    await store.close()
+    assert caught.value.retryable and "HTTP 500" in caught.value.message

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 from tests.http_helpers import SECRET, deployment_status, signed
 
-from diachronic.contracts import DeployEvent
+from diachronic.contracts import DeployEvent, GitHubDeploymentRef
 from diachronic.errors import BackendError
 from diachronic.webhook import (
     BadSignature,
@@ -62,8 +62,22 @@ def test_success_maps_to_the_deploy_event_of_the_wire_protocol() -> None:
         event_time=datetime(2024, 5, 1, 12, tzinfo=UTC),
         is_dark_deploy=True,
         is_non_migratory=False,
+        github_deployment=GitHubDeploymentRef(repository="acme/orders", deployment_id=1),
     )
-    assert event.model_dump(mode="json", by_alias=True)["eventTime"] == "2024-05-01T12:00:00Z"
+    wire = event.model_dump(mode="json", by_alias=True)
+    assert wire["eventTime"] == "2024-05-01T12:00:00Z"
+    assert wire["githubDeployment"] == {"repository": "acme/orders", "deploymentId": 1}
+
+
+def test_the_original_payload_without_our_field_still_deploys() -> None:
+    original = {
+        "workflowName": "billing",
+        "versionId": "0123456",
+        "sha": "0123456789abcdef0123456789abcdef01234567",
+        "environment": "production",
+        "eventTime": "2024-05-01T12:00:00Z",
+    }
+    assert DeployEvent.model_validate(original).github_deployment is None
 
 
 @pytest.mark.parametrize(

@@ -70,6 +70,9 @@ async def test_a_signed_success_starts_the_ci_and_the_deployment_completes(
     assert description.workflow_type == "workflowCI" and description.task_queue == h.task_queue
     result = await handle.result()
     assert [d["phase"] for d in result["deployments"]] == ["completed"]
+    # The GitHub deployment it came from travels with it: the CI reports its statuses there.
+    github = {"repository": "acme/orders", "deploymentId": 1}
+    assert [d["request"]["event"]["githubDeployment"] for d in result["deployments"]] == [github]
     [flag] = await h.flags.list_version_flags(wf)
     assert flag.info.flag_name == f"workflow.{wf}.seqId.000.version.{SHA1[:7]}" and general_percent(flag) == 100
 

@@ -4,27 +4,30 @@ re-created Deployments, configuration from a kubeconfig file or a pod's service 
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import shutil
 import ssl
 import subprocess
 import uuid
 from collections.abc import AsyncIterator
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
+import httpx2
 import kmock
 import pytest
 from aiohttp.test_utils import RawTestServer
 
 from diachronic.backends import open_workers
-from diachronic.errors import ConfigError, InvalidInput, WorkersError
+from diachronic.ci.activities import to_application_error
+from diachronic.errors import HTTP_CLIENT_ERRORS, ConfigError, InvalidInput, WorkersError
 from diachronic.k8s.manifests import worker_deployment
 from diachronic.settings import load_settings
 from diachronic.workers import LABEL_VERSION, LABEL_WORKFLOW, WorkerBackend, WorkerSet
-from diachronic.workers.kubernetes import Backoff, KubernetesWorkers, load_kube_config
-from kmock_fixtures import DEPLOYMENTS, FAST, TOKEN, Cluster, KubeEmulator, running_cluster, write_kubeconfig
+from diachronic.workers.kubernetes import KubernetesWorkers, load_kube_config
+from http_client_errors import HTTPX2_EXCEPTIONS, instance_of
+from kmock_fixtures import DEPLOYMENTS, TOKEN, Cluster, KubeEmulator, running_cluster, write_kubeconfig
 from workers_contract import DeploymentsContract
 
 pytestmark = pytest.mark.filterwarnings("ignore:read_binary is deprecated:DeprecationWarning")  # inside kmock
@@ -313,62 +316,83 @@ async def test_unauthorized_is_not_retryable_and_leaks_no_token(cluster: Cluster
     assert TOKEN not in raised.value.message and "Bearer ***" in raised.value.message
 
 
-async def test_a_transient_503_is_retried_then_succeeds(cluster: Cluster, caplog: pytest.LogCaptureFixture) -> None:
+@pytest.mark.parametrize(
+    ("action", "status", "reason"),
+    [
+        pytest.param("list", 503, "ServiceUnavailable", id="list 503"),
+        pytest.param("fetch", 500, "InternalError", id="read 500"),
+        pytest.param("delete", 503, "ServiceUnavailable", id="delete 503"),
+        pytest.param("list", 429, "TooManyRequests", id="list 429"),
+    ],
+)
+async def test_server_errors_are_retryable_and_never_retried_here(
+    cluster: Cluster, action: str, status: int, reason: str
+) -> None:
+    """One request, one typed retryable error: Temporal's activity retry policy is the one retry layer."""
     await cluster.apply(manifest("orders", "v1"))
-    cluster.fail("list", 503, times=2, reason="ServiceUnavailable", message="etcd leader changed")
-    cluster.fail("fetch", 500, times=1, reason="InternalError")
-    cluster.fail("delete", 503, times=2, reason="ServiceUnavailable")
     deployments = cluster.open()
     try:
-        with caplog.at_level(logging.WARNING, logger="diachronic.workers.kubernetes"):
-            [found] = await deployments.find("orders", "v1")
-            await deployments.delete(found)
+        [found] = await deployments.find("orders", "v1")
+        cluster.fail(action, status, times=1, reason=reason, message="etcd leader changed")
+        step = deployments.find("orders", "v1") if action == "list" else deployments.delete(found)
+        with pytest.raises(WorkersError) as raised:
+            await step
+        assert cluster.live("default", found.name) is not None  # a failed request changed nothing
+        await deployments.delete(found)  # what the retried activity does
     finally:
         await deployments.close()
-    assert (len(cluster.requests("list")), len(cluster.requests("fetch")), len(cluster.requests("delete"))) == (3, 2, 3)
+    assert raised.value.retryable and raised.value.retry_after_s is None
+    assert f"answered {status}" in raised.value.message and "etcd leader changed" in raised.value.message
+    assert TOKEN not in raised.value.message
+    assert len(cluster.requests(action)) == 2  # the failed one, then the retried call's: none retried here
     assert cluster.live("default", found.name) is None
-    assert "503 Service Unavailable" in caplog.text and "etcd leader changed" in caplog.text
-    assert TOKEN not in caplog.text
 
 
-async def test_a_server_that_stays_down_gives_a_retryable_error(cluster: Cluster) -> None:
-    cluster.fail("list", 503, reason="ServiceUnavailable")
-    deployments = cluster.open(backoff=Backoff(attempts=3, initial_s=0.01, max_s=0.02))
-    try:
-        with pytest.raises(WorkersError, match=r"503 Service Unavailable .* \(gave up after 3 attempts\)") as raised:
-            await deployments.find("orders", "v1")
-    finally:
-        await deployments.close()
-    assert raised.value.retryable
-    assert len(cluster.requests("list")) == 3
-
-
-async def test_an_unreachable_server_is_retried_then_a_retryable_error(tmp_path: Path) -> None:
+async def test_an_unreachable_server_is_a_retryable_error_after_one_attempt(tmp_path: Path) -> None:
     async with running_cluster(tmp_path) as cluster:
         url = cluster.url  # a port that was just free and is now closed
-    deployments = KubernetesWorkers(
-        load_kube_config(write_kubeconfig(tmp_path / "gone", url)), backoff=Backoff(attempts=3, initial_s=0.01)
-    )
+    deployments = KubernetesWorkers(load_kube_config(write_kubeconfig(tmp_path / "gone", url)))
     try:
         with pytest.raises(WorkersError, match=r"cannot reach the Kubernetes API at .*ConnectError") as raised:
             await deployments.find("orders", "v1")
     finally:
         await deployments.close()
-    assert raised.value.retryable and "gave up after 3 attempts" in raised.value.message
+    assert raised.value.retryable
 
 
-async def test_too_many_requests_honours_retry_after(cluster: Cluster) -> None:
+async def test_too_many_requests_carries_the_servers_retry_after(cluster: Cluster) -> None:
     status = {"kind": "Status", "code": 429, "reason": "TooManyRequests", "message": "slow down"}
-    slow_down = kmock.Response(status=429, headers={"Retry-After": "0.05"}, payload=status)
-    cluster.api[DEPLOYMENTS, kmock.action.LIST][:1] ** 10 << slow_down
-    deployments = cluster.open(backoff=Backoff(attempts=2, initial_s=5.0, budget_s=3.0))
-    loop = asyncio.get_running_loop()
-    began = loop.time()
+    cluster.api[DEPLOYMENTS, kmock.action.LIST][:1] ** 10 << kmock.Response(
+        status=429, headers={"Retry-After": "3"}, payload=status
+    )
+    deployments = cluster.open()
     try:
-        assert await deployments.find("orders", "v1") == []
+        with pytest.raises(WorkersError) as raised:
+            await deployments.find("orders", "v1")
+        assert await deployments.find("orders", "v1") == []  # the retried call
     finally:
         await deployments.close()
-    assert 0.05 <= loop.time() - began < 2.0  # waited as told, not the 5 s of our own back-off
+    assert raised.value.retryable and raised.value.retry_after_s == 3.0
+    assert "slow down" in raised.value.message
+    assert to_application_error(raised.value).next_retry_delay == timedelta(seconds=3)  # what Temporal waits
+
+
+@pytest.mark.parametrize("error_class", HTTPX2_EXCEPTIONS, ids=lambda c: c.__name__)
+async def test_every_httpx2_error_becomes_a_typed_workers_error(cluster: Cluster, error_class: type[Exception]) -> None:
+    """Meta-test: whatever lightkube's HTTP client raises, callers only ever see WorkersError, retryable as
+    ``HTTP_CLIENT_ERRORS`` says (httpx's ``test_httpcore_all_exceptions_mapped`` is the model)."""
+
+    def handler(request: httpx2.Request) -> httpx2.Response:
+        raise instance_of(error_class, request)
+
+    deployments = KubernetesWorkers(load_kube_config(cluster.kubeconfig), transport=httpx2.MockTransport(handler))
+    try:
+        with pytest.raises(WorkersError) as raised:
+            await deployments.find("orders", "v1")
+    finally:
+        await deployments.close()
+    assert raised.value.retryable is HTTP_CLIENT_ERRORS[error_class.__name__]
+    assert TOKEN not in raised.value.message
 
 
 # -- configuration -------------------------------------------------------------------------------------------------
@@ -451,7 +475,7 @@ async def test_in_cluster_service_account_over_tls(tmp_path: Path, monkeypatch: 
         monkeypatch.setenv("KUBERNETES_SERVICE_PORT", str(server.port))
         config = load_kube_config(service_account=account)
         assert config.cluster.server == f"https://127.0.0.1:{server.port}"
-        deployments = KubernetesWorkers(config, backoff=FAST)
+        deployments = KubernetesWorkers(config)
         try:
             assert [d.version_id for d in await deployments.find("orders", "v1")] == ["v1"]
             (account / "token").write_text("pod-token-2")  # the kubelet rotated it: read again after a 401

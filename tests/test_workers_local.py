@@ -4,6 +4,7 @@ line, SIGKILL after the grace period, pid reuse, survival across CLI restarts)."
 from __future__ import annotations
 
 import asyncio
+import builtins
 import json
 import os
 import signal
@@ -17,8 +18,8 @@ from pathlib import Path
 import pytest
 
 from diachronic.errors import InvalidInput, WorkersError
-from diachronic.workers import WorkerBackend, WorkerSet
-from diachronic.workers.local import LocalWorkers
+from diachronic.workers import LABEL_VERSION, LABEL_WORKFLOW, WorkerBackend, WorkerSet
+from diachronic.workers.local import OS_ERRORS, LocalWorkers
 from workers_contract import DeploymentsContract, eventually, process_alive
 
 READY = "worker ready"
@@ -52,7 +53,19 @@ class LocalHarness:
         self.pids.append(started.pid)
 
     async def create_labelled(self, labels: dict[str, str]) -> bool:
-        return False  # start() always sets both labels, and registrations are named after them
+        """A running worker whose registration, named as ``orders.v1`` would be (or the next free name), carries only
+        these labels: a file edited by hand or written by another tool."""
+        workflow_name, version_id = labels.get(LABEL_WORKFLOW, "orders"), labels.get(LABEL_VERSION, "v1")
+        while (self.root / f"{workflow_name}.{version_id}.json").exists():
+            version_id += "-next"
+        started = await LocalWorkers(self.root).start(
+            workflow_name, version_id, py(SLEEPER), ready_line=READY, timeout_s=10
+        )
+        assert started.pid is not None
+        self.pids.append(started.pid)
+        registration = self.root / f"{started.name}.json"
+        registration.write_text(json.dumps({**json.loads(registration.read_text()), "labels": labels}))
+        return True
 
     async def is_gone(self, deployment: WorkerSet) -> bool:
         assert deployment.pid is not None
@@ -196,6 +209,30 @@ async def test_a_missing_executable_is_not_retryable(workers: LocalWorkers, tmp_
         await workers.start("orders", "v1", [str(tmp_path / "no-such-worker")])
     assert not raised.value.retryable
     assert await workers.find("orders", "v1") == []
+
+
+OS_ERROR_CLASSES = sorted(
+    (c for c in vars(builtins).values() if isinstance(c, type) and issubclass(c, OSError)), key=lambda c: c.__name__
+)
+
+
+def test_every_os_error_is_mapped() -> None:
+    """Meta-test: every ``OSError`` class Python has is named in ``OS_ERRORS``, so each was decided on."""
+    assert {c.__name__ for c in OS_ERROR_CLASSES} - set(OS_ERRORS) == set()
+
+
+@pytest.mark.parametrize("error_class", OS_ERROR_CLASSES, ids=lambda c: c.__name__)
+async def test_every_os_error_becomes_a_typed_workers_error(
+    workers: LocalWorkers, monkeypatch: pytest.MonkeyPatch, error_class: type[OSError]
+) -> None:
+    def fail(*args: object, **kwargs: object) -> None:
+        raise error_class(5, "injected")
+
+    monkeypatch.setattr(subprocess, "Popen", fail)
+    with pytest.raises(WorkersError) as raised:
+        await workers.start("orders", "v1", py(SLEEPER))
+    assert raised.value.retryable is OS_ERRORS[error_class.__name__]
+    assert "injected" in raised.value.message
 
 
 async def test_bad_input_is_rejected_before_anything_happens(workers: LocalWorkers) -> None:

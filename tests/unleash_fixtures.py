@@ -18,7 +18,7 @@ import os
 import signal
 import subprocess
 import time
-from collections.abc import Iterable
+from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -28,7 +28,7 @@ import pytest
 from pydantic import SecretStr
 
 from diachronic.errors import InvalidInput
-from diachronic.flags import FlagStore, FlagStrategy, VersionFlag
+from diachronic.flags import GENERAL_TRAFFIC_TITLE, FlagStore, FlagStrategy, VersionFlag
 from diachronic.flags.evaluation import default_strategies
 from diachronic.flags.unleash import UnleashFlagStore, read_state_file
 from diachronic.versions import flag_name_prefix
@@ -341,9 +341,9 @@ class RecordingStore:
     async def get_strategies(self, flag_name: str) -> list[FlagStrategy]:
         return await self.inner.get_strategies(flag_name)
 
-    async def set_general_percent(self, flag_name: str, percent: int) -> None:
+    async def set_general_percent(self, flag_name: str, percent: int, *, expected: int | None = None) -> None:
         self._flag(flag_name)
-        await self.inner.set_general_percent(flag_name, percent)
+        await self.inner.set_general_percent(flag_name, percent, expected=expected)
 
     async def archive_flag(self, flag_name: str) -> None:
         self._flag(flag_name)
@@ -357,15 +357,39 @@ class RecordingStore:
         return None  # the real store is shared by the session
 
 
+class Interleave(httpx.AsyncBaseTransport):
+    """The store's HTTP transport, able to run something just before a chosen request leaves: a human's edit landing
+    between what the store read and what it writes."""
+
+    def __init__(self) -> None:
+        self._inner = httpx.AsyncHTTPTransport()
+        self._before: list[tuple[Callable[[httpx.Request], bool], Callable[[], Awaitable[None]]]] = []
+
+    def before_next(self, matches: Callable[[httpx.Request], bool], action: Callable[[], Awaitable[None]]) -> None:
+        self._before.append((matches, action))
+
+    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+        for i, (matches, action) in enumerate(self._before):
+            if matches(request):
+                del self._before[i]
+                await action()
+                break
+        return await self._inner.handle_async_request(request)
+
+    async def aclose(self) -> None:
+        await self._inner.aclose()
+
+
 class UnleashHarness:
     """``FlagHarness`` for ``UnleashFlagStore``: human edits go through the raw Admin API."""
 
-    def __init__(self, store: UnleashFlagStore, human: HumanAdmin, created: set[str]) -> None:
+    def __init__(self, store: UnleashFlagStore, human: HumanAdmin, created: set[str], transport: Interleave) -> None:
         self.touched: set[str] = set()
         self.created = created  # every workflow of the module, deleted at its end
         self.unleash = store
         self.store: FlagStore = RecordingStore(store, self.touched)
         self.human = human
+        self.transport = transport
 
     async def seed_flag(
         self, name: str, *, general_percent: int = 0, enabled: bool = True, archived: bool = False
@@ -386,6 +410,17 @@ class UnleashHarness:
 
     async def set_flag_enabled(self, flag_name: str, enabled: bool) -> None:
         await self.human.set_flag_enabled(flag_name, enabled)
+
+    async def edit_percent(self, flag_name: str, percent: int) -> None:
+        await self.human.set_percent(flag_name, GENERAL_TRAFFIC_TITLE, percent)
+
+    def edit_during_next_write(self, flag_name: str, percent: int) -> None:
+        """Just before the store's PATCH of the strategy leaves, after the store read the flag to prepare it."""
+
+        def is_the_write(request: httpx.Request) -> bool:
+            return request.method == "PATCH" and f"/features/{flag_name}/environments/" in request.url.path
+
+        self.transport.before_next(is_the_write, lambda: self.edit_percent(flag_name, percent))
 
     async def settle(self) -> None:
         """Wait until ``UnleashClient`` sees what the Admin API shows, for every workflow this test touched."""

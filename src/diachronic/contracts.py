@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import re
 from datetime import datetime
-from typing import Annotated, Literal
+from typing import Annotated
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 from pydantic.alias_generators import to_camel
@@ -19,6 +19,7 @@ DEPLOY_SUCCESS_SIGNAL = "diachronic.ci.workflow.deploy.success"
 ROLLOUT_START_SIGNAL = "diachronic.ci.workflow.rollout.start"
 ROLLOUT_CANCEL_SIGNAL = "diachronic.ci.workflow.rollout.cancel"
 MIGRATE_SIGNAL = "diachronic.v1.migrate"
+"""Signal name shared with the original TypeScript library; one argument ``{"taskQueue": "<queue>"}``."""
 
 
 def ci_workflow_id(workflow_name: str) -> str:
@@ -66,6 +67,15 @@ class State(Contract):
     model_config = ConfigDict(frozen=False)
 
 
+class GitHubDeploymentRef(Contract):
+    """The GitHub deployment a deployment came from: where the CI reports its deployment statuses."""
+
+    repository: str = Field(
+        min_length=3, max_length=200, pattern=r"^[A-Za-z0-9_.-]+/[A-Za-z0-9_.-]+$", description="owner/repo"
+    )
+    deployment_id: int = Field(ge=1, description="GitHub's id of the deployment")
+
+
 class DeployEvent(Contract):
     """Payload of ``diachronic.ci.workflow.deploy.success`` (the original's WorkflowDeployEventPayload)."""
 
@@ -78,6 +88,9 @@ class DeployEvent(Contract):
     event_time: datetime
     is_non_migratory: bool = False
     is_dark_deploy: bool = False
+    # Ours, not the original's (receivers that do not know it ignore it): set by the webhook, so the CI reports
+    # GitHub deployment statuses on the GitHub deployment this deployment came from.
+    github_deployment: GitHubDeploymentRef | None = None
 
 
 class VersionInfo(Contract):
@@ -89,9 +102,6 @@ class VersionInfo(Contract):
     flag_name: str
     task_queue: str
     environment: Environment | None = None
-
-
-StrategyTitle = Literal["Dark Deploy Strategy", "All other traffic"]
 
 
 class RolloutStep(Contract):

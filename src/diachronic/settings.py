@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import sys
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
+from urllib.parse import urlsplit
 
-from pydantic import Field, SecretStr
+from pydantic import AfterValidator, Field, SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 DEFAULT_DATA_DIR = Path(".diachronic")
@@ -14,10 +15,33 @@ DEFAULT_TEMPORAL_PORT = 7233
 CI_TASK_QUEUE = "diachronic-ci"
 
 
+def _http_url(value: str) -> str:
+    if urlsplit(value).scheme not in ("http", "https") or not urlsplit(value).netloc:
+        raise ValueError(f"{value!r} is not an http(s) URL")
+    return value.rstrip("/")
+
+
+def _secret_http_url(value: SecretStr) -> SecretStr:
+    """An http(s) URL that carries a credential: the error never repeats it."""
+    parts = urlsplit(value.get_secret_value())
+    if parts.scheme not in ("http", "https") or not parts.netloc:
+        raise ValueError("not an http(s) URL (the value is a secret: it is not repeated here)")
+    return value
+
+
+HttpUrlText = Annotated[str, AfterValidator(_http_url)]
+SecretHttpUrl = Annotated[SecretStr, AfterValidator(_secret_http_url)]
+
+
 class Settings(BaseSettings):
     """Everything configurable, from ``DIACHRONIC_*`` environment variables."""
 
-    model_config = SettingsConfigDict(env_prefix="DIACHRONIC_", frozen=True, extra="ignore")
+    model_config = SettingsConfigDict(
+        env_prefix="DIACHRONIC_",
+        frozen=True,
+        extra="ignore",
+        hide_input_in_errors=True,  # inputs may be secrets
+    )
 
     data_dir: Path = DEFAULT_DATA_DIR
     temporal_address: str = f"127.0.0.1:{DEFAULT_TEMPORAL_PORT}"
@@ -53,6 +77,42 @@ class Settings(BaseSettings):
     signaler_token: SecretStr | None = None
     # How long ``update`` / ``updateOrStart`` wait for the workflow's reply (the original waited 4 s).
     signaler_update_timeout_s: float = Field(default=4.0, gt=0, le=300)
+
+    # Delivery pipeline (docs/pipeline.md). GitHub deployment statuses, for deployments that came from GitHub: a
+    # token, or a GitHub App (its id and private key; the installation is looked up per repository unless given).
+    # GitHub Enterprise Server: DIACHRONIC_GITHUB_API_URL=https://HOST/api/v3.
+    github_api_url: HttpUrlText = "https://api.github.com"
+    github_token: SecretStr | None = None
+    github_app_id: str | None = Field(default=None, min_length=1, max_length=100, pattern=r"^[A-Za-z0-9.]+$")
+    github_app_private_key: SecretStr | None = None
+    github_app_private_key_file: Path | None = None
+    github_app_installation_id: int | None = Field(default=None, ge=1)
+    # The dashboard as people reach it (https://deploy.example.com): GitHub's log_url / environment_url and links.
+    dashboard_url: HttpUrlText | None = None
+    # Notification sinks, each optional; their URLs carry credentials, so they are secrets.
+    notify_webhook_url: SecretHttpUrl | None = None
+    notify_webhook_secret: SecretStr | None = None  # signs each body: X-Diachronic-Signature-256
+    notify_slack_url: SecretHttpUrl | None = None
+    notify_apprise_urls: SecretStr | None = None  # apprise URLs (mailto://, msteams://, ...), separated by spaces
+    notify_timeout_s: float = Field(default=10.0, gt=0, le=120)
+    # Where ``diachronic worker`` serves /metrics (Prometheus); unset = not served. The HTTP app always has /metrics.
+    metrics_port: int | None = Field(default=None, ge=0, le=65535)
+
+    @model_validator(mode="after")
+    def _one_github_credential(self) -> Settings:
+        app_key = self.github_app_private_key is not None or self.github_app_private_key_file is not None
+        if self.github_app_private_key is not None and self.github_app_private_key_file is not None:
+            raise ValueError(
+                "set DIACHRONIC_GITHUB_APP_PRIVATE_KEY or DIACHRONIC_GITHUB_APP_PRIVATE_KEY_FILE, not both"
+            )
+        if (self.github_app_id is None) != (not app_key):
+            raise ValueError(
+                "a GitHub App needs both DIACHRONIC_GITHUB_APP_ID and its private key "
+                "(DIACHRONIC_GITHUB_APP_PRIVATE_KEY or DIACHRONIC_GITHUB_APP_PRIVATE_KEY_FILE)"
+            )
+        if self.github_app_id is not None and self.github_token is not None:
+            raise ValueError("set DIACHRONIC_GITHUB_TOKEN or a GitHub App (DIACHRONIC_GITHUB_APP_ID), not both")
+        return self
 
     @property
     def flags_db(self) -> Path:

@@ -48,7 +48,7 @@ from temporalio.service import RPCError
 
 from diachronic.ci import client as ci
 from diachronic.ci.contracts import CIStatus, DeployAck, DeployOptions
-from diachronic.ci.planning import parse_steps
+from diachronic.ci.planner.schedule import parse_steps
 from diachronic.contracts import MIGRATE_SIGNAL, DeployEvent, ci_workflow_id
 from diachronic.devserver import DevServer, start_dev_server
 from diachronic.flags import FlagStore

@@ -29,8 +29,7 @@ from tests.reliability.harness import (
 )
 from tests.reliability.harness import audit as audit_runs
 
-from diachronic.ci.contracts import Phase
-from diachronic.ci.drain import migration_workflow_id
+from diachronic.ci.contracts import Phase, migration_workflow_id
 
 pytestmark = [pytest.mark.reliability, pytest.mark.timeout(300 + COUNT)]
 DOWN_S = 2.0

@@ -19,8 +19,7 @@ import pytest
 from tests.reliability.harness import COUNT, Report, Scenario, measurement, options, scenario
 
 from diachronic.ci import client as ci
-from diachronic.ci.contracts import DeployAck
-from diachronic.ci.workflow import DEPLOY_UPDATE
+from diachronic.ci.contracts import DEPLOY_UPDATE, DeployAck
 from diachronic.contracts import ci_workflow_id
 from diachronic.flags.evaluation import general_percent
 

@@ -1,8 +1,8 @@
 """The worker backend fails while an old version is being retired: the CI worker (its own process,
 ``DIACHRONIC_WORKERS=kubernetes``) talks over HTTP to an emulated Kubernetes API (kmock) that
 
-- answers 503 to every Deployments request for 20 s: retried (in the client, then by Temporal, then by the
-  workflow's back-off) until it works, and then only the old version's Deployments are deleted;
+- answers 503 to every Deployments request for 20 s: each request is a retryable error (the adapter never
+  retries: Temporal does) until it works, and then only the old version's Deployments are deleted;
 - answers 403 (missing RBAC permission): not retried, the deployment ends with a typed, non-retryable reason in
   ``status``, nothing is deleted; once the permission is granted, redeploying the version finishes the job.
 
@@ -166,8 +166,8 @@ async def test_kubernetes_api_503_for_20_s_while_retiring(tmp_path: Path, reliab
                     sc,
                     fault=f"Kubernetes API answers 503 for {OUTAGE_S:.0f} s while the old version is retired",
                     what_happened=(
-                        f"{window.failures()} requests failed with 503 (retried by the client, by Temporal and by "
-                        f"the workflow's back-off); "
+                        f"{window.failures()} requests failed with 503 (each a retryable error, retried by "
+                        f"Temporal); "
                         + (f"status showed {shown[0][:140]!r}; " if shown else "status showed no reason; ")
                         + f"afterwards deleted {sorted(deleted)} and nothing else"
                     ),

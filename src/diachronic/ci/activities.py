@@ -1,4 +1,4 @@
-"""The CI's activities: I/O and nothing else. Decisions live in ``diachronic.ci.planning``.
+"""The CI's activities: I/O and nothing else. Decisions live in ``diachronic.ci.planner``.
 
 Every activity takes one contract model and returns one. Errors leave an activity only as Temporal
 ``ApplicationError`` with ``type`` = the error's stable name (``translate_errors``), so workflows match on names.
@@ -8,8 +8,9 @@ from __future__ import annotations
 
 import asyncio
 import functools
-from collections.abc import Awaitable, Callable
-from typing import Any, TypeVar
+from collections.abc import Awaitable, Callable, Sequence
+from datetime import timedelta
+from typing import Any, ClassVar, TypeVar
 
 from pydantic import ValidationError
 from temporalio import activity
@@ -20,6 +21,7 @@ from temporalio.exceptions import ApplicationError
 from temporalio.service import RPCError, RPCStatusCode
 
 from diachronic.ci.contracts import (
+    DB_QUERY,
     ActivityErrorInfo,
     ApplyFlagInput,
     CIState,
@@ -37,10 +39,10 @@ from diachronic.ci.contracts import (
     SetPercentInput,
     WorkerSetList,
 )
+from diachronic.ci.planner import migration
 from diachronic.contracts import MIGRATE_SIGNAL, VersionInfo, ci_workflow_id
-from diachronic.errors import DiachronicError
+from diachronic.errors import BackendError, DiachronicError
 from diachronic.flags import FlagStore
-from diachronic.flags.evaluation import choose
 from diachronic.workers import WorkerBackend
 
 F = TypeVar("F", bound=Callable[..., Awaitable[Any]])
@@ -58,7 +60,14 @@ def to_application_error(error: BaseException) -> ApplicationError:
         info = ActivityErrorInfo(name="TemporalError", message=error.message, retryable=True)
     else:
         info = ActivityErrorInfo(name="UnexpectedError", message=f"{type(error).__name__}: {error}", retryable=True)
-    return ApplicationError(info.message, info, type=info.name, non_retryable=not info.retryable)
+    wait = error.retry_after_s if isinstance(error, BackendError) and error.retryable else None
+    return ApplicationError(
+        info.message,
+        info,
+        type=info.name,
+        non_retryable=not info.retryable,
+        next_retry_delay=None if wait is None else timedelta(seconds=wait),  # the server said when to come back
+    )
 
 
 def translate_errors(fn: F) -> F:
@@ -89,7 +98,21 @@ def migrate_request_id(to_task_queue: str, run_id: str) -> str:
 
 
 class CIActivities:
-    """Activities bound to the configured flag store, worker backend and Temporal client."""
+    """Activities bound to the configured flag store, worker backend and Temporal client.
+
+    Each activity's name is its method's name (``@activity.defn`` without ``name``), listed in ``NAMES``."""
+
+    NAMES: ClassVar[tuple[str, ...]] = (
+        "list_version_flags",
+        "apply_version_flag",
+        "set_traffic_percent",
+        "read_version_flag",
+        "archive_version_flag",
+        "count_running",
+        "migrate_batch",
+        "find_workers",
+        "delete_workers",
+    )
 
     def __init__(self, flags: FlagStore, workers: WorkerBackend, client: Client) -> None:
         self.flags = flags
@@ -98,29 +121,29 @@ class CIActivities:
 
     # ------------------------------------------------------------------------------------------- flags
 
-    @activity.defn(name="list_version_flags")
+    @activity.defn
     @translate_errors
     async def list_version_flags(self, input: ListFlagsInput) -> FlagList:
         return FlagList(flags=await self.flags.list_version_flags(input.workflow_name))
 
-    @activity.defn(name="apply_version_flag")
+    @activity.defn
     @translate_errors
     async def apply_version_flag(self, input: ApplyFlagInput) -> VersionInfo:
         return await self.flags.apply_version_flag(input.workflow_name, input.version_id)
 
-    @activity.defn(name="set_traffic_percent")
+    @activity.defn
     @translate_errors
     async def set_traffic_percent(self, input: SetPercentInput) -> Empty:
         await self.flags.set_general_percent(input.flag_name, input.percent)
         return Empty()
 
-    @activity.defn(name="read_version_flag")
+    @activity.defn
     @translate_errors
     async def read_version_flag(self, input: FlagNameInput) -> FlagReading:
         flags = await self.flags.list_version_flags(input.workflow_name, include_archived=True)
         return FlagReading(flag=next((f for f in flags if f.info.flag_name == input.flag_name), None))
 
-    @activity.defn(name="archive_version_flag")
+    @activity.defn
     @translate_errors
     async def archive_version_flag(self, input: FlagNameInput) -> Empty:
         await self.flags.archive_flag(input.flag_name)
@@ -128,44 +151,41 @@ class CIActivities:
 
     # ------------------------------------------------------------------------------------------- Temporal
 
-    @activity.defn(name="count_running")
+    @activity.defn
     @translate_errors
     async def count_running(self, input: CountRunningInput) -> RunningCount:
         count = await self.client.count_workflows(running_query(input.task_queue))
         return RunningCount(running=count.count)
 
-    @activity.defn(name="migrate_batch")
+    @activity.defn
     @translate_errors
     async def migrate_batch(self, input: MigrateBatchInput) -> MigrateBatchResult:
         """List what runs on the old queue, pick the runs the flag now routes to the new version, signal a batch."""
-        runs: list[tuple[str, str, str]] = []
+        runs: list[migration.RunOnQueue] = []
         async for execution in self.client.list_workflows(running_query(input.from_task_queue), page_size=1000):
-            runs.append((execution.id, execution.run_id, execution.workflow_type))
+            runs.append(migration.RunOnQueue(execution.id, execution.run_id, execution.workflow_type))
         activity.heartbeat(len(runs))
-        flags = await self.flags.list_version_flags(input.workflow_name)
-        running_ids = {run_id for _, run_id, _ in runs}
-        already = set(input.already_signalled)
-        eligible = [
-            (workflow_id, run_id)
-            for workflow_id, run_id, workflow_type in runs
-            if workflow_type == input.workflow_name
-            and (chosen := choose(flags, workflow_id, False)) is not None
-            and chosen.info.task_queue == input.to_version.task_queue
-        ]
-        todo = [(w, r) for w, r in eligible if r not in already]
-        batch, rest = todo[: input.batch_size], todo[input.batch_size :]
-        outcomes = await self._signal_all(batch, input.to_version.task_queue, input.concurrency)
-        signalled = [run_id for (_, run_id), outcome in zip(batch, outcomes, strict=True) if outcome == "signalled"]
+        selection = migration.select_runs(
+            runs,
+            await self.flags.list_version_flags(input.workflow_name),
+            workflow_name=input.workflow_name,
+            to_task_queue=input.to_version.task_queue,
+            already_signalled=input.already_signalled,
+            batch_size=input.batch_size,
+        )
+        outcomes = await self._signal_all(selection.batch, input.to_version.task_queue, input.concurrency)
         return MigrateBatchResult(
-            signalled=signalled,
-            still_signalled=[r for r in input.already_signalled if r in running_ids],
+            signalled=[
+                run.run_id for run, outcome in zip(selection.batch, outcomes, strict=True) if outcome == "signalled"
+            ],
+            still_signalled=list(selection.still_signalled),
             failed=sum(1 for outcome in outcomes if outcome == "failed"),
-            eligible_unsignalled=len(rest),
-            eligible=len(eligible),
+            eligible_unsignalled=selection.left,
+            eligible=selection.eligible,
             running_on_old_queue=len(runs),
         )
 
-    async def _signal_all(self, runs: list[tuple[str, str]], task_queue: str, concurrency: int) -> list[str]:
+    async def _signal_all(self, runs: Sequence[migration.RunOnQueue], task_queue: str, concurrency: int) -> list[str]:
         semaphore = asyncio.Semaphore(concurrency)
         payloads = await self.client.data_converter.encode([{"taskQueue": task_queue}])
         done = 0
@@ -193,11 +213,11 @@ class CIActivities:
                     activity.heartbeat(done)
                 return "signalled"
 
-        return await asyncio.gather(*(one(w, r) for w, r in runs))
+        return await asyncio.gather(*(one(run.workflow_id, run.run_id) for run in runs))
 
     # ------------------------------------------------------------------------------------------- workers
 
-    @activity.defn(name="find_workers")
+    @activity.defn
     @translate_errors
     async def find_workers(self, input: FindWorkersInput) -> WorkerSetList:
         """The version's workers, and the versions the CI's queue will deploy next (read just before deleting)."""
@@ -205,8 +225,6 @@ class CIActivities:
         return WorkerSetList(worker_sets=found, queued_versions=await self._queued_versions(input.workflow_name))
 
     async def _queued_versions(self, workflow_name: str) -> list[str]:
-        from diachronic.ci.workflow import DB_QUERY  # the workflow module imports this one
-
         try:
             state = await self.client.get_workflow_handle(ci_workflow_id(workflow_name)).query(
                 DB_QUERY, result_type=CIState
@@ -217,21 +235,11 @@ class CIActivities:
             raise
         return [request.event.version_id for request in state.queue]
 
-    @activity.defn(name="delete_workers")
+    @activity.defn
     @translate_errors
     async def delete_workers(self, input: DeleteWorkersInput) -> Empty:
         await self.workers.delete(input.worker_set)
         return Empty()
 
     def all(self) -> list[Callable[..., Any]]:
-        return [
-            self.list_version_flags,
-            self.apply_version_flag,
-            self.set_traffic_percent,
-            self.read_version_flag,
-            self.archive_version_flag,
-            self.count_running,
-            self.migrate_batch,
-            self.find_workers,
-            self.delete_workers,
-        ]
+        return [getattr(self, name) for name in self.NAMES]

@@ -17,8 +17,10 @@ from temporalio.service import RPCError, RPCStatusCode
 
 from diachronic.ci.contracts import (
     FINAL_PHASES,
+    STATUS_QUERY,
     CIInput,
     CIStatus,
+    Control,
     ControlInput,
     DeployAck,
     DeployOptions,
@@ -27,33 +29,14 @@ from diachronic.ci.contracts import (
     MigrationCounts,
     Phase,
     RolloutStatus,
+    rollout_workflow_id,
 )
-from diachronic.ci.drain import migration_workflow_id
-from diachronic.ci.rollout import STATUS_QUERY as ROLLOUT_STATUS
-from diachronic.ci.rollout import rollout_workflow_id
-from diachronic.ci.workflow import (
-    ABORT_UPDATE,
-    CANCEL_UPDATE,
-    CONTINUE_UPDATE,
-    PAUSE_UPDATE,
-    PROMOTE_UPDATE,
-    RESUME_UPDATE,
-    STATUS_QUERY,
-    CIWorkflow,
-)
+from diachronic.ci.workflow import CIWorkflow
 from diachronic.contracts import CI_WORKFLOW_TYPE, DeployEvent, ci_workflow_id
 from diachronic.errors import BackendError, InvalidInput, NotFound
 
 T = TypeVar("T")
 
-CONTROLS = {
-    "continue": CONTINUE_UPDATE,
-    "cancel": CANCEL_UPDATE,
-    "pause": PAUSE_UPDATE,
-    "resume": RESUME_UPDATE,
-    "promote": PROMOTE_UPDATE,
-    "abort": ABORT_UPDATE,
-}
 _RACE_RETRIES = 3
 
 
@@ -100,13 +83,15 @@ async def deploy(
 
 
 async def control(client: Client, workflow_name: str, name: str, reason: str | None = None) -> str:
-    """Send one of ``CONTROLS`` (continue, cancel, pause, resume, promote, abort); refused ones raise InvalidInput."""
-    if name not in CONTROLS:
-        raise InvalidInput(f"unknown control {name!r}: choose one of {', '.join(CONTROLS)}")
+    """Send a ``Control`` (continue, cancel, pause, resume, promote, abort); refused ones raise InvalidInput."""
+    try:
+        chosen = Control(name)
+    except ValueError:
+        raise InvalidInput(f"unknown control {name!r}: choose one of {', '.join(Control)}") from None
     handle = client.get_workflow_handle(ci_workflow_id(workflow_name))
     result: str = await _translate(
-        f"{name} {workflow_name}",
-        lambda: handle.execute_update(CONTROLS[name], ControlInput(reason=reason), result_type=str),
+        f"{chosen} {workflow_name}",
+        lambda: handle.execute_update(chosen.update, ControlInput(reason=reason), result_type=str),
     )
     return result
 
@@ -147,7 +132,7 @@ async def status(client: Client, workflow_name: str) -> CIStatus:
     updates: dict[str, Any] = {}
     drain_id: str | None = None
     if ci.phase not in (Phase.IDLE, Phase.PREPARING, Phase.AWAITING_CONTINUE) and ci.from_version is not None:
-        rollout = await _query(client, rollout_workflow_id(workflow_name), ROLLOUT_STATUS, RolloutStatus)
+        rollout = await _query(client, rollout_workflow_id(workflow_name), STATUS_QUERY, RolloutStatus)
         if rollout is not None:
             updates |= {
                 "rollout_percent": rollout.percent,
@@ -157,8 +142,8 @@ async def status(client: Client, workflow_name: str) -> CIStatus:
                 "rollout_history": rollout.history,
                 "last_error": ci.last_error or rollout.last_error or rollout.stop_detail,
             }
-        drain_id = ci.cleanup_workflow_id if ci.non_migratory else migration_workflow_id(workflow_name)
-        drain = await _query(client, drain_id, "status", DrainState) if drain_id else None
+        drain_id = ci.drain_workflow_id
+        drain = await _query(client, drain_id, STATUS_QUERY, DrainState) if drain_id else None
         if drain is not None:
             updates["migration"] = MigrationCounts(
                 eligible=drain.eligible, signalled=drain.signalled_total, on_old_queue=drain.running_on_old_queue

@@ -1,6 +1,7 @@
-"""Contracts of the CI: every activity's input and output, the children's inputs and results, and the
-``status`` snapshot. Activities declare their models in their type hints (``CIActivities``); failures carry
-``ActivityErrorInfo``. ``diachronic.simulation.fakes.activity_contracts`` reads them to generate fakes."""
+"""Contracts of the CI: the names of its workflows, signals, updates and queries, every activity's input and
+output, the children's inputs and results, and the ``status`` snapshot. Activities declare their models in their
+type hints (``CIActivities``); failures carry ``ActivityErrorInfo``. ``diachronic.simulation.fakes.activity_contracts``
+reads them to generate fakes."""
 
 from __future__ import annotations
 
@@ -12,6 +13,61 @@ from pydantic import Field
 from diachronic.contracts import Contract, DeployEvent, RolloutStep, State, VersionInfo
 from diachronic.flags import VersionFlag
 from diachronic.workers import WorkerSet
+
+# ----------------------------------------------------------------------------------------------- names
+
+ROLLOUT_WORKFLOW = "rollout"
+MIGRATION_WORKFLOW = "migration"
+CLEANUP_WORKFLOW = "cleanup"
+STATUS_QUERY = "status"  # every CI workflow answers it with its status model
+DB_QUERY = "db"  # the CI workflow's whole state (``CIState``)
+DEPLOY_UPDATE = "diachronic.ci.deploy"
+ROLLOUT_PAUSE_SIGNAL = "diachronic.rollout.pause"  # sent by the CI workflow to its rollout child
+ROLLOUT_RESUME_SIGNAL = "diachronic.rollout.resume"
+ROLLOUT_PROMOTE_SIGNAL = "diachronic.rollout.promote"
+
+
+class Control(StrEnum):
+    """A human's command to the deployment in progress: the CLI command, the dashboard's button, an update."""
+
+    CONTINUE = "continue"
+    CANCEL = "cancel"
+    PAUSE = "pause"
+    RESUME = "resume"
+    PROMOTE = "promote"
+    ABORT = "abort"
+
+    @property
+    def update(self) -> str:
+        """The name of the CI workflow's update that carries it."""
+        return f"diachronic.ci.{self.value}"
+
+    @property
+    def help(self) -> str:
+        return _CONTROL_HELP[self]
+
+
+_CONTROL_HELP = {
+    Control.CONTINUE: "Continue a dark deploy: start the rollout.",
+    Control.CANCEL: "Stop the deployment's automation; flags stay as they are.",
+    Control.PAUSE: "Hold the rollout at its current percentage.",
+    Control.RESUME: "Resume a paused rollout (the current step waits its full time again).",
+    Control.PROMOTE: "Route 100 % to the new version now.",
+    Control.ABORT: "Route new starts back to the previous version and stop migrating.",
+}
+
+
+def rollout_workflow_id(workflow_name: str) -> str:
+    return f"rollout.{workflow_name}"
+
+
+def migration_workflow_id(workflow_name: str) -> str:
+    return f"migration.{workflow_name}"
+
+
+def cleanup_workflow_id(old_task_queue: str) -> str:
+    return f"cleanup.{old_task_queue}"
+
 
 # ----------------------------------------------------------------------------------------------- activity errors
 
@@ -298,5 +354,8 @@ class CIStatus(Contract):
     last_error: str | None
     non_migratory: bool = False
     cleanup_workflow_id: str | None = None
+    drain_workflow_id: str | None = Field(
+        default=None, description="the workflow draining and retiring the previous version (migration or cleanup)"
+    )
     rollout_history: list[tuple[datetime, int]] = Field(default_factory=list)
     recent: list[Deployment] = Field(default_factory=list)

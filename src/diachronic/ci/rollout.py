@@ -10,9 +10,13 @@ from datetime import datetime, timedelta
 from temporalio import workflow
 
 with workflow.unsafe.imports_passed_through():
-    from diachronic.ci import planning
     from diachronic.ci.activities import CIActivities
     from diachronic.ci.contracts import (
+        ROLLOUT_PAUSE_SIGNAL,
+        ROLLOUT_PROMOTE_SIGNAL,
+        ROLLOUT_RESUME_SIGNAL,
+        ROLLOUT_WORKFLOW,
+        STATUS_QUERY,
         FlagNameInput,
         RolloutInput,
         RolloutOutcome,
@@ -22,18 +26,11 @@ with workflow.unsafe.imports_passed_through():
         RolloutStatus,
         SetPercentInput,
     )
+    from diachronic.ci.planner import rollout
+    from diachronic.ci.planner.schedule import MAX_PERCENT
     from diachronic.ci.steps import call, history_is_long
 
-ROLLOUT_WORKFLOW = "rollout"
-PAUSE_SIGNAL = "diachronic.rollout.pause"
-RESUME_SIGNAL = "diachronic.rollout.resume"
-PROMOTE_SIGNAL = "diachronic.rollout.promote"
-STATUS_QUERY = "status"
 MAX_HISTORY = 200
-
-
-def rollout_workflow_id(workflow_name: str) -> str:
-    return f"rollout.{workflow_name}"
 
 
 @workflow.defn(name=ROLLOUT_WORKFLOW)
@@ -43,21 +40,21 @@ class RolloutWorkflow:
         self.input: RolloutInput = run.input
         self.state: RolloutState = run.state or RolloutState()
         self._wake = False
-        self._paused = False
+        self._slept_once = False
 
-    @workflow.signal(name=PAUSE_SIGNAL)
+    @workflow.signal(name=ROLLOUT_PAUSE_SIGNAL)
     def pause(self) -> None:
         self.state.paused = True
         self._wake = True
 
-    @workflow.signal(name=RESUME_SIGNAL)
+    @workflow.signal(name=ROLLOUT_RESUME_SIGNAL)
     def resume(self) -> None:
         if self.state.paused:
             self.state.paused = False
             self.state.step_started_at = workflow.now()  # the paused step waits its full time again
         self._wake = True
 
-    @workflow.signal(name=PROMOTE_SIGNAL)
+    @workflow.signal(name=ROLLOUT_PROMOTE_SIGNAL)
     def promote(self) -> None:
         self.state.promote = True
         self._wake = True
@@ -86,13 +83,13 @@ class RolloutWorkflow:
     def _record_wait(self, reason: str | None) -> None:
         self.state.last_error = reason
 
-    async def _observe(self) -> planning.TrafficObservation:
+    async def _observe(self) -> rollout.TrafficObservation:
         reading = await call(
             CIActivities.read_version_flag,
             FlagNameInput(flag_name=self.input.to_version.flag_name, workflow_name=self.input.workflow_name),
             on_wait=self._record_wait,
         )
-        return planning.observe_flag(reading.flag)
+        return rollout.observe_flag(reading.flag)
 
     async def _apply(self, percent: int) -> None:
         await call(
@@ -103,12 +100,12 @@ class RolloutWorkflow:
         self.state.percent = percent
         self.state.history = [*self.state.history, (workflow.now(), percent)][-MAX_HISTORY:]
 
-    def _stop(self, reason: planning.RolloutStopReason, observed: planning.TrafficObservation) -> RolloutResult:
+    def _stop(self, reason: rollout.RolloutStopReason, observed: rollout.TrafficObservation) -> RolloutResult:
         self.state.stop_reason = reason.value
         self.state.stop_detail = (
             f"All other traffic of {self.input.to_version.flag_name} is {observed.percent}% "
             f"but the rollout last set {self.state.percent}%: a human changed it, the rollout stopped"
-            if reason is planning.RolloutStopReason.HUMAN_EDIT
+            if reason is rollout.RolloutStopReason.HUMAN_EDIT
             else f"{reason.value} on {self.input.to_version.flag_name}: the rollout stopped"
         )
         workflow.logger.warning(self.state.stop_detail)
@@ -120,8 +117,8 @@ class RolloutWorkflow:
         )
 
     def _should_continue_as_new(self) -> bool:
-        """Only after this run has paused once: a fresh run never hands over before doing any work."""
-        if not self._paused:
+        """Only after this run has slept once: a fresh run never hands over before doing any work."""
+        if not self._slept_once:
             return False
         return history_is_long(self.input.continue_as_new_after)
 
@@ -132,7 +129,7 @@ class RolloutWorkflow:
             # Start from what the flag holds (0 for a new version): steps at or below it are already behind us.
             first = await self._observe()
             start = first.percent if first.percent is not None else 0
-            if (reason := planning.check_traffic(first, start)) is not None:
+            if (reason := rollout.check_traffic(first, start)) is not None:
                 return self._stop(reason, first)
             self.state.percent = start
             self.state.history = [(workflow.now(), start)]
@@ -145,10 +142,10 @@ class RolloutWorkflow:
                     self.state.step_started_at = workflow.now()
                 while True:
                     observed = await self._observe()
-                    if (reason := planning.check_traffic(observed, self.state.percent)) is not None:
+                    if (reason := rollout.check_traffic(observed, self.state.percent)) is not None:
                         return self._stop(reason, observed)
                     if self.state.promote:
-                        await self._apply(planning.MAX_PERCENT)
+                        await self._apply(MAX_PERCENT)
                         self.state.step_index = len(steps)
                         break
                     deadline = self.state.step_started_at + timedelta(seconds=step.wait_s)
@@ -174,4 +171,4 @@ class RolloutWorkflow:
         self._wake = False
         with contextlib.suppress(TimeoutError):
             await workflow.wait_condition(lambda: self._wake, timeout=max(timeout, 0.001))
-        self._paused = True
+        self._slept_once = True

@@ -9,9 +9,11 @@ from temporalio.worker import Worker
 
 from diachronic.backends import open_flag_store, open_workers
 from diachronic.ci.activities import CIActivities
-from diachronic.ci.drain import CleanupWorkflow, MigrationWorkflow
+from diachronic.ci.cleanup import CleanupWorkflow
+from diachronic.ci.migration import MigrationWorkflow
 from diachronic.ci.rollout import RolloutWorkflow
 from diachronic.ci.workflow import CIWorkflow
+from diachronic.metrics import MetricsInterceptor, serving
 from diachronic.settings import Settings
 from diachronic.temporal import connect
 
@@ -25,6 +27,7 @@ def ci_worker(client: Client, task_queue: str, activities: CIActivities) -> Work
         workflows=WORKFLOWS,
         activities=activities.all(),
         max_concurrent_workflow_task_polls=10,
+        interceptors=[MetricsInterceptor()],
     )
 
 
@@ -34,8 +37,9 @@ async def serve(settings: Settings, stop: asyncio.Event) -> None:
     flags = open_flag_store(settings)
     deployments = open_workers(settings)
     try:
-        async with ci_worker(client, settings.ci_task_queue, CIActivities(flags, deployments, client)):
-            await stop.wait()
+        with serving(settings.http_host, settings.metrics_port):
+            async with ci_worker(client, settings.ci_task_queue, CIActivities(flags, deployments, client)):
+                await stop.wait()
     finally:
         await flags.close()
         await deployments.close()

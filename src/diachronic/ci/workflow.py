@@ -24,16 +24,23 @@ from temporalio.workflow import ParentClosePolicy
 
 with workflow.unsafe.imports_passed_through():
     from diachronic import versions
-    from diachronic.ci import planning
     from diachronic.ci.activities import CIActivities
+    from diachronic.ci.cleanup import CleanupWorkflow
     from diachronic.ci.contracts import (
+        DB_QUERY,
+        DEPLOY_UPDATE,
         FINAL_PHASES,
+        ROLLOUT_PAUSE_SIGNAL,
+        ROLLOUT_PROMOTE_SIGNAL,
+        ROLLOUT_RESUME_SIGNAL,
+        STATUS_QUERY,
         ApplyFlagInput,
         CIInput,
         CIResult,
         CIState,
         CIStatus,
         CleanupRun,
+        Control,
         ControlInput,
         DeployAck,
         Deployment,
@@ -49,20 +56,14 @@ with workflow.unsafe.imports_passed_through():
         RolloutResult,
         RolloutRun,
         SetPercentInput,
-    )
-    from diachronic.ci.drain import (
-        CleanupWorkflow,
-        MigrationWorkflow,
         cleanup_workflow_id,
         migration_workflow_id,
-    )
-    from diachronic.ci.rollout import (
-        PAUSE_SIGNAL,
-        PROMOTE_SIGNAL,
-        RESUME_SIGNAL,
-        RolloutWorkflow,
         rollout_workflow_id,
     )
+    from diachronic.ci.migration import MigrationWorkflow
+    from diachronic.ci.planner import deploy, deployment
+    from diachronic.ci.planner.schedule import MAX_PERCENT, default_steps
+    from diachronic.ci.rollout import RolloutWorkflow
     from diachronic.ci.steps import call, history_is_long
     from diachronic.contracts import (
         CI_WORKFLOW_TYPE,
@@ -73,15 +74,6 @@ with workflow.unsafe.imports_passed_through():
         VersionInfo,
     )
 
-DEPLOY_UPDATE = "diachronic.ci.deploy"
-CONTINUE_UPDATE = "diachronic.ci.continue"
-CANCEL_UPDATE = "diachronic.ci.cancel"
-PAUSE_UPDATE = "diachronic.ci.pause"
-RESUME_UPDATE = "diachronic.ci.resume"
-PROMOTE_UPDATE = "diachronic.ci.promote"
-ABORT_UPDATE = "diachronic.ci.abort"
-STATUS_QUERY = "status"
-DB_QUERY = "db"
 MAX_HISTORY = 20
 CLEANUP_POLL_S = 10.0
 
@@ -90,8 +82,8 @@ CLEANUP_POLL_S = 10.0
 class CIWorkflow:
     @workflow.init
     def __init__(self, input: CIInput | None = None) -> None:
-        self.config = input or CIInput()
-        self.state: CIState = self.config.state or CIState()
+        self.input = input or CIInput()
+        self.state: CIState = self.input.state or CIState()
         self._continue = False
         self._stop: Phase | None = None  # CANCELLED or ABORTED, asked for by a human
         self._rollout: workflow.ChildWorkflowHandle[Any, RolloutResult] | None = None
@@ -104,10 +96,10 @@ class CIWorkflow:
         if self.state.workflow_name is None:
             self.state.workflow_name = event.workflow_name
         current = self.state.current.request.event.version_id if self.state.current else None
-        decision = planning.classify_deploy(
+        decision = deploy.classify_deploy(
             event.version_id, current=current, queued=[r.event.version_id for r in self.state.queue]
         )
-        if decision is not planning.DeployDecision.ACCEPT:
+        if decision is not deploy.DeployDecision.ACCEPT:
             workflow.logger.info("deploy of %s ignored: %s", event.version_id, decision.value)
             self.state.ignored += 1
             return DeployAck(decision=decision.value)
@@ -170,7 +162,7 @@ class CIWorkflow:
         else:
             workflow.logger.warning("%s ignored: no rollout to cancel", ROLLOUT_CANCEL_SIGNAL)
 
-    @workflow.update(name=CONTINUE_UPDATE)
+    @workflow.update(name=Control.CONTINUE.update)
     def continue_(self, control: ControlInput) -> str:
         self._continue = True
         return "continuing: the rollout starts"
@@ -179,7 +171,7 @@ class CIWorkflow:
     def _validate_continue(self, control: ControlInput) -> None:
         self._require("continue", Phase.AWAITING_CONTINUE)
 
-    @workflow.update(name=CANCEL_UPDATE)
+    @workflow.update(name=Control.CANCEL.update)
     def cancel(self, control: ControlInput) -> str:
         self._stop = Phase.CANCELLED
         return "cancelling: automation stops, flags stay as they are"
@@ -188,7 +180,7 @@ class CIWorkflow:
     def _validate_cancel(self, control: ControlInput) -> None:
         self._require("cancel", Phase.PREPARING, Phase.AWAITING_CONTINUE, Phase.ROLLING_OUT, Phase.MIGRATING)
 
-    @workflow.update(name=ABORT_UPDATE)
+    @workflow.update(name=Control.ABORT.update)
     def abort(self, control: ControlInput) -> str:
         self._stop = Phase.ABORTED
         return "aborting: new starts go back to the previous version, migration stops"
@@ -209,25 +201,25 @@ class CIWorkflow:
         if self._rollout is None or self._rollout.done():
             raise ApplicationError(f"{control}: the rollout is over", type="InvalidPhase")
 
-    @workflow.update(name=PAUSE_UPDATE)
+    @workflow.update(name=Control.PAUSE.update)
     async def pause(self, control: ControlInput) -> str:
-        return await self._forward(PAUSE_SIGNAL)
+        return await self._forward(ROLLOUT_PAUSE_SIGNAL)
 
     @pause.validator
     def _validate_pause(self, control: ControlInput) -> None:
         self._require_rollout("pause")
 
-    @workflow.update(name=RESUME_UPDATE)
+    @workflow.update(name=Control.RESUME.update)
     async def resume(self, control: ControlInput) -> str:
-        return await self._forward(RESUME_SIGNAL)
+        return await self._forward(ROLLOUT_RESUME_SIGNAL)
 
     @resume.validator
     def _validate_resume(self, control: ControlInput) -> None:
         self._require_rollout("resume")
 
-    @workflow.update(name=PROMOTE_UPDATE)
+    @workflow.update(name=Control.PROMOTE.update)
     async def promote(self, control: ControlInput) -> str:
-        return await self._forward(PROMOTE_SIGNAL)
+        return await self._forward(ROLLOUT_PROMOTE_SIGNAL)
 
     @promote.validator
     def _validate_promote(self, control: ControlInput) -> None:
@@ -257,6 +249,7 @@ class CIWorkflow:
             last_error=(current.error if current and current.error else None) or self.state.last_error,
             non_migratory=current.request.event.is_non_migratory if current else False,
             cleanup_workflow_id=current.cleanup_workflow_id if current else None,
+            drain_workflow_id=drain_workflow_id(current),
             recent=self.state.history[-5:],
         )
 
@@ -266,7 +259,7 @@ class CIWorkflow:
         self.state.last_error = reason
 
     def _should_continue_as_new(self) -> bool:
-        return history_is_long(self.config.continue_as_new_after)
+        return history_is_long(self.input.continue_as_new_after)
 
     @workflow.run
     async def run(self, input: CIInput | None = None) -> CIResult:
@@ -288,7 +281,7 @@ class CIWorkflow:
             if self.state.queue and self._should_continue_as_new():
                 await workflow.wait_condition(workflow.all_handlers_finished)
                 workflow.continue_as_new(
-                    CIInput(state=self.state, continue_as_new_after=self.config.continue_as_new_after)
+                    CIInput(state=self.state, continue_as_new_after=self.input.continue_as_new_after)
                 )
             await workflow.wait_condition(workflow.all_handlers_finished)
         if self._failed_in_run:
@@ -324,11 +317,11 @@ class CIWorkflow:
                 if self._stop is not None:
                     await self._finish_stopped(record, rollout=None, children=[])
                     return
-            plan = planning.plan_deployment(previous)
+            plan = deployment.plan_deployment(previous)
             record.phase = Phase.ROLLING_OUT
-            if plan.kind is planning.DeploymentKind.INITIAL:
-                await self._set_percent(record.to_version, planning.MAX_PERCENT)
-                record.rollout = RolloutResult(outcome=RolloutOutcome.COMPLETED, percent=planning.MAX_PERCENT)
+            if plan.kind is deployment.DeploymentKind.INITIAL:
+                await self._set_percent(record.to_version, MAX_PERCENT)
+                record.rollout = RolloutResult(outcome=RolloutOutcome.COMPLETED, percent=MAX_PERCENT)
                 record.phase = Phase.COMPLETED
                 return
             assert previous is not None
@@ -356,7 +349,7 @@ class CIWorkflow:
                 input=RolloutInput(
                     workflow_name=name,
                     to_version=new,
-                    steps=options.steps or planning.default_steps(),
+                    steps=options.steps or default_steps(),
                     poll_interval_s=options.poll_interval_s or 1.0,
                     continue_as_new_after=can_after,
                 )
@@ -452,6 +445,15 @@ class CIWorkflow:
             await self._set_percent(record.to_version, 0)
         record.phase = stop
         record.error = f"{stop.value} by request"
+
+
+def drain_workflow_id(record: Deployment | None) -> str | None:
+    """The workflow draining and retiring the deployment's previous version: its migration, or its cleanup."""
+    if record is None or record.from_version is None:
+        return None
+    if record.request.event.is_non_migratory:
+        return record.cleanup_workflow_id
+    return migration_workflow_id(record.request.event.workflow_name)
 
 
 def failure_text(error: BaseException) -> str:

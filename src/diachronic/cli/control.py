@@ -11,9 +11,10 @@ from pydantic import ValidationError
 
 from diachronic.backends import open_flag_store, open_workers
 from diachronic.ci import client as ci
-from diachronic.ci.contracts import DeployAck, DeployOptions
-from diachronic.ci.planning import format_steps, parse_steps
+from diachronic.ci.contracts import Control, DeployAck, DeployOptions
+from diachronic.ci.planner.schedule import format_steps, parse_steps
 from diachronic.cli import Context, app
+from diachronic.cli.wait import TIMEOUT_OPTION, WAIT_OPTION, wait_and_exit, wait_timeout
 from diachronic.contracts import DeployEvent
 from diachronic.errors import DiachronicError
 from diachronic.signaler import start_routed
@@ -48,8 +49,12 @@ def deploy(
     worker_cmd: Annotated[
         str | None, typer.Option("--worker-cmd", help="Start CMD as this version's local worker first")
     ] = None,
+    wait: Annotated[bool, WAIT_OPTION] = False,
+    timeout: Annotated[str | None, TIMEOUT_OPTION] = None,
 ) -> None:
-    """Deploy VERSION of WORKFLOW: register its flag, roll out, migrate (or clean up) the previous version."""
+    """Deploy VERSION of WORKFLOW: register its flag, roll out, migrate (or clean up) the previous version.
+
+    With --wait, block until this deployment ends; the exit code says how (docs/pipeline.md)."""
     c: Context = ctx.obj
     event = _event(
         c,
@@ -87,12 +92,17 @@ def deploy(
             c.out.info(f"worker polls {queue}")
         return await ci.deploy(client, c.settings.ci_task_queue, event, options)
 
+    timeout_s = wait_timeout(c, timeout)
     ack = c.run(run())
     if ack.position is None:
         c.out.warn(f"{workflow} {version}: {ack.decision}, nothing new queued")
     else:
         schedule = format_steps(options.steps) if options.steps else "10@60s steps to 100%"
         c.out.success(f"{workflow} {version} queued (position {ack.position}); schedule {schedule}")
+    if wait:
+        # A duplicate follows the deployment of this version already queued or running.
+        event_time = event.event_time if ack.position is not None else None
+        wait_and_exit(c, workflow, version_id=version, event_time=event_time, timeout_s=timeout_s)
 
 
 def _control(name: str, help_text: str) -> None:
@@ -112,12 +122,8 @@ def _control(name: str, help_text: str) -> None:
     app.command(name=name)(command)
 
 
-_control("continue", "Continue a dark deploy: start the rollout.")
-_control("cancel", "Stop the deployment's automation; flags stay as they are.")
-_control("pause", "Hold the rollout at its current percentage.")
-_control("resume", "Resume a paused rollout (the current step waits its full time again).")
-_control("promote", "Route 100 % to the new version now.")
-_control("abort", "Route new starts back to the previous version and stop migrating.")
+for _each in Control:
+    _control(_each.value, _each.help)
 
 
 @app.command()

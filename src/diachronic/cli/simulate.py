@@ -89,7 +89,7 @@ def simulate(
         c.out.data(json.dumps(report.as_json()))
     else:
         c.out.out.print(table(report), width=max(c.out.out.width, 100))
-        covered = f"planning branches covered: {len(report.covered)}/{len(report.branches_total)}"
+        covered = f"planner branches covered: {len(report.covered)}/{len(report.branches_total)}"
         c.out.data(covered + (f"; never exercised: {', '.join(report.missed)}" if report.missed else ""))
     if report.retried:
         c.out.warn(f"{len(report.retried)} scenario(s) retried after a test-server stall: {', '.join(report.retried)}")

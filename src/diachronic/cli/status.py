@@ -18,6 +18,7 @@ from diachronic.ci import client as ci
 from diachronic.ci.contracts import FINAL_PHASES, CIStatus
 from diachronic.cli import Context, app
 from diachronic.cli.output import Output
+from diachronic.cli.wait import TIMEOUT_OPTION, WAIT_OPTION, wait_and_exit, wait_timeout
 from diachronic.flags.evaluation import general_percent
 from diachronic.temporal import connect
 from diachronic.workers.local import LocalWorkers
@@ -98,9 +99,25 @@ def status(
     workflow: Annotated[str | None, typer.Argument(help="Workflow name (default: every workflow)")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON on stdout")] = False,
     watch: Annotated[bool, typer.Option("--watch", help="Follow progress until the deployment ends")] = False,
+    wait: Annotated[bool, WAIT_OPTION] = False,
+    timeout: Annotated[str | None, TIMEOUT_OPTION] = None,
+    version: Annotated[
+        str | None,
+        typer.Option(
+            "--version",
+            envvar="DIACHRONIC_WAIT_VERSION",
+            help="With --wait: the deployment of this version (default: the one running, else the next queued)",
+        ),
+    ] = None,
 ) -> None:
-    """Show the deployment status: phase, versions, percent, migration, queue, last error."""
+    """Show the deployment status: phase, versions, percent, migration, queue, last error.
+
+    With --wait, block until the deployment ends; the exit code says how (docs/pipeline.md)."""
     c: Context = ctx.obj
+    if wait:
+        if workflow is None:
+            c.out.abort("--wait needs a WORKFLOW")
+        wait_and_exit(c, workflow, version_id=version, timeout_s=wait_timeout(c, timeout), as_json=as_json)
 
     async def run() -> list[CIStatus]:
         client = await connect(c.settings)

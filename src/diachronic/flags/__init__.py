@@ -66,8 +66,14 @@ class FlagStore(Protocol):
 
     async def get_strategies(self, flag_name: str) -> list[FlagStrategy]: ...
 
-    async def set_general_percent(self, flag_name: str, percent: int) -> None:
-        """Set the ``All other traffic`` rollout to ``percent`` (creating that strategy if it was deleted)."""
+    async def set_general_percent(self, flag_name: str, percent: int, *, expected: int | None = None) -> None:
+        """Set the ``All other traffic`` rollout to ``percent``; ``NotFound`` if the flag is missing or archived.
+
+        Without ``expected``, a plain write (a human's): a deleted ``All other traffic`` is created again and its
+        ``disabled`` state is kept. With ``expected``, a compare-and-set (the automation's): the write happens only
+        if that strategy exists, is enabled and holds ``expected``, checked by the store itself at the moment of
+        writing; otherwise ``ConcurrentEdit`` (``found``: the rollout held, None when the strategy is gone) and
+        nothing changes. See ``diachronic.flags.evaluation.check_expected_percent``."""
         ...
 
     async def archive_flag(self, flag_name: str) -> None:

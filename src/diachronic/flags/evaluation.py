@@ -30,13 +30,14 @@ from collections.abc import Iterable, Mapping, Sequence
 
 import mmh3
 
-from diachronic.errors import InvalidInput
+from diachronic.errors import ConcurrentEdit, InvalidInput
 from diachronic.flags import DARK_DEPLOY_TITLE, GENERAL_TRAFFIC_TITLE, Constraint, FlagStrategy, VersionFlag
 from diachronic.versions import sort_newest_first
 
 __all__ = [
     "DARK_DEPLOY_CONSTRAINT",
     "bucket",
+    "check_expected_percent",
     "choose",
     "constraint_matches",
     "context_properties",
@@ -209,3 +210,25 @@ def general_percent(flag: VersionFlag | Sequence[FlagStrategy]) -> int | None:
     strategies = flag.strategies if isinstance(flag, VersionFlag) else flag
     strategy = general_strategy(strategies)
     return None if strategy is None else rollout_percent(strategy)
+
+
+def check_expected_percent(flag_name: str, strategies: Sequence[FlagStrategy], expected: int) -> FlagStrategy:
+    """The condition of a compare-and-set write, over the strategies as the store holds them: ``All other traffic``
+    exists, is enabled and its rollout is exactly ``str(expected)`` (as Unleash's JSON Patch ``test`` compares).
+
+    Returns that strategy; raises ``ConcurrentEdit`` (``found``: its rollout, None when it is gone) otherwise.
+    Every store applies this same rule, its own way, at the moment it writes."""
+    general = general_strategy(strategies)
+    if general is None:
+        raise ConcurrentEdit(f"{GENERAL_TRAFFIC_TITLE!r} of {flag_name} is gone (expected {expected}%)", found=None)
+    found = rollout_percent(general)
+    if general.disabled:
+        raise ConcurrentEdit(
+            f"{GENERAL_TRAFFIC_TITLE!r} of {flag_name} is disabled (expected {expected}%)", found=found
+        )
+    held = general.parameters.get("rollout")
+    if held != str(expected):
+        raise ConcurrentEdit(
+            f"{GENERAL_TRAFFIC_TITLE!r} of {flag_name} holds {held!r}, not the {expected}% it was read at", found=found
+        )
+    return general

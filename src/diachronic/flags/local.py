@@ -15,7 +15,9 @@ Rules worth knowing (the contract suite ``tests/flag_contract.py`` checks them f
   id is never reused; if the newest flag overall is an archived flag of this very version it is revived
   instead (fresh strategies, enabled);
 - a flag whose name starts like a version flag of the workflow but does not parse is skipped and logged once;
-- like Unleash's admin API, deleting a flag's last strategy or disabling all of them disables the flag.
+- like Unleash's admin API, deleting a flag's last strategy or disabling all of them disables the flag;
+- a compare-and-set of the general percentage (``set_general_percent(expected=...)``) is one conditional
+  UPDATE: the condition is checked by SQLite as it writes, never read first and written after.
 
 Sync sqlite calls are fast (well under a millisecond); reads run inline on the caller's thread (routing is on
 the signaler's hot path), writes run in a worker thread because they may wait for another process's lock.
@@ -36,7 +38,7 @@ from pathlib import Path
 from typing import TypeVar
 
 from diachronic.contracts import VersionInfo
-from diachronic.errors import FlagStoreError, InvalidInput, NotFound
+from diachronic.errors import FlagStoreError, InvalidInput, NotFound, RetryTable, is_retryable
 from diachronic.flags import (
     GENERAL_TRAFFIC_TITLE,
     FlagStrategy,
@@ -53,7 +55,7 @@ from diachronic.versions import (
     version_info,
 )
 
-__all__ = ["LocalFlagStore", "map_sqlite_error"]
+__all__ = ["SQLITE_ERRORS", "LocalFlagStore", "map_sqlite_error"]
 
 log = logging.getLogger(__name__)
 
@@ -78,11 +80,40 @@ CREATE TABLE IF NOT EXISTS meta (
 INSERT OR IGNORE INTO meta (key, value) VALUES ('revision', 0);
 """
 
+# Compare-and-set of the general percentage in one statement: ``g`` is the first strategy named :kind and titled
+# :title (``evaluation.general_strategy``'s rule); the row is updated only if that strategy is enabled and its
+# rollout is exactly :expected (``evaluation.check_expected_percent``'s rule), and the flag is not archived.
+_COMPARE_AND_SET = """
+UPDATE flags
+SET strategies = json_set(flags.strategies, '$[' || g.idx || '].parameters.rollout', :percent), updated_at = :now
+FROM (
+    SELECT j.key AS idx, j.value AS strategy FROM flags AS f, json_each(f.strategies) AS j
+    WHERE f.name = :name AND json_extract(j.value, '$.name') = :kind AND json_extract(j.value, '$.title') = :title
+    ORDER BY j.key LIMIT 1
+) AS g
+WHERE flags.name = :name AND flags.archived = 0
+    AND json_extract(g.strategy, '$.parameters.rollout') = :expected
+    AND NOT coalesce(json_extract(g.strategy, '$.disabled'), 0)
+"""
+
+
+SQLITE_ERRORS: RetryTable = {
+    "Error": False,
+    "InterfaceError": True,
+    "DatabaseError": False,  # not a database, or a corrupt one
+    "DataError": False,
+    "OperationalError": True,  # locked, busy, disk I/O
+    "IntegrityError": True,  # a constraint raced by another process: the retried call reads again
+    "InternalError": False,
+    "ProgrammingError": False,
+    "NotSupportedError": False,
+}
+"""Every ``sqlite3.Error`` class, retryable or not (``tests/test_flags_local.py`` checks none is missing)."""
+
 
 def map_sqlite_error(exc: sqlite3.Error, action: str) -> FlagStoreError:
     """The one translation of sqlite errors: lock/busy/I-O trouble is retryable, a corrupt file is not."""
-    retryable = isinstance(exc, sqlite3.OperationalError | sqlite3.IntegrityError | sqlite3.InterfaceError)
-    return FlagStoreError(f"local flag store: {action} failed: {exc}", retryable=retryable)
+    return FlagStoreError(f"local flag store: {action} failed: {exc}", retryable=is_retryable(exc, SQLITE_ERRORS))
 
 
 @contextmanager
@@ -294,12 +325,18 @@ class LocalFlagStore:
         row = self._read("get strategies", lambda c: self._existing(c, flag_name))
         return self._strategies(row)
 
-    async def set_general_percent(self, flag_name: str, percent: int) -> None:
-        """Set ``All other traffic`` to ``percent``, re-creating that strategy if it was deleted.
+    async def set_general_percent(self, flag_name: str, percent: int, *, expected: int | None = None) -> None:
+        """Set ``All other traffic`` to ``percent``; with ``expected``, as one conditional UPDATE (``FlagStore``).
 
-        Its ``disabled`` state is left as it is: a human's change wins over automation (docs/architecture.md).
+        Without ``expected`` a deleted strategy is re-created and its ``disabled`` state is left as it is: a
+        human's change wins over automation (docs/architecture.md).
         """
         validate_percent(percent)
+        if expected is not None:
+            await self._write(
+                "set general percent", self._compare_and_set(flag_name, percent, validate_percent(expected))
+            )
+            return
 
         def update(conn: sqlite3.Connection) -> tuple[None, bool]:
             row = self._existing(conn, flag_name, allow_archived=False)
@@ -316,6 +353,34 @@ class LocalFlagStore:
             return None, True
 
         await self._write("set general percent", update)
+
+    def _compare_and_set(
+        self, flag_name: str, percent: int, expected: int
+    ) -> Callable[[sqlite3.Connection], tuple[None, bool]]:
+        """The write of ``set_general_percent(expected=...)``: the condition is part of the UPDATE itself, so no
+        other connection, thread or process can change the row between the check and the write. When it matches
+        nothing, the same transaction reads the row to say why (``NotFound`` or ``ConcurrentEdit``)."""
+
+        def update(conn: sqlite3.Connection) -> tuple[None, bool]:
+            params = {
+                "name": flag_name,
+                "kind": evaluation.FLEXIBLE_ROLLOUT,
+                "title": GENERAL_TRAFFIC_TITLE,
+                "expected": str(expected),
+                "percent": str(percent),
+                "now": _now(),
+            }
+            if conn.execute(_COMPARE_AND_SET, params).rowcount == 1:
+                return None, percent != expected
+            row = self._existing(conn, flag_name, allow_archived=False)
+            evaluation.check_expected_percent(flag_name, self._strategies(row), expected)
+            raise FlagStoreError(  # the UPDATE's condition and check_expected_percent disagree: a bug of ours
+                f"local flag store: the conditional write of {flag_name} matched nothing, yet its strategy "
+                f"holds {expected}%",
+                retryable=False,
+            )
+
+        return update
 
     async def archive_flag(self, flag_name: str) -> None:
         """Archive the flag: hidden from lists and routing; no-op if archived; ``NotFound`` if absent."""

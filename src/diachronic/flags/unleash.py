@@ -11,7 +11,8 @@ particular to Unleash:
   flag's description carries ``SETUP_MARK``; a retried call that finds its own flag still marked finishes the
   set-up instead of returning a half-made flag, while a finished flag whose strategies a human deleted is
   left alone (a human edit). An archived name is revived rather than re-created (Unleash keeps archived
-  names reserved); a name created meanwhile by someone else makes the call look again (3 attempts). Unleash has
+  names reserved); a name created meanwhile by someone else is a retryable error (the retried call sees it,
+  and returns it or takes the next sequence id); a name held by another project is not retryable. Unleash has
   no transactions: two deploys of *different* versions of one workflow at the same moment could take the same
   sequence id, so callers serialize them per workflow (the CI does: one CI workflow per workflow, a FIFO queue).
 - Routing. The official ``UnleashClient`` (polling every ``refresh_s``, no metrics, no registration, an
@@ -19,9 +20,18 @@ particular to Unleash:
   Before the client's first successful fetch ``route`` raises a retryable ``FlagStoreError`` rather than
   answer "no version"; when Unleash goes away later, routing carries on from the last state fetched (the
   Unleash SDKs' own rule). Changes reach routing within ``refresh_s`` plus the server's own revision tick (1 s).
+- Compare-and-set. ``set_general_percent(expected=...)`` reads the flag (to find the strategy's id), then sends
+  ``PATCH .../strategies/<id>`` whose JSON Patch ``test`` operations (name, title, ``disabled`` false, rollout
+  = expected) come before the ``replace``: Unleash applies the patch to the strategy as it holds it and writes
+  nothing if a test fails (HTTP 500, ``TEST_OPERATION_FAILED`` in the body), so an edit landing between our
+  read and our write is never overwritten. Unleash checks the tests on the strategy it reads and writes in a
+  separate transaction a few milliseconds later; an edit landing inside that server-side window is the one
+  case it cannot see. Unleash also lets a strategy of an archived flag be patched: a flag archived in the
+  instant between our read and our PATCH gets the new rollout (it routes nothing while archived).
 - Errors. Every HTTP exchange goes through ``_call``: connection errors, timeouts, 408/429/5xx become retryable
-  ``FlagStoreError``; other 4xx are not retryable; a missing flag is ``NotFound``. Token values are never put
-  into a message, a log record or a repr (``_scrub`` removes them from anything the server echoes back).
+  ``FlagStoreError``; a failed ``test`` operation is ``ConcurrentEdit``; other 4xx are not retryable; a missing
+  flag is ``NotFound``. Token values are never put into a message, a log record or a repr (``_scrub`` removes
+  them from anything the server echoes back).
 """
 
 from __future__ import annotations
@@ -47,9 +57,19 @@ from UnleashClient.constants import ETAG, FEATURES_URL
 from UnleashClient.utils import InstanceAllowType
 
 from diachronic.contracts import VersionInfo
-from diachronic.errors import ConfigError, FlagStoreError, InvalidInput, NotFound
+from diachronic.errors import (
+    ConcurrentEdit,
+    ConfigError,
+    FlagStoreError,
+    InvalidInput,
+    NotFound,
+    http_client_error_retryable,
+    http_status_retryable,
+    retry_after_s,
+)
 from diachronic.flags import GENERAL_TRAFFIC_TITLE, Constraint, FlagStrategy, VersionFlag
 from diachronic.flags.evaluation import (
+    check_expected_percent,
     context_properties,
     default_strategies,
     general_strategy,
@@ -84,9 +104,11 @@ SETUP_MARK = " [diachronic: being set up]"
 
 DEFAULT_TIMEOUT_S = 10.0
 SEARCH_PAGE = 100  # the search endpoint's maximum page size
-APPLY_ATTEMPTS = 3
 FETCH_CONCURRENCY = 8
-_RETRYABLE_STATUS = frozenset({408, 425, 429})
+HTTPX_ERRORS = (httpx.HTTPError, httpx.InvalidURL, httpx.CookieConflict, httpx.StreamError)
+"""Every exception httpx raises (the roots of its tree): all translated in ``_call``."""
+TEST_OPERATION_FAILED = "TEST_OPERATION_FAILED"
+"""How Unleash (7.5.1) words a failed JSON Patch ``test``, in an HTTP 500's body: a concurrent edit, not a fault."""
 
 
 def _secret(value: SecretStr | str | None) -> SecretStr | None:
@@ -249,11 +271,18 @@ def _strategy(raw: Mapping[str, Any]) -> FlagStrategy:
     )
 
 
-def _strategies(raw: Any) -> list[FlagStrategy]:
-    if not isinstance(raw, list):
-        raise ValueError("strategies must be a list")
-    ordered = sorted(enumerate(raw), key=lambda item: (item[1].get("sortOrder") or 0, item[0]))
-    return [_strategy(s) for _, s in ordered]
+def _parsed_strategies(flag_name: str, raw: Any) -> list[FlagStrategy]:
+    """A flag's strategies in Unleash's order (``sortOrder``); a non-retryable error if they do not parse."""
+    try:
+        if not isinstance(raw, list):
+            raise ValueError("strategies must be a list")
+        ordered = sorted(enumerate(raw), key=lambda item: (item[1].get("sortOrder") or 0, item[0]))
+        return [_strategy(s) for _, s in ordered]
+    except (ValidationError, ValueError, KeyError, TypeError, AttributeError) as exc:
+        raise FlagStoreError(
+            f"unleash: flag {flag_name!r} has strategies diachronic cannot read: {type(exc).__name__}",
+            retryable=False,
+        ) from None
 
 
 def _wire(strategy: FlagStrategy) -> dict[str, Any]:
@@ -402,17 +431,14 @@ class UnleashFlagStore:
             raise FlagStoreError(f"unleash: cannot {action}: the flag store is closed", retryable=False)
         try:
             response = await self._http.request(method, path, json=body, params=params)
-        except httpx.TimeoutException as exc:
+        except HTTPX_ERRORS as exc:
+            if isinstance(exc, httpx.TimeoutException):
+                problem = f"{self.url} did not answer within {self.timeout_s:g}s ({type(exc).__name__})"
+            else:
+                problem = f"cannot reach {self.url} ({type(exc).__name__}: {self._scrub(str(exc))})"
             raise FlagStoreError(
-                f"unleash: {action} failed: {self.url} did not answer within {self.timeout_s:g}s "
-                f"({type(exc).__name__})",
-                retryable=True,
-            ) from None
-        except httpx.TransportError as exc:
-            raise FlagStoreError(
-                f"unleash: {action} failed: cannot reach {self.url} ({type(exc).__name__}: {self._scrub(str(exc))})",
-                retryable=True,
-            ) from None
+                f"unleash: {action} failed: {problem}", retryable=http_client_error_retryable(exc)
+            ) from None  # the request (its headers: the token) stays out of the traceback
         status = response.status_code
         if status in ok:
             return response
@@ -431,8 +457,14 @@ class UnleashFlagStore:
                 f"{self.project!r}: {message}",
                 retryable=False,
             )
-        retryable = status >= 500 or status in _RETRYABLE_STATUS
-        raise FlagStoreError(f"unleash: {action} failed: HTTP {status}: {message}", retryable=retryable)
+        if status == 500 and TEST_OPERATION_FAILED in response.text:
+            raise ConcurrentEdit(f"unleash: {action} refused: the strategy changed since it was read")
+        retryable = http_status_retryable(status)
+        raise FlagStoreError(
+            f"unleash: {action} failed: HTTP {status}: {message}",
+            retryable=retryable,
+            retry_after_s=retry_after_s(response.headers.get("Retry-After")) if retryable else None,
+        )
 
     def _json(self, action: str, response: httpx.Response) -> Any:
         try:
@@ -514,12 +546,7 @@ class UnleashFlagStore:
         data = self._json(action, response)
         if isinstance(data, dict):  # some versions wrap the list
             data = data.get("strategies")
-        try:
-            return _strategies(data)
-        except (ValidationError, ValueError, KeyError, TypeError, AttributeError) as exc:
-            raise FlagStoreError(
-                f"unleash: flag {name!r} has strategies diachronic cannot read: {type(exc).__name__}", retryable=False
-            ) from None
+        return _parsed_strategies(name, data)
 
     async def list_version_flags(self, workflow_name: str, *, include_archived: bool = False) -> list[VersionFlag]:
         """The workflow's version flags, newest first (seq as numbers); malformed names skipped and logged."""
@@ -546,16 +573,16 @@ class UnleashFlagStore:
         """All strategies of the flag in the environment, disabled ones too; ``NotFound`` if no such flag."""
         return await self._raw_strategies(flag_name)
 
-    async def _live_feature(self, name: str) -> dict[str, Any]:
-        """The admin view of a non-archived flag; ``NotFound`` if it does not exist or is archived."""
+    async def _live_strategies(self, name: str) -> list[FlagStrategy]:
+        """The strategies of a non-archived flag; ``NotFound`` if it does not exist or is archived."""
         action = f"read flag {name}"
         response = await self._call(
             action, "GET", self._feature_path(name), missing=f"flag {name!r} does not exist or is archived"
         )
-        data = self._json(action, response)
-        if not isinstance(data, dict):
+        feature = self._json(action, response)
+        if not isinstance(feature, dict):
             raise FlagStoreError(f"unleash: {action} failed: unexpected answer", retryable=False)
-        return data
+        return _parsed_strategies(name, self._environment_of(feature).get("strategies"))
 
     def _environment_of(self, feature: Mapping[str, Any]) -> Mapping[str, Any]:
         for env in feature.get("environments") or []:
@@ -569,22 +596,21 @@ class UnleashFlagStore:
 
     # -- writing --------------------------------------------------------------------------------------------
 
-    async def set_general_percent(self, flag_name: str, percent: int) -> None:
-        """Set ``All other traffic`` to ``percent`` (re-created if deleted); its disabled state is a human's call.
+    async def set_general_percent(self, flag_name: str, percent: int, *, expected: int | None = None) -> None:
+        """Set ``All other traffic`` to ``percent``; with ``expected``, a compare-and-set Unleash enforces.
 
-        Only the ``rollout`` parameter is patched, so a concurrent human edit of anything else survives.
+        Only the ``rollout`` parameter is patched, so a concurrent human edit of anything else survives. Without
+        ``expected`` a deleted strategy is re-created and its disabled state is left to the human who set it.
         """
         validate_percent(percent)
-        feature = await self._live_feature(flag_name)
-        try:
-            strategies = _strategies(self._environment_of(feature).get("strategies") or [])
-        except (ValidationError, ValueError, KeyError, TypeError, AttributeError) as exc:
-            raise FlagStoreError(
-                f"unleash: flag {flag_name!r} has strategies diachronic cannot read: {type(exc).__name__}",
-                retryable=False,
-            ) from None
-        general = general_strategy(strategies)
+        if expected is not None:
+            validate_percent(expected)
+        strategies = await self._live_strategies(flag_name)
         action = f"set {GENERAL_TRAFFIC_TITLE!r} of {flag_name} to {percent}%"
+        if expected is not None:
+            await self._compare_and_set(action, flag_name, strategies, percent, expected)
+            return
+        general = general_strategy(strategies)
         if general is None:
             strategy = new_rollout(flag_name, GENERAL_TRAFFIC_TITLE, percent)
             await self._call(action, "POST", self._strategies_path(flag_name), body=_wire(strategy))
@@ -592,6 +618,31 @@ class UnleashFlagStore:
             op = "replace" if "rollout" in general.parameters else "add"
             patch = [{"op": op, "path": "/parameters/rollout", "value": str(percent)}]
             await self._call(action, "PATCH", f"{self._strategies_path(flag_name)}/{general.id}", body=patch)
+
+    async def _compare_and_set(
+        self, action: str, flag_name: str, strategies: list[FlagStrategy], percent: int, expected: int
+    ) -> None:
+        """PATCH the strategy with JSON Patch ``test`` operations before the ``replace``: Unleash applies the
+        patch to the strategy as it holds it and writes nothing when a test fails. A refusal (or the strategy
+        gone, 404) is explained by reading the flag again: ``NotFound`` or ``ConcurrentEdit`` with ``found``."""
+        general = check_expected_percent(flag_name, strategies, expected)
+        if percent == expected:
+            return
+        patch = [
+            {"op": "test", "path": "/name", "value": general.name},
+            {"op": "test", "path": "/title", "value": GENERAL_TRAFFIC_TITLE},
+            {"op": "test", "path": "/disabled", "value": False},
+            {"op": "test", "path": "/parameters/rollout", "value": str(expected)},
+            {"op": "replace", "path": "/parameters/rollout", "value": str(percent)},
+        ]
+        path = f"{self._strategies_path(flag_name)}/{general.id}"
+        try:
+            await self._call(action, "PATCH", path, body=patch, missing=f"{GENERAL_TRAFFIC_TITLE!r} of {flag_name}")
+        except (ConcurrentEdit, NotFound):
+            check_expected_percent(flag_name, await self._live_strategies(flag_name), expected)
+            raise ConcurrentEdit(  # changed and changed back, or deleted and re-created: still not what was read
+                f"{GENERAL_TRAFFIC_TITLE!r} of {flag_name} changed while it was being written", found=expected
+            ) from None
 
     async def archive_flag(self, flag_name: str) -> None:
         """Archive the flag; a no-op if it is archived already; ``NotFound`` if it does not exist."""
@@ -668,39 +719,37 @@ class UnleashFlagStore:
     async def apply_version_flag(self, workflow_name: str, version_id: str) -> VersionInfo:
         """Make ``version_id`` the newest version (same rules as ``LocalFlagStore``; see the module docstring)."""
         flag_name(workflow_name, 0, version_id)  # validates both names before any request
-        conflicts: set[str] = set()
-        for _ in range(APPLY_ATTEMPTS):
-            entries = await self._entries(workflow_name, include_archived=True)
-            live = [e for e in entries if not e.archived]
-            if live and live[0].info.version_id == version_id:
-                newest = live[0]
-                if newest.description.endswith(SETUP_MARK):
-                    await self._set_up(newest.info.flag_name)  # a previous call stopped half-way
-                return newest.info
-            top = entries[0] if entries else None
-            if top is not None and top.archived and top.info.version_id == version_id:
-                info = top.info
-                await self._revive_for_deploy(info.flag_name)
-            else:
-                info = version_info(workflow_name, next_seq_id(e.info for e in entries), version_id)
-                if not await self._create(info.flag_name):
-                    if not await self._is_archived(info.flag_name):
-                        if info.flag_name in conflicts:
-                            # Taken twice, yet not a flag of this project: flag names are global in Unleash.
-                            raise FlagStoreError(
-                                f"unleash: cannot create flag {info.flag_name}: the name is taken, but not by a "
-                                f"flag of project {self.project!r} (another project?)",
-                                retryable=False,
-                            )
-                        conflicts.add(info.flag_name)
-                        continue  # created meanwhile by someone else: look again
-                    await self._revive_for_deploy(info.flag_name)
-            await self._set_up(info.flag_name)
-            return info
+        entries = await self._entries(workflow_name, include_archived=True)
+        live = [e for e in entries if not e.archived]
+        if live and live[0].info.version_id == version_id:
+            newest = live[0]
+            if newest.description.endswith(SETUP_MARK):
+                await self._set_up(newest.info.flag_name)  # a previous call stopped half-way
+            return newest.info
+        top = entries[0] if entries else None
+        if top is not None and top.archived and top.info.version_id == version_id:
+            info = top.info
+            await self._revive_for_deploy(info.flag_name)
+        else:
+            info = version_info(workflow_name, next_seq_id(e.info for e in entries), version_id)
+            if not await self._create(info.flag_name):
+                await self._name_taken(info.flag_name)
+        await self._set_up(info.flag_name)
+        return info
+
+    async def _name_taken(self, name: str) -> None:
+        """Creating ``name`` answered 409: revive it if it is an archived flag of the project; else fail, retryable
+        if a flag of the project took it meanwhile (the retried call sees it), not if another project holds it
+        (flag names are global in Unleash)."""
+        if await self._is_archived(name):
+            await self._revive_for_deploy(name)
+            return
+        if any(f.get("name") == name for f in await self._search(name, archived=False)):
+            raise FlagStoreError(f"unleash: flag {name} was created meanwhile by someone else", retryable=True)
         raise FlagStoreError(
-            f"unleash: deploying {version_id} of {workflow_name}: flags kept changing under us "
-            f"({APPLY_ATTEMPTS} attempts)",
-            retryable=True,
+            f"unleash: cannot create flag {name}: the name is taken, but not by a flag of project "
+            f"{self.project!r} (another project?)",
+            retryable=False,
         )
 
     async def _revive_for_deploy(self, name: str) -> None:

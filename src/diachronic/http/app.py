@@ -23,11 +23,13 @@ from starlette.responses import Response
 from temporalio.client import Client
 
 from diachronic.contracts import Contract, DeployEvent
-from diachronic.errors import BackendError
+from diachronic.errors import BackendError, DiachronicError
 from diachronic.flags import FlagStore
 from diachronic.http.dashboard import install_dashboard
 from diachronic.http.errors import ErrorBody, Unauthorized, install_error_handlers
 from diachronic.http.limits import BodyLimit
+from diachronic.http.metrics import install_metrics
+from diachronic.metrics import WEBHOOK_DELIVERIES
 from diachronic.settings import Settings
 from diachronic.signaler.client import Signaler
 from diachronic.signaler.errors import temporal_errors
@@ -148,7 +150,13 @@ def create_app(settings: Settings, client: Client, flags: FlagStore, *, dev: boo
         """GitHub's webhook: a ``deployment_status`` with state ``success`` starts a deployment (signal-with-start
         of ``ci.<workflowName>``); ``ping`` answers pong; every other delivery is recorded and ignored."""
         body = await request.body()
-        result = await receiver.receive(request.headers, body, request.headers.get("content-type"))
+        event = request.headers.get("x-github-event", "")[:50]
+        try:
+            result = await receiver.receive(request.headers, body, request.headers.get("content-type"))
+        except DiachronicError as error:
+            WEBHOOK_DELIVERIES.labels(event=_event_label(event), result=error.name).inc()
+            raise
+        WEBHOOK_DELIVERIES.labels(event=_event_label(event), result=result.action).inc()
         return _json(result, 202 if result.action == "started" else 200)
 
     @app.post(
@@ -169,9 +177,15 @@ def create_app(settings: Settings, client: Client, flags: FlagStore, *, dev: boo
                 raise Unauthorized("missing or wrong bearer token (Authorization: Bearer <DIACHRONIC_SIGNALER_TOKEN>)")
         return _json(await signaler.execute(parse_instruction(await request.body())))
 
-    install_dashboard(app, settings, client, flags)  # the page at / and /api/workflows (docs/dashboard.md)
+    read_all = install_dashboard(app, settings, client, flags)  # the page at / and /api/workflows (docs/dashboard.md)
+    install_metrics(app, read_all)  # GET /metrics (docs/pipeline.md)
     app.openapi = _openapi(app, token_required=bool(token))  # type: ignore[method-assign]
     return app
+
+
+def _event_label(event: str) -> str:
+    """GitHub's event names as a metrics label; anything else (a sender's invention) counts as ``other``."""
+    return event if event in ("deployment_status", "deployment", "ping") else "other"
 
 
 def _openapi(app: FastAPI, *, token_required: bool) -> Callable[[], dict[str, Any]]:

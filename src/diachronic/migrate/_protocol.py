@@ -11,7 +11,7 @@ from typing import Any, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter
 
-from diachronic.contracts import State
+from diachronic.contracts import MIGRATE_SIGNAL, State
 
 __all__ = [
     "CONTINUATION_KEY",
@@ -23,9 +23,6 @@ __all__ = [
     "as_utc",
     "parse_migrate_args",
 ]
-
-MIGRATE_SIGNAL = "diachronic.v1.migrate"
-"""Signal name shared with the original TypeScript library; one argument ``{"taskQueue": "<queue>"}``."""
 
 SNAPSHOT_QUERY = "diachronic.v1.snapshot"
 """Query answering with a :class:`Snapshot` of a migratable workflow."""

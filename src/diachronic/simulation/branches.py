@@ -1,14 +1,14 @@
-"""Which CI planning decisions a simulation exercised, and which it never did.
+"""Which CI planner decisions a simulation exercised, and which it never did.
 
-A branch is one possible answer of a pure decision in ``diachronic.ci.planning`` (every member of its enum, plus
+A branch is one possible answer of a pure decision in ``diachronic.ci.planner`` (every member of its enum, plus
 ``None`` where "nothing to report" is an answer) or one outcome of a control (accepted or refused). The list is
 derived from the enums, so a new member shows up as a branch nobody covers yet.
 
-Recording wraps the decision functions in the ``planning`` module while a simulation runs. The workflows call
-them as ``planning.<function>(...)``, so they run the real decisions and the wrapper only notes the answer with
-the calling workflow's id: no second code path, and no hook inside ``diachronic.ci``. The simulation's worker
-passes ``diachronic.ci.planning`` through the workflow sandbox (``runner.SIMULATION_RUNNER``); otherwise each
-workflow run would import its own copy of the module and the wrapper would never be called.
+Recording wraps the decision functions in their planner modules while a simulation runs. The workflows call them
+as ``<module>.<function>(...)``, so they run the real decisions and the wrapper only notes the answer with the
+calling workflow's id: no second code path, and no hook inside ``diachronic.ci``. The simulation's worker passes
+``diachronic.ci.planner`` through the workflow sandbox (``runner.SIMULATION_RUNNER``); otherwise each workflow run
+would import its own copy of the modules and the wrapper would never be called.
 """
 
 from __future__ import annotations
@@ -18,23 +18,24 @@ import functools
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from enum import Enum
+from types import ModuleType
 from typing import Any
 
 from temporalio import workflow
 
-from diachronic.ci import planning
-from diachronic.ci.client import CONTROLS
+from diachronic.ci.contracts import Control
+from diachronic.ci.planner import deploy, deployment, migration, retire, rollout
 
 __all__ = ["CONTROL_OUTCOMES", "DECISIONS", "DecisionLog", "all_branches", "branch_of", "recording_decisions"]
 
-DECISIONS: dict[str, type[Enum]] = {
-    "plan_deployment": planning.DeploymentKind,
-    "check_traffic": planning.RolloutStopReason,
-    "next_migration_action": planning.MigrationAction,
-    "retire_blocker": planning.RetireBlocker,
-    "classify_deploy": planning.DeployDecision,
+DECISIONS: dict[str, tuple[ModuleType, type[Enum]]] = {
+    "plan_deployment": (deployment, deployment.DeploymentKind),
+    "check_traffic": (rollout, rollout.RolloutStopReason),
+    "next_migration_action": (migration, migration.MigrationAction),
+    "retire_blocker": (retire, retire.RetireBlocker),
+    "classify_deploy": (deploy, deploy.DeployDecision),
 }
-"""The decision functions and the enum of their answers."""
+"""The decision functions: their planner module and the enum of their answers."""
 
 NONE_IS_AN_ANSWER = frozenset({"check_traffic", "retire_blocker"})  # traffic as expected / nothing blocks retiring
 CONTROL_OUTCOMES = ("accepted", "refused")
@@ -42,16 +43,16 @@ CONTROL_OUTCOMES = ("accepted", "refused")
 
 def all_branches() -> list[str]:
     branches = []
-    for function, enum in DECISIONS.items():
+    for function, (_, enum) in DECISIONS.items():
         branches += [f"{enum.__name__}.{member.name}" for member in enum]
         if function in NONE_IS_AN_ANSWER:
             branches.append(f"{enum.__name__}.None")
-    branches += [f"control.{name}.{outcome}" for name in CONTROLS for outcome in CONTROL_OUTCOMES]
+    branches += [f"control.{name}.{outcome}" for name in Control for outcome in CONTROL_OUTCOMES]
     return branches
 
 
 def branch_of(function: str, answer: Any) -> str:
-    enum = DECISIONS[function]
+    _, enum = DECISIONS[function]
     answer = getattr(answer, "kind", answer)  # plan_deployment answers a DeploymentPlan
     return f"{enum.__name__}.{'None' if answer is None else answer.name}"
 
@@ -67,7 +68,7 @@ class DecisionLog:
 
 
 _active: list[DecisionLog] = []
-_originals: dict[str, Callable[..., Any]] = {}
+_originals: dict[str, Callable[..., Any]] = {}  # by function name (each decision's name is unique)
 
 
 def _recorder(function: str, decide: Callable[..., Any]) -> Callable[..., Any]:
@@ -84,12 +85,12 @@ def _recorder(function: str, decide: Callable[..., Any]) -> Callable[..., Any]:
 
 @contextlib.contextmanager
 def recording_decisions() -> Iterator[DecisionLog]:
-    """Record every planning decision taken in this process until the block ends (nestable)."""
+    """Record every planner decision taken in this process until the block ends (nestable)."""
     log = DecisionLog()
     if not _active:
-        for function in DECISIONS:
-            _originals[function] = getattr(planning, function)
-            setattr(planning, function, _recorder(function, _originals[function]))
+        for function, (module, _) in DECISIONS.items():
+            _originals[function] = getattr(module, function)
+            setattr(module, function, _recorder(function, _originals[function]))
     _active.append(log)
     try:
         yield log
@@ -97,5 +98,5 @@ def recording_decisions() -> Iterator[DecisionLog]:
         _active.remove(log)
         if not _active:
             for function, original in _originals.items():
-                setattr(planning, function, original)
+                setattr(DECISIONS[function][0], function, original)
             _originals.clear()

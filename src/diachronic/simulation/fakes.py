@@ -68,26 +68,27 @@ def _model(annotation: Any, where: str) -> type[BaseModel]:
 
 
 def activity_contracts(
-    source: type | Iterable[Callable[..., Any]] = CIActivities, *, error: type[BaseModel] = ActivityErrorInfo
+    source: type[CIActivities] | Iterable[Callable[..., Any]] = CIActivities,
+    *,
+    error: type[BaseModel] = ActivityErrorInfo,
 ) -> dict[str, ActivityContract]:
-    """The contracts of every ``@activity.defn`` in a class (or a list of activity functions), by activity name.
+    """The contracts of the activities of a class (those its ``NAMES`` lists) or of a list of activity functions,
+    by activity name. An activity's name is its function's name (``@activity.defn`` without ``name``).
 
-    Read from the type hints, so nothing needs registering by hand: a new activity method is picked up as is.
-    An activity without one pydantic input and a pydantic output is refused (``TypeError``)."""
-    members = [m for _, m in inspect.getmembers(source)] if isinstance(source, type) else list(source)
+    Read from the type hints, so nothing needs registering by hand beyond the name: a new activity is picked up as
+    is. An activity without one pydantic input and a pydantic output is refused (``TypeError``)."""
+    members = [getattr(source, name) for name in source.NAMES] if isinstance(source, type) else list(source)
     contracts: dict[str, ActivityContract] = {}
     for member in members:
-        definition = activity._Definition.from_callable(member)  # the name given to @activity.defn
-        if definition is None or definition.name is None:
-            continue
+        name = member.__name__
         hints = typing.get_type_hints(member)
         params = [p for p in inspect.signature(member).parameters if p != "self"]
         if len(params) != 1:
-            raise TypeError(f"activity {definition.name} takes {len(params)} arguments; a contract has one input")
-        contracts[definition.name] = ActivityContract(
-            name=definition.name,
-            input=_model(hints.get(params[0]), f"the input of {definition.name}"),
-            output=_model(hints.get("return"), f"the output of {definition.name}"),
+            raise TypeError(f"activity {name} takes {len(params)} arguments; a contract has one input")
+        contracts[name] = ActivityContract(
+            name=name,
+            input=_model(hints.get(params[0]), f"the input of {name}"),
+            output=_model(hints.get("return"), f"the output of {name}"),
             error=error,
         )
     return dict(sorted(contracts.items()))
@@ -262,8 +263,8 @@ class ContractFakes:
 
         # The worker decodes the argument by these hints (pydantic converter): the real models, not BaseModel.
         fake.__annotations__ = {"input": contract.input, "return": contract.output}
-        fake.__name__ = fake.__qualname__ = f"fake_{contract.name}"
-        return activity.defn(name=contract.name)(fake)
+        fake.__name__ = fake.__qualname__ = contract.name  # the activity's name
+        return activity.defn(fake)
 
     # ------------------------------------------------------------------------------------------- counts
 

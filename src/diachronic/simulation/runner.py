@@ -38,6 +38,7 @@ from temporalio.worker.workflow_sandbox import SandboxedWorkflowRunner, SandboxR
 
 from diachronic.ci import client as ci
 from diachronic.ci.contracts import (
+    STATUS_QUERY,
     CIInput,
     CIState,
     CIStatus,
@@ -48,11 +49,11 @@ from diachronic.ci.contracts import (
     DrainState,
     Phase,
     RolloutStatus,
+    cleanup_workflow_id,
+    migration_workflow_id,
+    rollout_workflow_id,
 )
-from diachronic.ci.drain import cleanup_workflow_id, migration_workflow_id
-from diachronic.ci.planning import parse_steps
-from diachronic.ci.rollout import STATUS_QUERY as ROLLOUT_STATUS
-from diachronic.ci.rollout import rollout_workflow_id
+from diachronic.ci.planner.schedule import parse_steps
 from diachronic.ci.worker import WORKFLOWS
 from diachronic.ci.workflow import CIWorkflow
 from diachronic.contracts import DeployEvent, ci_workflow_id
@@ -327,7 +328,7 @@ class Sim:
         try:
             status: RolloutStatus = await self.client.get_workflow_handle(
                 rollout_workflow_id(self.workflow_name)
-            ).query(ROLLOUT_STATUS, result_type=RolloutStatus)
+            ).query(STATUS_QUERY, result_type=RolloutStatus)
         except Exception:  # not started yet, or gone: nothing to read
             return None
         return status
@@ -335,7 +336,7 @@ class Sim:
     async def migration(self) -> DrainState | None:
         try:
             state: DrainState = await self.client.get_workflow_handle(migration_workflow_id(self.workflow_name)).query(
-                "status", result_type=DrainState
+                STATUS_QUERY, result_type=DrainState
             )
         except Exception:
             return None
@@ -399,7 +400,7 @@ class Sim:
         """After a hang: stop this scenario's workflows so they do not spin on the shared server."""
         name = self.workflow_name
         ids = [ci_workflow_id(name), rollout_workflow_id(name), migration_workflow_id(name)]
-        ids += [cleanup_workflow_id(f"{name}-{v}") for v in {f.info.version_id for f in self.world.flags.values()}]
+        ids += [cleanup_workflow_id(f.info.task_queue) for f in self.world.flags.values()]
         for workflow_id in ids:
             with contextlib.suppress(RPCError):
                 await self.client.get_workflow_handle(workflow_id).terminate("simulation bound reached")
@@ -498,9 +499,9 @@ def explained_by(outcome: Outcome) -> str | None:
 # ----------------------------------------------------------------------------------------------- running
 
 SIMULATION_RUNNER = SandboxedWorkflowRunner(
-    restrictions=SandboxRestrictions.default.with_passthrough_modules("diachronic.ci.planning")
+    restrictions=SandboxRestrictions.default.with_passthrough_modules("diachronic.ci.planner")
 )
-"""The default sandbox, except that the pure planning module is shared with this process (not re-imported per
+"""The default sandbox, except that the pure planner modules are shared with this process (not re-imported per
 workflow run), so that ``recording_decisions`` sees the decisions the workflows take."""
 
 _names_used: set[str] = set()
@@ -616,7 +617,7 @@ async def _run(
 
 @dataclass
 class Report:
-    """A catalog run: each scenario's outcome and the planning branches covered between them."""
+    """A catalog run: each scenario's outcome and the planner branches covered between them."""
 
     outcomes: list[Outcome]
     branches_total: list[str] = field(default_factory=all_branches)

@@ -10,7 +10,9 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable, Sequence
 
 from diachronic.ci.contracts import ActivityErrorInfo, CIInput, Phase, RolloutOutcome
-from diachronic.ci.planning import DeployDecision, RetireBlocker, RolloutStopReason
+from diachronic.ci.planner.deploy import DeployDecision
+from diachronic.ci.planner.retire import RetireBlocker
+from diachronic.ci.planner.rollout import RolloutStopReason
 from diachronic.simulation.fakes import ContractFakes
 from diachronic.simulation.runner import Expect, Outcome, Scenario, Sim
 from diachronic.simulation.world import FlagEnd, World

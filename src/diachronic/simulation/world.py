@@ -35,6 +35,7 @@ from diachronic.ci.contracts import (
     SetPercentInput,
     WorkerSetList,
 )
+from diachronic.ci.planner import migration
 from diachronic.contracts import VersionInfo
 from diachronic.flags import GENERAL_TRAFFIC_TITLE, VersionFlag
 from diachronic.flags.evaluation import choose, default_strategies, general_percent, general_strategy, new_rollout
@@ -360,29 +361,25 @@ class World:
         return RunningCount(running=len(self.running_on(input.task_queue)))
 
     def migrate_batch(self, input: MigrateBatchInput) -> MigrateBatchResult:
-        """What the real activity does, against this world: route each run by the flags, signal a batch."""
+        """What the real activity does, against this world: the planner picks eligible runs, a batch is signalled."""
         self.observe(input.from_task_queue)
         runs = self.running_on(input.from_task_queue)
-        flags = self.flags_newest_first(include_archived=False) if self._mine(input.workflow_name) else []
-        running_ids = {r.run_id for r in runs}
-        already = set(input.already_signalled)
-        eligible = [
-            r
-            for r in runs
-            if r.workflow_type == input.workflow_name
-            and (chosen := choose(flags, r.workflow_id, False)) is not None
-            and chosen.info.task_queue == input.to_version.task_queue
-        ]
-        todo = [r for r in eligible if r.run_id not in already]
-        batch, rest = todo[: input.batch_size], todo[input.batch_size :]
-        for run in batch:
-            self._signal(run, input.to_version.task_queue)
+        selection = migration.select_runs(
+            [migration.RunOnQueue(r.workflow_id, r.run_id, r.workflow_type) for r in runs],
+            self.flags_newest_first(include_archived=False) if self._mine(input.workflow_name) else [],
+            workflow_name=input.workflow_name,
+            to_task_queue=input.to_version.task_queue,
+            already_signalled=input.already_signalled,
+            batch_size=input.batch_size,
+        )
+        for chosen in selection.batch:
+            self._signal(self.runs[chosen.run_id], input.to_version.task_queue)
         return MigrateBatchResult(
-            signalled=[r.run_id for r in batch],
-            still_signalled=[r for r in input.already_signalled if r in running_ids],
+            signalled=[r.run_id for r in selection.batch],
+            still_signalled=list(selection.still_signalled),
             failed=0,
-            eligible_unsignalled=len(rest),
-            eligible=len(eligible),
+            eligible_unsignalled=selection.left,
+            eligible=selection.eligible,
             running_on_old_queue=len(runs),
         )
 

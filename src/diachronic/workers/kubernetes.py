@@ -8,22 +8,19 @@ another incarnation or has lost a label, and deletes with background propagation
 a Deployment re-created under the same name in between is never the one deleted.
 
 The client is lightkube: its kubeconfig and in-cluster loading, authentication (tokens, rotated service account
-tokens, exec plugins, client certificates), TLS set-up and typed models. The two requests are made here on the
-HTTP client lightkube configures, because lightkube's ``delete`` cannot send ``DeleteOptions`` (no uid
-precondition) and because all errors must be translated in one place (``_send``): 5xx, 429 and connection
-errors are retried with back-off, 401/403 become non-retryable ``WorkersError`` naming the missing RBAC
-permission, 404 means already gone. Messages never carry credentials.
+tokens, exec plugins, client certificates), TLS set-up and typed models. The requests (list, get, delete) are made
+here on the HTTP client lightkube configures rather than through lightkube's ``AsyncClient``, because its
+``delete`` cannot send ``DeleteOptions`` (no uid precondition), and one client means one authentication set-up and
+one place (``_send``) where errors are translated: connection errors, 5xx and 429 become retryable
+``WorkersError`` (never retried here: Temporal's activity retry policy does, honouring ``Retry-After``), 401/403
+non-retryable ones naming the missing RBAC permission, 404 means already gone. Messages never carry credentials.
 """
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import os
-import random
 import re
-import ssl
-import time
 from collections.abc import Collection, Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -38,7 +35,15 @@ from lightkube.config.models import User
 from lightkube.core.exceptions import ConfigError as LightkubeConfigError
 from lightkube.models.apps_v1 import Deployment, DeploymentList
 
-from diachronic.errors import ConfigError, InvalidInput, WorkersError
+from diachronic.errors import (
+    ConfigError,
+    InvalidInput,
+    WorkersError,
+    http_client_error_retryable,
+    http_status_retryable,
+    retry_after_s,
+    untrusted_certificate,
+)
 from diachronic.k8s.names import check_namespace, check_object_name, check_version_labels
 from diachronic.settings import Settings
 from diachronic.workers import (
@@ -50,7 +55,7 @@ from diachronic.workers import (
     labels_match,
 )
 
-__all__ = ["Backoff", "KubernetesWorkers", "load_kube_config"]
+__all__ = ["KubernetesWorkers", "load_kube_config"]
 
 log = logging.getLogger(__name__)
 
@@ -60,27 +65,8 @@ PAGE_SIZE = 500
 MESSAGE_LIMIT = 300
 DEFAULT_KUBECONFIG = Path("~/.kube/config")
 _BEARER = re.compile(r"(?i)(bearer\s+)\S+")
-
-
-@dataclass(frozen=True)
-class Backoff:
-    """Retries of one request on 5xx, 429 and connection errors: exponential, jittered, within a time budget.
-
-    The budget keeps a whole call (attempts, waits) inside the activity timeout that runs it (30 s), so a dead
-    API server shows up in the CI's ``status`` instead of as an activity timeout."""
-
-    attempts: int = 5
-    initial_s: float = 0.25
-    factor: float = 2.0
-    max_s: float = 4.0
-    budget_s: float = 20.0
-
-    def delay(self, attempt: int, hint_s: float | None = None) -> float:
-        """How long to wait after failed attempt ``attempt`` (1-based); a server's Retry-After wins, capped."""
-        if hint_s is not None:
-            return min(max(hint_s, 0.0), self.max_s)
-        base = min(self.initial_s * self.factor ** (attempt - 1), self.max_s)
-        return base * (0.5 + random.random() / 2)  # jitter: many CI workers do not retry in step
+HTTPX2_ERRORS = (httpx2.HTTPError, httpx2.InvalidURL, httpx2.CookieConflict, httpx2.StreamError)
+"""Every exception httpx2 (lightkube's HTTP client) raises, the roots of its tree: all translated in ``_send``."""
 
 
 @dataclass(frozen=True)
@@ -157,8 +143,8 @@ class KubernetesWorkers:
         config: SingleConfig,
         *,
         namespace: str | None = None,
-        backoff: Backoff | None = None,
         timeout_s: float = 10.0,
+        transport: httpx2.AsyncBaseTransport | None = None,
     ) -> None:
         if namespace is not None:
             try:
@@ -166,11 +152,11 @@ class KubernetesWorkers:
             except InvalidInput as e:
                 raise ConfigError(f"DIACHRONIC_KUBERNETES_NAMESPACE: {e}") from e
         self.namespace = namespace
-        self.backoff = backoff or Backoff()
         self.server = _without_userinfo(config.cluster.server)
         user = config.user or User()
         self._secrets = [s.strip() for s in (user.token, user.password) if s and s.strip()]
-        params = ConnectionParams(timeout=httpx2.Timeout(timeout_s))
+        # lightkube types ``transport`` for its sync client; its async client passes it to httpx2.AsyncClient as is.
+        params = ConnectionParams(timeout=httpx2.Timeout(timeout_s), transport=transport)  # type: ignore[arg-type]
         try:
             self._http = AsyncClient(config, params)
         except (LightkubeConfigError, OSError) as e:  # unreadable CA or client certificate files
@@ -276,42 +262,33 @@ class KubernetesWorkers:
         body: Mapping[str, Any] | None = None,
         accept: Collection[int] = (),
     ) -> httpx2.Response:
-        """The one place where HTTP and client errors become ``WorkersError`` (``accept``: statuses the
-        caller handles itself). Retries what may pass: connection errors, 5xx and 429, with ``backoff``."""
-        started = time.monotonic()
-        attempt = 0
-        while True:
-            attempt += 1
-            hint: float | None = None
-            try:
-                response = await self._http.request(method, path, params=params, json=body)
-            except httpx2.TransportError as e:
-                problem = f"cannot reach the Kubernetes API at {self.server} to {call.verb} {RESOURCE}: {_describe(e)}"
-                if _untrusted_certificate(e):  # a wrong CA or server name: waiting will not fix it
-                    raise WorkersError(
-                        self._redact(f"{problem}: check the cluster's certificate authority in the kubeconfig"),
-                        retryable=False,
-                    ) from e
-            except LightkubeConfigError as e:  # raised by authentication, e.g. a failing exec plugin
-                raise WorkersError(
-                    self._redact(f"cannot authenticate to the Kubernetes API at {self.server}: {e}"), retryable=False
-                ) from e
-            else:
-                status = response.status_code
-                if status < 400 or status in accept:
-                    return response
-                if status not in (429,) and status < 500:
-                    raise self._rejected(call, response)
-                problem = (
-                    f"the Kubernetes API at {self.server} answered {status} {response.reason_phrase} to "
-                    f"{call.verb} {RESOURCE} {call.scope}{self._server_says(response)}"
-                )
-                hint = _retry_after(response)
-            delay = self.backoff.delay(attempt, hint)
-            if attempt >= self.backoff.attempts or time.monotonic() - started + delay > self.backoff.budget_s:
-                raise WorkersError(self._redact(f"{problem} (gave up after {attempt} attempts)"), retryable=True)
-            log.warning("%s; retrying in %.2f s (attempt %d)", self._redact(problem), delay, attempt)
-            await asyncio.sleep(delay)
+        """One request; the one place where HTTP and client errors become ``WorkersError`` (``accept``: statuses
+        the caller handles itself). Nothing is retried here: connection errors, 5xx and 429 are retryable
+        errors (with the server's ``Retry-After``) for Temporal's activity retry policy to retry."""
+        try:
+            response = await self._http.request(method, path, params=params, json=body)
+        except HTTPX2_ERRORS as e:
+            problem = f"cannot reach the Kubernetes API at {self.server} to {call.verb} {RESOURCE}: {_describe(e)}"
+            if untrusted_certificate(e):
+                problem += ": check the cluster's certificate authority in the kubeconfig"
+            raise WorkersError(self._redact(problem), retryable=http_client_error_retryable(e)) from e
+        except LightkubeConfigError as e:  # raised by authentication, e.g. a failing exec plugin
+            raise WorkersError(
+                self._redact(f"cannot authenticate to the Kubernetes API at {self.server}: {e}"), retryable=False
+            ) from e
+        status = response.status_code
+        if status < 400 or status in accept:
+            return response
+        if not http_status_retryable(status):
+            raise self._rejected(call, response)
+        raise WorkersError(
+            self._redact(
+                f"the Kubernetes API at {self.server} answered {status} {response.reason_phrase} to "
+                f"{call.verb} {RESOURCE} {call.scope}{self._server_says(response)}"
+            ),
+            retryable=True,
+            retry_after_s=retry_after_s(response.headers.get("Retry-After")),
+        )
 
     def _rejected(self, call: _Call, response: httpx2.Response) -> WorkersError:
         """A 4xx that no retry can fix: say what to change (credentials, RBAC) rather than only what failed."""
@@ -403,25 +380,6 @@ def _worker(deployment: Deployment) -> WorkerSet:
         replicas=deployment.spec.replicas,
         started_at=meta.creationTimestamp if meta else None,
     )
-
-
-def _retry_after(response: httpx2.Response) -> float | None:
-    value = response.headers.get("Retry-After")
-    try:
-        return float(value) if value is not None else None
-    except ValueError:
-        return None  # an HTTP date: rare from Kubernetes, our own back-off will do
-
-
-def _untrusted_certificate(error: BaseException) -> bool:
-    seen: BaseException | None = error
-    for _ in range(10):  # the TLS error sits a few causes deep
-        if seen is None:
-            return False
-        if isinstance(seen, ssl.SSLCertVerificationError):
-            return True
-        seen = seen.__cause__ or seen.__context__
-    return False
 
 
 def _describe(error: Exception) -> str:

@@ -38,7 +38,7 @@ from typing import NoReturn
 from pydantic import ValidationError
 
 from diachronic.contracts import Contract
-from diachronic.errors import InvalidInput, WorkersError
+from diachronic.errors import InvalidInput, RetryTable, WorkersError, is_retryable
 from diachronic.workers import (
     LABEL_VERSION,
     TASK_QUEUE_ENV,
@@ -48,7 +48,7 @@ from diachronic.workers import (
     worker_labels,
 )
 
-__all__ = ["DEFAULT_GRACE_S", "NAMESPACE", "LocalWorkers"]
+__all__ = ["DEFAULT_GRACE_S", "NAMESPACE", "OS_ERRORS", "LocalWorkers"]
 
 log = logging.getLogger(__name__)
 
@@ -64,8 +64,25 @@ TAIL_LINES = 15
 # in /proc as a zombie (counted as dead anyway) until this process exits.
 _children: dict[int, subprocess.Popen[bytes]] = {}
 
-# OS errors that a retry cannot fix; every other OSError (EAGAIN on fork, ENOSPC, EMFILE...) may pass.
-_PERMANENT_OS_ERRORS = (PermissionError, FileNotFoundError, NotADirectoryError, IsADirectoryError)
+OS_ERRORS: RetryTable = {
+    "OSError": True,  # EAGAIN on fork, ENOSPC, EMFILE...: may pass
+    "BlockingIOError": True,
+    "ChildProcessError": True,
+    "ConnectionError": True,
+    "BrokenPipeError": True,
+    "ConnectionAbortedError": True,
+    "ConnectionRefusedError": True,
+    "ConnectionResetError": True,
+    "FileExistsError": True,
+    "InterruptedError": True,
+    "ProcessLookupError": True,
+    "TimeoutError": True,
+    "PermissionError": False,  # no retry fixes these: a path or a right to change
+    "FileNotFoundError": False,
+    "NotADirectoryError": False,
+    "IsADirectoryError": False,
+}
+"""Every ``OSError`` class, retryable or not (``tests/test_workers_local.py`` checks none is missing)."""
 
 
 @contextmanager
@@ -74,7 +91,7 @@ def _translate(action: str) -> Iterator[None]:
     try:
         yield
     except OSError as e:
-        raise WorkersError(f"{action}: {e}", retryable=not isinstance(e, _PERMANENT_OS_ERRORS)) from e
+        raise WorkersError(f"{action}: {e}", retryable=is_retryable(e, OS_ERRORS)) from e
 
 
 class _Registration(Contract):

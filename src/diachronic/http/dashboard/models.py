@@ -7,11 +7,10 @@ from typing import Literal
 
 from pydantic import Field
 
-from diachronic.ci.contracts import CIStatus
+from diachronic.ci.contracts import CIStatus, Control
 from diachronic.contracts import Contract
 
 __all__ = [
-    "CONTROL_NAMES",
     "ControlName",
     "ControlRequest",
     "ControlResult",
@@ -22,8 +21,7 @@ __all__ = [
     "WorkflowView",
 ]
 
-ControlName = Literal["continue", "cancel", "pause", "resume", "promote", "abort"]
-CONTROL_NAMES: tuple[ControlName, ...] = ("continue", "cancel", "pause", "resume", "promote", "abort")
+ControlName = Control
 
 
 class VersionView(Contract):

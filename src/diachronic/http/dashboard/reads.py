@@ -19,9 +19,7 @@ from temporalio.client import Client, WorkflowQueryFailedError
 from temporalio.service import RPCError
 
 from diachronic.ci import client as ci
-from diachronic.ci.contracts import CIStatus, DrainState
-from diachronic.ci.drain import STATUS_QUERY as DRAIN_STATUS_QUERY
-from diachronic.ci.drain import migration_workflow_id
+from diachronic.ci.contracts import STATUS_QUERY, CIStatus, DrainState
 from diachronic.errors import DiachronicError
 from diachronic.flags import FlagStore, VersionFlag
 from diachronic.flags.evaluation import general_percent
@@ -188,11 +186,10 @@ async def read_view(client: Client, flags: FlagStore, workflow_name: str) -> Wor
 
 async def _in_flight(client: Client, status: CIStatus) -> int | None:
     """How many signalled runs are still on the old queue (so the page can say how many left it); None: unknown."""
-    drain_id = status.cleanup_workflow_id if status.non_migratory else migration_workflow_id(status.workflow_name)
-    if not drain_id:
+    if not status.drain_workflow_id:
         return None
     try:
-        state = await client.get_workflow_handle(drain_id).query(DRAIN_STATUS_QUERY, result_type=DrainState)
+        state = await client.get_workflow_handle(status.drain_workflow_id).query(STATUS_QUERY, result_type=DrainState)
     except (RPCError, WorkflowQueryFailedError):
         return None
     return len(state.in_flight)

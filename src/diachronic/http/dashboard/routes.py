@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import hmac
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from datetime import UTC, datetime
 from pathlib import Path as FilePath
@@ -37,7 +37,7 @@ from diachronic.http.errors import ErrorBody, Unauthorized
 from diachronic.settings import Settings
 from diachronic.signaler.errors import InvalidInstruction, TimedOut, UpdateRejected, temporal_errors
 
-__all__ = ["CONTROL_TIMEOUT_S", "PAGE_HEADERS", "STATIC_DIR", "install_dashboard"]
+__all__ = ["CONTROL_TIMEOUT_S", "PAGE_HEADERS", "STATIC_DIR", "ReadAll", "install_dashboard"]
 
 STATIC_DIR = FilePath(__file__).resolve().parent.parent / "static"
 CONTROL_TIMEOUT_S = 10.0
@@ -91,8 +91,13 @@ def _problems(error: ValidationError) -> InvalidInstruction:
     return InvalidInstruction(fields)
 
 
-def install_dashboard(app: FastAPI, settings: Settings, client: Client, flags: FlagStore) -> None:
-    """Add the page, its files and ``/api/workflows...`` to ``app`` (the same app as the webhook and signaler)."""
+ReadAll = Callable[[], Awaitable[tuple[list[WorkflowView], list[Unavailable]]]]
+"""Every workflow's view, and those whose status cannot be read now (shared reads: see ``reads.Coalesced``)."""
+
+
+def install_dashboard(app: FastAPI, settings: Settings, client: Client, flags: FlagStore) -> ReadAll:
+    """Add the page, its files and ``/api/workflows...`` to ``app`` (the same app as the webhook and signaler);
+    returns the reads behind ``GET /api/workflows``, for ``/metrics`` to share."""
     token = settings.signaler_token.get_secret_value().encode() if settings.signaler_token else b""
     index = (STATIC_DIR / "index.html").read_bytes()
 
@@ -118,16 +123,7 @@ def install_dashboard(app: FastAPI, settings: Settings, client: Client, flags: F
 
     app.router.lifespan_context = lifespan
 
-    @app.get("/", include_in_schema=False)
-    async def page() -> Response:
-        return Response(index, media_type="text/html; charset=utf-8", headers=PAGE_HEADERS)
-
-    app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
-
-    @app.get("/api/workflows", response_model=WorkflowList, responses=_errors(503, 504), tags=["dashboard"])
-    async def list_workflows() -> Response:
-        """Every workflow with a CI: ``diachronic status --json`` (``workflows``), each with its versions and the
-        share of new starts routed to each; workflows whose status cannot be read now are in ``unavailable``."""
+    async def read_all() -> tuple[list[WorkflowView], list[Unavailable]]:
         found = await listing.get("", budget_s=NAMES_BUDGET_S)
         if found is None:
             raise TimedOut("listing the CI workflows took too long; retry")
@@ -144,6 +140,19 @@ def install_dashboard(app: FastAPI, settings: Settings, client: Client, flags: F
                 unavailable.append(Unavailable(workflow_name=name, error="Pending", message=message))
             else:
                 unavailable.append(Unavailable(workflow_name=name, error=result.name, message=result.message))
+        return workflows, unavailable
+
+    @app.get("/", include_in_schema=False)
+    async def page() -> Response:
+        return Response(index, media_type="text/html; charset=utf-8", headers=PAGE_HEADERS)
+
+    app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
+
+    @app.get("/api/workflows", response_model=WorkflowList, responses=_errors(503, 504), tags=["dashboard"])
+    async def list_workflows() -> Response:
+        """Every workflow with a CI: ``diachronic status --json`` (``workflows``), each with its versions and the
+        share of new starts routed to each; workflows whose status cannot be read now are in ``unavailable``."""
+        workflows, unavailable = await read_all()
         answer = WorkflowList(
             workflows=workflows,
             unavailable=unavailable,
@@ -205,3 +214,5 @@ def install_dashboard(app: FastAPI, settings: Settings, client: Client, flags: F
         finally:
             views.invalidate(name)
         return _json(ControlResult(workflow_name=name, control=control, message=message))
+
+    return read_all

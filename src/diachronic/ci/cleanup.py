@@ -1,0 +1,36 @@
+"""The cleanup workflow (non-migratory versions): wait until nothing runs on the old queue and no traffic reaches
+it, then retire the old version (``diachronic.ci.retire``). It runs on its own: the CI's queue does not wait."""
+
+from __future__ import annotations
+
+from temporalio import workflow
+from temporalio.exceptions import ApplicationError
+
+with workflow.unsafe.imports_passed_through():
+    from diachronic.ci.contracts import CLEANUP_WORKFLOW, STATUS_QUERY, CleanupRun, DrainResult, DrainState, RetireInput
+    from diachronic.ci.retire import Drainer
+
+
+@workflow.defn(name=CLEANUP_WORKFLOW)
+class CleanupWorkflow:
+    @workflow.init
+    def __init__(self, run: CleanupRun) -> None:
+        self.input: RetireInput = run.input
+        self.drain = Drainer(run.input, run.state)
+
+    @workflow.query(name=STATUS_QUERY)
+    def status(self) -> DrainState:
+        return self.drain.state
+
+    @workflow.run
+    async def run(self, run: CleanupRun) -> DrainResult:
+        if self.input.from_version.workflow_name != self.input.workflow_name:
+            raise ApplicationError("cleanup of another workflow's version", type="InvalidInput", non_retryable=True)
+        while True:
+            self.drain.state.iterations += 1
+            if await self.drain.retire_blocker() is None:
+                return await self.drain.retire()
+            if self.drain.should_continue_as_new():
+                await workflow.wait_condition(workflow.all_handlers_finished)
+                workflow.continue_as_new(CleanupRun(input=self.input, state=self.drain.state))
+            await self.drain.poll_pause()

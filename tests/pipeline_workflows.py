@@ -1,0 +1,47 @@
+"""Workflows for the delivery-pipeline tests (in their own module: the sandbox re-imports workflow modules)."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+from temporalio import activity, workflow
+from temporalio.common import RetryPolicy
+from temporalio.exceptions import ApplicationError
+
+with workflow.unsafe.imports_passed_through():
+    from diachronic.notify.activities import NotifyActivities, PublishResult
+    from diachronic.notify.events import Notification
+
+FAST_RETRY = RetryPolicy(initial_interval=timedelta(milliseconds=50), maximum_interval=timedelta(milliseconds=200))
+
+
+@workflow.defn
+class PublishWorkflow:
+    """Publishes one notification the way the CI does: one activity, Temporal's retries."""
+
+    @workflow.run
+    async def run(self, notification: Notification) -> PublishResult:
+        return await workflow.execute_activity_method(
+            NotifyActivities.publish_notification,
+            notification,
+            start_to_close_timeout=timedelta(seconds=30),
+            retry_policy=FAST_RETRY,
+        )
+
+
+@activity.defn(name="always_fails")
+async def always_fails() -> None:
+    raise ApplicationError("no luck", type="FlagStoreError")
+
+
+@workflow.defn
+class FailingWorkflow:
+    """Three failed attempts of one activity."""
+
+    @workflow.run
+    async def run(self) -> None:
+        await workflow.execute_activity(
+            always_fails,
+            start_to_close_timeout=timedelta(seconds=5),
+            retry_policy=RetryPolicy(initial_interval=timedelta(milliseconds=10), maximum_attempts=3),
+        )
