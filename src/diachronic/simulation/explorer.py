@@ -60,7 +60,6 @@ WAITS_S = (10.0, 30.0, 60.0, 120.0, 300.0, 900.0)
 CONTROLS = ("continue", "cancel", "pause", "resume", "promote", "abort")
 CONTROL_WEIGHTS = (3.0, 1.0, 2.0, 2.0, 2.0, 1.0)
 KINDS: tuple[DeployKind, ...] = ("migratory", "non-migratory", "dark")
-KIND_WEIGHTS = (5.0, 3.0, 2.0)
 TINY_HISTORY = 10  # events: the smallest continue-as-new threshold the contracts allow
 ABOUT_WIDTH = 96  # characters of a printed scenario's description per line
 
@@ -83,6 +82,8 @@ class Mix:
     wait: float = 4.0
     length: tuple[int, int] = (4, 12)
     tiny_history: float = 0.3  # share of stories whose CI and children continue as new at tiny thresholds
+    kinds: tuple[float, float, float] = (5.0, 3.0, 2.0)  # deploys: migratory, non-migratory, dark
+    failures: tuple[Failure, ...] = tuple(FAILURES)  # the incidents a ``Fail`` draws from
 
 
 def _pick(rng: random.Random, choices: Iterable[T], weights: Iterable[float] | None = None) -> T:
@@ -95,6 +96,7 @@ class _Draw:
     """What the generator remembers while drawing one story: the versions it knows of, newest last."""
 
     rng: random.Random
+    mix: Mix
     known: list[str]
     deployed: list[str] = field(default_factory=list)
 
@@ -123,14 +125,14 @@ class _Draw:
         self.deployed.append(version)
         return Deploy(
             version,
-            kind=_pick(rng, KINDS, KIND_WEIGHTS),
+            kind=_pick(rng, KINDS, self.mix.kinds),
             steps=_pick(rng, STEPS, (5, 4, 4, 1)),
             poll_s=_pick(rng, POLLS_S),
             batch_size=_pick(rng, (None, 2)),
         )
 
     def fail(self) -> Fail:
-        failure: Failure = _pick(self.rng, FAILURES)
+        failure: Failure = _pick(self.rng, self.mix.failures)
         _, retryable, activities = FAILURES[failure]
         return Fail(failure, _pick(self.rng, activities), self.rng.randint(1, 6) if retryable else 1)
 
@@ -147,7 +149,7 @@ def generate(rng: random.Random, mix: Mix = Mix()) -> Story:
         ci_history=TINY_HISTORY if tiny else None,
         child_history=_pick(rng, (TINY_HISTORY, 40)) if tiny and rng.random() < 0.7 else None,
     )
-    draw = _Draw(rng, list(live))
+    draw = _Draw(rng, mix, list(live))
     makers: dict[str, Callable[[], Action]] = {
         "deploy": draw.deploy,
         "resend": lambda: Resend(draw.recent()),
@@ -369,18 +371,21 @@ async def explore(
     sequences: int | None = None,
     mix: Mix = Mix(),
     shrink_runs: int = 40,
+    stop_on_violation: bool = False,
     scenario: Callable[[Scenario], Scenario] | None = None,
     on_trial: Callable[[Trial], None] | None = None,
 ) -> Summary:
     """Play stories drawn from ``seed`` until ``sequences`` were played or ``budget_s`` wall seconds passed (at least
-    one bound is needed), then shrink the first story breaking each invariant (``shrink_runs`` plays each, 0: keep
-    it as found)."""
+    one bound is needed; ``stop_on_violation``: or a story broke an invariant), then shrink the first story breaking
+    each invariant (``shrink_runs`` plays each, 0: keep it as found)."""
     if budget_s is None and sequences is None:
         raise ValueError("give the exploration a budget: seconds, sequences, or both")
     summary = Summary(seed)
     began = time.monotonic()
-    while (sequences is None or summary.trials < sequences) and (
-        budget_s is None or time.monotonic() - began < budget_s
+    while (
+        (sequences is None or summary.trials < sequences)
+        and (budget_s is None or time.monotonic() - began < budget_s)
+        and not (stop_on_violation and summary.findings)
     ):
         story = generate(random.Random(f"{seed}:{summary.trials}"), mix)
         trial = await play(story, f"explore-{seed}-{summary.trials}", scenario=scenario)

@@ -16,6 +16,7 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 
+from diachronic.contracts import VersionInfo
 from diachronic.flags import FlagStrategy, VersionFlag
 from diachronic.flags.evaluation import constraint_matches, context_properties, general_percent, rollout_percent
 from diachronic.versions import sort_newest_first
@@ -130,6 +131,7 @@ class Referee:
     violations: list[Violation] = field(default_factory=list)
     seen: dict[tuple[str, str], int | None] = field(default_factory=dict)
     aborted: set[str] = field(default_factory=set)  # flags a human asked to route back (an accepted abort)
+    archived_by: dict[str, VersionInfo] = field(default_factory=dict)  # the flag each actor archived last
     _said: set[str] = field(default_factory=set)
 
     def violate(self, invariant: str, message: str) -> Violation | None:
@@ -171,22 +173,31 @@ class Referee:
         self.seen[(actor, name)] = percent
 
     def deleting(
-        self, flags: Sequence[VersionFlag], task_queue: str, *, running: int, queued: Iterable[str], version: str
+        self,
+        actor: str,
+        flags: Sequence[VersionFlag],
+        task_queue: str,
+        *,
+        running: int,
+        queued: Iterable[str],
+        version: str,
     ) -> list[str]:
         """The reasons the workers of ``task_queue`` must stay (each recorded); empty when deleting them is safe.
 
-        The flag being retired is the oldest unarchived one of the queue; any other unarchived flag carrying it was
-        made by a redeploy, which makes the queue live again."""
+        The flag being retired is the one of this queue that ``actor`` just archived (archive first, then delete),
+        else the oldest unarchived one (delete first); any other unarchived flag carrying the queue was made by a
+        redeploy, which makes the queue live again."""
         live = [f for f in sort_newest_first(flags) if not f.archived]
         carrying = [f for f in live if f.info.task_queue == task_queue]
+        just_archived = self.archived_by.get(actor)
+        others = carrying if just_archived is not None and just_archived.task_queue == task_queue else carrying[:-1]
         reasons = []
         if running:
             reasons.append(f"{running} workflows still run on it")
         if routes_traffic(live, task_queue):
             reasons.append("the flags route traffic to it")
-        if len(carrying) > 1:
-            others = ", ".join(f.info.flag_name for f in carrying[:-1])
-            reasons.append(f"another unarchived flag carries it ({others})")
+        if others:
+            reasons.append(f"another unarchived flag carries it ({', '.join(f.info.flag_name for f in others)})")
         if live and live[0].info.task_queue == task_queue:
             reasons.append("it is the newest version's queue")
         if version in queued:
@@ -195,10 +206,11 @@ class Referee:
             self.violate("live-workers-deleted", f"deleting the workers of {task_queue}: {reason}")
         return reasons
 
-    def archiving(self, flags: Sequence[VersionFlag], flag: VersionFlag) -> None:
-        """A flag is about to be archived by the automation."""
+    def archiving(self, actor: str, flags: Sequence[VersionFlag], flag: VersionFlag) -> None:
+        """``actor`` archives a flag (``flags``: all of them, as they were before)."""
         if flag.archived:
             return
+        self.archived_by[actor] = flag.info
         live = [f for f in flags if not f.archived]
         name = flag.info.flag_name
         if sort_newest_first(live)[:1] == [flag]:

@@ -45,9 +45,9 @@ from diachronic.ci.contracts import (
     ListFlagsInput,
     Phase,
     SetPercentInput,
+    migration_workflow_id,
+    rollout_workflow_id,
 )
-from diachronic.ci.drain import migration_workflow_id
-from diachronic.ci.rollout import rollout_workflow_id
 from diachronic.ci.workflow import CIWorkflow
 from diachronic.contracts import ROLLOUT_CANCEL_SIGNAL, ROLLOUT_START_SIGNAL, DeployEvent, VersionInfo, ci_workflow_id
 from diachronic.flags.evaluation import choose
@@ -161,7 +161,7 @@ class WatchedWorld(World):
         flags, flag = list(self.flags.values()), self.flags.get(input.flag_name)
         answer = self.archive_version_flag(input)
         if flag is not None:
-            self.referee.archiving(flags, flag)
+            self.referee.archiving(_actor(), flags, flag)
             self.publish()
         return answer
 
@@ -170,6 +170,7 @@ class WatchedWorld(World):
         if current is not None and current.task_queue is not None:
             version = current.labels.get(LABEL_VERSION, "")
             reasons = self.referee.deleting(
+                _actor(),
                 list(self.flags.values()),
                 current.task_queue,
                 running=len(self.running_on(current.task_queue)),

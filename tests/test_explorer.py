@@ -1,0 +1,201 @@
+"""The explorer on the real CI workflows (time-skipping server): it finds the defects of issue 12 §1 (1, 2, 3, 5)
+within a fixed budget, shrinks a counter-example and prints it as a scenario that fails the catalog's judgement, and
+reports a story that stalled the test server once (fails on a second stall). Budgets are counted in stories."""
+
+from __future__ import annotations
+
+import json
+import logging
+import random
+import re
+import subprocess
+import sys
+from collections.abc import Awaitable, Callable
+from dataclasses import replace
+
+import pytest
+
+from diachronic.ci.contracts import Phase
+from diachronic.simulation import actions
+from diachronic.simulation.actions import (
+    Deploy,
+    Fail,
+    RaceWrite,
+    SetPercent,
+    Start,
+    StartWorkflows,
+    Story,
+    Wait,
+    python_literal,
+)
+from diachronic.simulation.explorer import Finding, Mix, explore, generate, play, shrink
+from diachronic.simulation.runner import Hang, Scenario, Sim, run_scenario
+from diachronic.simulation.stories import explored
+
+NOTHING = Mix(
+    deploy=0,
+    resend=0,
+    control=0,
+    set_percent=0,
+    race_write=0,
+    disable_general=0,
+    archive=0,
+    start_workflows=0,
+    finish_workflows=0,
+    fail=0,
+    wait=0,
+    tiny_history=0,
+)
+"""No action at all: each defect's test draws only from the actions it needs."""
+
+BUDGET = 12  # stories per defect: each was found within the first few in every seed tried
+
+
+@pytest.fixture(autouse=True)
+def quiet_temporal(caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.CRITICAL, logger="temporalio")  # injected failures are the point, not news
+
+
+# ----------------------------------------------------------------------------------------------- stories
+
+
+def test_a_seed_draws_the_same_story_and_every_story_starts_with_a_deploy() -> None:
+    for index in range(30):
+        story = generate(random.Random(f"7:{index}"))
+        assert story == generate(random.Random(f"7:{index}"))
+        assert isinstance(story.actions[0], Deploy)
+        assert 4 <= len(story) <= 12
+    assert generate(random.Random("7:0")) != generate(random.Random("7:1"))
+
+
+def test_a_story_prints_as_python_that_builds_the_same_story() -> None:
+    namespace = {name: getattr(actions, name) for name in actions.__all__}
+    for index in range(30):
+        story = generate(random.Random(f"8:{index}"))
+        assert eval(python_literal(story.start), namespace) == story.start
+        assert eval(python_literal(list(story.actions)), namespace) == list(story.actions)
+
+
+# ----------------------------------------------------------------------------------------------- defects
+
+
+async def finds(invariant: str, mix: Mix, seed: int = 0) -> Finding:
+    summary = await explore(seed=seed, sequences=BUDGET, mix=mix, shrink_runs=0, stop_on_violation=True)
+    found = {f.invariant: f for f in summary.findings}
+    assert invariant in found, f"{summary.line()}: found {sorted(found)}, not {invariant}"
+    return found[invariant]
+
+
+async def test_defect_1_a_roll_back_by_redeploy_keeps_the_live_version_s_workers() -> None:
+    mix = replace(NOTHING, deploy=4, finish_workflows=2, wait=3, kinds=(2, 5, 0))
+    finding = await finds("live-workers-deleted", mix)
+    assert any("deleting the workers of" in v.message for v in finding.found.violations)
+
+
+async def test_defect_2_a_human_edit_between_the_automation_s_read_and_write_is_never_overwritten() -> None:
+    finding = await finds("blind-write", replace(NOTHING, deploy=2, race_write=3, wait=3, kinds=(5, 2, 0)))
+    assert any(isinstance(a, RaceWrite) for a in finding.found.story.actions)
+
+
+async def test_defect_3_a_failed_deployment_fails_its_run_across_continue_as_new() -> None:
+    mix = replace(NOTHING, deploy=4, fail=3, wait=2, tiny_history=1.0, failures=("flag-store-forbidden",))
+    finding = await finds("failure-forgotten", mix)
+    assert finding.found.story.start.ci_history is not None
+
+
+async def test_defect_5_a_failed_migration_stops_the_rollout_at_once() -> None:
+    mix = replace(NOTHING, deploy=2, fail=3, wait=3, kinds=(1, 0, 0), failures=("flag-store-forbidden",))
+    finding = await finds("child-outlived", mix)
+    assert any(isinstance(a, Fail) for a in finding.found.story.actions)
+
+
+# ----------------------------------------------------------------------------------------------- shrinking
+
+
+ROLL_BACK = Story(
+    Start(running=3, finishing=3),
+    (
+        Deploy("v2", kind="non-migratory"),
+        SetPercent("v9", 10),  # no such version: nothing happens
+        Wait(30),
+        StartWorkflows(1, lifetime=2),
+        Deploy("v1"),
+        Wait(600),
+    ),
+)
+"""Defect 1 with a few actions that do not matter to it."""
+
+
+async def test_a_counter_example_shrinks_and_prints_as_a_scenario_that_fails_the_catalog_judgement() -> None:
+    name = "shrink-roll-back"
+
+    async def still_fails(story: Story) -> bool:
+        trial = await play(story, name)
+        return any(v.invariant == "live-workers-deleted" for v in trial.violations)
+
+    assert await still_fails(ROLL_BACK)
+    smaller, runs = await shrink(ROLL_BACK, still_fails, max_runs=16)
+    assert runs <= 16 and len(smaller) < len(ROLL_BACK)
+    assert {a for a in smaller.actions if isinstance(a, Deploy)} == {Deploy("v2", kind="non-migratory"), Deploy("v1")}
+
+    trial = await play(smaller, name)
+    code = Finding("live-workers-deleted", trial).python()
+    namespace: dict[str, object] = {"Phase": Phase, "explored": explored}
+    namespace |= {n: getattr(actions, n) for n in actions.__all__}
+    exec(code, namespace)
+    scenario = namespace[re.sub(r"\W", "_", name).upper()]
+    assert isinstance(scenario, Scenario) and scenario.name == name
+    outcome = await run_scenario(scenario)
+    assert any(p.startswith("safety: live-workers-deleted") for p in outcome.problems), outcome.problems
+
+
+# ----------------------------------------------------------------------------------------------- stalls
+
+
+def stalling(times: int) -> Callable[[Scenario], Scenario]:
+    """The scenario's drive hangs the first ``times`` times it runs (as a stalled test server would make it)."""
+    runs = 0
+
+    def adjust(scenario: Scenario) -> Scenario:
+        def drive(sim: Sim) -> Awaitable[None]:
+            nonlocal runs
+            runs += 1
+            if runs <= times:
+                raise Hang("simulated test-server stall")
+            return scenario.drive(sim)
+
+        return replace(scenario, drive=drive)
+
+    return adjust
+
+
+INITIAL = Story(Start(live=()), (Deploy("v1"),))
+
+
+async def test_a_story_that_stalls_once_is_reported_as_retried_and_one_that_stalls_twice_fails() -> None:
+    once = await play(INITIAL, "stall-once", scenario=stalling(1))
+    assert once.retried == "simulated test-server stall" and once.violations == []
+    twice = await play(INITIAL, "stall-twice", scenario=stalling(2))
+    assert [v.invariant for v in twice.violations] == ["run-did-not-end"]
+
+    summary = await explore(seed=3, sequences=1, mix=replace(NOTHING, wait=1), scenario=stalling(1), shrink_runs=0)
+    assert summary.retried and summary.line().endswith(", 1 retried after a test-server stall")
+
+
+# ----------------------------------------------------------------------------------------------- the command
+
+
+def test_diachronic_explore_ends_with_the_summary_line_and_exits_non_zero_on_a_violation() -> None:
+    command = [sys.executable, "-m", "diachronic.cli", "explore", "--seed", "5", "--sequences", "1"]
+    command += ["--shrink-runs", "0"]
+    done = subprocess.run(command, capture_output=True, text=True, timeout=180)
+    last = done.stdout.strip().splitlines()[-1]
+    match = re.fullmatch(r"1 sequences, (\d+) steps, (\d+) violations", last)
+    assert match, done.stdout + done.stderr
+    assert done.returncode == (1 if int(match[2]) else 0), done.stderr
+
+    as_json = subprocess.run([*command, "--json"], capture_output=True, text=True, timeout=180)
+    summary = json.loads(as_json.stdout.strip().splitlines()[-1])
+    assert summary["sequences"] == 1 and summary["seed"] == 5
+    assert summary["violations"] == int(match[2])  # the same seed plays the same story
+    assert as_json.returncode == done.returncode
