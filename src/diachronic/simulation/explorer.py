@@ -191,6 +191,7 @@ class Trial:
     played: int
     phases: list[Phase]
     retried: str | None = None  # the first play hung (a test-server stall) and the second did not
+    inconclusive: str | None = None  # it could not be judged: why (a flaw of the test server)
     wall_s: float = 0.0
 
 
@@ -206,10 +207,12 @@ async def play(story: Story, name: str, *, scenario: Callable[[Scenario], Scenar
     world = outcome.world
     if not isinstance(world, WatchedWorld):
         raise TypeError("a story's world must be a WatchedWorld")
-    violations = list(world.referee.violations)
-    if outcome.hang:
+    violations = [] if world.inconclusive else list(world.referee.violations)  # a stuck CI breaks everything after
+    if outcome.hang and not world.inconclusive:
         violations.append(Violation("run-did-not-end", f"hung twice: {outcome.hang}"))
-    return Trial(story, name, violations, world.played, outcome.phases, outcome.retried, outcome.wall_s)
+    return Trial(
+        story, name, violations, world.played, outcome.phases, outcome.retried, world.inconclusive, outcome.wall_s
+    )
 
 
 # ----------------------------------------------------------------------------------------------- shrinking
@@ -331,6 +334,7 @@ class Summary:
     steps: int = 0
     violations: int = 0
     retried: list[str] = field(default_factory=list)  # stories whose first play stalled, with why
+    inconclusive: list[str] = field(default_factory=list)  # stories the test server could not play, with why
     findings: list[Finding] = field(default_factory=list)  # the first story breaking each invariant
     wall_s: float = 0.0
 
@@ -340,7 +344,8 @@ class Summary:
 
     def line(self) -> str:
         line = f"{self.trials} sequences, {self.steps} steps, {self.violations} violations"
-        return line + (f", {len(self.retried)} retried after a test-server stall" if self.retried else "")
+        line += f", {len(self.retried)} retried after a test-server stall" if self.retried else ""
+        return line + (f", {len(self.inconclusive)} inconclusive (test-server flaw)" if self.inconclusive else "")
 
     def as_json(self) -> dict[str, Any]:
         return {
@@ -349,6 +354,7 @@ class Summary:
             "steps": self.steps,
             "violations": self.violations,
             "retried": self.retried,
+            "inconclusive": self.inconclusive,
             "wall_s": round(self.wall_s, 1),
             "findings": [
                 {
@@ -394,6 +400,8 @@ async def explore(
         summary.violations += len(trial.violations)
         if trial.retried:
             summary.retried.append(f"{trial.name}: {trial.retried}")
+        if trial.inconclusive:
+            summary.inconclusive.append(f"{trial.name}: {trial.inconclusive}")
         known = {f.invariant for f in summary.findings}
         summary.findings += [
             Finding(i, trial) for i in dict.fromkeys(v.invariant for v in trial.violations) if i not in known

@@ -19,8 +19,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import itertools
 import time
-from collections.abc import Sequence
+from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from functools import partial
@@ -28,6 +29,7 @@ from typing import Any
 
 from pydantic import BaseModel
 from temporalio import activity
+from temporalio.api.enums.v1 import EventType
 from temporalio.api.testservice.v1 import UnlockTimeSkippingRequest
 from temporalio.client import WorkflowExecutionStatus
 from temporalio.service import RPCError
@@ -45,6 +47,7 @@ from diachronic.ci.contracts import (
     ListFlagsInput,
     Phase,
     SetPercentInput,
+    cleanup_workflow_id,
     migration_workflow_id,
     rollout_workflow_id,
 )
@@ -78,6 +81,8 @@ from diachronic.workers import LABEL_VERSION
 
 __all__ = ["STEP_S", "WatchedWorld", "explored"]
 
+MOVE_S = 30.0
+"""Wall seconds one move of a story (an action and the step after it, a look while settling) may take."""
 STEP_S = 5.0
 """Virtual seconds that pass after every action, so that the CI acts between two actions."""
 SETTLE_STEP_S = 600.0
@@ -88,7 +93,14 @@ CANCELLED_S = 1800.0
 MAX_VIRTUAL_S = 7 * 24 * 3600.0
 """A story's bound of virtual time: settling bounds each deployment, this only catches a runaway."""
 FINISHING_LOOKS = 3
-STALL_S = 2.0
+STALL_S = 3.0
+ACTIVITY_ENDS = (
+    EventType.EVENT_TYPE_ACTIVITY_TASK_COMPLETED,
+    EventType.EVENT_TYPE_ACTIVITY_TASK_FAILED,
+    EventType.EVENT_TYPE_ACTIVITY_TASK_TIMED_OUT,
+    EventType.EVENT_TYPE_ACTIVITY_TASK_CANCELED,
+)
+WORKFLOW_TASK_PENDING = (EventType.EVENT_TYPE_WORKFLOW_TASK_SCHEDULED, EventType.EVENT_TYPE_WORKFLOW_TASK_STARTED)
 """Wall seconds without virtual time moving while we sleep: the test server's clock is stuck (see ``advance``)."""
 """Looks at their queue before the story's finishing workflows end on their own."""
 
@@ -107,6 +119,7 @@ class WatchedWorld(World):
     referee: Referee = field(init=False)
     races: dict[str, int] = field(default_factory=dict)  # version -> percent set right before the next write
     played: int = 0  # actions of the story played (the rest came after the CI run ended)
+    inconclusive: str | None = None  # why the story could not be judged (a flaw of the test server)
     _published: int = 0
 
     def __post_init__(self) -> None:
@@ -233,10 +246,43 @@ class _Player:
         for action in actions:
             if self.over:
                 return
-            await self.act(action)
-            self.world.played += 1
-            await self.step(STEP_S)
+            async with self._bounded(f"playing {action}"):
+                await self.act(action)
+                self.world.played += 1
+                await self.step(STEP_S)
         await self.settle()
+
+    @contextlib.asynccontextmanager
+    async def _bounded(self, what: str) -> AsyncIterator[None]:
+        """Bound a move by wall time: the CI answers an update or a query only once a worker has run its workflow
+        task, so a CI that cannot get one done would hold the story forever. That is a ``Hang``."""
+        bound = asyncio.timeout(MOVE_S)
+        try:
+            async with bound:
+                yield
+        except Exception:  # the SDK may turn the cancellation into its own error (an update's RPC cancelled)
+            if bound.expired():
+                raise Hang(f"{what} took more than {MOVE_S:.0f} wall s{await self._stuck()}") from None
+            raise
+
+    async def _stuck(self) -> str:
+        """Why the CI may be stuck: the test server refuses a second cancellation of one child id in a run
+        (``RequestCancelExternalWorkflowExecution``: "cancellation already requested"), so the CI's workflow
+        task, whose completion it rejects, is tried again and again. A real server accepts it: the story is then
+        inconclusive (``WatchedWorld.inconclusive``), not a counter-example."""
+        try:
+            events = [e async for e in self.ci.fetch_history_events()]
+        except RPCError:
+            return ""
+        for before, event in itertools.pairwise(events):
+            attempt = event.workflow_task_scheduled_event_attributes.attempt
+            if before.event_type is EventType.EVENT_TYPE_WORKFLOW_TASK_STARTED and attempt > 1:
+                self.world.inconclusive = (
+                    "the test server rejected the CI's workflow task (a second cancellation of one child id in a "
+                    "run), which a real server accepts"
+                )
+                return f": {self.world.inconclusive}"
+        return ""
 
     # ------------------------------------------------------------------------------------------- actions
 
@@ -332,9 +378,10 @@ class _Player:
         await self.look()
 
     async def advance(self, seconds: float) -> None:
-        """``Sim.advance``, minding the test server's clock: when a cleanup child starts after the CI run continued
-        as new, the server keeps a stray time-skipping lock, and virtual time only crawls at wall speed. A clock that
-        has not skipped ahead for ``STALL_S`` while we sleep has that lock released."""
+        """``Sim.advance``, minding the test server's clock. When a child's event reaches a CI run that already
+        continued as new, the server keeps a time-skipping lock for a workflow task that never comes, and virtual time
+        only crawls at wall speed. A clock that has not skipped ahead for ``STALL_S`` while every workflow of the
+        story is idle (no workflow task, no activity running) has that stray lock released."""
         sleeping = asyncio.ensure_future(self.sim.advance(seconds))
         since, virtual_since = time.monotonic(), await self.sim.now()
         while not sleeping.done():
@@ -345,11 +392,32 @@ class _Player:
             crawled = (now - virtual_since).total_seconds() < 2 * (time.monotonic() - since)
             if not crawled:
                 since, virtual_since = time.monotonic(), now
-            elif time.monotonic() - since > STALL_S:
+            elif time.monotonic() - since > STALL_S and await self._idle():
                 with contextlib.suppress(RPCError):  # refused when nothing holds a lock: then it was not that
                     await self.sim.client.test_service.unlock_time_skipping(UnlockTimeSkippingRequest())
                 since, virtual_since = time.monotonic(), now
         sleeping.result()
+
+    async def _idle(self) -> bool:
+        """Whether no workflow of the story has a workflow task pending or an activity in flight (by its history)."""
+        name = self.world.workflow_name
+        versions = {f.info.version_id for f in self.world.flags.values()}
+        ids = [ci_workflow_id(name), rollout_workflow_id(name), migration_workflow_id(name)]
+        ids += [cleanup_workflow_id(task_queue(name, v)) for v in versions]
+        for workflow_id in ids:
+            handle = self.sim.client.get_workflow_handle(workflow_id)
+            try:
+                if (await handle.describe()).status is not WorkflowExecutionStatus.RUNNING:
+                    continue
+                events = [e.event_type async for e in handle.fetch_history_events()]
+            except RPCError:
+                continue
+            in_flight = events.count(EventType.EVENT_TYPE_ACTIVITY_TASK_SCHEDULED) - sum(
+                events.count(e) for e in ACTIVITY_ENDS
+            )
+            if in_flight > 0 or (events and events[-1] in WORKFLOW_TASK_PENDING):
+                return False
+        return True
 
     async def look(self) -> None:
         state = await self.state()  # first the CI, then its children: a child seen after is no older than it
@@ -400,32 +468,34 @@ class _Player:
     async def settle(self) -> None:
         """After the story: a patient person lets every deployment end (see the module docstring)."""
         while self.started and not self.over:
-            current = (await self.state()).current
-            if current is None:
-                await self.step(STEP_S)  # between two deployments, or about to complete
-                continue
+            async with self._bounded("settling"):
+                current = (await self.state()).current
+                if current is None:
+                    await self.step(STEP_S)  # between two deployments, or about to complete
+                    continue
             await self.settle_one(current)
 
     async def settle_one(self, deployment: Deployment) -> None:
         began = await self.sim.now()
         cancelled_at: datetime | None = None
         while not self.over:
-            current = (await self.state()).current
-            if current is None or current.started_at != deployment.started_at:
-                return
-            if current.phase is Phase.AWAITING_CONTINUE:
-                await self.sim.control("continue")
-            elif current.phase is Phase.ROLLING_OUT and (rollout := await self.sim.rollout()) and rollout.paused:
-                await self.sim.control("resume")
-            waited = (await self.sim.now() - (cancelled_at or began)).total_seconds()
-            if cancelled_at is None and waited > SETTLE_S:
-                if not self._interfered(current):
-                    raise Hang(f"{self._name(current)} did not end in {waited:.0f} virtual s, nobody interfering")
-                await self.sim.control("cancel")  # the person gives up on their own edit
-                cancelled_at = await self.sim.now()
-            elif cancelled_at is not None and waited > CANCELLED_S:
-                raise Hang(f"{self._name(current)} did not end in {waited:.0f} virtual s once cancelled")
-            await self.step(SETTLE_STEP_S)
+            async with self._bounded(f"settling {self._name(deployment)}"):
+                current = (await self.state()).current
+                if current is None or current.started_at != deployment.started_at:
+                    return
+                if current.phase is Phase.AWAITING_CONTINUE:
+                    await self.sim.control("continue")
+                elif current.phase is Phase.ROLLING_OUT and (rollout := await self.sim.rollout()) and rollout.paused:
+                    await self.sim.control("resume")
+                waited = (await self.sim.now() - (cancelled_at or began)).total_seconds()
+                if cancelled_at is None and waited > SETTLE_S:
+                    if not self._interfered(current):
+                        raise Hang(f"{self._name(current)} did not end in {waited:.0f} virtual s, nobody interfering")
+                    await self.sim.control("cancel")  # the person gives up on their own edit
+                    cancelled_at = await self.sim.now()
+                elif cancelled_at is not None and waited > CANCELLED_S:
+                    raise Hang(f"{self._name(current)} did not end in {waited:.0f} virtual s once cancelled")
+                await self.step(SETTLE_STEP_S)
 
     def _interfered(self, deployment: Deployment) -> bool:
         """Whether a person changed the flags this deployment moves traffic between."""
