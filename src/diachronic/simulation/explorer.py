@@ -210,9 +210,8 @@ async def play(story: Story, name: str, *, scenario: Callable[[Scenario], Scenar
     violations = [] if world.inconclusive else list(world.referee.violations)  # a stuck CI breaks everything after
     if outcome.hang and not world.inconclusive:
         violations.append(Violation("run-did-not-end", f"hung twice: {outcome.hang}"))
-    return Trial(
-        story, name, violations, world.played, outcome.phases, outcome.retried, world.inconclusive, outcome.wall_s
-    )
+    retried = None if world.inconclusive else outcome.retried  # a flaw that hangs every time is no stall
+    return Trial(story, name, violations, world.played, outcome.phases, retried, world.inconclusive, outcome.wall_s)
 
 
 # ----------------------------------------------------------------------------------------------- shrinking
