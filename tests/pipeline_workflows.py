@@ -9,6 +9,8 @@ from temporalio.common import RetryPolicy
 from temporalio.exceptions import ApplicationError
 
 with workflow.unsafe.imports_passed_through():
+    from diachronic.ci.outbox import Outbox
+    from diachronic.contracts import Contract
     from diachronic.notify.activities import NotifyActivities, PublishResult
     from diachronic.notify.events import Notification
 
@@ -45,3 +47,23 @@ class FailingWorkflow:
             start_to_close_timeout=timedelta(seconds=5),
             retry_policy=RetryPolicy(initial_interval=timedelta(milliseconds=10), maximum_attempts=3),
         )
+
+
+class OutboxRun(Contract):
+    add: list[Notification]
+    pending: list[Notification] = []
+    hand_over: bool = False  # continue-as-new right after adding, with what is not published yet
+
+
+@workflow.defn
+class OutboxWorkflow:
+    """Adds notifications to an outbox as a CI workflow does; optionally hands the rest to its next run."""
+
+    @workflow.run
+    async def run(self, input: OutboxRun) -> None:
+        outbox = Outbox(list(input.pending))
+        outbox.start()
+        outbox.add(input.add)
+        if input.hand_over:
+            workflow.continue_as_new(OutboxRun(add=[], pending=outbox.pending))
+        await outbox.flush(timedelta(hours=1))

@@ -18,7 +18,7 @@ from temporalio.testing import WorkflowEnvironment
 from temporalio.worker import Worker
 from tests.github_api import GitHubApi, free_port
 from tests.notify_receiver import receiver
-from tests.pipeline_workflows import PublishWorkflow
+from tests.pipeline_workflows import OutboxRun, OutboxWorkflow, PublishWorkflow
 
 from diachronic.contracts import GitHubDeploymentRef
 from diachronic.errors import ConfigError, NotificationError
@@ -260,3 +260,36 @@ async def test_a_sink_that_refuses_for_good_is_reported_and_never_blocks(
     assert result == PublishResult(delivered=["slack"], refused={"webhook": "webhook: the receiver answered 410"})
     assert any("no GitHub credentials are set" in r.getMessage() for r in caplog.records)
     assert len(box.at("/hook")) == 1
+
+
+# ------------------------------------------------------------------------------------------------ the outbox
+
+
+async def test_the_outbox_publishes_in_order_through_outages_and_across_continue_as_new(
+    time_env: WorkflowEnvironment,
+) -> None:
+    kinds = [NotificationKind.STARTED, NotificationKind.STEP_REACHED, NotificationKind.COMPLETED]
+    changes = [note(kind, id=notification_id("orders", "v2@t", kind)) for kind in kinds]
+    async with receiver() as box:
+        box.fail("/hook", (503, {}), (503, {}))  # down when the first one goes out
+        activities = NotifyActivities([JsonWebhookSink(SecretStr(f"{box.url}/hook"))], None, None)
+        queue = f"outbox-{uuid.uuid4()}"
+        try:
+            async with Worker(
+                time_env.client,
+                task_queue=queue,
+                workflows=[OutboxWorkflow],
+                activities=[activities.publish_notification],
+            ):
+                await time_env.client.execute_workflow(
+                    OutboxWorkflow.run,
+                    OutboxRun(add=changes, hand_over=True),
+                    id=f"outbox-{uuid.uuid4()}",
+                    task_queue=queue,
+                )
+        finally:
+            await activities.close()
+    delivered = [r.json["kind"] for r in box.at("/hook")]
+    # Each one after the one before it (a retried one again after a hand-over), never an end before a step.
+    assert [k for i, k in enumerate(delivered) if i == 0 or k != delivered[i - 1]] == [k.value for k in kinds]
+    assert delivered.count("completed") == 1

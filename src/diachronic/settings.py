@@ -10,6 +10,8 @@ from urllib.parse import urlsplit
 from pydantic import AfterValidator, Field, SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from diachronic.ci.planner.freeze import FreezeWindow
+
 DEFAULT_DATA_DIR = Path(".diachronic")
 DEFAULT_TEMPORAL_PORT = 7233
 CI_TASK_QUEUE = "diachronic-ci"
@@ -44,8 +46,19 @@ class Settings(BaseSettings):
     )
 
     data_dir: Path = DEFAULT_DATA_DIR
-    temporal_address: str = f"127.0.0.1:{DEFAULT_TEMPORAL_PORT}"
-    temporal_namespace: str = "default"
+    # Temporal: unset fields come from Temporal's own environment configuration (TEMPORAL_* variables and the
+    # profile of temporal.toml, as Temporal's CLI and SDKs read them), else the embedded default (plain, local).
+    # ``diachronic.temporal.resolve_connection`` merges them; docs/production.md lists every variable.
+    temporal_address: str | None = None
+    temporal_namespace: str | None = None
+    temporal_profile: str | None = None  # else TEMPORAL_PROFILE, else "default"
+    temporal_config_file: Path | None = None  # else TEMPORAL_CONFIG_FILE, else ~/.config/temporalio/temporal.toml
+    temporal_api_key: SecretStr | None = None  # empty: send none, whatever the profile says
+    temporal_tls: bool | None = None
+    temporal_tls_ca: Path | None = None  # CA certificate(s) that signed the server's certificate (PEM)
+    temporal_tls_cert: Path | None = None  # client certificate for mTLS (PEM)
+    temporal_tls_key: Path | None = None  # its private key (PEM)
+    temporal_tls_server_name: str | None = None  # the name the server's certificate is checked against (SNI)
     ci_task_queue: str = CI_TASK_QUEUE
     environment: str = "development"
 
@@ -56,6 +69,8 @@ class Settings(BaseSettings):
     unleash_project: str = "default"
     unleash_environment: str = "development"
     unleash_refresh_s: float = 1.0
+    # CA bundle (PEM) that signed the Unleash server's certificate, for an https URL behind a private CA.
+    unleash_ca_bundle: Path | None = None
 
     workers: Literal["local", "kubernetes"] = "local"
     # Kubernetes backend: None = every namespace (needs a ClusterRole); a namespace = only there (a Role is enough).
@@ -73,6 +88,9 @@ class Settings(BaseSettings):
     # Repository (``owner/repo``, or ``owner/repo:environment`` to tell environments apart) -> workflow name, for
     # GitHub deployments whose ``payload`` has no ``workflowName``. JSON in DIACHRONIC_GITHUB_REPOSITORIES.
     github_repositories: dict[str, str] = Field(default_factory=dict)
+    # How long the webhook waits for the CI to accept a deployment (a CI worker must be polling); GitHub gives up on a
+    # delivery after 10 s, so answer before: a 503 GitHub shows, and a human can redeliver.
+    webhook_deploy_timeout_s: float = Field(default=8.0, gt=0, le=300)
     # Bearer token required by ``POST /instruction``; unset = no authentication (keep the app on a private network).
     signaler_token: SecretStr | None = None
     # How long ``update`` / ``updateOrStart`` wait for the workflow's reply (the original waited 4 s).
@@ -95,6 +113,9 @@ class Settings(BaseSettings):
     notify_slack_url: SecretHttpUrl | None = None
     notify_apprise_urls: SecretStr | None = None  # apprise URLs (mailto://, msteams://, ...), separated by spaces
     notify_timeout_s: float = Field(default=10.0, gt=0, le=120)
+    # Recurring freeze windows, JSON: [{"cron": "0 17 * * FRI", "duration": "64h", "reason": "weekend",
+    # "timezone": "Europe/Paris", "workflows": ["orders"]}]; freezes by command live in Temporal (diachronic freeze).
+    freeze_windows: list[FreezeWindow] = Field(default_factory=list)
     # Where ``diachronic worker`` serves /metrics (Prometheus); unset = not served. The HTTP app always has /metrics.
     metrics_port: int | None = Field(default=None, ge=0, le=65535)
 
@@ -121,11 +142,6 @@ class Settings(BaseSettings):
     @property
     def workers_dir(self) -> Path:
         return self.data_dir / "workers"
-
-    @property
-    def webhook_db(self) -> Path:
-        """GitHub delivery ids already handled (so a redelivery never deploys twice), shared by every process."""
-        return self.data_dir / "webhook.sqlite3"
 
 
 def load_settings(*, data_dir: Path | None = None, **overrides: Any) -> Settings:

@@ -66,8 +66,8 @@ class Deploy:
 
 @dataclass(frozen=True)
 class Resend:
-    """The last deploy event of ``version`` arrives once more through the wire signal, unchanged (its old
-    ``eventTime``): a duplicate while that deployment is current or queued, a stale event afterwards."""
+    """The last deploy event of ``version`` arrives once more through the original's wire signal, unchanged (its
+    old ``eventTime``): a duplicate while that deployment is current or queued, a stale event afterwards."""
 
     version: str
 

@@ -52,7 +52,14 @@ from diachronic.ci.contracts import (
     rollout_workflow_id,
 )
 from diachronic.ci.workflow import CIWorkflow
-from diachronic.contracts import ROLLOUT_CANCEL_SIGNAL, ROLLOUT_START_SIGNAL, DeployEvent, VersionInfo, ci_workflow_id
+from diachronic.contracts import (
+    DEPLOY_SUCCESS_SIGNAL,
+    ROLLOUT_CANCEL_SIGNAL,
+    ROLLOUT_START_SIGNAL,
+    DeployEvent,
+    VersionInfo,
+    ci_workflow_id,
+)
 from diachronic.flags.evaluation import choose
 from diachronic.simulation.actions import (
     FAILURES,
@@ -76,7 +83,6 @@ from diachronic.simulation.referee import ChildView, Referee
 from diachronic.simulation.runner import Expect, Hang, Scenario, ScenarioEnded, Sim
 from diachronic.simulation.world import World
 from diachronic.versions import task_queue
-from diachronic.webhook.receiver import start_deployment
 from diachronic.workers import LABEL_VERSION
 
 __all__ = ["STEP_S", "WatchedWorld", "explored"]
@@ -292,7 +298,9 @@ class _Player:
             case Deploy():
                 await self.deploy(action)
             case Resend(version=version) if version in self.sent and self.started:
-                await start_deployment(self.sim.client, self.sim.task_queue, self.sent[version])
+                payload = self.sent[version].model_dump(mode="json", by_alias=True)
+                with contextlib.suppress(RPCError):  # the CI run may have just ended
+                    await self.ci.signal(DEPLOY_SUCCESS_SIGNAL, payload)
             case Control():
                 await self.control(action)
             case SetPercent(version=version, percent=percent) if self._editable(version):
