@@ -193,6 +193,7 @@ class Trial:
     retried: str | None = None  # the first play hung (a test-server stall) and the second did not
     inconclusive: str | None = None  # it could not be judged: why (a flaw of the test server)
     wall_s: float = 0.0
+    ci_failed: bool = False  # the CI run ended failed
 
 
 async def play(story: Story, name: str, *, scenario: Callable[[Scenario], Scenario] | None = None) -> Trial:
@@ -211,7 +212,17 @@ async def play(story: Story, name: str, *, scenario: Callable[[Scenario], Scenar
     if outcome.hang and not world.inconclusive:
         violations.append(Violation("run-did-not-end", f"hung twice: {outcome.hang}"))
     retried = None if world.inconclusive else outcome.retried  # a flaw that hangs every time is no stall
-    return Trial(story, name, violations, world.played, outcome.phases, retried, world.inconclusive, outcome.wall_s)
+    return Trial(
+        story,
+        name,
+        violations,
+        world.played,
+        outcome.phases,
+        retried,
+        world.inconclusive,
+        outcome.wall_s,
+        ci_failed=outcome.ci_error is not None,
+    )
 
 
 # ----------------------------------------------------------------------------------------------- shrinking
@@ -300,14 +311,15 @@ class Finding:
         actions = "".join(f"        {python_literal(a)},\n" for a in trial.story.actions)
         about = "".join(f"        {python_literal(line)}\n" for line in _lines(self.about(), ABOUT_WIDTH))
         return (
-            f"# phases: as the failing run ended; check them against the fixed behaviour\n"
+            "# phases (and ci_fails): as the failing run ended; check them against the fixed behaviour\n"
             f"{variable} = explored(\n"
             f"    {python_literal(trial.name)},\n"
             f"    (\n{about}    ),\n"
             f"    {python_literal(trial.story.start)},\n"
             f"    [\n{actions}    ],\n"
             f"    phases={python_literal(tuple(trial.phases))},\n"
-            f")\n"
+            + ("    ci_fails=True,\n" if trial.ci_failed else "")
+            + ")\n"
         )
 
 

@@ -522,17 +522,23 @@ async def _play(story: Story, sim: Sim) -> None:
 
 
 def explored(
-    name: str, about: str, start: Start, actions: Sequence[Action], *, phases: tuple[Phase, ...] = ()
+    name: str,
+    about: str,
+    start: Start,
+    actions: Sequence[Action],
+    *,
+    phases: tuple[Phase, ...] = (),
+    ci_fails: bool = False,
 ) -> Scenario:
-    """A story as a catalog scenario: judged by the referee (every invariant, after every step) and by ``phases``,
-    each deployment's final phase."""
+    """A story as a catalog scenario: judged by the referee (every invariant, after every step), by ``phases``, each
+    deployment's final phase, and by whether the CI run fails."""
     story = Story(start, tuple(actions))
     return Scenario(
         name=name,
         about=about,
         setup=partial(_set_up, start),
         drive=partial(_play, story),
-        expect=Expect(phases=phases),
+        expect=Expect(phases=phases, ci_fails=ci_fails),
         max_virtual_s=MAX_VIRTUAL_S,
         world=WatchedWorld,
         cleanups_must_end=False,
