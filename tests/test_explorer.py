@@ -32,22 +32,6 @@ from diachronic.simulation.explorer import Finding, Mix, explore, generate, play
 from diachronic.simulation.runner import Hang, Scenario, Sim, run_scenario
 from diachronic.simulation.stories import explored
 
-NOTHING = Mix(
-    deploy=0,
-    resend=0,
-    control=0,
-    set_percent=0,
-    race_write=0,
-    disable_general=0,
-    archive=0,
-    start_workflows=0,
-    finish_workflows=0,
-    fail=0,
-    wait=0,
-    tiny_history=0,
-)
-"""No action at all: each defect's test draws only from the actions it needs."""
-
 BUDGET = 12  # stories per defect: each was found within the first few in every seed tried
 
 
@@ -87,24 +71,24 @@ async def finds(invariant: str, mix: Mix, seed: int = 0) -> Finding:
 
 
 async def test_defect_1_a_roll_back_by_redeploy_keeps_the_live_version_s_workers() -> None:
-    mix = replace(NOTHING, deploy=4, finish_workflows=2, wait=3, kinds=(2, 5, 0))
+    mix = Mix.only(deploy=4, finish_workflows=2, wait=3, kinds=(2, 5, 0))
     finding = await finds("live-workers-deleted", mix)
     assert any("deleting the workers of" in v.message for v in finding.found.violations)
 
 
 async def test_defect_2_a_human_edit_between_the_automation_s_read_and_write_is_never_overwritten() -> None:
-    finding = await finds("blind-write", replace(NOTHING, deploy=2, race_write=3, wait=3, kinds=(5, 2, 0)))
+    finding = await finds("blind-write", Mix.only(deploy=2, race_write=3, wait=3, kinds=(5, 2, 0)))
     assert any(isinstance(a, RaceWrite) for a in finding.found.story.actions)
 
 
 async def test_defect_3_a_failed_deployment_fails_its_run_across_continue_as_new() -> None:
-    mix = replace(NOTHING, deploy=4, fail=3, wait=2, tiny_history=1.0, failures=("flag-store-forbidden",))
+    mix = Mix.only(deploy=4, fail=3, wait=2, tiny_history=1.0, failures=("flag-store-forbidden",))
     finding = await finds("failure-forgotten", mix)
     assert finding.found.story.start.ci_history is not None
 
 
 async def test_defect_5_a_failed_migration_stops_the_rollout_at_once() -> None:
-    mix = replace(NOTHING, deploy=2, fail=3, wait=3, kinds=(1, 0, 0), failures=("flag-store-forbidden",))
+    mix = Mix.only(deploy=2, fail=3, wait=3, kinds=(1, 0, 0), failures=("flag-store-forbidden",))
     finding = await finds("child-outlived", mix)
     assert any(isinstance(a, Fail) for a in finding.found.story.actions)
 
@@ -178,7 +162,7 @@ async def test_a_story_that_stalls_once_is_reported_as_retried_and_one_that_stal
     twice = await play(INITIAL, "stall-twice", scenario=stalling(2))
     assert [v.invariant for v in twice.violations] == ["run-did-not-end"]
 
-    summary = await explore(seed=3, sequences=1, mix=replace(NOTHING, wait=1), scenario=stalling(1), shrink_runs=0)
+    summary = await explore(seed=3, sequences=1, mix=Mix.only(wait=1), scenario=stalling(1), shrink_runs=0)
     assert summary.retried and summary.line().endswith(", 1 retried after a test-server stall")
 
 

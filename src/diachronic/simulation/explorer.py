@@ -25,26 +25,8 @@ from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
 from diachronic.ci.contracts import Phase
-from diachronic.simulation.actions import (
-    FAILURES,
-    Action,
-    Archive,
-    Control,
-    Deploy,
-    DeployKind,
-    DisableGeneral,
-    Fail,
-    Failure,
-    FinishWorkflows,
-    RaceWrite,
-    Resend,
-    SetPercent,
-    Start,
-    StartWorkflows,
-    Story,
-    Wait,
-    python_literal,
-)
+from diachronic.simulation import actions as act
+from diachronic.simulation.actions import Action, Start, Story, python_literal
 from diachronic.simulation.referee import Violation
 from diachronic.simulation.runner import Scenario, run_scenario
 from diachronic.simulation.stories import WatchedWorld, explored
@@ -59,7 +41,7 @@ PERCENTS = (0, 10, 30, 50, 70, 100)
 WAITS_S = (10.0, 30.0, 60.0, 120.0, 300.0, 900.0)
 CONTROLS = ("continue", "cancel", "pause", "resume", "promote", "abort")
 CONTROL_WEIGHTS = (3.0, 1.0, 2.0, 2.0, 2.0, 1.0)
-KINDS: tuple[DeployKind, ...] = ("migratory", "non-migratory", "dark")
+KINDS: tuple[act.DeployKind, ...] = ("migratory", "non-migratory", "dark")
 TINY_HISTORY = 10  # events: the smallest continue-as-new threshold the contracts allow
 ABOUT_WIDTH = 96  # characters of a printed scenario's description per line
 
@@ -83,7 +65,13 @@ class Mix:
     length: tuple[int, int] = (4, 12)
     tiny_history: float = 0.3  # share of stories whose CI and children continue as new at tiny thresholds
     kinds: tuple[float, float, float] = (5.0, 3.0, 2.0)  # deploys: migratory, non-migratory, dark
-    failures: tuple[Failure, ...] = tuple(FAILURES)  # the incidents a ``Fail`` draws from
+    failures: tuple[act.Failure, ...] = tuple(act.FAILURES)  # the incidents a ``Fail`` draws from
+
+    @classmethod
+    def only(cls, **weights: Any) -> Mix:
+        """Only the actions named (with their weights), no tiny histories unless asked: what a defect needs."""
+        none = {f.name: 0.0 for f in dataclasses.fields(cls) if f.type == "float"}
+        return cls(**(none | weights))
 
 
 def _pick(rng: random.Random, choices: Iterable[T], weights: Iterable[float] | None = None) -> T:
@@ -115,7 +103,7 @@ class _Draw:
             return self.known[-2]
         return self.recent()
 
-    def deploy(self) -> Deploy:
+    def deploy(self) -> act.Deploy:
         rng = self.rng
         if not self.known or rng.random() < (0.55 if self.deployed else 0.9):
             version = self.new_version()
@@ -123,7 +111,7 @@ class _Draw:
         else:
             version = _pick(rng, self.known)
         self.deployed.append(version)
-        return Deploy(
+        return act.Deploy(
             version,
             kind=_pick(rng, KINDS, self.mix.kinds),
             steps=_pick(rng, STEPS, (5, 4, 4, 1)),
@@ -131,10 +119,10 @@ class _Draw:
             batch_size=_pick(rng, (None, 2)),
         )
 
-    def fail(self) -> Fail:
-        failure: Failure = _pick(self.rng, self.mix.failures)
-        _, retryable, activities = FAILURES[failure]
-        return Fail(failure, _pick(self.rng, activities), self.rng.randint(1, 6) if retryable else 1)
+    def fail(self) -> act.Fail:
+        failure: act.Failure = _pick(self.rng, self.mix.failures)
+        _, retryable, activities = act.FAILURES[failure]
+        return act.Fail(failure, _pick(self.rng, activities), self.rng.randint(1, 6) if retryable else 1)
 
 
 def generate(rng: random.Random, mix: Mix = Mix()) -> Story:
@@ -152,23 +140,23 @@ def generate(rng: random.Random, mix: Mix = Mix()) -> Story:
     draw = _Draw(rng, mix, list(live))
     makers: dict[str, Callable[[], Action]] = {
         "deploy": draw.deploy,
-        "resend": lambda: Resend(draw.recent()),
-        "control": lambda: Control(
+        "resend": lambda: act.Resend(draw.recent()),
+        "control": lambda: act.Control(
             name := _pick(rng, CONTROLS, CONTROL_WEIGHTS),
             via_signal=name in ("continue", "cancel") and rng.random() < 0.3,
         ),
-        "set_percent": lambda: SetPercent(draw.recent(), _pick(rng, PERCENTS)),
-        "race_write": lambda: RaceWrite(draw.recent(), _pick(rng, PERCENTS)),
-        "disable_general": lambda: DisableGeneral(draw.recent(), delete=rng.random() < 0.4),
-        "archive": lambda: Archive(draw.recent()),
-        "start_workflows": lambda: StartWorkflows(
+        "set_percent": lambda: act.SetPercent(draw.recent(), _pick(rng, PERCENTS)),
+        "race_write": lambda: act.RaceWrite(draw.recent(), _pick(rng, PERCENTS)),
+        "disable_general": lambda: act.DisableGeneral(draw.recent(), delete=rng.random() < 0.4),
+        "archive": lambda: act.Archive(draw.recent()),
+        "start_workflows": lambda: act.StartWorkflows(
             rng.randint(1, 3),
             version=draw.recent() if rng.random() < 0.3 else None,
             lifetime=_pick(rng, (None, 2, 5)),
         ),
-        "finish_workflows": lambda: FinishWorkflows(draw.older(), count=_pick(rng, (None, 1, 2))),
+        "finish_workflows": lambda: act.FinishWorkflows(draw.older(), count=_pick(rng, (None, 1, 2))),
         "fail": draw.fail,
-        "wait": lambda: Wait(_pick(rng, WAITS_S)),
+        "wait": lambda: act.Wait(_pick(rng, WAITS_S)),
     }
     weights = {name: getattr(mix, name) for name in makers}
     actions: list[Action] = [draw.deploy()]
@@ -201,7 +189,7 @@ async def play(story: Story, name: str, *, scenario: Callable[[Scenario], Scenar
 
     ``scenario`` may adjust the scenario before it runs (tests use it to re-introduce an old behaviour). A story
     without a deploy never starts a CI: nothing to play (a shrinking step may propose one)."""
-    if not any(isinstance(a, Deploy) for a in story.actions):
+    if not any(isinstance(a, act.Deploy) for a in story.actions):
         return Trial(story, name, [], 0, [])
     built = explored(name, "explored", story.start, story.actions)
     outcome = await run_scenario(scenario(built) if scenario else built)
