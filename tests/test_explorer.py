@@ -29,7 +29,7 @@ from diachronic.simulation.actions import (
     python_literal,
 )
 from diachronic.simulation.explorer import Finding, Mix, explore, generate, play, shrink
-from diachronic.simulation.runner import Hang, Scenario, Sim, run_scenario
+from diachronic.simulation.runner import Hang, Scenario, Sim, run_catalog, run_scenario
 from diachronic.simulation.stories import explored
 
 BUDGET = 12  # stories per defect: each was found within the first few in every seed tried
@@ -164,6 +164,16 @@ async def test_a_story_that_stalls_once_is_reported_as_retried_and_one_that_stal
 
     summary = await explore(seed=3, sequences=1, mix=Mix.only(wait=1), scenario=stalling(1), shrink_runs=0)
     assert summary.retried and summary.line().endswith(", 1 retried after a test-server stall")
+
+
+async def test_the_catalog_reports_a_scenario_retried_after_a_stall_and_fails_one_that_stalls_twice() -> None:
+    initial = explored("catalog-stall", "initial", INITIAL.start, INITIAL.actions, phases=(Phase.COMPLETED,))
+    once = stalling(1)(replace(initial, name="catalog-stall-once"))
+    twice = stalling(2)(replace(initial, name="catalog-stall-twice"))
+    report = await run_catalog([once, twice])
+    assert [o.passed for o in report.outcomes] == [True, False]
+    assert report.retried == ["catalog-stall-once"] and report.as_json()["retried"] == ["catalog-stall-once"]
+    assert report.outcomes[1].hang == "simulated test-server stall"
 
 
 # ----------------------------------------------------------------------------------------------- the command

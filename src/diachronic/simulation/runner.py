@@ -637,7 +637,7 @@ class Report:
     @property
     def retried(self) -> list[str]:
         """Scenarios whose first run stalled and whose second run did not (a second stall fails the scenario)."""
-        return [o.scenario for o in self.outcomes if o.retried]
+        return [o.scenario for o in self.outcomes if o.retried and not o.hang]
 
     def as_json(self) -> dict[str, Any]:
         return {
