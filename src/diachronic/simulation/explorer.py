@@ -199,7 +199,7 @@ async def play(story: Story, name: str, *, scenario: Callable[[Scenario], Scenar
     violations = [] if world.inconclusive else list(world.referee.violations)  # a stuck CI breaks everything after
     if outcome.hang and not world.inconclusive:
         violations.append(Violation("run-did-not-end", f"hung twice: {outcome.hang}"))
-    retried = None if world.inconclusive else outcome.retried  # a flaw that hangs every time is no stall
+    retried = None if outcome.hang else outcome.retried  # hung twice: a violation (or a flaw), not a stall
     return Trial(
         story,
         name,
