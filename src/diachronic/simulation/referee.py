@@ -38,7 +38,9 @@ INVARIANTS = {
 """The invariants the referee checks, by name."""
 
 GRACE_S = 5.0
-"""Virtual seconds a child may outlive its failed sibling: the CI reacts within a workflow task, not a poll."""
+"""Virtual seconds after a child failed within which the CI must have asked its sibling to stop (or the sibling
+ended): the CI reacts within a workflow task, not a poll. The stop request counts, not the sibling's close: the
+test server delivers a cancellation only once time skipped to the sibling's next timer."""
 
 
 @dataclass(frozen=True)
@@ -52,13 +54,14 @@ class Violation:
 
 @dataclass(frozen=True)
 class ChildView:
-    """One child of the CI (rollout or migration) as Temporal describes it: when it started, and when it closed
-    (None while it runs), failed or not."""
+    """One child of the CI (rollout or migration) as Temporal describes it: when it started, when it closed (None
+    while it runs), failed or not, and when the CI asked it to stop (its cancellation, read in the CI's history)."""
 
     workflow_id: str
     started_at: datetime
     closed_at: datetime | None = None
     failed: bool = False
+    stop_requested_at: datetime | None = None
 
 
 # ----------------------------------------------------------------------------------------------- routing
@@ -250,7 +253,8 @@ class Referee:
             if not failed.failed or failed.closed_at is None:
                 continue
             for sibling in (c for c in ours if c is not failed):
-                late = ((sibling.closed_at or now) - failed.closed_at).total_seconds()
+                stopped = min(t for t in (sibling.stop_requested_at, sibling.closed_at, now) if t is not None)
+                late = (stopped - failed.closed_at).total_seconds()
                 if late > GRACE_S:
                     self.violate(
                         "child-outlived",

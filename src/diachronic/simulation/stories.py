@@ -22,8 +22,8 @@ import contextlib
 import itertools
 import time
 from collections.abc import AsyncIterator, Sequence
-from dataclasses import dataclass, field
-from datetime import datetime
+from dataclasses import dataclass, field, replace
+from datetime import UTC, datetime
 from functools import partial
 from typing import Any
 
@@ -430,8 +430,7 @@ class _Player:
     async def look(self) -> None:
         state = await self.state()  # first the CI, then its children: a child seen after is no older than it
         self.world.queued = [r.event.version_id for r in state.queue]
-        children = [await self._child(rollout_workflow_id(self.world.workflow_name))]
-        children.append(await self._child(migration_workflow_id(self.world.workflow_name)))
+        children = await self._children()
         world = self.world
         latest = state.current or (state.history[-1] if state.history else None)
         running: dict[str, int] = {}
@@ -448,17 +447,39 @@ class _Player:
         )
         world.publish()
 
-    async def _child(self, workflow_id: str) -> ChildView | None:
-        try:
-            description = await self.sim.client.get_workflow_handle(workflow_id).describe()
-        except RPCError:
-            return None
-        return ChildView(
-            workflow_id,
-            started_at=description.start_time,
-            closed_at=description.close_time,
-            failed=description.status is WorkflowExecutionStatus.FAILED,
-        )
+    async def _children(self) -> list[ChildView]:
+        """The rollout and the migration as Temporal describes them; once one failed, when the CI asked each to stop
+        (its history's last cancellation request of that child)."""
+        children = []
+        for workflow_id in (
+            rollout_workflow_id(self.world.workflow_name),
+            migration_workflow_id(self.world.workflow_name),
+        ):
+            try:
+                description = await self.sim.client.get_workflow_handle(workflow_id).describe()
+            except RPCError:
+                continue
+            failed = description.status is WorkflowExecutionStatus.FAILED
+            children.append(ChildView(workflow_id, description.start_time, description.close_time, failed))
+        if any(c.failed for c in children):
+            children = [await self._stop_requested(c) for c in children]
+        return children
+
+    async def _stop_requested(self, child: ChildView) -> ChildView:
+        """The child, with when the CI run that started it last asked it to stop (a cancellation request)."""
+        handle = self.sim.client.get_workflow_handle(child.workflow_id)
+        async for event in handle.fetch_history_events():  # the first event names the parent run
+            parent = event.workflow_execution_started_event_attributes.parent_workflow_execution.run_id
+            break
+        else:
+            return child
+        stop: datetime | None = None
+        async for event in self.sim.client.get_workflow_handle(self.ci.id, run_id=parent).fetch_history_events():
+            if event.HasField("request_cancel_external_workflow_execution_initiated_event_attributes"):
+                attributes = event.request_cancel_external_workflow_execution_initiated_event_attributes
+                if attributes.workflow_execution.workflow_id == child.workflow_id:
+                    stop = event.event_time.ToDatetime(tzinfo=UTC)
+        return replace(child, stop_requested_at=stop) if stop is not None and stop >= child.started_at else child
 
     async def ended(self) -> None:
         """The story's CI run ended: it must have failed if a deployment of it failed (and its children ended)."""
