@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import itertools
 import time
 from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass, field, replace
@@ -273,21 +272,21 @@ class _Player:
 
     async def _stuck(self) -> str:
         """Why the CI may be stuck: the test server refuses a second cancellation of one child id in a run
-        (``RequestCancelExternalWorkflowExecution``: "cancellation already requested"), so the CI's workflow
-        task, whose completion it rejects, is tried again and again. A real server accepts it: the story is then
-        inconclusive (``WatchedWorld.inconclusive``), not a counter-example."""
+        (``RequestCancelExternalWorkflowExecution``: "cancellation already requested") and rejects the completion
+        of the CI's workflow task that asks for it, again and again. A real server accepts it. Seen as: the run
+        already asked a child to stop, and its last workflow task never completed (not failed: our workflow code
+        would have said so). The story is then inconclusive (``WatchedWorld.inconclusive``), not a counter-example."""
         try:
-            events = [e async for e in self.ci.fetch_history_events()]
+            events = [e.event_type async for e in self.ci.fetch_history_events()]
         except RPCError:
             return ""
-        for before, event in itertools.pairwise(events):
-            attempt = event.workflow_task_scheduled_event_attributes.attempt
-            if before.event_type is EventType.EVENT_TYPE_WORKFLOW_TASK_STARTED and attempt > 1:
-                self.world.inconclusive = (
-                    "the test server rejected the CI's workflow task (a second cancellation of one child id in a "
-                    "run), which a real server accepts"
-                )
-                return f": {self.world.inconclusive}"
+        asked_before = EventType.EVENT_TYPE_REQUEST_CANCEL_EXTERNAL_WORKFLOW_EXECUTION_INITIATED in events
+        if asked_before and events and events[-1] in WORKFLOW_TASK_PENDING:
+            self.world.inconclusive = (
+                "the test server rejected the CI's workflow task (a second cancellation of one child id in a run), "
+                "which a real server accepts"
+            )
+            return f": {self.world.inconclusive}"
         return ""
 
     # ------------------------------------------------------------------------------------------- actions
