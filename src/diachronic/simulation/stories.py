@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import contextvars
 import time
 from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass, field, replace
@@ -77,14 +78,14 @@ from diachronic.simulation.actions import (
     Story,
     Wait,
 )
-from diachronic.simulation.fakes import ContractFakes, Handler, SimulatedFailure
+from diachronic.simulation.fakes import Handler, SimulatedFailure
 from diachronic.simulation.referee import ChildView, Referee
 from diachronic.simulation.runner import Expect, Hang, Scenario, ScenarioEnded, Sim
 from diachronic.simulation.world import World
 from diachronic.versions import task_queue
 from diachronic.workers import LABEL_VERSION
 
-__all__ = ["STEP_S", "WatchedWorld", "explored"]
+__all__ = ["ACTOR", "STEP_S", "WatchedWorld", "explored", "set_up"]
 
 MOVE_S = 30.0
 """Wall seconds one move of a story (an action and the step after it, a look while settling) may take."""
@@ -110,8 +111,14 @@ WORKFLOW_TASK_PENDING = (EventType.EVENT_TYPE_WORKFLOW_TASK_SCHEDULED, EventType
 """Looks at their queue before the story's finishing workflows end on their own."""
 
 
+ACTOR: contextvars.ContextVar[str | None] = contextvars.ContextVar("actor", default=None)
+"""Who calls the world when no activity does (the model of the CI names the workflow it stands for)."""
+
+
 def _actor() -> str:
     """The workflow of the automation calling the activity being answered."""
+    if (actor := ACTOR.get()) is not None:
+        return actor
     if not activity.in_activity():
         return "automation"
     return activity.info().workflow_id or "automation"
@@ -221,7 +228,8 @@ class WatchedWorld(World):
 # ----------------------------------------------------------------------------------------------- playing
 
 
-def _set_up(start: Start, world: World, fakes: ContractFakes) -> None:
+def set_up(start: Start, world: World) -> None:
+    """The world before the story: versions deployed earlier, the live one's workers and workflows."""
     for version in start.live[:-1]:
         world.add_version(version, archived=True)
     if start.live:
@@ -556,7 +564,7 @@ def explored(
     return Scenario(
         name=name,
         about=about,
-        setup=partial(_set_up, start),
+        setup=lambda world, fakes: set_up(start, world),
         drive=partial(_play, story),
         expect=Expect(phases=phases, ci_fails=ci_fails),
         max_virtual_s=MAX_VIRTUAL_S,
