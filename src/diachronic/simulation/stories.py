@@ -208,6 +208,12 @@ class WatchedWorld(World):
                 raise SimulatedFailure(ActivityErrorInfo(name="UnsafeDelete", message=message, retryable=False))
         return self.delete_workers(input)
 
+    def observe(self, queue: str) -> None:
+        """Any look at a queue is time passing for every run, looked at or not: a signalled workflow continues as new
+        on its new queue within seconds, and a workflow ends when its time comes, whether or not anyone watches."""
+        for other in sorted({queue, *(run.task_queue for run in self.runs.values())}):
+            super().observe(other)
+
     # ------------------------------------------------------------------------------------------- people
 
     def start_routed(self, count: int, lifetime: int | None) -> None:
