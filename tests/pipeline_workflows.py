@@ -51,19 +51,17 @@ class FailingWorkflow:
 
 class OutboxRun(Contract):
     add: list[Notification]
-    pending: list[Notification] = []
-    hand_over: bool = False  # continue-as-new right after adding, with what is not published yet
+    pending: list[Notification] = []  # what a previous run handed over (its state, through continue-as-new)
 
 
 @workflow.defn
 class OutboxWorkflow:
-    """Adds notifications to an outbox as a CI workflow does; optionally hands the rest to its next run."""
+    """Takes over what a previous run left, adds notifications to its outbox as a CI workflow does, and waits
+    until they are published."""
 
     @workflow.run
     async def run(self, input: OutboxRun) -> None:
         outbox = Outbox(list(input.pending))
         outbox.start()
         outbox.add(input.add)
-        if input.hand_over:
-            workflow.continue_as_new(OutboxRun(add=[], pending=outbox.pending))
         await outbox.flush(timedelta(hours=1))

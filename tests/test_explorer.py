@@ -4,6 +4,7 @@ reports a story that stalled the test server once (fails on a second stall). Bud
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 import random
@@ -11,11 +12,14 @@ import re
 import subprocess
 import sys
 from collections.abc import Awaitable, Callable
-from dataclasses import replace
+from dataclasses import dataclass, replace
+from typing import Any, NoReturn
 
 import pytest
+import temporalio.workflow
 
-from diachronic.ci.contracts import Phase
+from diachronic.ci.contracts import CIInput, Phase
+from diachronic.ci.planner import deployment, retire
 from diachronic.simulation import actions
 from diachronic.simulation.actions import (
     Deploy,
@@ -30,7 +34,7 @@ from diachronic.simulation.actions import (
 )
 from diachronic.simulation.explorer import Finding, Mix, explore, generate, play, shrink
 from diachronic.simulation.runner import Hang, Scenario, Sim, run_catalog, run_scenario
-from diachronic.simulation.stories import explored
+from diachronic.simulation.stories import WatchedWorld, explored
 
 BUDGET = 12  # stories per defect: each was found within the first few in every seed tried
 
@@ -61,36 +65,118 @@ def test_a_story_prints_as_python_that_builds_the_same_story() -> None:
 
 
 # ----------------------------------------------------------------------------------------------- defects
+# Each test puts the old behaviour back (the planner function that decided, or a switch in the world) and asserts the
+# explorer finds the broken invariant within its budget.
 
 
-async def finds(invariant: str, mix: Mix, seed: int = 0) -> Finding:
-    summary = await explore(seed=seed, sequences=BUDGET, mix=mix, shrink_runs=0, stop_on_violation=True)
+async def finds(invariant: str, mix: Mix, scenario: Callable[[Scenario], Scenario] | None = None) -> Finding:
+    summary = await explore(seed=0, sequences=BUDGET, mix=mix, shrink_runs=0, stop_on_violation=True, scenario=scenario)
     found = {f.invariant: f for f in summary.findings}
     assert invariant in found, f"{summary.line()}: found {sorted(found)}, not {invariant}"
     return found[invariant]
 
 
-async def test_defect_1_a_roll_back_by_redeploy_keeps_the_live_version_s_workers() -> None:
+def retire_comparing_sequence_ids_only(snapshot: retire.RetireSnapshot) -> retire.RetirePlan:
+    """Defect 1's rule: another live flag carrying the old queue (a redeploy) does not keep its workers."""
+    queue, name = snapshot.old.task_queue, snapshot.old.flag_name
+    others = tuple(f for f in snapshot.flags if f.info.task_queue != queue or f.info.flag_name == name)
+    return PLAN_RETIRE(dataclasses.replace(snapshot, flags=others))
+
+
+PLAN_RETIRE = retire.plan_retire
+
+
+async def test_defect_1_a_roll_back_by_redeploy_keeps_the_live_version_s_workers(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(retire, "plan_retire", retire_comparing_sequence_ids_only)
     mix = Mix.only(deploy=4, finish_workflows=2, wait=3, kinds=(2, 5, 0))
     finding = await finds("live-workers-deleted", mix)
     assert any("deleting the workers of" in v.message for v in finding.found.violations)
 
 
+@dataclass
+class BlindWritesWorld(WatchedWorld):
+    """Defect 2's flag store: a percentage write lands whatever the flag holds."""
+
+    unconditional_writes: bool = True
+
+
+def blind_writes(scenario: Scenario) -> Scenario:
+    return replace(scenario, world=BlindWritesWorld)
+
+
 async def test_defect_2_a_human_edit_between_the_automation_s_read_and_write_is_never_overwritten() -> None:
-    finding = await finds("blind-write", Mix.only(deploy=2, race_write=3, wait=3, kinds=(5, 2, 0)))
+    mix = Mix.only(deploy=2, race_write=3, wait=3, kinds=(5, 2, 0))
+    finding = await finds("blind-write", mix, scenario=blind_writes)
     assert any(isinstance(a, RaceWrite) for a in finding.found.story.actions)
 
 
-async def test_defect_3_a_failed_deployment_fails_its_run_across_continue_as_new() -> None:
+CONTINUE_AS_NEW = temporalio.workflow.continue_as_new
+
+
+def continue_as_new_forgetting_failures(arg: Any = None, *args: Any, **kwargs: Any) -> NoReturn:
+    """Defect 3: the CI's failures are not carried into the run it continues as new into."""
+    if isinstance(arg, CIInput) and arg.state is not None:
+        arg = arg.model_copy(update={"state": arg.state.model_copy(update={"failed": 0, "failures": []})})
+    CONTINUE_AS_NEW(arg, *args, **kwargs)
+
+
+async def test_defect_3_a_failed_deployment_fails_its_run_across_continue_as_new(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(temporalio.workflow, "continue_as_new", continue_as_new_forgetting_failures)
     mix = Mix.only(deploy=4, fail=3, wait=2, tiny_history=1.0, failures=("flag-store-forbidden",))
     finding = await finds("failure-forgotten", mix)
     assert finding.found.story.start.ci_history is not None
 
 
-async def test_defect_5_a_failed_migration_stops_the_rollout_at_once() -> None:
+PLAN_CHILDREN = deployment.plan_children
+
+
+def children_one_after_the_other(snapshot: deployment.ChildrenSnapshot) -> deployment.ChildrenPlan:
+    """Defect 5: the migration's end is looked at only once the rollout has ended."""
+    rollout = snapshot.rollout
+    if snapshot.stop is None and (rollout is None or rollout.state is deployment.ChildState.RUNNING):
+        return deployment.ChildrenPlan(deployment.ChildrenAction.WAIT, Phase.ROLLING_OUT)
+    return PLAN_CHILDREN(snapshot)
+
+
+async def test_defect_5_a_failed_migration_stops_the_rollout_at_once(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(deployment, "plan_children", children_one_after_the_other)
     mix = Mix.only(deploy=2, fail=3, wait=3, kinds=(1, 0, 0), failures=("flag-store-forbidden",))
     finding = await finds("child-outlived", mix)
     assert any(isinstance(a, Fail) for a in finding.found.story.actions)
+
+
+# ----------------------------------------------------------------------------------------------- the model
+# Mode (b): the same stories against the planner alone. It finds a defect put back in the planner (or the flag store)
+# in a fraction of the time, and a counter-example it finds is confirmed on the real workflows.
+
+MODEL_BUDGET = 300  # stories: a few seconds
+
+
+async def test_the_model_finds_defect_1_and_the_workflows_confirm_it(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(retire, "plan_retire", retire_comparing_sequence_ids_only)
+    mix = Mix.only(deploy=4, finish_workflows=2, wait=3, kinds=(2, 5, 0))
+    summary = await explore(seed=0, sequences=MODEL_BUDGET, mix=mix, model=True, stop_on_violation=True)
+    [finding] = [f for f in summary.findings if f.invariant == "live-workers-deleted"]
+    assert finding.confirmed, finding.python()
+    assert len(finding.best.story) <= len(finding.found.story)
+
+
+async def test_the_model_finds_defect_2() -> None:
+    mix = Mix.only(deploy=2, race_write=3, wait=3, kinds=(5, 2, 0))
+    summary = await explore(
+        seed=0,
+        sequences=MODEL_BUDGET,
+        mix=mix,
+        model=True,
+        stop_on_violation=True,
+        shrink_runs=0,
+        scenario=blind_writes,
+    )
+    assert "blind-write" in {f.invariant for f in summary.findings}, summary.line()
 
 
 # ----------------------------------------------------------------------------------------------- shrinking

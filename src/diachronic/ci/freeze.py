@@ -11,7 +11,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+from collections.abc import Callable
 from datetime import datetime
+from typing import Any, ClassVar
 
 from pydantic import Field
 from temporalio import activity, workflow
@@ -179,13 +181,19 @@ class ReadFreezesInput(Contract):
 
 
 class FreezeActivities:
-    """Bound to the Temporal client and the configured windows (``DIACHRONIC_FREEZE_WINDOWS``)."""
+    """Bound to the Temporal client and the configured windows (``DIACHRONIC_FREEZE_WINDOWS``). Each activity's name
+    is its method's name, listed in ``NAMES`` (as ``CIActivities``)."""
+
+    NAMES: ClassVar[tuple[str, ...]] = ("read_freezes",)
 
     def __init__(self, client: Client, windows: list[FreezeWindow]) -> None:
         self.client = client
         self.windows = windows
 
-    @activity.defn(name="read_freezes")
+    @activity.defn
     @translate_errors
     async def read_freezes(self, input: ReadFreezesInput) -> FreezeReading:
         return FreezeReading(freezes=await read_freezes(self.client, input.workflow_name), windows=self.windows)
+
+    def all(self) -> list[Callable[..., Any]]:
+        return [getattr(self, name) for name in self.NAMES]

@@ -34,6 +34,15 @@ def explore_command(
             envvar="DIACHRONIC_EXPLORE_SHRINK_RUNS", min=0, help="Plays spent shrinking each counter-example (0: none)"
         ),
     ] = 40,
+    model: Annotated[
+        bool,
+        typer.Option(
+            "--model",
+            envvar="DIACHRONIC_EXPLORE_MODEL",
+            help="Play the stories against the model of the CI (the planner alone, far faster); a counter-example is "
+            "then played on the real workflows to confirm it",
+        ),
+    ] = False,
     as_json: Annotated[bool, typer.Option("--json", help="The summary as one JSON object on the last line")] = False,
 ) -> None:
     """Play generated stories on the real CI workflows in virtual time, judging every step against the safety
@@ -43,6 +52,8 @@ def explore_command(
         logging.getLogger("temporalio").setLevel(logging.CRITICAL)
 
     def progress(trial: Trial) -> None:
+        if model and not trial.violations:
+            return  # hundreds a second: only the counter-examples are news
         c.out.info(f"{trial.name}: {trial.played}/{len(trial.story)} actions played in {trial.wall_s:.1f} s")
         if trial.retried:
             c.out.warn(f"  retried after a test-server stall: {trial.retried}")
@@ -50,14 +61,17 @@ def explore_command(
             c.out.warn(f"  {violation}")
 
     summary: Summary = c.run(
-        explore(seed=seed, budget_s=budget, sequences=sequences, shrink_runs=shrink_runs, on_trial=progress)
+        explore(
+            seed=seed, budget_s=budget, sequences=sequences, shrink_runs=shrink_runs, model=model, on_trial=progress
+        )
     )
     if as_json:
         c.out.data(json.dumps(summary.as_json()))
     else:
         for finding in summary.findings:
             found, best = len(finding.found.story), len(finding.best.story)
-            c.out.data(f"\n# {finding.invariant}: {found} actions shrunk to {best}")
+            confirmed = {True: ", confirmed on the workflows", False: ", NOT confirmed on the workflows", None: ""}
+            c.out.data(f"\n# {finding.invariant}: {found} actions shrunk to {best}{confirmed[finding.confirmed]}")
             c.out.data(finding.python())
         c.out.data(summary.line())
     if not summary.passed:

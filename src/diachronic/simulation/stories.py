@@ -41,10 +41,12 @@ from diachronic.ci.contracts import (
     CIState,
     DeleteWorkersInput,
     Deployment,
+    DeploymentObservation,
     FlagList,
     FlagNameInput,
     FlagReading,
     ListFlagsInput,
+    ObserveDeploymentInput,
     Phase,
     SetPercentInput,
     cleanup_workflow_id,
@@ -57,10 +59,10 @@ from diachronic.contracts import (
     ROLLOUT_CANCEL_SIGNAL,
     ROLLOUT_START_SIGNAL,
     DeployEvent,
-    VersionInfo,
     ci_workflow_id,
 )
-from diachronic.flags.evaluation import choose
+from diachronic.flags import VersionFlag
+from diachronic.flags.evaluation import choose, general_percent
 from diachronic.simulation.actions import (
     FAILURES,
     Action,
@@ -132,6 +134,7 @@ class WatchedWorld(World):
     races: dict[str, int] = field(default_factory=dict)  # version -> percent set right before the next write
     played: int = 0  # actions of the story played (the rest came after the CI run ended)
     inconclusive: str | None = None  # why the story could not be judged (a flaw of the test server)
+    unconditional_writes: bool = False  # the old behaviour (defect 2): a percentage write lands whatever was read
     _published: int = 0
 
     def __post_init__(self) -> None:
@@ -146,43 +149,51 @@ class WatchedWorld(World):
     def handlers(self) -> dict[str, Handler]:
         return {
             **super().handlers(),
-            "list_version_flags": self._list,
-            "apply_version_flag": self._apply,
-            "read_version_flag": self._read,
-            "set_traffic_percent": self._set,
-            "archive_version_flag": self._archive,
-            "delete_workers": self._delete,
+            "observe_deployment": self._on_observe,
+            "list_version_flags": self._on_list,
+            "apply_version_flag": self._on_apply,
+            "read_version_flag": self._on_read,
+            "set_traffic_percent": self._on_set,
+            "archive_version_flag": self._on_archive,
+            "delete_workers": self._on_delete,
         }
 
-    def _list(self, input: ListFlagsInput) -> FlagList:
+    def _on_observe(self, input: ObserveDeploymentInput) -> DeploymentObservation:
+        answer = self.observe_deployment(input)
+        self.referee.saw(_actor(), answer.flags)
+        return answer
+
+    def _on_list(self, input: ListFlagsInput) -> FlagList:
         answer = self.list_version_flags(input)
         self.referee.saw(_actor(), answer.flags)
         return answer
 
-    def _apply(self, input: ApplyFlagInput) -> VersionInfo:
-        info = self.apply_version_flag(input)
-        self.referee.saw(_actor(), [self.flags[info.flag_name]])
-        return info
+    def _on_apply(self, input: ApplyFlagInput) -> VersionFlag:
+        flag = self.apply_version_flag(input)
+        self.referee.saw(_actor(), [flag])
+        return flag
 
-    def _read(self, input: FlagNameInput) -> FlagReading:
+    def _on_read(self, input: FlagNameInput) -> FlagReading:
         answer = self.read_version_flag(input)
         self.referee.saw(_actor(), [answer.flag] if answer.flag is not None else [])
         return answer
 
-    def _set(self, input: SetPercentInput) -> BaseModel | None:
+    def _on_set(self, input: SetPercentInput) -> BaseModel | None:
         flag = self.flags.get(input.flag_name)
         if flag is not None and not flag.archived:
             version = flag.info.version_id
             if version in self.races and self.flag_of(version) == flag:
                 self.hand_set_percent(version, self.races.pop(version))
         before = self.flags.get(input.flag_name)
+        if self.unconditional_writes and before is not None:  # the old behaviour: write whatever the flag holds
+            input = input.model_copy(update={"expected": general_percent(before)})
         answer = self.set_traffic_percent(input)  # refuses (raises) a write that does not land
         if before is not None:
             self.referee.writing(_actor(), before, input.percent)
             self.publish()
         return answer
 
-    def _archive(self, input: FlagNameInput) -> BaseModel | None:
+    def _on_archive(self, input: FlagNameInput) -> BaseModel | None:
         flags, flag = list(self.flags.values()), self.flags.get(input.flag_name)
         answer = self.archive_version_flag(input)
         if flag is not None:
@@ -190,7 +201,7 @@ class WatchedWorld(World):
             self.publish()
         return answer
 
-    def _delete(self, input: DeleteWorkersInput) -> BaseModel | None:
+    async def _on_delete(self, input: DeleteWorkersInput) -> BaseModel | None:
         current = self.deployments.get(f"{input.worker_set.namespace}/{input.worker_set.name}")
         if current is not None and current.task_queue is not None:
             version = current.labels.get(LABEL_VERSION, "")
@@ -199,14 +210,14 @@ class WatchedWorld(World):
                 list(self.flags.values()),
                 current.task_queue,
                 running=len(self.running_on(current.task_queue)),
-                queued=self.queued,
+                queued=await self.deploying_versions(),
                 version=version,
             )
             self.publish()
             if reasons:
                 message = f"deleting the workers of {version}: {'; '.join(reasons)}"
                 raise SimulatedFailure(ActivityErrorInfo(name="UnsafeDelete", message=message, retryable=False))
-        return self.delete_workers(input)
+        return await self.delete_workers(input)
 
     def observe(self, queue: str) -> None:
         """Any look at a queue is time passing for every run, looked at or not: a signalled workflow continues as new
@@ -500,7 +511,9 @@ class _Player:
         await self.look()
         description = await self.ci.describe()
         state: CIState = await self.ci.query(CIWorkflow.db)
-        failed = [f"{r.request.event.version_id}: {r.error}" for r in state.history if r.phase is Phase.FAILED]
+        failed = [
+            f"{r.request.event.version_id}: {r.end and r.end.text}" for r in state.history if r.phase is Phase.FAILED
+        ]
         completed = description.status is WorkflowExecutionStatus.COMPLETED
         self.world.referee.chain_ended(failed_run=not completed, failed_deployments=failed)
         self.world.publish()
