@@ -100,7 +100,7 @@ CANCELLED_S = 1800.0
 """How long a cancelled deployment may take to end."""
 MAX_VIRTUAL_S = 7 * 24 * 3600.0
 """A story's bound of virtual time: settling bounds each deployment, this only catches a runaway."""
-FINISHING_LOOKS = 3
+FINISHING_LOOKS = 40
 STALL_S = 3.0
 ACTIVITY_ENDS = (
     EventType.EVENT_TYPE_ACTIVITY_TASK_COMPLETED,
