@@ -21,7 +21,7 @@ from diachronic.flags import FlagStrategy, VersionFlag
 from diachronic.flags.evaluation import constraint_matches, context_properties, general_percent, rollout_percent
 from diachronic.versions import sort_newest_first
 
-__all__ = ["INVARIANTS", "ChildView", "Referee", "Violation", "routes_traffic"]
+__all__ = ["INVARIANTS", "ChildView", "Referee", "Violation", "routes_to_flag", "routes_traffic"]
 
 INVARIANTS = {
     "stranded": "every running workflow's task queue has workers",
@@ -123,6 +123,11 @@ def routes_traffic(flags: Iterable[VersionFlag], task_queue: str) -> bool:
     return _routed(flags, lambda f: f.info.task_queue == task_queue)
 
 
+def routes_to_flag(flags: Iterable[VersionFlag], flag_name: str) -> bool:
+    """Whether some workflow id is routed to the flag named ``flag_name`` (not to another flag of its queue)."""
+    return _routed(flags, lambda f: f.info.flag_name == flag_name)
+
+
 # ----------------------------------------------------------------------------------------------- the referee
 
 
@@ -218,7 +223,7 @@ class Referee:
         name = flag.info.flag_name
         if sort_newest_first(live)[:1] == [flag]:
             self.violate("routed-flag-archived", f"archived {name}, the newest version's flag")
-        elif _routed(live, lambda f: f.info.flag_name == name):
+        elif routes_to_flag(live, name):
             self.violate("routed-flag-archived", f"archived {name} while it routes traffic")
 
     # ------------------------------------------------------------------------------------------- between steps
