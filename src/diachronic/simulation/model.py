@@ -68,6 +68,7 @@ from diachronic.simulation.stories import (
     SETTLE_STEP_S,
     STEP_S,
     WatchedWorld,
+    failure_of,
     set_up,
 )
 from diachronic.simulation.world import World
@@ -128,7 +129,6 @@ class _Deployment:
     migrator: _Child | None = None  # the migration child
     in_flight: list[str] = field(default_factory=list)
     stop: Control | None = None
-    resumed: bool = False
 
 
 @dataclass(frozen=True)
@@ -144,9 +144,8 @@ class ModelRun:
 class _Model:
     """The CI, as the planner decides it, over a watched world."""
 
-    def __init__(self, world: WatchedWorld, start: act.Start) -> None:
+    def __init__(self, world: WatchedWorld) -> None:
         self.world = world
-        self.start = start
         self.now = T0
         self.queue: list[act.Deploy] = []
         self.events: dict[str, DeployEvent] = {}  # the last deploy event of each version
@@ -196,31 +195,12 @@ class _Model:
                 self.arrive(None, self.events[version])
             case act.Control(name=name):
                 self.control(Control(name))
-            case act.SetPercent(version=version, percent=percent) if self._editable(version):
-                world.hand_set_percent(version, percent)
-            case act.RaceWrite(version=version, percent=percent):
-                world.races[version] = percent
-            case act.DisableGeneral(version=version, delete=delete) if self._editable(version):
-                (world.hand_delete_general if delete else world.hand_disable_general)(version)
-            case act.Archive(version=version) if self._editable(version):
-                world.hand_archive(version)
-            case act.StartWorkflows(count=count, version=None, lifetime=lifetime):
-                world.start_routed(count, lifetime)
-            case act.StartWorkflows(count=count, version=str(version), lifetime=lifetime):
-                if version in world.worker_versions():
-                    world.start_workflows(version, count, finishes_after=lifetime)
-            case act.FinishWorkflows(version=version, count=count):
-                world.finish_some(version, count)
-            case act.Fail(failure=failure, activity=name, count=count):
-                error, retryable, _ = act.FAILURES[failure]
-                info = ActivityErrorInfo(name=error, message=f"{failure} (simulated)", retryable=retryable)
-                self.failing.setdefault(name, []).extend([info] * count)
+            case act.Fail(activity=name, count=count):
+                self.failing.setdefault(name, []).extend([failure_of(action)] * count)
             case act.Wait(seconds=seconds):
                 self.advance(seconds)
-
-    def _editable(self, version: str) -> bool:
-        flag = self.world.flag_of(version)
-        return flag is not None and not flag.archived
+            case _:
+                world.happen(action)
 
     def arrive(self, action: act.Deploy | None, resent: DeployEvent | None) -> None:
         """A deploy event arrives: queued, or recognised as a duplicate or a stale event."""
@@ -568,7 +548,7 @@ def run_model(story: act.Story, name: str, *, world_type: type[World] = WatchedW
     if not isinstance(world, WatchedWorld):
         raise TypeError("the model plays in a WatchedWorld")
     set_up(story.start, world)
-    model = _Model(world, story.start)
+    model = _Model(world)
     played = 0
     for action in story.actions:
         model.happen(action)

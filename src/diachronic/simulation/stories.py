@@ -87,7 +87,7 @@ from diachronic.simulation.world import World
 from diachronic.versions import task_queue
 from diachronic.workers import LABEL_VERSION
 
-__all__ = ["ACTOR", "STEP_S", "WatchedWorld", "explored", "set_up"]
+__all__ = ["ACTOR", "STEP_S", "WatchedWorld", "explored", "failure_of", "set_up"]
 
 MOVE_S = 30.0
 """Wall seconds one move of a story (an action and the step after it, a look while settling) may take."""
@@ -227,6 +227,30 @@ class WatchedWorld(World):
 
     # ------------------------------------------------------------------------------------------- people
 
+    def happen(self, action: Action) -> None:
+        """What people and workflows do in the world (the actions that need no CI): edits, races, starts, ends."""
+        match action:
+            case SetPercent(version=version, percent=percent) if self.editable(version):
+                self.hand_set_percent(version, percent)
+            case RaceWrite(version=version, percent=percent):
+                self.races[version] = percent
+            case DisableGeneral(version=version, delete=delete) if self.editable(version):
+                (self.hand_delete_general if delete else self.hand_disable_general)(version)
+            case Archive(version=version) if self.editable(version):
+                self.hand_archive(version)
+            case StartWorkflows(count=count, version=None, lifetime=lifetime):
+                self.start_routed(count, lifetime)
+            case StartWorkflows(count=count, version=str(version), lifetime=lifetime):
+                if version in self.worker_versions():
+                    self.start_workflows(version, count, finishes_after=lifetime)
+            case FinishWorkflows(version=version, count=count):
+                self.finish_some(version, count)
+
+    def editable(self, version: str) -> bool:
+        """Whether a person can edit the version's newest flag (it exists and is not archived)."""
+        flag = self.flag_of(version)
+        return flag is not None and not flag.archived
+
     def start_routed(self, count: int, lifetime: int | None) -> None:
         """Workflows started where the flags route them, as the signaler starts them (none when nothing routes)."""
         live = self.flags_newest_first(include_archived=False)
@@ -240,6 +264,12 @@ class WatchedWorld(World):
         """``count`` (or all) workflows on the version's queue end."""
         for run in self.running_on(task_queue(self.workflow_name, version_id))[:count]:
             self._close(run)
+
+
+def failure_of(action: Fail) -> ActivityErrorInfo:
+    """The error a ``Fail`` action's incident raises."""
+    error, retryable, _ = FAILURES[action.failure]
+    return ActivityErrorInfo(name=error, message=f"{action.failure} (simulated)", retryable=retryable)
 
 
 # ----------------------------------------------------------------------------------------------- playing
@@ -327,32 +357,12 @@ class _Player:
                     await self.ci.signal(DEPLOY_SUCCESS_SIGNAL, payload)
             case Control():
                 await self.control(action)
-            case SetPercent(version=version, percent=percent) if self._editable(version):
-                world.hand_set_percent(version, percent)
-            case RaceWrite(version=version, percent=percent):
-                world.races[version] = percent
-            case DisableGeneral(version=version, delete=delete) if self._editable(version):
-                (world.hand_delete_general if delete else world.hand_disable_general)(version)
-            case Archive(version=version) if self._editable(version):
-                world.hand_archive(version)
-            case StartWorkflows(count=count, version=None, lifetime=lifetime):
-                world.start_routed(count, lifetime)
-            case StartWorkflows(count=count, version=str(version), lifetime=lifetime):
-                if version in world.worker_versions():
-                    world.start_workflows(version, count, finishes_after=lifetime)
-            case FinishWorkflows(version=version, count=count):
-                world.finish_some(version, count)
-            case Fail(failure=failure, activity=name, count=count):
-                error, retryable, _ = FAILURES[failure]
-                message = f"{failure} (simulated)"
-                info = ActivityErrorInfo(name=error, message=message, retryable=retryable)
-                self.sim.outcome.fakes.fail_next(name, *[info] * count)
+            case Fail(activity=name, count=count):
+                self.sim.outcome.fakes.fail_next(name, *[failure_of(action)] * count)
             case Wait(seconds=seconds):
                 await self.step(seconds)
-
-    def _editable(self, version: str) -> bool:
-        flag = self.world.flag_of(version)
-        return flag is not None and not flag.archived
+            case _:
+                world.happen(action)
 
     async def deploy(self, action: Deploy) -> None:
         if action.version not in self.world.worker_versions():

@@ -61,6 +61,7 @@ from diachronic.workers import LABEL_VERSION, WorkerSet, labels_match, worker_la
 
 __all__ = ["FlagEnd", "Run", "World"]
 
+
 @dataclass
 class Run:
     """One workflow run on a task queue."""
