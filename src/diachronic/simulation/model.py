@@ -139,6 +139,7 @@ class ModelRun:
     played: int
     phases: list[Phase]
     ci_failed: bool
+    world: WatchedWorld  # as the story left it
 
 
 class _Model:
@@ -557,4 +558,4 @@ def run_model(story: act.Story, name: str, *, world_type: type[World] = WatchedW
         model.look()
     model.settle()
     failed = deployment.run_failure(len(model.failures), model.failures) is not None
-    return ModelRun(list(world.referee.violations), played, model.phases, failed)
+    return ModelRun(list(world.referee.violations), played, model.phases, failed, world)
