@@ -163,6 +163,12 @@ async def test_defect_5_a_failed_migration_stops_the_rollout_at_once(monkeypatch
 MODEL_BUDGET = 300  # stories: a few seconds
 
 
+async def test_the_model_finds_no_violation_in_its_budget() -> None:
+    summary = await explore(seed=0, sequences=MODEL_BUDGET, model=True, shrink_runs=0)
+    assert summary.passed, "\n".join(f.python() for f in summary.findings)
+    assert summary.steps > MODEL_BUDGET * 4  # stories of several actions each were played
+
+
 async def test_the_model_finds_defect_1_and_the_workflows_confirm_it(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(retire, "plan_retire", retire_without_live_again)
     mix = Mix.only(deploy=4, finish_workflows=2, wait=3, kinds=(2, 5, 0))
