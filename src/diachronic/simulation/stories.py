@@ -130,6 +130,7 @@ def _actor() -> str:
 class WatchedWorld(World):
     """The fake world, watched by a referee, with a person's hand ready to race the automation's writes."""
 
+    move_delay: int = 0  # a signalled workflow continues as new at the next look: within seconds, not polls
     referee: Referee = field(init=False)
     races: dict[str, int] = field(default_factory=dict)  # version -> percent set right before the next write
     played: int = 0  # actions of the story played (the rest came after the CI run ended)
