@@ -11,10 +11,12 @@ from typing import Annotated
 
 from pydantic import AfterValidator, Field
 
+from diachronic.ci.planner.freeze import Freeze
 from diachronic.ci.planner.schedule import validate_steps
 from diachronic.contracts import Contract, DeployEvent, RolloutStep, State, VersionInfo
 from diachronic.errors import InvalidInput
 from diachronic.flags import VersionFlag
+from diachronic.notify.events import DeploymentFacts, Notification
 from diachronic.workers import WorkerSet
 
 # ----------------------------------------------------------------------------------------------- names
@@ -211,6 +213,7 @@ class RolloutInput(Contract):
     poll_interval_s: float = Field(default=1.0, gt=0)
     continue_as_new_after: int = Field(default=2000, ge=10, description="history events before continue-as-new")
     step_timeout_s: float = Field(default=DEFAULT_STEP_TIMEOUT_S, gt=0)
+    report: DeploymentFacts | None = Field(default=None, description="the deployment its notifications tell of")
 
 
 class RolloutState(State):
@@ -224,6 +227,8 @@ class RolloutState(State):
     stop_reason: str | None = None
     stop_detail: str | None = None
     history: list[tuple[datetime, int]] = Field(default_factory=list)
+    pauses: int = 0  # how many times it was paused: tells one pause's notification from the next
+    outbox: list[Notification] = Field(default_factory=list, description="notifications not published yet")
 
 
 class RolloutRun(Contract):
@@ -236,6 +241,7 @@ class RolloutResult(Contract):
     percent: int
     reason: str | None = None
     detail: str | None = None
+    unpublished: list[Notification] = Field(default_factory=list, description="left for the CI to publish")
 
 
 class RolloutStatus(Contract):
@@ -366,6 +372,9 @@ class DeployOptions(Contract):
         description="deploy even if the version already is the newest live version (a human's command, e.g. to "
         "finish a deployment that failed); a redelivered event never sets it",
     )
+    force_reason: str | None = Field(
+        default=None, min_length=1, max_length=500, description="go through a freeze, for this reason (recorded)"
+    )
 
 
 class DeployRequest(Contract):
@@ -382,6 +391,7 @@ class Deployment(State):
     migration: DrainResult | None = None
     cleanup_workflow_id: str | None = None
     end: DeploymentEnd | None = None
+    overrode_freeze: Freeze | None = Field(default=None, description="the freeze it was forced through")
     controls: list[ControlRecord] = Field(default_factory=list, description="the controls it accepted (bounded)")
     started_at: datetime | None = None
     finished_at: datetime | None = None
@@ -398,6 +408,10 @@ class CIState(State):
     failed: int = Field(default=0, description="deployments of this run that failed, across continue-as-new")
     last_ignored: str | None = Field(default=None, description="why the last deploy event was ignored")
     ignored: int = 0
+    outbox: list[Notification] = Field(
+        default_factory=list, description="notifications decided and not published yet (bounded: ci.outbox.LIMIT)"
+    )
+    frozen: Freeze | None = Field(default=None, description="the freeze the next deployment waits for")
 
 
 class CIInput(Contract):
@@ -444,6 +458,7 @@ class CIStatus(Contract):
     queued: list[DeployEvent]
     last_error: str | None
     end: DeploymentEnd | None = None
+    frozen: Freeze | None = Field(default=None, description="the queued deployments wait for this freeze to lift")
     non_migratory: bool = False
     cleanup_workflow_id: str | None = None
     drain_workflow_id: str | None = Field(
