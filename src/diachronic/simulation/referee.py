@@ -17,8 +17,8 @@ from dataclasses import dataclass, field
 from datetime import datetime
 
 from diachronic.contracts import VersionInfo
-from diachronic.flags import FlagStrategy, VersionFlag
-from diachronic.flags.evaluation import constraint_matches, context_properties, general_percent, rollout_percent
+from diachronic.flags import VersionFlag
+from diachronic.flags.evaluation import flag_reach, general_percent
 from diachronic.versions import sort_newest_first
 
 __all__ = ["INVARIANTS", "ChildView", "Referee", "Violation", "routes_to_flag", "routes_traffic"]
@@ -67,50 +67,13 @@ class ChildView:
 # ----------------------------------------------------------------------------------------------- routing
 
 
-def _constraints(strategy: FlagStrategy, is_test: bool) -> bool | None:
-    """True: every constraint holds for every id of this context; False: one never holds; None: it depends on the
-    id (a constraint on something other than ``isTest``)."""
-    properties = context_properties(is_test)
-    verdict: bool | None = True
-    for constraint in strategy.constraints:
-        if constraint.context_name != "isTest":
-            verdict = None
-        elif not constraint_matches(constraint, "", properties):
-            return False
-    return verdict
-
-
-def _strategy_on(strategy: FlagStrategy, is_test: bool) -> tuple[bool, bool]:
-    """(on for some id, on for every id) of one active strategy in one context."""
-    constraints = _constraints(strategy, is_test)
-    if constraints is False:
-        return False, False
-    if strategy.name == "default":
-        return True, constraints is True
-    if strategy.name != "flexibleRollout":
-        return False, False
-    rollout = rollout_percent(strategy) or 0
-    return rollout > 0, constraints is True and rollout == 100 and strategy.parameters.get("stickiness") != "random"
-
-
-def _flag_on(flag: VersionFlag, is_test: bool) -> tuple[bool, bool]:
-    """(on for some workflow id, on for every workflow id) in one context, by Unleash's rules."""
-    if flag.archived or not flag.enabled:
-        return False, False
-    active = [s for s in flag.strategies if not s.disabled]
-    if not active:
-        return True, True
-    answers = [_strategy_on(s, is_test) for s in active]
-    return any(some for some, _ in answers), any(every for _, every in answers)
-
-
 def _routed(flags: Iterable[VersionFlag], hit: Callable[[VersionFlag], bool]) -> bool:
     """Whether some workflow id (test traffic or not) is routed to a flag that ``hit`` picks: that flag is on for
     some id and no newer flag is on for every id."""
     newest_first = sort_newest_first(list(flags))
     for is_test in (False, True):
         for flag in newest_first:
-            some, every = _flag_on(flag, is_test)
+            some, every = flag_reach(flag, is_test)
             if some and hit(flag):
                 return True
             if every:

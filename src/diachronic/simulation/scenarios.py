@@ -791,6 +791,32 @@ EXPLORED_MIGRATION_FAILS_FIRST = explored(
     ci_fails=True,
 )
 
+async def routed_to_100_then_general_disabled(sim: Sim) -> None:
+    await sim.deploy("v3", steps="50@60s,100@1h")
+    await sim.until("the rollout reached 50 %", lambda: sim.world.percent("v3") == 50)
+    sim.world.hand_set_percent("v3", 100)
+    sim.world.hand_disable_general("v3")
+    await sim.until("the rollout stopped", _rollout_stopped(sim))
+    await sim.control("cancel", expect=True)
+
+
+EXPLORED_GENERAL_DISABLED_AT_100 = Scenario(
+    name="explore-2-188",
+    about="found by the explorer (the model, seed 2, against the planner of the safety fixes): a person routes 100 % "
+    "to v3, then disables v3's general strategy, so general traffic goes back to v1; v1's flag and workers stay (a "
+    "disabled strategy at 100 % shields nothing); played on conditions, not on the story's timing",
+    setup=live("v1", workers=("v1", "v3")),
+    drive=routed_to_100_then_general_disabled,
+    expect=Expect(
+        phases=(Phase.CANCELLED,),
+        flags=(FlagEnd("v3", 100), FlagEnd("v1", 100)),
+        workers=frozenset({"v1", "v3"}),
+        not_called=frozenset({"delete_workers", "archive_version_flag"}),
+        checks=(("v1 was kept: it still receives traffic", lambda o: "RetireBlocker.ROUTED" in o.branches),),
+    ),
+)
+
+
 CATALOG: list[Scenario] = [
     INITIAL,
     MIGRATORY,
@@ -819,6 +845,7 @@ CATALOG: list[Scenario] = [
     EXPLORED_EDIT_BETWEEN_READ_AND_WRITE,
     EXPLORED_FAILURE_KEPT_ACROSS_CONTINUE_AS_NEW,
     EXPLORED_MIGRATION_FAILS_FIRST,
+    EXPLORED_GENERAL_DISABLED_AT_100,
 ]
 
 
