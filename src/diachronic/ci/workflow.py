@@ -34,6 +34,7 @@ with workflow.unsafe.imports_passed_through():
         DEFAULT_STEP_TIMEOUT_S,
         DEPLOY_UPDATE,
         DEPLOYING_QUERY,
+        MIGRATION_BATCH_SIZE,
         ROLLOUT_PAUSE_SIGNAL,
         ROLLOUT_PROMOTE_SIGNAL,
         ROLLOUT_RESUME_SIGNAL,
@@ -544,7 +545,7 @@ class CIWorkflow:
                             from_version=previous,
                             to_version=new,
                             poll_interval_s=options.poll_interval_s or MIGRATION_POLL_S,
-                            batch_size=options.batch_size or 500,
+                            batch_size=options.batch_size or MIGRATION_BATCH_SIZE,
                             continue_as_new_after=can_after,
                             step_timeout_s=_budget(record),
                         )
