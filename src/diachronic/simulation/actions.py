@@ -138,10 +138,10 @@ FLAG_WRITES = ("apply_version_flag", "set_traffic_percent", "archive_version_fla
 
 FAILURES: dict[Failure, tuple[str, bool, tuple[str, ...]]] = {
     "flag-store-down": ("FlagStoreError", True, (*FLAG_READS, *FLAG_WRITES)),
-    "flag-store-forbidden": ("FlagStoreError", False, (*FLAG_READS, *FLAG_WRITES, "migrate_batch")),
+    "flag-store-forbidden": ("FlagStoreError", False, (*FLAG_READS, *FLAG_WRITES, "migrate_sweep")),
     "kubernetes-403": ("WorkersError", False, ("find_workers", "delete_workers")),
     "kubernetes-503": ("WorkersError", True, ("find_workers", "delete_workers")),
-    "temporal-busy": ("TemporalError", True, ("count_running", "migrate_batch")),
+    "temporal-busy": ("TemporalError", True, ("count_running", "migrate_sweep")),
 }
 """Incidents: the error type they raise, whether a retry can help, and the activities that meet them."""
 

@@ -7,8 +7,9 @@ server, no workflow, only the decisions of ``diachronic.ci.planner``, executed a
 - a deploy arriving: ``deploy.classify_deploy``; the deployment's start, one at a time: ``deployment.plan_start``;
 - the rollout: ``rollout.plan_rollout`` (its writes conditional on the value read, a person's edit possibly landing
   between the read and the write), waking when the plan says;
-- the migration: the world's ``migrate_batch`` (which selects with ``migration.select_runs``),
-  ``migration.next_migration_action``, then ``retire.plan_retire`` and ``migration.after_drain``;
+- the migration: ``sweep.next_sweep`` over the running count and the flags, the world's ``migrate_sweep`` (which
+  selects with ``migration.select_runs``) folded in by ``sweep.record_progress``, then ``retire.plan_retire`` and
+  ``migration.after_drain``;
 - cleanup of a non-migratory deployment's previous version: ``retire.plan_retire``, on its own;
 - how the children end, and controls: ``deployment.plan_children``, an abort's ``deployment.plan_route_back``;
 - the CI run's end: ``deployment.run_failure``.
@@ -31,6 +32,8 @@ from pydantic import BaseModel
 
 from diachronic.ci.contracts import (
     FINAL_PHASES,
+    MIGRATION_BATCH_SIZE,
+    MIGRATION_PAGES_PER_CALL,
     ActivityErrorInfo,
     ApplyFlagInput,
     Control,
@@ -43,18 +46,18 @@ from diachronic.ci.contracts import (
     FlagNameInput,
     FlagReading,
     ListFlagsInput,
-    MigrateBatchInput,
-    MigrateBatchResult,
+    MigrationInput,
     ObserveDeploymentInput,
     Phase,
     RunningCount,
     SetPercentInput,
+    SweepInput,
     WorkerSetList,
     cleanup_workflow_id,
     migration_workflow_id,
     rollout_workflow_id,
 )
-from diachronic.ci.planner import deploy, deployment, migration, retire, rollout
+from diachronic.ci.planner import deploy, deployment, migration, retire, rollout, sweep
 from diachronic.ci.planner.schedule import parse_steps
 from diachronic.contracts import DeployEvent, RolloutStep, VersionInfo
 from diachronic.flags import VersionFlag
@@ -80,7 +83,7 @@ T = TypeVar("T")
 
 T0 = datetime(2026, 1, 1, tzinfo=UTC)
 RETRY_S = 2.0  # a retryable failure: the call is made again this much later
-MIGRATION_BATCH = 500
+_MIGRATION_FIELDS = MigrationInput.model_fields  # the pacing the CI leaves at its defaults
 
 
 class _Failed(Exception):
@@ -127,7 +130,8 @@ class _Deployment:
     roller: _Child | None = None  # the rollout child
     state: rollout.RolloutSnapshot | None = None  # the rollout's state (its observation and clock refreshed)
     migrator: _Child | None = None  # the migration child
-    in_flight: list[str] = field(default_factory=list)
+    sweeping: sweep.Sweep | None = None  # the migration's sweep in progress
+    sweep_log: sweep.SweepLog = field(default_factory=sweep.SweepLog)
     stop: Control | None = None
 
 
@@ -293,7 +297,7 @@ class _Model:
             event,
             steps=tuple(parse_steps(action.steps)),
             poll_s=action.poll_s,
-            batch_size=action.batch_size or MIGRATION_BATCH,
+            batch_size=action.batch_size or MIGRATION_BATCH_SIZE,
             started_at=self.now,
         )
         self.current = record
@@ -374,33 +378,64 @@ class _Model:
         self.children_move(record)
 
     def migration_move(self, record: _Deployment) -> None:
+        """One wake of the migration, as ``ci.migration`` runs it: read the flags; with no sweep in progress, count the
+        old queue and plan (``planner.sweep.next_sweep``): retire once drained, or wait; then one call of the world's
+        ``migrate_sweep`` from the sweep's cursor, folded in by ``planner.sweep.record_progress``."""
         child, new, old = record.migrator, record.new, record.previous
         assert child is not None and new is not None and old is not None
+        name = self.world.workflow_name
+        pacing = sweep.SweepPacing(
+            poll_s=record.poll_s,
+            full_sweep_every_s=_MIGRATION_FIELDS["full_sweep_every_s"].default,
+            recent_pause_max_s=_MIGRATION_FIELDS["recent_pause_max_s"].default,
+        )
         try:
-            batch = MigrateBatchInput(
-                workflow_name=self.world.workflow_name,
+            flags = self.ask(child.workflow_id, "list_version_flags", ListFlagsInput(workflow_name=name), FlagList)
+            if record.sweeping is None:
+                counted = self.ask(
+                    child.workflow_id, "count_running", CountRunningInput(task_queue=old.task_queue), RunningCount
+                )
+                observed = sweep.QueueObservation(
+                    running_on_old_queue=counted.running,
+                    routing=migration.routing_key(flags.flags),
+                    routes_new=migration.may_route_to(flags.flags, new.task_queue),
+                )
+                plan = sweep.next_sweep(record.sweep_log, observed, self.now, pacing)
+                if plan.action is sweep.SweepAction.DRAINED:
+                    retiring = self.retire_plan(old, child.workflow_id)
+                    after = migration.after_drain(retiring)
+                    if after is migration.MigrationAction.RETIRE:
+                        self.retire(old, retiring, child.workflow_id)
+                        child.end(deployment.ChildView(deployment.ChildState.COMPLETED), self.now)
+                    elif after is migration.MigrationAction.HAND_OFF:
+                        child.end(deployment.ChildView(deployment.ChildState.HANDED_OFF), self.now)
+                if plan.action is not sweep.SweepAction.SWEEP:
+                    if child.wake is not None:
+                        at = plan.at or self.now + timedelta(seconds=record.poll_s)
+                        child.wake = max(at, self.now)
+                    self.children_move(record)
+                    return
+                record.sweeping = plan.sweep
+            current = record.sweeping
+            assert current is not None
+            call = SweepInput(
+                workflow_name=name,
                 from_task_queue=old.task_queue,
                 to_version=new,
-                already_signalled=record.in_flight,
+                flags=flags.flags,
+                covered=current.covered,
+                recheck=current.recheck,
+                since=current.since,
+                cursor=current.cursor,
                 batch_size=record.batch_size,
+                pages=MIGRATION_PAGES_PER_CALL,
             )
-            result = self.ask(child.workflow_id, "migrate_batch", batch, MigrateBatchResult)
-            record.in_flight = [*result.still_signalled, *result.signalled]
-            action = migration.next_migration_action(
-                eligible_unsignalled=result.eligible_unsignalled + result.failed,
-                running_on_old_queue=result.running_on_old_queue,
+            progress = self.ask(child.workflow_id, "migrate_sweep", call, sweep.SweepProgress)
+            record.sweeping, record.sweep_log = sweep.record_progress(
+                current, record.sweep_log, progress, flags.flags, self.now
             )
-            if action is migration.MigrationAction.RETIRE:
-                plan = self.retire_plan(old, child.workflow_id)
-                action = migration.after_drain(plan)
-                if action is migration.MigrationAction.RETIRE:
-                    self.retire(old, plan, child.workflow_id)
-                    child.end(deployment.ChildView(deployment.ChildState.COMPLETED), self.now)
-                elif action is migration.MigrationAction.HAND_OFF:
-                    child.end(deployment.ChildView(deployment.ChildState.HANDED_OFF), self.now)
             if child.wake is not None:
-                pause = action is not migration.MigrationAction.SIGNAL_MORE
-                child.wake = self.now + timedelta(seconds=record.poll_s if pause else 0)
+                child.wake = self.now + timedelta(seconds=record.poll_s if progress.stalled else 0)
         except _Retry:
             child.wake = self.now + timedelta(seconds=RETRY_S)
         except _Failed as failure:

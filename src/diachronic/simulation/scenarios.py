@@ -782,7 +782,7 @@ EXPLORED_FAILURE_KEPT_ACROSS_CONTINUE_AS_NEW = explored(
     "defect 3: v5's migration fails for good, the CI continues as new (tiny history) and deploys v6: the run still "
     "fails for v5 (found with the failure before both deploys; after them, v6 is queued whatever the timing)",
     Start(running=3, ci_history=10),
-    [Deploy("v5"), Deploy("v6"), Fail("flag-store-forbidden", activity="migrate_batch")],
+    [Deploy("v5"), Deploy("v6"), Fail("flag-store-forbidden", activity="migrate_sweep")],
     phases=(Phase.FAILED, Phase.COMPLETED),
     ci_fails=True,
 )
@@ -791,7 +791,7 @@ EXPLORED_MIGRATION_FAILS_FIRST = explored(
     "explore-0-1",
     "defect 5: the migration fails at its first batch: the CI stops the rollout at once and the deployment fails",
     Start(running=2, finishing=1),
-    [Deploy("v2"), Fail("flag-store-forbidden", activity="migrate_batch")],
+    [Deploy("v2"), Fail("flag-store-forbidden", activity="migrate_sweep")],
     phases=(Phase.FAILED,),
     ci_fails=True,
 )
