@@ -8,7 +8,6 @@ import logging
 import re
 import types
 import uuid
-from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
@@ -19,23 +18,12 @@ from temporalio.testing import WorkflowEnvironment
 from temporalio.worker import Worker
 
 from diachronic.simulation.fakes import ContractFakes, FailurePolicy, activity_contracts
-from diachronic.simulation.runner import run_scenario, time_skipping_server
-
-
-@pytest.fixture
-async def own_time_env() -> AsyncIterator[WorkflowEnvironment]:
-    """A time-skipping server of this test's own, as each simulated scenario gets: the session's shared one may hold a
-    time-skipping lock an earlier test left (a child that closed after its parent), and a year would then pass at
-    wall speed."""
-    env = await time_skipping_server()
-    yield env
-    await env.shutdown()
+from diachronic.simulation.runner import run_scenario
 
 
 async def test_a_year_of_renewals_with_a_generated_flaky_charge(
-    own_time_env: WorkflowEnvironment, caplog: pytest.LogCaptureFixture
+    time_env: WorkflowEnvironment, caplog: pytest.LogCaptureFixture
 ) -> None:
-    time_env = own_time_env
     caplog.set_level(logging.CRITICAL, logger="temporalio")
     fakes = ContractFakes(activity_contracts([charge]), seed=4, policy=FailurePolicy(rate=0.25))
     task_queue = f"own-{uuid.uuid4()}"
