@@ -39,7 +39,7 @@ demo: install
 
 # The tests run against a real Unleash of their own: fresh, private to this run, removed afterwards (also on failure).
 test: install lint
-	DIACHRONIC_TEST_UNLEASH=required $(UNLEASH) run $(BIN)/pytest -q
+	DIACHRONIC_TEST_UNLEASH=required $(UNLEASH) run $(BIN)/pytest -q --durations=25
 
 lint: install
 	$(BIN)/ruff check src tests examples bench
