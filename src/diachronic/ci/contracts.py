@@ -7,8 +7,9 @@ from __future__ import annotations
 
 from datetime import datetime
 from enum import StrEnum
+from typing import Any
 
-from pydantic import Field
+from pydantic import Field, model_validator
 
 from diachronic.contracts import Contract, DeployEvent, RolloutStep, State, VersionInfo
 from diachronic.flags import VersionFlag
@@ -359,3 +360,178 @@ class CIStatus(Contract):
     )
     rollout_history: list[tuple[datetime, int]] = Field(default_factory=list)
     recent: list[Deployment] = Field(default_factory=list)
+
+
+# ----------------------------------------------------------------------------------------------- gates (docs/gates.md)
+
+DEFAULT_READY_TIMEOUT_S = 600.0
+"""How long a deployment waits for a worker to poll the new version's task queue before ``WorkersNotReady``."""
+DEFAULT_GATE_TIMEOUT_S = 600.0
+DEFAULT_MAX_FAILURE_RATE = 0.2
+"""A broken build fails most of its runs; a healthy one rarely more than a few percent."""
+DEFAULT_MIN_SAMPLE = 5
+DEFAULT_CANARY_SOAK_S = 300.0
+MAX_EXAMPLES = 10
+"""Workflow ids a health verdict quotes as evidence."""
+HEALTH_WORKFLOW = "health"
+
+
+def health_workflow_id(workflow_name: str) -> str:
+    return f"health.{workflow_name}"
+
+
+def gate_workflow_id(task_queue: str, step_index: int, deployment_started: datetime) -> str:
+    """One id per gate run: the new version's queue, the step, and when the deployment started (a redeploy of the
+    same version runs its gate again)."""
+    return f"gate.{task_queue}.{step_index}.{deployment_started:%Y%m%dT%H%M%S%f}"
+
+
+class GateOptions(Contract):
+    """``deploy --gate``: a validation workflow the CI runs on the new version's task queue before traffic moves."""
+
+    workflow_type: str = Field(min_length=1, max_length=200, description="the gate workflow's type")
+    input: Any = Field(default=None, description="its one argument (JSON); none when absent")
+    timeout_s: float = Field(default=DEFAULT_GATE_TIMEOUT_S, gt=0, description="a gate running longer fails")
+    every_step: bool = Field(default=False, description="run it again before each rollout step")
+
+
+class HealthThresholds(Contract):
+    """When the health analysis aborts: see ``diachronic.ci.planner.health`` for the rules."""
+
+    max_failure_rate: float = Field(default=DEFAULT_MAX_FAILURE_RATE, ge=0, le=1)
+    min_sample: int = Field(default=DEFAULT_MIN_SAMPLE, ge=1, description="closed runs before a rate is judged")
+
+
+class CanaryOptions(Contract):
+    """``--migrate-canary N|P%``: migration first moves a cohort, watches it for ``soak_s``, then the rest."""
+
+    size: int | None = Field(default=None, ge=1, description="N workflows")
+    percent: float | None = Field(default=None, gt=0, le=100, description="P % of the eligible workflows")
+    query: str | None = Field(
+        default=None, min_length=1, max_length=2000, description="a visibility query the cohort must also match"
+    )
+    soak_s: float = Field(default=DEFAULT_CANARY_SOAK_S, ge=0)
+
+    @model_validator(mode="after")
+    def _one_size(self) -> CanaryOptions:
+        if (self.size is None) == (self.percent is None):
+            raise ValueError("a canary cohort is a number of workflows or a percentage: give exactly one")
+        return self
+
+
+class Cohort(Contract):
+    """What one migration batch may signal while a canary cohort moves (``diachronic.ci.planner.canary``)."""
+
+    options: CanaryOptions
+    target: int | None = Field(default=None, ge=0, description="the cohort's size; None: fixed by this look")
+    signalled: int = Field(default=0, ge=0, description="members signalled so far")
+
+
+class ObserveWorkersInput(Contract):
+    task_queue: str
+
+
+class WorkersObservation(Contract):
+    """Who polls a task queue for workflow tasks now (Temporal's DescribeTaskQueue)."""
+
+    task_queue: str
+    pollers: int = Field(ge=0, description="workers that polled within the last ``LIVE_POLLER_S`` seconds")
+
+
+class VersionHealth(Contract):
+    """One version's runs of the workflow type, closed within the window, as Temporal's visibility counts them.
+
+    A run that continued as new (a migration, a long history) is not an outcome: it is not counted."""
+
+    task_queue: str
+    closed: int = Field(default=0, ge=0, description="completed, failed, timed out, terminated or cancelled")
+    failed: int = Field(default=0, ge=0)
+    timed_out: int = Field(default=0, ge=0)
+    terminated: int = Field(default=0, ge=0)
+    task_problems: int | None = Field(
+        default=None, ge=0, description="running workflows flagged TemporalReportedProblems; None: not on this server"
+    )
+    migrated_failed: int = Field(default=0, ge=0, description="workflows that failed here after moving here")
+    examples: list[str] = Field(default_factory=list, max_length=MAX_EXAMPLES, description="ids of failing runs")
+
+    @property
+    def failures(self) -> int:
+        return self.failed + self.timed_out + self.terminated
+
+
+class ObserveHealthInput(Contract):
+    workflow_name: str
+    new_task_queue: str
+    old_task_queue: str
+    flag_name: str = Field(description="the new version's flag: its percentage names the step")
+    since: datetime = Field(description="the window's start (both versions are read over the same window)")
+
+
+class HealthObservation(Contract):
+    new: VersionHealth
+    old: VersionHealth
+    percent: int | None = Field(default=None, description="the new version's general percentage now")
+
+
+class HealthVerdict(Contract):
+    """The health analysis's answer: the rule that fired (None: healthy), and the evidence."""
+
+    rule: str | None = None
+    detail: str
+    new: VersionHealth
+    old: VersionHealth
+    at: datetime
+
+
+class StepHealth(Contract):
+    """The health numbers while the new version held one percentage (one rollout step)."""
+
+    percent: int | None
+    new: VersionHealth
+    old: VersionHealth
+    at: datetime
+
+
+class HealthInput(Contract):
+    workflow_name: str
+    from_version: VersionInfo
+    to_version: VersionInfo
+    thresholds: HealthThresholds = Field(default_factory=HealthThresholds)
+    since: datetime
+    poll_interval_s: float = Field(default=1.0, gt=0)
+    continue_as_new_after: int = Field(default=2000, ge=10)
+
+
+class HealthState(State):
+    polls: int = 0
+    steps: list[StepHealth] = Field(default_factory=list, description="one entry per percentage held (bounded)")
+    breach: HealthVerdict | None = None
+    last_error: str | None = None
+
+
+class HealthRun(Contract):
+    input: HealthInput
+    state: HealthState | None = None
+
+
+class HealthResult(Contract):
+    breach: HealthVerdict
+
+
+class ProbeMigrateBackInput(Contract):
+    workflow_name: str
+    old_task_queue: str
+    new_task_queue: str
+
+
+class MigrateBackEvidence(Contract):
+    """What the old and new code say about their state (the migrate SDK's ``diachronic.v1.snapshot``)."""
+
+    old_accepts: list[str] | None = Field(
+        default=None, description="state versions the old version's code restores; None: it could not be asked"
+    )
+    new_state_versions: list[str] = Field(
+        default_factory=list, description="state versions of the workflows running on the new version"
+    )
+    running_on_new_queue: int = Field(default=0, ge=0)
+    detail: str | None = Field(default=None, description="why the old version could not be asked")
