@@ -13,6 +13,7 @@ from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.testing import WorkflowEnvironment
 from tests.github_api import GitHubApi, start_early
 
+from diachronic.devserver import dynamic_config_args
 from diachronic.settings import venv_binary
 
 
@@ -34,6 +35,7 @@ async def dev_env(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[Wor
     env = await WorkflowEnvironment.start_local(
         dev_server_existing_path=str(venv_binary("temporal")),
         dev_server_database_filename=str(db),
+        dev_server_extra_args=dynamic_config_args(),
         data_converter=pydantic_data_converter,
     )
     yield env

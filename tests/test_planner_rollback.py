@@ -170,6 +170,13 @@ def test_plan_redeploy(
             MigrateBack(True, "v2 accepts sub/3: moving them back"),
         ),
         (
+            MigrateBackEvidence(old_accepts=["sub/2"], new_state_versions=[], running_on_new_queue=4),
+            MigrateBack(
+                False,
+                "the workflows on v3 did not say which state they carry (stuck, or not migratable): they stay there",
+            ),
+        ),
+        (
             MigrateBackEvidence(old_accepts=["sub/2"], new_state_versions=["sub/3"], running_on_new_queue=4),
             MigrateBack(
                 False, "v2 does not declare it accepts state sub/3 (it accepts sub/2): the workflows on v3 stay there"
@@ -199,6 +206,7 @@ def test_plan_redeploy(
     ],
     ids=[
         "declared: move back",
+        "the new code did not answer: stay",
         "not declared: stay",
         "the old code could not be asked: stay",
         "nothing on the new version",

@@ -12,6 +12,18 @@ from diachronic.errors import ConfigError
 from diachronic.settings import venv_binary
 
 
+DYNAMIC_CONFIG = {
+    # Flag a workflow with TemporalReportedProblems at its first failed workflow task (the server's default waits
+    # for 5, about a minute of retries), so the health analysis sees a broken version at once (docs/gates.md).
+    "system.numConsecutiveWorkflowTaskProblemsToTriggerSearchAttribute": 1,
+}
+
+
+def dynamic_config_args() -> list[str]:
+    """``temporal server start-dev`` arguments setting ``DYNAMIC_CONFIG``."""
+    return [arg for key, value in DYNAMIC_CONFIG.items() for arg in ("--dynamic-config-value", f"{key}={value}")]
+
+
 def port_is_open(host: str, port: int) -> bool:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
         sock.settimeout(0.2)
@@ -81,6 +93,7 @@ def start_dev_server(data_dir: Path, *, port: int = 7233, ui: bool = True, timeo
         str(port + 20),
         "--log-level",
         "error",
+        *dynamic_config_args(),
     ]
     args += ["--ui-port", str(ui_port)] if ui else ["--headless"]
     log = (data_dir / "temporal.log").open("ab")

@@ -134,6 +134,12 @@ def migrate_back_verdict(evidence: MigrateBackEvidence, *, old_version: str, new
             f"{old_version} could not be asked which states it accepts ({evidence.detail or 'no answer'}): "
             f"the workflows on {new_version} stay there",
         )
+    if not evidence.new_state_versions:
+        return MigrateBack(
+            False,
+            f"the workflows on {new_version} did not say which state they carry (stuck, or not migratable): "
+            "they stay there",
+        )
     missing = sorted(set(evidence.new_state_versions) - set(evidence.old_accepts))
     if missing:
         return MigrateBack(
