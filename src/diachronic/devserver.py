@@ -11,7 +11,6 @@ from pathlib import Path
 from diachronic.errors import ConfigError
 from diachronic.settings import venv_binary
 
-
 DYNAMIC_CONFIG = {
     # Flag a workflow with TemporalReportedProblems at its first failed workflow task (the server's default waits
     # for 5, about a minute of retries), so the health analysis sees a broken version at once (docs/gates.md).

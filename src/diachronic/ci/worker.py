@@ -1,4 +1,4 @@
-"""The CI worker: hosts the CI, rollout, migration and cleanup workflows and their activities."""
+"""The CI worker: hosts the CI, rollout, migration, cleanup and health workflows and their activities."""
 
 from __future__ import annotations
 
@@ -10,6 +10,7 @@ from temporalio.worker import Worker
 from diachronic.backends import open_flag_store, open_workers
 from diachronic.ci.activities import CIActivities
 from diachronic.ci.cleanup import CleanupWorkflow
+from diachronic.ci.health import HealthWorkflow
 from diachronic.ci.migration import MigrationWorkflow
 from diachronic.ci.rollout import RolloutWorkflow
 from diachronic.ci.workflow import CIWorkflow
@@ -17,7 +18,7 @@ from diachronic.metrics import MetricsInterceptor, serving
 from diachronic.settings import Settings
 from diachronic.temporal import connect
 
-WORKFLOWS = [CIWorkflow, RolloutWorkflow, MigrationWorkflow, CleanupWorkflow]
+WORKFLOWS = [CIWorkflow, RolloutWorkflow, MigrationWorkflow, CleanupWorkflow, HealthWorkflow]
 
 
 def ci_worker(client: Client, task_queue: str, activities: CIActivities) -> Worker:
