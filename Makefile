@@ -3,12 +3,12 @@ PYTHON ?= python3
 VENV   ?= .venv
 BIN    := $(VENV)/bin
 
-.PHONY: install demo test lint fmt bench clean chromium
+.PHONY: install demo test lint fmt bench clean system-packages
 .PHONY: unleash unleash-stop
 
 UNLEASH := scripts/unleash/unleash.sh
 
-install: $(VENV)/.installed node_modules/.diachronic-installed chromium
+install: $(VENV)/.installed node_modules/.diachronic-installed system-packages
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -22,12 +22,17 @@ node_modules/.diachronic-installed: package-lock.json
 	npm ci --no-audit --no-fund --loglevel=error
 	touch $@
 
-# Debian's Chromium, which the dashboard's browser tests drive with Playwright (Playwright's own browser download
-# cannot work here). Installed once, as root or with sudo; when /usr/bin/chromium exists this costs nothing.
-chromium:
-	@test -x /usr/bin/chromium || { \
+# Debian packages the tests drive, as <binary>=<package>: Chromium for the dashboard's browser tests (Playwright's
+# own browser download cannot work here) and nginx, the TLS-terminating proxy (mTLS, API key) the TLS tests put in
+# front of Temporal and Unleash (tests/tls_fixtures.py). Installed once, as root or with sudo; when every binary
+# exists this costs nothing.
+SYSTEM_PACKAGES := /usr/bin/chromium=chromium /usr/sbin/nginx=nginx-light
+system-packages:
+	@missing=; for pair in $(SYSTEM_PACKAGES); do test -x "$${pair%%=*}" || missing="$$missing $${pair#*=}"; done; \
+	if [ -n "$$missing" ]; then \
 	  if [ "$$(id -u)" = 0 ]; then sudo=; else sudo=sudo; fi; \
-	  $$sudo apt-get update -qq && $$sudo env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium; }
+	  $$sudo apt-get update -qq && $$sudo env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing; \
+	fi
 
 demo: install
 	$(BIN)/python -m examples.demo

@@ -31,7 +31,7 @@ from diachronic.devserver import start_dev_server
 from diachronic.flags import FlagStore
 from diachronic.settings import Settings, load_settings
 from diachronic.signaler import start_routed
-from diachronic.temporal import connect, wait_for_poller
+from diachronic.temporal import connect, resolve_connection, wait_for_poller
 from diachronic.workers.local import LocalWorkers
 from examples.subscription import WORKFLOW_NAME, task_queue
 from examples.subscription.shared import SubscriptionStart
@@ -55,7 +55,7 @@ async def start_worker(settings: Settings, workers: LocalWorkers, client: Client
         WORKFLOW_NAME,
         version,
         [sys.executable, "-m", f"examples.subscription.worker_{version}"],
-        env={"DIACHRONIC_TEMPORAL_ADDRESS": settings.temporal_address},
+        env=resolve_connection(settings).environment(),
         ready_line="worker ready",
     )
     await wait_for_poller(client, task_queue(version))
@@ -164,7 +164,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     started = time.monotonic()
     server = start_dev_server(args.data_dir, port=args.temporal_port, ui=False)
     console.print(f"Temporal dev server {server.address} (database {args.data_dir / 'temporal.db'})")
-    settings = load_settings(data_dir=args.data_dir, temporal_address=server.address)
+    settings = load_settings(data_dir=args.data_dir, **server.connection_settings())
     try:
         ok = asyncio.run(run(settings, args.count, args.steps))
     finally:

@@ -7,6 +7,7 @@ import tempfile
 import uuid
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pytest
 from temporalio.contrib.pydantic import pydantic_data_converter
@@ -15,6 +16,9 @@ from tests.github_api import GitHubApi, start_early
 
 from diachronic.devserver import dynamic_config_args
 from diachronic.settings import venv_binary
+
+if TYPE_CHECKING:
+    from tests.ci_helpers import CIHarness
 
 
 @pytest.fixture(scope="session")
@@ -40,6 +44,15 @@ async def dev_env(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[Wor
     )
     yield env
     await env.shutdown()
+
+
+@pytest.fixture
+async def dev_ci(dev_env: WorkflowEnvironment, data_dir: Path) -> AsyncIterator[CIHarness]:
+    """A CI worker on the dev server, on a task queue of its own, with the embedded flag store and local workers."""
+    from tests.ci_helpers import ci_harness
+
+    async with ci_harness(dev_env.client, data_dir, f"ci-{uuid.uuid4()}") as harness:
+        yield harness
 
 
 @pytest.fixture

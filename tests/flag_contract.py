@@ -6,15 +6,17 @@ Use it by subclassing ``FlagStoreContract`` in a ``test_*.py`` module and provid
         @pytest.fixture
         async def harness(self, tmp_path): ...  # yield a FlagHarness
 
-The harness wraps the store and adds what only a human (or a test) does through the store's own admin surface:
-seeding flags with arbitrary names, deleting/disabling strategies, switching a flag off. ``settle`` lets a store
-whose reads lag its writes (Unleash's client refreshes every ``unleash_refresh_s``) catch up before routing.
+The harness holds the store and a ``human`` doing what only a human (or a test) does through the store's own admin
+surface: seeding flags with arbitrary names, deleting/disabling strategies, switching a flag off, editing a
+percent. ``settle`` lets a store whose reads lag its writes (Unleash's client refreshes every
+``unleash_refresh_s``) catch up before routing.
 Every test uses its own fresh workflow name, so a shared server can run the suite without cleaning up.
 """
 
 from __future__ import annotations
 
 import uuid
+from collections.abc import Awaitable, Callable
 from typing import Protocol
 
 import pytest
@@ -33,10 +35,8 @@ from diachronic.flags.evaluation import bucket, general_percent, general_strateg
 from diachronic.versions import flag_name, previous_version, task_queue
 
 
-class FlagHarness(Protocol):
-    """A store under test, plus the human-side edits the contract needs."""
-
-    store: FlagStore
+class HumanEdits(Protocol):
+    """What only a human (or a test) does to flags, through the store's own admin surface, behind the store's back."""
 
     async def seed_flag(
         self, name: str, *, general_percent: int = 0, enabled: bool = True, archived: bool = False
@@ -51,12 +51,19 @@ class FlagHarness(Protocol):
     async def set_flag_enabled(self, flag_name: str, enabled: bool) -> None: ...
 
     async def edit_percent(self, flag_name: str, percent: int) -> None:
-        """A human sets the rollout of ``All other traffic``, from outside the store under test."""
+        """Set the rollout of ``All other traffic``, as in the Unleash UI."""
         ...
 
+
+class FlagHarness(Protocol):
+    """A store under test, and a human editing the same flags."""
+
+    store: FlagStore
+    human: HumanEdits
+
     def edit_during_next_write(self, flag_name: str, percent: int) -> None:
-        """Arrange for ``edit_percent(flag_name, percent)`` to land inside the store's next write, after whatever
-        the store read to prepare it and just before the write reaches the backend."""
+        """Arrange for ``human.edit_percent(flag_name, percent)`` to land inside the store's next write, after
+        whatever the store read to prepare it and just before the write reaches the backend."""
         ...
 
     async def settle(self) -> None:
@@ -74,6 +81,20 @@ def assert_version(info: VersionInfo, workflow_name: str, seq_id: int, version_i
 def strategy_shape(strategy: FlagStrategy) -> tuple[str, str | None, bool, list[Constraint], dict[str, str]]:
     return strategy.name, strategy.title, strategy.disabled, strategy.constraints, strategy.parameters
 
+
+HumanEdit = Callable[[HumanEdits, str], Awaitable[None]]
+HUMAN_EDITS: dict[str, tuple[HumanEdit, int | None]] = {
+    "a new value: found is the human's": (lambda human, flag: human.edit_percent(flag, 30), 30),
+    "the strategy deleted: never re-created": (
+        lambda human, flag: human.delete_strategy(flag, GENERAL_TRAFFIC_TITLE),
+        None,
+    ),
+    "the strategy disabled: the value is as read, the strategy is not": (
+        lambda human, flag: human.disable_strategy(flag, GENERAL_TRAFFIC_TITLE),
+        10,
+    ),
+}
+"""What a human may do to ``All other traffic`` (read at 10 %) before the automation's conditional write."""
 
 IS_TEST = Constraint(context_name="isTest", operator="IN", values=["true"], case_insensitive=False, inverted=False)
 WORKFLOW_IDS = [f"order-{i}" for i in range(300)]
@@ -133,7 +154,7 @@ class FlagStoreContract:
 
     async def test_seq_ids_are_numbers_past_999(self, harness: FlagHarness, wf: str) -> None:
         for seq in (998, 1000, 999, 1001):
-            await harness.seed_flag(flag_name(wf, seq, f"v{seq}"))
+            await harness.human.seed_flag(flag_name(wf, seq, f"v{seq}"))
         assert [f.info.seq_id for f in await self.flags(harness, wf)] == [1001, 1000, 999, 998]
         info = await harness.store.apply_version_flag(wf, "next")
         assert_version(info, wf, 1002, "next")
@@ -158,8 +179,8 @@ class FlagStoreContract:
             f"workflow.{wf}.seqId.005.version",
             f"workflow.{wf}.seqId.005.release.v1",
         ):
-            await harness.seed_flag(bad, general_percent=100)
-        await harness.seed_flag(flag_name(wf, 1, "good"), general_percent=100)
+            await harness.human.seed_flag(bad, general_percent=100)
+        await harness.human.seed_flag(flag_name(wf, 1, "good"), general_percent=100)
         assert [f.info.flag_name for f in await self.flags(harness, wf)] == [flag_name(wf, 1, "good")]
         assert_version(await harness.store.apply_version_flag(wf, "v2"), wf, 2, "v2")
         await harness.settle()
@@ -212,7 +233,7 @@ class FlagStoreContract:
         self, harness: FlagHarness, wf: str
     ) -> None:
         info = await harness.store.apply_version_flag(wf, "v1")
-        await harness.delete_strategy(info.flag_name, GENERAL_TRAFFIC_TITLE)
+        await harness.human.delete_strategy(info.flag_name, GENERAL_TRAFFIC_TITLE)
         assert general_strategy(await harness.store.get_strategies(info.flag_name)) is None
         await harness.store.set_general_percent(info.flag_name, 30)
         strategies = await harness.store.get_strategies(info.flag_name)
@@ -226,7 +247,7 @@ class FlagStoreContract:
         await harness.store.set_general_percent(old.flag_name, 100)
         new = await harness.store.apply_version_flag(wf, "v2")
         await harness.store.set_general_percent(new.flag_name, 100)
-        await harness.disable_strategy(new.flag_name, GENERAL_TRAFFIC_TITLE)
+        await harness.human.disable_strategy(new.flag_name, GENERAL_TRAFFIC_TITLE)
         await harness.store.set_general_percent(new.flag_name, 50)
         general = general_strategy(await harness.store.get_strategies(new.flag_name))
         assert general is not None and general.disabled and general.parameters["rollout"] == "50"
@@ -242,17 +263,18 @@ class FlagStoreContract:
             await harness.store.set_general_percent(info.flag_name, percent, expected=read)
             assert await self.percent(harness, info.flag_name) == percent
 
-    async def test_a_conditional_write_on_a_stale_value_is_refused_and_changes_nothing(
-        self, harness: FlagHarness, wf: str
+    @pytest.mark.parametrize(("edit", "found"), HUMAN_EDITS.values(), ids=HUMAN_EDITS)
+    async def test_a_conditional_write_after_a_human_edit_is_refused_and_changes_nothing(
+        self, harness: FlagHarness, wf: str, edit: HumanEdit, found: int | None
     ) -> None:
         info = await harness.store.apply_version_flag(wf, "v1")
         await harness.store.set_general_percent(info.flag_name, 10, expected=0)
         read = await self.percent(harness, info.flag_name)
-        await harness.edit_percent(info.flag_name, 30)
+        await edit(harness.human, info.flag_name)
         before = await harness.store.get_strategies(info.flag_name)
         with pytest.raises(ConcurrentEdit) as refused:
             await harness.store.set_general_percent(info.flag_name, 20, expected=read)
-        assert refused.value.found == 30 and not refused.value.retryable
+        assert refused.value.found == found and not refused.value.retryable
         assert await harness.store.get_strategies(info.flag_name) == before
 
     async def test_an_edit_landing_between_the_read_and_the_write_is_never_overwritten(
@@ -267,29 +289,6 @@ class FlagStoreContract:
         assert await self.percent(harness, info.flag_name) == 45
         await harness.store.set_general_percent(info.flag_name, 50, expected=45)  # on the human's value: applied
         assert await self.percent(harness, info.flag_name) == 50
-
-    async def test_a_conditional_write_never_recreates_a_deleted_general_strategy(
-        self, harness: FlagHarness, wf: str
-    ) -> None:
-        info = await harness.store.apply_version_flag(wf, "v1")
-        await harness.delete_strategy(info.flag_name, GENERAL_TRAFFIC_TITLE)
-        before = await harness.store.get_strategies(info.flag_name)
-        with pytest.raises(ConcurrentEdit) as refused:
-            await harness.store.set_general_percent(info.flag_name, 20, expected=0)
-        assert refused.value.found is None
-        assert await harness.store.get_strategies(info.flag_name) == before
-
-    async def test_a_conditional_write_never_writes_a_disabled_general_strategy(
-        self, harness: FlagHarness, wf: str
-    ) -> None:
-        info = await harness.store.apply_version_flag(wf, "v1")
-        await harness.store.set_general_percent(info.flag_name, 10)
-        await harness.disable_strategy(info.flag_name, GENERAL_TRAFFIC_TITLE)
-        before = await harness.store.get_strategies(info.flag_name)
-        with pytest.raises(ConcurrentEdit) as refused:
-            await harness.store.set_general_percent(info.flag_name, 20, expected=10)
-        assert refused.value.found == 10  # the value is as read, the strategy is not: disabled by a human
-        assert await harness.store.get_strategies(info.flag_name) == before
 
     async def test_a_conditional_write_to_an_archived_or_unknown_flag_is_not_found(
         self, harness: FlagHarness, wf: str
@@ -422,7 +421,7 @@ class FlagStoreContract:
         await harness.store.set_general_percent(v1.flag_name, 100)
         v2 = await harness.store.apply_version_flag(wf, "v2")
         await harness.store.set_general_percent(v2.flag_name, 100)
-        await harness.set_flag_enabled(v2.flag_name, False)
+        await harness.human.set_flag_enabled(v2.flag_name, False)
         await harness.settle()
         assert await harness.store.route(wf, "order-1") == v1
         assert await harness.store.route(wf, "order-1", is_test=True) == v1
@@ -432,8 +431,8 @@ class FlagStoreContract:
         v1 = await harness.store.apply_version_flag(wf, "v1")
         await harness.store.set_general_percent(v1.flag_name, 100)
         v2 = await harness.store.apply_version_flag(wf, "v2")
-        await harness.delete_strategy(v2.flag_name, GENERAL_TRAFFIC_TITLE)
-        await harness.delete_strategy(v2.flag_name, DARK_DEPLOY_TITLE)
+        await harness.human.delete_strategy(v2.flag_name, GENERAL_TRAFFIC_TITLE)
+        await harness.human.delete_strategy(v2.flag_name, DARK_DEPLOY_TITLE)
         await harness.settle()
         assert await harness.store.get_strategies(v2.flag_name) == []
         assert await harness.store.route(wf, "order-1", is_test=True) == v1

@@ -22,32 +22,26 @@ from diachronic.flags.local import SQLITE_ERRORS, LocalFlagStore, map_sqlite_err
 from diachronic.versions import flag_name, parse_flag_name
 
 
-class LocalHarness:
-    """``FlagHarness`` for ``LocalFlagStore``: the human edits go through a second store on the same file (another
-    connection, as another process would hold), with the store's own helpers."""
-
-    def __init__(self, store: LocalFlagStore, monkeypatch: pytest.MonkeyPatch) -> None:
-        self.local = store
-        self.store: FlagStore = store
-        self.human = LocalFlagStore(store.path)
-        self.monkeypatch = monkeypatch
+class LocalHuman(LocalFlagStore):
+    """A human's edits: a second store on the same file (another connection, as another process would hold)."""
 
     async def seed_flag(
         self, name: str, *, general_percent: int = 0, enabled: bool = True, archived: bool = False
     ) -> None:
-        await self.human.put_flag(name, general_percent=general_percent, enabled=enabled, archived=archived)
-
-    async def delete_strategy(self, flag_name: str, title: str) -> None:
-        await self.human.delete_strategy(flag_name, title)
-
-    async def disable_strategy(self, flag_name: str, title: str) -> None:
-        await self.human.disable_strategy(flag_name, title)
-
-    async def set_flag_enabled(self, flag_name: str, enabled: bool) -> None:
-        await self.human.set_flag_enabled(flag_name, enabled)
+        await self.put_flag(name, general_percent=general_percent, enabled=enabled, archived=archived)
 
     async def edit_percent(self, flag_name: str, percent: int) -> None:
-        await self.human.set_general_percent(flag_name, percent)
+        await self.set_general_percent(flag_name, percent)
+
+
+class LocalHarness:
+    """``FlagHarness`` for ``LocalFlagStore``."""
+
+    def __init__(self, store: LocalFlagStore, monkeypatch: pytest.MonkeyPatch) -> None:
+        self.local = store
+        self.store: FlagStore = store
+        self.human = LocalHuman(store.path)
+        self.monkeypatch = monkeypatch
 
     def edit_during_next_write(self, flag_name: str, percent: int) -> None:
         """The store reads nothing before its conditional UPDATE: the latest moment is just before its transaction."""
@@ -55,7 +49,7 @@ class LocalHarness:
 
         async def edit_then_write(action: str, fn: Any) -> Any:
             self.monkeypatch.setattr(self.local, "_write", write)
-            await self.edit_percent(flag_name, percent)
+            await self.human.edit_percent(flag_name, percent)
             return await write(action, fn)
 
         self.monkeypatch.setattr(self.local, "_write", edit_then_write)

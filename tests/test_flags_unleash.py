@@ -68,6 +68,12 @@ def wf(created: set[str]) -> str:
 
 class TestUnleashFlagStoreContract(FlagStoreContract):
     @pytest.fixture
+    def wf(self, created: set[str]) -> str:
+        name = f"wf-{uuid.uuid4().hex[:10]}"
+        created.add(name)
+        return name
+
+    @pytest.fixture
     async def harness(
         self, store: UnleashFlagStore, human: HumanAdmin, created: set[str], transport: Interleave, wf: str
     ) -> AsyncIterator[UnleashHarness]:

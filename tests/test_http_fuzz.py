@@ -33,6 +33,7 @@ from schemathesis.specs.openapi.checks import (
 from schemathesis.specs.openapi.schemas import OpenApiSchema
 from temporalio.testing import WorkflowEnvironment
 from temporalio.worker import Worker
+from tests.ci_helpers import ci_harness
 from tests.http_helpers import SECRET, TOKEN, bearer
 from tests.signaler_workflows import Anything
 
@@ -199,7 +200,10 @@ async def test_generated_requests_never_get_a_5xx_and_responses_match_the_docume
         await stack.enter_async_context(Worker(dev_env.client, task_queue=FUZZ_QUEUE, workflows=[Anything]))
         if webhook:
             # Unsigned deliveries are accepted only by the app inside `diachronic dev`: the signature cannot be
-            # fuzzed, so the payload is, against the dev-mode app (the same document, the same routes).
+            # fuzzed, so the payload is, against the dev-mode app (the same document, the same routes). A CI
+            # worker takes the deployments (the webhook's deploy call waits until one does).
+            (tmp_path / "ci").mkdir()
+            await stack.enter_async_context(ci_harness(dev_env.client, tmp_path / "ci", "fuzz-ci"))
             flags = LocalFlagStore(tmp_path / "flags.sqlite3")
             stack.push_async_callback(flags.close)
             config = Settings(data_dir=tmp_path, ci_task_queue="fuzz-ci")

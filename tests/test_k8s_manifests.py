@@ -20,6 +20,7 @@ from diachronic.k8s.manifests import (
     ClusterOptions,
     cluster_manifests,
     dump_yaml,
+    secret_keys,
     worker_deployment,
 )
 from diachronic.k8s.names import worker_deployment_name
@@ -162,6 +163,42 @@ def test_tokens_come_only_from_the_secret() -> None:
         "DIACHRONIC_SIGNALER_TOKEN",
     }
     assert not [d for d in documents if d["kind"] == "Secret"]
+
+
+def test_the_http_app_runs_as_two_replicas_and_the_ci_worker_as_one() -> None:
+    worker, app_deployment = by_kind(cluster_manifests(ClusterOptions(image="d:1")))["Deployment"]
+    assert (worker["spec"]["replicas"], app_deployment["spec"]["replicas"]) == (1, 2)
+    assert all("DIACHRONIC_TEMPORAL_TLS" not in env_values(d) for d in (worker, app_deployment))  # plain by default
+
+
+def test_temporal_behind_mtls_an_api_key_and_private_cas() -> None:
+    options = ClusterOptions(
+        image="d:1",
+        temporal_address="ns.acct.tmprl.cloud:7233",
+        temporal_api_key=True,
+        temporal_tls_secret="temporal-client",
+        temporal_ca_configmap="corp-ca",
+        unleash_ca_configmap="corp-ca",
+    )
+    documents = [validate(d) for d in cluster_manifests(options)]
+    for deployment in by_kind(documents)["Deployment"]:
+        values = env_values(deployment)
+        assert values["DIACHRONIC_TEMPORAL_TLS"] == "true"
+        assert values["DIACHRONIC_TEMPORAL_TLS_CERT"] == "/etc/diachronic/temporal-tls/tls.crt"
+        assert values["DIACHRONIC_TEMPORAL_TLS_KEY"] == "/etc/diachronic/temporal-tls/tls.key"
+        assert values["DIACHRONIC_TEMPORAL_TLS_CA"] == "/etc/diachronic/temporal-ca/ca.crt"
+        assert values["DIACHRONIC_UNLEASH_CA_BUNDLE"] == "/etc/diachronic/unleash-ca/ca.crt"
+        refs = {e["name"]: e["valueFrom"]["secretKeyRef"] for e in env_of(deployment) if "valueFrom" in e}
+        assert refs["DIACHRONIC_TEMPORAL_API_KEY"] == {"name": "diachronic", "key": "temporal-api-key"}
+        pod = deployment["spec"]["template"]["spec"]
+        volumes = {v["name"]: v for v in pod["volumes"]}
+        assert volumes["temporal-tls"]["secret"] == {"secretName": "temporal-client", "defaultMode": 0o440}
+        assert volumes["temporal-ca"]["configMap"] == volumes["unleash-ca"]["configMap"] == {"name": "corp-ca"}
+        mounts = {m["mountPath"]: m for m in pod["containers"][0]["volumeMounts"]}
+        assert all(mounts[p]["readOnly"] for p in ("/etc/diachronic/temporal-tls", "/etc/diachronic/temporal-ca"))
+    assert secret_keys(options)[-1] == "temporal-api-key" and "temporal-api-key" not in secret_keys(
+        ClusterOptions(image="d:1")
+    )
 
 
 def test_one_workers_namespace_gets_a_role_instead_of_a_cluster_role() -> None:

@@ -18,8 +18,11 @@ from tests.http_helpers import deployment_status, served, settings, signed
 from tests.pipeline_workflows import FailingWorkflow, always_fails
 
 from diachronic.ci import client as ci
+from diachronic.ci.contracts import Phase
 from diachronic.ci.planner.schedule import parse_steps
 from diachronic.contracts import ci_workflow_id
+from diachronic.http.dashboard.models import Unavailable
+from diachronic.http.metrics import status_families
 from diachronic.metrics import MetricsInterceptor, serving
 
 Samples = dict[tuple[str, frozenset[tuple[str, str]]], float]
@@ -137,3 +140,12 @@ async def test_every_failed_activity_attempt_is_counted_and_the_worker_serves_it
     labels = {"activity": "always_fails", "error": "FlagStoreError"}
     name = "diachronic_activity_failures_total"
     assert (value(after, name, **labels) or 0) - (value(before, name, **labels) or 0) == 3
+
+
+def test_a_workflow_whose_status_cannot_be_read_shows_as_unreadable() -> None:
+    families = {f.name: f for f in status_families([], [Unavailable(workflow_name="billing", error="X", message="m")])}
+    [sample] = families["diachronic_status_readable"].samples
+    assert (sample.labels, sample.value) == ({"workflow": "billing"}, 0.0)
+    assert {s.labels["phase"]: s.value for s in families["diachronic_deployments"].samples} == dict.fromkeys(
+        [p.value for p in Phase], 0.0
+    )

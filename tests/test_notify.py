@@ -237,7 +237,7 @@ async def test_delivery_is_at_least_once_and_a_retry_skips_the_sinks_that_took_i
         )
         box.fail("/gone", (404, {}))  # apprise cannot tell lasting failures: it is retried too, and then works
         result = await publish(time_env, activities, notification)
-    assert sorted(result.delivered) == ["apprise-1", "github", "slack", "webhook"] and result.refused == []
+    assert sorted(result.delivered) == ["apprise-1", "github", "slack", "webhook"] and result.refused == {}
     assert len(box.at("/hook")) == 3  # two refusals, then delivered
     assert len(box.at(f"/services/{SLACK_SECRET}")) == 1  # took it on the first attempt: never sent again
     assert len(box.at("/gone")) == 2
@@ -246,7 +246,9 @@ async def test_delivery_is_at_least_once_and_a_retry_skips_the_sinks_that_took_i
     no_secret_in(ours(caplog))
 
 
-async def test_a_sink_that_refuses_for_good_is_reported_and_never_blocks(time_env: WorkflowEnvironment) -> None:
+async def test_a_sink_that_refuses_for_good_is_reported_and_never_blocks(
+    time_env: WorkflowEnvironment, caplog: pytest.LogCaptureFixture
+) -> None:
     async with receiver() as box:
         box.fail("/hook", (410, {}))
         activities = NotifyActivities(
@@ -255,5 +257,6 @@ async def test_a_sink_that_refuses_for_good_is_reported_and_never_blocks(time_en
         result = await publish(
             time_env, activities, note(github=GitHubDeploymentRef(repository="a/b", deployment_id=1))
         )
-    assert result == PublishResult(delivered=["slack"], refused=["webhook: webhook: the receiver answered 410"])
+    assert result == PublishResult(delivered=["slack"], refused={"webhook": "webhook: the receiver answered 410"})
+    assert any("no GitHub credentials are set" in r.getMessage() for r in caplog.records)
     assert len(box.at("/hook")) == 1

@@ -9,7 +9,7 @@ from collections.abc import AsyncIterator
 
 import pytest
 from pydantic import SecretStr
-from tests.unleash_fixtures import HumanAdmin, UnleashServer, connect_unleash
+from tests.unleash_fixtures import UnleashServer, connect_unleash, throwaway_workflow
 from typer.testing import CliRunner
 
 from diachronic.errors import DiachronicError
@@ -25,11 +25,8 @@ def unleash() -> UnleashServer:
 
 @pytest.fixture
 async def wf(unleash: UnleashServer) -> AsyncIterator[str]:
-    name = f"secret-{uuid.uuid4().hex[:10]}"
-    yield name
-    human = HumanAdmin(unleash)
-    await human.delete_workflows([name])
-    await human.close()
+    async with throwaway_workflow(unleash, "secret") as name:
+        yield name
 
 
 def secrets_of(*tokens: SecretStr) -> list[str]:
@@ -87,14 +84,7 @@ async def test_tokens_never_reach_logs_errors_or_reprs(
 def test_the_flags_command_shows_no_token(unleash: UnleashServer, wf: str) -> None:
     from diachronic.cli import app, status  # noqa: F401  (importing status registers `flags`)
 
-    env = {
-        "DIACHRONIC_FLAGS": "unleash",
-        "DIACHRONIC_UNLEASH_URL": unleash.url,
-        "DIACHRONIC_UNLEASH_ADMIN_TOKEN": unleash.admin_token.get_secret_value(),
-        "DIACHRONIC_UNLEASH_CLIENT_TOKEN": unleash.client_token.get_secret_value(),
-        "DIACHRONIC_UNLEASH_PROJECT": unleash.project,
-        "DIACHRONIC_UNLEASH_ENVIRONMENT": unleash.environment,
-    }
+    env = unleash.variables()
     runner = CliRunner()
     listed = runner.invoke(app, ["flags", "list", wf, "--archived"], env=env)
     assert listed.exit_code == 0, listed.output

@@ -10,16 +10,17 @@ import uuid
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import pytest
 from temporalio.testing import WorkflowEnvironment
 from tests.ci_helpers import CIHarness, ci_harness, event, eventually
 
+from diachronic import waiting
 from diachronic.ci import client as ci
 from diachronic.ci.contracts import CIState, Deployment, DeployRequest, Phase
 from diachronic.contracts import VersionInfo
-from diachronic.errors import InvalidInput
+from diachronic.errors import BackendError, InvalidInput
 from diachronic.waiting import EXIT_CODES, Ending, ending_of, locate
 
 T0 = datetime(2024, 5, 1, 12, tzinfo=UTC)
@@ -104,6 +105,37 @@ def test_without_a_version_an_idle_ci_reports_its_last_deployment() -> None:
     found = locate(idle)
     assert (found.where, found.event.version_id if found.event else None) == ("ended", "v2")
     assert locate(CIState()).where == "missing"
+
+
+async def test_a_ci_that_cannot_be_read_for_a_while_does_not_end_the_wait(monkeypatch: pytest.MonkeyPatch) -> None:
+    running = CIState(workflow_name="orders", current=record("v2", Phase.ROLLING_OUT))
+    ended = CIState(workflow_name="orders", history=[record("v2", Phase.COMPLETED)])
+    script: list[CIState | BackendError] = [running, BackendError("the CI did not answer"), running, ended]
+    seen: list[str] = []
+
+    async def states(client: Any, workflow_name: str, *, earlier: bool) -> list[CIState]:
+        step = script.pop(0)
+        if isinstance(step, BackendError):
+            raise step
+        return [step]
+
+    monkeypatch.setattr(waiting, "_states", states)
+    ending, found = await waiting.wait_for_end(
+        cast(Any, None), "orders", version_id="v2", poll_s=0, progress=lambda f: seen.append(f.where), warn=seen.append
+    )
+    assert (ending, found.where, script) == (Ending.COMPLETED, "ended", [])
+    assert seen == ["running", "cannot read the CI's state now, still waiting: the CI did not answer"]
+
+
+async def test_a_wait_ends_with_timeout_while_the_deployment_goes_on(monkeypatch: pytest.MonkeyPatch) -> None:
+    running = CIState(workflow_name="orders", current=record("v2", Phase.ROLLING_OUT))
+
+    async def states(client: Any, workflow_name: str, *, earlier: bool) -> list[CIState]:
+        return [running]
+
+    monkeypatch.setattr(waiting, "_states", states)
+    ending, found = await waiting.wait_for_end(cast(Any, None), "orders", timeout_s=0.05, poll_s=0.01)
+    assert (ending, found.where) == (Ending.TIMEOUT, "running")
 
 
 # ------------------------------------------------------------------------------------------------ the command

@@ -1,24 +1,23 @@
-"""The webhook's pure parts and its rules, without a server: signature, payload mapping, delivery log, receiver."""
+"""The webhook's pure parts and its rules, without a server: signature, payload mapping, receiver."""
 
 from __future__ import annotations
 
-import asyncio
 import json
 from datetime import UTC, datetime
-from pathlib import Path
 
 import pytest
 from tests.http_helpers import SECRET, deployment_status, signed
 
-from diachronic.contracts import DeployEvent
+from diachronic.ci.contracts import DeployAck
+from diachronic.contracts import DeployEvent, GitHubDeploymentRef
 from diachronic.errors import BackendError
 from diachronic.webhook import (
     BadSignature,
-    DeliveryLog,
     GitHubReceiver,
     PayloadError,
     RepositoryMap,
     WebhookDisabled,
+    deploy_update_id,
     parse_body,
     parse_deployment_status,
     sign,
@@ -62,8 +61,22 @@ def test_success_maps_to_the_deploy_event_of_the_wire_protocol() -> None:
         event_time=datetime(2024, 5, 1, 12, tzinfo=UTC),
         is_dark_deploy=True,
         is_non_migratory=False,
+        github_deployment=GitHubDeploymentRef(repository="acme/orders", deployment_id=1),
     )
-    assert event.model_dump(mode="json", by_alias=True)["eventTime"] == "2024-05-01T12:00:00Z"
+    wire = event.model_dump(mode="json", by_alias=True)
+    assert wire["eventTime"] == "2024-05-01T12:00:00Z"
+    assert wire["githubDeployment"] == {"repository": "acme/orders", "deploymentId": 1}
+
+
+def test_the_original_payload_without_our_field_still_deploys() -> None:
+    original = {
+        "workflowName": "billing",
+        "versionId": "0123456",
+        "sha": "0123456789abcdef0123456789abcdef01234567",
+        "environment": "production",
+        "eventTime": "2024-05-01T12:00:00Z",
+    }
+    assert DeployEvent.model_validate(original).github_deployment is None
 
 
 @pytest.mark.parametrize(
@@ -145,100 +158,92 @@ def test_githubs_form_encoding_is_accepted() -> None:
 
 
 class Starts:
-    def __init__(self, fail: Exception | None = None) -> None:
-        self.events: list[DeployEvent] = []
-        self.fail = fail
+    """The CI's deploy call, recorded: the receiver keeps no state, so what it sends is all there is to check."""
 
-    async def __call__(self, event: DeployEvent) -> str:
+    def __init__(self, fail: Exception | None = None, ack: DeployAck | None = None) -> None:
+        self.calls: list[tuple[DeployEvent, str]] = []
+        self.fail = fail
+        self.ack = ack or DeployAck(decision="accept", position=1)
+
+    @property
+    def events(self) -> list[DeployEvent]:
+        return [event for event, _ in self.calls]
+
+    async def __call__(self, event: DeployEvent, delivery: str) -> DeployAck:
         if self.fail is not None:
             raise self.fail
-        self.events.append(event)
-        return f"run-{len(self.events)}"
+        self.calls.append((event, delivery))
+        return self.ack
 
 
-def receiver(log: DeliveryLog, starts: Starts, *, secret: str | None = SECRET, dev: bool = False) -> GitHubReceiver:
-    return GitHubReceiver(secret=secret, allow_unsigned=dev, repositories=REPOS, deliveries=log, start=starts)
+def receiver(starts: Starts, *, secret: str | None = SECRET, dev: bool = False) -> GitHubReceiver:
+    return GitHubReceiver(secret=secret, allow_unsigned=dev, repositories=REPOS, start=starts)
 
 
-@pytest.fixture
-def log(tmp_path: Path) -> DeliveryLog:
-    return DeliveryLog(tmp_path / "webhook.sqlite3")
-
-
-async def test_a_redelivery_never_starts_twice_even_from_another_process(log: DeliveryLog, tmp_path: Path) -> None:
+async def test_the_delivery_id_keys_the_deploy_call() -> None:
+    """Temporal de-duplicates the CI's deploy call by this key: a redelivery, to any replica, is the same call."""
     starts = Starts()
     body, headers = signed(deployment_status(), delivery="d-1")
-    first = await receiver(log, starts).receive(headers, body)
-    other_process = DeliveryLog(tmp_path / "webhook.sqlite3")
-    again = await receiver(other_process, starts).receive(headers, body)
-    assert (first.action, again.action) == ("started", "duplicate")
-    assert again.run_id == first.run_id == "run-1" and len(starts.events) == 1
+    first = await receiver(starts).receive(headers, body)
+    again = await receiver(starts).receive(headers, body)
+    assert [delivery for _, delivery in starts.calls] == ["d-1", "d-1"]
+    assert first == again and first.action == "started" and "position 1" in first.detail
+    assert deploy_update_id("d-1") == "github-delivery-d-1"
 
 
-async def test_concurrent_redeliveries_start_once(log: DeliveryLog) -> None:
-    starts = Starts()
+async def test_a_deploy_the_ci_recognises_as_a_duplicate_is_answered_so() -> None:
+    starts = Starts(ack=DeployAck(decision="duplicate_current"))
     body, headers = signed(deployment_status(), delivery="d-2")
-    results = await asyncio.gather(*(receiver(log, starts).receive(headers, body) for _ in range(5)))
-    assert sorted(r.action for r in results) == ["duplicate"] * 4 + ["started"]
-    assert len(starts.events) == 1
+    result = await receiver(starts).receive(headers, body)
+    assert result.action == "duplicate" and "duplicate_current" in result.detail and result.workflow_id == "ci.orders"
 
 
-async def test_a_failed_start_releases_the_delivery_for_githubs_retry(log: DeliveryLog) -> None:
+async def test_a_failed_start_is_an_error_for_githubs_retry() -> None:
     body, headers = signed(deployment_status(), delivery="d-3")
     with pytest.raises(BackendError):
-        await receiver(log, Starts(fail=BackendError("Temporal is unavailable"))).receive(headers, body)
+        await receiver(Starts(fail=BackendError("Temporal is unavailable"))).receive(headers, body)
     starts = Starts()
-    assert (await receiver(log, starts).receive(headers, body)).action == "started"
+    assert (await receiver(starts).receive(headers, body)).action == "started"
     assert len(starts.events) == 1
 
 
-async def test_a_claim_left_by_a_crashed_process_expires(tmp_path: Path) -> None:
-    crashed = DeliveryLog(tmp_path / "w.sqlite3", stale_after_s=0.0)
-    await crashed.claim("d-4", "deployment_status", workflow_name="orders", version_id="0123456")
-    starts = Starts()
-    body, headers = signed(deployment_status(), delivery="d-4")
-    assert (await receiver(crashed, starts).receive(headers, body)).action == "started"
-
-
-async def test_nothing_is_recorded_before_the_signature_is_checked(log: DeliveryLog) -> None:
+async def test_nothing_is_sent_before_the_signature_is_checked() -> None:
     starts = Starts()
     body, headers = signed(deployment_status(), delivery="d-5", secret="wrong")
     with pytest.raises(BadSignature):
-        await receiver(log, starts).receive(headers, body)
-    assert await log.get("d-5") is None and starts.events == []
+        await receiver(starts).receive(headers, body)
+    assert starts.calls == []
 
 
-async def test_without_a_secret_the_webhook_refuses_unless_in_dev(log: DeliveryLog) -> None:
+async def test_without_a_secret_the_webhook_refuses_unless_in_dev() -> None:
     body, headers = signed(deployment_status(), delivery="d-6")
     with pytest.raises(WebhookDisabled):
-        await receiver(log, Starts(), secret=None).receive(headers, body)
+        await receiver(Starts(), secret=None).receive(headers, body)
     with pytest.raises(WebhookDisabled):
-        await receiver(log, Starts(), secret="").receive(headers, body)
+        await receiver(Starts(), secret="").receive(headers, body)
     unsigned = {k: v for k, v in headers.items() if k != "X-Hub-Signature-256"}
-    assert (await receiver(log, Starts(), secret=None, dev=True).receive(unsigned, body)).action == "started"
+    assert (await receiver(Starts(), secret=None, dev=True).receive(unsigned, body)).action == "started"
 
 
 @pytest.mark.parametrize("state", ["pending", "queued", "in_progress", "failure", "error", "inactive", "waiting"])
-async def test_other_states_are_recorded_and_ignored(log: DeliveryLog, state: str) -> None:
+async def test_other_states_are_ignored(state: str) -> None:
     starts = Starts()
     body, headers = signed(deployment_status(state=state), delivery=f"d-{state}")
-    result = await receiver(log, starts).receive(headers, body)
-    assert result.action == "ignored" and state in result.detail and starts.events == []
-    recorded = await log.get(f"d-{state}")
-    assert recorded is not None and recorded.outcome == "ignored"
+    result = await receiver(starts).receive(headers, body)
+    assert result.action == "ignored" and state in result.detail and starts.calls == []
 
 
-async def test_ping_and_other_events(log: DeliveryLog) -> None:
+async def test_ping_and_other_events() -> None:
     body, headers = signed({"zen": "Keep it logically awesome.", "hook_id": 1}, event="ping")
-    assert (await receiver(log, Starts()).receive(headers, body)).action == "pong"
+    assert (await receiver(Starts()).receive(headers, body)).action == "pong"
     body, headers = signed({"ref": "refs/heads/main"}, event="push", delivery="d-push")
-    assert (await receiver(log, Starts()).receive(headers, body)).action == "ignored"
+    assert (await receiver(Starts()).receive(headers, body)).action == "ignored"
 
 
 @pytest.mark.parametrize("header", ["X-GitHub-Event", "X-GitHub-Delivery"])
-async def test_missing_headers_are_named(log: DeliveryLog, header: str) -> None:
+async def test_missing_headers_are_named(header: str) -> None:
     body, headers = signed(deployment_status())
     del headers[header]
     with pytest.raises(PayloadError) as caught:
-        await receiver(log, Starts()).receive(headers, body)
+        await receiver(Starts()).receive(headers, body)
     assert caught.value.field == header

@@ -316,15 +316,15 @@ async def test_unauthorized_is_not_retryable_and_leaks_no_token(cluster: Cluster
     assert TOKEN not in raised.value.message and "Bearer ***" in raised.value.message
 
 
-@pytest.mark.parametrize(
-    ("action", "status", "reason"),
-    [
-        pytest.param("list", 503, "ServiceUnavailable", id="list 503"),
-        pytest.param("fetch", 500, "InternalError", id="read 500"),
-        pytest.param("delete", 503, "ServiceUnavailable", id="delete 503"),
-        pytest.param("list", 429, "TooManyRequests", id="list 429"),
-    ],
-)
+SERVER_ERRORS = {
+    "list 503": ("list", 503, "ServiceUnavailable"),
+    "read 500": ("fetch", 500, "InternalError"),
+    "delete 503": ("delete", 503, "ServiceUnavailable"),
+    "list 429": ("list", 429, "TooManyRequests"),
+}
+
+
+@pytest.mark.parametrize(("action", "status", "reason"), SERVER_ERRORS.values(), ids=SERVER_ERRORS)
 async def test_server_errors_are_retryable_and_never_retried_here(
     cluster: Cluster, action: str, status: int, reason: str
 ) -> None:

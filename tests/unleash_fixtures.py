@@ -18,7 +18,8 @@ import os
 import signal
 import subprocess
 import time
-from collections.abc import Awaitable, Callable, Iterable
+import uuid
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -68,6 +69,17 @@ class UnleashServer:
     def store(self, **kwargs: Any) -> UnleashFlagStore:
         options: dict[str, Any] = {"project": self.project, "environment": self.environment, **kwargs}
         return UnleashFlagStore(self.url, self.admin_token, self.client_token, **options)
+
+    def variables(self) -> dict[str, str]:
+        """The ``DIACHRONIC_*`` variables that point a diachronic process at this server (tokens included)."""
+        return {
+            "DIACHRONIC_FLAGS": "unleash",
+            "DIACHRONIC_UNLEASH_URL": self.url,
+            "DIACHRONIC_UNLEASH_ADMIN_TOKEN": self.admin_token.get_secret_value(),
+            "DIACHRONIC_UNLEASH_CLIENT_TOKEN": self.client_token.get_secret_value(),
+            "DIACHRONIC_UNLEASH_PROJECT": self.project,
+            "DIACHRONIC_UNLEASH_ENVIRONMENT": self.environment,
+        }
 
     def admin(self, timeout_s: float = 10.0) -> httpx.AsyncClient:
         """A raw Admin API client: the "human" editing flags in Unleash behind diachronic's back."""
@@ -178,6 +190,18 @@ def _find() -> UnleashServer | str:
     return f"no running Unleash (looked for {unleash_dir() / 'state.env'})"
 
 
+@contextlib.asynccontextmanager
+async def throwaway_workflow(server: UnleashServer, prefix: str) -> AsyncIterator[str]:
+    """A fresh workflow name whose flags are deleted from ``server`` afterwards."""
+    name = f"{prefix}-{uuid.uuid4().hex[:10]}"
+    try:
+        yield name
+    finally:
+        human = HumanAdmin(server)
+        await human.delete_workflows([name])
+        await human.close()
+
+
 def connect_unleash() -> UnleashServer:
     """The Unleash to test against; fails (make test, CI) or skips (pytest alone) when there is none."""
     found = _find()
@@ -253,6 +277,9 @@ class HumanAdmin:
             if strategy.get("title") == title:
                 patch = [{"op": "replace", "path": "/disabled", "value": True}]
                 await self._ok("PATCH", f"{self._strategies(flag_name)}/{strategy['id']}", json=patch)
+
+    async def edit_percent(self, flag_name: str, percent: int) -> None:
+        await self.set_percent(flag_name, GENERAL_TRAFFIC_TITLE, percent)
 
     async def set_percent(self, flag_name: str, title: str, percent: int) -> None:
         for strategy in await self.strategies(flag_name):
@@ -381,7 +408,9 @@ class Interleave(httpx.AsyncBaseTransport):
 
 
 class UnleashHarness:
-    """``FlagHarness`` for ``UnleashFlagStore``: human edits go through the raw Admin API."""
+    """``FlagHarness`` for ``UnleashFlagStore``: human edits go through the raw Admin API. Workflows are recorded
+    as the store touches them, for ``settle`` and for deleting their flags at the module's end (the contract's
+    ``wf`` is recorded by the test module: seeds use it)."""
 
     def __init__(self, store: UnleashFlagStore, human: HumanAdmin, created: set[str], transport: Interleave) -> None:
         self.touched: set[str] = set()
@@ -391,36 +420,13 @@ class UnleashHarness:
         self.human = human
         self.transport = transport
 
-    async def seed_flag(
-        self, name: str, *, general_percent: int = 0, enabled: bool = True, archived: bool = False
-    ) -> None:
-        self.store_touch(name)
-        await self.human.seed_flag(name, general_percent=general_percent, enabled=enabled, archived=archived)
-
-    def store_touch(self, name: str) -> None:
-        wf = workflow_of(name)
-        if wf is not None:
-            self.touched.add(wf)
-
-    async def delete_strategy(self, flag_name: str, title: str) -> None:
-        await self.human.delete_strategy(flag_name, title)
-
-    async def disable_strategy(self, flag_name: str, title: str) -> None:
-        await self.human.disable_strategy(flag_name, title)
-
-    async def set_flag_enabled(self, flag_name: str, enabled: bool) -> None:
-        await self.human.set_flag_enabled(flag_name, enabled)
-
-    async def edit_percent(self, flag_name: str, percent: int) -> None:
-        await self.human.set_percent(flag_name, GENERAL_TRAFFIC_TITLE, percent)
-
     def edit_during_next_write(self, flag_name: str, percent: int) -> None:
         """Just before the store's PATCH of the strategy leaves, after the store read the flag to prepare it."""
 
         def is_the_write(request: httpx.Request) -> bool:
             return request.method == "PATCH" and f"/features/{flag_name}/environments/" in request.url.path
 
-        self.transport.before_next(is_the_write, lambda: self.edit_percent(flag_name, percent))
+        self.transport.before_next(is_the_write, lambda: self.human.edit_percent(flag_name, percent))
 
     async def settle(self) -> None:
         """Wait until ``UnleashClient`` sees what the Admin API shows, for every workflow this test touched."""

@@ -2,9 +2,10 @@
 
     python -m examples.subscription.worker --version v1      (or: python -m examples.subscription.worker_v1)
 
-Task queue: ``--task-queue``, else ``DIACHRONIC_TASK_QUEUE``, else ``subscription-<version>``. Temporal address
-and namespace: ``DIACHRONIC_TEMPORAL_ADDRESS`` (default 127.0.0.1:7233), ``DIACHRONIC_TEMPORAL_NAMESPACE``
-(default ``default``). Prints ``worker ready: task queue <queue>`` once polling; stops cleanly on SIGTERM/SIGINT.
+Task queue: ``--task-queue``, else ``DIACHRONIC_TASK_QUEUE``, else ``subscription-<version>``. Temporal: as every
+diachronic process reaches it (``diachronic.temporal``: ``TEMPORAL_*``, a ``temporal.toml`` profile,
+``DIACHRONIC_TEMPORAL_*``; default 127.0.0.1:7233, plain). Prints ``worker ready: task queue <queue>`` once
+polling; stops cleanly on SIGTERM/SIGINT.
 """
 
 from __future__ import annotations
@@ -53,7 +54,7 @@ async def serve(version: str, queue: str, settings: Settings, stop: asyncio.Even
     """Poll ``queue`` until ``stop`` is set, then shut the worker down gracefully."""
     client = await connect(settings)
     async with build_worker(client, version, queue):
-        print(f"{READY_LINE} {queue} (subscription {version}, {settings.temporal_address})", flush=True)
+        print(f"{READY_LINE} {queue} (subscription {version}, {client.service_client.config.target_host})", flush=True)
         await stop.wait()
     print(f"worker stopped: task queue {queue}", flush=True)
 

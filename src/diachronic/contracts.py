@@ -67,6 +67,15 @@ class State(Contract):
     model_config = ConfigDict(frozen=False)
 
 
+class GitHubDeploymentRef(Contract):
+    """The GitHub deployment a deployment came from: where the CI reports its deployment statuses."""
+
+    repository: str = Field(
+        min_length=3, max_length=200, pattern=r"^[A-Za-z0-9_.-]+/[A-Za-z0-9_.-]+$", description="owner/repo"
+    )
+    deployment_id: int = Field(ge=1, description="GitHub's id of the deployment")
+
+
 class DeployEvent(Contract):
     """Payload of ``diachronic.ci.workflow.deploy.success`` (the original's WorkflowDeployEventPayload)."""
 
@@ -79,15 +88,9 @@ class DeployEvent(Contract):
     event_time: datetime
     is_non_migratory: bool = False
     is_dark_deploy: bool = False
-
-
-class GitHubDeploymentRef(Contract):
-    """The GitHub deployment a deployment came from: where the CI reports its deployment statuses."""
-
-    repository: str = Field(
-        min_length=3, max_length=200, pattern=r"^[A-Za-z0-9_.-]+/[A-Za-z0-9_.-]+$", description="owner/repo"
-    )
-    deployment_id: int = Field(ge=1, description="GitHub's id of the deployment")
+    # Ours, not the original's (receivers that do not know it ignore it): set by the webhook, so the CI reports
+    # GitHub deployment statuses on the GitHub deployment this deployment came from.
+    github_deployment: GitHubDeploymentRef | None = None
 
 
 class VersionInfo(Contract):

@@ -2,14 +2,20 @@
 
 from __future__ import annotations
 
+import asyncio
 import socket
 import subprocess
 import time
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
+
+from pydantic import SecretStr
 
 from diachronic.errors import ConfigError
 from diachronic.settings import venv_binary
+from diachronic.temporal import TemporalConnection, wait_until_serving
 
 DYNAMIC_CONFIG = {
     # Flag a workflow with TemporalReportedProblems at its first failed workflow task (the server's default waits
@@ -67,6 +73,15 @@ class DevServer:
     def ui_address(self) -> str:
         return f"http://127.0.0.1:{self.ui_port}"
 
+    def connection_settings(self) -> dict[str, Any]:
+        """Settings that reach this server: plain, namespace ``default``, whatever TEMPORAL_* or a profile say."""
+        return {
+            "temporal_address": self.address,
+            "temporal_namespace": "default",
+            "temporal_tls": False,
+            "temporal_api_key": SecretStr(""),
+        }
+
     def stop(self) -> None:
         stop_process(self.process)
 
@@ -98,8 +113,23 @@ def start_dev_server(data_dir: Path, *, port: int = 7233, ui: bool = True, timeo
     log = (data_dir / "temporal.log").open("ab")
     process = subprocess.Popen(args, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
     try:
+        deadline = time.monotonic() + timeout_s
         wait_for_port("127.0.0.1", port, timeout_s=timeout_s, process=process)
+        _wait_until_healthy(process, f"127.0.0.1:{port}", max(deadline - time.monotonic(), 1.0))
     except BaseException:
         stop_process(process)
         raise
     return DevServer(process=process, port=port, ui_port=ui_port)
+
+
+def _wait_until_healthy(process: subprocess.Popen[bytes], address: str, timeout_s: float) -> None:
+    """The dev server opens its port before its frontend is healthy: wait until a client really connects.
+
+    In a thread of its own, so that callers inside a running event loop (tests, the demo) can use it too."""
+
+    async def probe() -> None:
+        connection = TemporalConnection(address=address)
+        await wait_until_serving(connection, timeout_s=timeout_s, alive=lambda: process.poll() is None)
+
+    with ThreadPoolExecutor(max_workers=1) as pool:
+        pool.submit(asyncio.run, probe()).result()

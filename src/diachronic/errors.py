@@ -26,10 +26,15 @@ from collections.abc import Mapping
 
 
 class DiachronicError(Exception):
-    """Base of every diachronic error."""
+    """Base of every diachronic error. ``name`` is the class name unless a class says otherwise."""
 
     name = "DiachronicError"
     retryable = False
+
+    def __init_subclass__(cls) -> None:
+        super().__init_subclass__()
+        if "name" not in vars(cls):
+            cls.name = cls.__name__
 
     def __init__(self, message: str, *, retryable: bool | None = None) -> None:
         super().__init__(message)
@@ -42,22 +47,20 @@ class DiachronicError(Exception):
 
 
 class InvalidInput(DiachronicError):
-    name = "InvalidInput"
+    """A caller's mistake: fixed by changing the input, never by trying again."""
 
 
 class NotFound(DiachronicError):
-    name = "NotFound"
+    """The flag, strategy, workflow or worker set asked for does not exist."""
 
 
 class ConfigError(DiachronicError):
-    name = "ConfigError"
+    """Settings missing or inconsistent: the message names the variable to set."""
 
 
 class ConcurrentEdit(DiachronicError):
     """A compare-and-set write refused: the value changed since the writer read it. Never retried: the CI treats it
     as a human's edit, which always wins. ``found`` is what the store holds now (None: the value is gone)."""
-
-    name = "ConcurrentEdit"
 
     def __init__(self, message: str, *, found: int | None = None) -> None:
         super().__init__(message)
@@ -67,7 +70,6 @@ class ConcurrentEdit(DiachronicError):
 class BackendError(DiachronicError):
     """``retry_after_s``: how long the server asked us to wait before trying again (HTTP ``Retry-After``), if it did."""
 
-    name = "BackendError"
     retryable = True
 
     def __init__(self, message: str, *, retryable: bool | None = None, retry_after_s: float | None = None) -> None:
@@ -76,17 +78,15 @@ class BackendError(DiachronicError):
 
 
 class FlagStoreError(BackendError):
-    name = "FlagStoreError"
+    """Unleash or the embedded store failed."""
 
 
 class WorkersError(BackendError):
-    name = "WorkersError"
+    """The worker backend (Kubernetes, local processes) failed."""
 
 
 class GitHubError(BackendError):
     """``status``: GitHub's HTTP status, when it answered."""
-
-    name = "GitHubError"
 
     def __init__(
         self,
@@ -101,7 +101,7 @@ class GitHubError(BackendError):
 
 
 class NotificationError(BackendError):
-    name = "NotificationError"
+    """A notification sink (a JSON webhook, Slack, apprise) failed."""
 
 
 # -- deciding what is retryable, per library, in one table each -------------------------------------------------
@@ -149,6 +149,12 @@ HTTP_CLIENT_ERRORS: RetryTable = {
     "SSEError": False,
 }
 """Every exception class of httpx (Unleash's client) and httpx2 (lightkube's): the same names in both."""
+
+
+def http_status_retryable(status: int) -> bool:
+    """An HTTP answer a retry can help: a timeout (408), too early (425), a rate limit (429) or a server fault (5xx);
+    any other 4xx says what is wrong with the request, which trying again will not change."""
+    return status >= 500 or status in (408, 425, 429)
 
 
 def untrusted_certificate(error: BaseException) -> bool:

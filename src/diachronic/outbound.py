@@ -10,42 +10,36 @@ from urllib.parse import urlsplit
 
 import httpx
 
-from diachronic.errors import BackendError
+from diachronic.errors import BackendError, http_client_error_retryable, retry_after_s, untrusted_certificate
 
-__all__ = ["MAX_RETRY_AFTER_S", "hide_in_logs", "retry_after", "retryable_status", "unreachable"]
+__all__ = ["MAX_RETRY_AFTER_S", "hide_in_logs", "retry_after", "unreachable"]
 
 MAX_RETRY_AFTER_S = 3600.0
 
 
-def retryable_status(status: int) -> bool:
-    """A timeout, a rate limit or a server fault: trying again later can help; other 4xx answers cannot."""
-    return status in (408, 425, 429) or status >= 500
-
-
 def retry_after(response: httpx.Response, *, now: float) -> float | None:
     """How long the server asks us to wait: ``Retry-After`` seconds, else until ``X-RateLimit-Reset`` when the
-    rate limit is used up (GitHub), else None. Bounded to an hour."""
-    headers = response.headers
-    try:
-        if "retry-after" in headers:
-            return min(max(float(headers["retry-after"]), 1.0), MAX_RETRY_AFTER_S)
-        if headers.get("x-ratelimit-remaining") == "0" and "x-ratelimit-reset" in headers:
-            return min(max(float(headers["x-ratelimit-reset"]) - now, 1.0), MAX_RETRY_AFTER_S)
-    except ValueError:
-        return None
-    return None
+    rate limit is used up (GitHub), else None. At least a second, at most an hour."""
+    wait = retry_after_s(response.headers.get("retry-after"))
+    if wait is None and response.headers.get("x-ratelimit-remaining") == "0":
+        reset = retry_after_s(response.headers.get("x-ratelimit-reset"))
+        wait = None if reset is None else reset - now
+    return None if wait is None else min(max(wait, 1.0), MAX_RETRY_AFTER_S)
 
 
 @contextlib.contextmanager
-def unreachable(error: Callable[[str], BackendError]) -> Iterator[None]:
-    """No answer (a timeout, a refused connection, a broken one) becomes ``error(problem)``, which should be
-    retryable. The problem names only the kind of failure: httpx's own text can carry the URL."""
+def unreachable(error: Callable[[str, bool], BackendError]) -> Iterator[None]:
+    """A request that got no answer (a timeout, a refused or broken connection, an untrusted certificate, a URL
+    the client cannot use) becomes ``error(problem, retryable)``, retryable as ``errors.HTTP_CLIENT_ERRORS`` says.
+    The problem names only the kind of failure: httpx's own text can carry the URL."""
     try:
         yield
     except httpx.TimeoutException:
-        raise error("no answer in time") from None
-    except httpx.TransportError as failure:
-        raise error(f"cannot connect ({type(failure).__name__})") from None
+        raise error("no answer in time", True) from None
+    except (httpx.HTTPError, httpx.InvalidURL) as failure:
+        if untrusted_certificate(failure):
+            raise error("its TLS certificate is not trusted", False) from None
+        raise error(f"cannot connect ({type(failure).__name__})", http_client_error_retryable(failure)) from None
 
 
 class _Mask(logging.Filter):

@@ -44,8 +44,19 @@ class Settings(BaseSettings):
     )
 
     data_dir: Path = DEFAULT_DATA_DIR
-    temporal_address: str = f"127.0.0.1:{DEFAULT_TEMPORAL_PORT}"
-    temporal_namespace: str = "default"
+    # Temporal: unset fields come from Temporal's own environment configuration (TEMPORAL_* variables and the
+    # profile of temporal.toml, as Temporal's CLI and SDKs read them), else the embedded default (plain, local).
+    # ``diachronic.temporal.resolve_connection`` merges them; docs/production.md lists every variable.
+    temporal_address: str | None = None
+    temporal_namespace: str | None = None
+    temporal_profile: str | None = None  # else TEMPORAL_PROFILE, else "default"
+    temporal_config_file: Path | None = None  # else TEMPORAL_CONFIG_FILE, else ~/.config/temporalio/temporal.toml
+    temporal_api_key: SecretStr | None = None  # empty: send none, whatever the profile says
+    temporal_tls: bool | None = None
+    temporal_tls_ca: Path | None = None  # CA certificate(s) that signed the server's certificate (PEM)
+    temporal_tls_cert: Path | None = None  # client certificate for mTLS (PEM)
+    temporal_tls_key: Path | None = None  # its private key (PEM)
+    temporal_tls_server_name: str | None = None  # the name the server's certificate is checked against (SNI)
     ci_task_queue: str = CI_TASK_QUEUE
     environment: str = "development"
 
@@ -56,6 +67,8 @@ class Settings(BaseSettings):
     unleash_project: str = "default"
     unleash_environment: str = "development"
     unleash_refresh_s: float = 1.0
+    # CA bundle (PEM) that signed the Unleash server's certificate, for an https URL behind a private CA.
+    unleash_ca_bundle: Path | None = None
 
     workers: Literal["local", "kubernetes"] = "local"
     # Kubernetes backend: None = every namespace (needs a ClusterRole); a namespace = only there (a Role is enough).
@@ -73,6 +86,9 @@ class Settings(BaseSettings):
     # Repository (``owner/repo``, or ``owner/repo:environment`` to tell environments apart) -> workflow name, for
     # GitHub deployments whose ``payload`` has no ``workflowName``. JSON in DIACHRONIC_GITHUB_REPOSITORIES.
     github_repositories: dict[str, str] = Field(default_factory=dict)
+    # How long the webhook waits for the CI to accept a deployment (a CI worker must be polling); GitHub gives up on a
+    # delivery after 10 s, so answer before: a 503 GitHub shows, and a human can redeliver.
+    webhook_deploy_timeout_s: float = Field(default=8.0, gt=0, le=300)
     # Bearer token required by ``POST /instruction``; unset = no authentication (keep the app on a private network).
     signaler_token: SecretStr | None = None
     # How long ``update`` / ``updateOrStart`` wait for the workflow's reply (the original waited 4 s).
@@ -121,11 +137,6 @@ class Settings(BaseSettings):
     @property
     def workers_dir(self) -> Path:
         return self.data_dir / "workers"
-
-    @property
-    def webhook_db(self) -> Path:
-        """GitHub delivery ids already handled (so a redelivery never deploys twice), shared by every process."""
-        return self.data_dir / "webhook.sqlite3"
 
 
 def load_settings(*, data_dir: Path | None = None, **overrides: Any) -> Settings:

@@ -15,7 +15,8 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterable, Sequence
-from typing import TypeVar
+from enum import StrEnum
+from typing import Protocol, TypeVar
 
 from diachronic.contracts import NAME_PATTERN, VersionInfo, check_name
 from diachronic.errors import InvalidInput
@@ -23,8 +24,10 @@ from diachronic.flags import VersionFlag
 
 __all__ = [
     "FLAG_PREFIX",
+    "FlagApply",
     "flag_name",
     "flag_name_prefix",
+    "flag_to_apply",
     "format_seq_id",
     "next_seq_id",
     "parse_flag_name",
@@ -182,3 +185,36 @@ def previous_version(
         if info.version_id != deploying_version_id:
             return info
     return None
+
+
+class Listed(Protocol):
+    """A flag as a store lists it: its version and whether it is archived (``VersionFlag``, or a store's own entry)."""
+
+    @property
+    def info(self) -> VersionInfo: ...
+
+    @property
+    def archived(self) -> bool: ...
+
+
+class FlagApply(StrEnum):
+    """What ``FlagStore.apply_version_flag`` does to make a version the newest."""
+
+    KEEP = "keep"  # the newest live flag already is this version: returned unchanged, percentages kept (defect 17)
+    REVIVE = "revive"  # the newest flag of all is an archived flag of this very version: revived, as a new deployment
+    CREATE = "create"  # a new flag with the next sequence id, computed over archived flags too (never reused)
+
+
+def flag_to_apply(
+    flags: Sequence[Listed], workflow_name: str, version_id: str, environment: str | None = None
+) -> tuple[FlagApply, VersionInfo]:
+    """The rule every flag store follows to deploy ``version_id``, over all its flags of the workflow (archived
+    ones included): what to do, and the version it makes the newest."""
+    ordered = sort_newest_first([f.info for f in flags])
+    archived = {f.info.flag_name for f in flags if f.archived}
+    live = [info for info in ordered if info.flag_name not in archived]
+    if live and live[0].version_id == version_id:
+        return FlagApply.KEEP, live[0]
+    if ordered and ordered[0].flag_name in archived and ordered[0].version_id == version_id:
+        return FlagApply.REVIVE, ordered[0]
+    return FlagApply.CREATE, version_info(workflow_name, next_seq_id(ordered), version_id, environment)

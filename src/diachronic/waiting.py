@@ -134,14 +134,19 @@ async def wait_for_end(
     timeout_s: float | None = None,
     poll_s: float = 1.0,
     progress: Callable[[Located], None] = lambda _: None,
+    warn: Callable[[str], None] = lambda _: None,
 ) -> tuple[Ending, Located]:
     """Wait until the deployment ends (see ``locate`` for which one); ``progress`` hears of each change of
-    place or phase. Returns how it ended (``TIMEOUT`` when ``timeout_s`` passed first) and where it was."""
+    place or phase. Returns how it ended (``TIMEOUT`` when ``timeout_s`` passed first) and where it was.
+
+    Once the deployment was found, a CI that cannot be read for a while (its worker restarting, Temporal
+    unavailable) does not end the wait: ``warn`` hears of it and the wait goes on until the timeout."""
     deadline = None if timeout_s is None else time.monotonic() + timeout_s
     found = await _locate(client, workflow_name, version_id, event_time)
     if found.event is not None:  # follow this one deployment, whatever comes after it
         version_id, event_time = found.event.version_id, found.event.event_time
     last: tuple[str, Phase | None, int | None] | None = None
+    trouble: str | None = None
     while True:
         if found.where == "missing":
             what = f"version {version_id}" if version_id else "any deployment"
@@ -159,4 +164,11 @@ async def wait_for_end(
             return Ending.TIMEOUT, found
         wait = poll_s if deadline is None else max(min(poll_s, deadline - time.monotonic()), 0)
         await asyncio.sleep(wait)
-        found = await _locate(client, workflow_name, version_id, event_time)
+        try:
+            found = await _locate(client, workflow_name, version_id, event_time)
+        except BackendError as error:  # a CI worker restarting, Temporal unavailable: the deployment goes on
+            if error.message != trouble:
+                warn(f"cannot read the CI's state now, still waiting: {error.message}")
+                trouble = error.message
+            continue
+        trouble = None

@@ -10,7 +10,9 @@ The Deployments of the live version, of another workflow, and one missing a labe
 
 from __future__ import annotations
 
+import contextlib
 import time
+from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -122,141 +124,140 @@ async def boot(sc: Scenario) -> None:
     sc.background(sc.trickle())
 
 
-def install(cluster: Cluster, window: Window) -> None:
-    cluster.api.fail(window)  # type: ignore[arg-type]  (duck-typed like kmock_fixtures._Failure)
-
-
-async def test_kubernetes_api_503_for_20_s_while_retiring(tmp_path: Path, reliability_report: Report) -> None:
+@contextlib.asynccontextmanager
+async def deploying_v2_under(
+    name: str, tmp_path: Path, window: Window
+) -> AsyncIterator[tuple[Cluster, dict[str, tuple[str, str]], Scenario]]:
+    """v1 live with running subscriptions, the CI worker on the Kubernetes backend of an emulated cluster whose
+    Deployments requests fail as ``window`` says, and v2 being deployed."""
     async with running_cluster(tmp_path) as cluster:
         kubeconfig = write_kubeconfig(tmp_path / "kubeconfig-ci", cluster.url, token=SECRETS.kube_token)
         created = await populate(cluster)
         env = {"DIACHRONIC_WORKERS": "kubernetes", "DIACHRONIC_KUBECONFIG": str(kubeconfig)}
-        async with scenario("kubernetes_503", tmp_path, env=env) as sc:
+        async with scenario(name, tmp_path, env=env) as sc:
             await boot(sc)
-            window = Window(503, OUTAGE_S, "ServiceUnavailable", "the API server is overloaded (injected)")
-            install(cluster, window)
+            cluster.api.fail(window)  # type: ignore[arg-type]  (duck-typed like kmock_fixtures._Failure)
             await sc.deploy("v2", options(STEPS, batch=max(COUNT // 5, 5)))
+            yield cluster, created, sc
 
-            async def retiring() -> bool:
-                return window.started is not None
 
-            await wait_for(retiring, timeout=180, what="the retirement to begin")
-            assert window.started is not None
-            fault_start = window.started - sc.t0
-            sc.marks["fault_start"] = fault_start
-            result = await sc.ci_result(240)
-            sc.mark("completed")
-            assert window.lifted is not None
-            fault_end = window.lifted - sc.t0
-            sc.marks["fault_end"] = fault_end
-            deleted_at = window.first_ok("delete")
-            audit = await sc.audit("v2")
-            leaks = await sc.scan()
-            deleted = deleted_ones(cluster, created)
-            deletes = [s.where for s in window.seen if s.action == "delete" and not s.failed]
-            shown = [
-                s.status.last_error
-                for s in sc.timeline.between(fault_start, fault_end)
-                if s.status is not None and s.status.last_error
-            ]
-            [record] = result["deployments"]
-            wrong = deleted - {"v1", "v1-other-namespace"}
-            reliability_report.add(
-                measurement(
-                    sc,
-                    fault=f"Kubernetes API answers 503 for {OUTAGE_S:.0f} s while the old version is retired",
-                    what_happened=(
-                        f"{window.failures()} requests failed with 503 (each a retryable error, retried by "
-                        f"Temporal); "
-                        + (f"status showed {shown[0][:140]!r}; " if shown else "status showed no reason; ")
-                        + f"afterwards deleted {sorted(deleted)} and nothing else"
-                    ),
-                    audit=audit,
-                    live_stopped=sorted(wrong),
-                    leaks=leaks,
-                    fault_s=fault_end - fault_start,
-                    recover_s=None if deleted_at is None else deleted_at - window.lifted,
-                    recovered_when="the old version's Deployments are deleted",
-                    complete_s=sc.marks["completed"] - fault_end,
-                    outcome=record["phase"],
-                    requests_failed=window.failures(),
-                    deleted=sorted(deleted),
-                    delete_requests=deletes,
-                )
+async def test_kubernetes_api_503_for_20_s_while_retiring(tmp_path: Path, reliability_report: Report) -> None:
+    window = Window(503, OUTAGE_S, "ServiceUnavailable", "the API server is overloaded (injected)")
+    async with deploying_v2_under("kubernetes_503", tmp_path, window) as (cluster, created, sc):
+
+        async def retiring() -> bool:
+            return window.started is not None
+
+        await wait_for(retiring, timeout=180, what="the retirement to begin")
+        assert window.started is not None
+        fault_start = window.started - sc.t0
+        sc.marks["fault_start"] = fault_start
+        result = await sc.ci_result(240)
+        sc.mark("completed")
+        assert window.lifted is not None
+        fault_end = window.lifted - sc.t0
+        sc.marks["fault_end"] = fault_end
+        deleted_at = window.first_ok("delete")
+        audit = await sc.audit("v2")
+        leaks = await sc.scan()
+        deleted = deleted_ones(cluster, created)
+        deletes = [s.where for s in window.seen if s.action == "delete" and not s.failed]
+        shown = [
+            s.status.last_error
+            for s in sc.timeline.between(fault_start, fault_end)
+            if s.status is not None and s.status.last_error
+        ]
+        [record] = result["deployments"]
+        wrong = deleted - {"v1", "v1-other-namespace"}
+        reliability_report.add(
+            measurement(
+                sc,
+                fault=f"Kubernetes API answers 503 for {OUTAGE_S:.0f} s while the old version is retired",
+                what_happened=(
+                    f"{window.failures()} requests failed with 503 (each a retryable error, retried by "
+                    f"Temporal); "
+                    + (f"status showed {shown[0][:140]!r}; " if shown else "status showed no reason; ")
+                    + f"afterwards deleted {sorted(deleted)} and nothing else"
+                ),
+                audit=audit,
+                live_stopped=sorted(wrong),
+                leaks=leaks,
+                fault_s=fault_end - fault_start,
+                recover_s=None if deleted_at is None else deleted_at - window.lifted,
+                recovered_when="the old version's Deployments are deleted",
+                complete_s=sc.marks["completed"] - fault_end,
+                outcome=record["phase"],
+                requests_failed=window.failures(),
+                deleted=sorted(deleted),
+                delete_requests=deletes,
             )
-            assert record["phase"] == "completed", record
-            assert window.failures() >= 2, "the fault never hit the retirement"
-            assert deleted == {"v1", "v1-other-namespace"}, deleted
-            assert audit.lost == [], audit.lost
-            assert audit.double_signalled == [], audit.double_signalled
-            assert leaks == [], leaks
-            assert sorted(deletes) == sorted(f"{created[k][0]}/{created[k][1]}" for k in ("v1", "v1-other-namespace"))
-            flags = await sc.flags.list_version_flags("subscription", include_archived=True)
-            assert [(f.info.version_id, f.archived) for f in flags] == [("v2", False), ("v1", True)]
+        )
+        assert record["phase"] == "completed", record
+        assert window.failures() >= 2, "the fault never hit the retirement"
+        assert deleted == {"v1", "v1-other-namespace"}, deleted
+        assert audit.lost == [], audit.lost
+        assert audit.double_signalled == [], audit.double_signalled
+        assert leaks == [], leaks
+        assert sorted(deletes) == sorted(f"{created[k][0]}/{created[k][1]}" for k in ("v1", "v1-other-namespace"))
+        flags = await sc.flags.list_version_flags("subscription", include_archived=True)
+        assert [(f.info.version_id, f.archived) for f in flags] == [("v2", False), ("v1", True)]
 
 
 async def test_kubernetes_api_403_is_a_typed_reason_then_a_redeploy_finishes(
     tmp_path: Path, reliability_report: Report
 ) -> None:
-    async with running_cluster(tmp_path) as cluster:
-        kubeconfig = write_kubeconfig(tmp_path / "kubeconfig-ci", cluster.url, token=SECRETS.kube_token)
-        created = await populate(cluster)
-        env = {"DIACHRONIC_WORKERS": "kubernetes", "DIACHRONIC_KUBECONFIG": str(kubeconfig)}
-        async with scenario("kubernetes_403", tmp_path, env=env) as sc:
-            await boot(sc)
-            window = Window(403, None, "Forbidden", 'deployments.apps is forbidden: User "ci" cannot list (injected)')
-            install(cluster, window)
-            await sc.deploy("v2", options(STEPS, batch=max(COUNT // 5, 5)))
-            failure = await sc.ci_failure(240)
-            assert window.started is not None
-            fault_start = window.started - sc.t0
-            sc.marks["fault_start"] = fault_start
-            failed = await sc.until(lambda s: s.phase is Phase.FAILED, timeout=30, what="status to show the failure")
-            requests_while_forbidden = len(window.seen)
-            deleted_while_forbidden = deleted_ones(cluster, created)
-            flags_while = await sc.flags.list_version_flags("subscription", include_archived=True)
+    window = Window(403, None, "Forbidden", 'deployments.apps is forbidden: User "ci" cannot list (injected)')
+    async with deploying_v2_under("kubernetes_403", tmp_path, window) as (cluster, created, sc):
+        failure = await sc.ci_failure(240)
+        assert window.started is not None
+        fault_start = window.started - sc.t0
+        sc.marks["fault_start"] = fault_start
+        failed = await sc.until(lambda s: s.phase is Phase.FAILED, timeout=30, what="status to show the failure")
+        requests_while_forbidden = len(window.seen)
+        deleted_while_forbidden = deleted_ones(cluster, created)
+        flags_while = await sc.flags.list_version_flags("subscription", include_archived=True)
 
-            window.lift()  # an operator grants the permission ...
-            fault_end = sc.mark("fault_end")
-            await sc.deploy("v2", options(STEPS))  # ... and redeploys the version
-            result = await sc.ci_result(240)
-            sc.mark("completed")
-            deleted_at = window.first_ok("delete")
-            audit = await sc.audit("v2")
-            leaks = await sc.scan()
-            deleted = deleted_ones(cluster, created)
-            [record] = result["deployments"]
-            reason = failed.last_error or ""
-            wrong = (deleted - {"v1", "v1-other-namespace"}) | deleted_while_forbidden
-            reliability_report.add(
-                measurement(
-                    sc,
-                    fault="Kubernetes API answers 403 (missing RBAC permission) while the old version is retired",
-                    what_happened=(
-                        f"not retried ({requests_while_forbidden} request); the deployment failed with "
-                        f"{reason[:150]!r} in status; nothing deleted, the old flag kept; after the permission was "
-                        f"granted, a redeploy of v2 rolled out from 100 % at once and deleted {sorted(deleted)}"
-                    ),
-                    audit=audit,
-                    live_stopped=sorted(wrong),
-                    leaks=leaks,
-                    fault_s=fault_end - fault_start,
-                    recover_s=None if deleted_at is None else deleted_at - sc.t0 - fault_end,
-                    recovered_when="after the redeploy, the old version's Deployments are deleted",
-                    complete_s=sc.marks["completed"] - fault_end,
-                    outcome=f"failed with a typed reason, then {record['phase']} after a redeploy",
-                    deleted=sorted(deleted),
-                )
+        window.lift()  # an operator grants the permission ...
+        fault_end = sc.mark("fault_end")
+        await sc.deploy("v2", options(STEPS))  # ... and redeploys the version
+        result = await sc.ci_result(240)
+        sc.mark("completed")
+        deleted_at = window.first_ok("delete")
+        audit = await sc.audit("v2")
+        leaks = await sc.scan()
+        deleted = deleted_ones(cluster, created)
+        [record] = result["deployments"]
+        reason = failed.last_error or ""
+        wrong = (deleted - {"v1", "v1-other-namespace"}) | deleted_while_forbidden
+        reliability_report.add(
+            measurement(
+                sc,
+                fault="Kubernetes API answers 403 (missing RBAC permission) while the old version is retired",
+                what_happened=(
+                    f"not retried ({requests_while_forbidden} request); the deployment failed with "
+                    f"{reason[:150]!r} in status; nothing deleted, the old flag kept; after the permission was "
+                    f"granted, a redeploy of v2 rolled out from 100 % at once and deleted {sorted(deleted)}"
+                ),
+                audit=audit,
+                live_stopped=sorted(wrong),
+                leaks=leaks,
+                fault_s=fault_end - fault_start,
+                recover_s=None if deleted_at is None else deleted_at - sc.t0 - fault_end,
+                recovered_when="after the redeploy, the old version's Deployments are deleted",
+                complete_s=sc.marks["completed"] - fault_end,
+                outcome=f"failed with a typed reason, then {record['phase']} after a redeploy",
+                deleted=sorted(deleted),
             )
-            assert "WorkersError" in str(failure.cause), failure.cause
-            assert reason.startswith("WorkersError: Kubernetes forbids diachronic to list"), reason
-            assert requests_while_forbidden == 1, "a 403 must not be retried"
-            assert deleted_while_forbidden == set()
-            assert [(f.info.version_id, f.archived) for f in flags_while] == [("v2", False), ("v1", False)]
-            assert record["phase"] == "completed", record
-            assert deleted == {"v1", "v1-other-namespace"}, deleted
-            assert audit.lost == [], audit.lost
-            assert audit.double_signalled == [], audit.double_signalled
-            assert leaks == [], leaks
-            flags = await sc.flags.list_version_flags("subscription", include_archived=True)
-            assert [(f.info.version_id, f.archived) for f in flags] == [("v2", False), ("v1", True)]
+        )
+        assert "WorkersError" in str(failure.cause), failure.cause
+        assert reason.startswith("WorkersError: Kubernetes forbids diachronic to list"), reason
+        assert requests_while_forbidden == 1, "a 403 must not be retried"
+        assert deleted_while_forbidden == set()
+        assert [(f.info.version_id, f.archived) for f in flags_while] == [("v2", False), ("v1", False)]
+        assert record["phase"] == "completed", record
+        assert deleted == {"v1", "v1-other-namespace"}, deleted
+        assert audit.lost == [], audit.lost
+        assert audit.double_signalled == [], audit.double_signalled
+        assert leaks == [], leaks
+        flags = await sc.flags.list_version_flags("subscription", include_archived=True)
+        assert [(f.info.version_id, f.archived) for f in flags] == [("v2", False), ("v1", True)]

@@ -57,9 +57,18 @@ async def _translate(what: str, action: Callable[[], Awaitable[T]]) -> T:
 
 
 async def deploy(
-    client: Client, ci_task_queue: str, event: DeployEvent, options: DeployOptions | None = None
+    client: Client,
+    ci_task_queue: str,
+    event: DeployEvent,
+    options: DeployOptions | None = None,
+    *,
+    update_id: str | None = None,
 ) -> DeployAck:
-    """Queue a deployment on ``ci.<workflowName>``, starting the CI workflow if none runs."""
+    """Queue a deployment on ``ci.<workflowName>``, starting the CI workflow if none runs.
+
+    ``update_id``: Temporal answers a second call with the same id with the first call's outcome instead of running
+    it again, within the CI run and after it ended while it is the latest run (the webhook passes the GitHub
+    delivery id)."""
     request = DeployRequest(event=event, options=options or DeployOptions())
     for attempt in range(_RACE_RETRIES):
         operation = WithStartWorkflowOperation(
@@ -73,7 +82,7 @@ async def deploy(
             return await _translate(
                 f"deploy {event.workflow_name}",
                 lambda op=operation: client.execute_update_with_start_workflow(  # type: ignore[misc]
-                    CIWorkflow.deploy, request, start_workflow_operation=op
+                    CIWorkflow.deploy, request, start_workflow_operation=op, id=update_id
                 ),
             )
         except NotFound:

@@ -7,7 +7,7 @@ import logging
 from collections.abc import Coroutine
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Annotated, Any, TypeVar
+from typing import TYPE_CHECKING, Annotated, Any, TypeVar
 
 import typer
 
@@ -15,6 +15,9 @@ from diachronic.cli.output import Output
 from diachronic.errors import DiachronicError
 from diachronic.process import exit_with
 from diachronic.settings import Settings, load_settings
+
+if TYPE_CHECKING:
+    from diachronic.temporal import TemporalConnection
 
 T = TypeVar("T")
 
@@ -39,6 +42,18 @@ class Context:
         except DiachronicError as error:
             self.out.abort(f"{error.message}")
 
+    def connection(self) -> TemporalConnection:
+        """How Temporal is reached (settings, TEMPORAL_*, temporal.toml); a bad configuration aborts in one line."""
+        from diachronic.temporal import resolve_connection
+
+        try:
+            return resolve_connection(self.settings)
+        except DiachronicError as error:
+            self.out.abort(error.message)
+
+
+_TEMPORAL = "Temporal connection (else TEMPORAL_* / temporal.toml, see docs/production.md)"
+
 
 @app.callback()
 def main_options(
@@ -48,13 +63,72 @@ def main_options(
         typer.Option("--data-dir", help="Data folder [env var: DIACHRONIC_DATA_DIR; default .diachronic]"),
     ] = None,
     verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Log what happens")] = False,
+    temporal_address: Annotated[
+        str | None,
+        typer.Option(help="host:port", envvar="DIACHRONIC_TEMPORAL_ADDRESS", rich_help_panel=_TEMPORAL),
+    ] = None,
+    temporal_namespace: Annotated[
+        str | None, typer.Option(envvar="DIACHRONIC_TEMPORAL_NAMESPACE", rich_help_panel=_TEMPORAL)
+    ] = None,
+    temporal_profile: Annotated[
+        str | None,
+        typer.Option(help="temporal.toml profile", envvar="DIACHRONIC_TEMPORAL_PROFILE", rich_help_panel=_TEMPORAL),
+    ] = None,
+    temporal_config_file: Annotated[
+        Path | None,
+        typer.Option(help="temporal.toml", envvar="DIACHRONIC_TEMPORAL_CONFIG_FILE", rich_help_panel=_TEMPORAL),
+    ] = None,
+    temporal_tls: Annotated[
+        bool | None,
+        typer.Option(
+            "--temporal-tls/--no-temporal-tls",
+            help="TLS on or off (default: on with an API key or a certificate)",
+            envvar="DIACHRONIC_TEMPORAL_TLS",
+            rich_help_panel=_TEMPORAL,
+        ),
+    ] = None,
+    temporal_tls_ca: Annotated[
+        Path | None,
+        typer.Option(help="server CA (PEM)", envvar="DIACHRONIC_TEMPORAL_TLS_CA", rich_help_panel=_TEMPORAL),
+    ] = None,
+    temporal_tls_cert: Annotated[
+        Path | None,
+        typer.Option(
+            help="mTLS client certificate (PEM)", envvar="DIACHRONIC_TEMPORAL_TLS_CERT", rich_help_panel=_TEMPORAL
+        ),
+    ] = None,
+    temporal_tls_key: Annotated[
+        Path | None,
+        typer.Option(help="its private key (PEM)", envvar="DIACHRONIC_TEMPORAL_TLS_KEY", rich_help_panel=_TEMPORAL),
+    ] = None,
+    temporal_tls_server_name: Annotated[
+        str | None,
+        typer.Option(
+            help="name to check the server's certificate against",
+            envvar="DIACHRONIC_TEMPORAL_TLS_SERVER_NAME",
+            rich_help_panel=_TEMPORAL,
+        ),
+    ] = None,
 ) -> None:
+    """The API key is read from DIACHRONIC_TEMPORAL_API_KEY, TEMPORAL_API_KEY or the profile, never from a flag
+    (a command line is visible to every user of the machine)."""
     logging.basicConfig(
         level=logging.INFO if verbose else logging.WARNING, format="%(levelname)s %(name)s: %(message)s"
     )
     out = Output()
     try:
-        settings = load_settings(data_dir=data_dir)
+        settings = load_settings(
+            data_dir=data_dir,
+            temporal_address=temporal_address,
+            temporal_namespace=temporal_namespace,
+            temporal_profile=temporal_profile,
+            temporal_config_file=temporal_config_file,
+            temporal_tls=temporal_tls,
+            temporal_tls_ca=temporal_tls_ca,
+            temporal_tls_cert=temporal_tls_cert,
+            temporal_tls_key=temporal_tls_key,
+            temporal_tls_server_name=temporal_tls_server_name,
+        )
     except ValueError as error:
         out.abort(f"invalid settings: {error}")
     ctx.obj = Context(settings=settings, out=out)
@@ -62,7 +136,7 @@ def main_options(
 
 def main() -> None:
     import diachronic.cli.k8s  # noqa: F401  (the k8s sub-app registers itself)
-    from diachronic.cli import control, dev, serve, simulate, status  # noqa: F401  (commands register themselves)
+    from diachronic.cli import control, dev, doctor, serve, simulate, status  # noqa: F401  (commands register themselves)
 
     try:
         app()

@@ -18,7 +18,7 @@ from diachronic.cli.wait import TIMEOUT_OPTION, WAIT_OPTION, wait_and_exit, wait
 from diachronic.contracts import DeployEvent
 from diachronic.errors import DiachronicError
 from diachronic.signaler import start_routed
-from diachronic.temporal import connect, wait_for_poller
+from diachronic.temporal import connect, resolve_connection, wait_for_poller
 from diachronic.versions import task_queue
 from diachronic.workers.local import LocalWorkers
 
@@ -79,15 +79,8 @@ def deploy(
                 c.out.abort("--worker-cmd needs the local worker backend")
             queue = task_queue(workflow, version)
             c.out.info(f"starting worker for {queue}: {worker_cmd}")
-            await workers.start(
-                workflow,
-                version,
-                worker_cmd,
-                env={
-                    "DIACHRONIC_TEMPORAL_ADDRESS": c.settings.temporal_address,
-                    "DIACHRONIC_TEMPORAL_NAMESPACE": c.settings.temporal_namespace,
-                },
-            )
+            # The worker reaches Temporal exactly as we do (address, namespace, TLS, API key).
+            await workers.start(workflow, version, worker_cmd, env=resolve_connection(c.settings).environment())
             await wait_for_poller(client, queue)
             c.out.info(f"worker polls {queue}")
         return await ci.deploy(client, c.settings.ci_task_queue, event, options)

@@ -45,9 +45,12 @@ def dev(
 ) -> None:
     """Run everything on this machine: Temporal dev server, CI worker, embedded flag store, local workers."""
     c: Context = ctx.obj
-    server = start_dev_server(c.settings.data_dir, port=temporal_port, ui=ui)
+    try:  # waits until the frontend is healthy (not only its port open), with back-off, then one clear line
+        server = start_dev_server(c.settings.data_dir, port=temporal_port, ui=ui)
+    except DiachronicError as error:
+        c.out.abort(error.message)
     try:
-        settings = load_settings(data_dir=c.settings.data_dir, temporal_address=server.address, flags=flags)
+        settings = load_settings(data_dir=c.settings.data_dir, flags=flags, **server.connection_settings())
     except ValueError as error:
         server.stop()
         c.out.abort(f"invalid --flags: {error}")
@@ -68,7 +71,8 @@ def dev(
 
 @app.command()
 def worker(ctx: typer.Context) -> None:
-    """Run the CI worker against the configured Temporal (DIACHRONIC_TEMPORAL_ADDRESS)."""
+    """Run the CI worker against the configured Temporal (docs/production.md: TEMPORAL_* or a profile)."""
     c: Context = ctx.obj
-    c.out.info(f"CI worker on {c.settings.temporal_address}, task queue {c.settings.ci_task_queue}")
+    connection = c.connection()
+    c.out.info(f"CI worker on {connection.describe()}, task queue {c.settings.ci_task_queue}")
     c.run(_serve_until_signalled(c.settings))

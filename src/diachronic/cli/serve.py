@@ -38,5 +38,5 @@ def serve(
         c.out.warn("DIACHRONIC_GITHUB_WEBHOOK_SECRET is not set: POST /webhooks/github refuses every delivery")
     if settings.signaler_token is None:
         c.out.warn("DIACHRONIC_SIGNALER_TOKEN is not set: anyone who reaches POST /instruction can start workflows")
-    c.out.info(f"HTTP app on http://{host}:{port}  (Temporal {settings.temporal_address}, flags {settings.flags})")
+    c.out.info(f"HTTP app on http://{host}:{port}  (Temporal {c.connection().describe()}, flags {settings.flags})")
     c.run(_serve_until_signalled(settings, host, port))

@@ -60,6 +60,7 @@ def wait_and_exit(
             event_time=event_time,
             timeout_s=timeout_s,
             progress=lambda found: c.out.info(_describe(workflow, found)),
+            warn=c.out.warn,
         )
 
     ending, found = c.run(run())

@@ -35,8 +35,9 @@ from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import TypeVar
+from typing import Literal, TypeVar
 
+from diachronic import versions
 from diachronic.contracts import VersionInfo
 from diachronic.errors import FlagStoreError, InvalidInput, NotFound, RetryTable, is_retryable
 from diachronic.flags import (
@@ -46,16 +47,8 @@ from diachronic.flags import (
     evaluation,
 )
 from diachronic.flags.evaluation import default_strategies, new_rollout, validate_percent
-from diachronic.versions import (
-    flag_name,
-    flag_name_prefix,
-    next_seq_id,
-    parse_flag_name,
-    sort_newest_first,
-    version_info,
-)
 
-__all__ = ["SQLITE_ERRORS", "LocalFlagStore", "map_sqlite_error"]
+__all__ = ["SQLITE_ERRORS", "LocalFlagStore", "immediate_transaction", "map_sqlite_error"]
 
 log = logging.getLogger(__name__)
 
@@ -124,6 +117,20 @@ def _sqlite_errors(action: str) -> Iterator[None]:
         raise map_sqlite_error(exc, action) from exc
 
 
+@contextmanager
+def immediate_transaction(conn: sqlite3.Connection) -> Iterator[sqlite3.Connection]:
+    """``BEGIN IMMEDIATE`` (the write lock, taken up front: no other writer, in any process, until the end) ...
+    ``COMMIT``; rolled back on any exception. For connections in autocommit mode (``isolation_level=None``)."""
+    conn.execute("BEGIN IMMEDIATE")
+    try:
+        yield conn
+        conn.execute("COMMIT")
+    except BaseException:
+        if conn.in_transaction:
+            conn.execute("ROLLBACK")
+        raise
+
+
 def _with_ids(strategies: Sequence[FlagStrategy]) -> list[FlagStrategy]:
     """Strategies as stored: each with an id, as Unleash assigns them."""
     return [s if s.id else s.model_copy(update={"id": str(uuid.uuid4())}) for s in strategies]
@@ -187,18 +194,11 @@ class LocalFlagStore:
         return conn
 
     def _init_schema(self) -> None:
-        conn = self._writer
-        conn.execute("BEGIN IMMEDIATE")
-        try:
+        with immediate_transaction(self._writer) as conn:
             for statement in _SCHEMA.split(";"):
                 if statement.strip():
                     conn.execute(statement)
             conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
-            conn.execute("COMMIT")
-        except BaseException:
-            if conn.in_transaction:
-                conn.execute("ROLLBACK")
-            raise
 
     def _read(self, action: str, fn: Callable[[sqlite3.Connection], R]) -> R:
         with _sqlite_errors(action), self._read_lock:
@@ -206,18 +206,10 @@ class LocalFlagStore:
 
     def _write_sync(self, action: str, fn: Callable[[sqlite3.Connection], tuple[R, bool]]) -> R:
         """Run ``fn`` in one BEGIN IMMEDIATE transaction; bump the revision when it reports a change."""
-        with _sqlite_errors(action), self._write_lock:
-            conn = self._writer
-            conn.execute("BEGIN IMMEDIATE")
-            try:
-                result, changed = fn(conn)
-                if changed:
-                    conn.execute("UPDATE meta SET value = value + 1 WHERE key = 'revision'")
-                conn.execute("COMMIT")
-            except BaseException:
-                if conn.in_transaction:
-                    conn.execute("ROLLBACK")
-                raise
+        with _sqlite_errors(action), self._write_lock, immediate_transaction(self._writer) as conn:
+            result, changed = fn(conn)
+            if changed:
+                conn.execute("UPDATE meta SET value = value + 1 WHERE key = 'revision'")
             return result
 
     async def _write(self, action: str, fn: Callable[[sqlite3.Connection], tuple[R, bool]]) -> R:
@@ -227,7 +219,7 @@ class LocalFlagStore:
 
     @staticmethod
     def _rows(conn: sqlite3.Connection, workflow_name: str, include_archived: bool) -> list[Row]:
-        prefix = flag_name_prefix(workflow_name)
+        prefix = versions.flag_name_prefix(workflow_name)
         # substr, not LIKE: names contain '_' (a LIKE wildcard) and LIKE ignores case.
         sql = "SELECT name, enabled, archived, strategies FROM flags WHERE substr(name, 1, ?) = ?"
         if not include_archived:
@@ -243,7 +235,7 @@ class LocalFlagStore:
         """A parsed version flag, or None (logged once per name) for a name or content that does not parse."""
         name, enabled, archived, raw = row
         try:
-            workflow_name, seq_id, version_id = parse_flag_name(name)
+            workflow_name, seq_id, version_id = versions.parse_flag_name(name)
             strategies = _load(raw)
         except (InvalidInput, ValueError) as exc:
             if name not in self._warned:
@@ -251,14 +243,14 @@ class LocalFlagStore:
                 log.warning("skipping flag %r: it looks like a version flag but does not parse: %s", name, exc)
             return None
         return VersionFlag(
-            info=version_info(workflow_name, seq_id, version_id, self.environment),
+            info=versions.version_info(workflow_name, seq_id, version_id, self.environment),
             enabled=bool(enabled),
             archived=bool(archived),
             strategies=strategies,
         )
 
     def _flags(self, rows: list[Row]) -> list[VersionFlag]:
-        return sort_newest_first([f for f in map(self._flag, rows) if f is not None])
+        return versions.sort_newest_first([f for f in map(self._flag, rows) if f is not None])
 
     @staticmethod
     def _existing(conn: sqlite3.Connection, name: str, *, allow_archived: bool = True) -> Row:
@@ -302,19 +294,14 @@ class LocalFlagStore:
 
     async def apply_version_flag(self, workflow_name: str, version_id: str) -> VersionInfo:
         """Make ``version_id`` the newest version (see the module docstring for redeploys and revivals)."""
-        flag_name(workflow_name, 0, version_id)  # validates both names before touching the file
+        versions.flag_name(workflow_name, 0, version_id)  # validates both names before touching the file
 
         def apply(conn: sqlite3.Connection) -> tuple[VersionInfo, bool]:
             flags = self._flags(self._rows(conn, workflow_name, include_archived=True))
-            live = [f for f in flags if not f.archived]
-            if live and live[0].info.version_id == version_id:
-                return live[0].info, False
-            top = flags[0] if flags else None
-            if top is not None and top.archived and top.info.version_id == version_id:
-                info = top.info
-            else:
-                info = version_info(workflow_name, next_seq_id(flags), version_id, self.environment)
-            strategies = default_strategies(info.flag_name)
+            action, info = versions.flag_to_apply(flags, workflow_name, version_id, self.environment)
+            if action is versions.FlagApply.KEEP:
+                return info, False
+            strategies = default_strategies(info.flag_name)  # a revival starts afresh too: it is a new deployment
             self._save(conn, info.flag_name, enabled=True, archived=False, strategies=strategies)
             return info, True
 
@@ -384,7 +371,7 @@ class LocalFlagStore:
 
     async def archive_flag(self, flag_name: str) -> None:
         """Archive the flag: hidden from lists and routing; no-op if archived; ``NotFound`` if absent."""
-        await self._set_archived(flag_name, archived=True)
+        await self._switch("archive flag", flag_name, "archived", True)
 
     async def route(self, workflow_name: str, workflow_id: str, *, is_test: bool = False) -> VersionInfo | None:
         """The newest flag that is on for ``{userId: workflow_id, isTest}``; None if none is.
@@ -428,42 +415,32 @@ class LocalFlagStore:
         found = set()
         for name in names:
             try:
-                found.add(parse_flag_name(name)[0])
+                found.add(versions.parse_flag_name(name)[0])
             except InvalidInput:
                 continue
         return sorted(found)
 
     async def revive_flag(self, flag_name: str) -> None:
         """Bring an archived flag back, strategies and enabled state as they were."""
-        await self._set_archived(flag_name, archived=False)
-
-    async def _set_archived(self, flag_name: str, *, archived: bool) -> None:
-        def update(conn: sqlite3.Connection) -> tuple[None, bool]:
-            row = self._existing(conn, flag_name)
-            if bool(row[2]) == archived:
-                return None, False
-            conn.execute(
-                "UPDATE flags SET archived = ?, updated_at = ? WHERE name = ?",
-                (int(archived), _now(), flag_name),
-            )
-            return None, True
-
-        await self._write("archive flag" if archived else "revive flag", update)
+        await self._switch("revive flag", flag_name, "archived", False)
 
     async def set_flag_enabled(self, flag_name: str, enabled: bool) -> None:
         """Turn the whole flag on or off in the environment (a disabled flag routes nothing)."""
+        await self._switch("enable flag" if enabled else "disable flag", flag_name, "enabled", enabled)
+
+    async def _switch(self, action: str, flag_name: str, column: Literal["archived", "enabled"], value: bool) -> None:
+        """Set one of the flag's two switches; a no-op (no revision) when it already has that value."""
 
         def update(conn: sqlite3.Connection) -> tuple[None, bool]:
             row = self._existing(conn, flag_name)
-            if bool(row[1]) == enabled:
+            if bool(row[2] if column == "archived" else row[1]) == value:
                 return None, False
             conn.execute(
-                "UPDATE flags SET enabled = ?, updated_at = ? WHERE name = ?",
-                (int(enabled), _now(), flag_name),
+                f"UPDATE flags SET {column} = ?, updated_at = ? WHERE name = ?", (int(value), _now(), flag_name)
             )
             return None, True
 
-        await self._write("enable flag", update)
+        await self._write(action, update)
 
     async def delete_strategy(self, flag_name: str, title: str) -> None:
         """Delete the strategies with this title; as in Unleash, deleting the last one disables the flag."""

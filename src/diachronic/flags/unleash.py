@@ -29,9 +29,11 @@ particular to Unleash:
   case it cannot see. Unleash also lets a strategy of an archived flag be patched: a flag archived in the
   instant between our read and our PATCH gets the new rollout (it routes nothing while archived).
 - Errors. Every HTTP exchange goes through ``_call``: connection errors, timeouts, 408/429/5xx become retryable
-  ``FlagStoreError``; a failed ``test`` operation is ``ConcurrentEdit``; other 4xx are not retryable; a missing
-  flag is ``NotFound``. Token values are never put into a message, a log record or a repr (``_scrub`` removes
-  them from anything the server echoes back).
+  ``FlagStoreError``; a failed ``test`` operation is ``ConcurrentEdit``; other 4xx are not retryable, nor is a
+  server certificate that no trusted CA signed (set ``ca_bundle``, ``DIACHRONIC_UNLEASH_CA_BUNDLE``, for an
+  Unleash behind a private CA: both the Admin API client and ``UnleashClient`` verify with it); a missing flag
+  is ``NotFound``. Token values are never put into a message, a log record or a repr (``_scrub`` removes them
+  from anything the server echoes back).
 """
 
 from __future__ import annotations
@@ -41,6 +43,7 @@ import json
 import logging
 import re
 import shlex
+import ssl
 import threading
 import time
 import uuid
@@ -56,6 +59,7 @@ from UnleashClient.clients.unleash_client import UnleashClient
 from UnleashClient.constants import ETAG, FEATURES_URL
 from UnleashClient.utils import InstanceAllowType
 
+from diachronic import versions
 from diachronic.contracts import VersionInfo
 from diachronic.errors import (
     ConcurrentEdit,
@@ -64,7 +68,9 @@ from diachronic.errors import (
     InvalidInput,
     NotFound,
     http_client_error_retryable,
+    http_status_retryable,
     retry_after_s,
+    untrusted_certificate,
 )
 from diachronic.flags import GENERAL_TRAFFIC_TITLE, Constraint, FlagStrategy, VersionFlag
 from diachronic.flags.evaluation import (
@@ -76,15 +82,6 @@ from diachronic.flags.evaluation import (
     validate_percent,
 )
 from diachronic.settings import Settings
-from diachronic.versions import (
-    FLAG_PREFIX,
-    flag_name,
-    flag_name_prefix,
-    next_seq_id,
-    parse_flag_name,
-    sort_newest_first,
-    version_info,
-)
 
 __all__ = ["DESCRIPTION", "SETUP_MARK", "UnleashFlagStore", "base_url", "local_state", "read_state_file"]
 
@@ -104,7 +101,6 @@ SETUP_MARK = " [diachronic: being set up]"
 DEFAULT_TIMEOUT_S = 10.0
 SEARCH_PAGE = 100  # the search endpoint's maximum page size
 FETCH_CONCURRENCY = 8
-_RETRYABLE_STATUS = frozenset({408, 425, 429})
 HTTPX_ERRORS = (httpx.HTTPError, httpx.InvalidURL, httpx.CookieConflict, httpx.StreamError)
 """Every exception httpx raises (the roots of its tree): all translated in ``_call``."""
 TEST_OPERATION_FAILED = "TEST_OPERATION_FAILED"
@@ -218,15 +214,15 @@ class _RoutingCache(BaseCache):
             return
         grouped: dict[str, list[VersionInfo]] = {}
         for name in by_name:
-            if not name.startswith(f"{FLAG_PREFIX}."):
+            if not name.startswith(f"{versions.FLAG_PREFIX}."):
                 continue
             try:
-                workflow_name, seq_id, version_id = parse_flag_name(name)
+                workflow_name, seq_id, version_id = versions.parse_flag_name(name)
             except InvalidInput as exc:
                 self._warn(name, str(exc))
                 continue
-            grouped.setdefault(workflow_name, []).append(version_info(workflow_name, seq_id, version_id))
-        self.index = {wf: sort_newest_first(infos) for wf, infos in grouped.items()}
+            grouped.setdefault(workflow_name, []).append(versions.version_info(workflow_name, seq_id, version_id))
+        self.index = {wf: versions.sort_newest_first(infos) for wf, infos in grouped.items()}
         self.payload = by_name
         self.loaded.set()
 
@@ -328,6 +324,7 @@ class UnleashFlagStore:
         timeout_s: float = DEFAULT_TIMEOUT_S,
         app_name: str = "diachronic",
         transport: httpx.AsyncBaseTransport | None = None,
+        ca_bundle: Path | None = None,
     ) -> None:
         admin = _secret(admin_token)
         if admin is None or not admin.get_secret_value():
@@ -342,11 +339,19 @@ class UnleashFlagStore:
         self.app_name = app_name
         self._admin_token = admin
         self._client_token = _secret(client_token)
+        self.ca_bundle = ca_bundle
+        verify: ssl.SSLContext | bool = True
+        if ca_bundle is not None:
+            try:
+                verify = ssl.create_default_context(cafile=str(ca_bundle))
+            except (OSError, ssl.SSLError) as exc:
+                raise ConfigError(f"cannot load the Unleash CA bundle {ca_bundle}: {exc}") from None
         self._http = httpx.AsyncClient(
             base_url=self.url,
             headers={"Authorization": admin.get_secret_value(), "Accept": "application/json"},
             timeout=httpx.Timeout(timeout_s),
             transport=transport,
+            verify=verify,
         )
         self._warn = _WarnOnce()
         self._cache = _RoutingCache(self._warn)
@@ -378,6 +383,7 @@ class UnleashFlagStore:
             project=settings.unleash_project,
             environment=settings.unleash_environment,
             refresh_s=settings.unleash_refresh_s,
+            ca_bundle=settings.unleash_ca_bundle,
         )
 
     def __repr__(self) -> str:
@@ -425,15 +431,24 @@ class UnleashFlagStore:
         params: Mapping[str, str | int] | None = None,
         ok: Collection[int] = (200,),
         missing: str | None = None,
+        client_token: bool = False,
     ) -> httpx.Response:
-        """One Admin API request; raises ``FlagStoreError`` (or ``NotFound`` for a 404 when ``missing`` is given)."""
+        """One Admin API request (``client_token``: a Client API request, with the client token); raises
+        ``FlagStoreError`` (or ``NotFound`` for a 404 when ``missing`` is given)."""
         if self._closed:
             raise FlagStoreError(f"unleash: cannot {action}: the flag store is closed", retryable=False)
+        token, variable = (self._client_token, "CLIENT") if client_token else (self._admin_token, "ADMIN")
+        headers = {"Authorization": token.get_secret_value()} if token is not None else {}
         try:
-            response = await self._http.request(method, path, json=body, params=params)
+            response = await self._http.request(method, path, json=body, params=params, headers=headers)
         except HTTPX_ERRORS as exc:
             if isinstance(exc, httpx.TimeoutException):
                 problem = f"{self.url} did not answer within {self.timeout_s:g}s ({type(exc).__name__})"
+            elif untrusted_certificate(exc):
+                problem = (
+                    f"the certificate of {self.url} is not signed by a trusted CA: set DIACHRONIC_UNLEASH_CA_BUNDLE "
+                    "to the CA (PEM) that signed it"
+                )
             else:
                 problem = f"cannot reach {self.url} ({type(exc).__name__}: {self._scrub(str(exc))})"
             raise FlagStoreError(
@@ -447,8 +462,8 @@ class UnleashFlagStore:
         message = self._server_message(response)
         if status == 401:
             raise FlagStoreError(
-                f"unleash: {action} failed: {self.url} rejected the admin token (HTTP 401): "
-                "check DIACHRONIC_UNLEASH_ADMIN_TOKEN",
+                f"unleash: {action} failed: {self.url} rejected the {variable.lower()} token (HTTP 401): "
+                f"check DIACHRONIC_UNLEASH_{variable}_TOKEN",
                 retryable=False,
             )
         if status == 403:
@@ -459,7 +474,7 @@ class UnleashFlagStore:
             )
         if status == 500 and TEST_OPERATION_FAILED in response.text:
             raise ConcurrentEdit(f"unleash: {action} refused: the strategy changed since it was read")
-        retryable = status >= 500 or status in _RETRYABLE_STATUS
+        retryable = http_status_retryable(status)
         raise FlagStoreError(
             f"unleash: {action} failed: HTTP {status}: {message}",
             retryable=retryable,
@@ -510,7 +525,7 @@ class UnleashFlagStore:
     def _entry(self, feature: Mapping[str, Any], *, archived: bool) -> _Entry | None:
         name = str(feature["name"])
         try:
-            workflow_name, seq_id, version_id = parse_flag_name(name)
+            workflow_name, seq_id, version_id = versions.parse_flag_name(name)
         except InvalidInput as exc:
             self._warn(name, str(exc))
             return None
@@ -519,7 +534,7 @@ class UnleashFlagStore:
             isinstance(e, dict) and e.get("name") == self.environment and bool(e.get("enabled")) for e in environments
         )
         return _Entry(
-            info=version_info(workflow_name, seq_id, version_id),
+            info=versions.version_info(workflow_name, seq_id, version_id),
             enabled=enabled,
             archived=archived,
             description=str(feature.get("description") or ""),
@@ -527,7 +542,7 @@ class UnleashFlagStore:
 
     async def _entries(self, workflow_name: str, *, include_archived: bool) -> list[_Entry]:
         """The workflow's version flags without strategies, newest first (one or two search requests)."""
-        prefix = flag_name_prefix(workflow_name)
+        prefix = versions.flag_name_prefix(workflow_name)
         searches = [self._search(prefix, archived=False)]
         if include_archived:
             searches.append(self._search(prefix, archived=True))
@@ -567,7 +582,7 @@ class UnleashFlagStore:
             return VersionFlag(info=entry.info, enabled=entry.enabled, archived=entry.archived, strategies=strategies)
 
         flags = await asyncio.gather(*(complete(e) for e in entries))
-        return sort_newest_first([f for f in flags if f is not None])
+        return versions.sort_newest_first([f for f in flags if f is not None])
 
     async def get_strategies(self, flag_name: str) -> list[FlagStrategy]:
         """All strategies of the flag in the environment, disabled ones too; ``NotFound`` if no such flag."""
@@ -654,22 +669,15 @@ class UnleashFlagStore:
 
     async def revive_flag(self, flag_name: str) -> None:
         """Bring an archived flag back (Unleash revives it switched off in every environment)."""
-        await self._call(
-            f"revive {flag_name}",
-            "POST",
-            f"/api/admin/archive/revive/{flag_name}",
-            missing=f"flag {flag_name!r} is not archived",
-        )
+        path = f"/api/admin/archive/revive/{flag_name}"
+        await self._call(f"revive {flag_name}", "POST", path, missing=f"flag {flag_name!r} is not archived")
 
     async def set_flag_enabled(self, flag_name: str, enabled: bool) -> None:
         """Turn the flag on or off in the environment."""
         switch = "on" if enabled else "off"
-        await self._call(
-            f"switch {flag_name} {switch}",
-            "POST",
-            f"{self._feature_path(flag_name)}/environments/{self.environment}/{switch}",
-            missing=f"flag {flag_name!r} does not exist or is archived",
-        )
+        path = f"{self._feature_path(flag_name)}/environments/{self.environment}/{switch}"
+        missing = f"flag {flag_name!r} does not exist or is archived"
+        await self._call(f"switch {flag_name} {switch}", "POST", path, missing=missing)
 
     async def _set_description(self, name: str, description: str) -> None:
         patch = [{"op": "replace", "path": "/description", "value": description}]
@@ -718,22 +726,17 @@ class UnleashFlagStore:
 
     async def apply_version_flag(self, workflow_name: str, version_id: str) -> VersionInfo:
         """Make ``version_id`` the newest version (same rules as ``LocalFlagStore``; see the module docstring)."""
-        flag_name(workflow_name, 0, version_id)  # validates both names before any request
+        versions.flag_name(workflow_name, 0, version_id)  # validates both names before any request
         entries = await self._entries(workflow_name, include_archived=True)
-        live = [e for e in entries if not e.archived]
-        if live and live[0].info.version_id == version_id:
-            newest = live[0]
-            if newest.description.endswith(SETUP_MARK):
-                await self._set_up(newest.info.flag_name)  # a previous call stopped half-way
-            return newest.info
-        top = entries[0] if entries else None
-        if top is not None and top.archived and top.info.version_id == version_id:
-            info = top.info
+        action, info = versions.flag_to_apply(entries, workflow_name, version_id)
+        if action is versions.FlagApply.KEEP:
+            if any(e.info == info and e.description.endswith(SETUP_MARK) for e in entries):
+                await self._set_up(info.flag_name)  # a previous call stopped half-way
+            return info
+        if action is versions.FlagApply.REVIVE:
             await self._revive_for_deploy(info.flag_name)
-        else:
-            info = version_info(workflow_name, next_seq_id(e.info for e in entries), version_id)
-            if not await self._create(info.flag_name):
-                await self._name_taken(info.flag_name)
+        elif not await self._create(info.flag_name):
+            await self._name_taken(info.flag_name)
         await self._set_up(info.flag_name)
         return info
 
@@ -759,6 +762,22 @@ class UnleashFlagStore:
     async def _is_archived(self, name: str) -> bool:
         return any(f.get("name") == name for f in await self._search(name, archived=True))
 
+    async def check_access(self) -> None:
+        """What ``diachronic doctor`` verifies: both tokens are accepted, the project and the environment exist.
+        Raises ``NotFound`` or ``FlagStoreError`` that names the setting to fix."""
+        projects = self._json("list projects", await self._call("list projects", "GET", "/api/admin/projects"))
+        if self.project not in {p.get("id") for p in projects.get("projects") or [] if isinstance(p, dict)}:
+            raise NotFound(f"unleash: project {self.project!r} does not exist: check DIACHRONIC_UNLEASH_PROJECT")
+        await self._call(
+            "read the environment",
+            "GET",
+            f"/api/admin/environments/{self.environment}",
+            missing=f"unleash: environment {self.environment!r} does not exist: check DIACHRONIC_UNLEASH_ENVIRONMENT",
+        )
+        if self._client_token is None:
+            raise ConfigError("routing with Unleash needs a client token (DIACHRONIC_UNLEASH_CLIENT_TOKEN)")
+        await self._call("fetch flags with the client token", "GET", f"/api{FEATURES_URL}", client_token=True)
+
     # -- routing --------------------------------------------------------------------------------------------
 
     async def _ensure_client(self) -> UnleashClient:
@@ -779,6 +798,7 @@ class UnleashFlagStore:
                     custom_headers={"Authorization": self._client_token.get_secret_value()},
                     request_timeout=max(1, round(self.timeout_s)),
                     request_retries=0,
+                    custom_options={"verify": str(self.ca_bundle)} if self.ca_bundle else {},
                     cache=self._cache,
                     multiple_instance_mode=InstanceAllowType.SILENTLY_ALLOW,
                 )
@@ -799,7 +819,7 @@ class UnleashFlagStore:
 
     async def route(self, workflow_name: str, workflow_id: str, *, is_test: bool = False) -> VersionInfo | None:
         """The newest flag that ``UnleashClient`` finds on for ``{userId: workflow_id, isTest}``; None if none is."""
-        flag_name_prefix(workflow_name)  # the same validation as every other method
+        versions.flag_name_prefix(workflow_name)  # the same validation as every other method
         client = await self._ensure_client()
         if not self._cache.loaded.is_set():
             raise FlagStoreError(

@@ -19,9 +19,9 @@ from cryptography.hazmat.primitives.serialization import load_pem_private_key
 from pydantic import SecretStr
 
 from diachronic.contracts import GitHubDeploymentRef
-from diachronic.errors import ConfigError, GitHubError
+from diachronic.errors import ConfigError, GitHubError, http_status_retryable
 from diachronic.github.statuses import DeploymentStatusBody
-from diachronic.outbound import retry_after, retryable_status, unreachable
+from diachronic.outbound import retry_after, unreachable
 from diachronic.settings import Settings
 
 __all__ = ["API_VERSION", "AppAuth", "GitHubAuth", "GitHubDeployments", "TokenAuth", "failure_of"]
@@ -149,7 +149,7 @@ def failure_of(response: httpx.Response, what: str, *, now: float) -> GitHubErro
         return GitHubError(
             f"{detail} (rate limited)", retryable=True, retry_after_s=wait or SECONDARY_LIMIT_WAIT_S, status=status
         )
-    if retryable_status(status):
+    if http_status_retryable(status):
         return GitHubError(detail, retryable=True, retry_after_s=wait, status=status)
     hints = {
         401: "the credentials were refused: check DIACHRONIC_GITHUB_TOKEN or the GitHub App's id and key",
@@ -211,7 +211,9 @@ class GitHubDeployments:
         self, method: str, path: str, *, authorization: str, what: str, json: dict[str, Any] | None = None
     ) -> dict[str, Any]:
         """One request; its JSON answer, or a ``GitHubError`` that says whether to retry."""
-        with unreachable(lambda problem: GitHubError(f"GitHub at {self.api_url}, {what}: {problem}", retryable=True)):
+        with unreachable(
+            lambda problem, retry: GitHubError(f"GitHub at {self.api_url}, {what}: {problem}", retryable=retry)
+        ):
             response = await self._http.request(
                 method, path.lstrip("/"), json=json, headers={"Authorization": authorization}
             )

@@ -10,8 +10,7 @@ from __future__ import annotations
 
 import hmac
 import logging
-from collections.abc import AsyncIterator, Callable
-from contextlib import asynccontextmanager
+from collections.abc import Callable
 from datetime import timedelta
 from typing import Any, Literal
 
@@ -22,6 +21,7 @@ from pydantic_core import to_json
 from starlette.responses import Response
 from temporalio.client import Client
 
+from diachronic.ci.contracts import DeployAck
 from diachronic.contracts import Contract, DeployEvent
 from diachronic.errors import BackendError, DiachronicError
 from diachronic.flags import FlagStore
@@ -41,7 +41,6 @@ from diachronic.signaler.instructions import (
     instruction_adapter,
     parse_instruction,
 )
-from diachronic.webhook.deliveries import DeliveryLog
 from diachronic.webhook.github import DeploymentStatusEvent, RepositoryMap
 from diachronic.webhook.receiver import GitHubReceiver, WebhookResult, start_deployment
 
@@ -85,39 +84,32 @@ def _json(model: Contract | Any, status: int = 200) -> Response:
 
 def create_app(settings: Settings, client: Client, flags: FlagStore, *, dev: bool = False) -> FastAPI:
     """The app. ``dev``: running inside ``diachronic dev``, where an unset webhook secret means "accept unsigned"
-    instead of "refuse". The caller owns ``client`` and ``flags``; the app owns its delivery log."""
+    instead of "refuse". The caller owns ``client`` and ``flags``; the app keeps no state of its own (any number of
+    replicas can serve it: a GitHub delivery is de-duplicated by Temporal, see ``diachronic.webhook.receiver``)."""
     secret = settings.github_webhook_secret.get_secret_value() if settings.github_webhook_secret else ""
     token = settings.signaler_token.get_secret_value().encode() if settings.signaler_token else b""
     signaler = Signaler(client, flags, update_timeout=timedelta(seconds=settings.signaler_update_timeout_s))
-    deliveries = DeliveryLog(settings.webhook_db)
     ci_task_queue = settings.ci_task_queue
 
-    async def start(event: DeployEvent) -> str:
-        return await start_deployment(client, ci_task_queue, event)
+    async def start(event: DeployEvent, delivery: str) -> DeployAck:
+        return await start_deployment(
+            client, ci_task_queue, event, delivery, timeout_s=settings.webhook_deploy_timeout_s
+        )
 
     receiver = GitHubReceiver(
         secret=secret or None,
         allow_unsigned=dev,
         repositories=RepositoryMap(settings.github_repositories),
-        deliveries=deliveries,
         start=start,
     )
     webhook_mode: Literal["enabled", "unsigned", "disabled"] = (
         "enabled" if secret else "unsigned" if dev else "disabled"
     )
 
-    @asynccontextmanager
-    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        try:
-            yield
-        finally:
-            deliveries.close()
-
     app = FastAPI(
         title="diachronic",
         version=API_VERSION,
         summary="GitHub deployment webhook and workflow signaler of diachronic",
-        lifespan=lifespan,
         redoc_url=None,
     )
     app.add_middleware(BodyLimit, max_bytes=settings.http_max_body_bytes)

@@ -77,10 +77,7 @@ async def running(app: FastAPI, *, host: str = "127.0.0.1", port: int = 0) -> As
 
 async def serve_http(settings: Settings, *, host: str, port: int, stop: asyncio.Event, dev: bool = False) -> None:
     """Connect, open the flag store, serve the app on ``host:port`` until ``stop`` is set, close everything."""
-    try:
-        client = await connect(settings)
-    except RuntimeError as error:  # the SDK's "Failed client connect"
-        raise ConfigError(f"cannot reach Temporal at {settings.temporal_address}: {error}") from None
+    client = await connect(settings)
     flags = open_flag_store(settings)
     try:
         app = create_app(settings, client, flags, dev=dev)

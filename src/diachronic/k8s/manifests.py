@@ -3,8 +3,10 @@
 ``cluster_manifests`` is what ``diachronic k8s manifests`` prints: a ServiceAccount whose ClusterRole (or Role, when
 workers live in one namespace) allows only get/list/watch/delete on ``apps/deployments``; the CI worker
 (``diachronic worker``), the only pod that talks to the Kubernetes API; the HTTP app (``diachronic serve``: webhook,
-signaler) with its Service, which gets no API token at all. Tokens come from one Secret by ``secretKeyRef``; the
-Secret itself is never generated, so no secret value ever passes through diachronic's output.
+signaler, dashboard) with its Service, which gets no API token at all; it keeps no state, so it runs as two replicas.
+Tokens (and Temporal's API key) come from one Secret by ``secretKeyRef``; an mTLS client certificate from a
+``kubernetes.io/tls`` Secret and private CAs from ConfigMaps, mounted read-only. No Secret is ever generated, so no
+secret value ever passes through diachronic's output (docs/production.md).
 
 ``worker_deployment`` is what ``diachronic k8s worker-manifest`` prints for users' CD pipelines: one Deployment per
 version, labelled so that the CI finds it, polling ``<workflowName>-<versionId>``.
@@ -28,12 +30,14 @@ from diachronic.k8s.names import check_namespace, check_object_name, worker_depl
 from diachronic.workers import worker_labels
 
 __all__ = [
+    "APP_REPLICAS",
     "APP_SECRETS",
     "SECRET_KEYS",
     "WORKER_SECRETS",
     "ClusterOptions",
     "cluster_manifests",
     "dump_yaml",
+    "secret_keys",
     "worker_deployment",
 ]
 
@@ -50,6 +54,10 @@ DEFAULT_TEMPORAL_ADDRESS = "temporal-frontend.temporal.svc.cluster.local:7233"
 DEFAULT_UNLEASH_URL = "http://unleash.unleash.svc.cluster.local:4242"
 DEFAULT_SECRET = "diachronic"
 DEFAULT_PORT = 8080
+APP_REPLICAS = 2  # stateless (GitHub deliveries are de-duplicated by Temporal): any number serves
+TEMPORAL_TLS_DIR = "/etc/diachronic/temporal-tls"  # the kubernetes.io/tls Secret: tls.crt, tls.key
+TEMPORAL_CA_DIR = "/etc/diachronic/temporal-ca"  # ConfigMap key ca.crt
+UNLEASH_CA_DIR = "/etc/diachronic/unleash-ca"  # ConfigMap key ca.crt
 
 # Environment variable -> key in the Secret. The CI worker needs only the Unleash tokens; the HTTP app all four.
 SECRET_KEYS = {
@@ -57,9 +65,10 @@ SECRET_KEYS = {
     "DIACHRONIC_UNLEASH_CLIENT_TOKEN": "unleash-client-token",
     "DIACHRONIC_GITHUB_WEBHOOK_SECRET": "github-webhook-secret",
     "DIACHRONIC_SIGNALER_TOKEN": "signaler-token",
+    "DIACHRONIC_TEMPORAL_API_KEY": "temporal-api-key",  # only with ClusterOptions.temporal_api_key
 }
 WORKER_SECRETS = ("DIACHRONIC_UNLEASH_ADMIN_TOKEN", "DIACHRONIC_UNLEASH_CLIENT_TOKEN")
-APP_SECRETS = tuple(SECRET_KEYS)
+APP_SECRETS = (*WORKER_SECRETS, "DIACHRONIC_GITHUB_WEBHOOK_SECRET", "DIACHRONIC_SIGNALER_TOKEN")
 
 _POD_SECURITY: Manifest = {
     "runAsNonRoot": True,
@@ -82,7 +91,11 @@ class ClusterOptions:
     """What differs between clusters; the defaults name the usual in-cluster services of Temporal and Unleash.
 
     ``workers_namespace=None``: the CI deletes worker Deployments in every namespace (ClusterRole); a namespace
-    limits it to that one (Role there). ``unleash_environment=None`` keeps diachronic's default."""
+    limits it to that one (Role there). ``unleash_environment=None`` keeps diachronic's default.
+
+    Temporal behind TLS: ``temporal_tls`` (the system's CAs), ``temporal_api_key`` (key ``temporal-api-key`` of the
+    Secret; turns TLS on), ``temporal_tls_secret`` (a ``kubernetes.io/tls`` Secret: the mTLS client certificate),
+    ``temporal_ca_configmap`` / ``unleash_ca_configmap`` (a ConfigMap whose ``ca.crt`` is a private CA)."""
 
     image: str
     namespace: str = DEFAULT_NAMESPACE
@@ -93,13 +106,20 @@ class ClusterOptions:
     workers_namespace: str | None = None
     secret_name: str = DEFAULT_SECRET
     port: int = DEFAULT_PORT
+    temporal_tls: bool = False
+    temporal_api_key: bool = False
+    temporal_tls_secret: str | None = None
+    temporal_ca_configmap: str | None = None
+    unleash_ca_configmap: str | None = None
 
     def check(self) -> None:
         _check_image(self.image)
         check_namespace(self.namespace)
         if self.workers_namespace is not None:
             check_namespace(self.workers_namespace)
-        check_object_name(self.secret_name)
+        for name in (self.secret_name, self.temporal_tls_secret, self.temporal_ca_configmap, self.unleash_ca_configmap):
+            if name is not None:
+                check_object_name(name)
         for value, what in [
             (self.temporal_address, "Temporal address"),
             (self.temporal_namespace, "Temporal namespace"),
@@ -215,25 +235,31 @@ def _rbac(options: ClusterOptions) -> list[Manifest]:
     return [role, binding]
 
 
+def secret_keys(options: ClusterOptions) -> list[str]:
+    """The keys the Secret ``options.secret_name`` must hold."""
+    names = [*APP_SECRETS, *(["DIACHRONIC_TEMPORAL_API_KEY"] if options.temporal_api_key else [])]
+    return [SECRET_KEYS[name] for name in names]
+
+
 def _ci_worker(options: ClusterOptions) -> Manifest:
     env = [*_common_env(options), _env("DIACHRONIC_WORKERS", "kubernetes")]
     if options.workers_namespace is not None:
         env.append(_env("DIACHRONIC_KUBERNETES_NAMESPACE", options.workers_namespace))
     env.extend(_secret_env(options, WORKER_SECRETS))
-    container = _container("ci-worker", options.image, ["diachronic", "worker"], env)
-    pod = _pod_spec(container, service_account=SERVICE_ACCOUNT)
+    container = _container("ci-worker", options, ["diachronic", "worker"], env)
+    pod = _pod_spec(container, options, service_account=SERVICE_ACCOUNT)
     return _deployment(CI_WORKER, options.namespace, "ci-worker", pod)
 
 
 def _app(options: ClusterOptions) -> Manifest:
     env = [*_common_env(options), *_secret_env(options, APP_SECRETS)]
     command = ["diachronic", "serve", "--host", "0.0.0.0", "--port", str(options.port)]
-    container = _container("app", options.image, command, env)
+    container = _container("app", options, command, env)
     container["ports"] = [{"name": "http", "containerPort": options.port, "protocol": "TCP"}]
     container["readinessProbe"] = {"tcpSocket": {"port": "http"}, "periodSeconds": 10, "initialDelaySeconds": 2}
     container["livenessProbe"] = {"tcpSocket": {"port": "http"}, "periodSeconds": 10, "initialDelaySeconds": 15}
-    pod = _pod_spec(container, service_account=None)  # serves HTTP: no Kubernetes API token in this pod
-    return _deployment(APP, options.namespace, "app", pod)
+    pod = _pod_spec(container, options, service_account=None)  # serves HTTP: no Kubernetes API token in this pod
+    return _deployment(APP, options.namespace, "app", pod, replicas=APP_REPLICAS)
 
 
 def _service(options: ClusterOptions) -> Manifest:
@@ -259,6 +285,17 @@ def _common_env(options: ClusterOptions) -> list[Manifest]:
     ]
     if options.unleash_environment is not None:
         env.append(_env("DIACHRONIC_UNLEASH_ENVIRONMENT", options.unleash_environment))
+    if options.temporal_tls or options.temporal_tls_secret or options.temporal_ca_configmap:
+        env.append(_env("DIACHRONIC_TEMPORAL_TLS", "true"))
+    if options.temporal_tls_secret is not None:
+        env.append(_env("DIACHRONIC_TEMPORAL_TLS_CERT", f"{TEMPORAL_TLS_DIR}/tls.crt"))
+        env.append(_env("DIACHRONIC_TEMPORAL_TLS_KEY", f"{TEMPORAL_TLS_DIR}/tls.key"))
+    if options.temporal_ca_configmap is not None:
+        env.append(_env("DIACHRONIC_TEMPORAL_TLS_CA", f"{TEMPORAL_CA_DIR}/ca.crt"))
+    if options.unleash_ca_configmap is not None:
+        env.append(_env("DIACHRONIC_UNLEASH_CA_BUNDLE", f"{UNLEASH_CA_DIR}/ca.crt"))
+    if options.temporal_api_key:
+        env.extend(_secret_env(options, ["DIACHRONIC_TEMPORAL_API_KEY"]))
     return env
 
 
@@ -269,35 +306,56 @@ def _secret_env(options: ClusterOptions, names: Iterable[str]) -> list[Manifest]
     ]
 
 
-def _container(name: str, image: str, command: list[str], env: list[Manifest]) -> Manifest:
+def _mounted(options: ClusterOptions) -> list[tuple[str, str, Manifest]]:
+    """(volume name, mount path, volume source) of the read-only files: mTLS client certificate, private CAs."""
+    mounts = []
+    if options.temporal_tls_secret is not None:
+        source = {"secret": {"secretName": options.temporal_tls_secret, "defaultMode": 0o440}}
+        mounts.append(("temporal-tls", TEMPORAL_TLS_DIR, source))
+    if options.temporal_ca_configmap is not None:
+        mounts.append(("temporal-ca", TEMPORAL_CA_DIR, {"configMap": {"name": options.temporal_ca_configmap}}))
+    if options.unleash_ca_configmap is not None:
+        mounts.append(("unleash-ca", UNLEASH_CA_DIR, {"configMap": {"name": options.unleash_ca_configmap}}))
+    return mounts
+
+
+def _container(name: str, options: ClusterOptions, command: list[str], env: list[Manifest]) -> Manifest:
     return {
         "name": name,
-        "image": image,
+        "image": options.image,
         "command": command,
         "env": env,
         "resources": copy.deepcopy(_RESOURCES),  # shared objects would print as YAML anchors
         "securityContext": copy.deepcopy(_CONTAINER_SECURITY),
-        "volumeMounts": [{"name": "data", "mountPath": DATA_DIR}, {"name": "tmp", "mountPath": "/tmp"}],
+        "volumeMounts": [
+            {"name": "data", "mountPath": DATA_DIR},
+            {"name": "tmp", "mountPath": "/tmp"},
+            *({"name": volume, "mountPath": path, "readOnly": True} for volume, path, _ in _mounted(options)),
+        ],
     }
 
 
-def _pod_spec(container: Manifest, *, service_account: str | None) -> Manifest:
+def _pod_spec(container: Manifest, options: ClusterOptions, *, service_account: str | None) -> Manifest:
     spec: Manifest = (
         {"automountServiceAccountToken": False} if service_account is None else {"serviceAccountName": service_account}
     )
     spec["securityContext"] = copy.deepcopy(_POD_SECURITY)
     spec["containers"] = [container]
-    spec["volumes"] = [{"name": "data", "emptyDir": {}}, {"name": "tmp", "emptyDir": {}}]
+    spec["volumes"] = [
+        {"name": "data", "emptyDir": {}},
+        {"name": "tmp", "emptyDir": {}},
+        *({"name": volume, **source} for volume, _, source in _mounted(options)),
+    ]
     return spec
 
 
-def _deployment(name: str, namespace: str, component: str, pod: Manifest) -> Manifest:
+def _deployment(name: str, namespace: str, component: str, pod: Manifest, *, replicas: int = 1) -> Manifest:
     return {
         "apiVersion": "apps/v1",
         "kind": "Deployment",
         "metadata": _meta(name, namespace, component),
         "spec": {
-            "replicas": 1,
+            "replicas": replicas,
             "selector": {"matchLabels": _selector(component)},
             "template": {"metadata": {"labels": _selector(component)}, "spec": pod},
         },

@@ -33,14 +33,7 @@ GITHUB_TARGET = "github"
 
 class PublishResult(Contract):
     delivered: list[str] = Field(description="targets that took the notification, in this attempt or an earlier one")
-    refused: list[str] = Field(default_factory=list, description="'target: why' for targets that refused it for good")
-
-
-class _Progress(Contract):
-    """What an attempt leaves to the next one in its heartbeat details."""
-
-    done: list[str] = Field(default_factory=list)
-    refused: list[str] = Field(default_factory=list)
+    refused: dict[str, str] = Field(default_factory=dict, description="target -> why, for targets that refused it")
 
 
 class NotifyActivities:
@@ -65,18 +58,26 @@ class NotifyActivities:
             for sink in self.sinks
         }
         status = status_for(notification, self.dashboard_url)
-        if self.github is not None and notification.github is not None and status is not None:
-            github, ref = self.github, notification.github
-            targets[GITHUB_TARGET] = (GITHUB_TARGET, lambda: github.create_status(ref, status))
+        if notification.github is not None and status is not None:
+            if self.github is None:
+                activity.logger.warning(
+                    "%s came from a GitHub deployment, but no GitHub credentials are set "
+                    "(DIACHRONIC_GITHUB_TOKEN or DIACHRONIC_GITHUB_APP_ID): no deployment status reported",
+                    notification.workflow_name,
+                )
+            else:
+                github, ref = self.github, notification.github
+                targets[GITHUB_TARGET] = (GITHUB_TARGET, lambda: github.create_status(ref, status))
         return targets
 
     @activity.defn(name="publish_notification")
     @translate_errors
     async def publish_notification(self, notification: Notification) -> PublishResult:
         details = activity.info().heartbeat_details
-        progress = _Progress.model_validate(details[0]) if details else _Progress()
+        earlier = PublishResult.model_validate(details[0]) if details else PublishResult(delivered=[])
+        delivered, refused = list(earlier.delivered), dict(earlier.refused)
         targets = self._targets(notification)
-        todo = [name for name in targets if name not in progress.done]
+        todo = [name for name in targets if name not in delivered and name not in refused]
         outcomes = await asyncio.gather(*(targets[name][1]() for name in todo), return_exceptions=True)
         retry: list[str] = []
         for name, outcome in zip(todo, outcomes, strict=True):
@@ -84,21 +85,20 @@ class NotifyActivities:
             if isinstance(outcome, BaseException) and not isinstance(outcome, Exception):
                 raise outcome  # cancelled: the workflow is going away
             if isinstance(outcome, DiachronicError) and not outcome.retryable:
-                progress.refused.append(f"{name}: {outcome.message}")
+                refused[name] = outcome.message
                 activity.logger.warning("notification %s refused by %s: %s", notification.id, name, outcome.message)
                 NOTIFICATIONS.labels(target=kind, result="refused").inc()
-            elif isinstance(outcome, Exception):
-                retry.append(outcome.message if isinstance(outcome, DiachronicError) else f"{name}: {outcome!r}")
+            elif isinstance(outcome, Exception):  # a sink's own errors name no secret; anything else only its type
+                retry.append(outcome.message if isinstance(outcome, DiachronicError) else type(outcome).__name__)
                 NOTIFICATIONS.labels(target=kind, result="retrying").inc()
-                continue
             else:
+                delivered.append(name)
                 NOTIFICATIONS.labels(target=kind, result="delivered").inc()
-            progress.done.append(name)
-        activity.heartbeat(progress.model_dump(mode="json"))
+        progress = PublishResult(delivered=delivered, refused=refused)
+        activity.heartbeat(progress.model_dump(mode="json"))  # the next attempt skips what is settled
         if retry:
             raise NotificationError(f"notification {notification.id} not delivered yet: " + "; ".join(retry))
-        delivered = [name for name in progress.done if not any(r.startswith(f"{name}: ") for r in progress.refused)]
-        return PublishResult(delivered=delivered, refused=progress.refused)
+        return progress
 
     async def close(self) -> None:
         for sink in self.sinks:

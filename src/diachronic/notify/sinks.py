@@ -19,9 +19,9 @@ from typing import Any, Protocol
 import httpx
 from pydantic import SecretStr
 
-from diachronic.errors import ConfigError, NotificationError
+from diachronic.errors import ConfigError, NotificationError, http_status_retryable
 from diachronic.notify.events import Notification, NotificationKind, summary
-from diachronic.outbound import hide_in_logs, retry_after, retryable_status, unreachable
+from diachronic.outbound import hide_in_logs, retry_after, unreachable
 from diachronic.settings import Settings
 
 __all__ = [
@@ -70,7 +70,7 @@ class _HttpSink:
         self._http = httpx.AsyncClient(timeout=timeout_s, transport=transport, headers={"User-Agent": "diachronic"})
 
     async def _post(self, body: bytes, headers: dict[str, str]) -> None:
-        with unreachable(lambda problem: NotificationError(f"{self.name}: {problem}", retryable=True)):
+        with unreachable(lambda problem, retry: NotificationError(f"{self.name}: {problem}", retryable=retry)):
             response = await self._http.post(
                 self._url, content=body, headers={"Content-Type": "application/json", **headers}
             )
@@ -78,7 +78,7 @@ class _HttpSink:
             status = response.status_code
             raise NotificationError(
                 f"{self.name}: the receiver answered {status}",
-                retryable=retryable_status(status),
+                retryable=http_status_retryable(status),
                 retry_after_s=retry_after(response, now=time.time()),
             )
 

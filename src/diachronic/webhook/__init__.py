@@ -1,4 +1,4 @@
-"""The GitHub webhook receiver: ``deployment_status`` success -> signal-with-start of the CI workflow.
+"""The GitHub webhook receiver: ``deployment_status`` success -> the CI's deploy (update-with-start), once per delivery.
 
 Pure parts (payload models, signature, mapping) are importable without a server; ``diachronic.http`` serves
 ``GitHubReceiver`` at ``POST /webhooks/github``.
@@ -6,7 +6,6 @@ Pure parts (payload models, signature, mapping) are importable without a server;
 
 from __future__ import annotations
 
-from diachronic.webhook.deliveries import Delivery, DeliveryLog
 from diachronic.webhook.errors import BadSignature, PayloadError, WebhookDisabled
 from diachronic.webhook.github import (
     DeploymentStatusEvent,
@@ -15,13 +14,17 @@ from diachronic.webhook.github import (
     parse_deployment_status,
     to_deploy_event,
 )
-from diachronic.webhook.receiver import GitHubReceiver, StartDeployment, WebhookResult, start_deployment
+from diachronic.webhook.receiver import (
+    GitHubReceiver,
+    StartDeployment,
+    WebhookResult,
+    deploy_update_id,
+    start_deployment,
+)
 from diachronic.webhook.signature import sign, signature_matches
 
 __all__ = [
     "BadSignature",
-    "Delivery",
-    "DeliveryLog",
     "DeploymentStatusEvent",
     "GitHubReceiver",
     "PayloadError",
@@ -29,6 +32,7 @@ __all__ = [
     "StartDeployment",
     "WebhookDisabled",
     "WebhookResult",
+    "deploy_update_id",
     "parse_body",
     "parse_deployment_status",
     "sign",

@@ -47,6 +47,7 @@ class Repository(_GitHub):
 
 
 class Deployment(_GitHub):
+    id: int | None = Field(default=None, ge=1)  # GitHub always sends it: statuses are reported there
     sha: str = Field(pattern=r"^[0-9a-fA-F]{7,64}$")
     environment: str = Field(min_length=1, max_length=255)
     # An object, or a JSON string when the deployment was created with a string payload; absent means {}.
@@ -157,7 +158,7 @@ def to_deploy_event(event: DeploymentStatusEvent, repositories: RepositoryMap) -
             f"missing, and repository {event.repository.full_name!r} (environment {deployment.environment!r}) "
             "is not in DIACHRONIC_GITHUB_REPOSITORIES",
         )
-    fields = {
+    fields: dict[str, Any] = {
         "workflowName": workflow_name,
         "versionId": deployment.sha[:SHORT_SHA_LENGTH].lower(),
         "sha": deployment.sha.lower(),
@@ -166,6 +167,8 @@ def to_deploy_event(event: DeploymentStatusEvent, repositories: RepositoryMap) -
         "isDarkDeploy": payload.get("isDarkDeploy") or False,  # absent or null: false, as in the original
         "isNonMigratory": payload.get("isNonMigratory") or False,
     }
+    if deployment.id is not None:
+        fields["githubDeployment"] = {"repository": event.repository.full_name, "deploymentId": deployment.id}
     try:
         return DeployEvent.model_validate(fields)
     except ValidationError as error:

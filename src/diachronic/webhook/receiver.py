@@ -1,31 +1,40 @@
-"""Handle one GitHub delivery: authenticate, parse, decide, deduplicate, start the deployment.
+"""Handle one GitHub delivery: authenticate, parse, decide, start the deployment once.
 
 Transport-free (headers and raw body in, a ``WebhookResult`` or one of our errors out), so the HTTP route is a
-thin adapter and the rules are testable without a server. Order matters: nothing is parsed, recorded or logged
-before the signature is checked.
+thin adapter and the rules are testable without a server. Order matters: nothing is parsed or logged before the
+signature is checked.
+
+Stateless: the receiver keeps no record of deliveries. "At most once per delivery" is kept where the deployment
+itself is recorded, in Temporal: the delivery id is the update id of the CI's deploy call (``deploy_update_id``).
+Temporal runs an update id once per run of the CI workflow and answers a repeat with the first outcome, also after
+the run ended as long as it is the workflow's latest run; beyond that, the CI recognises a deploy of the version
+it already deploys, queues or has made live as a duplicate (``diachronic.ci.planner.deploy``). So any number of
+replicas, restarted at any time, start each delivery at most once.
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import Awaitable, Callable, Mapping
 from typing import Literal
 
-from temporalio.client import Client
+from temporalio.client import Client, WorkflowUpdateRPCTimeoutOrCancelledError
 
-from diachronic.contracts import CI_WORKFLOW_TYPE, DEPLOY_SUCCESS_SIGNAL, Contract, DeployEvent, ci_workflow_id
-from diachronic.signaler.errors import temporal_errors
-from diachronic.webhook.deliveries import STARTED, DeliveryLog
+from diachronic.ci import client as ci
+from diachronic.ci.contracts import DeployAck
+from diachronic.contracts import Contract, DeployEvent, ci_workflow_id
+from diachronic.errors import BackendError
 from diachronic.webhook.errors import BadSignature, PayloadError, WebhookDisabled
 from diachronic.webhook.github import RepositoryMap, parse_body, parse_deployment_status, to_deploy_event
 from diachronic.webhook.signature import signature_matches
 
-__all__ = ["GitHubReceiver", "StartDeployment", "WebhookResult", "start_deployment"]
+__all__ = ["GitHubReceiver", "StartDeployment", "WebhookResult", "deploy_update_id", "start_deployment"]
 
 log = logging.getLogger(__name__)
 
-StartDeployment = Callable[[DeployEvent], Awaitable[str]]
-"""Start (or queue) the deployment described by the event; returns the CI run id that received it."""
+StartDeployment = Callable[[DeployEvent, str], Awaitable[DeployAck]]
+"""Queue the deployment described by the event on its CI, at most once per delivery id (the second argument)."""
 
 MAX_DELIVERY_ID = 200
 
@@ -38,25 +47,30 @@ class WebhookResult(Contract):
     action: Literal["pong", "ignored", "started", "duplicate"]
     detail: str
     workflow_id: str | None = None
-    run_id: str | None = None
     deploy_event: DeployEvent | None = None
 
 
-async def start_deployment(client: Client, ci_task_queue: str, event: DeployEvent) -> str:
-    """The original's wire message: signal-with-start ``workflowCI`` (id ``ci.<workflowName>``) with
-    ``diachronic.ci.workflow.deploy.success`` and the payload itself as the one signal argument
-    (docs/architecture.md)."""
-    payload = event.model_dump(mode="json", by_alias=True)
-    workflow_id = ci_workflow_id(event.workflow_name)
-    async with temporal_errors(f"signal-with-start {workflow_id}"):
-        handle = await client.start_workflow(
-            CI_WORKFLOW_TYPE,
-            id=workflow_id,
-            task_queue=ci_task_queue,
-            start_signal=DEPLOY_SUCCESS_SIGNAL,
-            start_signal_args=[payload],
+def deploy_update_id(delivery: str) -> str:
+    """The update id of a delivery's deploy call: Temporal answers a repeated id with the first call's outcome."""
+    return f"github-delivery-{delivery}"
+
+
+async def start_deployment(
+    client: Client, ci_task_queue: str, event: DeployEvent, delivery: str, *, timeout_s: float
+) -> DeployAck:
+    """Update-with-start of ``ci.<workflowName>`` with the deploy request, keyed by the delivery id.
+
+    The update is answered once a CI worker took it: with none polling, give up after ``timeout_s`` (a 503)."""
+    try:
+        return await asyncio.wait_for(
+            ci.deploy(client, ci_task_queue, event, update_id=deploy_update_id(delivery)), timeout_s
         )
-    return handle.result_run_id or ""
+    except (TimeoutError, WorkflowUpdateRPCTimeoutOrCancelledError):  # the SDK's answer to the cancelled wait
+        raise BackendError(
+            f"the CI did not take the deployment of {event.workflow_name} {event.version_id} within {timeout_s:g} s: "
+            f"does a CI worker poll task queue {ci_task_queue!r}? (diachronic doctor); redeliver once it does",
+            retryable=True,
+        ) from None
 
 
 class GitHubReceiver:
@@ -68,13 +82,11 @@ class GitHubReceiver:
         secret: str | None,
         allow_unsigned: bool,
         repositories: RepositoryMap,
-        deliveries: DeliveryLog,
         start: StartDeployment,
     ) -> None:
         self._secret = secret or None  # an empty secret would make every signature forgeable: treat as unset
         self._allow_unsigned = allow_unsigned
         self._repositories = repositories
-        self._deliveries = deliveries
         self._start = start
 
     @property
@@ -108,59 +120,29 @@ class GitHubReceiver:
             raise PayloadError("X-GitHub-Delivery", f"longer than {MAX_DELIVERY_ID} characters")
         data = parse_body(body, content_type)
         if event != "deployment_status":
-            return await self._ignore(delivery, event, f"event {event!r} is not acted on")
+            return self._ignore(delivery, event, f"event {event!r} is not acted on")
         status = parse_deployment_status(data)
         state = status.deployment_status.state
         if state != "success":
-            return await self._ignore(delivery, event, f"deployment state {state!r} is not acted on")
+            return self._ignore(delivery, event, f"deployment state {state!r} is not acted on")
         deploy = to_deploy_event(status, self._repositories)
         return await self._deploy(delivery, event, deploy)
 
-    async def _ignore(self, delivery: str, event: str, detail: str) -> WebhookResult:
-        earlier = await self._deliveries.record_ignored(delivery, event, detail)
-        if earlier is not None and earlier.outcome == STARTED:
-            return self._duplicate(delivery, event, earlier.workflow_name, earlier.run_id)
+    @staticmethod
+    def _ignore(delivery: str, event: str, detail: str) -> WebhookResult:
         log.info("github delivery %s ignored: %s", delivery, detail)
         return WebhookResult(delivery=delivery, event=event, action="ignored", detail=detail)
 
-    @staticmethod
-    def _duplicate(delivery: str, event: str, workflow_name: str | None, run_id: str | None) -> WebhookResult:
-        log.info("github delivery %s is a redelivery: nothing started", delivery)
-        return WebhookResult(
-            delivery=delivery,
-            event=event,
-            action="duplicate",
-            detail="this delivery was handled before: nothing started",
-            workflow_id=ci_workflow_id(workflow_name) if workflow_name else None,
-            run_id=run_id,
-        )
-
     async def _deploy(self, delivery: str, event: str, deploy: DeployEvent) -> WebhookResult:
-        earlier = await self._deliveries.claim(
-            delivery, event, workflow_name=deploy.workflow_name, version_id=deploy.version_id
-        )
-        if earlier is not None:
-            return self._duplicate(delivery, event, earlier.workflow_name, earlier.run_id)
-        try:
-            run_id = await self._start(deploy)
-        except BaseException:
-            await self._deliveries.release(delivery)  # nothing was started: GitHub's retry may deploy
-            raise
-        await self._deliveries.mark_started(delivery, run_id)
+        ack = await self._start(deploy, delivery)
         workflow_id = ci_workflow_id(deploy.workflow_name)
-        log.info(
-            "github delivery %s: deploying %s version %s (%s)",
-            delivery,
-            deploy.workflow_name,
-            deploy.version_id,
-            workflow_id,
-        )
+        what = f"{deploy.workflow_name} {deploy.version_id}"
+        if ack.position is None:
+            action: Literal["started", "duplicate"] = "duplicate"
+            detail = f"{what} is already deployed or queued ({ack.decision}): nothing started"
+        else:
+            action, detail = "started", f"deployment of {what} queued on {workflow_id} (position {ack.position})"
+        log.info("github delivery %s: %s", delivery, detail)
         return WebhookResult(
-            delivery=delivery,
-            event=event,
-            action="started",
-            detail=f"deployment of {deploy.workflow_name} {deploy.version_id} sent to {workflow_id}",
-            workflow_id=workflow_id,
-            run_id=run_id,
-            deploy_event=deploy,
+            delivery=delivery, event=event, action=action, detail=detail, workflow_id=workflow_id, deploy_event=deploy
         )

@@ -35,24 +35,11 @@ from lightkube.config.models import User
 from lightkube.core.exceptions import ConfigError as LightkubeConfigError
 from lightkube.models.apps_v1 import Deployment, DeploymentList
 
-from diachronic.errors import (
-    ConfigError,
-    InvalidInput,
-    WorkersError,
-    http_client_error_retryable,
-    retry_after_s,
-    untrusted_certificate,
-)
+from diachronic import errors, workers
+from diachronic.errors import ConfigError, InvalidInput, WorkersError
 from diachronic.k8s.names import check_namespace, check_object_name, check_version_labels
 from diachronic.settings import Settings
-from diachronic.workers import (
-    LABEL_VERSION,
-    LABEL_WORKFLOW,
-    TASK_QUEUE_ENV,
-    WorkerSet,
-    label_selector,
-    labels_match,
-)
+from diachronic.workers import WorkerSet
 
 __all__ = ["KubernetesWorkers", "load_kube_config"]
 
@@ -173,8 +160,8 @@ class KubernetesWorkers:
         check_version_labels(workflow_name, version_id)
         found = [
             _worker(d)
-            for d in await self._list(label_selector(workflow_name, version_id))
-            if _named(d) and labels_match(_labels(d), workflow_name, version_id) and not _deleting(d)
+            for d in await self._list(workers.label_selector(workflow_name, version_id))
+            if _named(d) and workers.labels_match(_labels(d), workflow_name, version_id) and not _deleting(d)
         ]
         return sorted(found, key=lambda d: (d.name, d.namespace))
 
@@ -186,7 +173,7 @@ class KubernetesWorkers:
         namespace, name = deployment.namespace, deployment.name
         workflow_name, version_id = deployment.workflow_name, deployment.version_id
         if workflow_name is None or version_id is None:
-            missing = LABEL_WORKFLOW if workflow_name is None else LABEL_VERSION
+            missing = workers.LABEL_WORKFLOW if workflow_name is None else workers.LABEL_VERSION
             raise InvalidInput(f"deployment {namespace}/{name} lacks the label {missing}: diachronic never deletes it")
         check_version_labels(workflow_name, version_id)
         check_namespace(namespace)
@@ -204,7 +191,7 @@ class KubernetesWorkers:
         if deployment.uid is not None and uid != deployment.uid:
             log.info("deployment %s/%s was re-created since it was found: not deleting it", namespace, name)
             return
-        if not labels_match(_labels(live), workflow_name, version_id):
+        if not workers.labels_match(_labels(live), workflow_name, version_id):
             log.warning(
                 "deployment %s/%s no longer carries the labels of %s %s: not deleting it",
                 namespace, name, workflow_name, version_id,
@@ -226,9 +213,25 @@ class KubernetesWorkers:
 
     async def list_versions(self, workflow_name: str) -> list[str]:
         check_version_labels(workflow_name)
-        deployments = await self._list(f"{label_selector(workflow_name)},{LABEL_VERSION}")
+        deployments = await self._list(f"{workers.label_selector(workflow_name)},{workers.LABEL_VERSION}")
         labels = [_labels(d) for d in deployments if not _deleting(d)]
-        return sorted({lab[LABEL_VERSION] for lab in labels if labels_match(lab, workflow_name)})
+        return sorted({lab[workers.LABEL_VERSION] for lab in labels if workers.labels_match(lab, workflow_name)})
+
+    async def allowed(self, verb: str) -> bool:
+        """Whether RBAC lets diachronic ``verb`` Deployments where it works: a SelfSubjectAccessReview, which any
+        authenticated user may create (``diachronic doctor``)."""
+        attributes = {"group": "apps", "resource": "deployments", "verb": verb}
+        if self.namespace is not None:
+            attributes["namespace"] = self.namespace
+        body = {
+            "apiVersion": "authorization.k8s.io/v1",
+            "kind": "SelfSubjectAccessReview",
+            "spec": {"resourceAttributes": attributes},
+        }
+        path = "/apis/authorization.k8s.io/v1/selfsubjectaccessreviews"
+        response = await self._send(_Call(f"review {verb} on", self.namespace), "POST", path, body=body)
+        status = response.json().get("status") or {}
+        return bool(status.get("allowed"))
 
     async def close(self) -> None:
         """Close the HTTP client; the Deployments stay, of course."""
@@ -268,9 +271,9 @@ class KubernetesWorkers:
             response = await self._http.request(method, path, params=params, json=body)
         except HTTPX2_ERRORS as e:
             problem = f"cannot reach the Kubernetes API at {self.server} to {call.verb} {RESOURCE}: {_describe(e)}"
-            if untrusted_certificate(e):
+            if errors.untrusted_certificate(e):
                 problem += ": check the cluster's certificate authority in the kubeconfig"
-            raise WorkersError(self._redact(problem), retryable=http_client_error_retryable(e)) from e
+            raise WorkersError(self._redact(problem), retryable=errors.http_client_error_retryable(e)) from e
         except LightkubeConfigError as e:  # raised by authentication, e.g. a failing exec plugin
             raise WorkersError(
                 self._redact(f"cannot authenticate to the Kubernetes API at {self.server}: {e}"), retryable=False
@@ -278,7 +281,7 @@ class KubernetesWorkers:
         status = response.status_code
         if status < 400 or status in accept:
             return response
-        if status != 429 and status < 500:
+        if not errors.http_status_retryable(status):
             raise self._rejected(call, response)
         raise WorkersError(
             self._redact(
@@ -286,7 +289,7 @@ class KubernetesWorkers:
                 f"{call.verb} {RESOURCE} {call.scope}{self._server_says(response)}"
             ),
             retryable=True,
-            retry_after_s=retry_after_s(response.headers.get("Retry-After")),
+            retry_after_s=errors.retry_after_s(response.headers.get("Retry-After")),
         )
 
     def _rejected(self, call: _Call, response: httpx2.Response) -> WorkersError:
@@ -361,7 +364,7 @@ def _task_queue(deployment: Deployment) -> str | None:
     template = deployment.spec.template
     for container in template.spec.containers if template.spec else []:
         for env in container.env or []:
-            if env.name == TASK_QUEUE_ENV and env.value:
+            if env.name == workers.TASK_QUEUE_ENV and env.value:
                 return env.value
     return None
 

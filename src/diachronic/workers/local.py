@@ -37,16 +37,10 @@ from typing import NoReturn
 
 from pydantic import ValidationError
 
+from diachronic import workers
 from diachronic.contracts import Contract
 from diachronic.errors import InvalidInput, RetryTable, WorkersError, is_retryable
-from diachronic.workers import (
-    LABEL_VERSION,
-    TASK_QUEUE_ENV,
-    WorkerSet,
-    check_names,
-    labels_match,
-    worker_labels,
-)
+from diachronic.workers import WorkerSet
 
 __all__ = ["DEFAULT_GRACE_S", "NAMESPACE", "OS_ERRORS", "LocalWorkers"]
 
@@ -186,7 +180,7 @@ def _parse_name(name: str) -> tuple[str, str]:
     parts = name.split(".")
     if len(parts) != 2:
         raise InvalidInput(f"{name!r} is not a local worker set name (<workflowName>.<versionId>)")
-    check_names(parts[0], parts[1])
+    workers.check_names(parts[0], parts[1])
     return parts[0], parts[1]
 
 
@@ -218,10 +212,10 @@ class LocalWorkers:
 
     async def find(self, workflow_name: str, version_id: str) -> list[WorkerSet]:
         """The version's registered workers, dead ones too (``running=False``): ``delete`` clears them."""
-        check_names(workflow_name, version_id)
+        workers.check_names(workflow_name, version_id)
         with _translate(f"finding workers of {workflow_name} {version_id}"):
             reg = self._read(_name(workflow_name, version_id))
-        if reg is None or not labels_match(reg.labels, workflow_name, version_id):
+        if reg is None or not workers.labels_match(reg.labels, workflow_name, version_id):
             return []
         return [_deployment(reg)]
 
@@ -235,10 +229,10 @@ class LocalWorkers:
         await self._delete(deployment.name, uid=deployment.uid)
 
     async def list_versions(self, workflow_name: str) -> list[str]:
-        check_names(workflow_name)
+        workers.check_names(workflow_name)
         with _translate(f"listing workers of {workflow_name}"):
             regs = self._read_all(f"{workflow_name}.*.json")
-        return sorted({r.labels[LABEL_VERSION] for r in regs if labels_match(r.labels, workflow_name)})
+        return sorted({r.labels[workers.LABEL_VERSION] for r in regs if workers.labels_match(r.labels, workflow_name)})
 
     async def close(self) -> None:
         """Nothing to release; the workers keep running on purpose."""
@@ -251,7 +245,7 @@ class LocalWorkers:
         version_id: str,
         command: str | Sequence[str],
         *,
-        env: Mapping[str, str] | None = None,
+        env: Mapping[str, str | None] | None = None,
         task_queue: str | None = None,
         ready_line: str | None = None,
         timeout_s: float = 30.0,
@@ -261,11 +255,11 @@ class LocalWorkers:
         ``command`` is an argument list, or a string split as a shell would (no shell runs it). The child runs
         in its own session with ``DIACHRONIC_TASK_QUEUE`` set (``<workflowName>-<versionId>`` unless
         ``task_queue`` is given), ``PYTHONUNBUFFERED=1`` unless ``env`` says otherwise, and ``env`` on top of
-        ours. With ``ready_line``, returns only once a line containing it appears in the worker's output (so
-        the caller knows the worker polls); if the worker exits first or ``timeout_s`` passes, it is stopped
-        and ``WorkersError`` says why, with the last lines of its log.
+        ours (a ``None`` value removes the variable). With ``ready_line``, returns only once a line containing
+        it appears in the worker's output (so the caller knows the worker polls); if the worker exits first or
+        ``timeout_s`` passes, it is stopped and ``WorkersError`` says why, with the last lines of its log.
         """
-        check_names(workflow_name, version_id)
+        workers.check_names(workflow_name, version_id)
         args = shlex.split(command) if isinstance(command, str) else list(command)
         if not args:
             raise InvalidInput("the worker command is empty")
@@ -282,7 +276,7 @@ class LocalWorkers:
                 else:
                     if reg is not None:  # a dead run: stop what it left in its group, then start afresh
                         await self._stop(reg)
-                    reg = self._spawn(name, worker_labels(workflow_name, version_id), args, env, queue)
+                    reg = self._spawn(name, workers.worker_labels(workflow_name, version_id), args, env, queue)
                 if ready_line is not None:
                     await self._wait_ready(reg, ready_line, timeout_s)
                 return _deployment(reg)
@@ -339,10 +333,11 @@ class LocalWorkers:
             raise WorkersError(f"worker {reg.name} (process group {reg.pid}) survived SIGKILL")
 
     def _spawn(
-        self, name: str, labels: dict[str, str], args: list[str], env: Mapping[str, str] | None, queue: str
+        self, name: str, labels: dict[str, str], args: list[str], env: Mapping[str, str | None] | None, queue: str
     ) -> _Registration:
         log_path = self._path(name, "log")
-        child_env = {**os.environ, "PYTHONUNBUFFERED": "1", **(env or {}), TASK_QUEUE_ENV: queue}
+        merged = {**os.environ, "PYTHONUNBUFFERED": "1", **(env or {}), workers.TASK_QUEUE_ENV: queue}
+        child_env = {key: value for key, value in merged.items() if value is not None}
         started_at = datetime.now(UTC)
         with log_path.open("ab") as out:
             out.write(f"--- diachronic: starting {shlex.join(args)} at {started_at.isoformat()}\n".encode())
