@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
+import sys
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
@@ -85,3 +87,23 @@ async def migrate_signals_received(client: Client, workflow_id: str, run_id: str
         if e.HasField("workflow_execution_signaled_event_attributes")
         and e.workflow_execution_signaled_event_attributes.signal_name == "diachronic.v1.migrate"
     )
+
+
+async def run_diachronic(client: Client, task_queue: str, *args: str, **env: str) -> tuple[int, str, str]:
+    """``diachronic ARGS`` as a user runs it, in its own process against ``client``'s Temporal and the CI task queue
+    (the CI worker runs in the test's own loop, so the command must not block it); ``env``: more variables."""
+    variables = os.environ | {
+        "DIACHRONIC_TEMPORAL_ADDRESS": client.service_client.config.target_host,
+        "DIACHRONIC_CI_TASK_QUEUE": task_queue,
+        **env,
+    }
+    process = await asyncio.create_subprocess_exec(
+        str(Path(sys.executable).parent / "diachronic"),
+        *args,
+        env=variables,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+    )
+    out, err = await process.communicate()
+    assert process.returncode is not None
+    return process.returncode, out.decode(), err.decode()

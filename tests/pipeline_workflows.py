@@ -9,6 +9,8 @@ from temporalio.common import RetryPolicy
 from temporalio.exceptions import ApplicationError
 
 with workflow.unsafe.imports_passed_through():
+    from diachronic.ci.outbox import Outbox
+    from diachronic.contracts import Contract
     from diachronic.notify.activities import NotifyActivities, PublishResult
     from diachronic.notify.events import Notification
 
@@ -45,3 +47,21 @@ class FailingWorkflow:
             start_to_close_timeout=timedelta(seconds=5),
             retry_policy=RetryPolicy(initial_interval=timedelta(milliseconds=10), maximum_attempts=3),
         )
+
+
+class OutboxRun(Contract):
+    add: list[Notification]
+    pending: list[Notification] = []  # what a previous run handed over (its state, through continue-as-new)
+
+
+@workflow.defn
+class OutboxWorkflow:
+    """Takes over what a previous run left, adds notifications to its outbox as a CI workflow does, and waits
+    until they are published."""
+
+    @workflow.run
+    async def run(self, input: OutboxRun) -> None:
+        outbox = Outbox(list(input.pending))
+        outbox.start()
+        outbox.add(input.add)
+        await outbox.flush(timedelta(hours=1))

@@ -26,6 +26,7 @@ from tests.http_helpers import SECRET, TOKEN, bearer, served, settings
 
 from diachronic.ci import client as ci
 from diachronic.ci.contracts import CIInput, CIStatus
+from diachronic.ci.planner.freeze import FreezeWindow
 from diachronic.ci.planner.schedule import parse_steps
 from diachronic.ci.workflow import CIWorkflow
 from diachronic.contracts import ci_workflow_id
@@ -263,3 +264,18 @@ async def test_reads_stay_open_and_secrets_stay_out(http: httpx.AsyncClient) -> 
     response = await http.get("/api/workflows")
     assert response.status_code == 200
     assert SECRET not in response.text and TOKEN not in response.text
+
+
+async def test_the_list_carries_the_freezes_in_force(h: CIHarness, data_dir: Path) -> None:
+    window = FreezeWindow(cron="* * * * *", duration="1h", reason="always")
+    config = settings(data_dir, ci_task_queue=h.task_queue, freeze_windows=[window])
+    async with served(config, h.client, h.flags) as http:
+        body = (await http.get("/api/workflows")).json()
+        [freeze] = [f for f in body["freezes"] if f["source"] == "window"]  # windows need no read: always there
+        assert (freeze["scope"], freeze["reason"]) == ("*", "always")
+
+        async def stored_freezes_read() -> dict[str, Any] | None:
+            answer: dict[str, Any] = (await http.get("/api/workflows")).json()
+            return answer if answer["freezesError"] is None else None  # a slow read says so, then answers
+
+        await eventually(stored_freezes_read, what="the freezes read from Temporal")

@@ -14,6 +14,7 @@ import time
 import uuid
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import httpx
@@ -27,6 +28,7 @@ from tests.ci_workflows import Sleeper
 from tests.http_helpers import TOKEN, served, settings
 
 from diachronic.ci import client as ci
+from diachronic.ci.freeze import FreezeWorkflow, lift_freeze, set_freeze
 from diachronic.ci.planner.schedule import parse_steps
 from diachronic.contracts import ci_workflow_id
 
@@ -277,3 +279,27 @@ async def test_a_refused_control_shows_its_error(h: CIHarness, tab: Tab, wf: str
     assert [e for e in tab.console_errors if not REFUSED_FETCH.match(e)] == [] and tab.page_errors == []
     assert len(tab.console_errors) == 2  # Chromium's own log line of the 401 and of the 422
     await ci.control(h.client, wf, "cancel")
+
+
+async def test_a_freeze_shows_in_the_banner_and_on_the_workflow_until_it_is_lifted(
+    h: CIHarness, tab: Tab, wf: str
+) -> None:
+    page = tab.page
+    await deploy_initial(h, wf)
+    queue = f"freeze-{uuid.uuid4()}"
+    async with Worker(h.client, task_queue=queue, workflows=[FreezeWorkflow]):
+        await set_freeze(h.client, queue, wf, datetime.now(UTC) + timedelta(hours=1), "incident 42")
+        try:
+            await page.goto("/")
+            banner = page.locator(f'#freeze-list li[data-scope="{wf}"]')
+            await banner.wait_for()
+            assert await page.locator("#freezes").is_visible()
+            assert re.fullmatch(rf"{wf} frozen until .+: incident 42", await banner.inner_text())
+            on_card = page.locator(f'{card(tab, wf)} [data-field="frozen"]')
+            await on_card.wait_for()
+            assert (await on_card.inner_text()).endswith("incident 42")
+        finally:
+            await lift_freeze(h.client, wf)
+        await on_card.wait_for(state="detached")
+        await page.locator("#freezes").wait_for(state="hidden")
+    assert tab.console_errors == [] and tab.page_errors == [] and tab.outside_requests == []

@@ -89,12 +89,13 @@ async def test_all_good(env: dict[str, str]) -> None:
     code, output = await doctor(env)
     found = lines(output)
     assert code == 0, output
-    assert list(found) == ["temporal", "temporal namespace", "ci worker", "flag store", "workers"]
+    assert list(found) == ["temporal", "temporal namespace", "ci worker", "flag store", "workers", "github"]
     assert all(v.startswith("ok ") for v in found.values()), output
     assert "both tokens accepted" in found["flag store"] and "list and delete" in found["workers"]
+    assert "not configured" in found["github"]
     code, output = await doctor(env, "--json")
     report = json.loads(output)
-    assert code == 0 and report["ok"] is True and len(report["checks"]) == 5
+    assert code == 0 and report["ok"] is True and len(report["checks"]) == 6
     assert not any(s in output for s in secrets(env))
 
 

@@ -17,8 +17,10 @@ from cryptography.hazmat.primitives.asymmetric import rsa
 from pydantic import SecretStr
 from tests.github_api import EXPIRES_AT, GitHubApi, free_port
 
+from diachronic import doctor
 from diachronic.ci.activities import to_application_error
 from diachronic.contracts import GitHubDeploymentRef
+from diachronic.doctor import Finding
 from diachronic.errors import ConfigError, GitHubError
 from diachronic.github import AppAuth, GitHubDeployments, TokenAuth, status_for
 from diachronic.github.client import failure_of
@@ -357,3 +359,21 @@ def test_the_wait_github_asks_for_becomes_the_next_retrys_delay() -> None:
     error = to_application_error(GitHubError("rate limited", retry_after_s=30.0))
     assert (error.type, error.non_retryable, error.next_retry_delay) == ("GitHubError", False, timedelta(seconds=30))
     assert to_application_error(GitHubError("down")).next_retry_delay is None
+
+
+async def test_doctor_says_whether_github_accepts_the_credentials(github: GitHubApi) -> None:
+    assert await doctor.github(Settings()) == [
+        Finding(
+            check="github",
+            ok=True,
+            detail="not configured: deployments from GitHub get no deployment statuses "
+            "(set DIACHRONIC_GITHUB_TOKEN or a GitHub App to report them)",
+        )
+    ]
+    accepted = await doctor.github(Settings(github_token=TOKEN, github_api_url=github.url))
+    assert accepted == [
+        Finding(check="github", ok=True, detail=f"token accepted by {github.url}; 4999 of 5000 requests left")
+    ]
+    github.recorder.answer_next(lambda r: True, (401, {}, {"message": "Bad credentials", "documentation_url": "x"}))
+    [refused] = await doctor.github(Settings(github_token=TOKEN, github_api_url=github.url))
+    assert not refused.ok and "GitHub answered 401" in refused.detail and TOKEN not in refused.detail

@@ -18,7 +18,7 @@ from temporalio.testing import WorkflowEnvironment
 from temporalio.worker import Worker
 from tests.github_api import GitHubApi, free_port
 from tests.notify_receiver import receiver
-from tests.pipeline_workflows import PublishWorkflow
+from tests.pipeline_workflows import OutboxRun, OutboxWorkflow, PublishWorkflow
 
 from diachronic.contracts import GitHubDeploymentRef
 from diachronic.errors import ConfigError, NotificationError
@@ -260,3 +260,35 @@ async def test_a_sink_that_refuses_for_good_is_reported_and_never_blocks(
     assert result == PublishResult(delivered=["slack"], refused={"webhook": "webhook: the receiver answered 410"})
     assert any("no GitHub credentials are set" in r.getMessage() for r in caplog.records)
     assert len(box.at("/hook")) == 1
+
+
+# ------------------------------------------------------------------------------------------------ the outbox
+
+
+async def test_the_outbox_publishes_in_order_through_outages_starting_with_what_was_handed_over(
+    time_env: WorkflowEnvironment,
+) -> None:
+    kinds = [NotificationKind.STARTED, NotificationKind.STEP_REACHED, NotificationKind.COMPLETED]
+    changes = [note(kind, id=notification_id("orders", "v2@t", kind)) for kind in kinds]
+    async with receiver() as box:
+        box.fail("/hook", (503, {}), (503, {}))  # down when the first one goes out
+        activities = NotifyActivities([JsonWebhookSink(SecretStr(f"{box.url}/hook"))], None, None)
+        queue = f"outbox-{uuid.uuid4()}"
+        try:
+            async with Worker(
+                time_env.client,
+                task_queue=queue,
+                workflows=[OutboxWorkflow],
+                activities=[activities.publish_notification],
+            ):
+                await time_env.client.execute_workflow(
+                    OutboxWorkflow.run,
+                    OutboxRun(pending=changes[:1], add=changes[1:]),
+                    id=f"outbox-{uuid.uuid4()}",
+                    task_queue=queue,
+                )
+        finally:
+            await activities.close()
+    delivered = [r.json["kind"] for r in box.at("/hook")]
+    # The one handed over first (retried through the outage), each one after the one before it, each once it took.
+    assert delivered == ["started"] * 3 + ["step_reached", "completed"]

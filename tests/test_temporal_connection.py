@@ -205,7 +205,7 @@ def _diachronic_settings(env: Mapping[str, str]) -> dict[str, Any]:
 
 # What the SDK raised in the TLS tests (tests/test_temporal_tls.py), each for one wrong credential.
 SDK_ERRORS = {
-    "wrong API key": 'Failed client connect: `get_system_info` call error after connection: Status { code: Internal, '
+    "wrong API key": "Failed client connect: `get_system_info` call error after connection: Status { code: Internal, "
     'message: "protocol error: received message with invalid compression flag: 60 (valid flags are 0 and 1) while '
     'receiving response with status: 401 Unauthorized", metadata: MetadataMap { headers: {"server": "nginx"} } }',
     "untrusted client certificate": "Failed client connect: `get_system_info` call error after connection: Status "

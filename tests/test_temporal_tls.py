@@ -82,9 +82,7 @@ def secured(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Secured]:
             }
             secured = Secured(server, proxy, pki, data, env)
             log = (folder / "ci-worker.log").open("wb")
-            worker = subprocess.Popen(
-                [*DIACHRONIC, "worker"], env=env, stdout=log, stderr=subprocess.STDOUT, cwd=ROOT
-            )
+            worker = subprocess.Popen([*DIACHRONIC, "worker"], env=env, stdout=log, stderr=subprocess.STDOUT, cwd=ROOT)
             asyncio.run(_wait_for_poller(secured.connection(), CI_TASK_QUEUE, worker))
             yield secured
     finally:

@@ -4,8 +4,6 @@
 from __future__ import annotations
 
 import asyncio
-import os
-import sys
 import uuid
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
@@ -14,7 +12,7 @@ from typing import Any, cast
 
 import pytest
 from temporalio.testing import WorkflowEnvironment
-from tests.ci_helpers import CIHarness, ci_harness, event, eventually
+from tests.ci_helpers import CIHarness, ci_harness, event, eventually, run_diachronic
 
 from diachronic import waiting
 from diachronic.ci import client as ci
@@ -148,22 +146,8 @@ async def h(dev_env: WorkflowEnvironment, data_dir: Path) -> AsyncIterator[CIHar
 
 
 async def cli(h: CIHarness, data_dir: Path, *args: str) -> tuple[int, str]:
-    """The command as a user runs it, in its own process (the CI worker runs in this test's loop)."""
-    env = os.environ | {
-        "DIACHRONIC_TEMPORAL_ADDRESS": h.client.service_client.config.target_host,
-        "DIACHRONIC_CI_TASK_QUEUE": h.task_queue,
-        "DIACHRONIC_DATA_DIR": str(data_dir),
-    }
-    process = await asyncio.create_subprocess_exec(
-        str(Path(sys.executable).parent / "diachronic"),
-        *args,
-        env=env,
-        stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.PIPE,
-    )
-    out, err = await process.communicate()
-    assert process.returncode is not None
-    return process.returncode, err.decode() + out.decode()
+    code, out, err = await run_diachronic(h.client, h.task_queue, *args, DIACHRONIC_DATA_DIR=str(data_dir))
+    return code, err + out
 
 
 @pytest.mark.devserver

@@ -144,3 +144,28 @@ async def run_checks(settings: Settings, checks: list[Check] | None = None) -> l
     for fn in CHECKS if checks is None else checks:
         findings.extend(await fn(settings))
     return findings
+
+
+@check
+async def github(settings: Settings) -> list[Finding]:
+    """GitHub deployment statuses: optional; when credentials are set, GitHub must accept them."""
+    from diachronic.github import GitHubDeployments  # loads only for this check
+
+    try:
+        client = GitHubDeployments.from_settings(settings)
+    except DiachronicError as error:
+        return [_failed("github", error.message)]
+    if client is None:
+        return [
+            _ok(
+                "github",
+                "not configured: deployments from GitHub get no deployment statuses "
+                "(set DIACHRONIC_GITHUB_TOKEN or a GitHub App to report them)",
+            )
+        ]
+    try:
+        return [_ok("github", await client.check())]
+    except DiachronicError as error:
+        return [_failed("github", error.message)]
+    finally:
+        await client.close()

@@ -10,6 +10,8 @@ from urllib.parse import urlsplit
 from pydantic import AfterValidator, Field, SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from diachronic.ci.planner.freeze import FreezeWindow
+
 DEFAULT_DATA_DIR = Path(".diachronic")
 DEFAULT_TEMPORAL_PORT = 7233
 CI_TASK_QUEUE = "diachronic-ci"
@@ -111,6 +113,9 @@ class Settings(BaseSettings):
     notify_slack_url: SecretHttpUrl | None = None
     notify_apprise_urls: SecretStr | None = None  # apprise URLs (mailto://, msteams://, ...), separated by spaces
     notify_timeout_s: float = Field(default=10.0, gt=0, le=120)
+    # Recurring freeze windows, JSON: [{"cron": "0 17 * * FRI", "duration": "64h", "reason": "weekend",
+    # "timezone": "Europe/Paris", "workflows": ["orders"]}]; freezes by command live in Temporal (diachronic freeze).
+    freeze_windows: list[FreezeWindow] = Field(default_factory=list)
     # Where ``diachronic worker`` serves /metrics (Prometheus); unset = not served. The HTTP app always has /metrics.
     metrics_port: int | None = Field(default=None, ge=0, le=65535)
 

@@ -136,7 +136,15 @@ def main_options(
 
 def main() -> None:
     import diachronic.cli.k8s  # noqa: F401  (the k8s sub-app registers itself)
-    from diachronic.cli import control, dev, doctor, serve, simulate, status  # noqa: F401  (commands register themselves)
+    from diachronic.cli import (  # noqa: F401  (commands register themselves)
+        control,
+        dev,
+        doctor,
+        freeze,
+        serve,
+        simulate,
+        status,
+    )
 
     try:
         app()

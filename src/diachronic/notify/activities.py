@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Awaitable, Callable
+from typing import Any, ClassVar
 
 from pydantic import Field
 from temporalio import activity
@@ -37,7 +38,10 @@ class PublishResult(Contract):
 
 
 class NotifyActivities:
-    """Bound to the configured sinks, GitHub (None: statuses are not reported) and the dashboard's address."""
+    """Bound to the configured sinks, GitHub (None: statuses are not reported) and the dashboard's address.
+    Each activity's name is its method's name, listed in ``NAMES`` (as ``CIActivities``)."""
+
+    NAMES: ClassVar[tuple[str, ...]] = ("publish_notification",)
 
     def __init__(self, sinks: list[Sink], github: GitHubDeployments | None, dashboard_url: str | None) -> None:
         names = [sink.name for sink in sinks]
@@ -70,7 +74,7 @@ class NotifyActivities:
                 targets[GITHUB_TARGET] = (GITHUB_TARGET, lambda: github.create_status(ref, status))
         return targets
 
-    @activity.defn(name="publish_notification")
+    @activity.defn
     @translate_errors
     async def publish_notification(self, notification: Notification) -> PublishResult:
         details = activity.info().heartbeat_details
@@ -99,6 +103,9 @@ class NotifyActivities:
         if retry:
             raise NotificationError(f"notification {notification.id} not delivered yet: " + "; ".join(retry))
         return progress
+
+    def all(self) -> list[Callable[..., Any]]:
+        return [getattr(self, name) for name in self.NAMES]
 
     async def close(self) -> None:
         for sink in self.sinks:

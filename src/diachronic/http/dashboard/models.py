@@ -8,6 +8,7 @@ from typing import Literal
 from pydantic import Field
 
 from diachronic.ci.contracts import CIStatus, Control
+from diachronic.ci.planner.freeze import Freeze
 from diachronic.contracts import Contract
 
 __all__ = [
@@ -77,6 +78,11 @@ class WorkflowList(Contract):
     workflows: list[WorkflowView]
     unavailable: list[Unavailable] = Field(default_factory=list)
     controls_need_token: bool = Field(description="controls need Authorization: Bearer <DIACHRONIC_SIGNALER_TOKEN>")
+    freezes: list[Freeze] = Field(
+        default_factory=list,
+        description="freezes in force (diachronic freeze, and recurring windows): new deployments wait, rollouts hold",
+    )
+    freezes_error: str | None = Field(default=None, description="why the freezes could not be read now")
     read_at: datetime
 
 

@@ -21,6 +21,8 @@ from starlette.responses import Response
 from temporalio.client import Client
 
 from diachronic.ci import client as ci
+from diachronic.ci.freeze import list_freezes
+from diachronic.ci.planner.freeze import Freeze, window_freezes
 from diachronic.contracts import MAX_NAME_LENGTH, NAME_PATTERN
 from diachronic.errors import DiachronicError, InvalidInput
 from diachronic.flags import FlagStore
@@ -107,8 +109,22 @@ def install_dashboard(app: FastAPI, settings: Settings, client: Client, flags: F
     async def names(_: str) -> list[str]:
         return await read_names(client)
 
+    async def stored_freezes(_: str) -> list[Freeze]:
+        return await list_freezes(client)
+
     views = Coalesced(view, fresh_s=FRESH_S, timeout_s=READ_TIMEOUT_S, what="status of")
     listing = Coalesced(names, fresh_s=FRESH_S, timeout_s=READ_TIMEOUT_S, what="list of workflows")
+    freeze_listing = Coalesced(stored_freezes, fresh_s=FRESH_S, timeout_s=READ_TIMEOUT_S, what="freezes")
+
+    async def freezes_in_force() -> tuple[list[Freeze], str | None]:
+        now = datetime.now(UTC)
+        windows = window_freezes(now, settings.freeze_windows)
+        stored = await freeze_listing.get("", budget_s=VIEW_BUDGET_S)
+        if stored is None:
+            return windows, "reading the freezes is taking long"
+        if isinstance(stored, DiachronicError):
+            return windows, stored.message
+        return [f for f in stored if f.until > now] + windows, None
 
     inner = app.router.lifespan_context
 
@@ -120,6 +136,7 @@ def install_dashboard(app: FastAPI, settings: Settings, client: Client, flags: F
             finally:
                 await views.close()
                 await listing.close()
+                await freeze_listing.close()
 
     app.router.lifespan_context = lifespan
 
@@ -152,11 +169,13 @@ def install_dashboard(app: FastAPI, settings: Settings, client: Client, flags: F
     async def list_workflows() -> Response:
         """Every workflow with a CI: ``diachronic status --json`` (``workflows``), each with its versions and the
         share of new starts routed to each; workflows whose status cannot be read now are in ``unavailable``."""
-        workflows, unavailable = await read_all()
+        (workflows, unavailable), (freezes, freezes_error) = await asyncio.gather(read_all(), freezes_in_force())
         answer = WorkflowList(
             workflows=workflows,
             unavailable=unavailable,
             controls_need_token=bool(token),
+            freezes=freezes,
+            freezes_error=freezes_error,
             read_at=datetime.now(UTC),
         )
         return _json(answer)

@@ -312,6 +312,19 @@
     return section("Last error", ...parts);
   }
 
+  function freezeText(f) {
+    const who = f.scope === "*" ? "Every workflow" : f.scope;
+    const origin = f.source === "window" ? " (recurring window)" : "";
+    return `${who} frozen until ${new Date(f.until).toLocaleString()}${origin}: ${f.reason}`;
+  }
+
+  function frozen(name, freezes) {
+    const mine = freezes.filter((f) => f.scope === name || f.scope === "*");
+    if (!mine.length) return null;
+    const last = mine.reduce((a, b) => (new Date(a.until) >= new Date(b.until) ? a : b));
+    return el("p", { class: "frozen", "data-field": "frozen" }, el("strong", { text: "❄ " }), freezeText(last));
+  }
+
   function recent(status) {
     if (!status.recent.length) return null;
     const rows = status.recent.slice().reverse().map((r) =>
@@ -416,12 +429,14 @@
       seen.add(status.workflowName);
       if (previous.nextElementSibling !== entry.article) previous.after(entry.article);
       previous = entry.article;
-      const json = JSON.stringify(status);
+      const cold = frozen(status.workflowName, data.freezes);
+      const json = JSON.stringify([status, cold && cold.textContent]);
       if (json === entry.json) continue;
       entry.json = json;
       entry.article.querySelector(".badge").replaceChildren(phaseBadge(status.phase, status.paused));
       entry.article.dataset.phase = status.phase;
       const content = [
+        cold,
         deployment(status),
         chart(status, status.workflowName),
         migration(status),
@@ -444,6 +459,9 @@
       ...data.unavailable.map((u) => el("li", { "data-workflow": u.workflowName }, el("strong", { text: u.workflowName }), `: ${u.message}`)),
     );
     main.append(unavailable);
+    const problem = data.freezesError ? [el("li", { class: "problem", text: `⚠ Freezes cannot be read now: ${data.freezesError}` })] : [];
+    $("freezes").hidden = data.freezes.length === 0 && problem.length === 0;
+    $("freeze-list").replaceChildren(...problem, ...data.freezes.map((f) => el("li", { "data-scope": f.scope, text: freezeText(f) })));
   }
 
   function setConnection(problem) {
