@@ -19,6 +19,7 @@ from diachronic.ci.contracts import (
     STATUS_QUERY,
     HealthInput,
     HealthResult,
+    HealthRule,
     HealthRun,
     HealthState,
     HealthThresholds,
@@ -26,7 +27,6 @@ from diachronic.ci.contracts import (
     health_workflow_id,
 )
 from diachronic.ci.health import HealthWorkflow
-from diachronic.ci.planner.health import HealthRule
 from diachronic.versions import version_info
 
 pytestmark = pytest.mark.devserver
@@ -70,7 +70,7 @@ async def test_stuck_workflows_on_the_new_version_end_it_with_the_evidence(h: CI
         await stuck.terminate("test over")
     breach = result.breach
     assert (breach.rule, breach.new, breach.old) == (
-        HealthRule.TASK_PROBLEMS.value,
+        HealthRule.TASK_PROBLEMS,
         VersionHealth(task_queue=f"{wf}-v2", task_problems=1, examples=[stuck.id]),
         VersionHealth(task_queue=f"{wf}-v1", task_problems=0),
     )
@@ -85,7 +85,7 @@ async def test_a_failure_rate_above_the_threshold_ends_it(h: CIHarness, wf: str)
             await h.client.start_workflow(wf, id=f"{wf}-{i}", task_queue=f"{wf}-v2")
         result = await handle.result()
     assert (result.breach.rule, result.breach.new.closed, result.breach.new.failed) == (
-        HealthRule.FAILURE_RATE.value,
+        HealthRule.FAILURE_RATE,
         3,
         3,
     )

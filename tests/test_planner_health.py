@@ -7,8 +7,15 @@ from typing import Any
 
 import pytest
 
-from diachronic.ci.contracts import HealthObservation, HealthThresholds, HealthVerdict, StepHealth, VersionHealth
-from diachronic.ci.planner.health import MAX_STEPS, HealthRule, judge_health, record_step
+from diachronic.ci.contracts import (
+    HealthObservation,
+    HealthRule,
+    HealthThresholds,
+    HealthVerdict,
+    StepHealth,
+    VersionHealth,
+)
+from diachronic.ci.planner.health import MAX_STEPS, judge_health, record_step
 
 NOW = datetime(2026, 11, 29, 9, 0, tzinfo=UTC)
 DEFAULTS = HealthThresholds()  # 20 %, 5 runs
@@ -23,7 +30,7 @@ def old(**counts: Any) -> VersionHealth:
 
 
 def verdict(rule: HealthRule | None, detail: str, n: VersionHealth, o: VersionHealth) -> HealthVerdict:
-    return HealthVerdict(rule=rule.value if rule else None, detail=detail, new=n, old=o, at=NOW)
+    return HealthVerdict(rule=rule, detail=detail, new=n, old=o, at=NOW)
 
 
 HEALTHY_NEW = new(closed=8)

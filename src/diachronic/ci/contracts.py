@@ -438,6 +438,14 @@ class WorkersObservation(Contract):
     pollers: int = Field(ge=0, description="workers that polled within the last ``LIVE_POLLER_S`` seconds")
 
 
+class HealthRule(StrEnum):
+    """The rules of the health analysis, in the order they are checked (``diachronic.ci.planner.health``)."""
+
+    TASK_PROBLEMS = "task-problems"
+    MIGRATED_FAILED = "migrated-failed"
+    FAILURE_RATE = "failure-rate"
+
+
 class VersionHealth(Contract):
     """One version's runs of the workflow type, closed within the window, as Temporal's visibility counts them.
 
@@ -476,11 +484,15 @@ class HealthObservation(Contract):
 class HealthVerdict(Contract):
     """The health analysis's answer: the rule that fired (None: healthy), and the evidence."""
 
-    rule: str | None = None
+    rule: HealthRule | None = None
     detail: str
     new: VersionHealth
     old: VersionHealth
     at: datetime
+
+    @property
+    def branch(self) -> HealthRule | None:
+        return self.rule
 
 
 class StepHealth(Contract):

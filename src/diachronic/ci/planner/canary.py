@@ -61,6 +61,10 @@ class CanaryPlan:
     cohort: Cohort | None = None  # COHORT: what the sweep may signal
     soak_until: datetime | None = None  # SOAK: when the rest may move
 
+    @property
+    def branch(self) -> CanaryPhase:
+        return self.phase
+
 
 def plan_canary(snapshot: CanarySnapshot) -> CanaryPlan:
     """What the migration may move now (see the module's docstring)."""

@@ -46,6 +46,10 @@ class GatePlan:
     reason: GateFailure | None = None
     detail: str | None = None
 
+    @property
+    def branch(self) -> GateAction:
+        return self.action
+
 
 def gate_due(options: GateOptions | None, step_index: int) -> bool:
     """Before the first step when a gate is given; before every later one only with ``every_step``."""

@@ -22,20 +22,20 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from datetime import datetime
-from enum import StrEnum
 
-from diachronic.ci.contracts import HealthObservation, HealthThresholds, HealthVerdict, StepHealth, VersionHealth
+from diachronic.ci.contracts import (
+    HealthObservation,
+    HealthRule,
+    HealthThresholds,
+    HealthVerdict,
+    StepHealth,
+    VersionHealth,
+)
 
-__all__ = ["MAX_STEPS", "HealthRule", "failure_rate", "judge_health", "record_step"]
+__all__ = ["MAX_STEPS", "failure_rate", "judge_health", "record_step"]
 
 MAX_STEPS = 101
 """Percentages held by one deployment (0..100): what ``record_step`` keeps at most."""
-
-
-class HealthRule(StrEnum):
-    TASK_PROBLEMS = "task-problems"
-    MIGRATED_FAILED = "migrated-failed"
-    FAILURE_RATE = "failure-rate"
 
 
 def failure_rate(health: VersionHealth) -> float:
@@ -51,21 +51,23 @@ def judge_health(observation: HealthObservation, thresholds: HealthThresholds, n
     )
 
 
-def _breach(new: VersionHealth, old: VersionHealth, thresholds: HealthThresholds) -> tuple[str | None, str | None]:
+def _breach(
+    new: VersionHealth, old: VersionHealth, thresholds: HealthThresholds
+) -> tuple[HealthRule | None, str | None]:
     if new.task_problems:
-        return HealthRule.TASK_PROBLEMS.value, (
+        return HealthRule.TASK_PROBLEMS, (
             f"{new.task_problems} workflow(s) on {new.task_queue} are stuck on failing workflow tasks "
             f"(TemporalReportedProblems); {old.task_problems or 0} on {old.task_queue}"
         )
     if new.migrated_failed:
-        return HealthRule.MIGRATED_FAILED.value, (
+        return HealthRule.MIGRATED_FAILED, (
             f"{new.migrated_failed} workflow(s) failed on {new.task_queue} after moving there from {old.task_queue}"
         )
     rate, old_rate = failure_rate(new), failure_rate(old)
     baseline = old.closed >= thresholds.min_sample
     if new.closed >= thresholds.min_sample and rate > thresholds.max_failure_rate and (not baseline or rate > old_rate):
         compared = f"{old_rate:.0%} on {old.task_queue} ({_counts(old)})" if baseline else "no baseline yet"
-        return HealthRule.FAILURE_RATE.value, (
+        return HealthRule.FAILURE_RATE, (
             f"{rate:.0%} of the runs closed on {new.task_queue} did not succeed ({_counts(new)}), above "
             f"--max-failure-rate {thresholds.max_failure_rate:.0%}; previous version: {compared}"
         )

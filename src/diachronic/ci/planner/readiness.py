@@ -54,6 +54,10 @@ class ReadinessPlan:
     wake_at: datetime | None = None  # WAIT: when to look again
     detail: str | None = None  # FAIL: why the deployment failed
 
+    @property
+    def branch(self) -> ReadinessAction:
+        return self.action
+
 
 def waiting_for_workers(task_queue: str) -> str:
     return f"waiting for workers on {task_queue}"

@@ -19,6 +19,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from enum import StrEnum
 
 from diachronic.ci.contracts import FINAL_PHASES, Deployment, MigrateBackEvidence, Phase
 from diachronic.ci.planner.schedule import MAX_PERCENT
@@ -29,6 +30,7 @@ __all__ = [
     "ROLLBACK_PHASES",
     "ROLLED_BACK",
     "MigrateBack",
+    "RedeployKind",
     "RedeployPlan",
     "last_live",
     "migrate_back_verdict",
@@ -88,11 +90,20 @@ def last_live(version_id: str, deployments: Iterable[Deployment], now: datetime)
     return last
 
 
+class RedeployKind(StrEnum):
+    DEPLOY = "deploy"  # an ordinary deployment
+    ROLLBACK = "rollback"  # a version live within the last hour: a roll-back by redeploy
+
+
 @dataclass(frozen=True)
 class RedeployPlan:
     rollback: bool  # a recently live version: a roll-back by redeploy
     stop_current: bool = False  # roll back the deployment in progress first
     steps: tuple[RolloutStep, ...] | None = None  # the schedule the redeploy routes with (None: its own)
+
+    @property
+    def branch(self) -> RedeployKind:
+        return RedeployKind.ROLLBACK if self.rollback else RedeployKind.DEPLOY
 
 
 def plan_redeploy(
