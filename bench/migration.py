@@ -45,7 +45,11 @@ def log(message: str) -> None:
 
 def deploy_event(workflow: str, version: str) -> DeployEvent:
     return DeployEvent(
-        workflow_name=workflow, version_id=version, sha=version, environment="bench", event_time=datetime.now(UTC)
+        workflow_name=workflow,
+        version_id=version,
+        sha=version,
+        environment="development",  # the environment the CI harness serves
+        event_time=datetime.now(UTC),
     )
 
 

@@ -1,4 +1,5 @@
-"""Helpers for CI tests: a CI worker on a fresh task queue with the embedded flag store and local workers."""
+"""Helpers for CI tests: a CI worker on a fresh task queue with the embedded flag store and local workers, workers for
+the versions a test deploys, and waits on conditions (never on time)."""
 
 from __future__ import annotations
 
@@ -11,16 +12,21 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import TypeVar
+from typing import Any, TypeVar
 
-from temporalio.client import Client
+from temporalio.client import Client, WorkflowFailureError
+from temporalio.exceptions import ApplicationError
 from temporalio.worker import Worker
+from tests.ci_workflows import Sleeper
 
+from diachronic.ci import client as ci
 from diachronic.ci.activities import CIActivities
 from diachronic.ci.contracts import DeployOptions
 from diachronic.ci.worker import ci_worker
-from diachronic.contracts import DeployEvent
+from diachronic.contracts import MIGRATE_SIGNAL, DeployEvent, ci_workflow_id
 from diachronic.flags.local import LocalFlagStore
+from diachronic.temporal import wait_for_poller
+from diachronic.versions import task_queue
 from diachronic.workers.local import LocalWorkers
 
 T = TypeVar("T")
@@ -36,10 +42,13 @@ class CIHarness:
 
 
 @contextlib.asynccontextmanager
-async def ci_harness(client: Client, data_dir: Path, task_queue: str) -> AsyncIterator[CIHarness]:
+async def ci_harness(
+    client: Client, data_dir: Path, task_queue: str, *, environment: str = "development"
+) -> AsyncIterator[CIHarness]:
+    """A CI worker serving ``environment`` (deploy events for another one are refused)."""
     flags = LocalFlagStore(data_dir / "flags.sqlite3")
     workers = LocalWorkers(data_dir / "workers", grace_s=2.0)
-    activities = CIActivities(flags, workers, client)
+    activities = CIActivities(flags, workers, client, environment=environment)
     worker = ci_worker(client, task_queue, activities)
     async with worker:
         try:
@@ -85,8 +94,57 @@ async def migrate_signals_received(client: Client, workflow_id: str, run_id: str
         1
         for e in history.events
         if e.HasField("workflow_execution_signaled_event_attributes")
-        and e.workflow_execution_signaled_event_attributes.signal_name == "diachronic.v1.migrate"
+        and e.workflow_execution_signaled_event_attributes.signal_name == MIGRATE_SIGNAL
     )
+
+
+@contextlib.asynccontextmanager
+async def serving(client: Client, wf: str, *versions: str) -> AsyncIterator[None]:
+    """In-process workers (the ``Sleeper``) on the task queues of ``versions``."""
+    async with contextlib.AsyncExitStack() as stack:
+        for version in versions:
+            await stack.enter_async_context(Worker(client, task_queue=task_queue(wf, version), workflows=[Sleeper]))
+        yield
+
+
+async def start_worker_process(h: CIHarness, wf: str, version: str) -> None:
+    """A real worker process for the version, started through the local worker backend (its workers to delete)."""
+    address = h.client.service_client.config.target_host
+    await h.workers.start(
+        wf, version, [sys.executable, "-m", "tests.ci_worker_main"], env={"DIACHRONIC_TEMPORAL_ADDRESS": address}
+    )
+    await wait_for_poller(h.client, task_queue(wf, version))
+
+
+async def start_old(h: CIHarness, wf: str, count: int, version: str = "v1") -> dict[str, str]:
+    """Start ``count`` workflows on ``version``; returns workflow id -> first run id."""
+    runs = {}
+    for i in range(count):
+        handle = await h.client.start_workflow(wf, {"i": i}, id=f"{wf}-{i}", task_queue=task_queue(wf, version))
+        runs[handle.id] = handle.result_run_id or ""
+    return runs
+
+
+async def finish_ci(h: CIHarness, wf: str) -> dict[str, Any]:
+    """The CI run's result (its deployments), once it completed; raises if it failed."""
+    result: dict[str, Any] = await h.client.get_workflow_handle(ci_workflow_id(wf)).result()
+    return result
+
+
+async def ci_end(h: CIHarness, wf: str) -> tuple[list[dict[str, Any]], str | None]:
+    """The deployments of the CI run once it ended, and its failure (``Type: message``) or None."""
+    try:
+        return (await finish_ci(h, wf))["deployments"], None
+    except WorkflowFailureError as failure:
+        cause = failure.cause
+        assert isinstance(cause, ApplicationError), cause
+        [result] = cause.details
+        return result["deployments"], f"{cause.type}: {cause.message}"
+
+
+async def deploy_initial(h: CIHarness, wf: str, version: str = "v1") -> None:
+    await ci.deploy(h.client, h.task_queue, event(wf, version))
+    await finish_ci(h, wf)
 
 
 async def run_diachronic(client: Client, task_queue: str, *args: str, **env: str) -> tuple[int, str, str]:

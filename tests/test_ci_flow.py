@@ -3,18 +3,28 @@ with the embedded flag store and local worker processes."""
 
 from __future__ import annotations
 
-import contextlib
-import sys
 import uuid
 from collections.abc import AsyncIterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 from temporalio.client import Client, WorkflowFailureError
 from temporalio.testing import WorkflowEnvironment
-from temporalio.worker import Worker
-from tests.ci_helpers import CIHarness, ci_harness, event, eventually, fast, migrate_signals_received
-from tests.ci_workflows import FINISH_SIGNAL, Sleeper
+from tests.ci_helpers import (
+    CIHarness,
+    ci_harness,
+    deploy_initial,
+    event,
+    eventually,
+    fast,
+    finish_ci,
+    migrate_signals_received,
+    serving,
+    start_old,
+    start_worker_process,
+)
+from tests.ci_workflows import FINISH_SIGNAL
 
 from diachronic.ci import client as ci
 from diachronic.ci.contracts import CIInput, Phase, RolloutOutcome
@@ -24,7 +34,6 @@ from diachronic.contracts import ci_workflow_id
 from diachronic.errors import InvalidInput, NotFound
 from diachronic.flags.evaluation import general_percent
 from diachronic.signaler import route
-from diachronic.temporal import wait_for_poller
 
 pytestmark = pytest.mark.devserver
 QUICK = "50@0.3s,100@0.3s"
@@ -41,44 +50,9 @@ def wf() -> str:
     return "wf" + uuid.uuid4().hex[:8]
 
 
-@contextlib.asynccontextmanager
-async def serving(client: Client, wf: str, *versions: str) -> AsyncIterator[None]:
-    async with contextlib.AsyncExitStack() as stack:
-        for version in versions:
-            await stack.enter_async_context(Worker(client, task_queue=f"{wf}-{version}", workflows=[Sleeper]))
-        yield
-
-
-async def finish_ci(h: CIHarness, wf: str) -> dict:  # type: ignore[type-arg]
-    result: dict = await h.client.get_workflow_handle(ci_workflow_id(wf)).result()  # type: ignore[type-arg]
-    return result
-
-
-async def deploy_initial(h: CIHarness, wf: str, version: str = "v1") -> None:
-    await ci.deploy(h.client, h.task_queue, event(wf, version))
-    await finish_ci(h, wf)
-
-
-async def start_old(h: CIHarness, wf: str, count: int, version: str = "v1") -> dict[str, str]:
-    """Start ``count`` workflows on ``version``; returns workflow id -> first run id."""
-    runs = {}
-    for i in range(count):
-        handle = await h.client.start_workflow(wf, {"i": i}, id=f"{wf}-{i}", task_queue=f"{wf}-{version}")
-        runs[handle.id] = handle.result_run_id or ""
-    return runs
-
-
 async def queue_of(client: Client, workflow_id: str) -> str:
     description = await client.get_workflow_handle(workflow_id).describe()
     return description.task_queue
-
-
-async def start_worker_process(h: CIHarness, wf: str, version: str) -> None:
-    address = h.client.service_client.config.target_host
-    await h.workers.start(
-        wf, version, [sys.executable, "-m", "tests.ci_worker_main"], env={"DIACHRONIC_TEMPORAL_ADDRESS": address}
-    )
-    await wait_for_poller(h.client, f"{wf}-{version}")
 
 
 async def test_initial_deployment_routes_everything_and_completes(h: CIHarness, wf: str) -> None:
@@ -142,6 +116,8 @@ async def test_non_migratory_cleanup_waits_for_old_workflows_then_retires(h: CIH
         # The old version still runs workflows: its worker must stay and its flag must stay live.
         await eventually(lambda: _cleanup_waiting(h, cleanup.id), what="cleanup polling")
         assert [d.running for d in await h.workers.find(wf, "v1")] == [True]
+        flags = await h.flags.list_version_flags(wf, include_archived=True)
+        assert [(f.info.version_id, f.archived) for f in flags] == [("v2", False), ("v1", False)]
         for workflow_id, run_id in runs.items():
             assert await migrate_signals_received(h.client, workflow_id, run_id) == 0
             await h.client.get_workflow_handle(workflow_id).signal(FINISH_SIGNAL)
@@ -162,7 +138,7 @@ async def test_hand_edit_stops_the_rollout_and_migration_follows_the_flag(h: CIH
     [record] = result["deployments"]
     assert record["rollout"]["outcome"] == RolloutOutcome.STOPPED
     assert record["rollout"]["reason"] == "RolloutPercentNotExpected"
-    assert record["phase"] == "completed" and record["migration"]["signalled"] == 10
+    assert record["phase"] == "stopped" and record["migration"]["signalled"] == 10
     status = await ci.status(h.client, wf)
     assert status.last_error is not None and "a human changed it" in status.last_error
 
@@ -237,13 +213,11 @@ async def test_redeploy_of_an_older_version_becomes_the_newest(h: CIHarness, wf:
 
 async def test_forced_continue_as_new_keeps_state_in_every_workflow(h: CIHarness, wf: str) -> None:
     await deploy_initial(h, wf)
-    await h.client.start_workflow(
-        CIWorkflow.run, CIInput(continue_as_new_after=10), id=ci_workflow_id(wf), task_queue=h.task_queue
-    )
     async with serving(h.client, wf, "v1", "v2", "v3"):
         runs = await start_old(h, wf, 8)
         options = fast(steps=parse_steps("25@0.5s,50@0.5s,75@0.5s,100@0.5s"), continueAsNewAfter=10, batchSize=3)
-        await ci.deploy(h.client, h.task_queue, event(wf, "v2"), options)
+        short = CIInput(continue_as_new_after=10)  # the CI run this deploy starts continues as new at 10 events
+        await ci.deploy(h.client, h.task_queue, event(wf, "v2"), options, ci_input=short)
         await ci.deploy(h.client, h.task_queue, event(wf, "v3"), options)
         result = await finish_ci(h, wf)
         for workflow_id in runs:
@@ -253,7 +227,7 @@ async def test_forced_continue_as_new_keeps_state_in_every_workflow(h: CIHarness
     assert [d["toVersion"]["versionId"] for d in result["deployments"]] == ["v2", "v3"]
     assert [d["migration"]["signalled"] for d in result["deployments"]] == [8, 8]
     for workflow_id in (ci_workflow_id(wf), f"rollout.{wf}", f"migration.{wf}"):
-        assert await _runs_of(h.client, workflow_id) > 1, f"{workflow_id} never continued as new"
+        assert await continued_as_new(h.client, workflow_id), f"{workflow_id} never continued as new"
 
 
 async def test_failed_flag_writes_are_retried_and_shown(h: CIHarness, wf: str, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -263,11 +237,11 @@ async def test_failed_flag_writes_are_retried_and_shown(h: CIHarness, wf: str, m
     real = h.flags.set_general_percent
     failures = {"left": 3}
 
-    async def flaky(flag_name: str, percent: int) -> None:
+    async def flaky(flag_name: str, percent: int, **kw: Any) -> None:
         if failures["left"] > 0:
             failures["left"] -= 1
             raise FlagStoreError("flag store unavailable (injected)")
-        await real(flag_name, percent)
+        await real(flag_name, percent, **kw)
 
     monkeypatch.setattr(h.flags, "set_general_percent", flaky)
     async with serving(h.client, wf, "v1", "v2"):
@@ -342,8 +316,10 @@ async def _rollout_history(h: CIHarness, wf: str) -> list[tuple[str, int]]:
     return [tuple(x) for x in status["history"]]  # type: ignore[misc]
 
 
-async def _runs_of(client: Client, workflow_id: str) -> int:
-    count = 0
-    async for _ in client.list_workflows(f'WorkflowId="{workflow_id}"'):
-        count += 1
-    return count
+async def continued_as_new(client: Client, workflow_id: str) -> bool:
+    """From Temporal's histories: some run of the workflow ended by continuing as new."""
+    async for execution in client.list_workflows(f'WorkflowId="{workflow_id}"'):
+        history = await client.get_workflow_handle(workflow_id, run_id=execution.run_id).fetch_history()
+        if history.events[-1].HasField("workflow_execution_continued_as_new_event_attributes"):
+            return True
+    return False

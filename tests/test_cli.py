@@ -84,12 +84,22 @@ def test_deploy_status_and_start_through_the_cli(dev: tuple[dict[str, str], subp
     assert json.loads(flags.stdout)[0]["info"]["flagName"] == "workflow.clidemo.seqId.000.version.v1"
 
 
+def test_the_ci_worker_keeps_the_freezes(dev: tuple[dict[str, str], subprocess.Popen[str], Path]) -> None:
+    env, _, _ = dev
+    frozen = run("freeze", "clidemo", "--until", "+1h", "--reason", "incident 42", env=env)
+    assert frozen.returncode == 0 and "clidemo frozen until" in frozen.stderr, frozen.stderr
+    listed = run("freezes", "clidemo", "--json", env=env)
+    assert [f["reason"] for f in json.loads(listed.stdout)] == ["incident 42"], listed.stderr
+    lifted = run("unfreeze", "clidemo", env=env)
+    assert lifted.returncode == 0 and "lifted: clidemo frozen until" in lifted.stderr, lifted.stderr
+
+
 @pytest.mark.parametrize(
     ("args", "message"),
     [
         (["deploy", "clidemo", "v.1"], "version id 'v.1' may only contain"),
         (["deploy", "bad.name", "v1"], "workflow name 'bad.name' may only contain"),
-        (["deploy", "clidemo", "v2", "--steps", "10@1s,50@1s"], "must end at 100%"),
+        (["deploy", "clidemo", "v2", "--steps", "50@1s,10@1s"], "must not go down: 10% comes after 50%"),
         (["continue", "clidemo"], "nothing is running"),
         (["start", "nothing-deployed", "--id", "x"], "nothing-deployed: no version of it is enabled"),
         (["start", "clidemo", "--id", "x", "--input", "{"], "--input is not valid JSON"),
@@ -97,7 +107,7 @@ def test_deploy_status_and_start_through_the_cli(dev: tuple[dict[str, str], subp
     ids=[
         "dot in version",
         "dot in workflow name",
-        "schedule not ending at 100",
+        "a falling schedule",
         "continue when idle",
         "start with no version",
         "bad JSON input",

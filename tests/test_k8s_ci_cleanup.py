@@ -64,7 +64,9 @@ async def s(dev_env: WorkflowEnvironment, tmp_path: Path) -> AsyncIterator[Setup
         deployments = cluster.open()
         task_queue = f"ci-{uuid.uuid4()}"
         try:
-            async with ci_worker(dev_env.client, task_queue, CIActivities(flags, deployments, dev_env.client)):
+            async with ci_worker(
+                dev_env.client, task_queue, CIActivities(flags, deployments, dev_env.client, environment="development")
+            ):
                 yield Setup(dev_env.client, task_queue, cluster, flags, wf, v1, v2)
         finally:
             await deployments.close()
@@ -127,7 +129,7 @@ async def test_a_forbidden_cleanup_fails_with_a_typed_reason_in_its_status(s: Se
         await cleanup.result()
     cause = failure.value.cause
     assert isinstance(cause, ApplicationError) and cause.type == "WorkersError" and cause.non_retryable
-    last_error = (await state(cleanup))["lastError"]
+    last_error = (await state(cleanup))["failure"]
     assert last_error.startswith("WorkersError: Kubernetes forbids diachronic to list deployments.apps")
     assert "missing RBAC permission" in last_error
     assert len(s.cluster.requests("list")) == 1  # not retried: no retry can grant a permission

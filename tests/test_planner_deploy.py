@@ -1,32 +1,50 @@
-"""Deploys arriving, and the deployment's kind."""
+"""A deploy arriving: accepted, a duplicate, stale, or refused (``planner.deploy.classify_deploy``)."""
 
 from __future__ import annotations
 
 import pytest
+from tests.planner_factories import at, event, queue
 
-from diachronic.ci.planner import deploy, deployment
-from diachronic.ci.planner.deploy import DeployDecision
-from diachronic.versions import version_info
+from diachronic.ci.planner.deploy import DeployDecision, QueueSnapshot, Seen, classify_deploy
+from diachronic.contracts import DeployEvent
 
 
 @pytest.mark.parametrize(
-    ("version", "current", "queued", "decision"),
+    ("snapshot", "arriving", "decision"),
     [
-        ("v3", "v2", [], DeployDecision.ACCEPT),
-        ("v2", "v2", [], DeployDecision.DUPLICATE_CURRENT),
-        ("v3", "v2", ["v3"], DeployDecision.DUPLICATE_QUEUED),
-        ("v1", "v2", ["v3"], DeployDecision.ACCEPT),
-        ("v1", None, [], DeployDecision.ACCEPT),
+        (queue(), event("v2"), DeployDecision.ACCEPT),
+        (queue(current=Seen("v2", at(0))), event("v3", seconds=5), DeployDecision.ACCEPT),
+        (queue(current=Seen("v2", at(0))), event("v2", seconds=5), DeployDecision.DUPLICATE_CURRENT),
+        (queue(queued=(Seen("v3", at(0)),)), event("v3", seconds=9), DeployDecision.DUPLICATE_QUEUED),
+        (queue(deployed=(Seen("v2", at(10)),)), event("v2", seconds=10), DeployDecision.STALE),
+        (queue(deployed=(Seen("v2", at(10)),)), event("v2", seconds=3), DeployDecision.STALE),
+        (queue(deployed=(Seen("v1", at(0)), Seen("v2", at(10)))), event("v1", seconds=20), DeployDecision.ACCEPT),
+        (queue(deployed=(Seen("v2", at(10)),)), event("v3", seconds=3), DeployDecision.ACCEPT),
+        (queue(), event("v2", workflow_name="other"), DeployDecision.OTHER_WORKFLOW),
+        (queue(current=Seen("v2", at(0))), event("v2", workflow_name="other"), DeployDecision.OTHER_WORKFLOW),
     ],
-    ids=["new version", "same as in progress", "same as queued", "older version is a redeploy", "idle"],
+    ids=[
+        "a new version is accepted",
+        "another version than the one in progress queues behind it",
+        "the version in progress again is a duplicate, whatever its event time",
+        "a queued version again is a duplicate",
+        "a redelivery of an event already deployed in this run is stale",
+        "an older event of a version deployed in this run is stale, never a roll-back",
+        "a new event of a version deployed earlier is a roll-back, accepted",
+        "an older event of another version is accepted (its start checks the flags)",
+        "another workflow's event is refused",
+        "another workflow's event is refused before any duplicate check",
+    ],
 )
-def test_classify_deploy(version: str, current: str | None, queued: list[str], decision: DeployDecision) -> None:
-    assert deploy.classify_deploy(version, current=current, queued=queued) is decision
+def test_classify_deploy(snapshot: QueueSnapshot, arriving: DeployEvent, decision: DeployDecision) -> None:
+    assert classify_deploy(snapshot, arriving) is decision
 
 
-def test_plan_deployment() -> None:
-    assert deployment.plan_deployment(None).kind is deployment.DeploymentKind.INITIAL
-    previous = version_info("wf", 0, "a")
-    assert deployment.plan_deployment(previous) == deployment.DeploymentPlan(
-        deployment.DeploymentKind.ROLLOUT, previous
-    )
+def test_an_event_time_without_a_zone_is_read_as_utc() -> None:
+    naive = event("v2", seconds=10).model_copy(update={"event_time": at(10).replace(tzinfo=None)})
+    assert classify_deploy(queue(deployed=(Seen("v2", at(10)),)), naive) is DeployDecision.STALE
+
+
+def test_only_another_workflow_is_a_refusal_duplicates_are_answers() -> None:
+    assert [d for d in DeployDecision if d.refused] == [DeployDecision.OTHER_WORKFLOW]
+    assert [d for d in DeployDecision if d.accepted] == [DeployDecision.ACCEPT]

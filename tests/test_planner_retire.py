@@ -1,36 +1,70 @@
-"""The retire rule."""
+"""The retire rule (``planner.retire.plan_retire``): hold, or retire the flag and delete or keep the workers."""
 
 from __future__ import annotations
 
 import pytest
-from tests.planner_factories import flag
+from tests.planner_factories import flag, retiring, version
 
-from diachronic.ci.planner import retire
-from diachronic.ci.planner.retire import RetireBlocker
-from diachronic.flags import VersionFlag
+from diachronic.ci.planner.retire import LIVE_AGAIN, RetireBlocker, RetirePlan, RetireSnapshot, plan_retire
 
 
 @pytest.mark.parametrize(
-    ("flags", "old_seq", "running", "blocker"),
+    ("snapshot", "plan"),
     [
-        ([flag(1, "b", 100), flag(0, "a", 100)], 0, 0, None),
-        ([flag(1, "b", 100), flag(0, "a", 100)], 0, 3, RetireBlocker.RUNNING),
-        ([flag(1, "b", 60), flag(0, "a", 100)], 0, 0, RetireBlocker.ROUTED),
-        ([flag(1, "b", 100, enabled=False), flag(0, "a", 100)], 0, 0, RetireBlocker.ROUTED),
-        ([flag(0, "a", 100)], 0, 0, RetireBlocker.NEWEST),
-        ([flag(2, "c", 100), flag(1, "b", 0), flag(0, "a", 100)], 0, 0, None),
-        ([flag(2, "a", 100), flag(1, "b", 100), flag(0, "a", 100, archived=True)], 1, 0, None),
+        (retiring(), RetirePlan(archive_flag=True, delete_workers=True)),
+        (retiring(running_on_old_queue=3), RetirePlan(RetireBlocker.RUNNING)),
+        (
+            retiring(flags=(flag(1, "v2", 60), flag(0, "v1")), running_on_old_queue=3),
+            RetirePlan(RetireBlocker.RUNNING),
+        ),
+        (retiring(flags=(flag(1, "v2", 60), flag(0, "v1"))), RetirePlan(RetireBlocker.ROUTED)),
+        (retiring(flags=(flag(1, "v2", enabled=False), flag(0, "v1"))), RetirePlan(RetireBlocker.ROUTED)),
+        (retiring(flags=(flag(0, "v1"),)), RetirePlan(RetireBlocker.NEWEST)),
+        (retiring(flags=(flag(1, "v2", archived=True), flag(0, "v1"))), RetirePlan(RetireBlocker.NEWEST)),
+        (
+            retiring(flags=(flag(2, "v3"), flag(1, "v2", 0), flag(0, "v1"))),
+            RetirePlan(archive_flag=True, delete_workers=True),
+        ),
+        (
+            retiring(old=version(1, "v2"), flags=(flag(2, "v1"), flag(1, "v2"), flag(0, "v1", archived=True))),
+            RetirePlan(archive_flag=True, delete_workers=True),
+        ),
+        (
+            retiring(flags=(flag(2, "v1"), flag(1, "v2"), flag(0, "v1")), running_on_old_queue=4),
+            RetirePlan(archive_flag=True, kept_workers=LIVE_AGAIN),
+        ),
+        (
+            retiring(flags=(flag(2, "v1", 30), flag(1, "v2"), flag(0, "v1"))),
+            RetirePlan(archive_flag=True, kept_workers=LIVE_AGAIN),
+        ),
+        (retiring(deploying=("v1",)), RetirePlan(RetireBlocker.DEPLOYING)),
+        (retiring(deploying=("v3",)), RetirePlan(archive_flag=True, delete_workers=True)),
+        (
+            retiring(flags=(flag(1, "v2"), flag(0, "v1", archived=True))),
+            RetirePlan(archive_flag=False, delete_workers=True),
+        ),
+        (
+            retiring(flags=(flag(1, "v2"), flag(0, "v1", archived=True)), deploying=("v1",)),
+            RetirePlan(RetireBlocker.DEPLOYING),
+        ),
     ],
     ids=[
-        "drained and fully routed away: retire",
-        "workflows still running: keep",
-        "new version at 60%: old still routed, keep",
-        "new flag disabled: keep",
+        "drained and routed away: retire",
+        "workflows still run on the old queue: hold",
+        "running and routed: running is said first",
+        "the new version at 60 %: the old one still takes traffic, hold",
+        "the new flag disabled: the old one takes the traffic, hold",
         "never retire the newest version",
-        "a newer version at 100% shields it",
-        "redeployed older version: retire the middle one",
+        "the new flag archived by hand: the old one is the newest again, hold",
+        "a newer version at 100 % shields it, whatever lies between",
+        "the version in the middle of a roll-back retires",
+        "redeployed (another live flag carries its queue): archive the old flag, keep the workers, running or not",
+        "redeployed and still rolling out: the old flag routes nothing, archive it, keep the workers",
+        "a deployment of the old version waits in the CI's queue: hold",
+        "another version queued does not matter",
+        "its flag already archived (a migration handed over): only the workers go",
+        "its flag archived but a deployment of it waits: hold",
     ],
 )
-def test_retire_blocker(flags: list[VersionFlag], old_seq: int, running: int, blocker: RetireBlocker | None) -> None:
-    old = next(f.info for f in flags if f.info.seq_id == old_seq)
-    assert retire.retire_blocker(flags, old, running) is blocker
+def test_plan_retire(snapshot: RetireSnapshot, plan: RetirePlan) -> None:
+    assert plan_retire(snapshot) == plan

@@ -249,5 +249,9 @@ async def test_the_python_client_raises_the_same_errors(
         {"action": "signalWithStart", "args": {"workflowId": f"{wf}-1", "workflowType": wf, "signal": "bump"}}
     )
     assert result.signaled_run_id == started.run_id  # type: ignore[union-attr]
-    assert isinstance(await signaler.signal_with_start(SignalWithStartArgs(
-        workflow_id=f"{wf}-2", workflow_type=wf, signal="bump", is_test=True)), object)  # fmt: skip
+    test_start = await signaler.signal_with_start(
+        SignalWithStartArgs(workflow_id=f"{wf}-2", workflow_type=wf, signal="bump", is_test=True)
+    )
+    described = await dev_env.client.get_workflow_handle(f"{wf}-2").describe()
+    assert (test_start.version_id, test_start.task_queue) == ("v2", f"{wf}-v2")  # isTest: the newest, dark version
+    assert (described.run_id, described.task_queue) == (test_start.signaled_run_id, test_start.task_queue)

@@ -21,7 +21,7 @@ from diachronic.ci.contracts import (
     MigrateBatchInput,
     SetPercentInput,
 )
-from diachronic.simulation.fakes import ContractFakes, FailurePolicy, Sampler, activity_contracts
+from diachronic.simulation.fakes import ContractFakes, FailurePolicy, Sampler, SimulatedFailure, activity_contracts
 from diachronic.simulation.world import World
 
 
@@ -159,26 +159,47 @@ def test_policy_bounds() -> None:
 # ----------------------------------------------------------------------------------------------- the referee
 
 
-def test_the_world_refuses_and_records_deleting_a_live_versions_workers() -> None:
+async def test_the_world_refuses_and_records_deleting_the_workers_a_live_flag_needs() -> None:
     world = World("wf")
     world.add_version("v1")  # live at 100 %
     workers = world.add_workers("v1")
-    found = world.find_workers(FindWorkersInput(workflow_name="wf", version_id="v1"))
-    assert found.worker_sets == [workers] and found.queued_versions == []
-    with pytest.raises(Exception, match="newest version"):
-        world.delete_workers(DeleteWorkersInput(worker_set=workers))
+    found = await world.find_workers(FindWorkersInput(workflow_name="wf", version_id="v1"))
+    assert found.worker_sets == [workers] and found.deploying_versions == []
+    with pytest.raises(SimulatedFailure, match="live flags carry its task queue"):
+        await world.delete_workers(DeleteWorkersInput(worker_set=workers))
     assert world.worker_versions() == {"v1"} and world.violations
 
 
-def test_the_world_refuses_deleting_workers_while_workflows_run_or_traffic_is_routed() -> None:
+async def test_the_world_refuses_deleting_workers_while_workflows_run_or_a_deployment_of_them_waits() -> None:
     world = World("wf")
-    world.add_version("v1")
-    v2 = world.apply_version_flag(ApplyFlagInput(workflow_name="wf", version_id="v2"))
-    world.set_traffic_percent(SetPercentInput(flag_name=v2.flag_name, percent=50))
+    world.add_version("v1", archived=True)
+    world.add_version("v2")
     workers = world.add_workers("v1")
     world.start_workflows("v1", 1)
-    with pytest.raises(Exception, match="still run on it; the flags still route traffic to it"):
-        world.delete_workers(DeleteWorkersInput(worker_set=workers))
+    world.queued.append("v1")  # a roll-back to v1 waits in the CI's queue
+    with pytest.raises(SimulatedFailure, match="1 workflows still run on it; a deployment of it is queued"):
+        await world.delete_workers(DeleteWorkersInput(worker_set=workers))
+
+
+def test_an_automated_write_is_conditional_and_a_human_edit_between_read_and_write_wins() -> None:
+    world = World("wf")
+    world.add_version("v1")
+    v2 = world.apply_version_flag(ApplyFlagInput(workflow_name="wf", version_id="v2")).info  # read: 0 %
+    world.before_next_write(lambda w: w.hand_set_percent("v2", 30))
+    with pytest.raises(SimulatedFailure, match="ConcurrentEdit"):
+        world.set_traffic_percent(SetPercentInput(flag_name=v2.flag_name, percent=50, expected=0))
+    assert world.percent("v2") == 30 and world.percent_writes == [] and not world.violations
+
+
+def test_an_automated_write_of_a_value_it_never_read_is_a_violation() -> None:
+    world = World("wf")
+    world.add_version("v1")
+    v2 = world.apply_version_flag(ApplyFlagInput(workflow_name="wf", version_id="v2")).info  # read: 0 %
+    world.hand_set_percent("v2", 30)  # the automation never reads it again...
+    world.set_traffic_percent(SetPercentInput(flag_name=v2.flag_name, percent=50, expected=30))  # ...yet expects 30
+    assert world.violations == [
+        f"an automated write of 50% replaced 30% on {v2.flag_name}, a value it had not read (it last read 0%)"
+    ]
 
 
 def test_the_world_counts_migrate_signals_and_lets_temporal_drop_resends() -> None:
@@ -196,8 +217,23 @@ def test_the_world_counts_migrate_signals_and_lets_temporal_drop_resends() -> No
     assert world.running_by_version() == {"v2": 3}
 
 
-def test_archiving_the_newest_flag_is_a_violation() -> None:
+def test_archiving_the_newest_flag_or_one_that_routes_traffic_is_a_violation() -> None:
     world = World("wf")
     v1 = world.add_version("v1")
     world.archive_version_flag(FlagNameInput(flag_name=v1.flag_name, workflow_name="wf"))
     assert any("newest" in v for v in world.violations)
+    world = World("wf")
+    v1 = world.add_version("v1")
+    world.add_version("v2", percent=50)  # v1 still takes half of the new starts
+    world.archive_version_flag(FlagNameInput(flag_name=v1.flag_name, workflow_name="wf"))
+    assert world.violations == [f"archived {v1.flag_name} while it routes traffic"]
+
+
+def test_a_retried_write_whose_reply_was_lost_is_done_not_a_human_edit() -> None:
+    world = World("wf")
+    world.add_version("v1")
+    v2 = world.apply_version_flag(ApplyFlagInput(workflow_name="wf", version_id="v2")).info
+    write = SetPercentInput(flag_name=v2.flag_name, percent=25, expected=0)
+    world.set_traffic_percent(write)
+    world.set_traffic_percent(write)  # Temporal's retry of the same write: the flag already holds 25
+    assert world.percent("v2") == 25 and world.percent_writes == [(v2.flag_name, 25)] and not world.violations

@@ -60,7 +60,7 @@ async def ci_on_unleash(client: Client, flags: UnleashFlagStore, data_dir: Path)
     """A CI worker whose activities use the Unleash store; yields its task queue."""
     task_queue = f"ci-{uuid.uuid4()}"
     workers = LocalWorkers(data_dir / "workers", grace_s=2.0)
-    async with ci_worker(client, task_queue, CIActivities(flags, workers, client)):
+    async with ci_worker(client, task_queue, CIActivities(flags, workers, client, environment="development")):
         try:
             yield task_queue
         finally:
@@ -110,7 +110,7 @@ async def test_a_human_edit_in_unleash_stops_the_rollout_and_migration_follows(
     [record] = result["deployments"]
     assert record["rollout"]["outcome"] == RolloutOutcome.STOPPED
     assert record["rollout"]["reason"] == "RolloutPercentNotExpected"
-    assert record["phase"] == "completed" and record["migration"]["signalled"] == len(runs)
+    assert record["phase"] == "stopped" and record["migration"]["signalled"] == len(runs)
     for workflow_id, run_id in runs.items():
         described = await client.get_workflow_handle(workflow_id).describe()
         assert described.task_queue == f"{wf}-v2"

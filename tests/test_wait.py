@@ -174,7 +174,7 @@ async def test_deploy_wait_exits_0_on_completed_4_on_aborted_and_status_wait_7_o
     await ci.control(h.client, wf, "abort", reason="pipeline test")
     code, text = await waiting
     assert code == 4, text
-    assert f"{wf} v2: aborted: aborted by request (exit 4)" in text
+    assert f"{wf} v2: aborted: new starts routed back to the previous version, migration stopped (exit 4)" in text
 
     code, text = await cli(h, data_dir, "status", wf, "--wait", "--json")
     assert code == 4 and '"ending": "aborted"' in text, text

@@ -28,7 +28,8 @@ SHA2 = "b2c3d4e5f60718293a4b5c6d7e8f901234567890"
 
 @pytest.fixture
 async def h(dev_env: WorkflowEnvironment, data_dir: Path) -> AsyncIterator[CIHarness]:
-    async with ci_harness(dev_env.client, data_dir, f"ci-{uuid.uuid4()}") as harness:
+    # GitHub's deployments here are to "production": the CI serves that environment (DIACHRONIC_ENVIRONMENT).
+    async with ci_harness(dev_env.client, data_dir, f"ci-{uuid.uuid4()}", environment="production") as harness:
         yield harness
 
 

@@ -26,19 +26,30 @@ def ci_workflow_id(workflow_name: str) -> str:
     return f"ci.{workflow_name}"
 
 
-NAME_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]*$")
-MAX_NAME_LENGTH = 100
+def ci_workflow_name(workflow_id: str) -> str | None:
+    """The workflow name a CI workflow deploys, from its id (``ci.<workflowName>``); None for another id."""
+    prefix, dot, name = workflow_id.partition(".")
+    return name if dot and prefix == "ci" and name else None
+
+
+NAME_PATTERN = re.compile(r"^[A-Za-z0-9]([A-Za-z0-9_-]*[A-Za-z0-9])?$")
+_NAME_CHARACTERS = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]*$")
+MAX_NAME_LENGTH = 63
 
 
 def check_name(value: str, what: str = "name") -> str:
-    """Workflow names and version ids end up in flag names split on ``.``: allow letters, digits, ``-``, ``_``."""
+    """Workflow names and version ids end up in flag names split on ``.`` and in Kubernetes label values: letters,
+    digits, ``-`` and ``_``, beginning and ending with a letter or digit, at most 63 characters."""
     if not value:
         raise ValueError(f"{what} must not be empty")
-    if len(value) > MAX_NAME_LENGTH:
-        raise ValueError(f"{what} {value!r} is longer than {MAX_NAME_LENGTH} characters")
-    if not NAME_PATTERN.fullmatch(value):
+    if not _NAME_CHARACTERS.fullmatch(value):
         raise ValueError(
             f"{what} {value!r} may only contain letters, digits, '-' and '_' (and must start with a letter or digit)"
+        )
+    if len(value) > MAX_NAME_LENGTH or not NAME_PATTERN.fullmatch(value):
+        raise ValueError(
+            f"{what} {value!r} is not a valid Kubernetes label value (the workers' labels carry it): it must end "
+            f"with a letter or digit and have at most {MAX_NAME_LENGTH} characters"
         )
     return value
 

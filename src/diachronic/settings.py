@@ -60,6 +60,8 @@ class Settings(BaseSettings):
     temporal_tls_key: Path | None = None  # its private key (PEM)
     temporal_tls_server_name: str | None = None  # the name the server's certificate is checked against (SNI)
     ci_task_queue: str = CI_TASK_QUEUE
+    # The deployment environment this installation serves: the CI refuses a deploy event for another one (its
+    # GitHub deployment's environment, `diachronic deploy --environment`). The Unleash environment follows it.
     environment: str = "development"
 
     flags: Literal["local", "unleash"] = "local"
@@ -67,7 +69,7 @@ class Settings(BaseSettings):
     unleash_admin_token: SecretStr | None = None
     unleash_client_token: SecretStr | None = None
     unleash_project: str = "default"
-    unleash_environment: str = "development"
+    unleash_environment: str = "development"  # unset: the same as ``environment``
     unleash_refresh_s: float = 1.0
     # CA bundle (PEM) that signed the Unleash server's certificate, for an https URL behind a private CA.
     unleash_ca_bundle: Path | None = None
@@ -118,6 +120,14 @@ class Settings(BaseSettings):
     freeze_windows: list[FreezeWindow] = Field(default_factory=list)
     # Where ``diachronic worker`` serves /metrics (Prometheus); unset = not served. The HTTP app always has /metrics.
     metrics_port: int | None = Field(default=None, ge=0, le=65535)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _unleash_environment_follows(cls, data: Any) -> Any:
+        """One environment by default: Unleash's is the one this installation serves, unless set apart."""
+        if isinstance(data, dict) and data.get("unleash_environment") is None and data.get("environment"):
+            return {**data, "unleash_environment": data["environment"]}
+        return data
 
     @model_validator(mode="after")
     def _one_github_credential(self) -> Settings:

@@ -35,6 +35,7 @@ __all__ = [
     "seq_of",
     "sort_newest_first",
     "task_queue",
+    "task_queue_twins",
     "version_info",
 ]
 
@@ -70,6 +71,25 @@ def _valid_seq(seq_id: int) -> int:
 def task_queue(workflow_name: str, version_id: str) -> str:
     """The immutable task queue of one version: ``<workflowName>-<versionId>``."""
     return f"{_valid(workflow_name, 'workflow name')}-{_valid(version_id, 'version id')}"
+
+
+def task_queue_twins(workflow_name: str, version_id: str) -> list[tuple[str, str]]:
+    """The other ``(workflow name, version id)`` pairs with this pair's task queue: ``orders`` + ``a-b`` and
+    ``orders-a`` + ``b`` both make ``orders-a-b``. Every other ``-`` of the queue is a place it splits into valid
+    names; a deployment checks that none of them is deployed (two versions on one queue run each other's work)."""
+    queue = task_queue(workflow_name, version_id)
+    twins = []
+    for at, char in enumerate(queue):
+        if char != "-" or at == len(workflow_name):
+            continue
+        other = (queue[:at], queue[at + 1 :])
+        try:
+            _check(other[0], "workflow name")
+            _check(other[1], "version id")
+        except ValueError:
+            continue
+        twins.append(other)
+    return twins
 
 
 def format_seq_id(seq_id: int) -> str:

@@ -30,7 +30,7 @@ EARLIER_RUNS = 5  # CI runs looked at when the deployment is not in the newest o
 
 class Ending(StrEnum):
     COMPLETED = "completed"  # the new version took all new starts and the previous one was retired or is draining
-    FAILED = "failed"  # a step could not succeed: the typed reason is in the deployment's error
+    FAILED = "failed"  # a step could not succeed: the typed reason is in the deployment's end
     ABORTED = "aborted"  # by a gate, the health analysis or a human: new starts went back to the previous version
     CANCELLED = "cancelled"  # a human cancelled it: the automation stopped, flags stayed as they were
     STOPPED = "stopped"  # a human edited the percentage by hand: the automation stepped aside
@@ -48,9 +48,11 @@ EXIT_CODES: dict[Ending, int] = {
 
 _ENDINGS = {
     Phase.COMPLETED: Ending.COMPLETED,
+    Phase.DUPLICATE: Ending.COMPLETED,  # the version already was the newest live version: nothing to do
     Phase.FAILED: Ending.FAILED,
     Phase.ABORTED: Ending.ABORTED,
     Phase.CANCELLED: Ending.CANCELLED,
+    Phase.STOPPED: Ending.STOPPED,
 }
 
 

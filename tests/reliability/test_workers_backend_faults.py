@@ -219,7 +219,8 @@ async def test_kubernetes_api_403_is_a_typed_reason_then_a_redeploy_finishes(
 
         window.lift()  # an operator grants the permission ...
         fault_end = sc.mark("fault_end")
-        await sc.deploy("v2", options(STEPS))  # ... and redeploys the version
+        redeploy = options(STEPS).model_copy(update={"redeploy": True})
+        await sc.deploy("v2", redeploy)  # ... and redeploys the version (the newest live one: an explicit redeploy)
         result = await sc.ci_result(240)
         sc.mark("completed")
         deleted_at = window.first_ok("delete")

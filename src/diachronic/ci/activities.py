@@ -22,12 +22,12 @@ from temporalio.service import RPCError, RPCStatusCode
 
 from diachronic.ci import evidence
 from diachronic.ci.contracts import (
-    DB_QUERY,
+    DEPLOYING_QUERY,
     ActivityErrorInfo,
     ApplyFlagInput,
-    CIState,
     CountRunningInput,
     DeleteWorkersInput,
+    DeploymentObservation,
     Empty,
     FindWorkersInput,
     FlagList,
@@ -38,6 +38,7 @@ from diachronic.ci.contracts import (
     MigrateBackEvidence,
     MigrateBatchInput,
     MigrateBatchResult,
+    ObserveDeploymentInput,
     ObserveHealthInput,
     ObserveWorkersInput,
     ProbeMigrateBackInput,
@@ -46,12 +47,13 @@ from diachronic.ci.contracts import (
     WorkerSetList,
     WorkersObservation,
 )
-from diachronic.ci.planner import migration
-from diachronic.contracts import MIGRATE_SIGNAL, VersionInfo, ci_workflow_id
-from diachronic.errors import BackendError, DiachronicError
+from diachronic.ci.planner import migration, rollout
+from diachronic.contracts import MIGRATE_SIGNAL, ci_workflow_id
+from diachronic.errors import BackendError, ConcurrentEdit, DiachronicError
 from diachronic.flags import FlagStore, VersionFlag
 from diachronic.flags.evaluation import general_percent
 from diachronic.temporal import live_pollers, visibility_string
+from diachronic.versions import task_queue_twins
 from diachronic.workers import WorkerBackend
 
 F = TypeVar("F", bound=Callable[..., Awaitable[Any]])
@@ -107,6 +109,7 @@ class CIActivities:
     Each activity's name is its method's name (``@activity.defn`` without ``name``), listed in ``NAMES``."""
 
     NAMES: ClassVar[tuple[str, ...]] = (
+        "observe_deployment",
         "list_version_flags",
         "apply_version_flag",
         "set_traffic_percent",
@@ -121,12 +124,28 @@ class CIActivities:
         "probe_migrate_back",
     )
 
-    def __init__(self, flags: FlagStore, workers: WorkerBackend, client: Client) -> None:
+    def __init__(self, flags: FlagStore, workers: WorkerBackend, client: Client, *, environment: str) -> None:
         self.flags = flags
         self.workers = workers
         self.client = client
+        self.environment = environment  # the deployment environment this CI serves
 
     # ------------------------------------------------------------------------------------------- flags
+
+    @activity.defn
+    @translate_errors
+    async def observe_deployment(self, input: ObserveDeploymentInput) -> DeploymentObservation:
+        """What a deployment's start is decided on: the live flags, this CI's environment, and the versions of other
+        workflows that already have this version's task queue."""
+        twins = []
+        for workflow_name, version_id in task_queue_twins(input.workflow_name, input.version_id):
+            flags = await self.flags.list_version_flags(workflow_name, include_archived=True)
+            twins += [f.info for f in flags if f.info.version_id == version_id][:1]
+        return DeploymentObservation(
+            flags=await self.flags.list_version_flags(input.workflow_name),
+            environment=self.environment,
+            twins=twins,
+        )
 
     @activity.defn
     @translate_errors
@@ -135,13 +154,25 @@ class CIActivities:
 
     @activity.defn
     @translate_errors
-    async def apply_version_flag(self, input: ApplyFlagInput) -> VersionInfo:
-        return await self.flags.apply_version_flag(input.workflow_name, input.version_id)
+    async def apply_version_flag(self, input: ApplyFlagInput) -> VersionFlag:
+        """Make the version the newest; the flag as it is afterwards (the rollout starts from what it holds)."""
+        info = await self.flags.apply_version_flag(input.workflow_name, input.version_id)
+        flags = await self.flags.list_version_flags(input.workflow_name)
+        applied = next((f for f in flags if f.info.flag_name == info.flag_name), None)
+        if applied is None:  # archived or deleted by someone in between: the next step sees it
+            return VersionFlag(info=info, enabled=False, archived=True)
+        return applied
 
     @activity.defn
     @translate_errors
     async def set_traffic_percent(self, input: SetPercentInput) -> Empty:
-        await self.flags.set_general_percent(input.flag_name, input.percent)
+        """A conditional write: ``ConcurrentEdit`` (non-retryable) when the flag no longer holds ``expected`` (unless it
+        holds the target already: a retry of a write whose reply was lost)."""
+        try:
+            await self.flags.set_general_percent(input.flag_name, input.percent, expected=input.expected)
+        except ConcurrentEdit as edit:
+            if not rollout.write_landed(input.percent, edit.found):
+                raise
         return Empty()
 
     @activity.defn
@@ -230,20 +261,20 @@ class CIActivities:
     @activity.defn
     @translate_errors
     async def find_workers(self, input: FindWorkersInput) -> WorkerSetList:
-        """The version's workers, and the versions the CI's queue will deploy next (read just before deleting)."""
+        """The version's workers, and the versions the CI queues or deploys now (read just before deleting)."""
         found = await self.workers.find(input.workflow_name, input.version_id)
-        return WorkerSetList(worker_sets=found, queued_versions=await self._queued_versions(input.workflow_name))
+        return WorkerSetList(worker_sets=found, deploying_versions=await self._deploying(input.workflow_name))
 
-    async def _queued_versions(self, workflow_name: str) -> list[str]:
+    async def _deploying(self, workflow_name: str) -> list[str]:
         try:
-            state = await self.client.get_workflow_handle(ci_workflow_id(workflow_name)).query(
-                DB_QUERY, result_type=CIState
+            deploying: list[str] = await self.client.get_workflow_handle(ci_workflow_id(workflow_name)).query(
+                DEPLOYING_QUERY, result_type=list[str]
             )
         except RPCError as error:
             if error.status == RPCStatusCode.NOT_FOUND:
                 return []  # no CI for this workflow (a cleanup started by hand): nothing is queued
             raise
-        return [request.event.version_id for request in state.queue]
+        return deploying
 
     @activity.defn
     @translate_errors

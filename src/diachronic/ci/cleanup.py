@@ -1,5 +1,6 @@
-"""The cleanup workflow (non-migratory versions): wait until nothing runs on the old queue and no traffic reaches
-it, then retire the old version (``diachronic.ci.retire``). It runs on its own: the CI's queue does not wait."""
+"""The cleanup workflow: wait until the retire rule lets the old version go (nothing runs on its queue, no traffic
+reaches it, no deployment of it waits), then retire it (``diachronic.ci.retire``). It serves non-migratory versions
+and migrations that handed their retirement over; it runs on its own: the CI's queue does not wait for it."""
 
 from __future__ import annotations
 
@@ -28,8 +29,9 @@ class CleanupWorkflow:
             raise ApplicationError("cleanup of another workflow's version", type="InvalidInput", non_retryable=True)
         while True:
             self.drain.state.iterations += 1
-            if await self.drain.retire_blocker() is None:
-                return await self.drain.retire()
+            plan, worker_sets = await self.drain.plan()
+            if plan.blocker is None:
+                return await self.drain.retire(plan, worker_sets)
             if self.drain.should_continue_as_new():
                 await workflow.wait_condition(workflow.all_handlers_finished)
                 workflow.continue_as_new(CleanupRun(input=self.input, state=self.drain.state))

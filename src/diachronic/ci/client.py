@@ -62,9 +62,10 @@ async def deploy(
     event: DeployEvent,
     options: DeployOptions | None = None,
     *,
+    ci_input: CIInput | None = None,
     update_id: str | None = None,
 ) -> DeployAck:
-    """Queue a deployment on ``ci.<workflowName>``, starting the CI workflow if none runs.
+    """Queue a deployment on ``ci.<workflowName>``, starting the CI workflow (with ``ci_input``) if none runs.
 
     ``update_id``: Temporal answers a second call with the same id with the first call's outcome instead of running
     it again, within the CI run and after it ended while it is the latest run (the webhook passes the GitHub
@@ -73,7 +74,7 @@ async def deploy(
     for attempt in range(_RACE_RETRIES):
         operation = WithStartWorkflowOperation(
             CIWorkflow.run,
-            CIInput(),
+            ci_input or CIInput(),
             id=ci_workflow_id(event.workflow_name),
             task_queue=ci_task_queue,
             id_conflict_policy=WorkflowIDConflictPolicy.USE_EXISTING,
@@ -149,7 +150,7 @@ async def status(client: Client, workflow_name: str) -> CIStatus:
                 "steps": rollout.steps,
                 "paused": rollout.paused,
                 "rollout_history": rollout.history,
-                "last_error": ci.last_error or rollout.last_error or rollout.stop_detail,
+                "last_error": ci.last_error or rollout.stop_detail,
             }
         drain_id = ci.drain_workflow_id
         drain = await _query(client, drain_id, STATUS_QUERY, DrainState) if drain_id else None
@@ -157,8 +158,8 @@ async def status(client: Client, workflow_name: str) -> CIStatus:
             updates["migration"] = MigrationCounts(
                 eligible=drain.eligible, signalled=drain.signalled_total, on_old_queue=drain.running_on_old_queue
             )
-            if drain.last_error and not updates.get("last_error"):
-                updates["last_error"] = drain.last_error
+            if drain.failure and not updates.get("last_error"):
+                updates["last_error"] = drain.failure
     if ci.phase not in FINAL_PHASES and not updates.get("last_error", ci.last_error):
         children = [rollout_workflow_id(workflow_name), drain_id] if ci.phase is not Phase.PREPARING else []
         for workflow_id in [ci_workflow_id(workflow_name), *children]:

@@ -7,11 +7,13 @@ from __future__ import annotations
 
 from datetime import datetime
 from enum import StrEnum
-from typing import Any
+from typing import Annotated, Any
 
-from pydantic import Field, model_validator
+from pydantic import AfterValidator, Field, model_validator
 
+from diachronic.ci.planner.schedule import validate_steps
 from diachronic.contracts import Contract, DeployEvent, RolloutStep, State, VersionInfo
+from diachronic.errors import InvalidInput
 from diachronic.flags import VersionFlag
 from diachronic.workers import WorkerSet
 
@@ -22,6 +24,7 @@ MIGRATION_WORKFLOW = "migration"
 CLEANUP_WORKFLOW = "cleanup"
 STATUS_QUERY = "status"  # every CI workflow answers it with its status model
 DB_QUERY = "db"  # the CI workflow's whole state (``CIState``)
+DEPLOYING_QUERY = "deploying"  # versions the CI workflow's queue holds or deploys now (their workers must stay)
 DEPLOY_UPDATE = "diachronic.ci.deploy"
 ROLLOUT_PAUSE_SIGNAL = "diachronic.rollout.pause"  # sent by the CI workflow to its rollout child
 ROLLOUT_RESUME_SIGNAL = "diachronic.rollout.resume"
@@ -70,6 +73,22 @@ def cleanup_workflow_id(old_task_queue: str) -> str:
     return f"cleanup.{old_task_queue}"
 
 
+def _schedule(steps: list[RolloutStep]) -> list[RolloutStep]:
+    try:
+        return validate_steps(steps)
+    except InvalidInput as error:
+        raise ValueError(error.message) from None
+
+
+Schedule = Annotated[list[RolloutStep], AfterValidator(_schedule)]
+"""Rollout steps, validated wherever they arrive (``planner.schedule.validate_steps``): a bad schedule is refused
+with its reason, one that stops short of 100 % gets a final 100 % step."""
+
+DEFAULT_STEP_TIMEOUT_S = 3600.0
+"""How long one step (an activity, retried by Temporal) may keep failing before the deployment fails with
+``StepTimedOut``: an outage longer than this ends the deployment with a typed reason."""
+
+
 # ----------------------------------------------------------------------------------------------- activity errors
 
 
@@ -98,8 +117,11 @@ class ApplyFlagInput(Contract):
 
 
 class SetPercentInput(Contract):
+    """A conditional write: only if ``All other traffic`` still holds ``expected`` (what the automation read)."""
+
     flag_name: str
     percent: int = Field(ge=0, le=100)
+    expected: int = Field(ge=0, le=100)
 
 
 class FlagNameInput(Contract):
@@ -111,6 +133,21 @@ class FlagReading(Contract):
     """The flag as it is now (None when it does not exist)."""
 
     flag: VersionFlag | None
+
+
+class ObserveDeploymentInput(Contract):
+    workflow_name: str
+    version_id: str
+
+
+class DeploymentObservation(Contract):
+    """What a deployment's start is decided on (``planner.deployment.plan_start``)."""
+
+    flags: list[VersionFlag] = Field(description="the workflow's live version flags, newest first")
+    environment: str = Field(description="the deployment environment this CI serves (DIACHRONIC_ENVIRONMENT)")
+    twins: list[VersionInfo] = Field(
+        default_factory=list, description="versions of other workflows whose task queue is this version's"
+    )
 
 
 class MigrateBatchInput(Contract):
@@ -146,8 +183,8 @@ class FindWorkersInput(Contract):
 
 class WorkerSetList(Contract):
     worker_sets: list[WorkerSet]
-    queued_versions: list[str] = Field(
-        default_factory=list, description="versions waiting in the CI's queue: their workers must stay"
+    deploying_versions: list[str] = Field(
+        default_factory=list, description="versions the CI's queue holds or deploys now: their workers must stay"
     )
 
 
@@ -165,26 +202,27 @@ class Empty(Contract):
 class RolloutOutcome(StrEnum):
     COMPLETED = "completed"  # reached 100 % on schedule (or promoted)
     STOPPED = "stopped"  # a human changed the flag: automation stepped aside
-    CANCELLED = "cancelled"
 
 
 class RolloutInput(Contract):
     workflow_name: str
     to_version: VersionInfo
-    steps: list[RolloutStep]
+    steps: Schedule
     poll_interval_s: float = Field(default=1.0, gt=0)
     continue_as_new_after: int = Field(default=2000, ge=10, description="history events before continue-as-new")
+    step_timeout_s: float = Field(default=DEFAULT_STEP_TIMEOUT_S, gt=0)
 
 
 class RolloutState(State):
+    started: bool = False  # the first look at the flag decided where the rollout starts
     step_index: int = 0
-    percent: int = 0
+    percent: int = 0  # what the flag holds as far as the automation knows: its last write, or where it started
     step_started_at: datetime | None = None
+    resumed_at: datetime | None = None  # a resumed step waits its full time again from here
     paused: bool = False
     promote: bool = False
     stop_reason: str | None = None
     stop_detail: str | None = None
-    last_error: str | None = None
     history: list[tuple[datetime, int]] = Field(default_factory=list)
 
 
@@ -209,7 +247,6 @@ class RolloutStatus(Contract):
     paused: bool
     stop_reason: str | None
     stop_detail: str | None
-    last_error: str | None
     history: list[tuple[datetime, int]]
 
 
@@ -220,6 +257,7 @@ class RetireInput(Contract):
     from_version: VersionInfo
     poll_interval_s: float = Field(default=2.0, gt=0)
     continue_as_new_after: int = Field(default=2000, ge=10)
+    step_timeout_s: float = Field(default=DEFAULT_STEP_TIMEOUT_S, gt=0)
 
 
 class MigrationInput(RetireInput):
@@ -236,8 +274,9 @@ class DrainState(State):
     iterations: int = 0
     retired: bool = False
     deleted_workers: list[str] = Field(default_factory=list)
-    waiting_for: str | None = None
-    last_error: str | None = None
+    kept_workers: str | None = Field(default=None, description="why the old version's workers were kept")
+    waiting_for: str | None = Field(default=None, description="what keeps the old version from being retired")
+    failure: str | None = Field(default=None, description="the typed reason this workflow failed with")
 
 
 class MigrationRun(Contract):
@@ -253,7 +292,11 @@ class CleanupRun(Contract):
 class DrainResult(Contract):
     signalled: int
     deleted_workers: list[str]
-    archived_flag: str
+    archived_flag: str | None = Field(description="None: the flag was archived before")
+    kept_workers: str | None = Field(default=None, description="why the old version's workers were kept")
+    handed_off: bool = Field(
+        default=False, description="retiring waits for a deployment of the old version: a cleanup takes it over"
+    )
 
 
 # ----------------------------------------------------------------------------------------------- CI status
@@ -265,22 +308,64 @@ class Phase(StrEnum):
     AWAITING_CONTINUE = "awaiting_continue"  # dark deploy: only isTest traffic until "continue"
     ROLLING_OUT = "rolling_out"  # raising the share of new starts (migration runs alongside)
     MIGRATING = "migrating"  # rollout over; waiting for old workflows to leave the old queue
-    COMPLETED = "completed"
-    FAILED = "failed"
-    CANCELLED = "cancelled"
+    COMPLETED = "completed"  # the new version routes 100 %; the previous one retired (or handed to cleanup)
+    FAILED = "failed"  # a step could not succeed (or the deploy was refused): ``end.reason`` names why
+    CANCELLED = "cancelled"  # a human stopped the automation; flags stay as they are
     ABORTED = "aborted"  # new starts routed back to the previous version, migration stopped
+    STOPPED = "stopped"  # a human edited the flag: the rollout stepped aside (migration followed the flag)
+    DUPLICATE = "duplicate"  # the version already is the newest live version: nothing was done
 
 
-FINAL_PHASES = frozenset({Phase.COMPLETED, Phase.FAILED, Phase.CANCELLED, Phase.ABORTED})
+FINAL_PHASES = frozenset(
+    {Phase.COMPLETED, Phase.FAILED, Phase.CANCELLED, Phase.ABORTED, Phase.STOPPED, Phase.DUPLICATE}
+)
+
+
+class Actor(StrEnum):
+    """Who ended a deployment before the automation finished it."""
+
+    HUMAN = "human"  # a control: the CLI, the dashboard, an update
+
+
+class DeploymentEnd(Contract):
+    """How a deployment ended, beyond its final phase: the typed reason, what it says, and who ended it."""
+
+    reason: str | None = Field(default=None, description="a stable name: FlagStoreError, StepTimedOut, ...")
+    detail: str | None = None
+    by: Actor | None = None
+    note: str | None = Field(default=None, description="the reason given with the control")
+
+    @property
+    def text(self) -> str | None:
+        """``Reason: detail`` (what ``status`` shows as the last error when there is a typed reason)."""
+        if self.reason:
+            return f"{self.reason}: {self.detail}" if self.detail else self.reason
+        return self.detail
+
+
+class ControlRecord(Contract):
+    """A control the deployment accepted, with the reason given."""
+
+    control: Control
+    reason: str | None = None
+    at: datetime
 
 
 class DeployOptions(Contract):
     """What ``diachronic deploy`` adds to the wire payload (all optional)."""
 
-    steps: list[RolloutStep] | None = None
+    steps: Schedule | None = None
     poll_interval_s: float | None = Field(default=None, gt=0)
     batch_size: int | None = Field(default=None, ge=1)
     continue_as_new_after: int | None = Field(default=None, ge=10, description="history events; tests force it low")
+    step_timeout_s: float | None = Field(
+        default=None, gt=0, description="how long one step may keep failing (default 1 h)"
+    )
+    redeploy: bool = Field(
+        default=False,
+        description="deploy even if the version already is the newest live version (a human's command, e.g. to "
+        "finish a deployment that failed); a redelivered event never sets it",
+    )
 
 
 class DeployRequest(Contract):
@@ -296,7 +381,8 @@ class Deployment(State):
     rollout: RolloutResult | None = None
     migration: DrainResult | None = None
     cleanup_workflow_id: str | None = None
-    error: str | None = None
+    end: DeploymentEnd | None = None
+    controls: list[ControlRecord] = Field(default_factory=list, description="the controls it accepted (bounded)")
     started_at: datetime | None = None
     finished_at: datetime | None = None
 
@@ -306,7 +392,11 @@ class CIState(State):
     queue: list[DeployRequest] = Field(default_factory=list)
     current: Deployment | None = None
     history: list[Deployment] = Field(default_factory=list)
-    last_error: str | None = None
+    failures: list[str] = Field(
+        default_factory=list, description="why deployments of this run failed (bounded): the run then fails"
+    )
+    failed: int = Field(default=0, description="deployments of this run that failed, across continue-as-new")
+    last_ignored: str | None = Field(default=None, description="why the last deploy event was ignored")
     ignored: int = 0
 
 
@@ -353,6 +443,7 @@ class CIStatus(Contract):
     migration: MigrationCounts | None
     queued: list[DeployEvent]
     last_error: str | None
+    end: DeploymentEnd | None = None
     non_migratory: bool = False
     cleanup_workflow_id: str | None = None
     drain_workflow_id: str | None = Field(
@@ -512,13 +603,13 @@ class HealthInput(Contract):
     since: datetime
     poll_interval_s: float = Field(default=1.0, gt=0)
     continue_as_new_after: int = Field(default=2000, ge=10)
+    step_timeout_s: float = Field(default=DEFAULT_STEP_TIMEOUT_S, gt=0)
 
 
 class HealthState(State):
     polls: int = 0
     steps: list[StepHealth] = Field(default_factory=list, description="one entry per percentage held (bounded)")
     breach: HealthVerdict | None = None
-    last_error: str | None = None
 
 
 class HealthRun(Contract):

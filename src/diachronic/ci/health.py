@@ -21,7 +21,7 @@ with workflow.unsafe.imports_passed_through():
         ObserveHealthInput,
     )
     from diachronic.ci.planner import health
-    from diachronic.ci.steps import call, history_is_long
+    from diachronic.ci.steps import history_is_long, run_step
 
 
 @workflow.defn(name=HEALTH_WORKFLOW)
@@ -36,14 +36,11 @@ class HealthWorkflow:
     def status(self) -> HealthState:
         return self.state
 
-    def _record_wait(self, reason: str | None) -> None:
-        self.state.last_error = reason
-
     @workflow.run
     async def run(self, run: HealthRun) -> HealthResult:
         new, old = self.input.to_version, self.input.from_version
         while True:
-            observed = await call(
+            observed = await run_step(
                 CIActivities.observe_health,
                 ObserveHealthInput(
                     workflow_name=self.input.workflow_name,
@@ -52,8 +49,8 @@ class HealthWorkflow:
                     flag_name=new.flag_name,
                     since=self.input.since,
                 ),
-                on_wait=self._record_wait,
-                timeout=timedelta(seconds=60),
+                budget_s=self.input.step_timeout_s,
+                attempt_timeout=timedelta(seconds=60),
             )
             now = workflow.now()
             self.state.polls += 1

@@ -1,5 +1,6 @@
 """The migration workflow: signal each eligible old workflow once (in bounded batches), wait for the old queue to
-drain, then retire the old version (``diachronic.ci.retire``)."""
+drain, then retire the old version (``diachronic.ci.retire``), or hand that to a cleanup workflow when a deployment
+of the old version waits in the CI's queue (``planner.migration.after_drain``)."""
 
 from __future__ import annotations
 
@@ -20,7 +21,9 @@ with workflow.unsafe.imports_passed_through():
     )
     from diachronic.ci.planner import migration
     from diachronic.ci.retire import Drainer
-    from diachronic.ci.steps import call
+
+BATCH_ATTEMPT_TIMEOUT = timedelta(minutes=5)
+BATCH_HEARTBEAT = timedelta(seconds=30)
 
 
 @workflow.defn(name=MIGRATION_WORKFLOW)
@@ -39,7 +42,7 @@ class MigrationWorkflow:
         state = self.drain.state
         while True:
             state.iterations += 1
-            batch = await call(
+            batch = await self.drain.step(
                 CIActivities.migrate_batch,
                 MigrateBatchInput(
                     workflow_name=self.input.workflow_name,
@@ -49,9 +52,8 @@ class MigrationWorkflow:
                     batch_size=self.input.batch_size,
                     concurrency=self.input.concurrency,
                 ),
-                on_wait=self.drain.record_wait,
-                timeout=timedelta(minutes=5),
-                heartbeat=timedelta(seconds=30),
+                attempt_timeout=BATCH_ATTEMPT_TIMEOUT,
+                heartbeat=BATCH_HEARTBEAT,
             )
             state.in_flight = [*batch.still_signalled, *batch.signalled]
             state.signalled_total += len(batch.signalled)
@@ -61,8 +63,13 @@ class MigrationWorkflow:
                 eligible_unsignalled=batch.eligible_unsignalled + batch.failed,
                 running_on_old_queue=batch.running_on_old_queue,
             )
-            if action is migration.MigrationAction.RETIRE and await self.drain.retire_blocker() is None:
-                return await self.drain.retire()
+            if action is migration.MigrationAction.RETIRE:
+                plan, worker_sets = await self.drain.plan()
+                action = migration.after_drain(plan)
+                if action is migration.MigrationAction.RETIRE:
+                    return await self.drain.retire(plan, worker_sets)
+                if action is migration.MigrationAction.HAND_OFF:
+                    return self.drain.result(archived=False, handed_off=True)
             if self.drain.should_continue_as_new():
                 await workflow.wait_condition(workflow.all_handlers_finished)
                 workflow.continue_as_new(MigrationRun(input=self.input, state=state))

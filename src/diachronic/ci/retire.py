@@ -1,11 +1,16 @@
-"""The retire step shared by the migration and cleanup workflows: drain state, the safety check right before
-retiring, and the retirement itself (delete the old version's workers, archive its flag) in one piece of code."""
+"""The retire step shared by the migration and cleanup workflows: their drain state, the observation taken right
+before retiring, and the retirement the planner (``diachronic.ci.planner.retire``) allows: archive the old flag,
+then delete the old workers, or keep them."""
 
 from __future__ import annotations
 
+import dataclasses
+from collections.abc import Awaitable, Callable
 from datetime import timedelta
+from typing import Any, TypeVar
 
 from temporalio import workflow
+from temporalio.exceptions import ApplicationError
 
 with workflow.unsafe.imports_passed_through():
     from diachronic.ci.activities import CIActivities
@@ -17,11 +22,14 @@ with workflow.unsafe.imports_passed_through():
         FindWorkersInput,
         FlagNameInput,
         ListFlagsInput,
-        MigrationCounts,
         RetireInput,
     )
     from diachronic.ci.planner import retire
-    from diachronic.ci.steps import call, history_is_long
+    from diachronic.ci.steps import history_is_long, run_step
+    from diachronic.workers import WorkerSet
+
+T = TypeVar("T")
+DELETE_ATTEMPT_TIMEOUT = timedelta(seconds=60)
 
 
 class Drainer:
@@ -32,15 +40,13 @@ class Drainer:
         self.state = state or DrainState()
         self._slept_once = False
 
-    def record_wait(self, reason: str | None) -> None:
-        self.state.last_error = reason
-
-    def counts(self) -> MigrationCounts:
-        return MigrationCounts(
-            eligible=self.state.eligible,
-            signalled=self.state.signalled_total,
-            on_old_queue=self.state.running_on_old_queue,
-        )
+    async def step(self, activity: Callable[[Any, Any], Awaitable[T]], arg: Any, **kwargs: Any) -> T:
+        """One step; a failure that ends the workflow is recorded in its state first (``status`` shows it)."""
+        try:
+            return await run_step(activity, arg, budget_s=self.input.step_timeout_s, **kwargs)
+        except ApplicationError as error:
+            self.state.failure = f"{error.type}: {error.message}"
+            raise
 
     def should_continue_as_new(self) -> bool:
         """Only after this run has slept once: a fresh run never hands over before doing any work."""
@@ -52,57 +58,57 @@ class Drainer:
         await workflow.sleep(timedelta(seconds=self.input.poll_interval_s))
         self._slept_once = True
 
-    async def count_running(self) -> int:
-        result = await call(
-            CIActivities.count_running,
-            CountRunningInput(task_queue=self.input.from_version.task_queue),
-            on_wait=self.record_wait,
-        )
-        self.state.running_on_old_queue = result.running
-        return result.running
+    async def plan(self) -> tuple[retire.RetirePlan, list[WorkerSet]]:
+        """Observe, right before retiring, what the retire rule needs; its plan, and the old version's worker sets.
 
-    async def retire_blocker(self) -> retire.RetireBlocker | None:
-        """Checked right before retiring, against fresh data: running count and the flags' routing."""
-        running = await self.count_running()
-        flags = await call(
-            CIActivities.list_version_flags,
-            ListFlagsInput(workflow_name=self.input.workflow_name),
-            on_wait=self.record_wait,
-        )
-        blocker = retire.retire_blocker(flags.flags, self.input.from_version, running)
-        self.state.waiting_for = blocker.value if blocker else None
-        return blocker
-
-    async def retire(self) -> DrainResult:
+        The worker sets and the versions the CI is deploying (a list of the cluster, a query of the CI) are read
+        only once everything else lets the workers go, and the rule is asked again with them."""
         old = self.input.from_version
-        found = await call(
-            CIActivities.find_workers,
-            FindWorkersInput(workflow_name=old.workflow_name, version_id=old.version_id),
-            on_wait=self.record_wait,
-        )
-        # A roll-back by redeploy of this very version may wait in the CI's queue: its workers will serve again.
-        keep = old.version_id in found.queued_versions
-        if keep:
-            workflow.logger.info("workers of %s kept: a queued deployment makes it live again", old.version_id)
-        for worker_set in [] if keep else found.worker_sets:
-            await call(
+        running = await self.step(CIActivities.count_running, CountRunningInput(task_queue=old.task_queue))
+        self.state.running_on_old_queue = running.running
+        flags = await self.step(CIActivities.list_version_flags, ListFlagsInput(workflow_name=self.input.workflow_name))
+        snapshot = retire.RetireSnapshot(old=old, flags=tuple(flags.flags), running_on_old_queue=running.running)
+        plan, worker_sets = retire.plan_retire(snapshot), []
+        if plan.delete_workers:
+            found = await self.step(
+                CIActivities.find_workers, FindWorkersInput(workflow_name=old.workflow_name, version_id=old.version_id)
+            )
+            deploying = tuple(found.deploying_versions)
+            plan = retire.plan_retire(dataclasses.replace(snapshot, deploying=deploying))
+            worker_sets = list(found.worker_sets)
+        self.state.waiting_for = plan.blocker.value if plan.blocker else None
+        return plan, worker_sets
+
+    async def retire(self, plan: retire.RetirePlan, worker_sets: list[WorkerSet]) -> DrainResult:
+        """Archive the old flag first (no traffic reaches it afterwards), then delete its workers, as planned."""
+        old = self.input.from_version
+        if plan.archive_flag:
+            await self.step(
+                CIActivities.archive_version_flag,
+                FlagNameInput(flag_name=old.flag_name, workflow_name=old.workflow_name),
+            )
+        for worker_set in worker_sets if plan.delete_workers else []:
+            await self.step(
                 CIActivities.delete_workers,
                 DeleteWorkersInput(worker_set=worker_set),
-                on_wait=self.record_wait,
-                timeout=timedelta(seconds=60),
+                attempt_timeout=DELETE_ATTEMPT_TIMEOUT,
             )
             self.state.deleted_workers = [*self.state.deleted_workers, f"{worker_set.namespace}/{worker_set.name}"]
-        await call(
-            CIActivities.archive_version_flag,
-            FlagNameInput(flag_name=old.flag_name, workflow_name=old.workflow_name),
-            on_wait=self.record_wait,
-        )
+        self.state.kept_workers = plan.kept_workers
         self.state.retired = True
         workflow.logger.info(
-            "retired %s: workers %s deleted, flag archived", old.task_queue, self.state.deleted_workers
+            "retired %s: flag %s, workers %s",
+            old.task_queue,
+            "archived" if plan.archive_flag else "already archived",
+            f"kept ({plan.kept_workers})" if plan.kept_workers else f"{self.state.deleted_workers} deleted",
         )
+        return self.result(archived=plan.archive_flag)
+
+    def result(self, *, archived: bool, handed_off: bool = False) -> DrainResult:
         return DrainResult(
             signalled=self.state.signalled_total,
             deleted_workers=self.state.deleted_workers,
-            archived_flag=old.flag_name,
+            archived_flag=self.input.from_version.flag_name if archived else None,
+            kept_workers=self.state.kept_workers,
+            handed_off=handed_off,
         )

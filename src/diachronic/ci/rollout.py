@@ -1,13 +1,18 @@
 """The rollout workflow: raise the share of new starts routed to the new version, step by step, and step aside
-the moment a human changes the percentage (the safety valve, and the fast-forward)."""
+the moment a human changes the percentage (the safety valve, and the fast-forward).
+
+It executes the step machine of ``diachronic.ci.planner.rollout``: look at the flag, ask the planner, do what it
+says (every write conditional on the value read), sleep until the planner's next deadline or a control."""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-from datetime import datetime, timedelta
+from collections.abc import Sequence
+from datetime import datetime
 
 from temporalio import workflow
+from temporalio.exceptions import ApplicationError
 
 with workflow.unsafe.imports_passed_through():
     from diachronic.ci.activities import CIActivities
@@ -27,10 +32,105 @@ with workflow.unsafe.imports_passed_through():
         SetPercentInput,
     )
     from diachronic.ci.planner import rollout
-    from diachronic.ci.planner.schedule import MAX_PERCENT
-    from diachronic.ci.steps import call, history_is_long
+    from diachronic.ci.steps import history_is_long, run_step
+    from diachronic.contracts import RolloutStep, VersionInfo
+    from diachronic.errors import ConcurrentEdit
 
 MAX_HISTORY = 200
+
+
+class FlagSteps:
+    """The rollout's two steps on the version's flag, shared with the CI's initial deployment: read it, and write
+    the general percentage on the value read."""
+
+    def __init__(self, version: VersionInfo, budget_s: float) -> None:
+        self.version = version
+        self.budget_s = budget_s
+
+    async def observe(self) -> rollout.TrafficObservation:
+        reading = await run_step(
+            CIActivities.read_version_flag,
+            FlagNameInput(flag_name=self.version.flag_name, workflow_name=self.version.workflow_name),
+            budget_s=self.budget_s,
+        )
+        return rollout.observe_flag(reading.flag)
+
+    async def write(self, percent: int, expected: int) -> bool:
+        """True once written; False when the flag no longer held ``expected`` (a human edit: nothing written)."""
+        try:
+            await run_step(
+                CIActivities.set_traffic_percent,
+                SetPercentInput(flag_name=self.version.flag_name, percent=percent, expected=expected),
+                budget_s=self.budget_s,
+            )
+        except ApplicationError as error:
+            if error.type == ConcurrentEdit.name:
+                workflow.logger.warning("%s: %s", self.version.flag_name, error.message)
+                return False
+            raise
+        return True
+
+
+class StepRunner:
+    """The step machine executed: carries ``RolloutState``, asks ``planner.rollout.plan_rollout`` and carries out
+    START (hold what the flag holds) and WRITE (on the value read); answers every other plan to its caller."""
+
+    def __init__(self, flag: FlagSteps, steps: Sequence[RolloutStep], poll_interval_s: float, state: RolloutState):
+        self.flag = flag
+        self.steps = tuple(steps)
+        self.poll_interval_s = poll_interval_s
+        self.state = state
+
+    def _snapshot(self, observed: rollout.TrafficObservation) -> rollout.RolloutSnapshot:
+        state = self.state
+        return rollout.RolloutSnapshot(
+            steps=self.steps,
+            observed=observed,
+            now=workflow.now(),
+            poll_interval_s=self.poll_interval_s,
+            started=state.started,
+            percent=state.percent,
+            step_index=state.step_index,
+            step_started_at=state.step_started_at,
+            resumed_at=state.resumed_at,
+            paused=state.paused,
+            promote=state.promote,
+        )
+
+    def _hold(self, percent: int, step_index: int) -> None:
+        """The flag holds ``percent`` (written, or found at the start); the next step begins now."""
+        self.state.started = True
+        self.state.percent = percent
+        self.state.step_index = step_index
+        self.state.step_started_at = workflow.now()
+        self.state.history = [*self.state.history, (workflow.now(), percent)][-MAX_HISTORY:]
+
+    async def advance(self, observed: rollout.TrafficObservation) -> rollout.RolloutPlan:
+        """One turn of the machine on what the flag holds now. After a WRITE (done, or refused because the flag
+        changed) the caller looks at the flag again before the next turn."""
+        plan = rollout.plan_rollout(self._snapshot(observed))
+        if plan.action is rollout.RolloutAction.START:
+            assert plan.percent is not None and plan.step_index is not None
+            self._hold(plan.percent, plan.step_index)
+            plan = rollout.plan_rollout(self._snapshot(observed))
+        if plan.action is rollout.RolloutAction.WRITE:
+            assert plan.percent is not None and plan.expected is not None and plan.step_index is not None
+            if await self.flag.write(plan.percent, plan.expected):
+                self._hold(plan.percent, plan.step_index)
+        return plan
+
+    def stopped(self, reason: rollout.RolloutStopReason, observed: rollout.TrafficObservation) -> RolloutResult:
+        self.state.stop_reason = reason.value
+        self.state.stop_detail = rollout.stop_detail(
+            reason, self.flag.version.flag_name, observed.percent, self.state.percent
+        )
+        workflow.logger.warning(self.state.stop_detail)
+        return RolloutResult(
+            outcome=RolloutOutcome.STOPPED,
+            percent=observed.percent if observed.percent is not None else self.state.percent,
+            reason=self.state.stop_reason,
+            detail=self.state.stop_detail,
+        )
 
 
 @workflow.defn(name=ROLLOUT_WORKFLOW)
@@ -39,6 +139,8 @@ class RolloutWorkflow:
     def __init__(self, run: RolloutRun) -> None:
         self.input: RolloutInput = run.input
         self.state: RolloutState = run.state or RolloutState()
+        self.flag = FlagSteps(run.input.to_version, run.input.step_timeout_s)
+        self.runner = StepRunner(self.flag, run.input.steps, run.input.poll_interval_s, self.state)
         self._wake = False
         self._slept_once = False
 
@@ -51,7 +153,7 @@ class RolloutWorkflow:
     def resume(self) -> None:
         if self.state.paused:
             self.state.paused = False
-            self.state.step_started_at = workflow.now()  # the paused step waits its full time again
+            self.state.resumed_at = workflow.now()
         self._wake = True
 
     @workflow.signal(name=ROLLOUT_PROMOTE_SIGNAL)
@@ -66,7 +168,7 @@ class RolloutWorkflow:
         next_step = steps[index] if index < len(steps) and self.state.stop_reason is None else None
         next_at = None
         if next_step is not None and self.state.step_started_at is not None and not self.state.paused:
-            next_at = self.state.step_started_at + timedelta(seconds=next_step.wait_s)
+            next_at = rollout.step_deadline(next_step, self.state.step_started_at, self.state.resumed_at)
         return RolloutStatus(
             percent=self.state.percent,
             step_index=index,
@@ -76,44 +178,7 @@ class RolloutWorkflow:
             paused=self.state.paused,
             stop_reason=self.state.stop_reason,
             stop_detail=self.state.stop_detail,
-            last_error=self.state.last_error,
             history=self.state.history,
-        )
-
-    def _record_wait(self, reason: str | None) -> None:
-        self.state.last_error = reason
-
-    async def _observe(self) -> rollout.TrafficObservation:
-        reading = await call(
-            CIActivities.read_version_flag,
-            FlagNameInput(flag_name=self.input.to_version.flag_name, workflow_name=self.input.workflow_name),
-            on_wait=self._record_wait,
-        )
-        return rollout.observe_flag(reading.flag)
-
-    async def _apply(self, percent: int) -> None:
-        await call(
-            CIActivities.set_traffic_percent,
-            SetPercentInput(flag_name=self.input.to_version.flag_name, percent=percent),
-            on_wait=self._record_wait,
-        )
-        self.state.percent = percent
-        self.state.history = [*self.state.history, (workflow.now(), percent)][-MAX_HISTORY:]
-
-    def _stop(self, reason: rollout.RolloutStopReason, observed: rollout.TrafficObservation) -> RolloutResult:
-        self.state.stop_reason = reason.value
-        self.state.stop_detail = (
-            f"All other traffic of {self.input.to_version.flag_name} is {observed.percent}% "
-            f"but the rollout last set {self.state.percent}%: a human changed it, the rollout stopped"
-            if reason is rollout.RolloutStopReason.HUMAN_EDIT
-            else f"{reason.value} on {self.input.to_version.flag_name}: the rollout stopped"
-        )
-        workflow.logger.warning(self.state.stop_detail)
-        return RolloutResult(
-            outcome=RolloutOutcome.STOPPED,
-            percent=observed.percent if observed.percent is not None else self.state.percent,
-            reason=self.state.stop_reason,
-            detail=self.state.stop_detail,
         )
 
     def _should_continue_as_new(self) -> bool:
@@ -124,51 +189,29 @@ class RolloutWorkflow:
 
     @workflow.run
     async def run(self, run: RolloutRun) -> RolloutResult:
-        steps = self.input.steps
-        if not self.state.history:
-            # Start from what the flag holds (0 for a new version): steps at or below it are already behind us.
-            first = await self._observe()
-            start = first.percent if first.percent is not None else 0
-            if (reason := rollout.check_traffic(first, start)) is not None:
-                return self._stop(reason, first)
-            self.state.percent = start
-            self.state.history = [(workflow.now(), start)]
-            while self.state.step_index < len(steps) and steps[self.state.step_index].percent <= start:
-                self.state.step_index += 1
         try:
-            while self.state.step_index < len(steps):
-                step = steps[self.state.step_index]
-                if self.state.step_started_at is None:
-                    self.state.step_started_at = workflow.now()
-                while True:
-                    observed = await self._observe()
-                    if (reason := rollout.check_traffic(observed, self.state.percent)) is not None:
-                        return self._stop(reason, observed)
-                    if self.state.promote:
-                        await self._apply(MAX_PERCENT)
-                        self.state.step_index = len(steps)
-                        break
-                    deadline = self.state.step_started_at + timedelta(seconds=step.wait_s)
-                    now = workflow.now()
-                    if not self.state.paused and now >= deadline:
-                        await self._apply(step.percent)
-                        self.state.step_index += 1
-                        self.state.step_started_at = None
-                        break
+            while True:
+                observed = await self.flag.observe()
+                plan = await self.runner.advance(observed)
+                if plan.action is rollout.RolloutAction.STOP:
+                    assert plan.stop is not None
+                    return self.runner.stopped(plan.stop, observed)
+                if plan.action is rollout.RolloutAction.COMPLETE:
+                    return RolloutResult(outcome=RolloutOutcome.COMPLETED, percent=self.state.percent)
+                if plan.action is rollout.RolloutAction.WAIT:
+                    assert plan.wake_at is not None
                     if self._should_continue_as_new():
                         await workflow.wait_condition(workflow.all_handlers_finished)
                         workflow.continue_as_new(RolloutRun(input=self.input, state=self.state))
-                    await self._sleep_until(deadline, now)
+                    await self._sleep_until(plan.wake_at)
         except asyncio.CancelledError:
             self.state.stop_reason = "Cancelled"
             raise
-        return RolloutResult(outcome=RolloutOutcome.COMPLETED, percent=self.state.percent)
 
-    async def _sleep_until(self, deadline: datetime, now: datetime) -> None:
-        """Poll the flag every ``poll_interval_s`` (a hand edit is noticed that fast); wake early on a control."""
-        remaining = max((deadline - now).total_seconds(), 0.0)
-        timeout = self.input.poll_interval_s if self.state.paused else min(self.input.poll_interval_s, remaining)
+    async def _sleep_until(self, wake_at: datetime) -> None:
+        """Until the planner's next deadline, or earlier when a control arrives."""
+        timeout = max((wake_at - workflow.now()).total_seconds(), 0.001)
         self._wake = False
         with contextlib.suppress(TimeoutError):
-            await workflow.wait_condition(lambda: self._wake, timeout=max(timeout, 0.001))
+            await workflow.wait_condition(lambda: self._wake, timeout=timeout)
         self._slept_once = True

@@ -1,5 +1,12 @@
-"""How CI workflows call activities: retried with back-off for as long as the error is retryable, with the
-reason for waiting recorded where ``status`` shows it; a non-retryable error ends the step with its typed name."""
+"""How CI workflows run one step (one activity): Temporal's retry policy is the only retry layer.
+
+A retryable failure is retried by Temporal with back-off, inside one activity execution: the workflow's history
+does not grow with the attempts, and ``status`` shows the pending attempt's last failure
+(``diachronic.ci.client``). A step may keep failing for at most its time budget (``step_timeout_s``, one hour by
+default): an outage longer than that ends the step with the typed reason ``StepTimedOut`` (naming the last
+failure) instead of waiting forever. A non-retryable failure ends the step at once with its own typed name.
+Either way the step raises a non-retryable ``ApplicationError`` whose ``type`` is that name.
+"""
 
 from __future__ import annotations
 
@@ -9,18 +16,25 @@ from typing import Any, TypeVar
 
 from temporalio import workflow
 from temporalio.common import RetryPolicy
-from temporalio.exceptions import ActivityError, ApplicationError, is_cancelled_exception
+from temporalio.exceptions import (
+    ActivityError,
+    ApplicationError,
+    RetryState,
+    TimeoutError,
+    TimeoutType,
+    is_cancelled_exception,
+)
 
 T = TypeVar("T")
 
-ATTEMPTS_PER_CALL = 3
-CALL_RETRY = RetryPolicy(
-    initial_interval=timedelta(milliseconds=500),
+STEP_RETRY = RetryPolicy(
+    initial_interval=timedelta(seconds=1),
     backoff_coefficient=2.0,
-    maximum_interval=timedelta(seconds=4),
-    maximum_attempts=ATTEMPTS_PER_CALL,
+    maximum_interval=timedelta(seconds=60),
+    maximum_attempts=0,  # unlimited: the step's time budget bounds it
 )
-MAX_BACKOFF_S = 30.0
+ATTEMPT_TIMEOUT = timedelta(seconds=30)
+STEP_TIMED_OUT = "StepTimedOut"
 
 
 def history_is_long(limit: int) -> bool:
@@ -29,45 +43,51 @@ def history_is_long(limit: int) -> bool:
     return info.is_continue_as_new_suggested() or info.get_current_history_length() > limit
 
 
-def describe_failure(error: BaseException) -> tuple[str, str, bool]:
-    """(name, message, retryable) of an activity failure."""
-    cause = error.cause if isinstance(error, ActivityError) and error.cause is not None else error
-    if isinstance(cause, ApplicationError):
-        return cause.type or "ApplicationError", cause.message, not cause.non_retryable
-    return type(cause).__name__, str(cause), True
-
-
-async def call(
+async def run_step(
     activity: Callable[[Any, Any], Awaitable[T]],
     arg: Any,
     *,
-    on_wait: Callable[[str | None], None],
-    timeout: timedelta = timedelta(seconds=30),
+    budget_s: float,
+    attempt_timeout: timedelta = ATTEMPT_TIMEOUT,
     heartbeat: timedelta | None = None,
 ) -> T:
-    """Run one activity until it succeeds; ``on_wait`` receives why we wait (None once it worked)."""
-    rounds = 0
-    while True:
-        try:
-            result: T = await workflow.execute_activity_method(
-                activity,
-                arg,
-                start_to_close_timeout=timeout,
-                heartbeat_timeout=heartbeat,
-                retry_policy=CALL_RETRY,
-            )
-        except ActivityError as error:
-            if is_cancelled_exception(error):
-                raise  # the workflow is being cancelled: never retry past it
-            name, message, retryable = describe_failure(error)
-            if not retryable:
-                on_wait(f"{name}: {message}")
-                raise ApplicationError(message, type=name, non_retryable=True) from error
-            rounds += 1
-            backoff = min(2.0**rounds, MAX_BACKOFF_S)
-            on_wait(f"{name}: {message} (retrying in {backoff:.0f} s, attempt {rounds * ATTEMPTS_PER_CALL})")
-            await workflow.sleep(backoff)
-            continue
-        if rounds:
-            on_wait(None)
-        return result
+    """Run one activity, retried by Temporal for at most ``budget_s``; failures as described in the module."""
+    try:
+        result: T = await workflow.execute_activity_method(
+            activity,
+            arg,
+            start_to_close_timeout=attempt_timeout,
+            schedule_to_close_timeout=timedelta(seconds=max(budget_s, attempt_timeout.total_seconds())),
+            heartbeat_timeout=heartbeat,
+            retry_policy=STEP_RETRY,
+        )
+    except ActivityError as error:
+        if is_cancelled_exception(error):
+            raise  # the workflow is being cancelled: never turn that into a failure of the step
+        raise step_failure(error, budget_s) from error
+    return result
+
+
+def step_failure(error: ActivityError, budget_s: float) -> ApplicationError:
+    """The typed, non-retryable error a failed step ends with."""
+    cause = error.cause
+    budget_spent = isinstance(cause, TimeoutError) and cause.type is TimeoutType.SCHEDULE_TO_CLOSE
+    if budget_spent or error.retry_state is RetryState.TIMEOUT:
+        last = cause.cause if isinstance(cause, TimeoutError) else cause
+        why = f": last failure {failure_name(last)}: {failure_message(last)}" if last is not None else ""
+        return ApplicationError(
+            f"{error.activity_type} kept failing for {budget_s:g} s{why}", type=STEP_TIMED_OUT, non_retryable=True
+        )
+    if cause is None:
+        return ApplicationError(str(error), type="StepFailed", non_retryable=True)
+    return ApplicationError(failure_message(cause), type=failure_name(cause), non_retryable=True)
+
+
+def failure_name(error: BaseException | None) -> str:
+    if isinstance(error, ApplicationError):
+        return error.type or "ApplicationError"
+    return type(error).__name__
+
+
+def failure_message(error: BaseException | None) -> str:
+    return error.message if isinstance(error, ApplicationError) else str(error)

@@ -1,4 +1,5 @@
-"""The CI worker: hosts the CI, rollout, migration, cleanup and health workflows and their activities."""
+"""The CI worker: hosts the CI, rollout, migration, cleanup and health workflows, the freeze store, and their
+activities."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ from temporalio.worker import Worker
 from diachronic.backends import open_flag_store, open_workers
 from diachronic.ci.activities import CIActivities
 from diachronic.ci.cleanup import CleanupWorkflow
+from diachronic.ci.freeze import FreezeWorkflow
 from diachronic.ci.health import HealthWorkflow
 from diachronic.ci.migration import MigrationWorkflow
 from diachronic.ci.rollout import RolloutWorkflow
@@ -18,7 +20,7 @@ from diachronic.metrics import MetricsInterceptor, serving
 from diachronic.settings import Settings
 from diachronic.temporal import connect
 
-WORKFLOWS = [CIWorkflow, RolloutWorkflow, MigrationWorkflow, CleanupWorkflow, HealthWorkflow]
+WORKFLOWS = [CIWorkflow, RolloutWorkflow, MigrationWorkflow, CleanupWorkflow, HealthWorkflow, FreezeWorkflow]
 
 
 def ci_worker(client: Client, task_queue: str, activities: CIActivities) -> Worker:
@@ -38,8 +40,9 @@ async def serve(settings: Settings, stop: asyncio.Event) -> None:
     flags = open_flag_store(settings)
     deployments = open_workers(settings)
     try:
+        activities = CIActivities(flags, deployments, client, environment=settings.environment)
         with serving(settings.http_host, settings.metrics_port):
-            async with ci_worker(client, settings.ci_task_queue, CIActivities(flags, deployments, client)):
+            async with ci_worker(client, settings.ci_task_queue, activities):
                 await stop.wait()
     finally:
         await flags.close()

@@ -1,13 +1,17 @@
 """The CI workflow (type ``workflowCI``, id ``ci.<workflowName>``): a FIFO queue of deployments of one workflow,
-each taken live by sequencing flags, a rollout child, and a migration or cleanup child.
+each taken live by executing the planner's plans (``diachronic.ci.planner``): observe, start (refuse, skip a
+duplicate, or deploy), then an initial deployment inline or a rollout child with a migration or cleanup child.
 
-Only the signals of the wire protocol and our updates are callable from outside; children report through
-their results. Every run ends: when the queue is empty the run completes (or fails if a deployment failed)."""
+Only the signals of the wire protocol and our updates are callable from outside; children report through their
+results. Every run ends: when the queue is empty the run completes, or fails if any deployment of the run failed
+(counted across continue-as-new)."""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
+from datetime import datetime
 from typing import Any
 
 from pydantic import ValidationError
@@ -23,13 +27,13 @@ from temporalio.exceptions import (
 from temporalio.workflow import ParentClosePolicy
 
 with workflow.unsafe.imports_passed_through():
-    from diachronic import versions
     from diachronic.ci.activities import CIActivities
     from diachronic.ci.cleanup import CleanupWorkflow
     from diachronic.ci.contracts import (
         DB_QUERY,
+        DEFAULT_STEP_TIMEOUT_S,
         DEPLOY_UPDATE,
-        FINAL_PHASES,
+        DEPLOYING_QUERY,
         ROLLOUT_PAUSE_SIGNAL,
         ROLLOUT_PROMOTE_SIGNAL,
         ROLLOUT_RESUME_SIGNAL,
@@ -42,29 +46,31 @@ with workflow.unsafe.imports_passed_through():
         CleanupRun,
         Control,
         ControlInput,
+        ControlRecord,
         DeployAck,
         Deployment,
+        DeploymentEnd,
         DeployRequest,
         DrainResult,
-        ListFlagsInput,
         MigrationInput,
         MigrationRun,
+        ObserveDeploymentInput,
         Phase,
         RetireInput,
         RolloutInput,
         RolloutOutcome,
         RolloutResult,
         RolloutRun,
-        SetPercentInput,
+        RolloutState,
         cleanup_workflow_id,
         migration_workflow_id,
         rollout_workflow_id,
     )
     from diachronic.ci.migration import MigrationWorkflow
-    from diachronic.ci.planner import deploy, deployment
+    from diachronic.ci.planner import deploy, deployment, rollout
     from diachronic.ci.planner.schedule import MAX_PERCENT, default_steps
-    from diachronic.ci.rollout import RolloutWorkflow
-    from diachronic.ci.steps import call, history_is_long
+    from diachronic.ci.rollout import FlagSteps, RolloutWorkflow, StepRunner
+    from diachronic.ci.steps import failure_message, failure_name, history_is_long, run_step
     from diachronic.contracts import (
         CI_WORKFLOW_TYPE,
         DEPLOY_SUCCESS_SIGNAL,
@@ -72,10 +78,18 @@ with workflow.unsafe.imports_passed_through():
         ROLLOUT_START_SIGNAL,
         DeployEvent,
         VersionInfo,
+        ci_workflow_name,
     )
+    from diachronic.flags import VersionFlag
 
 MAX_HISTORY = 20
+MAX_CONTROLS = 20
 CLEANUP_POLL_S = 10.0
+ROLLOUT_POLL_S = 1.0
+MIGRATION_POLL_S = 2.0
+CHILD_HISTORY = 2000
+
+AnyChild = workflow.ChildWorkflowHandle[Any, Any]
 
 
 @workflow.defn(name=CI_WORKFLOW_TYPE)
@@ -85,45 +99,52 @@ class CIWorkflow:
         self.input = input or CIInput()
         self.state: CIState = self.input.state or CIState()
         self._continue = False
-        self._stop: Phase | None = None  # CANCELLED or ABORTED, asked for by a human
+        self._stop: Control | None = None  # CANCEL or ABORT, asked for by a human
+        self._stop_note: str | None = None
         self._rollout: workflow.ChildWorkflowHandle[Any, RolloutResult] | None = None
-        self._failed_in_run: list[str] = []
 
     # ------------------------------------------------------------------------------------------- deploy
 
+    def _workflow_name(self, event: DeployEvent) -> str:
+        """The workflow this CI deploys: named by its id (``ci.<workflowName>``), else by its first deploy."""
+        return ci_workflow_name(workflow.info().workflow_id) or self.state.workflow_name or event.workflow_name
+
+    def _classify(self, event: DeployEvent) -> deploy.DeployDecision:
+        current = self.state.current
+        return deploy.classify_deploy(
+            deploy.QueueSnapshot(
+                ci_workflow_name=self._workflow_name(event),
+                current=_seen(current.request) if current else None,
+                queued=tuple(_seen(r) for r in self.state.queue),
+                deployed=tuple(_seen(d.request) for d in self.state.history),
+            ),
+            event,
+        )
+
     def _enqueue(self, request: DeployRequest) -> DeployAck:
         event = request.event
-        if self.state.workflow_name is None:
-            self.state.workflow_name = event.workflow_name
-        current = self.state.current.request.event.version_id if self.state.current else None
-        decision = deploy.classify_deploy(
-            event.version_id, current=current, queued=[r.event.version_id for r in self.state.queue]
-        )
-        if decision is not deploy.DeployDecision.ACCEPT:
-            workflow.logger.info("deploy of %s ignored: %s", event.version_id, decision.value)
-            self.state.ignored += 1
+        decision = self._classify(event)
+        if not decision.accepted:
+            self._ignore(f"deploy of {event.workflow_name} {event.version_id} ignored: {decision.value}")
             return DeployAck(decision=decision.value)
+        self.state.workflow_name = self._workflow_name(event)
         self.state.queue = [*self.state.queue, request]
         return DeployAck(decision=decision.value, position=len(self.state.queue))
 
-    def _check_deploy(self, request: DeployRequest) -> None:
-        if self.state.workflow_name not in (None, request.event.workflow_name):
-            raise ApplicationError(
-                f"this CI deploys {self.state.workflow_name}, not {request.event.workflow_name}", type="InvalidInput"
-            )
+    def _ignore(self, why: str) -> None:
+        self.state.ignored += 1
+        self.state.last_ignored = why
+        workflow.logger.warning(why)
 
     @workflow.signal(name=DEPLOY_SUCCESS_SIGNAL)
     def on_deploy_success(self, payload: Any) -> None:
-        """The original's entry point: a GitHub deployment_status success. A bad payload is logged, never fatal."""
+        """The original's entry point: a GitHub deployment_status success. A bad payload is recorded, never fatal."""
         try:
-            request = DeployRequest(event=DeployEvent.model_validate(payload))
-            self._check_deploy(request)
-        except (ValidationError, ApplicationError) as error:
-            self.state.ignored += 1
-            self.state.last_error = f"ignored an invalid deploy event: {error}"
-            workflow.logger.warning(self.state.last_error)
+            event = DeployEvent.model_validate(payload)
+        except ValidationError as error:
+            self._ignore(f"ignored an invalid deploy event: {error}")
             return
-        self._enqueue(request)
+        self._enqueue(DeployRequest(event=event))
 
     @workflow.update(name=DEPLOY_UPDATE)
     def deploy(self, request: DeployRequest) -> DeployAck:
@@ -131,11 +152,16 @@ class CIWorkflow:
 
     @deploy.validator
     def _validate_deploy(self, request: DeployRequest) -> None:
-        self._check_deploy(request)
+        decision = self._classify(request.event)
+        if decision.refused:
+            raise ApplicationError(
+                f"this CI deploys {self._workflow_name(request.event)}, not {request.event.workflow_name}",
+                type="InvalidInput",
+            )
 
     # ------------------------------------------------------------------------------------------- controls
 
-    def _require(self, control: str, *phases: Phase) -> Deployment:
+    def _require(self, control: Control, *phases: Phase) -> Deployment:
         current = self.state.current
         if current is None:
             raise ApplicationError(f"{control}: nothing is being deployed", type="InvalidPhase")
@@ -148,82 +174,96 @@ class CIWorkflow:
             )
         return current
 
+    def _record(self, control: Control, reason: str | None) -> None:
+        """Every accepted control is kept with the reason given (status and the deployment's record show it)."""
+        if (current := self.state.current) is not None:
+            entry = ControlRecord(control=control, reason=reason, at=workflow.now())
+            current.controls = [*current.controls, entry][-MAX_CONTROLS:]
+
+    def _request_stop(self, control: Control, reason: str | None) -> None:
+        self._record(control, reason)
+        if self._stop is None:
+            self._stop, self._stop_note = control, reason
+
     @workflow.signal(name=ROLLOUT_START_SIGNAL)
     def on_rollout_start(self, payload: Any = None) -> None:
         if self.state.current is not None and self.state.current.phase is Phase.AWAITING_CONTINUE:
+            self._record(Control.CONTINUE, None)
             self._continue = True
         else:
             workflow.logger.warning("%s ignored: no dark deploy is waiting", ROLLOUT_START_SIGNAL)
 
     @workflow.signal(name=ROLLOUT_CANCEL_SIGNAL)
     def on_rollout_cancel(self, payload: Any = None) -> None:
-        if self.state.current is not None and self.state.current.phase not in FINAL_PHASES:
-            self._stop = self._stop or Phase.CANCELLED
+        if self.state.current is not None and self.state.current.phase in CANCELLABLE:
+            self._request_stop(Control.CANCEL, None)
         else:
             workflow.logger.warning("%s ignored: no rollout to cancel", ROLLOUT_CANCEL_SIGNAL)
 
     @workflow.update(name=Control.CONTINUE.update)
     def continue_(self, control: ControlInput) -> str:
+        self._record(Control.CONTINUE, control.reason)
         self._continue = True
         return "continuing: the rollout starts"
 
     @continue_.validator
     def _validate_continue(self, control: ControlInput) -> None:
-        self._require("continue", Phase.AWAITING_CONTINUE)
+        self._require(Control.CONTINUE, Phase.AWAITING_CONTINUE)
 
     @workflow.update(name=Control.CANCEL.update)
     def cancel(self, control: ControlInput) -> str:
-        self._stop = Phase.CANCELLED
+        self._request_stop(Control.CANCEL, control.reason)
         return "cancelling: automation stops, flags stay as they are"
 
     @cancel.validator
     def _validate_cancel(self, control: ControlInput) -> None:
-        self._require("cancel", Phase.PREPARING, Phase.AWAITING_CONTINUE, Phase.ROLLING_OUT, Phase.MIGRATING)
+        self._require(Control.CANCEL, *CANCELLABLE)
 
     @workflow.update(name=Control.ABORT.update)
     def abort(self, control: ControlInput) -> str:
-        self._stop = Phase.ABORTED
+        self._request_stop(Control.ABORT, control.reason)
         return "aborting: new starts go back to the previous version, migration stops"
 
     @abort.validator
     def _validate_abort(self, control: ControlInput) -> None:
-        current = self._require("abort", Phase.AWAITING_CONTINUE, Phase.ROLLING_OUT, Phase.MIGRATING)
+        current = self._require(Control.ABORT, Phase.AWAITING_CONTINUE, Phase.ROLLING_OUT, Phase.MIGRATING)
         if current.from_version is None:
             raise ApplicationError("abort: an initial deployment has no previous version", type="InvalidPhase")
 
-    async def _forward(self, signal: str) -> str:
+    async def _forward(self, control: Control, signal: str, reason: str | None) -> str:
         assert self._rollout is not None
+        self._record(control, reason)
         await self._rollout.signal(signal)
-        return f"{signal.rsplit('.', 1)[-1]}: sent to the rollout"
+        return f"{control}: sent to the rollout"
 
-    def _require_rollout(self, control: str) -> None:
+    def _require_rollout(self, control: Control) -> None:
         self._require(control, Phase.ROLLING_OUT)
         if self._rollout is None or self._rollout.done():
             raise ApplicationError(f"{control}: the rollout is over", type="InvalidPhase")
 
     @workflow.update(name=Control.PAUSE.update)
     async def pause(self, control: ControlInput) -> str:
-        return await self._forward(ROLLOUT_PAUSE_SIGNAL)
+        return await self._forward(Control.PAUSE, ROLLOUT_PAUSE_SIGNAL, control.reason)
 
     @pause.validator
     def _validate_pause(self, control: ControlInput) -> None:
-        self._require_rollout("pause")
+        self._require_rollout(Control.PAUSE)
 
     @workflow.update(name=Control.RESUME.update)
     async def resume(self, control: ControlInput) -> str:
-        return await self._forward(ROLLOUT_RESUME_SIGNAL)
+        return await self._forward(Control.RESUME, ROLLOUT_RESUME_SIGNAL, control.reason)
 
     @resume.validator
     def _validate_resume(self, control: ControlInput) -> None:
-        self._require_rollout("resume")
+        self._require_rollout(Control.RESUME)
 
     @workflow.update(name=Control.PROMOTE.update)
     async def promote(self, control: ControlInput) -> str:
-        return await self._forward(ROLLOUT_PROMOTE_SIGNAL)
+        return await self._forward(Control.PROMOTE, ROLLOUT_PROMOTE_SIGNAL, control.reason)
 
     @promote.validator
     def _validate_promote(self, control: ControlInput) -> None:
-        self._require_rollout("promote")
+        self._require_rollout(Control.PROMOTE)
 
     # ------------------------------------------------------------------------------------------- queries
 
@@ -231,10 +271,17 @@ class CIWorkflow:
     def db(self) -> CIState:
         return self.state
 
+    @workflow.query(name=DEPLOYING_QUERY)
+    def deploying(self) -> list[str]:
+        """Versions the queue holds or the deployment in progress deploys: a retirement must keep their workers."""
+        current = [self.state.current.request] if self.state.current else []
+        return [r.event.version_id for r in [*current, *self.state.queue]]
+
     @workflow.query(name=STATUS_QUERY)
     def status(self) -> CIStatus:
-        """The CI's own view; ``diachronic.ci.status`` adds the children's live numbers."""
+        """The CI's own view; ``diachronic.ci.client.status`` adds the children's live numbers."""
         current = self.state.current or (self.state.history[-1] if self.state.history else None)
+        end = current.end if current else None
         return CIStatus(
             workflow_name=self.state.workflow_name or "",
             phase=current.phase if current else Phase.IDLE,
@@ -246,7 +293,8 @@ class CIWorkflow:
             paused=False,
             migration=None,
             queued=[r.event for r in self.state.queue],
-            last_error=(current.error if current and current.error else None) or self.state.last_error,
+            last_error=(end.text if end and end.reason else None) or self.state.last_ignored,
+            end=end,
             non_migratory=current.request.event.is_non_migratory if current else False,
             cleanup_workflow_id=current.cleanup_workflow_id if current else None,
             drain_workflow_id=drain_workflow_id(current),
@@ -254,9 +302,6 @@ class CIWorkflow:
         )
 
     # ------------------------------------------------------------------------------------------- run
-
-    def _record_wait(self, reason: str | None) -> None:
-        self.state.last_error = reason
 
     def _should_continue_as_new(self) -> bool:
         return history_is_long(self.input.continue_as_new_after)
@@ -271,145 +316,225 @@ class CIWorkflow:
             self.state.queue = rest
             record = Deployment(request=request, started_at=workflow.now())
             self.state.current = record
-            self._continue, self._stop, self.state.last_error = False, None, None
+            self._continue, self._stop, self._stop_note, self._rollout = False, None, None, None
             await self._deploy(record)
-            record.finished_at = workflow.now()
-            self.state.history = [*self.state.history, record][-MAX_HISTORY:]
-            self.state.current = None
-            if record.phase is Phase.FAILED:
-                self._failed_in_run.append(f"{record.request.event.version_id}: {record.error}")
+            self._finish(record)
             if self.state.queue and self._should_continue_as_new():
                 await workflow.wait_condition(workflow.all_handlers_finished)
                 workflow.continue_as_new(
                     CIInput(state=self.state, continue_as_new_after=self.input.continue_as_new_after)
                 )
             await workflow.wait_condition(workflow.all_handlers_finished)
-        if self._failed_in_run:
-            raise ApplicationError(
-                "deployment failed: " + "; ".join(self._failed_in_run),
-                CIResult(workflow_name=self.state.workflow_name, deployments=self.state.history),
-                type="DeploymentFailed",
-                non_retryable=True,
-            )
-        return CIResult(workflow_name=self.state.workflow_name, deployments=self.state.history)
+        result = CIResult(workflow_name=self.state.workflow_name, deployments=self.state.history)
+        if (failure := deployment.run_failure(self.state.failed, self.state.failures)) is not None:
+            raise ApplicationError(failure, result, type="DeploymentFailed", non_retryable=True)
+        return result
+
+    def _finish(self, record: Deployment) -> None:
+        record.finished_at = workflow.now()
+        self.state.history = [*self.state.history, record][-MAX_HISTORY:]
+        self.state.current = None
+        if record.phase is Phase.FAILED:
+            reason = record.end.text if record.end else "failed"
+            self.state.failed += 1
+            self.state.failures = [*self.state.failures, f"{record.request.event.version_id}: {reason}"][
+                -deployment.MAX_FAILURES_KEPT :
+            ]
+
+    def _end(self, record: Deployment, phase: Phase, end: DeploymentEnd) -> None:
+        record.phase, record.end = phase, end
+        log = workflow.logger.error if phase is Phase.FAILED else workflow.logger.info
+        log("deployment of %s %s: %s", record.request.event.version_id, phase.value, end.text or "done")
 
     async def _deploy(self, record: Deployment) -> None:
-        event = record.request.event
+        event, budget = record.request.event, _budget(record)
         try:
-            flags = await call(
-                CIActivities.list_version_flags,
-                ListFlagsInput(workflow_name=event.workflow_name),
-                on_wait=self._record_wait,
+            observation = await run_step(
+                CIActivities.observe_deployment,
+                ObserveDeploymentInput(workflow_name=event.workflow_name, version_id=event.version_id),
+                budget_s=budget,
             )
-            previous = versions.previous_version(flags.flags, event.version_id)
-            record.from_version = previous
-            record.to_version = await call(
+            start = deployment.plan_start(
+                deployment.DeploymentSnapshot(
+                    event=event,
+                    flags=tuple(observation.flags),
+                    environment=observation.environment,
+                    twins=tuple(observation.twins),
+                    redeploy=record.request.options.redeploy,
+                )
+            )
+            record.from_version = start.previous
+            if start.verdict is deployment.StartVerdict.REFUSE:
+                assert start.refusal is not None
+                self._end(record, Phase.FAILED, DeploymentEnd(reason=start.refusal.value, detail=start.detail))
+                return
+            if start.verdict is deployment.StartVerdict.DUPLICATE:
+                self._end(record, Phase.DUPLICATE, DeploymentEnd(detail=start.detail))
+                return
+            if self._stop is not None:  # cancelled while preparing: nothing was changed
+                await self._carry_out(record, self._children_plan(None, None), children=[])
+                return
+            flag = await run_step(
                 CIActivities.apply_version_flag,
                 ApplyFlagInput(workflow_name=event.workflow_name, version_id=event.version_id),
-                on_wait=self._record_wait,
+                budget_s=budget,
             )
-            if self._stop is not None:
-                record.phase = self._stop
-                return
-            if event.is_dark_deploy:
+            record.to_version = flag.info
+            if event.is_dark_deploy and self._stop is None:
                 record.phase = Phase.AWAITING_CONTINUE
                 await workflow.wait_condition(lambda: self._continue or self._stop is not None)
-                if self._stop is not None:
-                    await self._finish_stopped(record, rollout=None, children=[])
-                    return
-            plan = deployment.plan_deployment(previous)
-            record.phase = Phase.ROLLING_OUT
-            if plan.kind is deployment.DeploymentKind.INITIAL:
-                await self._set_percent(record.to_version, MAX_PERCENT)
-                record.rollout = RolloutResult(outcome=RolloutOutcome.COMPLETED, percent=MAX_PERCENT)
-                record.phase = Phase.COMPLETED
-                return
-            assert previous is not None
-            await self._roll_out(record, previous, record.to_version)
+            if self._stop is not None:
+                await self._carry_out(record, self._children_plan(None, None), children=[])
+            elif start.previous is None:
+                await self._initial(record, flag)
+            else:
+                await self._roll_out(record, start.previous, flag.info)
         except (ApplicationError, ChildWorkflowError, WorkflowAlreadyStartedError) as error:
-            record.phase = Phase.FAILED
-            record.error = failure_text(error)
-            self.state.last_error = record.error
-            workflow.logger.error("deployment of %s failed: %s", event.version_id, record.error)
+            name, message = failure_of(error)
+            self._end(record, Phase.FAILED, DeploymentEnd(reason=name, detail=message))
 
-    async def _set_percent(self, version: VersionInfo, percent: int) -> None:
-        await call(
-            CIActivities.set_traffic_percent,
-            SetPercentInput(flag_name=version.flag_name, percent=percent),
-            on_wait=self._record_wait,
+    # ------------------------------------------------------------------------------------------- initial
+
+    async def _initial(self, record: Deployment, flag: VersionFlag) -> None:
+        """No previous version: the one-step rollout to 100 %, inline. A cancel is honoured until the write is
+        made; one accepted while it is made ends the deployment cancelled, saying that the write was made."""
+        record.phase = Phase.ROLLING_OUT
+        steps = FlagSteps(flag.info, _budget(record))
+        runner = StepRunner(steps, rollout.INITIAL_STEPS, ROLLOUT_POLL_S, RolloutState())
+        observed = rollout.observe_flag(flag)
+        while self._stop is None:
+            plan = await runner.advance(observed)
+            if plan.action is rollout.RolloutAction.STOP:
+                assert plan.stop is not None
+                record.rollout = runner.stopped(plan.stop, observed)
+                end = DeploymentEnd(reason=record.rollout.reason, detail=record.rollout.detail)
+                self._end(record, Phase.STOPPED, end)
+                return
+            if plan.action is rollout.RolloutAction.COMPLETE:
+                record.rollout = RolloutResult(outcome=RolloutOutcome.COMPLETED, percent=runner.state.percent)
+                self._end(record, Phase.COMPLETED, DeploymentEnd())
+                return
+            if plan.action is rollout.RolloutAction.WAIT:
+                assert plan.wake_at is not None
+                with contextlib.suppress(TimeoutError):
+                    await workflow.wait_condition(lambda: self._stop is not None, timeout=_seconds_until(plan.wake_at))
+            observed = await steps.observe()
+        stopped = self._children_plan(None, None)
+        if runner.state.percent == MAX_PERCENT and stopped.end is not None:
+            note = f"{stopped.end.detail}; the write of 100 % had been made when the cancel arrived"
+            stopped = dataclasses.replace(stopped, end=stopped.end.model_copy(update={"detail": note}))
+        await self._carry_out(record, stopped, children=[])
+
+    # ------------------------------------------------------------------------------------------- rollout
+
+    def _children_plan(
+        self, rollout_child: AnyChild | None, migration_child: AnyChild | None
+    ) -> deployment.ChildrenPlan:
+        return deployment.plan_children(
+            deployment.ChildrenSnapshot(
+                rollout=_rollout_view(rollout_child) if rollout_child is not None else None,
+                migration=_migration_view(migration_child) if migration_child is not None else None,
+                stop=self._stop,
+                note=self._stop_note,
+            )
         )
 
     async def _roll_out(self, record: Deployment, previous: VersionInfo, new: VersionInfo) -> None:
         event, options = record.request.event, record.request.options
-        name = event.workflow_name
-        can_after = options.continue_as_new_after or 2000
-        rollout = await workflow.start_child_workflow(
+        name, can_after = event.workflow_name, options.continue_as_new_after or CHILD_HISTORY
+        record.phase = Phase.ROLLING_OUT
+        rollout_child = await workflow.start_child_workflow(
             RolloutWorkflow.run,
             RolloutRun(
                 input=RolloutInput(
                     workflow_name=name,
                     to_version=new,
                     steps=options.steps or default_steps(),
-                    poll_interval_s=options.poll_interval_s or 1.0,
+                    poll_interval_s=options.poll_interval_s or ROLLOUT_POLL_S,
                     continue_as_new_after=can_after,
+                    step_timeout_s=_budget(record),
                 )
             ),
             id=rollout_workflow_id(name),
             parent_close_policy=ParentClosePolicy.TERMINATE,
             id_reuse_policy=WorkflowIDReusePolicy.ALLOW_DUPLICATE,
         )
-        self._rollout = rollout
-        migration: workflow.ChildWorkflowHandle[Any, DrainResult] | None = None
+        self._rollout = rollout_child
+        migration_child: workflow.ChildWorkflowHandle[Any, DrainResult] | None = None
         if not event.is_non_migratory:
-            migration = await workflow.start_child_workflow(
-                MigrationWorkflow.run,
-                MigrationRun(
-                    input=MigrationInput(
-                        workflow_name=name,
-                        from_version=previous,
-                        to_version=new,
-                        poll_interval_s=options.poll_interval_s or 2.0,
-                        batch_size=options.batch_size or 500,
-                        continue_as_new_after=can_after,
-                    )
-                ),
-                id=migration_workflow_id(name),
-                parent_close_policy=ParentClosePolicy.REQUEST_CANCEL,
-                id_reuse_policy=WorkflowIDReusePolicy.ALLOW_DUPLICATE,
+            try:
+                migration_child = await workflow.start_child_workflow(
+                    MigrationWorkflow.run,
+                    MigrationRun(
+                        input=MigrationInput(
+                            workflow_name=name,
+                            from_version=previous,
+                            to_version=new,
+                            poll_interval_s=options.poll_interval_s or MIGRATION_POLL_S,
+                            batch_size=options.batch_size or 500,
+                            continue_as_new_after=can_after,
+                            step_timeout_s=_budget(record),
+                        )
+                    ),
+                    id=migration_workflow_id(name),
+                    parent_close_policy=ParentClosePolicy.REQUEST_CANCEL,
+                    id_reuse_policy=WorkflowIDReusePolicy.ALLOW_DUPLICATE,
+                )
+            except WorkflowAlreadyStartedError:
+                await self._stop_children([rollout_child])  # the rollout must not outlive a failed deployment
+                raise
+        children: list[AnyChild] = [c for c in (rollout_child, migration_child) if c is not None]
+        plan = self._children_plan(rollout_child, migration_child)
+        while plan.action is deployment.ChildrenAction.WAIT:
+            record.phase = plan.phase
+            await workflow.wait_condition(
+                lambda seen=plan: self._children_plan(rollout_child, migration_child) != seen  # type: ignore[misc]
             )
-        children = [c for c in (rollout, migration) if c is not None]
-        try:
-            for child in children:
-                await workflow.wait_condition(lambda c=child: self._stop is not None or c.done())  # type: ignore[misc]
-                if self._stop is not None:
-                    await self._finish_stopped(record, rollout=rollout, children=children)
-                    return
-                if child is rollout:
-                    record.rollout = rollout.result()
-                    if record.rollout.outcome is RolloutOutcome.STOPPED:
-                        self.state.last_error = record.rollout.detail
-                    record.phase = Phase.MIGRATING if migration is not None else record.phase
-            if migration is not None:
-                record.migration = migration.result()
-        except ChildWorkflowError:
-            await self._stop_children(children)  # the next deployment must not meet a leftover child
-            raise
-        if migration is None:
-            record.cleanup_workflow_id = await self._start_cleanup(name, previous, options.poll_interval_s, can_after)
-        record.phase = Phase.COMPLETED
+            plan = self._children_plan(rollout_child, migration_child)
+        await self._carry_out(record, plan, children=children)
 
-    async def _start_cleanup(self, name: str, previous: VersionInfo, poll_s: float | None, can_after: int) -> str:
-        """Cleanup of a non-migratory version may wait for days: it runs on its own, the queue moves on."""
+    async def _carry_out(self, record: Deployment, plan: deployment.ChildrenPlan, *, children: list[AnyChild]) -> None:
+        """Execute the end of a deployment as planned: stop the children, route back, hand over to cleanup."""
+        if plan.stop_children:
+            await self._stop_children(children)
+        for child in children:
+            if child.done() and not child.cancelled() and child.exception() is None:
+                if child is self._rollout:
+                    record.rollout = child.result()
+                else:
+                    record.migration = child.result()
+        end = plan.end or DeploymentEnd()
+        if plan.route_back and record.to_version is not None:
+            end = await self._route_back(record, end)
+        if plan.start_cleanup and record.from_version is not None:
+            record.cleanup_workflow_id = await self._start_cleanup(record, record.from_version)
+        self._end(record, plan.phase, end)
+
+    async def _route_back(self, record: Deployment, end: DeploymentEnd) -> DeploymentEnd:
+        """Abort: the new version's general percentage to 0, on the value read; a human's change meanwhile wins."""
+        assert record.to_version is not None
+        steps = FlagSteps(record.to_version, _budget(record))
+        write = deployment.plan_route_back(await steps.observe())
+        if write is not None and not await steps.write(write.percent, write.expected):
+            return end.model_copy(
+                update={"detail": f"{end.detail}; the flag changed meanwhile: left as a human set it"}
+            )
+        return end
+
+    async def _start_cleanup(self, record: Deployment, previous: VersionInfo) -> str:
+        """Cleanup may wait for days: it runs on its own, the queue moves on."""
         child_id = cleanup_workflow_id(previous.task_queue)
+        options = record.request.options
         try:
             await workflow.start_child_workflow(
                 CleanupWorkflow.run,
                 CleanupRun(
                     input=RetireInput(
-                        workflow_name=name,
+                        workflow_name=record.request.event.workflow_name,
                         from_version=previous,
-                        poll_interval_s=poll_s or CLEANUP_POLL_S,
-                        continue_as_new_after=can_after,
+                        poll_interval_s=options.poll_interval_s or CLEANUP_POLL_S,
+                        continue_as_new_after=options.continue_as_new_after or CHILD_HISTORY,
+                        step_timeout_s=_budget(record),
                     )
                 ),
                 id=child_id,
@@ -420,7 +545,7 @@ class CIWorkflow:
             workflow.logger.info("cleanup of %s already runs", previous.task_queue)
         return child_id
 
-    async def _stop_children(self, children: list[workflow.ChildWorkflowHandle[Any, Any]]) -> None:
+    async def _stop_children(self, children: list[AnyChild]) -> None:
         for child in children:
             if not child.done():
                 child.cancel()
@@ -428,23 +553,49 @@ class CIWorkflow:
             with contextlib.suppress(ChildWorkflowError, CancelledError, asyncio.CancelledError):
                 await child
 
-    async def _finish_stopped(
-        self,
-        record: Deployment,
-        *,
-        rollout: workflow.ChildWorkflowHandle[Any, RolloutResult] | None,
-        children: list[workflow.ChildWorkflowHandle[Any, Any]],
-    ) -> None:
-        """Cancel: children stop, flags stay. Abort: also route new starts back to the previous version."""
-        stop = self._stop
-        assert stop is not None
-        await self._stop_children(children)
-        if rollout is not None and rollout.done() and not rollout.cancelled() and rollout.exception() is None:
-            record.rollout = rollout.result()
-        if stop is Phase.ABORTED and record.to_version is not None and record.from_version is not None:
-            await self._set_percent(record.to_version, 0)
-        record.phase = stop
-        record.error = f"{stop.value} by request"
+
+CANCELLABLE = (Phase.PREPARING, Phase.AWAITING_CONTINUE, Phase.ROLLING_OUT, Phase.MIGRATING)
+
+
+def _seen(request: DeployRequest) -> deploy.Seen:
+    return deploy.Seen(request.event.version_id, request.event.event_time)
+
+
+def _budget(record: Deployment) -> float:
+    return record.request.options.step_timeout_s or DEFAULT_STEP_TIMEOUT_S
+
+
+def _seconds_until(moment: datetime) -> float:
+    return max((moment - workflow.now()).total_seconds(), 0.001)
+
+
+def _failed_view(child: AnyChild) -> deployment.ChildView | None:
+    if not child.done():
+        return deployment.RUNNING
+    if child.cancelled():
+        return deployment.ChildView(deployment.ChildState.FAILED, "ChildCancelled", "the child workflow was cancelled")
+    if (error := child.exception()) is not None:
+        name, message = failure_of(error)
+        return deployment.ChildView(deployment.ChildState.FAILED, name, message)
+    return None
+
+
+def _rollout_view(child: AnyChild) -> deployment.ChildView:
+    if (view := _failed_view(child)) is not None:
+        return view
+    result: RolloutResult = child.result()
+    if result.outcome is RolloutOutcome.STOPPED:
+        return deployment.ChildView(deployment.ChildState.STOPPED, result.reason, result.detail)
+    return deployment.ChildView(deployment.ChildState.COMPLETED)
+
+
+def _migration_view(child: AnyChild) -> deployment.ChildView:
+    if (view := _failed_view(child)) is not None:
+        return view
+    result: DrainResult = child.result()
+    return deployment.ChildView(
+        deployment.ChildState.HANDED_OFF if result.handed_off else deployment.ChildState.COMPLETED
+    )
 
 
 def drain_workflow_id(record: Deployment | None) -> str | None:
@@ -456,12 +607,13 @@ def drain_workflow_id(record: Deployment | None) -> str | None:
     return migration_workflow_id(record.request.event.workflow_name)
 
 
-def failure_text(error: BaseException) -> str:
-    """The innermost typed reason of a failure: ``Name: message``."""
+def failure_of(error: BaseException) -> tuple[str, str]:
+    """The innermost typed reason of a failure: (name, message)."""
     while isinstance(error, ChildWorkflowError | ActivityError) and error.cause is not None:
         error = error.cause
-    if isinstance(error, ApplicationError):
-        return f"{error.type or 'ApplicationError'}: {error.message}"
     if isinstance(error, WorkflowAlreadyStartedError):
-        return f"ChildStillRunning: {error.workflow_id} of an earlier deployment still runs; deploy again once it ended"
-    return f"{type(error).__name__}: {error}"
+        return (
+            "ChildStillRunning",
+            f"{error.workflow_id} of an earlier deployment still runs; deploy again once it ended",
+        )
+    return failure_name(error), failure_message(error)

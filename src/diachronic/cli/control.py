@@ -37,10 +37,21 @@ def deploy(
     workflow: Annotated[str, typer.Argument(help="Workflow name (= workflow type)")],
     version: Annotated[str, typer.Argument(help="Version id (e.g. the short git sha)")],
     sha: Annotated[str | None, typer.Option(help="Full commit sha (default: the version id)")] = None,
-    environment: Annotated[str, typer.Option(help="Deployment environment")] = "development",
+    environment: Annotated[
+        str | None,
+        typer.Option(
+            help="Deployment environment; the CI refuses another than its own [default: DIACHRONIC_ENVIRONMENT]"
+        ),
+    ] = None,
     dark: Annotated[bool, typer.Option("--dark", help="Only isTest traffic until `diachronic continue`")] = False,
     non_migratory: Annotated[
         bool, typer.Option("--non-migratory", help="Old workflows finish where they are (cleanup waits)")
+    ] = False,
+    redeploy: Annotated[
+        bool,
+        typer.Option(
+            "--redeploy", help="Deploy even if VERSION already is the newest live version (e.g. after a failure)"
+        ),
     ] = False,
     steps: Annotated[
         str | None, typer.Option(help='Rollout schedule "P@D,...": wait D, then route P %. Default 10 % every 60 s')
@@ -61,13 +72,13 @@ def deploy(
         workflow_name=workflow,
         version_id=version,
         sha=sha or version,
-        environment=environment,
+        environment=environment or c.settings.environment,
         event_time=datetime.now(UTC),
         is_dark_deploy=dark,
         is_non_migratory=non_migratory,
     )
     try:
-        options = DeployOptions(steps=parse_steps(steps) if steps else None, poll_interval_s=poll)
+        options = DeployOptions(steps=parse_steps(steps) if steps else None, poll_interval_s=poll, redeploy=redeploy)
     except (DiachronicError, ValidationError) as error:
         c.out.abort(f"invalid --steps/--poll: {error}")
 

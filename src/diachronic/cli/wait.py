@@ -78,6 +78,7 @@ def wait_and_exit(
     elif ending is Ending.TIMEOUT:
         c.out.warn(f"{text}: still going after the --timeout (exit {EXIT_CODES[ending]}); the deployment goes on")
     else:
-        error = found.deployment.error if found.deployment and found.deployment.error else ending.value
+        end = found.deployment.end if found.deployment else None
+        error = end.text if end is not None and end.text else ending.value
         c.out.err.print(f"{text}: {error} (exit {EXIT_CODES[ending]})", style="red")
     raise typer.Exit(EXIT_CODES[ending])

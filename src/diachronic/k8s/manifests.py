@@ -283,7 +283,8 @@ def _common_env(options: ClusterOptions) -> list[Manifest]:
         _env("DIACHRONIC_UNLEASH_URL", options.unleash_url),
         _env("DIACHRONIC_DATA_DIR", DATA_DIR),
     ]
-    if options.unleash_environment is not None:
+    if options.unleash_environment is not None:  # the deployment environment served is the flags' environment
+        env.append(_env("DIACHRONIC_ENVIRONMENT", options.unleash_environment))
         env.append(_env("DIACHRONIC_UNLEASH_ENVIRONMENT", options.unleash_environment))
     if options.temporal_tls or options.temporal_tls_secret or options.temporal_ca_configmap:
         env.append(_env("DIACHRONIC_TEMPORAL_TLS", "true"))

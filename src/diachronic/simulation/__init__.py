@@ -1,7 +1,7 @@
 """Simulation: the real CI workflows in virtual time, every activity faked from its contract.
 
 ``fakes`` generates activities from their pydantic contracts; ``world`` is the stateful fake world scenarios
-script; ``runner`` runs and judges scenarios; ``scenarios`` is the catalog; ``branches`` tells which planning
+script; ``runner`` runs and judges scenarios; ``scenarios`` is the catalog; ``branches`` tells which planner
 decisions were exercised. ``diachronic simulate`` runs the catalog.
 """
 

@@ -23,38 +23,76 @@ from typing import Any
 
 from temporalio import workflow
 
-from diachronic.ci.contracts import Control
+from diachronic.ci.contracts import Control, Phase
 from diachronic.ci.planner import deploy, deployment, migration, retire, rollout
 
-__all__ = ["CONTROL_OUTCOMES", "DECISIONS", "DecisionLog", "all_branches", "branch_of", "recording_decisions"]
+__all__ = [
+    "CONTROL_OUTCOMES",
+    "DECISIONS",
+    "Decision",
+    "DecisionLog",
+    "all_branches",
+    "branch_of",
+    "recording_decisions",
+]
 
-DECISIONS: dict[str, tuple[ModuleType, type[Enum]]] = {
-    "plan_deployment": (deployment, deployment.DeploymentKind),
-    "check_traffic": (rollout, rollout.RolloutStopReason),
-    "next_migration_action": (migration, migration.MigrationAction),
-    "retire_blocker": (retire, retire.RetireBlocker),
-    "classify_deploy": (deploy, deploy.DeployDecision),
+
+@dataclass(frozen=True)
+class Decision:
+    """A planner function, and the answers it can give (the plans' ``branch``; ``None`` where that is an answer)."""
+
+    module: ModuleType
+    answers: tuple[Enum | None, ...]
+
+
+DECISIONS: dict[str, Decision] = {
+    "classify_deploy": Decision(deploy, tuple(deploy.DeployDecision)),
+    "plan_start": Decision(deployment, tuple(deployment.StartVerdict)),
+    "plan_children": Decision(
+        deployment,
+        (
+            Phase.ROLLING_OUT,
+            Phase.MIGRATING,
+            Phase.COMPLETED,
+            Phase.STOPPED,
+            Phase.FAILED,
+            Phase.CANCELLED,
+            Phase.ABORTED,
+        ),
+    ),
+    "plan_rollout": Decision(rollout, tuple(rollout.RolloutAction)),
+    "check_traffic": Decision(rollout, (*rollout.RolloutStopReason, None)),  # None: as the automation left it
+    "next_migration_action": Decision(
+        migration,
+        (migration.MigrationAction.SIGNAL_MORE, migration.MigrationAction.WAIT, migration.MigrationAction.RETIRE),
+    ),
+    "after_drain": Decision(
+        migration,
+        (migration.MigrationAction.RETIRE, migration.MigrationAction.WAIT, migration.MigrationAction.HAND_OFF),
+    ),
+    "plan_retire": Decision(retire, (*retire.RetireBlocker, *retire.RetireAction)),
 }
-"""The decision functions: their planner module and the enum of their answers."""
+"""The decision functions, by name (each is unique across the planner's modules)."""
 
-NONE_IS_AN_ANSWER = frozenset({"check_traffic", "retire_blocker"})  # traffic as expected / nothing blocks retiring
 CONTROL_OUTCOMES = ("accepted", "refused")
 
 
+def _name(function: str, answer: Enum | None) -> str:
+    if answer is None:
+        enum = next(type(a) for a in DECISIONS[function].answers if a is not None)
+        return f"{enum.__name__}.None"
+    return f"{type(answer).__name__}.{answer.name}"
+
+
 def all_branches() -> list[str]:
-    branches = []
-    for function, (_, enum) in DECISIONS.items():
-        branches += [f"{enum.__name__}.{member.name}" for member in enum]
-        if function in NONE_IS_AN_ANSWER:
-            branches.append(f"{enum.__name__}.None")
+    branches = list(dict.fromkeys(_name(function, answer) for function, d in DECISIONS.items() for answer in d.answers))
     branches += [f"control.{name}.{outcome}" for name in Control for outcome in CONTROL_OUTCOMES]
     return branches
 
 
 def branch_of(function: str, answer: Any) -> str:
-    _, enum = DECISIONS[function]
-    answer = getattr(answer, "kind", answer)  # plan_deployment answers a DeploymentPlan
-    return f"{enum.__name__}.{'None' if answer is None else answer.name}"
+    """A plan names its branch (``branch``); an enum or ``None`` is its own."""
+    return _name(function, getattr(answer, "branch", answer))
 
 
 @dataclass
@@ -88,9 +126,9 @@ def recording_decisions() -> Iterator[DecisionLog]:
     """Record every planner decision taken in this process until the block ends (nestable)."""
     log = DecisionLog()
     if not _active:
-        for function, (module, _) in DECISIONS.items():
-            _originals[function] = getattr(module, function)
-            setattr(module, function, _recorder(function, _originals[function]))
+        for function, decision in DECISIONS.items():
+            _originals[function] = getattr(decision.module, function)
+            setattr(decision.module, function, _recorder(function, _originals[function]))
     _active.append(log)
     try:
         yield log
@@ -98,5 +136,5 @@ def recording_decisions() -> Iterator[DecisionLog]:
         _active.remove(log)
         if not _active:
             for function, original in _originals.items():
-                setattr(DECISIONS[function][0], function, original)
+                setattr(DECISIONS[function].module, function, original)
             _originals.clear()

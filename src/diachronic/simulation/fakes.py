@@ -17,7 +17,7 @@ import inspect
 import random
 import typing
 from collections import Counter
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Awaitable, Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
@@ -44,9 +44,10 @@ __all__ = [
 
 M = TypeVar("M", bound=BaseModel)
 
-Handler = Callable[[Any], BaseModel | None]
-"""A scripted activity: answers with an output model, or ``None`` to keep the generated answer (after applying
-its effect to the fake world). Raise ``SimulatedFailure`` to fail with a chosen error."""
+Handler = Callable[[Any], BaseModel | Awaitable[BaseModel | None] | None]
+"""A scripted activity (a function or a coroutine function): answers with an output model, or ``None`` to keep the
+generated answer (after applying its effect to the fake world). Raise ``SimulatedFailure`` to fail with a chosen
+error."""
 
 SAMPLE_ATTEMPTS = 20
 
@@ -229,7 +230,8 @@ class ContractFakes:
             self._fail(record, error, lost=False)
         handler = self.handlers.get(contract.name)
         try:
-            result = handler(input) if handler is not None else None
+            answer = handler(input) if handler is not None else None
+            result = await answer if inspect.isawaitable(answer) else answer
         except SimulatedFailure as failure:
             self._fail(record, failure.info, lost=False)
         if result is None:

@@ -22,22 +22,21 @@ from typing import Any
 from temporalio.api.testservice.v1 import LockTimeSkippingRequest, UnlockTimeSkippingRequest
 from temporalio.client import (
     Client,
-    WithStartWorkflowOperation,
     WorkflowExecutionStatus,
     WorkflowFailureError,
     WorkflowHandle,
 )
-from temporalio.common import WorkflowIDConflictPolicy
 from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.exceptions import ApplicationError
 from temporalio.runtime import LoggingConfig, Runtime, TelemetryConfig, TelemetryFilter
-from temporalio.service import RPCError
+from temporalio.service import RPCError, RPCStatusCode
 from temporalio.testing import WorkflowEnvironment
 from temporalio.worker import Worker
 from temporalio.worker.workflow_sandbox import SandboxedWorkflowRunner, SandboxRestrictions
 
 from diachronic.ci import client as ci
 from diachronic.ci.contracts import (
+    DEPLOYING_QUERY,
     STATUS_QUERY,
     CIInput,
     CIState,
@@ -45,7 +44,6 @@ from diachronic.ci.contracts import (
     DeployAck,
     Deployment,
     DeployOptions,
-    DeployRequest,
     DrainState,
     Phase,
     RolloutStatus,
@@ -56,7 +54,7 @@ from diachronic.ci.contracts import (
 from diachronic.ci.planner.schedule import parse_steps
 from diachronic.ci.worker import WORKFLOWS
 from diachronic.ci.workflow import CIWorkflow
-from diachronic.contracts import DeployEvent, ci_workflow_id
+from diachronic.contracts import DEPLOY_SUCCESS_SIGNAL, DeployEvent, ci_workflow_id
 from diachronic.errors import InvalidInput, NotFound
 from diachronic.settings import venv_binary
 from diachronic.simulation.branches import all_branches, recording_decisions
@@ -183,6 +181,8 @@ class Sim:
         self.started_wall = time.monotonic()
         self.ended = False
         self.deploys = 0
+        self.events: dict[str, DeployEvent] = {}  # the last deploy event sent for each version
+        self.ci_runs: list[str] = []  # the CI runs the deploys reached, in order (a new one once a run ended)
 
     # ------------------------------------------------------------------------------------------- acting
 
@@ -198,9 +198,12 @@ class Sim:
         continue_as_new_after: int | None = None,
         ci_input: CIInput | None = None,
         while_running: bool | None = None,
+        event_time: datetime | None = None,
+        environment: str | None = None,
     ) -> DeployAck:
         """A deployment of ``version`` as ``diachronic deploy`` sends it (``ci_input`` if the CI must start so).
 
+        ``event_time`` (default: now) re-sends an earlier event; ``environment`` defaults to the world's.
         ``while_running`` (the default for every deploy but the first): the story needs the CI still running;
         if it has ended (a failure ended it early), the scenario ends here instead of starting a new CI run."""
         if (self.deploys if while_running is None else while_running) and await self.ci_ended():
@@ -210,33 +213,29 @@ class Sim:
             workflow_name=self.workflow_name,
             version_id=version,
             sha=version,
-            environment="development",
-            event_time=await self.now(),
+            environment=environment or self.world.environment,
+            event_time=event_time or await self.now(),
             is_dark_deploy=dark,
             is_non_migratory=non_migratory,
         )
+        self.events[version] = event
         options = DeployOptions(
             steps=parse_steps(steps),
             poll_interval_s=poll_s,
             batch_size=batch_size,
             continue_as_new_after=continue_as_new_after,
         )
-        if ci_input is None:
-            ack = await ci.deploy(self.client, self.task_queue, event, options)
-        else:
-            operation = WithStartWorkflowOperation(
-                CIWorkflow.run,
-                ci_input,
-                id=ci_workflow_id(self.workflow_name),
-                task_queue=self.task_queue,
-                id_conflict_policy=WorkflowIDConflictPolicy.USE_EXISTING,
-            )
-            ack = await self.client.execute_update_with_start_workflow(
-                CIWorkflow.deploy, DeployRequest(event=event, options=options), start_workflow_operation=operation
-            )
+        ack = await ci.deploy(self.client, self.task_queue, event, options, ci_input=ci_input)
+        run_id = (await self.client.get_workflow_handle(ci_workflow_id(self.workflow_name)).describe()).run_id
+        if run_id not in self.ci_runs:
+            self.ci_runs.append(run_id)
         if ack.position is not None:
             self.world.queued.append(version)  # what the CI's db query shows the real activity
         return ack
+
+    async def signal_deploy(self, payload: dict[str, Any]) -> None:
+        """The original's deploy signal, with any payload (a bad one, another workflow's), as GitHub's side sends it."""
+        await self.client.get_workflow_handle(ci_workflow_id(self.workflow_name)).signal(DEPLOY_SUCCESS_SIGNAL, payload)
 
     async def control(self, name: str, *, expect: bool | None = None) -> bool:
         """Send a control (continue, cancel, pause, resume, promote, abort); True if accepted.
@@ -343,8 +342,7 @@ class Sim:
         handle = self.client.get_workflow_handle(ci_workflow_id(self.workflow_name))
         outcome.ci_error = await self._wait_end(handle, "the CI run")
         await self._close_children()
-        state: CIState = await handle.query(CIWorkflow.db)
-        outcome.records = list(state.history)
+        outcome.records = await self._records()
         closed = [(await handle.describe()).close_time]
         for record in outcome.records:
             if record.cleanup_workflow_id is not None:
@@ -356,6 +354,20 @@ class Sim:
         self.ended_at = max((t for t in closed if t is not None), default=None)
         rollout = await self.rollout()
         outcome.rollout_percents = None if rollout is None else [p for _, p in rollout.history]
+
+    async def _records(self) -> list[Deployment]:
+        """Every deployment of the story, across the CI runs it reached (a deploy after a run ended starts a new
+        one; a run that continued as new carries its predecessors' records). An earlier run's failure counts."""
+        records: dict[tuple[str, datetime | None], Deployment] = {}
+        latest = (await self.client.get_workflow_handle(ci_workflow_id(self.workflow_name)).describe()).run_id
+        for run_id in [*[r for r in self.ci_runs if r != latest], latest]:
+            handle = self.client.get_workflow_handle(ci_workflow_id(self.workflow_name), run_id=run_id)
+            state: CIState = await handle.query(CIWorkflow.db)
+            for record in state.history:
+                records.setdefault((record.request.event.version_id, record.started_at), record)
+            if run_id != latest and (await handle.describe()).status is WorkflowExecutionStatus.FAILED:
+                self.outcome.ci_error = self.outcome.ci_error or await _failure(handle)
+        return list(records.values())
 
     async def _close_children(self) -> None:
         """Apply the parent close policies the test server ignores: a rollout still running when the CI run ended
@@ -379,12 +391,7 @@ class Sim:
                 if await self.out_of_time() and not await _closed(handle):
                     raise Hang(f"{what} did not end within {await self.elapsed():.0f} virtual s")
                 await asyncio.sleep(WATCH_S)
-        try:
-            await handle.result()
-        except WorkflowFailureError as failure:
-            cause = failure.cause
-            return f"{cause.type}: {cause.message}" if isinstance(cause, ApplicationError) else str(cause)
-        return None
+        return await _failure(handle)
 
     async def terminate_all(self) -> None:
         """After a hang: stop this scenario's workflows so they do not spin on the shared server."""
@@ -394,6 +401,29 @@ class Sim:
         for workflow_id in ids:
             with contextlib.suppress(RPCError):
                 await self.client.get_workflow_handle(workflow_id).terminate("simulation bound reached")
+
+
+async def _failure(handle: WorkflowHandle[Any, Any]) -> str | None:
+    """The typed failure (``Type: message``) of a closed workflow run; None if it completed."""
+    try:
+        await handle.result(follow_runs=False)
+    except WorkflowFailureError as failure:
+        cause = failure.cause
+        return f"{cause.type}: {cause.message}" if isinstance(cause, ApplicationError) else str(cause)
+    return None
+
+
+async def _deploying(client: Client, workflow_name: str) -> list[str]:
+    """What the real ``find_workers`` activity asks the CI: the versions its queue holds or it deploys now."""
+    try:
+        versions: list[str] = await client.get_workflow_handle(ci_workflow_id(workflow_name)).query(
+            DEPLOYING_QUERY, result_type=list[str]
+        )
+    except RPCError as error:
+        if error.status == RPCStatusCode.NOT_FOUND:
+            return []
+        raise
+    return versions
 
 
 async def _closed(handle: WorkflowHandle[Any, Any]) -> bool:
@@ -478,7 +508,7 @@ def explained_by(outcome: Outcome) -> str | None:
     permanent = set(outcome.fakes.permanent_errors())
     if not permanent:
         return None
-    reasons = [r.error for r in outcome.records if r.phase is Phase.FAILED and r.error]
+    reasons = [r.end.text for r in outcome.records if r.phase is Phase.FAILED and r.end and r.end.text]
     reasons += outcome.cleanup_errors
     for reason in reasons:
         if reason.split(":", 1)[0] in permanent:
@@ -572,6 +602,7 @@ async def _run(
     allow_typed_failure: bool,
 ) -> Outcome:
     world = World(name, seed=seed)
+    world.deploying = functools.partial(_deploying, env.client, name)
     policy = failures or FailurePolicy()
     fakes = ContractFakes(activity_contracts(), seed=seed, salt=scenario.name, policy=policy, handlers=world.handlers())
     scenario.setup(world, fakes)

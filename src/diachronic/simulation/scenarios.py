@@ -14,7 +14,7 @@ from diachronic.ci.planner.deploy import DeployDecision
 from diachronic.ci.planner.retire import RetireBlocker
 from diachronic.ci.planner.rollout import RolloutStopReason
 from diachronic.simulation.fakes import ContractFakes
-from diachronic.simulation.runner import Expect, Outcome, Scenario, Sim
+from diachronic.simulation.runner import Check, Expect, Outcome, Scenario, Sim
 from diachronic.simulation.world import FlagEnd, World
 
 __all__ = ["CATALOG", "by_name", "select"]
@@ -66,8 +66,8 @@ INITIAL = Scenario(
         phases=(Phase.COMPLETED,),
         flags=(FlagEnd("v1", 100),),
         workers=frozenset({"v1"}),
-        called=frozenset({"list_version_flags", "apply_version_flag", "set_traffic_percent"}),
-        not_called=MIGRATION_ACTIVITIES | RETIRING | {"read_version_flag"},
+        called=frozenset({"observe_deployment", "apply_version_flag", "set_traffic_percent"}),
+        not_called=MIGRATION_ACTIVITIES | RETIRING,
     ),
 )
 
@@ -188,11 +188,12 @@ def automation_left_it(version: str) -> Callable[[Outcome], bool]:
 HAND_EDIT = Scenario(
     name="hand-edit",
     about="a human sets 100 % by hand at the first step: the rollout stops (RolloutPercentNotExpected), the "
-    "migration follows the flag, v1 retires long before the hour-long steps would have",
+    "migration follows the flag, v1 retires long before the hour-long steps would have; the deployment ends "
+    "stopped (a human took over), not completed",
     setup=live("v1", running={"v1": 10}, workers=("v1", "v2")),
     drive=human_fast_forwards,
     expect=Expect(
-        phases=(Phase.COMPLETED,),
+        phases=(Phase.STOPPED,),
         flags=(FlagEnd("v2", 100), FlagEnd("v1", archived=True)),
         workers=frozenset({"v2"}),
         running={"v2": 10},
@@ -225,11 +226,11 @@ def _rollout_stopped(sim: Sim) -> Callable[[], Awaitable[bool]]:
 HAND_EDIT_STRATEGY_DELETED = Scenario(
     name="hand-edit-strategy-deleted",
     about="a human deletes the general strategy: the rollout stops (GeneralTrafficStrategyNotFound) and v1 is "
-    "kept while it receives traffic; the human then routes 100 % by hand and v1 retires",
+    "kept while it receives traffic; the human then routes 100 % by hand, v1 retires, the deployment ends stopped",
     setup=live("v1", running={"v1": 3}, workers=("v1", "v2")),
     drive=strategy_deleted_then_fast_forward,
     expect=Expect(
-        phases=(Phase.COMPLETED,),
+        phases=(Phase.STOPPED,),
         flags=(FlagEnd("v2", 100), FlagEnd("v1", archived=True)),
         workers=frozenset({"v2"}),
         running={"v2": 3},
@@ -519,7 +520,10 @@ FAILING_STEP = Scenario(
         checks=(
             (
                 "the typed reason is recorded",
-                lambda o: (o.records[0].error or "").startswith("FlagStoreError: the flag store refuses"),
+                lambda o: (
+                    o.records[0].end is not None
+                    and (o.records[0].end.text or "").startswith("FlagStoreError: the flag store refuses")
+                ),
             ),
             ("the CI run failed as DeploymentFailed", lambda o: (o.ci_error or "").startswith("DeploymentFailed")),
         ),
@@ -571,6 +575,178 @@ CONTINUE_AS_NEW = Scenario(
     ),
 )
 
+# ----------------------------------------------------------------------------------------------- the safety defects
+
+
+async def edit_between_read_and_write(sim: Sim) -> None:
+    await sim.deploy("v2", steps="50@60s,100@1h")
+    sim.world.before_next_write(lambda world: world.hand_set_percent("v2", 30))
+    await sim.until("the rollout stopped", _rollout_stopped(sim))
+    await sim.control("cancel", expect=True)  # v1 still takes 70 %: the migration would wait for ever
+
+
+EDIT_BETWEEN_READ_AND_WRITE = Scenario(
+    name="edit-between-read-and-write",
+    about="a human sets 30 % after the rollout read the flag and before its write of 50 % lands: the conditional "
+    "write is refused, the rollout stops (a human edit) and the human's 30 % stays; cancel ends it (safety "
+    "defect 2)",
+    setup=live("v1", running={"v1": 4}, workers=("v1", "v2")),
+    drive=edit_between_read_and_write,
+    expect=Expect(
+        phases=(Phase.CANCELLED,),
+        flags=(FlagEnd("v2", 30), FlagEnd("v1", 100)),
+        workers=frozenset({"v1", "v2"}),
+        checks=(
+            ("the rollout stopped for the human edit", rollout_reason(RolloutStopReason.HUMAN_EDIT)),
+            ("automation never wrote a percentage", lambda o: o.world.percent_writes == []),
+        ),
+    ),
+)
+
+
+def v1_running_a_while(world: World, fakes: ContractFakes) -> None:
+    live("v1", workers=("v1", "v2"))(world, fakes)
+    world.start_workflows("v1", 3, finishes_after=30)  # still running when v1 is deployed again
+
+
+async def non_migratory_then_roll_back(sim: Sim) -> None:
+    await sim.deploy("v2", non_migratory=True)
+    await sim.until("v2 is being deployed", lambda: sim.world.flag_of("v2") is not None, step_s=1)
+    await sim.deploy("v1")  # a roll-back by redeploy: the cleanup of v1's queue will find v1 live again
+
+
+ROLL_BACK_AFTER_NON_MIGRATORY = Scenario(
+    name="roll-back-after-non-migratory",
+    about="v2 deployed non-migratory (a cleanup waits for v1's workflows) and v1 redeployed after it: the old "
+    "cleanup archives v1's old flag but keeps v1's workers, which serve its new flag (safety defect 1)",
+    setup=v1_running_a_while,
+    drive=non_migratory_then_roll_back,
+    expect=Expect(
+        phases=(Phase.COMPLETED, Phase.COMPLETED),
+        flags=(FlagEnd("v1", 100), FlagEnd("v2", archived=True), FlagEnd("v1", archived=True)),
+        workers=frozenset({"v1"}),
+        checks=(
+            ("v1's workers were never deleted", v1_workers_never_deleted),
+            ("the old cleanup kept them: live again", lambda o: "RetireAction.KEEP_WORKERS" in o.branches),
+        ),
+    ),
+)
+
+
+async def roll_back_refused(sim: Sim) -> None:
+    await sim.deploy("v2")
+    await sim.until("v2 is being deployed", lambda: sim.world.flag_of("v2") is not None, step_s=1)
+    await sim.deploy("v1", environment="production")  # a roll-back that will be refused: wrong environment
+
+
+ROLL_BACK_REFUSED = Scenario(
+    name="roll-back-refused",
+    about="a roll-back to v1 waits behind v2, so v2's migration hands v1's retirement to a cleanup; the roll-back "
+    "is then refused (another environment): the cleanup deletes v1's workers (safety defect 9, 12)",
+    setup=live("v1", running={"v1": 3}, workers=("v1", "v2")),
+    drive=roll_back_refused,
+    expect=Expect(
+        phases=(Phase.COMPLETED, Phase.FAILED),
+        ci_fails=True,
+        flags=(FlagEnd("v2", 100), FlagEnd("v1", archived=True)),
+        workers=frozenset({"v2"}),
+        running={"v2": 3},
+        checks=(
+            ("the migration handed v1 over to a cleanup", lambda o: "MigrationAction.HAND_OFF" in o.branches),
+            (
+                "the roll-back was refused as EnvironmentMismatch",
+                lambda o: o.records[1].end is not None and o.records[1].end.reason == "EnvironmentMismatch",
+            ),
+        ),
+    ),
+)
+
+
+async def redelivered_events(sim: Sim) -> None:
+    first = sim.world.flag_of("v1")
+    assert first is not None
+    await sim.deploy("v1")  # the event that deployed v1, delivered again after its CI run ended
+    await sim.deploy("v2", steps="100@60s", while_running=False)  # in this CI run, or the next one
+    await sim.deploy("v3", dark=True)
+    await sim.until("v3 awaits continue", lambda: sim.phase_is(Phase.AWAITING_CONTINUE))
+    stale = await sim.deploy("v2", event_time=sim.events["v2"].event_time)  # v2's event, sent again
+    sim.check("a re-sent event is stale", stale.decision == DeployDecision.STALE.value)
+    foreign = sim.events["v2"].model_copy(update={"workflow_name": f"{sim.workflow_name}x"})
+    await sim.signal_deploy(foreign.model_dump(mode="json", by_alias=True))  # another workflow's event
+    await sim.control("continue", expect=True)
+
+
+REDELIVERED_EVENTS = Scenario(
+    name="redelivered-events",
+    about="the event that deployed v1 arrives again (v1 already is the newest live version: nothing is done), "
+    "v2's event is sent again after v2 was deployed (stale: never a roll-back), another workflow's event reaches "
+    "this CI (ignored): only v2 and v3 are deployed (safety defects 7, 11)",
+    setup=live("v1", workers=("v1", "v2", "v3")),
+    drive=redelivered_events,
+    expect=Expect(
+        phases=(Phase.DUPLICATE, Phase.COMPLETED, Phase.COMPLETED),
+        flags=(FlagEnd("v3", 100), FlagEnd("v2", archived=True), FlagEnd("v1", archived=True)),
+        workers=frozenset({"v3"}),
+    ),
+)
+
+
+def failed_with_v1_still_live(*checks: Check) -> Expect:
+    """The deployment of v2 failed before v2 took any traffic: the CI run fails, v1 stays live, nothing retires."""
+    return Expect(
+        phases=(Phase.FAILED,),
+        ci_fails=True,
+        flags=(FlagEnd("v2", 0), FlagEnd("v1", 100)),
+        workers=frozenset({"v1", "v2"}),
+        checks=checks,
+    )
+
+
+def migration_broken(world: World, fakes: ContractFakes) -> None:
+    live("v1", running={"v1": 4}, workers=("v1", "v2"))(world, fakes)
+    refusal = ActivityErrorInfo(name="WorkersError", message="forbidden (simulated)", retryable=False)
+    fakes.fail_next("migrate_batch", refusal)
+
+
+async def deploy_v2_slowly(sim: Sim) -> None:
+    await sim.deploy("v2", steps="50@1h,100@1h")
+
+
+MIGRATION_FAILS_FIRST = Scenario(
+    name="migration-fails-first",
+    about="the migration fails at its first batch while the rollout has hour-long steps: the deployment fails at "
+    "once, its rollout stopped; no percentage is raised after (safety defect 5)",
+    setup=migration_broken,
+    drive=deploy_v2_slowly,
+    expect=failed_with_v1_still_live(
+        ("noticed before the first step was due", lambda o: o.virtual_s < 3600),
+        ("nothing written", lambda o: o.world.percent_writes == []),
+    ),
+)
+
+
+def flag_store_down_for_days(world: World, fakes: ContractFakes) -> None:
+    live("v1", workers=("v1", "v2"))(world, fakes)
+    outage = ActivityErrorInfo(name="FlagStoreError", message="flag store unavailable (simulated)", retryable=True)
+    fakes.fail_next("set_traffic_percent", *[outage] * 3000)  # at most a minute apart: two days of failures
+
+
+FLAG_STORE_DOWN_FOR_DAYS = Scenario(
+    name="flag-store-down-for-days",
+    about="every percentage write fails for two days: Temporal retries the step with back-off for its hour, then "
+    "the deployment ends failed with StepTimedOut; the history stays short (safety defect 8)",
+    setup=flag_store_down_for_days,
+    drive=deploy_non_migratory,
+    expect=failed_with_v1_still_live(
+        (
+            "it failed with StepTimedOut",
+            lambda o: o.records[0].end is not None and o.records[0].end.reason == "StepTimedOut",
+        ),
+        ("within a few hours, not days", lambda o: o.virtual_s < 4 * 3600),
+    ),
+    max_virtual_s=3 * 24 * 3600,
+)
+
 CATALOG: list[Scenario] = [
     INITIAL,
     MIGRATORY,
@@ -589,6 +765,12 @@ CATALOG: list[Scenario] = [
     CONTINUE_AS_NEW,
     PAUSE_RESUME_PROMOTE,
     ABORT,
+    EDIT_BETWEEN_READ_AND_WRITE,
+    ROLL_BACK_AFTER_NON_MIGRATORY,
+    ROLL_BACK_REFUSED,
+    REDELIVERED_EVENTS,
+    MIGRATION_FAILS_FIRST,
+    FLAG_STORE_DOWN_FOR_DAYS,
 ]
 
 

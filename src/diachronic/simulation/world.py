@@ -3,17 +3,23 @@ deployments. Scenarios set it up, act in it as a human would (change a percentag
 what is left at the end.
 
 The world answers the activities it models by the activity contracts' semantics (``handlers()``), using the
-real naming (``diachronic.versions``) and the real Unleash-exact routing (``diachronic.flags.evaluation``), so
-the CI under test sees what a flag store, Temporal and Kubernetes would show it. It also guards the safety
-invariants of docs/architecture.md as a referee, independently of the CI's own checks: a deletion of a live version's
-workers, an archive of the newest flag, or a second migrate signal delivered to one run is recorded in
-``violations`` (and the unsafe deletion refused).
+real naming (``diachronic.versions``), the real Unleash-exact routing (``diachronic.flags.evaluation``), the flag
+stores' compare-and-set rule (``evaluation.check_expected_percent``) and the planner's eligibility rule
+(``planner.migration.select_runs``), so the CI under test sees what a flag store, Temporal and Kubernetes would show
+it. A human can edit a flag at any moment, including between the automation's read and its write
+(``before_next_write``).
+
+It also guards the safety invariants of docs/architecture.md as a referee, independently of the CI's own checks,
+recording in ``violations``: a deletion of workers whose task queue a live flag still carries, where workflows still
+run, or whose version a deployment is about to make live (the deletion is refused); an archive of the newest flag or
+of a flag that routes traffic; a second migrate signal delivered to one run; an automated write that replaced a
+value the automation had not read.
 """
 
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -24,6 +30,7 @@ from diachronic.ci.contracts import (
     ApplyFlagInput,
     CountRunningInput,
     DeleteWorkersInput,
+    DeploymentObservation,
     FindWorkersInput,
     FlagList,
     FlagNameInput,
@@ -31,14 +38,23 @@ from diachronic.ci.contracts import (
     ListFlagsInput,
     MigrateBatchInput,
     MigrateBatchResult,
+    ObserveDeploymentInput,
     RunningCount,
     SetPercentInput,
     WorkerSetList,
 )
-from diachronic.ci.planner import migration
+from diachronic.ci.planner import migration, rollout
 from diachronic.contracts import VersionInfo
+from diachronic.errors import ConcurrentEdit
 from diachronic.flags import GENERAL_TRAFFIC_TITLE, VersionFlag
-from diachronic.flags.evaluation import choose, default_strategies, general_percent, general_strategy, new_rollout
+from diachronic.flags.evaluation import (
+    check_expected_percent,
+    choose,
+    default_strategies,
+    general_percent,
+    general_strategy,
+    new_rollout,
+)
 from diachronic.simulation.fakes import Handler, Sampler, SimulatedFailure
 from diachronic.versions import next_seq_id, sort_newest_first, task_queue, version_info
 from diachronic.workers import LABEL_VERSION, WorkerSet, labels_match, worker_labels
@@ -97,7 +113,7 @@ class World:
     workflow_name: str
     seed: int = 0
     move_delay: int = 1  # observations of the old queue before a signalled run has moved
-    environment: str | None = "development"
+    environment: str = "development"  # the flag store's, and the one the CI serves
     sampler: Sampler = field(default_factory=Sampler)
     flags: dict[str, VersionFlag] = field(default_factory=dict)
     runs: dict[str, Run] = field(default_factory=dict)
@@ -109,9 +125,12 @@ class World:
     resends: int = 0  # migrate signals dropped by Temporal's request-id dedup
     percent_writes: list[tuple[str, int]] = field(default_factory=list)  # automation's writes
     queued: list[str] = field(default_factory=list)  # versions accepted by the CI and not started yet
+    deploying: Callable[[], Awaitable[list[str]]] | None = None  # the CI's own answer, when one runs
     hand_edits: list[str] = field(default_factory=list)
     violations: list[str] = field(default_factory=list)
     _request_ids: set[str] = field(default_factory=set)
+    _read: dict[str, int | None] = field(default_factory=dict)  # what the automation last read (or wrote), by flag
+    _before_write: list[Callable[[World], None]] = field(default_factory=list)
     _started: int = 0
 
     # ------------------------------------------------------------------------------------------- set-up
@@ -195,6 +214,11 @@ class World:
     def hand_archive(self, version_id: str) -> None:
         self._edit(version_id, "archived", lambda f: f.model_copy(update={"archived": True}))
 
+    def before_next_write(self, action: Callable[[World], None]) -> None:
+        """``action`` happens right before the automation's next percentage write lands: after it read the flag,
+        before its write (a human's edit in that gap must win)."""
+        self._before_write.append(action)
+
     def finish_workflows(self, version_id: str) -> None:
         """Every workflow on the version's queue completes (as users' workflows eventually do)."""
         queue = task_queue(self.workflow_name, version_id)
@@ -255,29 +279,40 @@ class World:
 
     # ------------------------------------------------------------------------------------------- referee
 
-    def _receives_traffic(self, version_id: str) -> bool:
+    def _receives_traffic(self, flag_name: str) -> bool:
+        """Probed as the signaler would route: does any new start (isTest or not) land on this flag?"""
         live = self.flags_newest_first(include_archived=False)
         for i in range(ROUTING_PROBES):
             for is_test in (False, True):
                 chosen = choose(live, f"probe-{i}", is_test)
-                if chosen is not None and chosen.info.version_id == version_id:
+                if chosen is not None and chosen.info.flag_name == flag_name:
                     return True
         return False
 
-    def _check_delete(self, deployment: WorkerSet) -> list[str]:
+    async def deploying_versions(self) -> list[str]:
+        """Versions the CI queues or deploys now: its own answer when a CI runs, else what the scenario noted."""
+        return await self.deploying() if self.deploying is not None else list(self.queued)
+
+    async def _check_delete(self, deployment: WorkerSet) -> list[str]:
         version = deployment.labels.get(LABEL_VERSION, "")
+        queue = task_queue(self.workflow_name, version)
         problems = []
-        running = self.running_on(task_queue(self.workflow_name, version))
-        if running:
+        if running := self.running_on(queue):
             problems.append(f"{len(running)} workflows still run on it")
-        if version in self.queued:
-            problems.append("a queued deployment makes it live again")
-        live = self.flags_newest_first(include_archived=False)
-        if live and live[0].info.version_id == version:
-            problems.append("it is the newest version")
-        elif self._receives_traffic(version):
-            problems.append("the flags still route traffic to it")
+        if version in await self.deploying_versions():
+            problems.append("a deployment of it is queued or in progress: it will be live again")
+        carriers = [
+            f.info.flag_name for f in self.flags_newest_first(include_archived=False) if f.info.task_queue == queue
+        ]
+        if carriers:
+            problems.append(f"live flags carry its task queue: {', '.join(carriers)}")
         return problems
+
+    def _served(self, flags: list[VersionFlag]) -> list[VersionFlag]:
+        """Flags handed to the automation: remember what each held, to referee the writes that follow."""
+        for flag in flags:
+            self._read[flag.info.flag_name] = general_percent(flag)
+        return flags
 
     def _signal(self, run: Run, to_queue: str) -> None:
         request_id = f"diachronic-migrate:{to_queue}:{run.run_id}"  # as the real activity names it
@@ -295,6 +330,7 @@ class World:
     def handlers(self) -> dict[str, Handler]:
         """The activities this world answers, by activity name (the rest stay generated)."""
         return {
+            "observe_deployment": self.observe_deployment,
             "list_version_flags": self.list_version_flags,
             "apply_version_flag": self.apply_version_flag,
             "set_traffic_percent": self.set_traffic_percent,
@@ -309,37 +345,60 @@ class World:
     def _mine(self, workflow_name: str) -> bool:
         return workflow_name == self.workflow_name
 
+    def observe_deployment(self, input: ObserveDeploymentInput) -> DeploymentObservation:
+        if input.version_id in self.queued:  # the CI took it off its queue
+            self.queued.remove(input.version_id)
+        mine = self._mine(input.workflow_name)
+        flags = self._served(self.flags_newest_first(include_archived=False)) if mine else []
+        return DeploymentObservation(flags=flags, environment=self.environment)
+
     def list_version_flags(self, input: ListFlagsInput) -> FlagList:
         mine = self._mine(input.workflow_name)
-        return FlagList(flags=self.flags_newest_first(include_archived=False) if mine else [])
+        return FlagList(flags=self._served(self.flags_newest_first(include_archived=False)) if mine else [])
 
-    def apply_version_flag(self, input: ApplyFlagInput) -> VersionInfo:
+    def apply_version_flag(self, input: ApplyFlagInput) -> VersionFlag:
         """Flag store semantics: the newest live flag of this version is kept; else a new flag (next seq)."""
         if not self._mine(input.workflow_name):
             raise _refuse("InvalidInput", f"this world only holds {self.workflow_name}")
-        if input.version_id in self.queued:  # the CI took it off its queue
-            self.queued.remove(input.version_id)
         live = self.flags_newest_first(include_archived=False)
         if live and live[0].info.version_id == input.version_id:
-            return live[0].info
+            return self._served([live[0]])[0]
         top = next(iter(self.flags_newest_first()), None)
         if top is not None and top.archived and top.info.version_id == input.version_id:  # revived
             self.flags[top.info.flag_name] = VersionFlag(
                 info=top.info, enabled=True, strategies=default_strategies(top.info.flag_name)
             )
-            return top.info
-        return self.add_version(input.version_id, percent=0)
+            return self._served([self.flags[top.info.flag_name]])[0]
+        info = self.add_version(input.version_id, percent=0)
+        return self._served([self.flags[info.flag_name]])[0]
 
     def set_traffic_percent(self, input: SetPercentInput) -> BaseModel | None:
+        """A compare-and-set write, as both flag stores do it; refereed against what the automation had read."""
+        while self._before_write:
+            self._before_write.pop(0)(self)
         flag = self.flags.get(input.flag_name)
         if flag is None or flag.archived:
             raise _refuse("NotFound", f"flag {input.flag_name!r} {'is archived' if flag else 'does not exist'}")
+        try:
+            check_expected_percent(input.flag_name, flag.strategies, input.expected)
+        except ConcurrentEdit as edit:
+            if rollout.write_landed(input.percent, edit.found):  # as the activity: a retry after a lost reply
+                return None
+            raise _refuse(ConcurrentEdit.name, edit.message) from None
+        held, read = general_percent(flag), self._read.get(input.flag_name)
+        if held != read:
+            self.violations.append(
+                f"an automated write of {input.percent}% replaced {held}% on {input.flag_name}, a value it had not "
+                f"read (it last read {read}%)"
+            )
         self.flags[input.flag_name] = _with_percent(flag, input.percent)
         self.percent_writes.append((input.flag_name, input.percent))
+        self._read[input.flag_name] = input.percent
         return None
 
     def read_version_flag(self, input: FlagNameInput) -> FlagReading:
-        return FlagReading(flag=self.flags.get(input.flag_name))
+        flag = self.flags.get(input.flag_name)
+        return FlagReading(flag=self._served([flag])[0] if flag is not None else None)
 
     def archive_version_flag(self, input: FlagNameInput) -> BaseModel | None:
         flag = self.flags.get(input.flag_name)
@@ -350,6 +409,8 @@ class World:
         live = self.flags_newest_first(include_archived=False)
         if live and live[0].info.flag_name == input.flag_name:
             self.violations.append(f"archived {input.flag_name}, the newest version's flag")
+        elif self._receives_traffic(input.flag_name):
+            self.violations.append(f"archived {input.flag_name} while it routes traffic")
         self.flags[input.flag_name] = flag.model_copy(update={"archived": True})
         self.archived.append(input.flag_name)
         if not any(f.enabled for f in self.flags_newest_first(include_archived=False)):
@@ -383,17 +444,19 @@ class World:
             running_on_old_queue=len(runs),
         )
 
-    def find_workers(self, input: FindWorkersInput) -> WorkerSetList:
+    async def find_workers(self, input: FindWorkersInput) -> WorkerSetList:
         found = [d for d in self.deployments.values() if labels_match(d.labels, input.workflow_name, input.version_id)]
-        return WorkerSetList(worker_sets=sorted(found, key=lambda d: d.name), queued_versions=list(self.queued))
+        return WorkerSetList(
+            worker_sets=sorted(found, key=lambda d: d.name), deploying_versions=await self.deploying_versions()
+        )
 
-    def delete_workers(self, input: DeleteWorkersInput) -> BaseModel | None:
+    async def delete_workers(self, input: DeleteWorkersInput) -> BaseModel | None:
         """Refuses (and records) the deletion of a live version's workers; a vanished deployment is deleted."""
         key = f"{input.worker_set.namespace}/{input.worker_set.name}"
         current = self.deployments.get(key)
         if current is None or (input.worker_set.uid is not None and current.uid != input.worker_set.uid):
             return None
-        problems = self._check_delete(current)
+        problems = await self._check_delete(current)
         if problems:
             message = f"deleting the workers of {current.labels.get(LABEL_VERSION)}: {'; '.join(problems)}"
             self.violations.append(message)

@@ -1,7 +1,11 @@
 """Migration's decisions: which runs on the old queue are eligible for the migrate signal, and what to do next.
 
 Pure. ``select_runs`` is the one eligibility rule: the ``migrate_batch`` activity calls it on what Temporal's
-visibility lists, and the simulation's fake world calls it on its own runs.
+visibility lists, and the simulation's fake world calls it on its own runs. The migration workflow loops:
+
+    batch = <migrate_batch activity>          # select_runs + signals
+    next_migration_action(...)                # SIGNAL_MORE at once, WAIT a poll, or try to RETIRE:
+    after_drain(plan_retire(<observed>))      # RETIRE now, WAIT (the flag still routes), or HAND_OFF
 """
 
 from __future__ import annotations
@@ -10,16 +14,25 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from enum import StrEnum
 
+from diachronic.ci.planner.retire import RetireBlocker, RetirePlan
 from diachronic.flags import VersionFlag
 from diachronic.flags.evaluation import choose
 
-__all__ = ["MigrationAction", "MigrationSelection", "RunOnQueue", "next_migration_action", "select_runs"]
+__all__ = [
+    "MigrationAction",
+    "MigrationSelection",
+    "RunOnQueue",
+    "after_drain",
+    "next_migration_action",
+    "select_runs",
+]
 
 
 class MigrationAction(StrEnum):
     SIGNAL_MORE = "signal_more"  # more eligible workflows wait for their signal: go again at once
     WAIT = "wait"  # some still run on the old queue (not yet eligible, or migrating): poll again later
-    RETIRE = "retire"  # nothing runs on the old queue: delete its workers, archive its flag
+    RETIRE = "retire"  # nothing runs on the old queue: retire the old version (as the retire plan says)
+    HAND_OFF = "hand_off"  # drained, but a deployment of the old version waits: a cleanup workflow retires it
 
 
 @dataclass(frozen=True)
@@ -74,5 +87,16 @@ def next_migration_action(*, eligible_unsignalled: int, running_on_old_queue: in
     if eligible_unsignalled > 0:
         return MigrationAction.SIGNAL_MORE
     if running_on_old_queue > 0:
+        return MigrationAction.WAIT
+    return MigrationAction.RETIRE
+
+
+def after_drain(plan: RetirePlan) -> MigrationAction:
+    """The old queue is empty: retire as planned, or wait while the flag still routes traffic. A deployment of the
+    old version in the CI's queue waits for this migration to end, so waiting for it here would never end: the
+    retirement is handed to a cleanup workflow, which waits on its own."""
+    if plan.blocker is RetireBlocker.DEPLOYING:
+        return MigrationAction.HAND_OFF
+    if plan.blocker is not None:
         return MigrationAction.WAIT
     return MigrationAction.RETIRE

@@ -1,11 +1,22 @@
-"""When an old version may be retired (its workers deleted, its flag archived).
+"""The retire rule: may an old version's flag be archived and its workers deleted, now?
 
-Pure: migration and cleanup read the flags and the running count right before retiring and ask here.
+Migration and cleanup observe, right before retiring, the workflow's live flags, how many workflows run on the old
+task queue and which versions the CI is deploying, then execute the plan: archive the flag first (no traffic can
+reach a version whose flag is archived), then delete the workers.
+
+    plan = plan_retire(RetireSnapshot(old=v1, flags=live_flags, running_on_old_queue=0, deploying=("v3",)))
+    plan.blocker   -> hold, look again later (RUNNING, ROUTED, NEWEST, DEPLOYING)
+    plan.archive_flag / plan.delete_workers / plan.kept_workers -> what to do
+
+The flag of a version is retirable once it is not the newest and routes no traffic. Its workers are deletable
+only if, on top, nothing runs on its task queue, no other live flag carries the same task queue (a redeploy made the
+version live again: the workers stay, they serve that flag), and no deployment of the version is queued or in
+progress (it would route traffic to workers that are gone).
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from dataclasses import dataclass
 from enum import StrEnum
 
 from diachronic.ci.planner.schedule import MAX_PERCENT
@@ -13,30 +24,71 @@ from diachronic.contracts import VersionInfo
 from diachronic.flags import VersionFlag
 from diachronic.flags.evaluation import general_percent
 
-__all__ = ["RetireBlocker", "retire_blocker"]
+__all__ = ["RetireAction", "RetireBlocker", "RetirePlan", "RetireSnapshot", "plan_retire"]
+
+LIVE_AGAIN = "another live flag carries its task queue: the version was deployed again"
 
 
 class RetireBlocker(StrEnum):
     RUNNING = "workflows still run on the old task queue"
     ROUTED = "the old version still receives routed traffic"
     NEWEST = "the old version is the newest version"
+    DEPLOYING = "a deployment of the old version is queued or in progress"
 
 
-def retire_blocker(
-    flags_newest_first: Sequence[VersionFlag], old: VersionInfo, running_on_old_queue: int
-) -> RetireBlocker | None:
-    """Safety invariant: never delete the workers of a version that still runs workflows or receives traffic.
+class RetireAction(StrEnum):
+    RETIRE = "retire"  # archive the flag (unless it is already), delete the workers
+    KEEP_WORKERS = "keep_workers"  # archive the flag (unless it is already), keep the workers: live again
 
-    The old version receives no general traffic once some newer enabled flag routes 100 % of it (newest wins);
-    isTest traffic always goes to the newest flag, which the old version is not."""
-    if running_on_old_queue > 0:
-        return RetireBlocker.RUNNING
-    live = [f for f in flags_newest_first if not f.archived]
-    if live and live[0].info.version_id == old.version_id and live[0].info.seq_id == old.seq_id:
-        return RetireBlocker.NEWEST
-    for flag in live:
-        if flag.info.seq_id <= old.seq_id:
-            break
+
+@dataclass(frozen=True)
+class RetireSnapshot:
+    old: VersionInfo  # the version to retire: its flag (by name) and its task queue
+    flags: tuple[VersionFlag, ...]  # the workflow's version flags, newest first (archived ones are ignored)
+    running_on_old_queue: int
+    deploying: tuple[str, ...] = ()  # versions the CI's queue holds or deploys now
+
+
+@dataclass(frozen=True)
+class RetirePlan:
+    blocker: RetireBlocker | None = None  # not None: do nothing now, look again later
+    archive_flag: bool = False
+    delete_workers: bool = False
+    kept_workers: str | None = None  # why the workers stay although the version retires
+
+    @property
+    def branch(self) -> RetireBlocker | RetireAction:
+        if self.blocker is not None:
+            return self.blocker
+        return RetireAction.RETIRE if self.delete_workers else RetireAction.KEEP_WORKERS
+
+
+def plan_retire(snapshot: RetireSnapshot) -> RetirePlan:
+    """What retiring ``snapshot.old`` may do now; see the module's docstring."""
+    old = snapshot.old
+    live = [f for f in snapshot.flags if not f.archived]
+    flag_live = any(f.info.flag_name == old.flag_name for f in live)
+    live_again = any(f.info.task_queue == old.task_queue and f.info.flag_name != old.flag_name for f in live)
+    if snapshot.running_on_old_queue > 0 and not live_again:  # live again: the workers stay, running or not
+        return RetirePlan(RetireBlocker.RUNNING)
+    if flag_live:
+        if live[0].info.flag_name == old.flag_name:
+            return RetirePlan(RetireBlocker.NEWEST)
+        if _routed(live, old):
+            return RetirePlan(RetireBlocker.ROUTED)
+    if live_again:
+        return RetirePlan(archive_flag=flag_live, kept_workers=LIVE_AGAIN)
+    if old.version_id in snapshot.deploying:
+        return RetirePlan(RetireBlocker.DEPLOYING)
+    return RetirePlan(archive_flag=flag_live, delete_workers=True)
+
+
+def _routed(live_newest_first: list[VersionFlag], old: VersionInfo) -> bool:
+    """The old flag receives general traffic unless a newer enabled flag routes 100 % of it (newest wins); isTest
+    traffic goes to the newest flag, which the old one is not."""
+    for flag in live_newest_first:
+        if flag.info.flag_name == old.flag_name:
+            return True
         if flag.enabled and general_percent(flag) == MAX_PERCENT:
-            return None
-    return RetireBlocker.ROUTED
+            return False
+    return True

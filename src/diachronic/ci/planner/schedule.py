@@ -38,25 +38,28 @@ def parse_steps(text: str) -> list[RolloutStep]:
         if not match:
             raise InvalidInput(f"invalid rollout step {part.strip()!r}: expected PERCENT@DURATION, e.g. 25@30s")
         percent, amount, unit = int(match[1]), float(match[2]), match[3]
-        if not 0 < percent <= MAX_PERCENT:
-            raise InvalidInput(f"rollout step {percent}% is outside 1..100")
+        if percent > MAX_PERCENT:
+            raise InvalidInput(f"rollout step {percent}% is outside 0..100")
         steps.append(RolloutStep(percent=percent, wait_s=amount * _UNIT_S[unit]))
     return validate_steps(steps)
 
 
 def validate_steps(steps: Sequence[RolloutStep]) -> list[RolloutStep]:
-    """Percentages must rise strictly, stay within 1..100 and the schedule must end at 100 %."""
+    """Percentages 0..100 that never go down, waits of 0 s or more; a schedule that stops short of 100 % gets a
+    final 100 % step (waiting as long as its last step), so every rollout ends at 100 %."""
     if not steps:
         raise InvalidInput("a rollout schedule needs at least one step")
     previous = 0
     for step in steps:
-        if not 0 < step.percent <= MAX_PERCENT:
-            raise InvalidInput(f"rollout step {step.percent}% is outside 1..100")
-        if step.percent <= previous:
-            raise InvalidInput(f"rollout steps must rise: {step.percent}% comes after {previous}%")
+        if not 0 <= step.percent <= MAX_PERCENT:
+            raise InvalidInput(f"rollout step {step.percent}% is outside 0..100")
+        if step.wait_s < 0:
+            raise InvalidInput(f"rollout step {step.percent}% waits {step.wait_s:g} s: a wait cannot be negative")
+        if step.percent < previous:
+            raise InvalidInput(f"rollout steps must not go down: {step.percent}% comes after {previous}%")
         previous = step.percent
     if previous != MAX_PERCENT:
-        raise InvalidInput(f"a rollout schedule must end at 100%, this one ends at {previous}%")
+        return [*steps, RolloutStep(percent=MAX_PERCENT, wait_s=steps[-1].wait_s)]
     return list(steps)
 
 

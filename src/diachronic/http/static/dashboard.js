@@ -18,6 +18,8 @@
     failed: ["Failed", "✖"],
     cancelled: ["Cancelled", "■"],
     aborted: ["Aborted", "↩"],
+    stopped: ["Stopped by a human edit", "✋"],
+    duplicate: ["Duplicate: already live", "="],
   };
 
   const CONTROLS = [
@@ -328,7 +330,7 @@
   function recent(status) {
     if (!status.recent.length) return null;
     const rows = status.recent.slice().reverse().map((r) =>
-      el("li", {}, `${r.fromVersion ? r.fromVersion.versionId : "(initial)"} → ${r.toVersion ? r.toVersion.versionId : r.request.event.versionId}: ${(PHASES[r.phase] || [r.phase])[0]}${r.finishedAt ? ` at ${time(r.finishedAt)}` : ""}${r.error ? ` — ${r.error}` : ""}`),
+      el("li", {}, `${r.fromVersion ? r.fromVersion.versionId : "(initial)"} → ${r.toVersion ? r.toVersion.versionId : r.request.event.versionId}: ${(PHASES[r.phase] || [r.phase])[0]}${r.finishedAt ? ` at ${time(r.finishedAt)}` : ""}${r.end && (r.end.reason || r.end.detail) ? ` — ${r.end.reason ? `${r.end.reason}: ` : ""}${r.end.detail || ""}` : ""}`),
     );
     return el("details", { class: "recent" }, el("summary", { text: "Earlier deployments" }), el("ul", {}, rows));
   }
