@@ -29,19 +29,15 @@ TEN_PERCENT = CanaryOptions(percent=10, query='CustomerTier="free"', soak_s=60)
         (CanarySnapshot(None, NOW), CanaryPlan(CanaryPhase.REST)),
         (CanarySnapshot(FIVE, NOW), CanaryPlan(CanaryPhase.COHORT, Cohort(options=FIVE))),
         (
-            CanarySnapshot(FIVE, NOW, target=5, signalled=2, candidates_left=30, in_flight=2),
+            CanarySnapshot(FIVE, NOW, target=5, signalled=2, candidates_left=30),
             CanaryPlan(CanaryPhase.COHORT, Cohort(options=FIVE, target=5, signalled=2)),
         ),
         (
-            CanarySnapshot(FIVE, NOW, target=5, signalled=5, candidates_left=25, in_flight=1),
-            CanaryPlan(CanaryPhase.COHORT, Cohort(options=FIVE, target=5, signalled=5)),
-        ),
-        (
-            CanarySnapshot(FIVE, NOW, target=5, signalled=5, candidates_left=25, in_flight=0),
+            CanarySnapshot(FIVE, NOW, target=5, signalled=5, candidates_left=25),
             CanaryPlan(CanaryPhase.SOAK, soak_until=NOW + timedelta(seconds=60)),
         ),
         (
-            CanarySnapshot(FIVE, NOW, target=5, signalled=3, candidates_left=0, in_flight=0),
+            CanarySnapshot(FIVE, NOW, target=5, signalled=3, candidates_left=0),
             CanaryPlan(CanaryPhase.SOAK, soak_until=NOW + timedelta(seconds=60)),
         ),
         (CanarySnapshot(FIVE, NOW, target=5, signalled=0, candidates_left=0), CanaryPlan(CanaryPhase.REST)),
@@ -59,8 +55,7 @@ TEN_PERCENT = CanaryOptions(percent=10, query='CustomerTier="free"', soak_s=60)
         "no canary: migrate everyone",
         "first look: the cohort, its size fixed by the sweep",
         "cohort partly signalled: more of it",
-        "cohort signalled, one member still on the old queue: wait for it",
-        "cohort moved: soak",
+        "cohort signalled: soak",
         "fewer candidates than the target: soak what moved",
         "nobody to move: no soak",
         "soaking",
@@ -95,26 +90,24 @@ def test_cohort_remaining_uses_the_fixed_target_once_known() -> None:
 
 
 def test_a_cohort_migrates_then_soaks_then_the_rest_moves_on_a_virtual_clock() -> None:
-    """The loop the migration runs, with 40 eligible workflows that leave the old queue one poll after their signal."""
+    """The loop the migration runs, with 40 eligible workflows, signalling at most 3 per sweep, a sweep every 2 s."""
     batch, now, phases = 3, NOW, []
     target = None
-    signalled, candidates, in_flight, soak_until = 0, 40, 0, None
+    signalled, candidates, soak_until = 0, 40, None
     while True:
-        plan = plan_canary(CanarySnapshot(FIVE, now, target, signalled, candidates - signalled, in_flight, soak_until))
+        plan = plan_canary(CanarySnapshot(FIVE, now, target, signalled, candidates - signalled, soak_until))
         phases.append(plan.phase)
         if plan.phase is CanaryPhase.REST:
             break
-        in_flight = 0  # what was signalled last poll has moved
         if plan.phase is CanaryPhase.SOAK:
             soak_until = plan.soak_until
         else:
             assert plan.cohort is not None
             target = cohort_target(FIVE, candidates) if target is None else target
-            sent = min(batch, cohort_remaining(plan.cohort, candidates))
-            signalled, in_flight = signalled + sent, sent
+            signalled += min(batch, cohort_remaining(plan.cohort, candidates))
         now += timedelta(seconds=2)
-    assert (signalled, now - NOW) == (5, timedelta(seconds=6 + 60))  # the soak begins once the cohort left
-    assert phases == [*[CanaryPhase.COHORT] * 3, *[CanaryPhase.SOAK] * 30, CanaryPhase.REST]
+    assert (signalled, now - NOW) == (5, timedelta(seconds=4 + 60))  # the soak counts from the completing sweep
+    assert phases == [*[CanaryPhase.COHORT] * 2, *[CanaryPhase.SOAK] * 30, CanaryPhase.REST]
 
 
 @pytest.mark.parametrize(

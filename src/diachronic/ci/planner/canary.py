@@ -10,9 +10,10 @@ at most ``cohort_remaining`` runs, only among those the query matches:
     REST   -> the soak passed: migrate everyone else as usual
 
 The cohort is complete when ``target`` runs were signalled, or when no candidate is left (fewer workflows match than
-the target); its soak begins once every signalled member has left the old queue. A percentage is of the
-candidates (the running workflows of the type on the old queue that the query matches) at the first look, fixed
-from then on. What the migration carries for this is three numbers and a time, whatever the number of workflows.
+the target); its soak counts from the sweep that completed it (a member moves at its next safe point, usually
+within a second; the health analysis watches the new version all along). A percentage is of the candidates (the
+running workflows of the type on the old queue that the query matches) at the first look, fixed from then on.
+What the migration carries for this is a few numbers and a time, whatever the number of workflows.
 """
 
 from __future__ import annotations
@@ -51,7 +52,6 @@ class CanarySnapshot:
     target: int | None = None  # the cohort's size, fixed at the first look (None: not looked yet)
     signalled: int = 0  # cohort members signalled so far
     candidates_left: int | None = None  # candidates not signalled yet, at the last look
-    in_flight: int = 0  # signalled members still on the old queue
     soak_until: datetime | None = None
 
 
@@ -83,8 +83,6 @@ def plan_canary(snapshot: CanarySnapshot) -> CanaryPlan:
         return CanaryPlan(CanaryPhase.COHORT, cohort)
     if snapshot.signalled == 0:
         return CanaryPlan(CanaryPhase.REST)  # nobody to watch
-    if snapshot.in_flight > 0:
-        return CanaryPlan(CanaryPhase.COHORT, cohort)  # complete; waiting for the members to leave the old queue
     return CanaryPlan(CanaryPhase.SOAK, soak_until=snapshot.now + timedelta(seconds=options.soak_s))
 
 
