@@ -6,9 +6,8 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from diachronic.ci.contracts import CanaryOptions, Cohort
+from diachronic.ci.contracts import CanaryOptions, CanaryPhase, Cohort
 from diachronic.ci.planner.canary import (
-    CanaryPhase,
     CanaryPlan,
     CanarySnapshot,
     cohort_remaining,

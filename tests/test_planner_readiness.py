@@ -7,6 +7,7 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from diachronic.ci.planner.readiness import (
+    MAX_READY_POLL_S,
     ReadinessAction,
     ReadinessPlan,
     ReadinessSnapshot,
@@ -78,20 +79,32 @@ def test_plan_readiness(observed: ReadinessSnapshot, plan: ReadinessPlan) -> Non
     assert plan_readiness(observed) == plan
 
 
-def test_a_worker_that_comes_late_is_waited_for_on_a_virtual_clock() -> None:
-    """The loop the deployment runs: look, wait until ``wake_at``; the worker starts polling at 42.5 s."""
+def wait_on_a_virtual_clock(worker_at_s: float | None, *, timeout_s: float = 600) -> tuple[ReadinessPlan, float, int]:
+    """The loop the deployment runs: look, wait until ``wake_at``; a worker polls from ``worker_at_s`` on."""
     now, looks = T0, 0
     while True:
         looks += 1
-        pollers = 1 if now >= T0 + timedelta(seconds=42.5) else 0
+        pollers = 1 if worker_at_s is not None and now >= T0 + timedelta(seconds=worker_at_s) else 0
         plan = plan_readiness(
             ReadinessSnapshot(
-                task_queue=QUEUE, pollers=pollers, waiting_since=T0, now=now, timeout_s=600, poll_interval_s=2
+                task_queue=QUEUE, pollers=pollers, waiting_since=T0, now=now, timeout_s=timeout_s, poll_interval_s=2
             )
         )
         if plan.action is not ReadinessAction.WAIT:
-            break
+            return plan, (now - T0).total_seconds(), looks
         assert plan.waiting_for == waiting_for_workers(QUEUE)
-        assert plan.wake_at is not None
+        assert plan.wake_at is not None and plan.wake_at - now <= timedelta(seconds=MAX_READY_POLL_S)
         now = plan.wake_at
-    assert (plan.action, now - T0, looks) == (ReadinessAction.PROCEED, timedelta(seconds=44), 23)
+
+
+def test_a_late_worker_is_seen_within_a_tenth_of_the_time_waited() -> None:
+    plan, seen_at, looks = wait_on_a_virtual_clock(42.5)
+    assert plan.action is ReadinessAction.PROCEED
+    assert 42.5 <= seen_at <= 42.5 * 1.1
+    assert looks == 19  # every 2 s for the first 20 s, then a tenth of the time waited
+
+
+def test_a_whole_ready_timeout_costs_few_looks() -> None:
+    """The wait is in the CI's history: ten minutes without a worker are 50 looks, not 300."""
+    plan, failed_at, looks = wait_on_a_virtual_clock(None)
+    assert (plan.action, failed_at, looks) == (ReadinessAction.FAIL, 600.0, 50)

@@ -16,6 +16,7 @@ from diachronic.ci.planner.rollback import (
     plan_redeploy,
     rollback_refusal,
     rollback_steps,
+    rolls_back_current,
 )
 from diachronic.ci.planner.schedule import parse_steps
 from diachronic.contracts import DeployEvent, RolloutStep
@@ -46,6 +47,7 @@ V2_DONE_LONG_AGO = deployment("v2", "v1", Phase.COMPLETED, started_min_ago=300, 
 V2_DONE_RECENTLY = deployment("v2", "v1", Phase.COMPLETED, started_min_ago=90, finished_min_ago=30)
 V3_ROLLING = deployment("v3", "v2", Phase.ROLLING_OUT, started_min_ago=10)
 V3_MIGRATING = deployment("v3", "v2", Phase.MIGRATING, started_min_ago=10)
+V3_ABORTED = deployment("v3", "v2", Phase.ABORTED, started_min_ago=10, finished_min_ago=1)
 
 
 @pytest.mark.parametrize(
@@ -138,28 +140,51 @@ def test_last_live(version: str, deployments: list[Deployment], live: datetime |
 
 
 @pytest.mark.parametrize(
-    ("version", "current", "history", "steps_given", "plan"),
+    ("version", "current", "rolls_back"),
     [
-        ("v2", V3_ROLLING, [INITIAL_V1, V2_DONE_RECENTLY], False, RedeployPlan(True, True, AT_ONCE)),
-        ("v2", V3_ROLLING, [INITIAL_V1, V2_DONE_RECENTLY], True, RedeployPlan(True, True, None)),
-        ("v1", None, [INITIAL_V1, V2_DONE_RECENTLY], False, RedeployPlan(True, False, AT_ONCE)),
-        ("v1", None, [INITIAL_V1, V2_DONE_LONG_AGO], False, RedeployPlan(False)),
-        ("v4", V3_ROLLING, [INITIAL_V1, V2_DONE_RECENTLY], False, RedeployPlan(False)),
-        ("v3", V3_ROLLING, [INITIAL_V1, V2_DONE_RECENTLY], False, RedeployPlan(False)),
+        ("v2", V3_ROLLING, True),
+        ("v2", V3_MIGRATING, True),
+        ("v3", V3_ROLLING, False),
+        ("v1", V3_ROLLING, False),
+        ("v2", deployment("v3", "v2", Phase.ABORTED, started_min_ago=10, finished_min_ago=5), False),
+        ("v2", None, False),
     ],
     ids=[
-        "the version being moved away from: roll back now, at once",
-        "with its own steps: roll back now, on them",
+        "the version being moved away from, rolling out",
+        "the version being moved away from, migrating",
+        "the version being deployed: a duplicate, not a roll-back",
+        "an older version: decided when its deployment starts",
+        "the deployment has ended",
+        "nothing in progress",
+    ],
+)
+def test_rolls_back_current(version: str, current: Deployment | None, rolls_back: bool) -> None:
+    assert rolls_back_current(version, current) is rolls_back
+
+
+@pytest.mark.parametrize(
+    ("version", "history", "newest", "steps_given", "plan"),
+    [
+        ("v2", [INITIAL_V1, V2_DONE_RECENTLY, V3_ABORTED], "v3", False, RedeployPlan(True, AT_ONCE)),
+        ("v2", [INITIAL_V1, V2_DONE_RECENTLY, V3_ABORTED], "v3", True, RedeployPlan(True, None)),
+        ("v1", [INITIAL_V1, V2_DONE_RECENTLY], "v2", False, RedeployPlan(True, AT_ONCE)),
+        ("v1", [INITIAL_V1, V2_DONE_LONG_AGO], "v2", False, RedeployPlan(False)),
+        ("v4", [INITIAL_V1, V2_DONE_RECENTLY], "v2", False, RedeployPlan(False)),
+        ("v2", [INITIAL_V1, V2_DONE_RECENTLY], "v2", False, RedeployPlan(False)),
+    ],
+    ids=[
+        "the version an aborted deployment moved away from: at once",
+        "with its own steps: on them",
         "retired 30 minutes ago: at once",
         "live over an hour ago: an ordinary deployment",
         "a new version: an ordinary deployment",
-        "the version being deployed: not a roll-back (a duplicate)",
+        "already the newest live version (deploy --redeploy): an ordinary deployment",
     ],
 )
 def test_plan_redeploy(
-    version: str, current: Deployment | None, history: list[Deployment], steps_given: bool, plan: RedeployPlan
+    version: str, history: list[Deployment], newest: str | None, steps_given: bool, plan: RedeployPlan
 ) -> None:
-    assert plan_redeploy(version, current=current, history=history, now=NOW, steps_given=steps_given) == plan
+    assert plan_redeploy(version, history=history, newest_live=newest, now=NOW, steps_given=steps_given) == plan
 
 
 @pytest.mark.parametrize(

@@ -40,6 +40,7 @@ class Control(StrEnum):
     RESUME = "resume"
     PROMOTE = "promote"
     ABORT = "abort"
+    ROLLBACK = "rollback"
 
     @property
     def update(self) -> str:
@@ -58,6 +59,8 @@ _CONTROL_HELP = {
     Control.RESUME: "Resume a paused rollout (the current step waits its full time again).",
     Control.PROMOTE: "Route 100 % to the new version now.",
     Control.ABORT: "Route new starts back to the previous version and stop migrating.",
+    Control.ROLLBACK: "Route new starts back to the previous version, at once or in --steps; stop migrating; "
+    "with --migrate-back, move workflows back when the old code accepts their state.",
 }
 
 
@@ -194,263 +197,6 @@ class DeleteWorkersInput(Contract):
 
 class Empty(Contract):
     pass
-
-
-# ----------------------------------------------------------------------------------------------- children
-
-
-class RolloutOutcome(StrEnum):
-    COMPLETED = "completed"  # reached 100 % on schedule (or promoted)
-    STOPPED = "stopped"  # a human changed the flag: automation stepped aside
-
-
-class RolloutInput(Contract):
-    workflow_name: str
-    to_version: VersionInfo
-    steps: Schedule
-    poll_interval_s: float = Field(default=1.0, gt=0)
-    continue_as_new_after: int = Field(default=2000, ge=10, description="history events before continue-as-new")
-    step_timeout_s: float = Field(default=DEFAULT_STEP_TIMEOUT_S, gt=0)
-
-
-class RolloutState(State):
-    started: bool = False  # the first look at the flag decided where the rollout starts
-    step_index: int = 0
-    percent: int = 0  # what the flag holds as far as the automation knows: its last write, or where it started
-    step_started_at: datetime | None = None
-    resumed_at: datetime | None = None  # a resumed step waits its full time again from here
-    paused: bool = False
-    promote: bool = False
-    stop_reason: str | None = None
-    stop_detail: str | None = None
-    history: list[tuple[datetime, int]] = Field(default_factory=list)
-
-
-class RolloutRun(Contract):
-    input: RolloutInput
-    state: RolloutState | None = None
-
-
-class RolloutResult(Contract):
-    outcome: RolloutOutcome
-    percent: int
-    reason: str | None = None
-    detail: str | None = None
-
-
-class RolloutStatus(Contract):
-    percent: int
-    step_index: int
-    steps: list[RolloutStep]
-    next_percent: int | None
-    next_step_at: datetime | None
-    paused: bool
-    stop_reason: str | None
-    stop_detail: str | None
-    history: list[tuple[datetime, int]]
-
-
-class RetireInput(Contract):
-    """What migration and cleanup share: the old version to retire, and how often to look."""
-
-    workflow_name: str
-    from_version: VersionInfo
-    poll_interval_s: float = Field(default=2.0, gt=0)
-    continue_as_new_after: int = Field(default=2000, ge=10)
-    step_timeout_s: float = Field(default=DEFAULT_STEP_TIMEOUT_S, gt=0)
-
-
-class MigrationInput(RetireInput):
-    to_version: VersionInfo
-    batch_size: int = Field(default=500, ge=1)
-    concurrency: int = Field(default=50, ge=1)
-
-
-class DrainState(State):
-    signalled_total: int = 0
-    in_flight: list[str] = Field(default_factory=list, description="signalled runs still on the old queue")
-    eligible: int = 0
-    running_on_old_queue: int | None = None
-    iterations: int = 0
-    retired: bool = False
-    deleted_workers: list[str] = Field(default_factory=list)
-    kept_workers: str | None = Field(default=None, description="why the old version's workers were kept")
-    waiting_for: str | None = Field(default=None, description="what keeps the old version from being retired")
-    failure: str | None = Field(default=None, description="the typed reason this workflow failed with")
-
-
-class MigrationRun(Contract):
-    input: MigrationInput
-    state: DrainState | None = None
-
-
-class CleanupRun(Contract):
-    input: RetireInput
-    state: DrainState | None = None
-
-
-class DrainResult(Contract):
-    signalled: int
-    deleted_workers: list[str]
-    archived_flag: str | None = Field(description="None: the flag was archived before")
-    kept_workers: str | None = Field(default=None, description="why the old version's workers were kept")
-    handed_off: bool = Field(
-        default=False, description="retiring waits for a deployment of the old version: a cleanup takes it over"
-    )
-
-
-# ----------------------------------------------------------------------------------------------- CI status
-
-
-class Phase(StrEnum):
-    IDLE = "idle"  # nothing to do; the CI run completes
-    PREPARING = "preparing"  # registering the version's flag, finding the previous version
-    AWAITING_CONTINUE = "awaiting_continue"  # dark deploy: only isTest traffic until "continue"
-    ROLLING_OUT = "rolling_out"  # raising the share of new starts (migration runs alongside)
-    MIGRATING = "migrating"  # rollout over; waiting for old workflows to leave the old queue
-    COMPLETED = "completed"  # the new version routes 100 %; the previous one retired (or handed to cleanup)
-    FAILED = "failed"  # a step could not succeed (or the deploy was refused): ``end.reason`` names why
-    CANCELLED = "cancelled"  # a human stopped the automation; flags stay as they are
-    ABORTED = "aborted"  # new starts routed back to the previous version, migration stopped
-    STOPPED = "stopped"  # a human edited the flag: the rollout stepped aside (migration followed the flag)
-    DUPLICATE = "duplicate"  # the version already is the newest live version: nothing was done
-
-
-FINAL_PHASES = frozenset(
-    {Phase.COMPLETED, Phase.FAILED, Phase.CANCELLED, Phase.ABORTED, Phase.STOPPED, Phase.DUPLICATE}
-)
-
-
-class Actor(StrEnum):
-    """Who ended a deployment before the automation finished it."""
-
-    HUMAN = "human"  # a control: the CLI, the dashboard, an update
-
-
-class DeploymentEnd(Contract):
-    """How a deployment ended, beyond its final phase: the typed reason, what it says, and who ended it."""
-
-    reason: str | None = Field(default=None, description="a stable name: FlagStoreError, StepTimedOut, ...")
-    detail: str | None = None
-    by: Actor | None = None
-    note: str | None = Field(default=None, description="the reason given with the control")
-
-    @property
-    def text(self) -> str | None:
-        """``Reason: detail`` (what ``status`` shows as the last error when there is a typed reason)."""
-        if self.reason:
-            return f"{self.reason}: {self.detail}" if self.detail else self.reason
-        return self.detail
-
-
-class ControlRecord(Contract):
-    """A control the deployment accepted, with the reason given."""
-
-    control: Control
-    reason: str | None = None
-    at: datetime
-
-
-class DeployOptions(Contract):
-    """What ``diachronic deploy`` adds to the wire payload (all optional)."""
-
-    steps: Schedule | None = None
-    poll_interval_s: float | None = Field(default=None, gt=0)
-    batch_size: int | None = Field(default=None, ge=1)
-    continue_as_new_after: int | None = Field(default=None, ge=10, description="history events; tests force it low")
-    step_timeout_s: float | None = Field(
-        default=None, gt=0, description="how long one step may keep failing (default 1 h)"
-    )
-    redeploy: bool = Field(
-        default=False,
-        description="deploy even if the version already is the newest live version (a human's command, e.g. to "
-        "finish a deployment that failed); a redelivered event never sets it",
-    )
-
-
-class DeployRequest(Contract):
-    event: DeployEvent
-    options: DeployOptions = Field(default_factory=DeployOptions)
-
-
-class Deployment(State):
-    request: DeployRequest
-    phase: Phase = Phase.PREPARING
-    from_version: VersionInfo | None = None
-    to_version: VersionInfo | None = None
-    rollout: RolloutResult | None = None
-    migration: DrainResult | None = None
-    cleanup_workflow_id: str | None = None
-    end: DeploymentEnd | None = None
-    controls: list[ControlRecord] = Field(default_factory=list, description="the controls it accepted (bounded)")
-    started_at: datetime | None = None
-    finished_at: datetime | None = None
-
-
-class CIState(State):
-    workflow_name: str | None = None
-    queue: list[DeployRequest] = Field(default_factory=list)
-    current: Deployment | None = None
-    history: list[Deployment] = Field(default_factory=list)
-    failures: list[str] = Field(
-        default_factory=list, description="why deployments of this run failed (bounded): the run then fails"
-    )
-    failed: int = Field(default=0, description="deployments of this run that failed, across continue-as-new")
-    last_ignored: str | None = Field(default=None, description="why the last deploy event was ignored")
-    ignored: int = 0
-
-
-class CIInput(Contract):
-    state: CIState | None = None
-    continue_as_new_after: int = Field(default=5000, ge=10)
-
-
-class CIResult(Contract):
-    workflow_name: str | None
-    deployments: list[Deployment]
-
-
-class ControlInput(Contract):
-    """Argument of the control updates; ``reason`` is recorded in the status."""
-
-    reason: str | None = None
-
-
-class DeployAck(Contract):
-    """Answer to a deploy: ``accept`` with its place in the queue, or why it was recognised as a duplicate."""
-
-    decision: str
-    position: int | None = None
-
-
-class MigrationCounts(Contract):
-    eligible: int
-    signalled: int
-    on_old_queue: int | None
-
-
-class CIStatus(Contract):
-    """What ``diachronic status --json`` prints for one workflow."""
-
-    workflow_name: str
-    phase: Phase
-    from_version: VersionInfo | None
-    to_version: VersionInfo | None
-    rollout_percent: int | None
-    next_step_at: datetime | None
-    steps: list[RolloutStep]
-    paused: bool
-    migration: MigrationCounts | None
-    queued: list[DeployEvent]
-    last_error: str | None
-    end: DeploymentEnd | None = None
-    non_migratory: bool = False
-    cleanup_workflow_id: str | None = None
-    drain_workflow_id: str | None = Field(
-        default=None, description="the workflow draining and retiring the previous version (migration or cleanup)"
-    )
-    rollout_history: list[tuple[datetime, int]] = Field(default_factory=list)
-    recent: list[Deployment] = Field(default_factory=list)
 
 
 # ----------------------------------------------------------------------------------------------- gates (docs/gates.md)
@@ -638,3 +384,342 @@ class MigrateBackEvidence(Contract):
     )
     running_on_new_queue: int = Field(default=0, ge=0)
     detail: str | None = Field(default=None, description="why the old version could not be asked")
+
+
+class GateStage(StrEnum):
+    """Where a deployment stands with its gates before traffic moves."""
+
+    WAITING_FOR_WORKERS = "waiting_for_workers"  # no worker polls the new version's task queue yet
+    GATE_RUNNING = "gate_running"  # the gate workflow runs on the new version's task queue
+    READY = "ready"  # workers poll and the gate (if any) passed: traffic may move
+
+
+class GateRun(Contract):
+    """One run of the gate workflow."""
+
+    workflow_id: str
+    step_index: int = Field(ge=0)
+    passed: bool | None = Field(default=None, description="None: running")
+    detail: str | None = None
+
+
+MAX_GATE_RUNS = 20
+
+
+class GatesRecord(State):
+    """A deployment's gates, as ``status`` and the dashboard show them."""
+
+    stage: GateStage | None = None
+    waiting_for: str | None = Field(default=None, description="``waiting for workers on <queue>``")
+    ready_at: datetime | None = None
+    gate_runs: list[GateRun] = Field(default_factory=list, description=f"the last {MAX_GATE_RUNS}")
+    health_workflow_id: str | None = Field(default=None, description="the health workflow watching the deployment")
+    health: list[StepHealth] = Field(default_factory=list, description="health numbers per step")
+    breach: HealthVerdict | None = None
+    redeploy_rollback: bool = Field(default=False, description="a roll-back by redeploy: at once, workflows stay")
+    moves_back: bool = Field(default=False, description="workflows move back: the old code accepts their state")
+    migrate_back: str | None = Field(default=None, description="why workflows move back, or stay")
+
+
+class CanaryPhase(StrEnum):
+    COHORT = "cohort"  # moving the cohort only
+    SOAK = "soak"  # the cohort moved: watching it until the soak ends
+    REST = "rest"  # no canary, or the soak passed: move everyone
+
+
+class CanaryProgress(Contract):
+    """The canary cohort of the migration, as ``status`` shows it."""
+
+    phase: CanaryPhase
+    target: int | None = None
+    signalled: int = 0
+    soak_until: datetime | None = None
+
+
+# ----------------------------------------------------------------------------------------------- children
+
+
+class RolloutOutcome(StrEnum):
+    COMPLETED = "completed"  # reached 100 % on schedule (or promoted)
+    STOPPED = "stopped"  # a human changed the flag: automation stepped aside
+    ABORTED = "aborted"  # the gate before a step failed: the deployment aborts
+
+
+class RolloutInput(Contract):
+    workflow_name: str
+    to_version: VersionInfo
+    steps: Schedule
+    poll_interval_s: float = Field(default=1.0, gt=0)
+    continue_as_new_after: int = Field(default=2000, ge=10, description="history events before continue-as-new")
+    step_timeout_s: float = Field(default=DEFAULT_STEP_TIMEOUT_S, gt=0)
+    gate: GateOptions | None = Field(default=None, description="with every_step: run before each step after the first")
+    deployment_started: datetime | None = Field(default=None, description="names the gate runs (gate_workflow_id)")
+
+
+class RolloutState(State):
+    started: bool = False  # the first look at the flag decided where the rollout starts
+    step_index: int = 0
+    percent: int = 0  # what the flag holds as far as the automation knows: its last write, or where it started
+    step_started_at: datetime | None = None
+    resumed_at: datetime | None = None  # a resumed step waits its full time again from here
+    paused: bool = False
+    promote: bool = False
+    stop_reason: str | None = None
+    stop_detail: str | None = None
+    history: list[tuple[datetime, int]] = Field(default_factory=list)
+    gated_through: int = 0  # the gate passed before every step up to this index
+    gate: GateRun | None = None  # the last gate run
+
+
+class RolloutRun(Contract):
+    input: RolloutInput
+    state: RolloutState | None = None
+
+
+class RolloutResult(Contract):
+    outcome: RolloutOutcome
+    percent: int
+    reason: str | None = None
+    detail: str | None = None
+
+
+class RolloutStatus(Contract):
+    percent: int
+    step_index: int
+    steps: list[RolloutStep]
+    next_percent: int | None
+    next_step_at: datetime | None
+    paused: bool
+    stop_reason: str | None
+    stop_detail: str | None
+    history: list[tuple[datetime, int]]
+    gate: GateRun | None = None
+
+
+class RetireInput(Contract):
+    """What migration and cleanup share: the old version to retire, and how often to look."""
+
+    workflow_name: str
+    from_version: VersionInfo
+    poll_interval_s: float = Field(default=2.0, gt=0)
+    continue_as_new_after: int = Field(default=2000, ge=10)
+    step_timeout_s: float = Field(default=DEFAULT_STEP_TIMEOUT_S, gt=0)
+
+
+class MigrationInput(RetireInput):
+    to_version: VersionInfo
+    batch_size: int = Field(default=500, ge=1)
+    concurrency: int = Field(default=50, ge=1)
+    retire: bool = Field(
+        default=True,
+        description="False: end once every workflow was signalled, keeping the old version (a roll-back's "
+        "migrate-back)",
+    )
+
+
+class DrainState(State):
+    signalled_total: int = 0
+    in_flight: list[str] = Field(default_factory=list, description="signalled runs still on the old queue")
+    eligible: int = 0
+    running_on_old_queue: int | None = None
+    iterations: int = 0
+    retired: bool = False
+    deleted_workers: list[str] = Field(default_factory=list)
+    kept_workers: str | None = Field(default=None, description="why the old version's workers were kept")
+    waiting_for: str | None = Field(default=None, description="what keeps the old version from being retired")
+    failure: str | None = Field(default=None, description="the typed reason this workflow failed with")
+
+
+class MigrationRun(Contract):
+    input: MigrationInput
+    state: DrainState | None = None
+
+
+class CleanupRun(Contract):
+    input: RetireInput
+    state: DrainState | None = None
+
+
+class DrainResult(Contract):
+    signalled: int
+    deleted_workers: list[str]
+    archived_flag: str | None = Field(description="None: the flag was archived before")
+    kept_workers: str | None = Field(default=None, description="why the old version's workers were kept")
+    handed_off: bool = Field(
+        default=False, description="retiring waits for a deployment of the old version: a cleanup takes it over"
+    )
+
+
+# ----------------------------------------------------------------------------------------------- CI status
+
+
+class Phase(StrEnum):
+    IDLE = "idle"  # nothing to do; the CI run completes
+    PREPARING = "preparing"  # registering the version's flag, finding the previous version
+    AWAITING_CONTINUE = "awaiting_continue"  # dark deploy: only isTest traffic until "continue"
+    ROLLING_OUT = "rolling_out"  # raising the share of new starts (migration runs alongside)
+    MIGRATING = "migrating"  # rollout over; waiting for old workflows to leave the old queue
+    COMPLETED = "completed"  # the new version routes 100 %; the previous one retired (or handed to cleanup)
+    FAILED = "failed"  # a step could not succeed (or the deploy was refused): ``end.reason`` names why
+    CANCELLED = "cancelled"  # a human stopped the automation; flags stay as they are
+    ABORTED = "aborted"  # new starts routed back to the previous version, migration stopped
+    STOPPED = "stopped"  # a human edited the flag: the rollout stepped aside (migration followed the flag)
+    DUPLICATE = "duplicate"  # the version already is the newest live version: nothing was done
+
+
+FINAL_PHASES = frozenset(
+    {Phase.COMPLETED, Phase.FAILED, Phase.CANCELLED, Phase.ABORTED, Phase.STOPPED, Phase.DUPLICATE}
+)
+
+
+class Actor(StrEnum):
+    """Who ended a deployment before the automation finished it."""
+
+    HUMAN = "human"  # a control: the CLI, the dashboard, an update
+    GATES = "gates"  # the gate workflow or the health analysis (docs/gates.md)
+
+
+class DeploymentEnd(Contract):
+    """How a deployment ended, beyond its final phase: the typed reason, what it says, and who ended it."""
+
+    reason: str | None = Field(default=None, description="a stable name: FlagStoreError, StepTimedOut, ...")
+    detail: str | None = None
+    by: Actor | None = None
+    note: str | None = Field(default=None, description="the reason given with the control")
+
+    @property
+    def text(self) -> str | None:
+        """``Reason: detail`` (what ``status`` shows as the last error when there is a typed reason)."""
+        if self.reason:
+            return f"{self.reason}: {self.detail}" if self.detail else self.reason
+        return self.detail
+
+
+class ControlRecord(Contract):
+    """A control the deployment accepted, with the reason given."""
+
+    control: Control
+    reason: str | None = None
+    at: datetime
+
+
+class DeployOptions(Contract):
+    """What ``diachronic deploy`` adds to the wire payload (all optional)."""
+
+    steps: Schedule | None = None
+    poll_interval_s: float | None = Field(default=None, gt=0)
+    batch_size: int | None = Field(default=None, ge=1)
+    continue_as_new_after: int | None = Field(default=None, ge=10, description="history events; tests force it low")
+    step_timeout_s: float | None = Field(
+        default=None, gt=0, description="how long one step may keep failing (default 1 h)"
+    )
+    redeploy: bool = Field(
+        default=False,
+        description="deploy even if the version already is the newest live version (a human's command, e.g. to "
+        "finish a deployment that failed); a redelivered event never sets it",
+    )
+    ready_timeout_s: float | None = Field(
+        default=None, gt=0, description="how long to wait for a worker on the new version's task queue (10 min)"
+    )
+    gate: GateOptions | None = None
+    health: HealthThresholds | None = Field(default=None, description="the health analysis (defaults when absent)")
+    canary: CanaryOptions | None = None
+    migrate_back: bool = Field(
+        default=False,
+        description="a roll-back by redeploy moves workflows back when the old code declares it accepts their state",
+    )
+
+
+class DeployRequest(Contract):
+    event: DeployEvent
+    options: DeployOptions = Field(default_factory=DeployOptions)
+
+
+class Deployment(State):
+    request: DeployRequest
+    phase: Phase = Phase.PREPARING
+    from_version: VersionInfo | None = None
+    to_version: VersionInfo | None = None
+    rollout: RolloutResult | None = None
+    migration: DrainResult | None = None
+    cleanup_workflow_id: str | None = None
+    end: DeploymentEnd | None = None
+    controls: list[ControlRecord] = Field(default_factory=list, description="the controls it accepted (bounded)")
+    gates: GatesRecord = Field(default_factory=GatesRecord)
+    started_at: datetime | None = None
+    finished_at: datetime | None = None
+
+
+class CIState(State):
+    workflow_name: str | None = None
+    queue: list[DeployRequest] = Field(default_factory=list)
+    current: Deployment | None = None
+    history: list[Deployment] = Field(default_factory=list)
+    failures: list[str] = Field(
+        default_factory=list, description="why deployments of this run failed (bounded): the run then fails"
+    )
+    failed: int = Field(default=0, description="deployments of this run that failed, across continue-as-new")
+    last_ignored: str | None = Field(default=None, description="why the last deploy event was ignored")
+    ignored: int = 0
+
+
+class CIInput(Contract):
+    state: CIState | None = None
+    continue_as_new_after: int = Field(default=5000, ge=10)
+
+
+class CIResult(Contract):
+    workflow_name: str | None
+    deployments: list[Deployment]
+
+
+class ControlInput(Contract):
+    """Argument of the control updates; ``reason`` is recorded in the status."""
+
+    reason: str | None = None
+
+
+class RollbackInput(ControlInput):
+    """Argument of ``rollback``: at once, or stepped (the previous version's share rising to 100 %)."""
+
+    steps: Schedule | None = None
+    migrate_back: bool = False
+
+
+class DeployAck(Contract):
+    """Answer to a deploy: ``accept`` with its place in the queue, or why it was recognised as a duplicate."""
+
+    decision: str
+    position: int | None = None
+
+
+class MigrationCounts(Contract):
+    eligible: int
+    signalled: int
+    on_old_queue: int | None
+
+
+class CIStatus(Contract):
+    """What ``diachronic status --json`` prints for one workflow."""
+
+    workflow_name: str
+    phase: Phase
+    from_version: VersionInfo | None
+    to_version: VersionInfo | None
+    rollout_percent: int | None
+    next_step_at: datetime | None
+    steps: list[RolloutStep]
+    paused: bool
+    migration: MigrationCounts | None
+    queued: list[DeployEvent]
+    last_error: str | None
+    end: DeploymentEnd | None = None
+    non_migratory: bool = False
+    cleanup_workflow_id: str | None = None
+    drain_workflow_id: str | None = Field(
+        default=None, description="the workflow draining and retiring the previous version (migration or cleanup)"
+    )
+    rollout_history: list[tuple[datetime, int]] = Field(default_factory=list)
+    recent: list[Deployment] = Field(default_factory=list)
+    gates: GatesRecord | None = Field(default=None, description="readiness, gate runs, health numbers per step")
+    canary: CanaryProgress | None = None

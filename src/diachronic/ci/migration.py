@@ -1,6 +1,7 @@
 """The migration workflow: signal each eligible old workflow once (in bounded batches), wait for the old queue to
 drain, then retire the old version (``diachronic.ci.retire``), or hand that to a cleanup workflow when a deployment
-of the old version waits in the CI's queue (``planner.migration.after_drain``)."""
+of the old version waits in the CI's queue (``planner.migration.after_drain``). A roll-back's migrate-back
+(``retire=False``) ends once every workflow was signalled: the version it leaves is the newest and stays."""
 
 from __future__ import annotations
 
@@ -63,6 +64,10 @@ class MigrationWorkflow:
                 eligible_unsignalled=batch.eligible_unsignalled + batch.failed,
                 running_on_old_queue=batch.running_on_old_queue,
             )
+            if not self.input.retire and batch.eligible_unsignalled + batch.failed == 0:
+                # A roll-back's migrate-back: every workflow was signalled, each moves at its next safe point (a
+                # stuck one never would: waiting for it would hold the roll-back); the version it leaves stays.
+                return self.drain.result(archived=False)
             if action is migration.MigrationAction.RETIRE:
                 plan, worker_sets = await self.drain.plan()
                 action = migration.after_drain(plan)

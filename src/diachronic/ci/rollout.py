@@ -2,7 +2,8 @@
 the moment a human changes the percentage (the safety valve, and the fast-forward).
 
 It executes the step machine of ``diachronic.ci.planner.rollout``: look at the flag, ask the planner, do what it
-says (every write conditional on the value read), sleep until the planner's next deadline or a control."""
+says (every write conditional on the value read; with ``--gate-every-step``, the gate workflow first), sleep until
+the planner's next deadline or a control."""
 
 from __future__ import annotations
 
@@ -31,7 +32,8 @@ with workflow.unsafe.imports_passed_through():
         RolloutStatus,
         SetPercentInput,
     )
-    from diachronic.ci.planner import rollout
+    from diachronic.ci.gates import run_gate
+    from diachronic.ci.planner import gate, rollout
     from diachronic.ci.steps import history_is_long, run_step
     from diachronic.contracts import RolloutStep, VersionInfo
     from diachronic.errors import ConcurrentEdit
@@ -75,11 +77,20 @@ class StepRunner:
     """The step machine executed: carries ``RolloutState``, asks ``planner.rollout.plan_rollout`` and carries out
     START (hold what the flag holds) and WRITE (on the value read); answers every other plan to its caller."""
 
-    def __init__(self, flag: FlagSteps, steps: Sequence[RolloutStep], poll_interval_s: float, state: RolloutState):
+    def __init__(
+        self,
+        flag: FlagSteps,
+        steps: Sequence[RolloutStep],
+        poll_interval_s: float,
+        state: RolloutState,
+        *,
+        gate_every_step: bool = False,
+    ):
         self.flag = flag
         self.steps = tuple(steps)
         self.poll_interval_s = poll_interval_s
         self.state = state
+        self.gate_every_step = gate_every_step
 
     def _snapshot(self, observed: rollout.TrafficObservation) -> rollout.RolloutSnapshot:
         state = self.state
@@ -95,6 +106,8 @@ class StepRunner:
             resumed_at=state.resumed_at,
             paused=state.paused,
             promote=state.promote,
+            gate_every_step=self.gate_every_step,
+            gated_through=state.gated_through,
         )
 
     def _hold(self, percent: int, step_index: int) -> None:
@@ -112,6 +125,7 @@ class StepRunner:
         if plan.action is rollout.RolloutAction.START:
             assert plan.percent is not None and plan.step_index is not None
             self._hold(plan.percent, plan.step_index)
+            self.state.gated_through = plan.step_index  # the CI ran the gate before the first step it writes
             plan = rollout.plan_rollout(self._snapshot(observed))
         if plan.action is rollout.RolloutAction.WRITE:
             assert plan.percent is not None and plan.expected is not None and plan.step_index is not None
@@ -140,7 +154,10 @@ class RolloutWorkflow:
         self.input: RolloutInput = run.input
         self.state: RolloutState = run.state or RolloutState()
         self.flag = FlagSteps(run.input.to_version, run.input.step_timeout_s)
-        self.runner = StepRunner(self.flag, run.input.steps, run.input.poll_interval_s, self.state)
+        every_step = run.input.gate is not None and run.input.gate.every_step
+        self.runner = StepRunner(
+            self.flag, run.input.steps, run.input.poll_interval_s, self.state, gate_every_step=every_step
+        )
         self._wake = False
         self._slept_once = False
 
@@ -179,6 +196,7 @@ class RolloutWorkflow:
             stop_reason=self.state.stop_reason,
             stop_detail=self.state.stop_detail,
             history=self.state.history,
+            gate=self.state.gate,
         )
 
     def _should_continue_as_new(self) -> bool:
@@ -198,6 +216,10 @@ class RolloutWorkflow:
                     return self.runner.stopped(plan.stop, observed)
                 if plan.action is rollout.RolloutAction.COMPLETE:
                     return RolloutResult(outcome=RolloutOutcome.COMPLETED, percent=self.state.percent)
+                if plan.action is rollout.RolloutAction.GATE:
+                    assert plan.step_index is not None
+                    if (aborted := await self._gate(plan.step_index)) is not None:
+                        return aborted
                 if plan.action is rollout.RolloutAction.WAIT:
                     assert plan.wake_at is not None
                     if self._should_continue_as_new():
@@ -207,6 +229,30 @@ class RolloutWorkflow:
         except asyncio.CancelledError:
             self.state.stop_reason = "Cancelled"
             raise
+
+    async def _gate(self, step_index: int) -> RolloutResult | None:
+        """The gate before ``step_index``: None when it passed (the step is written next), else the aborted end."""
+        options, started = self.input.gate, self.input.deployment_started
+        assert options is not None and started is not None
+        verdict = await run_gate(
+            options,
+            workflow_name=self.input.workflow_name,
+            task_queue=self.input.to_version.task_queue,
+            step_index=step_index,
+            deployment_started=started,
+            on_run=lambda run: setattr(self.state, "gate", run),
+        )
+        if verdict.action is gate.GateAction.PROCEED:
+            self.state.gated_through = step_index
+            return None
+        assert verdict.reason is not None
+        self.state.stop_reason, self.state.stop_detail = verdict.reason.value, verdict.detail
+        return RolloutResult(
+            outcome=RolloutOutcome.ABORTED,
+            percent=self.state.percent,
+            reason=verdict.reason.value,
+            detail=verdict.detail,
+        )
 
     async def _sleep_until(self, wake_at: datetime) -> None:
         """Until the planner's next deadline, or earlier when a control arrives."""

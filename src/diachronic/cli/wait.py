@@ -7,8 +7,7 @@ from typing import NoReturn
 
 import typer
 
-from diachronic.cli import Context
-from diachronic.signaler.instructions import parse_duration
+from diachronic.cli import Context, seconds
 from diachronic.temporal import connect
 from diachronic.waiting import EXIT_CODES, Ending, Located, wait_for_end
 
@@ -27,12 +26,7 @@ TIMEOUT_OPTION = typer.Option(
 
 def wait_timeout(c: Context, text: str | None) -> float | None:
     """``--timeout`` in seconds; a bare number is seconds."""
-    if text is None:
-        return None
-    try:
-        return parse_duration(text + "s" if text.strip().replace(".", "", 1).isdigit() else text).total_seconds()
-    except ValueError as error:
-        c.out.abort(f"invalid --timeout: {error}")
+    return seconds(c, "--timeout", text)
 
 
 def _describe(workflow: str, found: Located) -> str:

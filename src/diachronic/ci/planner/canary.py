@@ -21,13 +21,11 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from enum import StrEnum
 
-from diachronic.ci.contracts import CanaryOptions, Cohort
+from diachronic.ci.contracts import CanaryOptions, CanaryPhase, Cohort
 from diachronic.errors import InvalidInput
 
 __all__ = [
-    "CanaryPhase",
     "CanaryPlan",
     "CanarySnapshot",
     "cohort_remaining",
@@ -37,12 +35,6 @@ __all__ = [
 ]
 
 _MAX_COHORT = 100_000
-
-
-class CanaryPhase(StrEnum):
-    COHORT = "cohort"  # moving the cohort only
-    SOAK = "soak"  # the cohort moved: watching it until the soak ends
-    REST = "rest"  # no canary, or the soak passed: move everyone
 
 
 @dataclass(frozen=True)

@@ -32,10 +32,12 @@ from diachronic.ci.contracts import (
     VersionHealth,
 )
 
-__all__ = ["MAX_STEPS", "failure_rate", "judge_health", "record_step"]
+__all__ = ["HEALTH_CHECK_FAILED", "MAX_STEPS", "failure_rate", "judge_health", "record_step"]
 
 MAX_STEPS = 101
 """Percentages held by one deployment (0..100): what ``record_step`` keeps at most."""
+HEALTH_CHECK_FAILED = "HealthCheckFailed"
+"""The typed reason of a deployment the health analysis aborted."""
 
 
 def failure_rate(health: VersionHealth) -> float:

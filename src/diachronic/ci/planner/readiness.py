@@ -6,6 +6,7 @@ the version's flag, since the flag's dark strategy routes ``isTest`` traffic the
     plan = plan_readiness(ReadinessSnapshot(task_queue=q, pollers=0, waiting_since=t0, now=now, ...))
     PROCEED -> a worker polls: go on (create the flag, run the gate, roll out)
     WAIT    -> status shows ``plan.waiting_for`` (``waiting for workers on <queue>``); look again at ``wake_at``
+               (after the poll interval at first, a tenth of the time waited later, at most ``MAX_READY_POLL_S``)
     FAIL    -> the deployment ends, failed with ``WorkersNotReady`` (``plan.detail`` says where and how long)
 
 The same observation guards the rest of a deployment: the migration sends no signal while the new queue has no
@@ -19,6 +20,7 @@ from datetime import datetime, timedelta
 from enum import StrEnum
 
 __all__ = [
+    "MAX_READY_POLL_S",
     "WORKERS_NOT_READY",
     "ReadinessAction",
     "ReadinessPlan",
@@ -29,6 +31,8 @@ __all__ = [
 
 WORKERS_NOT_READY = "WorkersNotReady"
 """The typed reason of a deployment whose version's workers never polled within the ready timeout."""
+MAX_READY_POLL_S = 30.0
+"""The longest pause between two looks: a wait looks often at first, then every tenth of the time waited."""
 
 
 class ReadinessAction(StrEnum):
@@ -74,7 +78,9 @@ def plan_readiness(snapshot: ReadinessSnapshot) -> ReadinessPlan:
             detail=f"no worker polled task queue {snapshot.task_queue} within {snapshot.timeout_s:g} s "
             "(--ready-timeout): start the version's workers, then deploy again; nothing was routed to it",
         )
-    poll = snapshot.now + timedelta(seconds=snapshot.poll_interval_s)
+    waited_s = (snapshot.now - snapshot.waiting_since).total_seconds()
+    pause_s = min(max(snapshot.poll_interval_s, waited_s / 10), MAX_READY_POLL_S)
+    poll = snapshot.now + timedelta(seconds=pause_s)
     return ReadinessPlan(
         ReadinessAction.WAIT, waiting_for=waiting_for_workers(snapshot.task_queue), wake_at=min(poll, deadline)
     )

@@ -4,8 +4,9 @@
 in one write (the temporal-worker-controller's AllAtOnce roll-back), or step by step with ``--steps`` (the schedule
 is the previous version's share, rising to 100: ``50@30s,100@30s`` leaves the new version 50 % then 0 %); the
 migration stops at once. A deploy of a version that was live within the last hour (``RECENTLY_LIVE_S``) is a
-roll-back too (``plan_redeploy``): it stops the deployment in progress, goes to the front of the queue, and routes
-100 % at once unless it gives its own ``--steps``.
+roll-back too (``plan_redeploy``): it routes 100 % at once unless it gives its own ``--steps``; when it is the
+version the deployment in progress moves away from (``rolls_back_current``), that deployment is rolled back first
+and the redeploy goes to the front of the queue.
 
 Workflows already moved stay on the new version (its workers are kept while they run). They move back only with
 ``--migrate-back``, and only when the old version's code declares it restores the state the new version's
@@ -22,6 +23,7 @@ from datetime import datetime, timedelta
 from enum import StrEnum
 
 from diachronic.ci.contracts import FINAL_PHASES, Deployment, MigrateBackEvidence, Phase
+from diachronic.ci.planner.rollout import INITIAL_STEPS
 from diachronic.ci.planner.schedule import MAX_PERCENT
 from diachronic.contracts import RolloutStep
 
@@ -37,13 +39,14 @@ __all__ = [
     "plan_redeploy",
     "rollback_refusal",
     "rollback_steps",
+    "rolls_back_current",
 ]
 
 RECENTLY_LIVE_S = 3600.0
 ROLLED_BACK = "RolledBack"
 """The typed reason of a deployment ended by a roll-back (or a redeploy of a recently live version)."""
 ROLLBACK_PHASES = (Phase.AWAITING_CONTINUE, Phase.ROLLING_OUT, Phase.MIGRATING)
-AT_ONCE = (RolloutStep(percent=MAX_PERCENT, wait_s=0),)
+AT_ONCE = INITIAL_STEPS  # one step: 100 % at once (an initial deployment's schedule)
 
 
 def rollback_refusal(current: Deployment | None, history: Sequence[Deployment]) -> str | None:
@@ -98,7 +101,6 @@ class RedeployKind(StrEnum):
 @dataclass(frozen=True)
 class RedeployPlan:
     rollback: bool  # a recently live version: a roll-back by redeploy
-    stop_current: bool = False  # roll back the deployment in progress first
     steps: tuple[RolloutStep, ...] | None = None  # the schedule the redeploy routes with (None: its own)
 
     @property
@@ -106,24 +108,29 @@ class RedeployPlan:
         return RedeployKind.ROLLBACK if self.rollback else RedeployKind.DEPLOY
 
 
+def rolls_back_current(version_id: str, current: Deployment | None) -> bool:
+    """A deploy of the version the deployment in progress moves away from rolls that deployment back at once (and
+    goes to the front of the queue)."""
+    return (
+        current is not None
+        and current.phase not in FINAL_PHASES
+        and current.from_version is not None
+        and current.from_version.version_id == version_id
+    )
+
+
 def plan_redeploy(
-    version_id: str,
-    *,
-    current: Deployment | None,
-    history: Sequence[Deployment],
-    now: datetime,
-    steps_given: bool,
+    version_id: str, *, history: Sequence[Deployment], newest_live: str | None, now: datetime, steps_given: bool
 ) -> RedeployPlan:
-    """A deploy of a version live within ``RECENTLY_LIVE_S`` is a roll-back: it stops the deployment in progress (unless
-    that deployment is of this very version: a duplicate) and routes at once unless it brings ``--steps``."""
-    if current is not None and current.request.event.version_id == version_id:
+    """Decided when the deployment starts: a version live within ``RECENTLY_LIVE_S`` that is not the newest live
+    version is a roll-back by redeploy: 100 % at once unless it brings ``--steps``, and the workflows that moved to
+    the version it replaces stay there (unless ``--migrate-back``: see ``migrate_back_verdict``)."""
+    if version_id == newest_live:
         return RedeployPlan(rollback=False)
-    seen = [*history, *([current] if current is not None else [])]
-    last = last_live(version_id, seen, now)
+    last = last_live(version_id, history, now)
     if last is None or last < now - timedelta(seconds=RECENTLY_LIVE_S):
         return RedeployPlan(rollback=False)
-    stop = current is not None and current.phase not in FINAL_PHASES
-    return RedeployPlan(rollback=True, stop_current=stop, steps=None if steps_given else AT_ONCE)
+    return RedeployPlan(rollback=True, steps=None if steps_given else AT_ONCE)
 
 
 # --------------------------------------------------------------------------------------------------- migrate back

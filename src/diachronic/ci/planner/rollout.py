@@ -9,6 +9,8 @@ The rollout workflow (and the CI's initial deployment, a one-step rollout to 100
     START    -> hold ``plan.percent`` from now on, continue at ``plan.step_index``
     WRITE    -> set the general percentage to ``plan.percent`` only if it still holds ``plan.expected``
                 (a failed condition is a human edit: look again, and the next plan stops)
+    GATE     -> run the gate workflow before step ``plan.step_index`` (``deploy --gate-every-step``), then look again:
+                passed, the step is written; failed, the rollout ends aborted (``diachronic.ci.planner.gate``)
     WAIT     -> sleep until ``plan.wake_at`` (or a control), then look again
     STOP     -> a human changed the flag (``plan.stop`` says how): step aside
     COMPLETE -> the schedule is done
@@ -58,6 +60,7 @@ class RolloutStopReason(StrEnum):
 class RolloutAction(StrEnum):
     START = "start"  # the first look: hold what the flag holds, skip the steps at or below it
     WRITE = "write"  # a step is due: write ``percent`` on ``expected``
+    GATE = "gate"  # a step is due, and its gate must pass first
     WAIT = "wait"  # nothing is due: look again at ``wake_at``
     STOP = "stop"  # the flag is not as the automation left it
     COMPLETE = "complete"  # every step is done
@@ -88,6 +91,8 @@ class RolloutSnapshot:
     resumed_at: datetime | None = None
     paused: bool = False
     promote: bool = False
+    gate_every_step: bool = False  # ``--gate-every-step``: the gate passes before each step after the first
+    gated_through: int = 0  # the gate passed before every step up to this index
 
 
 @dataclass(frozen=True)
@@ -95,7 +100,7 @@ class RolloutPlan:
     action: RolloutAction
     percent: int | None = None  # START: where the rollout stands; WRITE: what to write
     expected: int | None = None  # WRITE: the condition, what the flag must still hold
-    step_index: int | None = None  # START, WRITE: the next step afterwards
+    step_index: int | None = None  # START, WRITE: the next step afterwards; GATE: the step the gate is for
     stop: RolloutStopReason | None = None
     wake_at: datetime | None = None  # WAIT: when to look again
 
@@ -142,6 +147,8 @@ def plan_rollout(snapshot: RolloutSnapshot) -> RolloutPlan:
         return RolloutPlan(RolloutAction.WRITE, percent=MAX_PERCENT, expected=snapshot.percent, step_index=len(steps))
     deadline = step_deadline(steps[snapshot.step_index], snapshot.step_started_at or now, snapshot.resumed_at)
     if not snapshot.paused and now >= deadline:
+        if snapshot.gate_every_step and snapshot.step_index > snapshot.gated_through:
+            return RolloutPlan(RolloutAction.GATE, step_index=snapshot.step_index)
         return RolloutPlan(
             RolloutAction.WRITE,
             percent=steps[snapshot.step_index].percent,
