@@ -14,6 +14,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, TypeVar
 
+from temporalio import activity
 from temporalio.client import Client, WorkflowFailureError
 from temporalio.exceptions import ApplicationError
 from temporalio.worker import Worker
@@ -21,7 +22,14 @@ from tests.ci_workflows import Sleeper
 
 from diachronic.ci import client as ci
 from diachronic.ci.activities import CIActivities
-from diachronic.ci.contracts import DeployOptions
+from diachronic.ci.contracts import (
+    DeployOptions,
+    HealthObservation,
+    ObserveHealthInput,
+    ObserveWorkersInput,
+    VersionHealth,
+    WorkersObservation,
+)
 from diachronic.ci.worker import ci_worker
 from diachronic.contracts import MIGRATE_SIGNAL, DeployEvent, ci_workflow_id
 from diachronic.flags.local import LocalFlagStore
@@ -41,14 +49,36 @@ class CIHarness:
     worker: Worker
 
 
+class TimeSkippingActivities(CIActivities):
+    """The CI's activities for the time-skipping test server, which has neither DescribeTaskQueue nor visibility:
+    the gates' reads answer "a worker polls, nothing failed" under their real names (as samples-python fakes an
+    activity). Readiness, gates and health are tested on the dev server (tests/test_gates_*.py)."""
+
+    @activity.defn(name="observe_workers")
+    async def observe_workers(self, input: ObserveWorkersInput) -> WorkersObservation:
+        return WorkersObservation(task_queue=input.task_queue, pollers=1)
+
+    @activity.defn(name="observe_health")
+    async def observe_health(self, input: ObserveHealthInput) -> HealthObservation:
+        return HealthObservation(
+            new=VersionHealth(task_queue=input.new_task_queue), old=VersionHealth(task_queue=input.old_task_queue)
+        )
+
+
 @contextlib.asynccontextmanager
 async def ci_harness(
-    client: Client, data_dir: Path, task_queue: str, *, environment: str = "development"
+    client: Client,
+    data_dir: Path,
+    task_queue: str,
+    *,
+    environment: str = "development",
+    activities_class: type[CIActivities] = CIActivities,
 ) -> AsyncIterator[CIHarness]:
-    """A CI worker serving ``environment`` (deploy events for another one are refused)."""
+    """A CI worker serving ``environment`` (deploy events for another one are refused); on the time-skipping
+    server, with ``activities_class=TimeSkippingActivities``."""
     flags = LocalFlagStore(data_dir / "flags.sqlite3")
     workers = LocalWorkers(data_dir / "workers", grace_s=2.0)
-    activities = CIActivities(flags, workers, client, environment=environment)
+    activities = activities_class(flags, workers, client, environment=environment)
     worker = ci_worker(client, task_queue, activities)
     async with worker:
         try:
@@ -143,8 +173,10 @@ async def ci_end(h: CIHarness, wf: str) -> tuple[list[dict[str, Any]], str | Non
 
 
 async def deploy_initial(h: CIHarness, wf: str, version: str = "v1") -> None:
-    await ci.deploy(h.client, h.task_queue, event(wf, version))
-    await finish_ci(h, wf)
+    """The first deployment of ``wf``, with an in-process worker of ``version`` polling while it is deployed."""
+    async with serving(h.client, wf, version):
+        await ci.deploy(h.client, h.task_queue, event(wf, version))
+        await finish_ci(h, wf)
 
 
 async def run_diachronic(client: Client, task_queue: str, *args: str, **env: str) -> tuple[int, str, str]:

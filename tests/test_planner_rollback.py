@@ -147,6 +147,7 @@ def test_last_live(version: str, deployments: list[Deployment], live: datetime |
         ("v3", V3_ROLLING, False),
         ("v1", V3_ROLLING, False),
         ("v2", deployment("v3", "v2", Phase.ABORTED, started_min_ago=10, finished_min_ago=5), False),
+        ("v2", deployment("v3", "v2", Phase.PREPARING, started_min_ago=1), False),
         ("v2", None, False),
     ],
     ids=[
@@ -155,6 +156,7 @@ def test_last_live(version: str, deployments: list[Deployment], live: datetime |
         "the version being deployed: a duplicate, not a roll-back",
         "an older version: decided when its deployment starts",
         "the deployment has ended",
+        "still preparing (waiting for workers, its gate): queued behind it",
         "nothing in progress",
     ],
 )

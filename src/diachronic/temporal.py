@@ -359,8 +359,8 @@ async def wait_until_serving(
         delay = min(delay * 2, 1.0)
 
 
-LIVE_POLLER_S = 120.0
-"""A worker long-polls for at most a minute, then polls again: one not seen for two minutes is gone (Temporal keeps
+LIVE_POLLER_S = 90.0
+"""A worker long-polls for up to a minute, then polls again: one not seen for 90 s is gone (Temporal keeps
 listing a poller for minutes after it stopped)."""
 
 

@@ -8,9 +8,8 @@ import contextlib
 from collections.abc import Callable
 from datetime import datetime, timedelta
 
-from temporalio import workflow
+from temporalio import exceptions, workflow
 from temporalio.common import WorkflowIDReusePolicy
-from temporalio.exceptions import ChildWorkflowError, TimeoutError
 from temporalio.workflow import ParentClosePolicy
 
 with workflow.unsafe.imports_passed_through():
@@ -88,11 +87,11 @@ async def run_gate(
             id_reuse_policy=WorkflowIDReusePolicy.ALLOW_DUPLICATE,
         )
         outcome = gate.GateOutcome(succeeded=True)
-    except ChildWorkflowError as error:
+    except exceptions.ChildWorkflowError as error:
         cause = error.cause
         outcome = gate.GateOutcome(
             succeeded=False,
-            timed_out=isinstance(cause, TimeoutError),
+            timed_out=isinstance(cause, exceptions.TimeoutError),
             error=f"{failure_name(cause)}: {failure_message(cause)}" if cause is not None else str(error),
         )
     plan = gate.judge_gate(options, step_index, outcome)

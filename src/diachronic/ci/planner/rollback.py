@@ -110,10 +110,11 @@ class RedeployPlan:
 
 def rolls_back_current(version_id: str, current: Deployment | None) -> bool:
     """A deploy of the version the deployment in progress moves away from rolls that deployment back at once (and
-    goes to the front of the queue)."""
+    goes to the front of the queue), once traffic may have moved (the phases ``rollback`` accepts; while the
+    deployment still prepares, the deploy queues behind it)."""
     return (
         current is not None
-        and current.phase not in FINAL_PHASES
+        and current.phase in ROLLBACK_PHASES
         and current.from_version is not None
         and current.from_version.version_id == version_id
     )
