@@ -26,6 +26,10 @@ NOW = datetime(2026, 11, 29, 12, 0, tzinfo=UTC)
 SEQ = {"v1": 0, "v2": 1, "v3": 2, "v4": 3}
 
 
+def deploy_event(version: str, *, environment: str = "development") -> DeployEvent:
+    return DeployEvent(workflow_name="wf", version_id=version, sha=version, environment=environment, event_time=NOW)
+
+
 def deployment(
     to: str, frm: str | None, phase: Phase, *, started_min_ago: float, finished_min_ago: float | None = None
 ) -> Deployment:
@@ -161,7 +165,11 @@ def test_last_live(version: str, deployments: list[Deployment], live: datetime |
     ],
 )
 def test_rolls_back_current(version: str, current: Deployment | None, rolls_back: bool) -> None:
-    assert rolls_back_current(version, current) is rolls_back
+    assert rolls_back_current(deploy_event(version), current) is rolls_back
+
+
+def test_a_deploy_for_another_environment_rolls_nothing_back() -> None:
+    assert rolls_back_current(deploy_event("v2", environment="production"), V3_ROLLING) is False
 
 
 @pytest.mark.parametrize(

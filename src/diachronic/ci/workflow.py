@@ -148,7 +148,7 @@ class CIWorkflow:
             self._ignore(f"deploy of {event.workflow_name} {event.version_id} ignored: {decision.value}")
             return DeployAck(decision=decision.value)
         self.state.workflow_name = self._workflow_name(event)
-        if rollback.rolls_back_current(event.version_id, self.state.current):
+        if rollback.rolls_back_current(event, self.state.current):
             # A deploy of the version being moved away from: a roll-back, now, and this deploy goes first.
             self._request_stop(Control.ROLLBACK, f"rolled back by a deploy of {event.version_id}")
             self.state.queue = [request, *self.state.queue]

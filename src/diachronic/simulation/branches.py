@@ -23,8 +23,8 @@ from typing import Any
 
 from temporalio import workflow
 
-from diachronic.ci.contracts import Control, Phase
-from diachronic.ci.planner import deploy, deployment, migration, retire, rollout
+from diachronic.ci.contracts import Control, HealthRule, Phase
+from diachronic.ci.planner import deploy, deployment, gate, health, migration, readiness, retire, rollback, rollout
 
 __all__ = [
     "CONTROL_OUTCOMES",
@@ -71,6 +71,10 @@ DECISIONS: dict[str, Decision] = {
         (migration.MigrationAction.RETIRE, migration.MigrationAction.WAIT, migration.MigrationAction.HAND_OFF),
     ),
     "plan_retire": Decision(retire, (*retire.RetireBlocker, *retire.RetireAction)),
+    "plan_readiness": Decision(readiness, tuple(readiness.ReadinessAction)),
+    "judge_gate": Decision(gate, tuple(gate.GateAction)),
+    "judge_health": Decision(health, (*HealthRule, None)),  # None: healthy
+    "plan_redeploy": Decision(rollback, tuple(rollback.RedeployKind)),
 }
 """The decision functions, by name (each is unique across the planner's modules)."""
 

@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
+from temporalio import workflow
 from temporalio.api.testservice.v1 import LockTimeSkippingRequest, UnlockTimeSkippingRequest
 from temporalio.client import (
     Client,
@@ -45,6 +46,8 @@ from diachronic.ci.contracts import (
     Deployment,
     DeployOptions,
     DrainState,
+    GateOptions,
+    HealthThresholds,
     Phase,
     RolloutStatus,
     cleanup_workflow_id,
@@ -60,8 +63,11 @@ from diachronic.settings import venv_binary
 from diachronic.simulation.branches import all_branches, recording_decisions
 from diachronic.simulation.fakes import ContractFakes, FailurePolicy, activity_contracts
 from diachronic.simulation.world import FlagEnd, World, describe_flag
+from diachronic.versions import task_queue as version_queue
 
 __all__ = [
+    "GATE_FAILS",
+    "SIMULATED_GATE",
     "Check",
     "Expect",
     "Outcome",
@@ -69,6 +75,8 @@ __all__ = [
     "Scenario",
     "ScenarioEnded",
     "Sim",
+    "SimulatedGate",
+    "gate",
     "run_catalog",
     "run_scenario",
 ]
@@ -80,6 +88,28 @@ DEFAULT_MAX_WALL_S = 120.0
 UNTIL_STEP_S = 7.0  # virtual seconds between two looks of ``until``
 OFF_BEAT_S = 0.37  # added to every step: see ``advance``
 WATCH_S = 0.05  # wall seconds between looks at the virtual clock while waiting for the end
+
+
+SIMULATED_GATE = "simulated-gate"
+GATE_FAILS = "fail"  # the input that makes the simulated gate fail
+
+
+@workflow.defn(name=SIMULATED_GATE)
+class SimulatedGate:
+    """A version's gate workflow in the simulation: passes, or fails when told ``"fail"``."""
+
+    @workflow.run
+    async def run(self, verdict: str = "pass") -> str:
+        if verdict == GATE_FAILS:
+            raise ApplicationError("the simulated gate found a problem", type="SmokeTestFailed", non_retryable=True)
+        return "passed"
+
+
+def gate(*, fails: bool = False, every_step: bool = False, timeout_s: float = 600.0) -> GateOptions:
+    """``deploy --gate simulated-gate``, failing or passing."""
+    return GateOptions(
+        workflow_type=SIMULATED_GATE, input=GATE_FAILS if fails else None, timeout_s=timeout_s, every_step=every_step
+    )
 
 
 class ScenarioEnded(Exception):
@@ -200,6 +230,10 @@ class Sim:
         while_running: bool | None = None,
         event_time: datetime | None = None,
         environment: str | None = None,
+        gate: GateOptions | None = None,
+        ready_timeout_s: float | None = None,
+        health: HealthThresholds | None = None,
+        migrate_back: bool = False,
     ) -> DeployAck:
         """A deployment of ``version`` as ``diachronic deploy`` sends it (``ci_input`` if the CI must start so).
 
@@ -224,6 +258,10 @@ class Sim:
             poll_interval_s=poll_s,
             batch_size=batch_size,
             continue_as_new_after=continue_as_new_after,
+            gate=gate,
+            ready_timeout_s=ready_timeout_s,
+            health=health,
+            migrate_back=migrate_back,
         )
         ack = await ci.deploy(self.client, self.task_queue, event, options, ci_input=ci_input)
         run_id = (await self.client.get_workflow_handle(ci_workflow_id(self.workflow_name)).describe()).run_id
@@ -232,6 +270,13 @@ class Sim:
         if ack.position is not None:
             self.world.queued.append(version)  # what the CI's db query shows the real activity
         return ack
+
+    @contextlib.asynccontextmanager
+    async def gate_worker(self, version: str) -> AsyncIterator[None]:
+        """The version's workers serve the simulated gate workflow on its task queue (``deploy --gate``)."""
+        queue = version_queue(self.workflow_name, version)
+        async with Worker(self.client, task_queue=queue, workflows=[SimulatedGate]):
+            yield
 
     async def signal_deploy(self, payload: dict[str, Any]) -> None:
         """The original's deploy signal, with any payload (a bad one, another workflow's), as GitHub's side sends it."""

@@ -25,7 +25,7 @@ from enum import StrEnum
 from diachronic.ci.contracts import FINAL_PHASES, Deployment, MigrateBackEvidence, Phase
 from diachronic.ci.planner.rollout import INITIAL_STEPS
 from diachronic.ci.planner.schedule import MAX_PERCENT
-from diachronic.contracts import RolloutStep
+from diachronic.contracts import DeployEvent, RolloutStep
 
 __all__ = [
     "RECENTLY_LIVE_S",
@@ -108,13 +108,16 @@ class RedeployPlan:
         return RedeployKind.ROLLBACK if self.rollback else RedeployKind.DEPLOY
 
 
-def rolls_back_current(version_id: str, current: Deployment | None) -> bool:
+def rolls_back_current(event: DeployEvent, current: Deployment | None) -> bool:
     """A deploy of the version the deployment in progress moves away from rolls that deployment back at once (and
     goes to the front of the queue), once traffic may have moved (the phases ``rollback`` accepts; while the
-    deployment still prepares, the deploy queues behind it)."""
+    deployment still prepares, the deploy queues behind it), and when it is for the same environment (an event
+    for another is refused when it starts: it rolls nothing back)."""
+    version_id = event.version_id
     return (
         current is not None
         and current.phase in ROLLBACK_PHASES
+        and current.request.event.environment == event.environment
         and current.from_version is not None
         and current.from_version.version_id == version_id
     )
