@@ -10,6 +10,7 @@ from temporalio.exceptions import ApplicationError
 
 with workflow.unsafe.imports_passed_through():
     from diachronic.ci.outbox import Outbox
+    from diachronic.ci.planner.freeze import Freeze, FreezeWindow, active_freeze
     from diachronic.contracts import Contract
     from diachronic.notify.activities import NotifyActivities, PublishResult
     from diachronic.notify.events import Notification
@@ -52,6 +53,7 @@ class FailingWorkflow:
 class OutboxRun(Contract):
     add: list[Notification]
     pending: list[Notification] = []  # what a previous run handed over (its state, through continue-as-new)
+    hand_over: bool = False  # settle, then continue-as-new with what is not published yet
 
 
 @workflow.defn
@@ -64,4 +66,20 @@ class OutboxWorkflow:
         outbox = Outbox(list(input.pending))
         outbox.start()
         outbox.add(input.add)
+        if input.hand_over:
+            await outbox.settle(timedelta(minutes=1))
+            workflow.continue_as_new(OutboxRun(add=[], pending=outbox.pending))
         await outbox.flush(timedelta(hours=1))
+
+
+class WindowCheck(Contract):
+    windows: list[FreezeWindow]
+
+
+@workflow.defn
+class FreezeWindowWorkflow:
+    """Evaluates freeze windows inside the workflow sandbox, as the CI does."""
+
+    @workflow.run
+    async def run(self, input: WindowCheck) -> Freeze | None:
+        return active_freeze(workflow.now(), "orders", [], input.windows)

@@ -13,6 +13,7 @@ from temporalio.client import WorkflowExecutionStatus
 from temporalio.testing import WorkflowEnvironment
 from temporalio.worker import Worker
 from tests.ci_helpers import run_diachronic
+from tests.pipeline_workflows import FreezeWindowWorkflow, WindowCheck
 
 from diachronic.ci.freeze import (
     FreezeActivities,
@@ -145,3 +146,13 @@ async def test_freeze_freezes_and_unfreeze_as_a_user_runs_them(dev_env: Workflow
         assert code == 1 and f"{wf} is not frozen" in err, err
         code, out, _ = await cli(dev_env, queue, "freezes", wf)
         assert (code, out.strip()) == (0, "nothing is frozen")
+
+
+async def test_windows_are_evaluated_inside_the_workflow_sandbox(time_env: WorkflowEnvironment) -> None:
+    queue = f"window-{uuid.uuid4()}"
+    paris = FreezeWindow(cron="* * * * *", duration="1h", reason="always", timezone="Europe/Paris")
+    async with Worker(time_env.client, task_queue=queue, workflows=[FreezeWindowWorkflow]):
+        found = await time_env.client.execute_workflow(
+            FreezeWindowWorkflow.run, WindowCheck(windows=[paris]), id=f"window-{uuid.uuid4()}", task_queue=queue
+        )
+    assert found is not None and (found.reason, found.source) == ("always", "window")

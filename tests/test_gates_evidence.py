@@ -9,6 +9,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from datetime import UTC, datetime
 
 import pytest
+from examples.sleeper import FINISH_SIGNAL, Sleeper
 from examples.subscription import WORKFLOW_NAME
 from examples.subscription.shared import SubscriptionStart
 from examples.subscription.worker import build_worker
@@ -16,7 +17,6 @@ from temporalio.client import Client
 from temporalio.testing import WorkflowEnvironment
 from temporalio.worker import Worker
 from tests.ci_helpers import eventually
-from tests.ci_workflows import FINISH_SIGNAL, Sleeper
 from tests.gate_workflows import Crasher, Doomed
 
 from diachronic.ci.contracts import MigrateBackEvidence, VersionHealth
@@ -26,11 +26,6 @@ from diachronic.temporal import live_pollers
 
 pytestmark = pytest.mark.devserver
 EPOCH = datetime(2000, 1, 1, tzinfo=UTC)
-
-
-@pytest.fixture
-def wf() -> str:
-    return "wf" + uuid.uuid4().hex[:8]
 
 
 @contextlib.asynccontextmanager

@@ -2,17 +2,13 @@
 
 from __future__ import annotations
 
-import uuid
-from collections.abc import AsyncIterator
 from datetime import UTC, datetime
-from pathlib import Path
 
 import pytest
+from examples.sleeper import FINISH_SIGNAL, Sleeper
 from temporalio.client import WorkflowHandle
-from temporalio.testing import WorkflowEnvironment
 from temporalio.worker import Worker
-from tests.ci_helpers import CIHarness, ci_harness, eventually
-from tests.ci_workflows import FINISH_SIGNAL, Sleeper
+from tests.ci_helpers import CIHarness, eventually
 from tests.gate_workflows import Crasher, Doomed
 
 from diachronic.ci.contracts import (
@@ -30,17 +26,6 @@ from diachronic.ci.health import HealthWorkflow
 from diachronic.versions import version_info
 
 pytestmark = pytest.mark.devserver
-
-
-@pytest.fixture
-async def h(dev_env: WorkflowEnvironment, data_dir: Path) -> AsyncIterator[CIHarness]:
-    async with ci_harness(dev_env.client, data_dir, f"ci-{uuid.uuid4()}") as harness:
-        yield harness
-
-
-@pytest.fixture
-def wf() -> str:
-    return "wf" + uuid.uuid4().hex[:8]
 
 
 async def watch(h: CIHarness, wf: str, **thresholds: float) -> WorkflowHandle[HealthWorkflow, HealthResult]:

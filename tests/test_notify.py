@@ -265,30 +265,44 @@ async def test_a_sink_that_refuses_for_good_is_reported_and_never_blocks(
 # ------------------------------------------------------------------------------------------------ the outbox
 
 
+KINDS = [NotificationKind.STARTED, NotificationKind.STEP_REACHED, NotificationKind.COMPLETED]
+CHANGES = [note(kind, id=notification_id("orders", "v2@t", kind)) for kind in KINDS]
+
+
+async def run_outbox(env: WorkflowEnvironment, hook: str, run: OutboxRun) -> str:
+    """Run ``OutboxWorkflow`` with a JSON webhook sink at ``hook``; returns the workflow id."""
+    activities = NotifyActivities([JsonWebhookSink(SecretStr(hook))], None, None)
+    queue, workflow_id = f"outbox-{uuid.uuid4()}", f"outbox-{uuid.uuid4()}"
+    try:
+        async with Worker(
+            env.client, task_queue=queue, workflows=[OutboxWorkflow], activities=[activities.publish_notification]
+        ):
+            await env.client.execute_workflow(OutboxWorkflow.run, run, id=workflow_id, task_queue=queue)
+    finally:
+        await activities.close()
+    return workflow_id
+
+
 async def test_the_outbox_publishes_in_order_through_outages_starting_with_what_was_handed_over(
     time_env: WorkflowEnvironment,
 ) -> None:
-    kinds = [NotificationKind.STARTED, NotificationKind.STEP_REACHED, NotificationKind.COMPLETED]
-    changes = [note(kind, id=notification_id("orders", "v2@t", kind)) for kind in kinds]
     async with receiver() as box:
         box.fail("/hook", (503, {}), (503, {}))  # down when the first one goes out
-        activities = NotifyActivities([JsonWebhookSink(SecretStr(f"{box.url}/hook"))], None, None)
-        queue = f"outbox-{uuid.uuid4()}"
-        try:
-            async with Worker(
-                time_env.client,
-                task_queue=queue,
-                workflows=[OutboxWorkflow],
-                activities=[activities.publish_notification],
-            ):
-                await time_env.client.execute_workflow(
-                    OutboxWorkflow.run,
-                    OutboxRun(pending=changes[:1], add=changes[1:]),
-                    id=f"outbox-{uuid.uuid4()}",
-                    task_queue=queue,
-                )
-        finally:
-            await activities.close()
+        await run_outbox(time_env, f"{box.url}/hook", OutboxRun(pending=CHANGES[:1], add=CHANGES[1:]))
     delivered = [r.json["kind"] for r in box.at("/hook")]
     # The one handed over first (retried through the outage), each one after the one before it, each once it took.
     assert delivered == ["started"] * 3 + ["step_reached", "completed"]
+
+
+async def test_the_outbox_settles_before_a_hand_over_and_the_next_run_publishes_the_rest(
+    time_env: WorkflowEnvironment,
+) -> None:
+    async with receiver() as box:
+        workflow_id = await run_outbox(time_env, f"{box.url}/hook", OutboxRun(add=CHANGES, hand_over=True))
+        handle = time_env.client.get_workflow_handle(workflow_id)
+        first_run = (await handle.describe()).raw_description.workflow_execution_info.first_run_id
+        history = await time_env.client.get_workflow_handle(workflow_id, run_id=first_run).fetch_history()
+    assert [r.json["kind"] for r in box.at("/hook")] == [k.value for k in KINDS]
+    scheduled = [e for e in history.events if e.HasField("activity_task_scheduled_event_attributes")]
+    closed = [e for e in history.events if e.HasField("activity_task_completed_event_attributes")]
+    assert len(scheduled) == len(closed)  # whatever was in flight ended before the hand-over: none left behind

@@ -7,8 +7,9 @@ from datetime import UTC, datetime
 import pytest
 
 from diachronic.ci.contracts import Phase
-from diachronic.ci.planner.notifications import DeploymentFacts, Progress, notifications
+from diachronic.ci.planner.notifications import Progress, notifications
 from diachronic.contracts import GitHubDeploymentRef
+from diachronic.notify.events import DeploymentFacts
 from diachronic.notify.events import NotificationKind as K
 
 NOW = datetime(2026, 11, 29, 9, 0, tzinfo=UTC)
@@ -19,7 +20,7 @@ FACTS = DeploymentFacts(
     from_version_id="v1",
     github=GitHubDeploymentRef(repository="acme/orders", deployment_id=7),
 )
-ROLLOUT = Progress(percent=0, paused=False, edited=False)
+ROLLOUT = Progress(percent=0, paused=False)
 DRAIN = Progress(drained=False, retired=False)
 
 
@@ -36,21 +37,23 @@ DRAIN = Progress(drained=False, retired=False)
         (Progress(phase=Phase.ROLLING_OUT), Progress(phase=Phase.ABORTED, stopped_by_human=True), [K.STOPPED]),
         (Progress(phase=Phase.ROLLING_OUT), Progress(phase=Phase.ABORTED, reason="gate"), [K.ABORTED]),
         (Progress(phase=Phase.COMPLETED), Progress(phase=Phase.COMPLETED), []),
-        (ROLLOUT, Progress(percent=10, paused=False, edited=False), [K.STEP_REACHED]),
-        (Progress(percent=30, paused=False, edited=False), Progress(percent=30, paused=True, edited=False), [K.PAUSED]),
+        (Progress(phase=Phase.ROLLING_OUT), Progress(phase=Phase.STOPPED, reason="edited"), [K.STOPPED]),
+        (Progress(phase=Phase.PREPARING), Progress(phase=Phase.DUPLICATE), [K.COMPLETED]),
+        (ROLLOUT, Progress(percent=10, paused=False), [K.STEP_REACHED]),
+        (Progress(percent=30, paused=False), Progress(percent=30, paused=True), [K.PAUSED]),
         (
-            Progress(percent=30, paused=True, edited=False),
-            Progress(percent=30, paused=False, edited=False),
+            Progress(percent=30, paused=True),
+            Progress(percent=30, paused=False),
             [K.RESUMED],
         ),
         (
-            Progress(percent=30, paused=False, edited=False),
-            Progress(percent=20, paused=False, edited=True),
-            [K.STOPPED],
+            Progress(percent=30, paused=False),
+            Progress(percent=20, paused=False),
+            [],
         ),
         (
-            Progress(percent=30, paused=False, edited=False),
-            Progress(percent=100, paused=False, edited=False),
+            Progress(percent=30, paused=False),
+            Progress(percent=100, paused=False),
             [K.STEP_REACHED],
         ),
         (ROLLOUT, ROLLOUT, []),
@@ -75,10 +78,12 @@ DRAIN = Progress(drained=False, retired=False)
         "aborted by a human: stopped",
         "aborted by a gate: aborted",
         "nothing changed",
+        "a human edit ended it: stopped",
+        "already live: completed",
         "a step reached",
         "paused",
         "resumed",
-        "an edit by hand: stopped (no step: the percentage went down)",
+        "an edit by hand lowered it: no step (the CI tells the end: stopped)",
         "promoted: a step to 100",
         "rollout unchanged",
         "old queue drained",
@@ -111,7 +116,7 @@ def test_ids_are_the_same_when_decided_again_and_differ_between_changes_and_depl
     assert notifications(FACTS, *step, now=NOW.replace(minute=5)) == [
         n.model_copy(update={"at": NOW.replace(minute=5)}) for n in first
     ]
-    later = DeploymentFacts(**{**FACTS.__dict__, "started_at": NOW})
+    later = FACTS.model_copy(update={"started_at": NOW})
     ids = {
         first[0].id,
         notifications(FACTS, Progress(percent=30, paused=False), Progress(percent=40, paused=False), now=NOW)[0].id,

@@ -7,10 +7,12 @@ build that the gates stop (docs/gates.md); ``gate.py`` is the sample gate workfl
 
 from __future__ import annotations
 
+from diachronic import versions
+
 WORKFLOW_NAME = "subscription"
 VERSIONS = ("v1", "v2", "v3")
 
 
 def task_queue(version: str, prefix: str = "") -> str:
-    """The immutable task queue of a version, ``<workflowName>-<versionId>`` (with an optional test prefix)."""
-    return f"{prefix}{WORKFLOW_NAME}-{version}"
+    """The immutable task queue of a version (``diachronic.versions``); ``prefix`` keeps tests apart."""
+    return versions.task_queue(f"{prefix}{WORKFLOW_NAME}", version)

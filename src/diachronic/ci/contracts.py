@@ -11,10 +11,12 @@ from typing import Annotated, Any
 
 from pydantic import AfterValidator, Field, model_validator
 
+from diachronic.ci.planner.freeze import Freeze
 from diachronic.ci.planner.schedule import validate_steps
 from diachronic.contracts import Contract, DeployEvent, RolloutStep, State, VersionInfo
 from diachronic.errors import InvalidInput
 from diachronic.flags import VersionFlag
+from diachronic.notify.events import DeploymentFacts, Notification
 from diachronic.workers import WorkerSet
 
 # ----------------------------------------------------------------------------------------------- names
@@ -454,6 +456,7 @@ class RolloutInput(Contract):
     step_timeout_s: float = Field(default=DEFAULT_STEP_TIMEOUT_S, gt=0)
     gate: GateOptions | None = Field(default=None, description="with every_step: run before each step after the first")
     deployment_started: datetime | None = Field(default=None, description="names the gate runs (gate_workflow_id)")
+    report: DeploymentFacts | None = Field(default=None, description="the deployment its notifications tell of")
 
 
 class RolloutState(State):
@@ -469,6 +472,8 @@ class RolloutState(State):
     history: list[tuple[datetime, int]] = Field(default_factory=list)
     gated_through: int = 0  # the gate passed before every step up to this index
     gate: GateRun | None = None  # the last gate run
+    pauses: int = 0  # how many times it was paused: tells one pause's notification from the next
+    outbox: list[Notification] = Field(default_factory=list, description="notifications not published yet")
 
 
 class RolloutRun(Contract):
@@ -481,6 +486,7 @@ class RolloutResult(Contract):
     percent: int
     reason: str | None = None
     detail: str | None = None
+    unpublished: list[Notification] = Field(default_factory=list, description="left for the CI to publish")
 
 
 class RolloutStatus(Contract):
@@ -628,6 +634,9 @@ class DeployOptions(Contract):
         default=False,
         description="a roll-back by redeploy moves workflows back when the old code declares it accepts their state",
     )
+    force_reason: str | None = Field(
+        default=None, min_length=1, max_length=500, description="go through a freeze, for this reason (recorded)"
+    )
 
 
 class DeployRequest(Contract):
@@ -644,6 +653,7 @@ class Deployment(State):
     migration: DrainResult | None = None
     cleanup_workflow_id: str | None = None
     end: DeploymentEnd | None = None
+    overrode_freeze: Freeze | None = Field(default=None, description="the freeze it was forced through")
     controls: list[ControlRecord] = Field(default_factory=list, description="the controls it accepted (bounded)")
     gates: GatesRecord = Field(default_factory=GatesRecord)
     started_at: datetime | None = None
@@ -661,6 +671,10 @@ class CIState(State):
     failed: int = Field(default=0, description="deployments of this run that failed, across continue-as-new")
     last_ignored: str | None = Field(default=None, description="why the last deploy event was ignored")
     ignored: int = 0
+    outbox: list[Notification] = Field(
+        default_factory=list, description="notifications decided and not published yet (bounded: ci.outbox.LIMIT)"
+    )
+    frozen: Freeze | None = Field(default=None, description="the freeze the next deployment waits for")
 
 
 class CIInput(Contract):
@@ -714,6 +728,7 @@ class CIStatus(Contract):
     queued: list[DeployEvent]
     last_error: str | None
     end: DeploymentEnd | None = None
+    frozen: Freeze | None = Field(default=None, description="the queued deployments wait for this freeze to lift")
     non_migratory: bool = False
     cleanup_workflow_id: str | None = None
     drain_workflow_id: str | None = Field(

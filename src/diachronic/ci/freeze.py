@@ -12,7 +12,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections.abc import Callable
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any, ClassVar
 
 from pydantic import Field
@@ -24,8 +24,8 @@ with workflow.unsafe.imports_passed_through():
     from diachronic.ci.activities import translate_errors
     from diachronic.ci.planner.freeze import ALL, Freeze, FreezeWindow
     from diachronic.contracts import Contract
-    from diachronic.errors import NotFound
-    from diachronic.signaler.errors import temporal_errors
+    from diachronic.errors import InvalidInput, NotFound
+    from diachronic.temporal_errors import temporal_errors
 
 __all__ = [
     "FREEZE_WORKFLOW_TYPE",
@@ -45,6 +45,7 @@ FREEZE_WORKFLOW_TYPE = "diachronicFreeze"
 SET_FREEZE_UPDATE = "diachronic.freeze.set"
 LIFT_FREEZE_UPDATE = "diachronic.freeze.lift"
 FREEZE_QUERY = "freeze"
+START_GRACE_S = 60.0
 
 
 def freeze_workflow_id(scope: str) -> str:
@@ -77,7 +78,8 @@ class FreezeWorkflow:
 
     @workflow.run
     async def run(self, run: FreezeRun) -> Freeze | None:
-        await workflow.wait_condition(lambda: self.freeze is not None or self.lifted)
+        with contextlib.suppress(asyncio.TimeoutError):  # a start whose freeze was refused ends by itself
+            await workflow.wait_condition(lambda: self.freeze is not None or self.lifted, timeout=START_GRACE_S)
         while not self.lifted and self.freeze is not None and self.freeze.until > workflow.now():
             self._changed = False
             remaining = (self.freeze.until - workflow.now()).total_seconds()
@@ -113,6 +115,8 @@ class FreezeWorkflow:
 async def set_freeze(client: Client, task_queue: str, scope: str, until: datetime, reason: str) -> Freeze:
     """Freeze ``scope`` (a workflow name or ``*``) until ``until``; replaces a freeze already in force."""
     Freeze(scope=scope, until=until, reason=reason)  # refuse a bad scope or reason before Temporal sees it
+    if until <= datetime.now(UTC):  # the store refuses it too; refused here, no store workflow is even started
+        raise InvalidInput(f"--until {until.isoformat()} is not in the future")
     operation = WithStartWorkflowOperation(
         FreezeWorkflow.run,
         FreezeRun(scope=scope),

@@ -22,7 +22,7 @@ with workflow.unsafe.imports_passed_through():
     from diachronic.notify.activities import NotifyActivities
     from diachronic.notify.events import Notification, NotificationKind
 
-__all__ = ["LIMIT", "PUBLISH_RETRY", "Outbox"]
+__all__ = ["LIMIT", "OUTBOX_SETTLE", "PUBLISH_RETRY", "Outbox"]
 
 LIMIT = 100
 PUBLISH_RETRY = RetryPolicy(
@@ -30,6 +30,7 @@ PUBLISH_RETRY = RetryPolicy(
 )
 PUBLISH_FOR = timedelta(days=1)  # then the notification is given up (logged): its sinks were down all day
 ATTEMPT_TIMEOUT = timedelta(minutes=1)  # every sink's own timeout is far shorter
+OUTBOX_SETTLE = timedelta(seconds=30)  # how long a hand-over waits for the publication in flight
 _DROPPABLE = {NotificationKind.STEP_REACHED, NotificationKind.PAUSED, NotificationKind.RESUMED}
 
 
@@ -39,6 +40,8 @@ class Outbox:
     def __init__(self, pending: list[Notification]) -> None:
         self.pending = pending
         self._task: asyncio.Task[None] | None = None
+        self._publishing = False
+        self._held = False
 
     def add(self, notifications: list[Notification]) -> None:
         self.pending.extend(notifications)
@@ -56,8 +59,9 @@ class Outbox:
 
     async def _publish(self) -> None:
         while True:
-            await workflow.wait_condition(lambda: bool(self.pending))
+            await workflow.wait_condition(lambda: bool(self.pending) and not self._held)
             notification = self.pending[0]
+            self._publishing = True
             try:
                 await workflow.execute_activity_method(
                     NotifyActivities.publish_notification,
@@ -68,8 +72,17 @@ class Outbox:
                 )
             except ActivityError as error:
                 workflow.logger.warning("notification %s given up: %s", notification.id, error.cause or error)
+            finally:
+                self._publishing = False
             if self.pending and self.pending[0] is notification:
                 self.pending.pop(0)
+
+    async def settle(self, within: timedelta) -> None:
+        """Before continue-as-new: start nothing more and let the publication in flight end (at most ``within``), so
+        the next run takes over ``pending`` without an activity left running for nobody."""
+        self._held = True
+        with contextlib.suppress(asyncio.TimeoutError):
+            await workflow.wait_condition(lambda: not self._publishing, timeout=within)
 
     async def flush(self, within: timedelta) -> None:
         """Wait until everything is published, at most ``within`` (before the workflow ends or hands over)."""

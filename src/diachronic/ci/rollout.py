@@ -33,7 +33,9 @@ with workflow.unsafe.imports_passed_through():
         SetPercentInput,
     )
     from diachronic.ci.gates import run_gate
+    from diachronic.ci.outbox import OUTBOX_SETTLE, Outbox
     from diachronic.ci.planner import gate, rollout
+    from diachronic.ci.planner.notifications import Progress, notifications
     from diachronic.ci.steps import history_is_long, run_step
     from diachronic.contracts import RolloutStep, VersionInfo
     from diachronic.errors import ConcurrentEdit
@@ -160,9 +162,30 @@ class RolloutWorkflow:
         )
         self._wake = False
         self._slept_once = False
+        self.outbox = Outbox(self.state.outbox)
+        self._told = self._progress()
+
+    def _progress(self) -> Progress:
+        return Progress(percent=self.state.percent, paused=self.state.paused, pauses=self.state.pauses)
+
+    def _tell(self) -> None:
+        """Publish what the planner says the change since the last look produces (steps, pauses); the end of the
+        deployment (an edit by hand included) is the CI's to tell."""
+        now = self._progress()
+        if self.input.report is not None:
+            self.outbox.add(notifications(self.input.report, self._told, now, now=workflow.now()))
+        self._told = now
+
+    async def _hand_back(self, result: RolloutResult) -> RolloutResult:
+        """The end: tell it, let the publication in flight end, leave the rest to the CI."""
+        self._tell()
+        await self.outbox.settle(OUTBOX_SETTLE)
+        return result.model_copy(update={"unpublished": list(self.outbox.pending)})
 
     @workflow.signal(name=ROLLOUT_PAUSE_SIGNAL)
     def pause(self) -> None:
+        if not self.state.paused:
+            self.state.pauses += 1
         self.state.paused = True
         self._wake = True
 
@@ -207,22 +230,26 @@ class RolloutWorkflow:
 
     @workflow.run
     async def run(self, run: RolloutRun) -> RolloutResult:
+        self.outbox.start()
         try:
             while True:
                 observed = await self.flag.observe()
                 plan = await self.runner.advance(observed)
+                self._tell()
                 if plan.action is rollout.RolloutAction.STOP:
                     assert plan.stop is not None
-                    return self.runner.stopped(plan.stop, observed)
+                    return await self._hand_back(self.runner.stopped(plan.stop, observed))
                 if plan.action is rollout.RolloutAction.COMPLETE:
-                    return RolloutResult(outcome=RolloutOutcome.COMPLETED, percent=self.state.percent)
+                    completed = RolloutResult(outcome=RolloutOutcome.COMPLETED, percent=self.state.percent)
+                    return await self._hand_back(completed)
                 if plan.action is rollout.RolloutAction.GATE:
                     assert plan.step_index is not None
                     if (aborted := await self._gate(plan.step_index)) is not None:
-                        return aborted
+                        return await self._hand_back(aborted)
                 if plan.action is rollout.RolloutAction.WAIT:
                     assert plan.wake_at is not None
                     if self._should_continue_as_new():
+                        await self.outbox.settle(OUTBOX_SETTLE)
                         await workflow.wait_condition(workflow.all_handlers_finished)
                         workflow.continue_as_new(RolloutRun(input=self.input, state=self.state))
                     await self._sleep_until(plan.wake_at)
@@ -261,3 +288,4 @@ class RolloutWorkflow:
         with contextlib.suppress(TimeoutError):
             await workflow.wait_condition(lambda: self._wake, timeout=timeout)
         self._slept_once = True
+        self._tell()  # a pause or a resume that woke it

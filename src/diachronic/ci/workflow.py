@@ -79,11 +79,15 @@ with workflow.unsafe.imports_passed_through():
         migration_workflow_id,
         rollout_workflow_id,
     )
+    from diachronic.ci.freeze import FreezeActivities, ReadFreezesInput
     from diachronic.ci.gates import await_workers, count_gate, run_gate
     from diachronic.ci.health import HealthWorkflow
     from diachronic.ci.migration import MigrationWorkflow
+    from diachronic.ci.outbox import OUTBOX_SETTLE, Outbox
     from diachronic.ci.planner import deploy, deployment, gate, readiness, rollback, rollout
+    from diachronic.ci.planner.freeze import Freeze, active_freeze, freeze_gate
     from diachronic.ci.planner.health import HEALTH_CHECK_FAILED
+    from diachronic.ci.planner.notifications import Progress, notifications
     from diachronic.ci.planner.schedule import MAX_PERCENT, default_steps
     from diachronic.ci.rollout import FlagSteps, RolloutWorkflow, StepRunner
     from diachronic.ci.steps import failure_message, failure_name, history_is_long, run_step
@@ -97,6 +101,7 @@ with workflow.unsafe.imports_passed_through():
         ci_workflow_name,
     )
     from diachronic.flags import VersionFlag
+    from diachronic.notify.events import DeploymentFacts
     from diachronic.versions import task_queue
 
 MAX_HISTORY = 20
@@ -107,6 +112,7 @@ MIGRATION_POLL_S = 2.0
 READY_POLL_S = 2.0
 CHILD_HISTORY = 2000
 PROBE_ATTEMPT_TIMEOUT = timedelta(seconds=60)  # it may query a few stuck workflows, each up to its query timeout
+FREEZE_READ_BUDGET_S = 600.0  # reading the freezes may keep failing this long; then the deployment is not held
 
 AnyChild = workflow.ChildWorkflowHandle[Any, Any]
 
@@ -122,6 +128,7 @@ class CIWorkflow:
         self._stop_note: str | None = None
         self._rollback: RollbackInput | None = None  # how the roll-back asked for goes back
         self._rollout: workflow.ChildWorkflowHandle[Any, RolloutResult] | None = None
+        self.outbox = Outbox(self.state.outbox)  # notifications go out from a background task (ci.outbox)
 
     # ------------------------------------------------------------------------------------------- deploy
 
@@ -332,6 +339,7 @@ class CIWorkflow:
             queued=[r.event for r in self.state.queue],
             last_error=(end.text if end and end.reason else None) or self.state.last_ignored,
             end=end,
+            frozen=self.state.frozen,
             non_migratory=current.request.event.is_non_migratory if current else False,
             cleanup_workflow_id=current.cleanup_workflow_id if current else None,
             drain_workflow_id=drain_workflow_id(current),
@@ -346,19 +354,27 @@ class CIWorkflow:
 
     @workflow.run
     async def run(self, input: CIInput | None = None) -> CIResult:
+        self.outbox.start()  # what a previous run decided and did not publish goes out first
         while True:
             await workflow.wait_condition(lambda: bool(self.state.queue) or workflow.all_handlers_finished())
             if not self.state.queue:
-                break
+                # Idle: publish what is left before the run ends; a deploy arriving meanwhile is taken at once.
+                await workflow.wait_condition(lambda: not self.outbox.pending or bool(self.state.queue))
+                if not self.state.queue:
+                    break
+                continue
+            overridden = await self._wait_for_thaw(self.state.queue[0])
             request, *rest = self.state.queue
             self.state.queue = rest
-            record = Deployment(request=request, started_at=workflow.now())
+            record = Deployment(request=request, started_at=workflow.now(), overrode_freeze=overridden)
+            self._tell(record, Progress(), Progress(phase=Phase.PREPARING))
             self.state.current = record
             self._continue, self._stop, self._stop_note, self._rollout = False, None, None, None
             self._rollback = None
             await self._deploy(record)
             self._finish(record)
             if self.state.queue and self._should_continue_as_new():
+                await self.outbox.settle(OUTBOX_SETTLE)
                 await workflow.wait_condition(workflow.all_handlers_finished)
                 workflow.continue_as_new(
                     CIInput(state=self.state, continue_as_new_after=self.input.continue_as_new_after)
@@ -368,6 +384,36 @@ class CIWorkflow:
         if (failure := deployment.run_failure(self.state.failed, self.state.failures)) is not None:
             raise ApplicationError(failure, result, type="DeploymentFailed", non_retryable=True)
         return result
+
+    async def _wait_for_thaw(self, request: DeployRequest) -> Freeze | None:
+        """A freeze holds the next deployment in the queue (``status`` says why and until when); returns the freeze
+        a forced deployment goes through. Freezes that cannot be read do not hold anything (logged)."""
+        name = request.event.workflow_name
+        while True:
+            try:
+                reading = await run_step(
+                    FreezeActivities.read_freezes, ReadFreezesInput(workflow_name=name), budget_s=FREEZE_READ_BUDGET_S
+                )
+            except ApplicationError as error:
+                workflow.logger.warning("the freezes of %s cannot be read (%s): not held", name, error.message)
+                self.state.frozen = None
+                return None
+            now = workflow.now()
+            in_force = active_freeze(now, name, reading.freezes, reading.windows)
+            verdict = freeze_gate(now, in_force, force_reason=request.options.force_reason)
+            self.state.frozen = verdict.hold
+            if verdict.hold is None:
+                return verdict.overridden
+            assert verdict.recheck_at is not None
+            if self._should_continue_as_new():  # a freeze of days must not grow one run's history
+                await self.outbox.settle(OUTBOX_SETTLE)
+                await workflow.wait_condition(workflow.all_handlers_finished)
+                workflow.continue_as_new(
+                    CIInput(state=self.state, continue_as_new_after=self.input.continue_as_new_after)
+                )
+            poll = request.options.poll_interval_s  # a deployment that asks to be checked more often is
+            wake = min(verdict.recheck_at, now + timedelta(seconds=poll)) if poll else verdict.recheck_at
+            await workflow.sleep(_seconds_until(wake))
 
     def _finish(self, record: Deployment) -> None:
         record.finished_at = workflow.now()
@@ -380,7 +426,32 @@ class CIWorkflow:
                 -deployment.MAX_FAILURES_KEPT :
             ]
 
+    @staticmethod
+    def _facts(record: Deployment) -> DeploymentFacts:
+        event = record.request.event
+        return DeploymentFacts(
+            workflow_name=event.workflow_name,
+            version_id=event.version_id,
+            started_at=record.started_at or workflow.now(),
+            from_version_id=record.from_version.version_id if record.from_version else None,
+            github=event.github_deployment,
+        )
+
+    def _tell(self, record: Deployment, before: Progress, after: Progress) -> None:
+        """Publish what the planner says this change of the deployment produces (docs/pipeline.md)."""
+        self.outbox.add(notifications(self._facts(record), before, after, now=workflow.now()))
+
     def _end(self, record: Deployment, phase: Phase, end: DeploymentEnd) -> None:
+        self._tell(
+            record,
+            Progress(phase=record.phase),
+            Progress(
+                phase=phase,
+                percent=record.rollout.percent if record.rollout else None,
+                stopped_by_human=end.by is Actor.HUMAN,
+                reason=end.text,
+            ),
+        )
         record.phase, record.end = phase, end
         log = workflow.logger.error if phase is Phase.FAILED else workflow.logger.info
         log("deployment of %s %s: %s", record.request.event.version_id, phase.value, end.text or "done")
@@ -557,6 +628,7 @@ class CIWorkflow:
                         step_timeout_s=_budget(record),
                         gate=every_step,
                         deployment_started=record.started_at,
+                        report=self._facts(record),
                     )
                 ),
                 id=rollout_workflow_id(name),
@@ -651,8 +723,9 @@ class CIWorkflow:
         for child in children:
             if child.done() and not child.cancelled() and child.exception() is None:
                 result = child.result()
-                if isinstance(result, RolloutResult):
-                    record.rollout = result
+                if child is self._rollout:
+                    self.outbox.add(result.unpublished)  # what the rollout could not publish before it ended
+                    record.rollout = result.model_copy(update={"unpublished": []})
                 elif isinstance(result, HealthResult):
                     record.gates.breach = result.breach
                 else:

@@ -16,7 +16,7 @@ from temporalio.client import Client
 from diachronic.backends import open_flag_store, open_workers
 from diachronic.ci import client as ci
 from diachronic.ci.contracts import FINAL_PHASES, CIStatus, GateStage
-from diachronic.cli import Context, app
+from diachronic.cli import App, Context, app
 from diachronic.cli.output import Output
 from diachronic.cli.wait import TIMEOUT_OPTION, WAIT_OPTION, wait_and_exit, wait_timeout
 from diachronic.flags.evaluation import general_percent
@@ -41,6 +41,10 @@ def describe(status: CIStatus) -> str:
     if status.next_step_at is not None:
         seconds = max((status.next_step_at - datetime.now(UTC)).total_seconds(), 0)
         parts.append(f"next step in {seconds:.0f} s")
+    if status.frozen is not None:
+        parts.append(
+            f"frozen until {status.frozen.until.isoformat()} ({status.frozen.reason}): the next deployment waits"
+        )
     if status.queued:
         parts.append(f"queued: {', '.join(e.version_id for e in status.queued)}")
     if status.last_error:
@@ -157,7 +161,7 @@ def status(
             c.out.data(line)
 
 
-flags_app = typer.Typer(help="Read and edit version flags (the embedded store; Unleash has its own UI).")
+flags_app = App(help="Read and edit version flags (the embedded store; Unleash has its own UI).")
 app.add_typer(flags_app, name="flags")
 
 

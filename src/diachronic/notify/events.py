@@ -12,7 +12,7 @@ from pydantic import Field
 
 from diachronic.contracts import Contract, GitHubDeploymentRef, VersionId, WorkflowName
 
-__all__ = ["Notification", "NotificationKind", "notification_id", "summary"]
+__all__ = ["DeploymentFacts", "Notification", "NotificationKind", "notification_id", "summary"]
 
 # Namespace of the uuid5 ids: the same deployment and change always gets the same id, on any machine.
 _ID_NAMESPACE = uuid.UUID("7d0c3a52-5f0e-4b8e-9a1e-2f61d1c0a9b4")
@@ -29,6 +29,20 @@ class NotificationKind(StrEnum):
     RETIRED = "retired"  # the previous version's workers were deleted and its flag archived
     COMPLETED = "completed"  # the deployment ended well
     FAILED = "failed"  # the deployment failed: ``reason`` has the typed error
+
+
+class DeploymentFacts(Contract):
+    """What every notification of one deployment says, whatever changed (handed to the children that report)."""
+
+    workflow_name: WorkflowName
+    version_id: VersionId
+    started_at: datetime = Field(description="with the version, tells this deployment from any other")
+    from_version_id: VersionId | None = None
+    github: GitHubDeploymentRef | None = None
+
+    @property
+    def key(self) -> str:
+        return f"{self.version_id}@{self.started_at.isoformat()}"
 
 
 class Notification(Contract):

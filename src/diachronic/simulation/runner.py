@@ -55,7 +55,7 @@ from diachronic.ci.contracts import (
     rollout_workflow_id,
 )
 from diachronic.ci.planner.schedule import parse_steps
-from diachronic.ci.worker import WORKFLOWS
+from diachronic.ci.worker import PIPELINE_ACTIVITIES, WORKFLOWS
 from diachronic.ci.workflow import CIWorkflow
 from diachronic.contracts import DEPLOY_SUCCESS_SIGNAL, DeployEvent, ci_workflow_id
 from diachronic.errors import InvalidInput, NotFound
@@ -649,7 +649,8 @@ async def _run(
     world = World(name, seed=seed)
     world.deploying = functools.partial(_deploying, env.client, name)
     policy = failures or FailurePolicy()
-    fakes = ContractFakes(activity_contracts(), seed=seed, salt=scenario.name, policy=policy, handlers=world.handlers())
+    contracts = activity_contracts() | activity_contracts(PIPELINE_ACTIVITIES)
+    fakes = ContractFakes(contracts, seed=seed, salt=scenario.name, policy=policy, handlers=world.handlers())
     scenario.setup(world, fakes)
     outcome = Outcome(scenario.name, name, world, fakes)
     task_queue = f"sim-{name}"

@@ -13,25 +13,9 @@ from dataclasses import dataclass
 from datetime import datetime
 
 from diachronic.ci.contracts import Phase
-from diachronic.contracts import GitHubDeploymentRef
-from diachronic.notify.events import Notification, NotificationKind, notification_id
+from diachronic.notify.events import DeploymentFacts, Notification, NotificationKind, notification_id
 
 __all__ = ["DeploymentFacts", "Progress", "notifications"]
-
-
-@dataclass(frozen=True)
-class DeploymentFacts:
-    """What every notification of one deployment says, whatever changed."""
-
-    workflow_name: str
-    version_id: str
-    started_at: datetime  # with the version, tells this deployment from any other
-    from_version_id: str | None = None
-    github: GitHubDeploymentRef | None = None
-
-    @property
-    def key(self) -> str:
-        return f"{self.version_id}@{self.started_at.isoformat()}"
 
 
 @dataclass(frozen=True)
@@ -43,7 +27,6 @@ class Progress:
     paused: bool | None = None
     pauses: int = 0  # how many times the rollout was paused: tells one pause from the next
     stopped_by_human: bool = False  # the abort was a human's (ABORTED then tells ``stopped``, not ``aborted``)
-    edited: bool | None = None  # the rollout stepped aside: a human edited the percentage by hand
     drained: bool | None = None  # nothing runs on the previous version's task queue
     retired: bool | None = None
     reason: str | None = None  # why it failed, stopped or was aborted: typed error, the human's reason, the rule
@@ -61,6 +44,10 @@ def _phase_kind(after: Progress) -> NotificationKind | None:
             return NotificationKind.STOPPED
         case Phase.ABORTED:
             return NotificationKind.STOPPED if after.stopped_by_human else NotificationKind.ABORTED
+        case Phase.STOPPED:  # a human edited the percentage by hand: the rollout stepped aside
+            return NotificationKind.STOPPED
+        case Phase.DUPLICATE:  # the version already is the newest live one: done, nothing to do
+            return NotificationKind.COMPLETED
     return None
 
 
@@ -77,8 +64,6 @@ def _changes(before: Progress, after: Progress) -> list[tuple[NotificationKind, 
         found.append((NotificationKind.MIGRATION_DONE, ""))
     if after.retired and before.retired is False:
         found.append((NotificationKind.RETIRED, ""))
-    if after.edited and before.edited is False:
-        found.append((NotificationKind.STOPPED, "edit"))
     final = [c for c in found if c[0] in _FINAL]
     return [c for c in found if c[0] not in _FINAL] + final  # the end is always told last
 
