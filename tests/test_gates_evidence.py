@@ -16,7 +16,7 @@ from examples.subscription.worker import build_worker
 from temporalio.client import Client
 from temporalio.testing import WorkflowEnvironment
 from temporalio.worker import Worker
-from tests.ci_helpers import eventually
+from tests.conditions import eventually
 from tests.gate_workflows import Crasher, Doomed
 
 from diachronic.ci.contracts import MigrateBackEvidence, VersionHealth

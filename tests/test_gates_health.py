@@ -8,7 +8,8 @@ import pytest
 from examples.sleeper import FINISH_SIGNAL, Sleeper
 from temporalio.client import WorkflowHandle
 from temporalio.worker import Worker
-from tests.ci_helpers import CIHarness, eventually
+from tests.ci_helpers import CIHarness
+from tests.conditions import eventually
 from tests.gate_workflows import Crasher, Doomed
 
 from diachronic.ci.contracts import (
