@@ -23,6 +23,7 @@ from temporalio.exceptions import (
     ApplicationError,
     CancelledError,
     ChildWorkflowError,
+    FailureError,
     WorkflowAlreadyStartedError,
 )
 from temporalio.workflow import ParentClosePolicy
@@ -792,9 +793,12 @@ class CIWorkflow:
         return child_id
 
     async def _stop_children(self, children: list[AnyChild]) -> None:
+        """Cancel the children still running, by workflow id: a child handle's cancel goes to the run the child
+        started with, and is lost once the child continued as new (the health analysis does every few minutes)."""
         for child in children:
             if not child.done():
-                child.cancel()
+                with contextlib.suppress(FailureError):  # it ended meanwhile
+                    await workflow.get_external_workflow_handle(child.id).cancel()
         for child in children:
             with contextlib.suppress(ChildWorkflowError, CancelledError, asyncio.CancelledError):
                 await child
