@@ -486,6 +486,7 @@ class RolloutResult(Contract):
     percent: int
     reason: str | None = None
     detail: str | None = None
+    gate: GateRun | None = Field(default=None, description="the last gate run before a step (--gate-every-step)")
     unpublished: list[Notification] = Field(default_factory=list, description="left for the CI to publish")
 
 

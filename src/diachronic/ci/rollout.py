@@ -180,7 +180,7 @@ class RolloutWorkflow:
         """The end: tell it, let the publication in flight end, leave the rest to the CI."""
         self._tell()
         await self.outbox.settle(OUTBOX_SETTLE)
-        return result.model_copy(update={"unpublished": list(self.outbox.pending)})
+        return result.model_copy(update={"unpublished": list(self.outbox.pending), "gate": self.state.gate})
 
     @workflow.signal(name=ROLLOUT_PAUSE_SIGNAL)
     def pause(self) -> None:

@@ -727,6 +727,8 @@ class CIWorkflow:
                 if child is self._rollout:
                     self.outbox.add(result.unpublished)  # what the rollout could not publish before it ended
                     record.rollout = result.model_copy(update={"unpublished": []})
+                    if result.gate is not None:
+                        _note_gate_run(record, result.gate)
                 elif isinstance(result, HealthResult):
                     record.gates.breach = result.breach
                 else:

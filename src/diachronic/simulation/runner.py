@@ -19,7 +19,6 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from temporalio import workflow
 from temporalio.api.testservice.v1 import LockTimeSkippingRequest, UnlockTimeSkippingRequest
 from temporalio.client import (
     Client,
@@ -62,12 +61,11 @@ from diachronic.errors import InvalidInput, NotFound
 from diachronic.settings import venv_binary
 from diachronic.simulation.branches import all_branches, recording_decisions
 from diachronic.simulation.fakes import ContractFakes, FailurePolicy, activity_contracts
+from diachronic.simulation.gate import SimulatedGate
 from diachronic.simulation.world import FlagEnd, World, describe_flag
 from diachronic.versions import task_queue as version_queue
 
 __all__ = [
-    "GATE_FAILS",
-    "SIMULATED_GATE",
     "Check",
     "Expect",
     "Outcome",
@@ -75,8 +73,6 @@ __all__ = [
     "Scenario",
     "ScenarioEnded",
     "Sim",
-    "SimulatedGate",
-    "gate",
     "run_catalog",
     "run_scenario",
 ]
@@ -88,28 +84,6 @@ DEFAULT_MAX_WALL_S = 120.0
 UNTIL_STEP_S = 7.0  # virtual seconds between two looks of ``until``
 OFF_BEAT_S = 0.37  # added to every step: see ``advance``
 WATCH_S = 0.05  # wall seconds between looks at the virtual clock while waiting for the end
-
-
-SIMULATED_GATE = "simulated-gate"
-GATE_FAILS = "fail"  # the input that makes the simulated gate fail
-
-
-@workflow.defn(name=SIMULATED_GATE)
-class SimulatedGate:
-    """A version's gate workflow in the simulation: passes, or fails when told ``"fail"``."""
-
-    @workflow.run
-    async def run(self, verdict: str = "pass") -> str:
-        if verdict == GATE_FAILS:
-            raise ApplicationError("the simulated gate found a problem", type="SmokeTestFailed", non_retryable=True)
-        return "passed"
-
-
-def gate(*, fails: bool = False, every_step: bool = False, timeout_s: float = 600.0) -> GateOptions:
-    """``deploy --gate simulated-gate``, failing or passing."""
-    return GateOptions(
-        workflow_type=SIMULATED_GATE, input=GATE_FAILS if fails else None, timeout_s=timeout_s, every_step=every_step
-    )
 
 
 class ScenarioEnded(Exception):
@@ -295,6 +269,21 @@ class Sim:
         if expect is not None and accepted != expect:
             self.note(f"{name} was {'accepted' if accepted else 'refused'}, expected the opposite")
         return accepted
+
+    async def rollback(self, *, steps: str | None = None, migrate_back: bool = False) -> None:
+        """``diachronic rollback`` (at once, or down ``steps``); a refusal is noted as a problem."""
+        try:
+            await ci.rollback(
+                self.client,
+                self.workflow_name,
+                steps=parse_steps(steps) if steps else None,
+                migrate_back=migrate_back,
+                reason="simulation",
+            )
+            self.outcome.controls.append(("rollback", "accepted"))
+        except (InvalidInput, NotFound) as refused:
+            self.outcome.controls.append(("rollback", "refused"))
+            self.note(f"rollback was refused: {refused}")
 
     def note(self, problem: str) -> None:
         self.outcome.notes.append(problem)

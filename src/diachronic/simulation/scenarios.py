@@ -9,11 +9,12 @@ from __future__ import annotations
 
 from collections.abc import Awaitable, Callable, Sequence
 
-from diachronic.ci.contracts import ActivityErrorInfo, CIInput, Phase, RolloutOutcome
+from diachronic.ci.contracts import ActivityErrorInfo, CIInput, HealthRule, Phase, RolloutOutcome
 from diachronic.ci.planner.deploy import DeployDecision
 from diachronic.ci.planner.retire import RetireBlocker
 from diachronic.ci.planner.rollout import RolloutStopReason
 from diachronic.simulation.fakes import ContractFakes
+from diachronic.simulation.gate import gate
 from diachronic.simulation.runner import Check, Expect, Outcome, Scenario, Sim
 from diachronic.simulation.world import FlagEnd, World
 
@@ -747,6 +748,192 @@ FLAG_STORE_DOWN_FOR_DAYS = Scenario(
     max_virtual_s=3 * 24 * 3600,
 )
 
+# ----------------------------------------------------------------------------------------------- gates
+
+
+def ended_by(reason: str) -> Check:
+    return (f"it ended with {reason}", lambda o: o.records[0].end is not None and o.records[0].end.reason == reason)
+
+
+async def deploy_v2_before_its_workers(sim: Sim) -> None:
+    await sim.deploy("v2", steps="50@60s,100@60s")
+    await sim.until("status says it waits for v2's workers", lambda: _waiting_for_workers(sim))
+    sim.check("no flag of v2 while no worker polls", sim.world.flag_of("v2") is None)
+    sim.world.add_workers("v2")
+
+
+async def _waiting_for_workers(sim: Sim) -> bool:
+    gates = (await sim.status()).gates
+    return gates is not None and gates.waiting_for == f"waiting for workers on {sim.workflow_name}-v2"
+
+
+READINESS = Scenario(
+    name="readiness",
+    about="v2 deployed before its workers: no flag (no traffic, not even isTest) and no migrate signal until a "
+    "worker polls v2's queue, then the deployment goes on as usual",
+    setup=live("v1", running={"v1": 4}, workers=("v1",)),
+    drive=deploy_v2_before_its_workers,
+    expect=Expect(
+        phases=(Phase.COMPLETED,),
+        flags=(FlagEnd("v2", 100), FlagEnd("v1", archived=True)),
+        workers=frozenset({"v2"}),
+        running={"v2": 4},
+        signalled=4,
+        called=frozenset({"observe_workers"}),
+    ),
+)
+
+
+async def deploy_v2_without_workers(sim: Sim) -> None:
+    await sim.deploy("v2", ready_timeout_s=600)
+
+
+WORKERS_NOT_READY = Scenario(
+    name="workers-not-ready",
+    about="v2 deployed and its workers never come: after --ready-timeout it fails with WorkersNotReady, having "
+    "created nothing (v1 keeps 100 % and its workers)",
+    setup=live("v1", running={"v1": 4}, workers=("v1",)),
+    drive=deploy_v2_without_workers,
+    expect=Expect(
+        phases=(Phase.FAILED,),
+        ci_fails=True,
+        flags=(FlagEnd("v1", 100),),
+        workers=frozenset({"v1"}),
+        running={"v1": 4},
+        signalled=0,
+        not_called=frozenset({"apply_version_flag", "set_traffic_percent", *RETIRING}),
+        checks=(ended_by("WorkersNotReady"),),
+    ),
+)
+
+
+def gated(*, fails: bool, every_step: bool = False) -> Callable[[Sim], Awaitable[None]]:
+    async def drive(sim: Sim) -> None:
+        async with sim.gate_worker("v2"):
+            await sim.deploy("v2", steps="50@60s,100@60s", gate=gate(fails=fails, every_step=every_step))
+            await sim.finish()
+
+    return drive
+
+
+GATE_FAILS = Scenario(
+    name="gate-fails",
+    about="v2's gate workflow fails: the deployment aborts before step 1 with the gate's error; v2 never had a "
+    "flag, so no traffic at all",
+    setup=live("v1", running={"v1": 4}, workers=("v1", "v2")),
+    drive=gated(fails=True),
+    expect=Expect(
+        phases=(Phase.ABORTED,),
+        flags=(FlagEnd("v1", 100),),
+        workers=frozenset({"v1", "v2"}),
+        running={"v1": 4},
+        signalled=0,
+        not_called=frozenset({"apply_version_flag", "set_traffic_percent", *RETIRING}),
+        checks=(ended_by("GateFailed"),),
+    ),
+)
+
+GATE_EVERY_STEP = Scenario(
+    name="gate-every-step",
+    about="v2's gate passes before each of its two steps: the deployment completes as usual",
+    setup=live("v1", running={"v1": 4}, workers=("v1", "v2")),
+    drive=gated(fails=False, every_step=True),
+    expect=Expect(
+        phases=(Phase.COMPLETED,),
+        flags=(FlagEnd("v2", 100), FlagEnd("v1", archived=True)),
+        workers=frozenset({"v2"}),
+        running={"v2": 4},
+        signalled=4,
+        checks=(
+            (
+                "the gate ran and passed before both steps",
+                lambda o: [(r.step_index, r.passed) for r in o.records[0].gates.gate_runs] == [(0, True), (1, True)],
+            ),
+        ),
+    ),
+)
+
+
+def broken(rule: HealthRule) -> Callable[[World, ContractFakes], None]:
+    def setup(world: World, fakes: ContractFakes) -> None:
+        live("v1", running={"v1": 6}, workers=("v1", "v2"))(world, fakes)
+        world.break_version("v2", rule)
+
+    return setup
+
+
+async def deploy_v2_held(sim: Sim) -> None:
+    await sim.deploy("v2", steps="50@60s,100@1h")
+
+
+def health_abort(rule: HealthRule) -> Scenario:
+    return Scenario(
+        name=f"health-{rule.value}",
+        about=f"v2 is broken ({rule.value}): the health analysis aborts the deployment, v2 back to 0 %, the "
+        "migration stopped, the evidence in the record, nothing retired",
+        setup=broken(rule),
+        drive=deploy_v2_held,
+        expect=Expect(
+            phases=(Phase.ABORTED,),
+            flags=(FlagEnd("v2", 0), FlagEnd("v1", 100)),
+            workers=frozenset({"v1", "v2"}),
+            not_called=frozenset({"delete_workers", "archive_version_flag"}),
+            checks=(
+                ended_by("HealthCheckFailed"),
+                (
+                    f"the evidence names {rule.value}",
+                    lambda o: o.records[0].gates.breach is not None and o.records[0].gates.breach.rule is rule,
+                ),
+                ("6 workflows still run", lambda o: sum(o.world.running_by_version().values()) == 6),
+            ),
+        ),
+    )
+
+
+def rolled_back(steps: str | None) -> Callable[[Sim], Awaitable[None]]:
+    async def drive(sim: Sim) -> None:
+        await sim.deploy("v2", steps="25@60s,75@60s,100@1h")
+        await sim.until("the rollout reached 75 %", lambda: sim.world.percent("v2") == 75)
+        await sim.rollback(steps=steps)
+        await sim.finish()
+
+    return drive
+
+
+def v2_writes(outcome: Outcome) -> list[int]:
+    v2 = outcome.world.flag_of("v2")
+    return [percent for flag, percent in outcome.world.percent_writes if v2 is not None and flag == v2.info.flag_name]
+
+
+ROLLBACK_AT_ONCE = Scenario(
+    name="rollback",
+    about="rollback at 75 %: v2 back to 0 % in one write, the migration stopped, moved workflows stay on v2",
+    setup=live("v1", running={"v1": 6}, workers=("v1", "v2")),
+    drive=rolled_back(None),
+    expect=Expect(
+        phases=(Phase.ABORTED,),
+        flags=(FlagEnd("v2", 0), FlagEnd("v1", 100)),
+        workers=frozenset({"v1", "v2"}),
+        not_called=frozenset({"delete_workers", "archive_version_flag"}),
+        checks=(ended_by("RolledBack"), ("v2 went 25, 75, 0", lambda o: v2_writes(o) == [25, 75, 0])),
+    ),
+)
+
+ROLLBACK_STEPPED = Scenario(
+    name="rollback-stepped",
+    about="rollback --steps 50@60s,100@60s at 75 %: v2 goes to 50 % then 0 % (the previous version's share rises)",
+    setup=live("v1", running={"v1": 6}, workers=("v1", "v2")),
+    drive=rolled_back("50@60s,100@60s"),
+    expect=Expect(
+        phases=(Phase.ABORTED,),
+        flags=(FlagEnd("v2", 0), FlagEnd("v1", 100)),
+        workers=frozenset({"v1", "v2"}),
+        not_called=frozenset({"delete_workers", "archive_version_flag"}),
+        checks=(ended_by("RolledBack"), ("v2 went 25, 75, 50, 0", lambda o: v2_writes(o) == [25, 75, 50, 0])),
+    ),
+)
+
+
 CATALOG: list[Scenario] = [
     INITIAL,
     MIGRATORY,
@@ -771,6 +958,13 @@ CATALOG: list[Scenario] = [
     REDELIVERED_EVENTS,
     MIGRATION_FAILS_FIRST,
     FLAG_STORE_DOWN_FOR_DAYS,
+    READINESS,
+    WORKERS_NOT_READY,
+    GATE_FAILS,
+    GATE_EVERY_STEP,
+    *(health_abort(rule) for rule in HealthRule),
+    ROLLBACK_AT_ONCE,
+    ROLLBACK_STEPPED,
 ]
 
 
