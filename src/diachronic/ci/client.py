@@ -28,6 +28,7 @@ from diachronic.ci.contracts import (
     GatesRecord,
     HealthState,
     MigrationCounts,
+    MigrationState,
     Phase,
     RollbackInput,
     RolloutStatus,
@@ -168,11 +169,10 @@ async def status(client: Client, workflow_name: str) -> CIStatus:
                 runs = [r for r in ci.gates.gate_runs if r.workflow_id != rollout.gate.workflow_id]
                 updates["gates"] = ci.gates.model_copy(update={"gate_runs": [*runs, rollout.gate][-MAX_GATE_RUNS:]})
         drain_id = ci.drain_workflow_id
-        drain = await _query(client, drain_id, STATUS_QUERY, DrainState) if drain_id else None
+        drain_type = DrainState if ci.non_migratory else MigrationState
+        drain = await _query(client, drain_id, STATUS_QUERY, drain_type) if drain_id else None
         if drain is not None:
-            updates["migration"] = MigrationCounts(
-                eligible=drain.eligible, signalled=drain.signalled_total, on_old_queue=drain.running_on_old_queue
-            )
+            updates["migration"] = migration_counts(drain)
             if drain.failure and not updates.get("last_error"):
                 updates["last_error"] = drain.failure
     gates: GatesRecord | None = updates.get("gates", ci.gates)
@@ -189,6 +189,26 @@ async def status(client: Client, workflow_name: str) -> CIStatus:
                 updates["last_error"] = reason
                 break
     return ci.model_copy(update=updates)
+
+
+def migration_counts(drain: DrainState) -> MigrationCounts:
+    """The numbers ``status`` shows of a migration (or a cleanup): progress, and how its sweeps are paced."""
+    counts = MigrationCounts(
+        eligible=drain.eligible, signalled=drain.signalled_total, on_old_queue=drain.running_on_old_queue
+    )
+    if not isinstance(drain, MigrationState):
+        return counts
+    return counts.model_copy(
+        update={
+            "sweeping": drain.sweep.kind.value if drain.sweep else None,
+            "swept_rows": drain.sweep.rows if drain.sweep else 0,
+            "resent": drain.sweeps.resent,
+            "sweeps": drain.sweeps.sweeps,
+            "rows_read": drain.sweeps.rows,
+            "next_sweep_at": None if drain.sweep else drain.next_sweep_at,
+            "pacing": drain.pacing,
+        }
+    )
 
 
 async def workflow_names(client: Client) -> list[str]:

@@ -291,6 +291,7 @@ def main() -> None:
         control,
         dev,
         doctor,
+        explore,
         freeze,
         serve,
         simulate,

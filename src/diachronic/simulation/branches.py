@@ -24,7 +24,18 @@ from typing import Any
 from temporalio import workflow
 
 from diachronic.ci.contracts import Control, HealthRule, Phase
-from diachronic.ci.planner import deploy, deployment, gate, health, migration, readiness, retire, rollback, rollout
+from diachronic.ci.planner import (
+    deploy,
+    deployment,
+    gate,
+    health,
+    migration,
+    readiness,
+    retire,
+    rollback,
+    rollout,
+    sweep,
+)
 
 __all__ = [
     "CONTROL_OUTCOMES",
@@ -62,10 +73,7 @@ DECISIONS: dict[str, Decision] = {
     ),
     "plan_rollout": Decision(rollout, tuple(rollout.RolloutAction)),
     "check_traffic": Decision(rollout, (*rollout.RolloutStopReason, None)),  # None: as the automation left it
-    "next_migration_action": Decision(
-        migration,
-        (migration.MigrationAction.SIGNAL_MORE, migration.MigrationAction.WAIT, migration.MigrationAction.RETIRE),
-    ),
+    "next_sweep": Decision(sweep, tuple(sweep.SweepAction)),
     "after_drain": Decision(
         migration,
         (migration.MigrationAction.RETIRE, migration.MigrationAction.WAIT, migration.MigrationAction.HAND_OFF),

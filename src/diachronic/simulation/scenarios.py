@@ -13,14 +13,16 @@ from diachronic.ci.contracts import ActivityErrorInfo, CIInput, HealthRule, Phas
 from diachronic.ci.planner.deploy import DeployDecision
 from diachronic.ci.planner.retire import RetireBlocker
 from diachronic.ci.planner.rollout import RolloutStopReason
+from diachronic.simulation.actions import Control, Deploy, Fail, RaceWrite, Start
 from diachronic.simulation.fakes import ContractFakes
 from diachronic.simulation.gate import gate
 from diachronic.simulation.runner import Check, Expect, Outcome, Scenario, Sim
+from diachronic.simulation.stories import explored
 from diachronic.simulation.world import FlagEnd, World
 
 __all__ = ["CATALOG", "by_name", "select"]
 
-MIGRATION_ACTIVITIES = frozenset({"migrate_batch", "find_workers", "delete_workers"})
+MIGRATION_ACTIVITIES = frozenset({"migrate_sweep", "find_workers", "delete_workers"})
 RETIRING = frozenset({"find_workers", "delete_workers", "archive_version_flag"})
 FULL_ROLLOUT = [0, 25, 50, 75, 100]
 
@@ -159,7 +161,7 @@ NON_MIGRATORY = Scenario(
         running={},
         signalled=0,
         called=RETIRING | {"count_running"},
-        not_called=frozenset({"migrate_batch"}),
+        not_called=frozenset({"migrate_sweep"}),
         checks=(
             ("the CI handed v1 to a cleanup workflow", lambda o: o.records[0].cleanup_workflow_id is not None),
             ("cleanup waited for running workflows", lambda o: "RetireBlocker.RUNNING" in o.branches),
@@ -278,11 +280,16 @@ async def flag_archived_then_cancel(sim: Sim) -> None:
     await sim.until("the rollout reached 50 %", lambda: sim.world.percent("v2") == 50)
     sim.world.hand_archive("v2")
 
-    async def v1_kept_as_newest() -> bool:
-        state = await sim.migration()
-        return state is not None and state.waiting_for == RetireBlocker.NEWEST.value
+    async def rollout_stopped_and_v1_kept_as_newest() -> bool:
+        rollout, state = await sim.rollout(), await sim.migration()
+        stopped = rollout is not None and rollout.stop_reason == RolloutStopReason.FLAG_MISSING.value
+        return stopped and state is not None and state.waiting_for == RetireBlocker.NEWEST.value
 
-    await sim.until("the migration refuses to retire the newest live version", v1_kept_as_newest)
+    # Both, whichever comes first: the rollout's next look at the flag, the migration's at the drained old queue.
+    await sim.until(
+        "the rollout stopped and the migration refuses to retire the newest live version",
+        rollout_stopped_and_v1_kept_as_newest,
+    )
     await sim.control("cancel", expect=True)
 
 
@@ -476,7 +483,7 @@ def flag_store_outage(world: World, fakes: ContractFakes) -> None:
     busy = ActivityErrorInfo(name="TemporalError", message="resource exhausted (simulated)", retryable=True)
     fakes.fail_next("set_traffic_percent", *[outage] * 5)
     fakes.fail_next("read_version_flag", *[outage] * 3)
-    fakes.fail_next("migrate_batch", *[busy] * 4)
+    fakes.fail_next("migrate_sweep", *[busy] * 4)
     fakes.fail_next("delete_workers", busy)
 
 
@@ -705,8 +712,8 @@ def failed_with_v1_still_live(*checks: Check) -> Expect:
 
 def migration_broken(world: World, fakes: ContractFakes) -> None:
     live("v1", running={"v1": 4}, workers=("v1", "v2"))(world, fakes)
-    refusal = ActivityErrorInfo(name="WorkersError", message="forbidden (simulated)", retryable=False)
-    fakes.fail_next("migrate_batch", refusal)
+    refusal = ActivityErrorInfo(name="TemporalError", message="permission denied (simulated)", retryable=False)
+    fakes.fail_next("count_running", refusal)  # the migration's first look at the old queue
 
 
 async def deploy_v2_slowly(sim: Sim) -> None:
@@ -715,8 +722,8 @@ async def deploy_v2_slowly(sim: Sim) -> None:
 
 MIGRATION_FAILS_FIRST = Scenario(
     name="migration-fails-first",
-    about="the migration fails at its first batch while the rollout has hour-long steps: the deployment fails at "
-    "once, its rollout stopped; no percentage is raised after (safety defect 5)",
+    about="the migration fails at its first look at the old queue while the rollout has hour-long steps: the "
+    "deployment fails at once, its rollout stopped; no percentage is raised after (safety defect 5)",
     setup=migration_broken,
     drive=deploy_v2_slowly,
     expect=failed_with_v1_still_live(
@@ -933,6 +940,74 @@ ROLLBACK_STEPPED = Scenario(
     ),
 )
 
+# ----------------------------------------------------------------------------------------------- found by the explorer
+# Counter-examples the explorer (docs/safety.md) found against the CI before the safety fixes, shrunk by it; they keep
+# the names they were found with (routing depends on workflow ids, which derive from them) and are judged by its
+# referee after every step.
+
+EXPLORED_ROLL_BACK_KEEPS_LIVE_WORKERS = explored(
+    "explore-11-57",
+    "defect 1: v3 deployed non-migratory leaves v1 to a cleanup; v1, deployed again meanwhile, is live again: the "
+    "cleanup archives v1's old flag and keeps its workers",
+    Start(running=2, finishing=2),
+    [Deploy("v3", kind="non-migratory"), Deploy("v1")],
+    phases=(Phase.COMPLETED, Phase.COMPLETED),
+)
+
+EXPLORED_EDIT_BETWEEN_READ_AND_WRITE = explored(
+    "explore-11-1",
+    "defect 2: a person sets 10 % between the rollout's read and its write: the write is refused, the rollout stops, "
+    "the person's 10 % stays; they then cancel",
+    Start(running=5, finishing=1),
+    [Deploy("v3"), RaceWrite("v3", percent=10), Control("cancel")],
+    phases=(Phase.CANCELLED,),
+)
+
+EXPLORED_FAILURE_KEPT_ACROSS_CONTINUE_AS_NEW = explored(
+    "explore-0-0",
+    "defect 3: v5's migration fails for good, the CI continues as new (tiny history) and deploys v6: the run still "
+    "fails for v5 (found with the failure before both deploys; after them, v6 is queued whatever the timing)",
+    Start(running=3, ci_history=10),
+    [Deploy("v5"), Deploy("v6"), Fail("flag-store-forbidden", activity="migrate_sweep")],
+    phases=(Phase.FAILED, Phase.COMPLETED),
+    ci_fails=True,
+)
+
+EXPLORED_MIGRATION_FAILS_FIRST = explored(
+    "explore-0-1",
+    "defect 5: the migration fails at its first batch: the CI stops the rollout at once and the deployment fails",
+    Start(running=2, finishing=1),
+    [Deploy("v2"), Fail("flag-store-forbidden", activity="migrate_sweep")],
+    phases=(Phase.FAILED,),
+    ci_fails=True,
+)
+
+
+async def routed_to_100_then_general_disabled(sim: Sim) -> None:
+    await sim.deploy("v3", steps="50@60s,100@1h")
+    await sim.until("the rollout reached 50 %", lambda: sim.world.percent("v3") == 50)
+    sim.world.hand_set_percent("v3", 100)
+    sim.world.hand_disable_general("v3")
+    await sim.until("the rollout stopped", _rollout_stopped(sim))
+    await sim.control("cancel", expect=True)
+
+
+EXPLORED_GENERAL_DISABLED_AT_100 = Scenario(
+    name="explore-2-188",
+    about="found by the explorer (the model, seed 2, against the planner of the safety fixes): a person routes 100 % "
+    "to v3, then disables v3's general strategy, so general traffic goes back to v1; v1's flag and workers stay (a "
+    "disabled strategy at 100 % shields nothing); played on conditions, not on the story's timing",
+    setup=live("v1", workers=("v1", "v3")),
+    drive=routed_to_100_then_general_disabled,
+    expect=Expect(
+        phases=(Phase.CANCELLED,),
+        flags=(FlagEnd("v3", 100), FlagEnd("v1", 100)),
+        workers=frozenset({"v1", "v3"}),
+        not_called=frozenset({"delete_workers", "archive_version_flag"}),
+        checks=(("v1 was kept: it still receives traffic", lambda o: "RetireBlocker.ROUTED" in o.branches),),
+    ),
+)
+
 
 CATALOG: list[Scenario] = [
     INITIAL,
@@ -965,6 +1040,11 @@ CATALOG: list[Scenario] = [
     *(health_abort(rule) for rule in HealthRule),
     ROLLBACK_AT_ONCE,
     ROLLBACK_STEPPED,
+    EXPLORED_ROLL_BACK_KEEPS_LIVE_WORKERS,
+    EXPLORED_EDIT_BETWEEN_READ_AND_WRITE,
+    EXPLORED_FAILURE_KEPT_ACROSS_CONTINUE_AS_NEW,
+    EXPLORED_MIGRATION_FAILS_FIRST,
+    EXPLORED_GENERAL_DISABLED_AT_100,
 ]
 
 

@@ -26,10 +26,13 @@ from __future__ import annotations
 from collections import Counter
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from typing import Any
 
 from pydantic import BaseModel
+from temporalio import activity
 
+from diachronic.ci.activities import sweep_start
 from diachronic.ci.contracts import (
     ActivityErrorInfo,
     ApplyFlagInput,
@@ -44,37 +47,37 @@ from diachronic.ci.contracts import (
     HealthRule,
     ListFlagsInput,
     MigrateBackEvidence,
-    MigrateBatchInput,
-    MigrateBatchResult,
     ObserveDeploymentInput,
     ObserveHealthInput,
     ObserveWorkersInput,
     ProbeMigrateBackInput,
     RunningCount,
     SetPercentInput,
+    SweepInput,
     VersionHealth,
     WorkerSetList,
     WorkersObservation,
 )
+from diachronic.ci.freeze import FreezeReading, ReadFreezesInput
 from diachronic.ci.planner import migration, rollout
+from diachronic.ci.planner.sweep import SweepProgress
 from diachronic.contracts import VersionInfo
 from diachronic.errors import ConcurrentEdit
 from diachronic.flags import GENERAL_TRAFFIC_TITLE, VersionFlag
 from diachronic.flags.evaluation import (
     check_expected_percent,
-    choose,
     default_strategies,
     general_percent,
     general_strategy,
     new_rollout,
 )
 from diachronic.simulation.fakes import Handler, Sampler, SimulatedFailure
+from diachronic.simulation.referee import routes_to_flag
 from diachronic.versions import next_seq_id, sort_newest_first, task_queue, version_info
 from diachronic.workers import LABEL_VERSION, WorkerSet, labels_match, worker_labels
 
 __all__ = ["FlagEnd", "Run", "World"]
 
-ROUTING_PROBES = 1000  # workflow ids probed when checking that a version receives no traffic
 BROKEN_EVIDENCE: dict[HealthRule, dict[str, Any]] = {
     HealthRule.TASK_PROBLEMS: {"task_problems": 1},
     HealthRule.MIGRATED_FAILED: {"closed": 1, "failed": 1, "migrated_failed": 1},
@@ -94,6 +97,7 @@ class Run:
     finishes_after: int | None = None  # observations of its queue before it completes on its own
     moving_to: str | None = None  # signalled to migrate: continues-as-new there after ``move_in`` observations
     move_in: int = 0
+    started: int = 0  # the world's start order: visibility lists the newest first, and pages by it
 
 
 @dataclass(frozen=True)
@@ -154,6 +158,7 @@ class World:
     _read: dict[str, int | None] = field(default_factory=dict)  # what the automation last read (or wrote), by flag
     _before_write: list[Callable[[World], None]] = field(default_factory=list)
     _started: int = 0
+    _starts: int = 0  # runs started, moved ones included: their start order
 
     # ------------------------------------------------------------------------------------------- set-up
 
@@ -179,7 +184,7 @@ class World:
                 self.workflow_name,
                 finishes_after=finishes_after,
             )
-            self.runs[run.run_id] = run
+            self._add(run)
             started.append(run)
         return started
 
@@ -289,6 +294,11 @@ class World:
 
     # ------------------------------------------------------------------------------------------- time passes
 
+    def _add(self, run: Run) -> None:
+        self._starts += 1
+        run.started = self._starts
+        self.runs[run.run_id] = run
+
     def _close(self, run: Run) -> None:
         del self.runs[run.run_id]
         self.finished.append(run)
@@ -302,8 +312,7 @@ class World:
                     continue
                 self._close(run)
                 generation = int(run.run_id.rsplit("-r", 1)[1]) + 1
-                moved = Run(run.workflow_id, f"{run.workflow_id}-r{generation}", run.moving_to, run.workflow_type)
-                self.runs[moved.run_id] = moved
+                self._add(Run(run.workflow_id, f"{run.workflow_id}-r{generation}", run.moving_to, run.workflow_type))
             elif run.finishes_after is not None:
                 run.finishes_after -= 1
                 if run.finishes_after <= 0:
@@ -312,14 +321,8 @@ class World:
     # ------------------------------------------------------------------------------------------- referee
 
     def _receives_traffic(self, flag_name: str) -> bool:
-        """Probed as the signaler would route: does any new start (isTest or not) land on this flag?"""
-        live = self.flags_newest_first(include_archived=False)
-        for i in range(ROUTING_PROBES):
-            for is_test in (False, True):
-                chosen = choose(live, f"probe-{i}", is_test)
-                if chosen is not None and chosen.info.flag_name == flag_name:
-                    return True
-        return False
+        """Does any new start (isTest or not) land on this flag? Decided exactly, not by probing workflow ids."""
+        return routes_to_flag(self.flags_newest_first(include_archived=False), flag_name)
 
     async def deploying_versions(self) -> list[str]:
         """Versions the CI queues or deploys now: its own answer when a CI runs, else what the scenario noted."""
@@ -374,13 +377,19 @@ class World:
             "read_version_flag": self.read_version_flag,
             "archive_version_flag": self.archive_version_flag,
             "count_running": self.count_running,
-            "migrate_batch": self.migrate_batch,
+            "migrate_sweep": self.migrate_sweep,
             "find_workers": self.find_workers,
             "delete_workers": self.delete_workers,
             "observe_workers": self.observe_workers,
             "observe_health": self.observe_health,
             "probe_migrate_back": self.probe_migrate_back,
+            "read_freezes": self.read_freezes,
         }
+
+    def read_freezes(self, input: ReadFreezesInput) -> FreezeReading:
+        """No freeze, no freeze window: generated ones would hold the CI's queue at random (freezes are tested on
+        their own)."""
+        return FreezeReading(freezes=[], windows=[])
 
     def _mine(self, workflow_name: str) -> bool:
         return workflow_name == self.workflow_name
@@ -465,28 +474,54 @@ class World:
         self.observe(input.task_queue)
         return RunningCount(running=len(self.running_on(input.task_queue)))
 
-    def migrate_batch(self, input: MigrateBatchInput) -> MigrateBatchResult:
-        """What the real activity does, against this world: the planner picks eligible runs, a batch is signalled."""
+    def migrate_sweep(self, input: SweepInput) -> SweepProgress:
+        """What the real activity does, against this world: pages of the old queue (newest start first, the cursor a
+        start in that order, the world's clock its start counter), the planner's selection on each, one signal per
+        selected run, a heartbeat after each page (so a retried attempt goes on from there, as the real one does)."""
+        progress = sweep_start(input, lambda: _start_time(self._starts + 1))
+        if progress.call_done(input.pages):
+            return progress
         self.observe(input.from_task_queue)
-        runs = self.running_on(input.from_task_queue)
-        selection = migration.select_runs(
-            [migration.RunOnQueue(r.workflow_id, r.run_id, r.workflow_type) for r in runs],
-            self.flags_newest_first(include_archived=False) if self._mine(input.workflow_name) else [],
-            workflow_name=input.workflow_name,
-            to_task_queue=input.to_version.task_queue,
-            already_signalled=input.already_signalled,
-            batch_size=input.batch_size,
+        since = input.since or _start_time(0)
+        listed = sorted(
+            (
+                r
+                for r in self.running_on(input.from_task_queue)
+                if r.workflow_type == input.workflow_name and _start_time(r.started) >= since
+            ),
+            key=lambda r: r.started,
+            reverse=True,
         )
-        for chosen in selection.batch:
-            self._signal(self.runs[chosen.run_id], input.to_version.task_queue)
-        return MigrateBatchResult(
-            signalled=[r.run_id for r in selection.batch],
-            still_signalled=list(selection.still_signalled),
-            failed=0,
-            eligible_unsignalled=selection.left,
-            eligible=selection.eligible,
-            running_on_old_queue=len(runs),
-        )
+        routing = migration.routing_key(input.flags)
+        while True:
+            now_live = self.flags_newest_first(include_archived=False) if self._mine(input.workflow_name) else []
+            if migration.routing_key(now_live) != routing:  # a look the referee does not count as the rollout's read
+                return progress.model_copy(update={"stale": True})
+            before = int(progress.cursor) if progress.cursor else None
+            rest = [r for r in listed if before is None or r.started < before]
+            page = rest[: input.batch_size]
+            chosen = migration.select_runs(
+                [migration.RunOnQueue(r.workflow_id, r.run_id, r.workflow_type, _start_time(r.started)) for r in page],
+                input.flags,
+                workflow_name=input.workflow_name,
+                to_task_queue=input.to_version.task_queue,
+                covered=input.covered,
+                recheck=input.recheck,
+            )
+            for run in chosen.runs:
+                self._signal(self.runs[run.run_id], input.to_version.task_queue)
+            more = len(rest) > len(page)
+            progress = progress.after_page(
+                cursor=str(page[-1].started) if more else None,
+                rows=len(page),
+                eligible=chosen.eligible,
+                signalled=len(chosen.first),
+                resent=len(chosen.again),
+            )
+            if activity.in_activity():
+                activity.heartbeat(progress)
+            if progress.call_done(input.pages):
+                return progress
 
     def observe_workers(self, input: ObserveWorkersInput) -> WorkersObservation:
         self.looked_for_workers[input.task_queue] += 1
@@ -536,6 +571,11 @@ class World:
         del self.deployments[key]
         self.deleted.append(key)
         return None
+
+
+def _start_time(started: int) -> datetime:
+    """The world's clock: its start counter, as the time visibility would show."""
+    return datetime.fromtimestamp(started, UTC)
 
 
 def _with_percent(flag: VersionFlag, percent: int) -> VersionFlag:
