@@ -167,20 +167,25 @@ async def test_a_rollback_puts_100_percent_back_in_one_step(h: CIHarness, wf: st
     assert {(await route(h.flags, wf, f"id-{i}")).version_id for i in range(50)} == {"v1"}
 
 
-async def test_a_redeploy_of_the_version_being_replaced_rolls_back_at_once(h: CIHarness, wf: str) -> None:
+async def test_a_redeploy_of_a_recently_live_version_routes_back_at_once_and_leaves_the_workflows(
+    h: CIHarness, wf: str
+) -> None:
     await deploy_initial(h, wf, "v1")
     async with serving(h.client, wf, "v1", "v2"):
-        await ci.deploy(h.client, h.task_queue, event(wf, "v2"), fast(steps=parse_steps(HELD)))
-        await eventually(lambda: flag_percents(h, wf), lambda p: ("v2", 50) in p, what="v2 at its first step")
-        ack = await ci.deploy(h.client, h.task_queue, event(wf, "v1"), fast())
-        assert ack.position == 1
+        runs = await start_old(h, wf, 3)
+        await ci.deploy(h.client, h.task_queue, event(wf, "v2"), fast(steps=parse_steps(QUICK)))
+        await ci.deploy(h.client, h.task_queue, event(wf, "v1"), fast())  # queued: v1 is live until v2 completes
         deployments, _ = await ci_end(h, wf)
-    assert [(d["toVersion"]["versionId"], d["phase"]) for d in deployments] == [("v2", "aborted"), ("v1", "completed")]
-    assert deployments[0]["end"]["reason"] == ROLLED_BACK
+        # The workflows v2's migration moved stay on v2 (no --migrate-back): a roll-back does not move them again.
+        for workflow_id in runs:
+            assert (await h.client.get_workflow_handle(workflow_id).describe()).task_queue == task_queue(wf, "v2")
+    assert [(d["toVersion"]["versionId"], d["phase"]) for d in deployments] == [
+        ("v2", "completed"),
+        ("v1", "completed"),
+    ]
     assert deployments[1]["gates"]["redeployRollback"] is True
-    # v2 back to 0 % in one write, then v1's new flag to 100 % of new starts in one write (not v1's schedule).
-    [back] = await activity_inputs(h, ci_workflow_id(wf), "set_traffic_percent")
-    assert (back["percent"], back["expected"]) == (0, 50)
-    [forward] = await activity_inputs(h, rollout_workflow_id(wf), "set_traffic_percent")
-    assert forward["flagName"] == deployments[1]["toVersion"]["flagName"] and forward["percent"] == 100
+    assert deployments[1]["migration"] is None and deployments[1]["cleanupWorkflowId"] is not None
+    # v1's new flag got 100 % of new starts in one write (not the default schedule).
+    [write] = await activity_inputs(h, rollout_workflow_id(wf), "set_traffic_percent")
+    assert write["flagName"] == deployments[1]["toVersion"]["flagName"] and write["percent"] == 100
     assert {(await route(h.flags, wf, f"id-{i}")).version_id for i in range(50)} == {"v1"}

@@ -16,7 +16,6 @@ from diachronic.ci.planner.rollback import (
     plan_redeploy,
     rollback_refusal,
     rollback_steps,
-    rolls_back_current,
 )
 from diachronic.ci.planner.schedule import parse_steps
 from diachronic.contracts import DeployEvent, RolloutStep
@@ -24,10 +23,6 @@ from diachronic.versions import version_info
 
 NOW = datetime(2026, 11, 29, 12, 0, tzinfo=UTC)
 SEQ = {"v1": 0, "v2": 1, "v3": 2, "v4": 3}
-
-
-def deploy_event(version: str, *, environment: str = "development") -> DeployEvent:
-    return DeployEvent(workflow_name="wf", version_id=version, sha=version, environment=environment, event_time=NOW)
 
 
 def deployment(
@@ -141,35 +136,6 @@ def test_rollback_steps(steps: list[RolloutStep] | None, percents: list[RolloutS
 )
 def test_last_live(version: str, deployments: list[Deployment], live: datetime | None) -> None:
     assert last_live(version, deployments, NOW) == live
-
-
-@pytest.mark.parametrize(
-    ("version", "current", "rolls_back"),
-    [
-        ("v2", V3_ROLLING, True),
-        ("v2", V3_MIGRATING, True),
-        ("v3", V3_ROLLING, False),
-        ("v1", V3_ROLLING, False),
-        ("v2", deployment("v3", "v2", Phase.ABORTED, started_min_ago=10, finished_min_ago=5), False),
-        ("v2", deployment("v3", "v2", Phase.PREPARING, started_min_ago=1), False),
-        ("v2", None, False),
-    ],
-    ids=[
-        "the version being moved away from, rolling out",
-        "the version being moved away from, migrating",
-        "the version being deployed: a duplicate, not a roll-back",
-        "an older version: decided when its deployment starts",
-        "the deployment has ended",
-        "still preparing (waiting for workers, its gate): queued behind it",
-        "nothing in progress",
-    ],
-)
-def test_rolls_back_current(version: str, current: Deployment | None, rolls_back: bool) -> None:
-    assert rolls_back_current(deploy_event(version), current) is rolls_back
-
-
-def test_a_deploy_for_another_environment_rolls_nothing_back() -> None:
-    assert rolls_back_current(deploy_event("v2", environment="production"), V3_ROLLING) is False
 
 
 @pytest.mark.parametrize(

@@ -223,6 +223,9 @@ DEFAULT_CANARY_SOAK_S = 300.0
 MAX_EXAMPLES = 10
 """Workflow ids a health verdict quotes as evidence."""
 HEALTH_WORKFLOW = "health"
+HEALTH_STOP_SIGNAL = "diachronic.ci.health.stop"
+"""The CI's word that the deployment ended: the health workflow ends healthy (a signal by workflow id reaches the
+run in progress, even after continue-as-new)."""
 
 
 def health_workflow_id(workflow_name: str) -> str:
@@ -376,7 +379,7 @@ class HealthRun(Contract):
 
 
 class HealthResult(Contract):
-    breach: HealthVerdict
+    breach: HealthVerdict | None = Field(default=None, description="None: stopped healthy (the deployment ended)")
 
 
 class ProbeMigrateBackInput(Contract):

@@ -1,10 +1,12 @@
 """The health workflow (type ``health``, id ``health.<workflowName>``): from the first traffic to the new version until
 the deployment ends, it reads both versions every poll interval and ends the moment a rule fires, with the
-evidence as its result; the CI workflow then aborts the deployment. It decides nothing itself: the observation
+evidence as its result; the CI workflow then aborts the deployment. When the deployment ends otherwise, the CI
+signals it to stop (``HEALTH_STOP_SIGNAL``) and it ends healthy. It decides nothing itself: the observation
 is an activity (``observe_health``), the verdict ``diachronic.ci.planner.health``."""
 
 from __future__ import annotations
 
+import contextlib
 from datetime import timedelta
 
 from temporalio import workflow
@@ -12,6 +14,7 @@ from temporalio import workflow
 with workflow.unsafe.imports_passed_through():
     from diachronic.ci.activities import CIActivities
     from diachronic.ci.contracts import (
+        HEALTH_STOP_SIGNAL,
         HEALTH_WORKFLOW,
         STATUS_QUERY,
         HealthInput,
@@ -31,6 +34,11 @@ class HealthWorkflow:
         self.input: HealthInput = run.input
         self.state: HealthState = run.state or HealthState()
         self._slept_once = False
+        self._stopped = False
+
+    @workflow.signal(name=HEALTH_STOP_SIGNAL)
+    def stop(self) -> None:
+        self._stopped = True
 
     @workflow.query(name=STATUS_QUERY)
     def status(self) -> HealthState:
@@ -39,7 +47,7 @@ class HealthWorkflow:
     @workflow.run
     async def run(self, run: HealthRun) -> HealthResult:
         new, old = self.input.to_version, self.input.from_version
-        while True:
+        while not self._stopped:
             observed = await run_step(
                 CIActivities.observe_health,
                 ObserveHealthInput(
@@ -63,5 +71,7 @@ class HealthWorkflow:
             if self._slept_once and history_is_long(self.input.continue_as_new_after):
                 await workflow.wait_condition(workflow.all_handlers_finished)
                 workflow.continue_as_new(HealthRun(input=self.input, state=self.state))
-            await workflow.sleep(timedelta(seconds=self.input.poll_interval_s))
+            with contextlib.suppress(TimeoutError):
+                await workflow.wait_condition(lambda: self._stopped, timeout=self.input.poll_interval_s)
             self._slept_once = True
+        return HealthResult()

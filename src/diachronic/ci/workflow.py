@@ -37,6 +37,7 @@ with workflow.unsafe.imports_passed_through():
         DEFAULT_STEP_TIMEOUT_S,
         DEPLOY_UPDATE,
         DEPLOYING_QUERY,
+        HEALTH_STOP_SIGNAL,
         MAX_GATE_RUNS,
         MIGRATION_BATCH_SIZE,
         ROLLOUT_PAUSE_SIGNAL,
@@ -130,6 +131,7 @@ class CIWorkflow:
         self._stop_note: str | None = None
         self._rollback: RollbackInput | None = None  # how the roll-back asked for goes back
         self._rollout: workflow.ChildWorkflowHandle[Any, RolloutResult] | None = None
+        self._health: workflow.ChildWorkflowHandle[Any, HealthResult] | None = None
         self.outbox = Outbox(self.state.outbox)  # notifications go out from a background task (ci.outbox)
 
     # ------------------------------------------------------------------------------------------- deploy
@@ -157,11 +159,6 @@ class CIWorkflow:
             self._ignore(f"deploy of {event.workflow_name} {event.version_id} ignored: {decision.value}")
             return DeployAck(decision=decision.value)
         self.state.workflow_name = self._workflow_name(event)
-        if rollback.rolls_back_current(event, self.state.current):
-            # A deploy of the version being moved away from: a roll-back, now, and this deploy goes first.
-            self._request_stop(Control.ROLLBACK, f"rolled back by a deploy of {event.version_id}")
-            self.state.queue = [request, *self.state.queue]
-            return DeployAck(decision=decision.value, position=1)
         self.state.queue = [*self.state.queue, request]
         return DeployAck(decision=decision.value, position=len(self.state.queue))
 
@@ -372,7 +369,7 @@ class CIWorkflow:
             self._tell(record, Progress(), Progress(phase=Phase.PREPARING))
             self.state.current = record
             self._continue, self._stop, self._stop_note, self._rollout = False, None, None, None
-            self._rollback = None
+            self._rollback, self._health = None, None
             await self._deploy(record)
             self._finish(record)
             if self.state.queue and self._should_continue_as_new():
@@ -657,6 +654,7 @@ class CIWorkflow:
                 parent_close_policy=ParentClosePolicy.TERMINATE,
                 id_reuse_policy=WorkflowIDReusePolicy.ALLOW_DUPLICATE,
             )
+            self._health = health_child
             record.gates.health_workflow_id = health_workflow_id(name)
             children.append(health_child)
             migration_child: workflow.ChildWorkflowHandle[Any, DrainResult] | None = None
@@ -796,12 +794,16 @@ class CIWorkflow:
         return child_id
 
     async def _stop_children(self, children: list[AnyChild]) -> None:
-        """Cancel the children still running, by workflow id: a child handle's cancel goes to the run the child
-        started with, and is lost once the child continued as new (the health analysis does every few minutes)."""
+        """Cancel the children still running; the health workflow is told to stop by a signal to its workflow id: it
+        continues as new every few minutes, and a child handle's cancel goes to the run the child started with."""
         for child in children:
-            if not child.done():
+            if child.done():
+                continue
+            if child is self._health:
                 with contextlib.suppress(FailureError):  # it ended meanwhile
-                    await workflow.get_external_workflow_handle(child.id).cancel()
+                    await workflow.get_external_workflow_handle(child.id).signal(HEALTH_STOP_SIGNAL)
+            else:
+                child.cancel()
         for child in children:
             with contextlib.suppress(ChildWorkflowError, CancelledError, asyncio.CancelledError):
                 await child
@@ -847,8 +849,10 @@ def _rollout_view(child: AnyChild) -> deployment.ChildView:
 def _health_view(child: AnyChild) -> deployment.ChildView:
     if (view := _failed_view(child)) is not None:
         return view
-    result: HealthResult = child.result()
-    detail = f"{result.breach.rule}: {result.breach.detail}" if result.breach.rule else result.breach.detail
+    breach = child.result().breach
+    if breach is None:  # stopped: the deployment ended otherwise
+        return deployment.ChildView(deployment.ChildState.COMPLETED)
+    detail = f"{breach.rule}: {breach.detail}" if breach.rule else breach.detail
     return deployment.ChildView(deployment.ChildState.ABORTED, HEALTH_CHECK_FAILED, detail)
 
 

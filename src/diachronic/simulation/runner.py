@@ -206,7 +206,7 @@ class Sim:
         *,
         dark: bool = False,
         non_migratory: bool = False,
-        steps: str = DEFAULT_STEPS,
+        steps: str | None = DEFAULT_STEPS,
         poll_s: float = DEFAULT_POLL_S,
         batch_size: int | None = None,
         continue_as_new_after: int | None = None,
@@ -221,7 +221,8 @@ class Sim:
     ) -> DeployAck:
         """A deployment of ``version`` as ``diachronic deploy`` sends it (``ci_input`` if the CI must start so).
 
-        ``event_time`` (default: now) re-sends an earlier event; ``environment`` defaults to the world's.
+        ``steps=None``: the CI's own schedule (100 % at once for a roll-back by redeploy); ``event_time`` (default:
+        now) re-sends an earlier event; ``environment`` defaults to the world's.
         ``while_running`` (the default for every deploy but the first): the story needs the CI still running;
         if it has ended (a failure ended it early), the scenario ends here instead of starting a new CI run."""
         if (self.deploys if while_running is None else while_running) and await self.ci_ended():
@@ -238,7 +239,7 @@ class Sim:
         )
         self.events[version] = event
         options = DeployOptions(
-            steps=parse_steps(steps),
+            steps=parse_steps(steps) if steps is not None else None,
             poll_interval_s=poll_s,
             batch_size=batch_size,
             continue_as_new_after=continue_as_new_after,

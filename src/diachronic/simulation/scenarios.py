@@ -416,10 +416,14 @@ QUEUED = Scenario(
 )
 
 
+def ended_by(reason: str) -> Check:
+    return (f"it ended with {reason}", lambda o: o.records[0].end is not None and o.records[0].end.reason == reason)
+
+
 async def roll_back_while_deploying(sim: Sim) -> None:
-    await sim.deploy("v2")
+    await sim.deploy("v2", steps="50@60s,100@60s")
     await sim.until("v2 is being deployed", lambda: sim.world.flag_of("v2") is not None, step_s=1)
-    back = await sim.deploy("v1")  # somebody rolls back by redeploying v1 while v2 replaces it
+    back = await sim.deploy("v1", steps=None)  # somebody rolls back by redeploying v1 while v2 replaces it
     sim.check("the roll-back waits behind v2", back.position == 1)
 
 
@@ -427,21 +431,41 @@ def v1_workers_never_deleted(outcome: Outcome) -> bool:
     return not any(key.endswith(f"{outcome.workflow_name}-v1".lower()) for key in outcome.world.deleted)
 
 
+def v1_running_briefly(world: World, fakes: ContractFakes) -> None:
+    live("v1", workers=("v1", "v2"))(world, fakes)
+    world.start_workflows("v1", 3, finishes_after=3)  # they end soon: v2's cleanup waits for those that moved
+
+
+def v1_running_a_while(world: World, fakes: ContractFakes) -> None:
+    live("v1", workers=("v1", "v2"))(world, fakes)
+    world.start_workflows("v1", 3, finishes_after=30)  # still running when v1 is deployed again
+
+
 ROLL_BACK_WHILE_DEPLOYING = Scenario(
     name="roll-back-while-deploying",
-    about="v1 redeployed while v2 replaces it (a deploy storm): v2 retires v1's flag but keeps its workers, "
-    "since the queued roll-back makes v1 live again; the workflows go v1 -> v2 -> v1 and v2 retires",
-    setup=live("v1", running={"v1": 5}, workers=("v1", "v2")),
+    about="v1 redeployed while v2 replaces it (a deploy storm): v2 completes, moving v1's workflows, and retires v1's "
+    "flag but keeps its workers (the queued redeploy makes v1 live again); v1, live within the hour, comes back as "
+    "a roll-back: 100 % at once, the workflows stay on v2 until they end, then v2 retires",
+    setup=v1_running_briefly,
     drive=roll_back_while_deploying,
     expect=Expect(
         phases=(Phase.COMPLETED, Phase.COMPLETED),
         flags=(FlagEnd("v1", 100), FlagEnd("v2", archived=True), FlagEnd("v1", archived=True)),
         workers=frozenset({"v1"}),
-        running={"v1": 5},
-        signalled=10,
-        checks=(("v1's workers were never deleted", v1_workers_never_deleted),),
+        checks=(
+            ("v1's workers were never deleted", v1_workers_never_deleted),
+            ("v1 came back at 100 % at once", lambda o: writes_to_newest("v1", o) == [100]),
+            ("a roll-back by redeploy", lambda o: o.records[1].gates.redeploy_rollback),
+        ),
     ),
+    max_virtual_s=3600,
 )
+
+
+def writes_to_newest(version: str, outcome: Outcome) -> list[int]:
+    """The automation's writes of percentages to the newest flag of ``version``."""
+    flag = outcome.world.flag_of(version)
+    return [p for name, p in outcome.world.percent_writes if flag is not None and name == flag.info.flag_name]
 
 
 async def redeploy_v1(sim: Sim) -> None:
@@ -612,11 +636,6 @@ EDIT_BETWEEN_READ_AND_WRITE = Scenario(
 )
 
 
-def v1_running_a_while(world: World, fakes: ContractFakes) -> None:
-    live("v1", workers=("v1", "v2"))(world, fakes)
-    world.start_workflows("v1", 3, finishes_after=30)  # still running when v1 is deployed again
-
-
 async def non_migratory_then_roll_back(sim: Sim) -> None:
     await sim.deploy("v2", non_migratory=True)
     await sim.until("v2 is being deployed", lambda: sim.world.flag_of("v2") is not None, step_s=1)
@@ -756,10 +775,6 @@ FLAG_STORE_DOWN_FOR_DAYS = Scenario(
 )
 
 # ----------------------------------------------------------------------------------------------- gates
-
-
-def ended_by(reason: str) -> Check:
-    return (f"it ended with {reason}", lambda o: o.records[0].end is not None and o.records[0].end.reason == reason)
 
 
 async def deploy_v2_before_its_workers(sim: Sim) -> None:
@@ -907,11 +922,6 @@ def rolled_back(steps: str | None) -> Callable[[Sim], Awaitable[None]]:
     return drive
 
 
-def v2_writes(outcome: Outcome) -> list[int]:
-    v2 = outcome.world.flag_of("v2")
-    return [percent for flag, percent in outcome.world.percent_writes if v2 is not None and flag == v2.info.flag_name]
-
-
 ROLLBACK_AT_ONCE = Scenario(
     name="rollback",
     about="rollback at 75 %: v2 back to 0 % in one write, the migration stopped, moved workflows stay on v2",
@@ -922,7 +932,7 @@ ROLLBACK_AT_ONCE = Scenario(
         flags=(FlagEnd("v2", 0), FlagEnd("v1", 100)),
         workers=frozenset({"v1", "v2"}),
         not_called=frozenset({"delete_workers", "archive_version_flag"}),
-        checks=(ended_by("RolledBack"), ("v2 went 25, 75, 0", lambda o: v2_writes(o) == [25, 75, 0])),
+        checks=(ended_by("RolledBack"), ("v2 went 25, 75, 0", lambda o: writes_to_newest("v2", o) == [25, 75, 0])),
     ),
 )
 
@@ -936,7 +946,10 @@ ROLLBACK_STEPPED = Scenario(
         flags=(FlagEnd("v2", 0), FlagEnd("v1", 100)),
         workers=frozenset({"v1", "v2"}),
         not_called=frozenset({"delete_workers", "archive_version_flag"}),
-        checks=(ended_by("RolledBack"), ("v2 went 25, 75, 50, 0", lambda o: v2_writes(o) == [25, 75, 50, 0])),
+        checks=(
+            ended_by("RolledBack"),
+            ("v2 went 25, 75, 50, 0", lambda o: writes_to_newest("v2", o) == [25, 75, 50, 0]),
+        ),
     ),
 )
 

@@ -4,9 +4,9 @@
 in one write (the temporal-worker-controller's AllAtOnce roll-back), or step by step with ``--steps`` (the schedule
 is the previous version's share, rising to 100: ``50@30s,100@30s`` leaves the new version 50 % then 0 %); the
 migration stops at once. A deploy of a version that was live within the last hour (``RECENTLY_LIVE_S``) is a
-roll-back too (``plan_redeploy``): it routes 100 % at once unless it gives its own ``--steps``; when it is the
-version the deployment in progress moves away from (``rolls_back_current``), that deployment is rolled back first
-and the redeploy goes to the front of the queue.
+roll-back too (``plan_redeploy``): when it starts, it routes 100 % at once unless it gives its own ``--steps``, and
+the workflows stay where they are (a redeploy queues behind the deployment in progress like any other: to stop
+that one at once, ``rollback`` it).
 
 Workflows already moved stay on the new version (its workers are kept while they run). They move back only with
 ``--migrate-back``, and only when the old version's code declares it restores the state the new version's
@@ -25,7 +25,7 @@ from enum import StrEnum
 from diachronic.ci.contracts import FINAL_PHASES, Deployment, MigrateBackEvidence, Phase
 from diachronic.ci.planner.rollout import INITIAL_STEPS
 from diachronic.ci.planner.schedule import MAX_PERCENT
-from diachronic.contracts import DeployEvent, RolloutStep
+from diachronic.contracts import RolloutStep
 
 __all__ = [
     "RECENTLY_LIVE_S",
@@ -39,7 +39,6 @@ __all__ = [
     "plan_redeploy",
     "rollback_refusal",
     "rollback_steps",
-    "rolls_back_current",
 ]
 
 RECENTLY_LIVE_S = 3600.0
@@ -106,21 +105,6 @@ class RedeployPlan:
     @property
     def branch(self) -> RedeployKind:
         return RedeployKind.ROLLBACK if self.rollback else RedeployKind.DEPLOY
-
-
-def rolls_back_current(event: DeployEvent, current: Deployment | None) -> bool:
-    """A deploy of the version the deployment in progress moves away from rolls that deployment back at once (and
-    goes to the front of the queue), once traffic may have moved (the phases ``rollback`` accepts; while the
-    deployment still prepares, the deploy queues behind it), and when it is for the same environment (an event
-    for another is refused when it starts: it rolls nothing back)."""
-    version_id = event.version_id
-    return (
-        current is not None
-        and current.phase in ROLLBACK_PHASES
-        and current.request.event.environment == event.environment
-        and current.from_version is not None
-        and current.from_version.version_id == version_id
-    )
 
 
 def plan_redeploy(
