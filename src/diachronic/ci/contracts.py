@@ -655,7 +655,6 @@ class DeployOptions(Contract):
     )
     gate: GateOptions | None = None
     health: HealthThresholds | None = Field(default=None, description="the health analysis (defaults when absent)")
-    canary: CanaryOptions | None = None
     migrate_back: bool = Field(
         default=False,
         description="a roll-back by redeploy moves workflows back when the old code declares it accepts their state",
@@ -770,4 +769,3 @@ class CIStatus(Contract):
     rollout_history: list[tuple[datetime, int]] = Field(default_factory=list)
     recent: list[Deployment] = Field(default_factory=list)
     gates: GatesRecord | None = Field(default=None, description="readiness, gate runs, health numbers per step")
-    canary: CanaryProgress | None = None

@@ -281,8 +281,10 @@ class Sim:
             self.note(f"{name} was {'accepted' if accepted else 'refused'}, expected the opposite")
         return accepted
 
-    async def rollback(self, *, steps: str | None = None, migrate_back: bool = False) -> None:
-        """``diachronic rollback`` (at once, or down ``steps``); a refusal is noted as a problem."""
+    async def rollback(
+        self, *, steps: str | None = None, migrate_back: bool = False, expect: bool | None = None
+    ) -> bool:
+        """``diachronic rollback`` (at once, or down ``steps``); True if accepted (``expect`` as for ``control``)."""
         try:
             await ci.rollback(
                 self.client,
@@ -291,10 +293,13 @@ class Sim:
                 migrate_back=migrate_back,
                 reason="simulation",
             )
-            self.outcome.controls.append(("rollback", "accepted"))
-        except (InvalidInput, NotFound) as refused:
-            self.outcome.controls.append(("rollback", "refused"))
-            self.note(f"rollback was refused: {refused}")
+            accepted = True
+        except (InvalidInput, NotFound):
+            accepted = False
+        self.outcome.controls.append(("rollback", "accepted" if accepted else "refused"))
+        if expect is not None and accepted != expect:
+            self.note(f"rollback was {'accepted' if accepted else 'refused'}, expected the opposite")
+        return accepted
 
     def note(self, problem: str) -> None:
         self.outcome.notes.append(problem)

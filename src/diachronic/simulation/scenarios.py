@@ -9,7 +9,18 @@ from __future__ import annotations
 
 from collections.abc import Awaitable, Callable, Sequence
 
-from diachronic.ci.contracts import ActivityErrorInfo, CIInput, HealthRule, Phase, RolloutOutcome
+from temporalio.service import RPCError
+
+from diachronic.ci.contracts import (
+    STATUS_QUERY,
+    ActivityErrorInfo,
+    CIInput,
+    DrainState,
+    HealthRule,
+    Phase,
+    RolloutOutcome,
+    cleanup_workflow_id,
+)
 from diachronic.ci.planner.deploy import DeployDecision
 from diachronic.ci.planner.retire import RetireBlocker
 from diachronic.ci.planner.rollout import RolloutStopReason
@@ -912,12 +923,52 @@ def health_abort(rule: HealthRule) -> Scenario:
     )
 
 
+async def new_workers_gone_before_retiring(sim: Sim) -> None:
+    await sim.deploy("v2", non_migratory=True, steps="50@60s,100@60s")
+    await sim.until("v2 at 100 %", lambda: sim.world.percent("v2") == 100)
+    sim.world.remove_workers("v2")  # v2's workers crash (or scale to zero) while v1's workflows finish
+    for _ in range(360):  # the CI run has ended (the cleanup runs on its own): time passes for the cleanup alone
+        if await _held_by(sim, RetireBlocker.NO_POLLER):
+            break
+        await sim.env.sleep(10)
+    sim.check("v1 was held while no worker polled v2's queue", await _held_by(sim, RetireBlocker.NO_POLLER))
+    sim.check("v1's workers are still there", "v1" in sim.world.worker_versions())
+    sim.world.add_workers("v2")
+
+
+async def _held_by(sim: Sim, blocker: RetireBlocker) -> bool:
+    """The cleanup of v1 holds for ``blocker`` (its status)."""
+    cleanup = sim.client.get_workflow_handle(cleanup_workflow_id(f"{sim.workflow_name}-v1"))
+    try:
+        state: DrainState = await cleanup.query(STATUS_QUERY, result_type=DrainState)
+    except RPCError:  # not started yet
+        return False
+    return state.waiting_for == blocker.value
+
+
+NEW_WORKERS_GONE = Scenario(
+    name="new-workers-gone",
+    about="v2 deployed non-migratory, then its workers vanish while v1's workflows finish: v1's workers are not "
+    "retired while no worker polls v2's queue; once v2's come back, v1 retires",
+    setup=v1_running_a_while,
+    drive=new_workers_gone_before_retiring,
+    expect=Expect(
+        phases=(Phase.COMPLETED,),
+        flags=(FlagEnd("v2", 100), FlagEnd("v1", archived=True)),
+        workers=frozenset({"v2"}),
+        signalled=0,
+    ),
+    max_virtual_s=3600,
+)
+
+
 def rolled_back(steps: str | None) -> Callable[[Sim], Awaitable[None]]:
     async def drive(sim: Sim) -> None:
         await sim.deploy("v2", steps="25@60s,75@60s,100@1h")
         await sim.until("the rollout reached 75 %", lambda: sim.world.percent("v2") == 75)
-        await sim.rollback(steps=steps)
+        await sim.rollback(steps=steps, expect=True)
         await sim.finish()
+        await sim.rollback(expect=False)  # nothing is being deployed any more: refused, nothing changes
 
     return drive
 
@@ -1053,6 +1104,7 @@ CATALOG: list[Scenario] = [
     *(health_abort(rule) for rule in HealthRule),
     ROLLBACK_AT_ONCE,
     ROLLBACK_STEPPED,
+    NEW_WORKERS_GONE,
     EXPLORED_ROLL_BACK_KEEPS_LIVE_WORKERS,
     EXPLORED_EDIT_BETWEEN_READ_AND_WRITE,
     EXPLORED_FAILURE_KEPT_ACROSS_CONTINUE_AS_NEW,
