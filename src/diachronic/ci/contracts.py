@@ -412,6 +412,9 @@ class CIState(State):
         default_factory=list, description="notifications decided and not published yet (bounded: ci.outbox.LIMIT)"
     )
     frozen: Freeze | None = Field(default=None, description="the freeze the next deployment waits for")
+    deliveries: list[str] = Field(
+        default_factory=list, description="GitHub delivery ids taken recently (bounded: planner.deploy.MAX_DELIVERIES)"
+    )
 
 
 class CIInput(Contract):

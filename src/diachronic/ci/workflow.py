@@ -125,6 +125,7 @@ class CIWorkflow:
                 current=_seen(current.request) if current else None,
                 queued=tuple(_seen(r) for r in self.state.queue),
                 deployed=tuple(_seen(d.request) for d in self.state.history),
+                deliveries=tuple(self.state.deliveries),
             ),
             event,
         )
@@ -137,6 +138,7 @@ class CIWorkflow:
             return DeployAck(decision=decision.value)
         self.state.workflow_name = self._workflow_name(event)
         self.state.queue = [*self.state.queue, request]
+        self.state.deliveries = deploy.remember_delivery(self.state.deliveries, event)
         return DeployAck(decision=decision.value, position=len(self.state.queue))
 
     def _ignore(self, why: str) -> None:

@@ -200,10 +200,12 @@ class Sim:
         while_running: bool | None = None,
         event_time: datetime | None = None,
         environment: str | None = None,
+        delivery_id: str | None = None,
     ) -> DeployAck:
         """A deployment of ``version`` as ``diachronic deploy`` sends it (``ci_input`` if the CI must start so).
 
-        ``event_time`` (default: now) re-sends an earlier event; ``environment`` defaults to the world's.
+        ``event_time`` (default: now) re-sends an earlier event; ``environment`` defaults to the world's;
+        ``delivery_id``: the GitHub delivery the event came in (the webhook's).
         ``while_running`` (the default for every deploy but the first): the story needs the CI still running;
         if it has ended (a failure ended it early), the scenario ends here instead of starting a new CI run."""
         if (self.deploys if while_running is None else while_running) and await self.ci_ended():
@@ -217,6 +219,7 @@ class Sim:
             event_time=event_time or await self.now(),
             is_dark_deploy=dark,
             is_non_migratory=non_migratory,
+            delivery_id=delivery_id,
         )
         self.events[version] = event
         options = DeployOptions(

@@ -667,10 +667,12 @@ async def redelivered_events(sim: Sim) -> None:
     assert first is not None
     await sim.deploy("v1")  # the event that deployed v1, delivered again after its CI run ended
     await sim.deploy("v2", steps="100@60s", while_running=False)  # in this CI run, or the next one
-    await sim.deploy("v3", dark=True)
+    await sim.deploy("v3", dark=True, delivery_id="d-v3")
     await sim.until("v3 awaits continue", lambda: sim.phase_is(Phase.AWAITING_CONTINUE))
     stale = await sim.deploy("v2", event_time=sim.events["v2"].event_time)  # v2's event, sent again
     sim.check("a re-sent event is stale", stale.decision == DeployDecision.STALE.value)
+    again = await sim.deploy("v3", event_time=sim.events["v3"].event_time, delivery_id="d-v3")  # GitHub redelivers
+    sim.check("a delivery taken before is a duplicate", again.decision == DeployDecision.DUPLICATE_DELIVERY.value)
     foreign = sim.events["v2"].model_copy(update={"workflow_name": f"{sim.workflow_name}x"})
     await sim.signal_deploy(foreign.model_dump(mode="json", by_alias=True))  # another workflow's event
     await sim.control("continue", expect=True)
@@ -679,8 +681,9 @@ async def redelivered_events(sim: Sim) -> None:
 REDELIVERED_EVENTS = Scenario(
     name="redelivered-events",
     about="the event that deployed v1 arrives again (v1 already is the newest live version: nothing is done), "
-    "v2's event is sent again after v2 was deployed (stale: never a roll-back), another workflow's event reaches "
-    "this CI (ignored): only v2 and v3 are deployed (safety defects 7, 11)",
+    "v2's event is sent again after v2 was deployed (stale: never a roll-back), v3's GitHub delivery arrives again "
+    "(a duplicate), another workflow's event reaches this CI (ignored): only v2 and v3 are deployed (safety defects "
+    "7, 11)",
     setup=live("v1", workers=("v1", "v2", "v3")),
     drive=redelivered_events,
     expect=Expect(
