@@ -257,13 +257,19 @@ class RolloutStatus(Contract):
 
 
 class RetireInput(Contract):
-    """What migration and cleanup share: the old version to retire, and how often to look."""
+    """What migration and cleanup share: the old version to retire, how often to look, and what to tell."""
 
     workflow_name: str
     from_version: VersionInfo
     poll_interval_s: float = Field(default=2.0, gt=0)
     continue_as_new_after: int = Field(default=2000, ge=10)
     step_timeout_s: float = Field(default=DEFAULT_STEP_TIMEOUT_S, gt=0)
+    report: DeploymentFacts | None = Field(
+        default=None, description="the deployment its notifications (migration_done, retired) tell of"
+    )
+    ended: Phase | None = Field(
+        default=None, description="a cleanup: how that deployment ended (it runs after the end, and says so)"
+    )
 
 
 class MigrationInput(RetireInput):
@@ -283,6 +289,8 @@ class DrainState(State):
     kept_workers: str | None = Field(default=None, description="why the old version's workers were kept")
     waiting_for: str | None = Field(default=None, description="what keeps the old version from being retired")
     failure: str | None = Field(default=None, description="the typed reason this workflow failed with")
+    drained: bool = Field(default=False, description="the old queue is empty for good (migration_done was told)")
+    outbox: list[Notification] = Field(default_factory=list, description="notifications not published yet")
 
 
 class MigrationRun(Contract):
@@ -303,6 +311,7 @@ class DrainResult(Contract):
     handed_off: bool = Field(
         default=False, description="retiring waits for a deployment of the old version: a cleanup takes it over"
     )
+    unpublished: list[Notification] = Field(default_factory=list, description="left for the CI to publish")
 
 
 # ----------------------------------------------------------------------------------------------- CI status

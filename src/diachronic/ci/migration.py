@@ -67,11 +67,10 @@ class MigrationWorkflow:
                 plan, worker_sets = await self.drain.plan()
                 action = migration.after_drain(plan)
                 if action is migration.MigrationAction.RETIRE:
-                    return await self.drain.retire(plan, worker_sets)
+                    return await self.drain.hand_back(await self.drain.retire(plan, worker_sets))
                 if action is migration.MigrationAction.HAND_OFF:
-                    return self.drain.result(archived=False, handed_off=True)
+                    return await self.drain.hand_back(self.drain.result(archived=False, handed_off=True))
             if self.drain.should_continue_as_new():
-                await workflow.wait_condition(workflow.all_handlers_finished)
-                workflow.continue_as_new(MigrationRun(input=self.input, state=state))
+                await self.drain.continue_as_new(MigrationRun(input=self.input, state=state))
             if action is not migration.MigrationAction.SIGNAL_MORE or batch.failed:
                 await self.drain.poll_pause()

@@ -549,6 +549,7 @@ class CIWorkflow:
                             batch_size=options.batch_size or 500,
                             continue_as_new_after=can_after,
                             step_timeout_s=_budget(record),
+                            report=self._facts(record),
                         )
                     ),
                     id=migration_workflow_id(name),
@@ -574,17 +575,17 @@ class CIWorkflow:
             await self._stop_children(children)
         for child in children:
             if child.done() and not child.cancelled() and child.exception() is None:
-                if child is self._rollout:
-                    result: RolloutResult = child.result()
-                    self.outbox.add(result.unpublished)  # what the rollout could not publish before it ended
+                result: RolloutResult | DrainResult = child.result()
+                self.outbox.add(result.unpublished)  # what the child could not publish before it ended
+                if isinstance(result, RolloutResult):
                     record.rollout = result.model_copy(update={"unpublished": []})
                 else:
-                    record.migration = child.result()
+                    record.migration = result.model_copy(update={"unpublished": []})
         end = plan.end or DeploymentEnd()
         if plan.route_back and record.to_version is not None:
             end = await self._route_back(record, end)
         if plan.start_cleanup and record.from_version is not None:
-            record.cleanup_workflow_id = await self._start_cleanup(record, record.from_version)
+            record.cleanup_workflow_id = await self._start_cleanup(record, record.from_version, plan.phase)
         self._end(record, plan.phase, end)
 
     async def _route_back(self, record: Deployment, end: DeploymentEnd) -> DeploymentEnd:
@@ -598,8 +599,8 @@ class CIWorkflow:
             )
         return end
 
-    async def _start_cleanup(self, record: Deployment, previous: VersionInfo) -> str:
-        """Cleanup may wait for days: it runs on its own, the queue moves on."""
+    async def _start_cleanup(self, record: Deployment, previous: VersionInfo, ended: Phase) -> str:
+        """Cleanup may wait for days: it runs on its own, the queue moves on (the deployment ends ``ended``)."""
         child_id = cleanup_workflow_id(previous.task_queue)
         options = record.request.options
         try:
@@ -612,6 +613,8 @@ class CIWorkflow:
                         poll_interval_s=options.poll_interval_s or CLEANUP_POLL_S,
                         continue_as_new_after=options.continue_as_new_after or CHILD_HISTORY,
                         step_timeout_s=_budget(record),
+                        report=self._facts(record),
+                        ended=ended,
                     )
                 ),
                 id=child_id,
