@@ -64,8 +64,8 @@ unleash:
 unleash-stop:
 	@$(UNLEASH) stop
 
-# The fault-injection suite (tests/reliability, docs/reliability.md) with a few hundred old workflows per test, all
-# variants; `make test` runs it with 40 and without the Unleash outage. Writes .diachronic/reliability.json.
+# The fault-injection suite (tests/reliability, docs/reliability.md) with a few hundred old workflows per test and
+# 30 s outages; `make test` runs the same tests with 40 and short outages. Writes .diachronic/reliability.json.
 .PHONY: chaos
 CHAOS_WORKFLOWS ?= 300
 chaos: install

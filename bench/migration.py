@@ -11,6 +11,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import os
 import subprocess
 import sys
 import tempfile
@@ -18,25 +19,22 @@ import time
 from datetime import UTC, datetime
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-
 from temporalio.api.enums.v1 import EventType
 from temporalio.client import Client
-from tests.ci_helpers import ci_harness
 
 from diachronic.ci import client as ci
 from diachronic.ci.contracts import DeployOptions
 from diachronic.ci.planner.schedule import parse_steps
+from diachronic.ci.worker import serve
 from diachronic.contracts import MIGRATE_SIGNAL, DeployEvent, ci_workflow_id
-from diachronic.devserver import start_dev_server, stop_process
-from diachronic.settings import (
-    load_settings,
-    venv_binary,
-)
+from diachronic.devserver import PORT_OFFSETS, free_port, start_dev_server, stop_process
+from diachronic.flags.local import LocalFlagStore
+from diachronic.settings import load_settings, venv_binary
 from diachronic.temporal import connect
 
-PORT = 7277
+ROOT = Path(__file__).resolve().parent.parent
 CONCURRENCY = 50
+CI_QUEUE = "bench-ci"
 
 
 def log(message: str) -> None:
@@ -164,8 +162,9 @@ async def migration_numbers(client: Client, workflow: str, old_queue: str) -> tu
     return signals / seconds, signals, (cleanup_at - last_left).total_seconds()
 
 
-async def hand_edit_to_stop(client: Client, harness_flags, ci_queue: str, workflow: str) -> float:  # type: ignore[no-untyped-def]
-    await ci.deploy(client, ci_queue, deploy_event(workflow, "v3"), DeployOptions(steps=parse_steps("50@0s,100@1h")))
+async def hand_edit_to_stop(client: Client, flags: LocalFlagStore, workflow: str) -> float:
+    """A human sets the percentage by hand (another process on the same flag store): when did the rollout stop?"""
+    await ci.deploy(client, CI_QUEUE, deploy_event(workflow, "v3"), DeployOptions(steps=parse_steps("50@0s,100@1h")))
     rollout = client.get_workflow_handle(f"rollout.{workflow}")
     while True:
         status = await ci.status(client, workflow)
@@ -173,7 +172,7 @@ async def hand_edit_to_stop(client: Client, harness_flags, ci_queue: str, workfl
             break
         await asyncio.sleep(0.1)
     edited = datetime.now(UTC)
-    await harness_flags.set_general_percent(status.to_version.flag_name, 80)
+    await flags.set_general_percent(status.to_version.flag_name, 80)
     await rollout.result()
     closed = (await rollout.describe()).close_time
     assert closed is not None
@@ -186,10 +185,14 @@ async def run(count: int) -> dict[str, float | int]:
     sample's workers start once the migration has signalled everything, and then drain the old queue."""
     with tempfile.TemporaryDirectory() as tmp:
         data = Path(tmp)
-        server = start_dev_server(data, port=PORT, ui=False)
+        server = start_dev_server(data, port=free_port(PORT_OFFSETS), ui=False)
+        settings = load_settings(data_dir=data, temporal_address=server.address, ci_task_queue=CI_QUEUE)
         worker: subprocess.Popen[bytes] | None = None
+        stop_ci = asyncio.Event()
+        ci_worker: asyncio.Task[None] | None = None
+        human = LocalFlagStore(settings.flags_db)
         try:
-            client = await connect(load_settings(data_dir=data, temporal_address=server.address))
+            client = await connect(settings)
             log(f"dev server with a database file at {server.address}; {count} workflows per method")
 
             runs = await start_many(client, "benchbare", "bare-old", count)
@@ -202,30 +205,36 @@ async def run(count: int) -> dict[str, float | int]:
             batch = batch_signal(server.address, "batch-old", "batch-new", count)
             log(f"temporal workflow signal --query: {batch:.0f} signals/s")
 
-            async with ci_harness(client, data, "bench-ci") as harness:
-                await ci.deploy(client, "bench-ci", deploy_event("benchci", "v1"))
-                await client.get_workflow_handle(ci_workflow_id("benchci")).result()
-                await start_many(client, "benchci", "benchci-v1", count)
-                await wait_count(client, "benchci-v1", count)
-                options = DeployOptions(steps=parse_steps("100@0s"))
-                await ci.deploy(client, "bench-ci", deploy_event("benchci", "v2"), options)
-                while (status := await ci.status(client, "benchci")).migration is None or (
-                    status.migration.signalled < count
-                ):
-                    await asyncio.sleep(0.2)
-                queues = "benchci-v1,benchci-v2,benchci-v3"
-                worker = subprocess.Popen(
-                    [sys.executable, "bench/worker.py", "--address", server.address, "--queues", queues]
-                )
-                await client.get_workflow_handle(ci_workflow_id("benchci")).result()
-                migrate, signalled, drain = await migration_numbers(client, "benchci", "benchci-v1")
-                log(f"migration workflow: {migrate:.0f} signals/s ({signalled} signals)")
-                log(f"cleanup started {drain:.1f} s after the last old workflow left")
-                hand = await hand_edit_to_stop(client, harness.flags, "bench-ci", "benchci")
-                log(f"hand edit -> rollout stopped: {hand:.2f} s")
+            ci_worker = asyncio.create_task(serve(settings, stop_ci))  # `diachronic worker`, in this process
+            await ci.deploy(client, CI_QUEUE, deploy_event("benchci", "v1"))
+            await client.get_workflow_handle(ci_workflow_id("benchci")).result()
+            await start_many(client, "benchci", "benchci-v1", count)
+            await wait_count(client, "benchci-v1", count)
+            options = DeployOptions(steps=parse_steps("100@0s"))
+            await ci.deploy(client, CI_QUEUE, deploy_event("benchci", "v2"), options)
+            while (status := await ci.status(client, "benchci")).migration is None or (
+                status.migration.signalled < count
+            ):
+                await asyncio.sleep(0.2)
+            queues = "benchci-v1,benchci-v2,benchci-v3"
+            worker = subprocess.Popen(
+                [sys.executable, "-m", "examples.sleeper", "--queues", queues],
+                env={**os.environ, "DIACHRONIC_TEMPORAL_ADDRESS": server.address},
+                cwd=ROOT,
+            )
+            await client.get_workflow_handle(ci_workflow_id("benchci")).result()
+            migrate, signalled, drain = await migration_numbers(client, "benchci", "benchci-v1")
+            log(f"migration workflow: {migrate:.0f} signals/s ({signalled} signals)")
+            log(f"cleanup started {drain:.1f} s after the last old workflow left")
+            hand = await hand_edit_to_stop(client, human, "benchci")
+            log(f"hand edit -> rollout stopped: {hand:.2f} s")
         finally:
             if worker is not None:
                 stop_process(worker)
+            stop_ci.set()
+            if ci_worker is not None:
+                await ci_worker
+            await human.close()
             server.stop()
     return {
         "count": count,

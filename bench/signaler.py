@@ -24,19 +24,15 @@ import uuid
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-
 import httpx
 from temporalio.client import Client
 
-from diachronic.devserver import start_dev_server, stop_process, wait_for_port
+from diachronic.devserver import PORT_OFFSETS, free_port, start_dev_server, stop_process, wait_for_port
 from diachronic.flags.local import LocalFlagStore
 from diachronic.settings import load_settings
 from diachronic.signaler import Signaler, StartArgs
 from diachronic.temporal import connect
 
-TEMPORAL_PORT = 7377
-HTTP_PORT = 7380
 WORKFLOW = "benchsig"
 TOKEN = "bench-token"
 ROUNDS = 10
@@ -138,16 +134,16 @@ async def flag_change(data: Path, signaler: Signaler, starts: dict[str, Start], 
     return inprocess_s, http_s
 
 
-def serve_http(data: Path, address: str) -> subprocess.Popen[bytes]:
+def serve_http(data: Path, address: str, port: int) -> subprocess.Popen[bytes]:
     env = os.environ | {
         "DIACHRONIC_DATA_DIR": str(data),
         "DIACHRONIC_TEMPORAL_ADDRESS": address,
         "DIACHRONIC_SIGNALER_TOKEN": TOKEN,
         "DIACHRONIC_GITHUB_WEBHOOK_SECRET": "bench",
     }
-    command = [str(Path(sys.executable).parent / "diachronic"), "serve", "--port", str(HTTP_PORT)]
+    command = [str(Path(sys.executable).parent / "diachronic"), "serve", "--port", str(port)]
     process = subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    wait_for_port("127.0.0.1", HTTP_PORT, timeout_s=30, process=process)
+    wait_for_port("127.0.0.1", port, timeout_s=30, process=process)
     return process
 
 
@@ -155,7 +151,8 @@ async def run(count: int, throughput_count: int, concurrency: int) -> dict[str, 
     load_before = os.getloadavg()[0]
     with tempfile.TemporaryDirectory() as tmp:
         data = Path(tmp)
-        server = start_dev_server(data, port=TEMPORAL_PORT, ui=False)
+        server = start_dev_server(data, port=free_port(PORT_OFFSETS), ui=False)
+        http_port = free_port()
         flags = LocalFlagStore(data / "flags.sqlite3")
         http_server: subprocess.Popen[bytes] | None = None
         try:
@@ -166,9 +163,9 @@ async def run(count: int, throughput_count: int, concurrency: int) -> dict[str, 
             await flags.set_general_percent(v2.flag_name, 50)
             client = await connect(load_settings(data_dir=data, temporal_address=server.address))
             signaler = Signaler(client, flags)
-            http_server = serve_http(data, server.address)
+            http_server = serve_http(data, server.address, http_port)
             async with httpx.AsyncClient(
-                base_url=f"http://127.0.0.1:{HTTP_PORT}", headers={"Authorization": f"Bearer {TOKEN}"}, timeout=30
+                base_url=f"http://127.0.0.1:{http_port}", headers={"Authorization": f"Bearer {TOKEN}"}, timeout=30
             ) as http:
                 starts = methods(client, signaler, http, v1.task_queue)
                 log(f"dev server with a database file at {server.address}; {os.cpu_count()} CPUs; warming up")

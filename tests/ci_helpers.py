@@ -1,23 +1,23 @@
-"""Helpers for CI tests: a CI worker on a fresh task queue with the embedded flag store and local workers, workers for
-the versions a test deploys, and waits on conditions (never on time)."""
+"""Helpers for CI tests: a CI worker on a fresh task queue with the embedded flag store and local workers, and workers
+for the versions a test deploys (waits on conditions: ``tests.conditions``)."""
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import os
 import sys
-import time
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
+from examples.sleeper import Sleeper
 from temporalio.client import Client, WorkflowFailureError
 from temporalio.exceptions import ApplicationError
+from temporalio.service import RPCError, RPCStatusCode
 from temporalio.worker import Worker
-from tests.ci_workflows import Sleeper
+from tests.command_line import diachronic
 
 from diachronic.ci import client as ci
 from diachronic.ci.activities import CIActivities
@@ -29,8 +29,6 @@ from diachronic.notify.activities import NotifyActivities
 from diachronic.temporal import wait_for_poller
 from diachronic.versions import task_queue
 from diachronic.workers.local import LocalWorkers
-
-T = TypeVar("T")
 
 
 @dataclass
@@ -61,8 +59,24 @@ async def ci_harness(
         try:
             yield CIHarness(client, task_queue, flags, workers, worker)
         finally:
+            await end_running_workflows(client, task_queue)
             await workers.stop_all()
             await flags.close()
+
+
+async def end_running_workflows(client: Client, task_queue: str) -> None:
+    """Terminate what still runs on the queue: a CI left waiting on the shared dev server, its worker gone, would
+    slow every later test that lists the CIs (the dashboard queries each). The time-skipping server has no
+    visibility to list them with, and nothing outlives its session there that a test lists."""
+    try:
+        running = [e async for e in client.list_workflows(f'TaskQueue="{task_queue}" AND ExecutionStatus="Running"')]
+    except RPCError as error:
+        if error.status is RPCStatusCode.UNIMPLEMENTED:
+            return
+        raise
+    for execution in running:
+        with contextlib.suppress(RPCError):  # it ended meanwhile
+            await client.get_workflow_handle(execution.id, run_id=execution.run_id).terminate("the test is over")
 
 
 def event(workflow: str, version: str, **kw: object) -> DeployEvent:
@@ -80,18 +94,6 @@ def event(workflow: str, version: str, **kw: object) -> DeployEvent:
 
 def fast(**kw: object) -> DeployOptions:
     return DeployOptions.model_validate({"pollIntervalS": 0.2, **kw})
-
-
-async def eventually(check: Callable[[], Awaitable[T]], *, timeout: float = 30.0, what: str = "condition") -> T:
-    """Poll ``check`` until it returns a truthy value (never a bare sleep for correctness)."""
-    deadline = time.monotonic() + timeout
-    last: T | None = None
-    while time.monotonic() < deadline:
-        last = await check()
-        if last:
-            return last
-        await asyncio.sleep(0.1)
-    raise AssertionError(f"timed out after {timeout} s waiting for {what}; last value {last!r}")
 
 
 async def migrate_signals_received(client: Client, workflow_id: str, run_id: str) -> int:
@@ -118,7 +120,7 @@ async def start_worker_process(h: CIHarness, wf: str, version: str) -> None:
     """A real worker process for the version, started through the local worker backend (its workers to delete)."""
     address = h.client.service_client.config.target_host
     await h.workers.start(
-        wf, version, [sys.executable, "-m", "tests.ci_worker_main"], env={"DIACHRONIC_TEMPORAL_ADDRESS": address}
+        wf, version, [sys.executable, "-m", "examples.sleeper"], env={"DIACHRONIC_TEMPORAL_ADDRESS": address}
     )
     await wait_for_poller(h.client, task_queue(wf, version))
 
@@ -155,20 +157,11 @@ async def deploy_initial(h: CIHarness, wf: str, version: str = "v1") -> None:
 
 
 async def run_diachronic(client: Client, task_queue: str, *args: str, **env: str) -> tuple[int, str, str]:
-    """``diachronic ARGS`` as a user runs it, in its own process against ``client``'s Temporal and the CI task queue
-    (the CI worker runs in the test's own loop, so the command must not block it); ``env``: more variables."""
+    """``diachronic ARGS`` against ``client``'s Temporal and the CI task queue (``env``: more variables)."""
     variables = os.environ | {
         "DIACHRONIC_TEMPORAL_ADDRESS": client.service_client.config.target_host,
         "DIACHRONIC_CI_TASK_QUEUE": task_queue,
         **env,
     }
-    process = await asyncio.create_subprocess_exec(
-        str(Path(sys.executable).parent / "diachronic"),
-        *args,
-        env=variables,
-        stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.PIPE,
-    )
-    out, err = await process.communicate()
-    assert process.returncode is not None
-    return process.returncode, out.decode(), err.decode()
+    ran = await diachronic(*args, env=variables)
+    return ran.code, ran.out, ran.err

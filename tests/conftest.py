@@ -1,4 +1,5 @@
-"""Shared Temporal fixtures: the real time-skipping server and the real dev server, from the venv's binaries."""
+"""Shared fixtures: the real time-skipping server and the real dev server (from the venv's binaries), a CI worker
+on the dev server, and the HTTP app in front of it."""
 
 from __future__ import annotations
 
@@ -7,17 +8,20 @@ import tempfile
 import uuid
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
-from typing import TYPE_CHECKING
 
+import httpx
 import pytest
 from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.testing import WorkflowEnvironment
+from tests.ci_helpers import CIHarness, ci_harness
 from tests.github_api import GitHubApi, start_early
+from tests.http_helpers import served, settings
 
 from diachronic.settings import venv_binary
 
-if TYPE_CHECKING:
-    from tests.ci_helpers import CIHarness
+# The process backstop (tests/processes.py), pytester for the test that checks it, Unleash's engine offline, the
+# real Unleash (the `unleash` fixture).
+pytest_plugins = ["tests.processes", "pytester", "tests.unleash_engine", "tests.unleash_fixtures"]
 
 
 @pytest.fixture(scope="session")
@@ -45,15 +49,6 @@ async def dev_env(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[Wor
 
 
 @pytest.fixture
-async def dev_ci(dev_env: WorkflowEnvironment, data_dir: Path) -> AsyncIterator[CIHarness]:
-    """A CI worker on the dev server, on a task queue of its own, with the embedded flag store and local workers."""
-    from tests.ci_helpers import ci_harness
-
-    async with ci_harness(dev_env.client, data_dir, f"ci-{uuid.uuid4()}") as harness:
-        yield harness
-
-
-@pytest.fixture
 def task_queue() -> str:
     return f"tq-{uuid.uuid4()}"
 
@@ -63,6 +58,26 @@ def data_dir(tmp_path: Path) -> Path:
     d = tmp_path / "data"
     d.mkdir()
     return d
+
+
+@pytest.fixture
+def wf() -> str:
+    """A workflow name of this test alone (on the shared dev server)."""
+    return "wf" + uuid.uuid4().hex[:8]
+
+
+@pytest.fixture
+async def h(dev_env: WorkflowEnvironment, data_dir: Path) -> AsyncIterator[CIHarness]:
+    """A CI worker on the dev server, on its own task queue, with the embedded flag store and local workers."""
+    async with ci_harness(dev_env.client, data_dir, f"ci-{uuid.uuid4()}") as harness:
+        yield harness
+
+
+@pytest.fixture
+async def http(h: CIHarness, data_dir: Path) -> AsyncIterator[httpx.AsyncClient]:
+    """The HTTP app (webhook, signaler, dashboard) for ``h``'s CI, on a free loopback port."""
+    async with served(settings(data_dir, ci_task_queue=h.task_queue), h.client, h.flags) as client:
+        yield client
 
 
 # -- GitHub's API behind a validating proxy (tests/github_api.py), started once, early, only when needed ----------

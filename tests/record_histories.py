@@ -10,12 +10,12 @@ import asyncio
 import tempfile
 from pathlib import Path
 
+from examples.sleeper import FINISH_SIGNAL, Sleeper
 from temporalio.client import Client
 from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.testing import WorkflowEnvironment
 from temporalio.worker import Worker
 from tests.ci_helpers import ci_harness, event, fast
-from tests.ci_workflows import FINISH_SIGNAL, Sleeper
 
 from diachronic.ci import client as ci
 from diachronic.ci.planner.schedule import parse_steps

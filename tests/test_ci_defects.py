@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from examples.sleeper import FINISH_SIGNAL
 from pydantic import ValidationError
 from temporalio import activity
 from temporalio.client import Client, WorkflowExecutionStatus, WorkflowFailureError, WorkflowUpdateFailedError
@@ -23,13 +24,12 @@ from tests.ci_helpers import (
     ci_harness,
     deploy_initial,
     event,
-    eventually,
     fast,
     serving,
     start_old,
     start_worker_process,
 )
-from tests.ci_workflows import FINISH_SIGNAL
+from tests.conditions import eventually
 
 from diachronic.ci import client as ci
 from diachronic.ci.contracts import DEPLOY_UPDATE, CIInput, DeployOptions, RolloutInput, RolloutRun
@@ -44,21 +44,9 @@ QUICK = parse_steps("50@0.3s,100@0.3s")
 
 
 @pytest.fixture
-def wf() -> str:
-    return "wf" + uuid.uuid4().hex[:8]
-
-
-@pytest.fixture
 async def ts(time_env: WorkflowEnvironment, data_dir: Path) -> AsyncIterator[CIHarness]:
     """A CI worker on the time-skipping server (no visibility: no migration or cleanup)."""
     async with ci_harness(time_env.client, data_dir, f"ci-{uuid.uuid4()}") as harness:
-        yield harness
-
-
-@pytest.fixture
-async def dev(dev_env: WorkflowEnvironment, data_dir: Path) -> AsyncIterator[CIHarness]:
-    """A CI worker on the dev server (visibility: migration and cleanup work)."""
-    async with ci_harness(dev_env.client, data_dir, f"ci-{uuid.uuid4()}") as harness:
         yield harness
 
 
@@ -89,23 +77,23 @@ def refuse_version(h: CIHarness, monkeypatch: pytest.MonkeyPatch, version: str) 
 
 
 @pytest.mark.devserver
-async def test_1_a_roll_back_keeps_the_workers_of_the_version_it_makes_live_again(dev: CIHarness, wf: str) -> None:
+async def test_1_a_roll_back_keeps_the_workers_of_the_version_it_makes_live_again(h: CIHarness, wf: str) -> None:
     """v2 deployed non-migratory (cleanup of v1 waits for v1's workflows), then v1 redeployed: when v1's old
     workflows end, the old cleanup must not delete the workers that now serve v1's new flag."""
-    await start_worker_process(dev, wf, "v1")
-    await deploy_initial(dev, wf, "v1")
-    async with serving(dev.client, wf, "v2"):
-        runs = await start_old(dev, wf, 2)
-        await ci.deploy(dev.client, dev.task_queue, event(wf, "v2", isNonMigratory=True), fast(steps=QUICK))
-        [first], _ = await ci_end(dev, wf)
-        await ci.deploy(dev.client, dev.task_queue, event(wf, "v1"), fast(steps=QUICK))  # roll-back by redeploy
-        [back], _ = await ci_end(dev, wf)
+    await start_worker_process(h, wf, "v1")
+    await deploy_initial(h, wf, "v1")
+    async with serving(h.client, wf, "v2"):
+        runs = await start_old(h, wf, 2)
+        await ci.deploy(h.client, h.task_queue, event(wf, "v2", isNonMigratory=True), fast(steps=QUICK))
+        [first], _ = await ci_end(h, wf)
+        await ci.deploy(h.client, h.task_queue, event(wf, "v1"), fast(steps=QUICK))  # roll-back by redeploy
+        [back], _ = await ci_end(h, wf)
         assert back["phase"] == "completed" and back["toVersion"]["seqId"] == 2
         for workflow_id in runs:
-            await dev.client.get_workflow_handle(workflow_id).signal(FINISH_SIGNAL)
-        await dev.client.get_workflow_handle(first["cleanupWorkflowId"]).result()
-    assert [w.running for w in await dev.workers.find(wf, "v1")] == [True]
-    assert await percents(dev, wf) == [("v1", 100, False), ("v2", 100, True), ("v1", 100, True)]
+            await h.client.get_workflow_handle(workflow_id).signal(FINISH_SIGNAL)
+        await h.client.get_workflow_handle(first["cleanupWorkflowId"]).result()
+    assert [w.running for w in await h.workers.find(wf, "v1")] == [True]
+    assert await percents(h, wf) == [("v1", 100, False), ("v2", 100, True), ("v1", 100, True)]
 
 
 # ----------------------------------------------------------------------------------------------- 2
@@ -197,29 +185,29 @@ async def test_4_the_deploy_update_refuses_a_falling_schedule_and_queues_nothing
 
 
 @pytest.mark.devserver
-async def test_5_a_migration_that_cannot_start_does_not_leave_its_rollout_running(dev: CIHarness, wf: str) -> None:
+async def test_5_a_migration_that_cannot_start_does_not_leave_its_rollout_running(h: CIHarness, wf: str) -> None:
     """A migration of an earlier deployment still runs: v2's migration cannot start. v2 fails, and its rollout must
     not go on raising v2's percentage (nor make the next deployment fail with ChildStillRunning)."""
-    await deploy_initial(dev, wf, "v1")
-    async with serving(dev.client, wf, "leftover"):
-        leftover = await dev.client.start_workflow("Sleeper", id=f"migration.{wf}", task_queue=f"{wf}-leftover")
-        await ci.deploy(dev.client, dev.task_queue, event(wf, "v2"), fast(steps=parse_steps("50@1h,100@1h")))
-        await ci.deploy(dev.client, dev.task_queue, event(wf, "v3", isDarkDeploy=True), fast(steps=QUICK))
-        await eventually(lambda: _phase_is(dev, wf, "awaiting_continue"), what="v3 awaits continue after v2 failed")
-        assert await status_of(dev.client, f"rollout.{wf}") is not WorkflowExecutionStatus.RUNNING
+    await deploy_initial(h, wf, "v1")
+    async with serving(h.client, wf, "leftover"):
+        leftover = await h.client.start_workflow("Sleeper", id=f"migration.{wf}", task_queue=f"{wf}-leftover")
+        await ci.deploy(h.client, h.task_queue, event(wf, "v2"), fast(steps=parse_steps("50@1h,100@1h")))
+        await ci.deploy(h.client, h.task_queue, event(wf, "v3", isDarkDeploy=True), fast(steps=QUICK))
+        await eventually(lambda: _phase_is(h, wf, "awaiting_continue"), what="v3 awaits continue after v2 failed")
+        assert await status_of(h.client, f"rollout.{wf}") is not WorkflowExecutionStatus.RUNNING
         await leftover.terminate("test over")
-        await ci.control(dev.client, wf, "cancel")
-        deployments, _ = await ci_end(dev, wf)
+        await ci.control(h.client, wf, "cancel")
+        deployments, _ = await ci_end(h, wf)
     assert [d["phase"] for d in deployments] == ["failed", "cancelled"]
 
 
 @pytest.mark.devserver
 async def test_5_a_migration_that_fails_early_ends_the_deployment_at_once(
-    dev: CIHarness, wf: str, monkeypatch: pytest.MonkeyPatch
+    h: CIHarness, wf: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """The migration fails at its first batch while the rollout has hour-long steps: the CI must not wait an hour."""
-    await deploy_initial(dev, wf, "v1")
-    real_list = dev.flags.list_version_flags
+    await deploy_initial(h, wf, "v1")
+    real_list = h.flags.list_version_flags
     rollout_reads: list[bool] = []
 
     async def broken_for_the_migration(workflow_name: str, *, include_archived: bool = False) -> Any:
@@ -228,11 +216,11 @@ async def test_5_a_migration_that_fails_early_ends_the_deployment_at_once(
             raise FlagStoreError("the flag store refuses the migration (injected)", retryable=False)
         return await real_list(workflow_name, include_archived=include_archived)
 
-    monkeypatch.setattr(dev.flags, "list_version_flags", broken_for_the_migration)
-    async with serving(dev.client, wf, "v1", "v2"):
-        await ci.deploy(dev.client, dev.task_queue, event(wf, "v2"), fast(steps=parse_steps("50@1h,100@1h")))
-        await eventually(lambda: _phase_is(dev, wf, "failed"), what="the deployment failed with its migration")
-    assert await status_of(dev.client, f"rollout.{wf}") is not WorkflowExecutionStatus.RUNNING
+    monkeypatch.setattr(h.flags, "list_version_flags", broken_for_the_migration)
+    async with serving(h.client, wf, "v1", "v2"):
+        await ci.deploy(h.client, h.task_queue, event(wf, "v2"), fast(steps=parse_steps("50@1h,100@1h")))
+        await eventually(lambda: _phase_is(h, wf, "failed"), what="the deployment failed with its migration")
+    assert await status_of(h.client, f"rollout.{wf}") is not WorkflowExecutionStatus.RUNNING
 
 
 # ----------------------------------------------------------------------------------------------- 6
@@ -315,18 +303,18 @@ async def test_8_a_two_day_flag_store_outage_ends_the_deployment_with_a_typed_re
 
 @pytest.mark.devserver
 async def test_9_workers_kept_for_a_queued_roll_back_go_when_it_never_happens(
-    dev: CIHarness, wf: str, monkeypatch: pytest.MonkeyPatch
+    h: CIHarness, wf: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    await start_worker_process(dev, wf, "v1")
-    await deploy_initial(dev, wf, "v1")
-    refuse_version(dev, monkeypatch, "v1")  # the roll-back to v1 queued behind v2 will fail
-    async with serving(dev.client, wf, "v2"):
-        await ci.deploy(dev.client, dev.task_queue, event(wf, "v2"), fast(steps=QUICK))
-        await ci.deploy(dev.client, dev.task_queue, event(wf, "v1"), fast(steps=QUICK))
-        deployments, _ = await ci_end(dev, wf)
+    await start_worker_process(h, wf, "v1")
+    await deploy_initial(h, wf, "v1")
+    refuse_version(h, monkeypatch, "v1")  # the roll-back to v1 queued behind v2 will fail
+    async with serving(h.client, wf, "v2"):
+        await ci.deploy(h.client, h.task_queue, event(wf, "v2"), fast(steps=QUICK))
+        await ci.deploy(h.client, h.task_queue, event(wf, "v1"), fast(steps=QUICK))
+        deployments, _ = await ci_end(h, wf)
         assert [d["phase"] for d in deployments] == ["completed", "failed"]
-        await eventually(lambda: _no_workers(dev, wf, "v1"), what="v1's workers deleted once its roll-back failed")
-    assert await percents(dev, wf) == [("v2", 100, False), ("v1", 100, True)]
+        await eventually(lambda: _no_workers(h, wf, "v1"), what="v1's workers deleted once its roll-back failed")
+    assert await percents(h, wf) == [("v2", 100, False), ("v1", 100, True)]
 
 
 # ----------------------------------------------------------------------------------------------- 10
@@ -359,28 +347,28 @@ async def test_10_a_cancel_during_an_initial_deployment_is_honoured_and_its_reas
 
 
 @pytest.mark.devserver
-async def test_11_redelivered_and_stale_events_never_rerun_a_deployment(dev: CIHarness, wf: str) -> None:
-    await deploy_initial(dev, wf, "v1")
-    async with serving(dev.client, wf, "v1", "v2", "v3"):
+async def test_11_redelivered_and_stale_events_never_rerun_a_deployment(h: CIHarness, wf: str) -> None:
+    await deploy_initial(h, wf, "v1")
+    async with serving(h.client, wf, "v1", "v2", "v3"):
         v2 = event(wf, "v2")
-        await ci.deploy(dev.client, dev.task_queue, v2, fast(steps=QUICK))
-        await ci.deploy(dev.client, dev.task_queue, event(wf, "v3", isDarkDeploy=True), fast(steps=QUICK))
-        await eventually(lambda: _phase_is(dev, wf, "awaiting_continue"), what="v3 awaits continue")
-        again = await ci.deploy(dev.client, dev.task_queue, v2, fast(steps=QUICK))  # v2's event, re-sent
+        await ci.deploy(h.client, h.task_queue, v2, fast(steps=QUICK))
+        await ci.deploy(h.client, h.task_queue, event(wf, "v3", isDarkDeploy=True), fast(steps=QUICK))
+        await eventually(lambda: _phase_is(h, wf, "awaiting_continue"), what="v3 awaits continue")
+        again = await ci.deploy(h.client, h.task_queue, v2, fast(steps=QUICK))  # v2's event, re-sent
         assert again.position is None and again.decision.startswith("stale")
-        await ci.control(dev.client, wf, "continue")
-        deployments, _ = await ci_end(dev, wf)
+        await ci.control(h.client, wf, "continue")
+        deployments, _ = await ci_end(h, wf)
         assert [(d["toVersion"]["versionId"], d["phase"]) for d in deployments] == [
             ("v2", "completed"),
             ("v3", "completed"),
         ]
         v3_flag = f"workflow.{wf}.seqId.002.version.v3"
-        await dev.flags.set_general_percent(v3_flag, 40)  # a human holds v3 at 40 %
+        await h.flags.set_general_percent(v3_flag, 40)  # a human holds v3 at 40 %
         v3 = event(wf, "v3")
-        await ci.deploy(dev.client, dev.task_queue, v3, fast(steps=QUICK))  # redelivered after the run ended
-        [duplicate], _ = await ci_end(dev, wf)
+        await ci.deploy(h.client, h.task_queue, v3, fast(steps=QUICK))  # redelivered after the run ended
+        [duplicate], _ = await ci_end(h, wf)
     assert duplicate["phase"] == "duplicate"
-    assert (await percents(dev, wf))[0] == ("v3", 40, False)
+    assert (await percents(h, wf))[0] == ("v3", 40, False)
 
 
 # ----------------------------------------------------------------------------------------------- 12

@@ -3,20 +3,15 @@ with the embedded flag store and local worker processes."""
 
 from __future__ import annotations
 
-import uuid
-from collections.abc import AsyncIterator
-from pathlib import Path
 from typing import Any
 
 import pytest
+from examples.sleeper import FINISH_SIGNAL
 from temporalio.client import Client, WorkflowFailureError
-from temporalio.testing import WorkflowEnvironment
 from tests.ci_helpers import (
     CIHarness,
-    ci_harness,
     deploy_initial,
     event,
-    eventually,
     fast,
     finish_ci,
     migrate_signals_received,
@@ -24,7 +19,7 @@ from tests.ci_helpers import (
     start_old,
     start_worker_process,
 )
-from tests.ci_workflows import FINISH_SIGNAL
+from tests.conditions import eventually
 
 from diachronic.ci import client as ci
 from diachronic.ci.contracts import CIInput, Phase, RolloutOutcome
@@ -37,17 +32,6 @@ from diachronic.signaler import route
 
 pytestmark = pytest.mark.devserver
 QUICK = "50@0.3s,100@0.3s"
-
-
-@pytest.fixture
-async def h(dev_env: WorkflowEnvironment, data_dir: Path) -> AsyncIterator[CIHarness]:
-    async with ci_harness(dev_env.client, data_dir, f"ci-{uuid.uuid4()}") as harness:
-        yield harness
-
-
-@pytest.fixture
-def wf() -> str:
-    return "wf" + uuid.uuid4().hex[:8]
 
 
 async def queue_of(client: Client, workflow_id: str) -> str:

@@ -10,20 +10,20 @@ import subprocess
 import sys
 import time
 from collections.abc import Iterator
+from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 import pytest
+import typer
+from tests.command_line import DIACHRONIC
+from tests.processes import process_alive
+from typer.testing import CliRunner
 
+from diachronic.devserver import PORT_OFFSETS, free_port
 from diachronic.settings import load_settings
 
-DIACHRONIC = [sys.executable, "-m", "diachronic.cli.__main__"]
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-    return port
+ROOT = Path(__file__).resolve().parent.parent
 
 
 def run(*args: str, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
@@ -32,13 +32,19 @@ def run(*args: str, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
 
 @pytest.fixture(scope="module")
 def dev(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[dict[str, str], subprocess.Popen[str], Path]]:
-    """``diachronic dev`` in its own process, on free ports, with its own data folder."""
+    """``diachronic dev`` in its own process, on a free port, with its own data folder given after the command."""
     data = tmp_path_factory.mktemp("dev")
-    port = free_port()
-    env = {**os.environ, "DIACHRONIC_DATA_DIR": str(data), "DIACHRONIC_TEMPORAL_ADDRESS": f"127.0.0.1:{port}"}
+    port = free_port(PORT_OFFSETS)
+    env = {
+        **os.environ,
+        "PYTHONPATH": str(ROOT),  # the sample's worker, started by `deploy --worker-cmd`
+        "DIACHRONIC_DATA_DIR": str(data),
+        "DIACHRONIC_TEMPORAL_ADDRESS": f"127.0.0.1:{port}",
+    }
+    dev_env = {k: v for k, v in env.items() if k != "DIACHRONIC_DATA_DIR"}
     process = subprocess.Popen(
-        [*DIACHRONIC, "dev", "--temporal-port", str(port), "--no-ui"],
-        env=env,
+        [*DIACHRONIC, "dev", "--temporal-port", str(port), "--no-ui", "--http-port", "0", "--data-dir", str(data)],
+        env=dev_env,
         stderr=subprocess.PIPE,
         text=True,
     )
@@ -66,7 +72,8 @@ def test_deploy_status_and_start_through_the_cli(dev: tuple[dict[str, str], subp
     env, _, _ = dev
     deployed = run("deploy", "clidemo", "v1", env=env)
     assert deployed.returncode == 0, deployed.stderr
-    assert "clidemo v1 queued (position 1)" in deployed.stderr
+    said = "clidemo v1 queued (position 1): the first version of clidemo: 100% of new starts go to it at once"
+    assert said in deployed.stderr
     deadline = time.monotonic() + 30
     while time.monotonic() < deadline:
         status = run("status", "clidemo", "--json", env=env)
@@ -123,18 +130,153 @@ def test_bad_input_gets_a_clear_error_and_exit_code_1(
     assert "Traceback" not in result.stderr
 
 
-def test_dev_stops_everything_on_sigterm(dev: tuple[dict[str, str], subprocess.Popen[str], Path]) -> None:
-    env, process, _ = dev
-    port = int(env["DIACHRONIC_TEMPORAL_ADDRESS"].rsplit(":", 1)[1])
-    process.send_signal(signal.SIGTERM)
-    assert process.wait(timeout=30) == 0
-    with socket.socket() as sock:
-        assert sock.connect_ex(("127.0.0.1", port)) != 0, "Temporal still serves after dev stopped"
-
-
 def test_data_dir_rule(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     monkeypatch.delenv("DIACHRONIC_DATA_DIR", raising=False)
     assert load_settings().data_dir == Path(".diachronic")
     monkeypatch.setenv("DIACHRONIC_DATA_DIR", str(tmp_path / "env"))
     assert load_settings().data_dir == tmp_path / "env"
     assert load_settings(data_dir=tmp_path / "flag").data_dir == tmp_path / "flag"
+
+
+def test_global_options_go_before_or_after_the_command_and_add_up(
+    dev: tuple[dict[str, str], subprocess.Popen[str], Path],
+) -> None:
+    env, _, data = dev
+    elsewhere = {k: v for k, v in env.items() if k != "DIACHRONIC_DATA_DIR"}  # .diachronic unless told
+    before = run("--data-dir", str(data), "flags", "list", "clidemo", "--json", env=elsewhere)
+    after = run("flags", "list", "clidemo", "--json", "--data-dir", str(data), env=elsewhere)
+    assert before.returncode == after.returncode == 0, before.stderr + after.stderr
+    assert json.loads(before.stdout) == json.loads(after.stdout) != []
+
+    flag = json.loads(before.stdout)[0]["info"]["flagName"]
+    assert "All other traffic = 100%" in run("flags", "set-percent", flag, "100", env=env).stderr
+    assert run("-q", "flags", "set-percent", flag, "100", env=env).stderr == ""
+    assert run("flags", "set-percent", flag, "100", "-q", env=env).stderr == ""
+    assert "All other traffic" in run("-q", "flags", "set-percent", flag, "100", "-v", env=env).stderr
+    debug = "DEBUG asyncio: Using selector"  # asyncio's first debug line, in every command that runs async code
+    assert debug in run("-v", "status", "clidemo", "-v", env=env).stderr
+    assert debug not in run("-v", "status", "clidemo", env=env).stderr
+    assert debug in run("status", "clidemo", env={**env, "DIACHRONIC_VERBOSE": "2"}).stderr
+
+
+def test_command_options_are_read_from_their_variables(
+    dev: tuple[dict[str, str], subprocess.Popen[str], Path],
+) -> None:
+    env, _, _ = dev
+    steps = run("deploy", "clidemo", "v2", env={**env, "DIACHRONIC_DEPLOY_STEPS": "50@1s,10@1s"})
+    assert steps.returncode == 1 and "must not go down" in steps.stderr
+    bad_input = run("start", "clidemo", "--id", "x", env={**env, "DIACHRONIC_START_INPUT": "{"})
+    assert bad_input.returncode == 1 and "--input is not valid JSON" in bad_input.stderr
+
+
+def _commands(command: Any, path: tuple[str, ...] = ()) -> Iterator[tuple[tuple[str, ...], Any]]:
+    """Every command of typer's (vendored) click tree, with its path."""
+    if hasattr(command, "commands"):
+        for name, sub in command.commands.items():
+            yield from _commands(sub, (*path, name))
+    else:
+        yield path, command
+
+
+def _variable(option: Any, path: tuple[str, ...]) -> str | None:
+    """The variable an option reads: its own, else click's automatic one (``DIACHRONIC_<COMMAND>_<OPTION>``)."""
+    if isinstance(option.envvar, str):
+        return option.envvar
+    if not option.allow_from_autoenv or option.name is None:
+        return None
+    return "_".join(["DIACHRONIC", *path, option.name]).upper().replace("-", "_")
+
+
+def test_every_option_has_a_diachronic_variable_named_in_help() -> None:
+    import diachronic.cli.k8s  # noqa: F401  (the sub-apps and commands register themselves)
+    from diachronic.cli import app, control, dev, serve, simulate, status  # noqa: F401
+
+    root = typer.main.get_command(app)
+    commands = list(_commands(root))
+    assert len(commands) >= 15
+    runner = CliRunner()
+    for path, command in [((), root), *commands]:
+        shown = " ".join(runner.invoke(app, [*path, "--help"], env={"COLUMNS": "400"}).output.split())
+        for option in command.params:
+            if option.param_type_name != "option" or option.name == "help":
+                continue
+            variable = _variable(option, path)
+            if variable is None:  # a global option repeated after the command: its variable is read before it
+                variable = "DIACHRONIC_" + option.name.removeprefix("global_").upper()
+            assert variable.startswith("DIACHRONIC_"), (path, option.name)
+            assert variable in shown, f"`diachronic {' '.join(path)} --help` does not name {variable}"
+
+
+@pytest.mark.parametrize(
+    ("flags", "position", "dark", "steps", "expected"),
+    [
+        ([], 1, False, None, "the first version of wf: 100% of new starts go to it at once"),
+        (
+            [("v0", 0)],
+            1,
+            False,
+            None,
+            "rollout, schedule 10@60s,20@60s,30@60s,40@60s,50@60s,60@60s,70@60s,80@60s,90@60s,100@60s from v0",
+        ),
+        (
+            [("v0", 0)],
+            1,
+            True,
+            "50@1s,100@1s",
+            "dark deploy (only isTest traffic until `diachronic continue`), "
+            "then rollout, schedule 50@1s,100@1s from v0",
+        ),
+        ([], 2, False, "100@5s", "after the 1 deployment(s) queued before it: rollout, schedule 100@5s"),
+        (
+            None,
+            1,
+            False,
+            "100@5s",
+            "100% of new starts at once if it is the first version of wf, else rollout, schedule 100@5s",
+        ),
+        (
+            [("v1", 0)],
+            1,
+            False,
+            None,
+            "v1 already is the newest live version: nothing to deploy (--redeploy deploys it again)",
+        ),
+    ],
+    ids=["initial", "rollout", "dark rollout", "behind another", "flags unreadable", "already live"],
+)
+def test_deploy_says_what_will_happen(
+    flags: list[tuple[str, int]] | None, position: int, dark: bool, steps: str | None, expected: str
+) -> None:
+    from diachronic.ci.contracts import DeployAck, DeployOptions
+    from diachronic.ci.planner.schedule import parse_steps
+    from diachronic.cli.control import what_will_happen
+    from diachronic.contracts import DeployEvent
+    from diachronic.flags import VersionFlag
+    from diachronic.versions import version_info
+
+    event = DeployEvent(
+        workflow_name="wf", version_id="v1", sha="s", environment="e", event_time=datetime.now(UTC), is_dark_deploy=dark
+    )
+    options = DeployOptions(steps=parse_steps(steps) if steps else None)
+    found = None if flags is None else [VersionFlag(info=version_info("wf", seq, v), enabled=True) for v, seq in flags]
+    assert what_will_happen(event, options, DeployAck(decision="accept", position=position), found) == expected
+
+
+# Last: it stops the module's `diachronic dev`.
+def test_dev_stops_everything_on_sigterm(dev: tuple[dict[str, str], subprocess.Popen[str], Path]) -> None:
+    """Everything: the embedded Temporal, and the local workers that `deploy --worker-cmd` started against it."""
+    env, process, _ = dev
+    worker_cmd = f"{sys.executable} -m examples.subscription.worker --version v1"
+    deployed = run("deploy", "subscription", "v1", "--worker-cmd", worker_cmd, env=env)
+    assert deployed.returncode == 0, deployed.stderr
+    [worker] = json.loads(run("workers", "--json", env=env).stdout)
+    assert worker["running"] and process_alive(worker["pid"])
+
+    port = int(env["DIACHRONIC_TEMPORAL_ADDRESS"].rsplit(":", 1)[1])
+    process.send_signal(signal.SIGTERM)
+    assert process.wait(timeout=60) == 0
+    assert process.stderr is not None
+    assert "stopped local workers: subscription.v1" in process.stderr.read()
+    assert not process_alive(worker["pid"]), "the local worker outlived dev"
+    with socket.socket() as sock:
+        assert sock.connect_ex(("127.0.0.1", port)) != 0, "Temporal still serves after dev stopped"

@@ -4,24 +4,18 @@ the page and its files served from the package."""
 
 from __future__ import annotations
 
-import asyncio
 import fnmatch
 import json
 import logging
-import os
 import re
-import sys
-import time
 import tomllib
-import uuid
-from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
-from temporalio.testing import WorkflowEnvironment
-from tests.ci_helpers import CIHarness, ci_harness, event, eventually, fast
+from tests.ci_helpers import CIHarness, event, fast, run_diachronic
+from tests.conditions import eventually
 from tests.http_helpers import SECRET, TOKEN, bearer, served, settings
 
 from diachronic.ci import client as ci
@@ -34,23 +28,6 @@ from diachronic.http.dashboard import STATIC_DIR
 
 pytestmark = pytest.mark.devserver
 ROOT = Path(__file__).resolve().parent.parent
-
-
-@pytest.fixture
-async def h(dev_env: WorkflowEnvironment, data_dir: Path) -> AsyncIterator[CIHarness]:
-    async with ci_harness(dev_env.client, data_dir, f"ci-{uuid.uuid4()}") as harness:
-        yield harness
-
-
-@pytest.fixture
-def wf() -> str:
-    return "dash" + uuid.uuid4().hex[:8]
-
-
-@pytest.fixture
-async def http(h: CIHarness, data_dir: Path) -> AsyncIterator[httpx.AsyncClient]:
-    async with served(settings(data_dir, ci_task_queue=h.task_queue), h.client, h.flags) as client:
-        yield client
 
 
 async def deploy_initial(h: CIHarness, wf: str) -> None:
@@ -73,18 +50,8 @@ async def control(http: httpx.AsyncClient, wf: str, name: str, **kw: Any) -> htt
 
 async def cli_status_json(h: CIHarness, wf: str) -> dict[str, Any]:
     """``diachronic status <wf> --json`` as a user runs it (asynchronously: the CI worker runs in this loop)."""
-    env = os.environ | {"DIACHRONIC_TEMPORAL_ADDRESS": h.client.service_client.config.target_host}
-    process = await asyncio.create_subprocess_exec(
-        str(Path(sys.executable).parent / "diachronic"),
-        "status",
-        wf,
-        "--json",
-        env=env,
-        stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.PIPE,
-    )
-    out, err = await process.communicate()
-    assert process.returncode == 0, err.decode()
+    code, out, err = await run_diachronic(h.client, h.task_queue, "status", wf, "--json")
+    assert code == 0, err
     result: dict[str, Any] = json.loads(out)
     return result
 
@@ -218,11 +185,10 @@ async def test_a_ci_without_a_worker_does_not_slow_the_list(h: CIHarness, http: 
 
     await eventually(listed, what="the stuck CI listed as unavailable")
     for _ in range(3):
-        started = time.monotonic()
         body = (await http.get("/api/workflows")).json()
-        assert time.monotonic() - started < 2.5  # one budget (1 s) at most, even on a loaded machine
         assert wf in {w["workflowName"] for w in body["workflows"]}
-        assert stuck in {u["workflowName"] for u in body["unavailable"]}
+        # Pending: its read is still in flight (Temporal gives up on it only after ~30 s), so the list did not wait.
+        assert [u["error"] for u in body["unavailable"] if u["workflowName"] == stuck] == ["Pending"]
     await h.client.get_workflow_handle(ci_workflow_id(stuck)).terminate()
 
 

@@ -13,7 +13,7 @@ import kmock
 import pytest
 from tests.ci_helpers import CIHarness
 from tests.reliability.harness import free_port
-from tests.unleash_fixtures import UnleashServer, connect_unleash
+from tests.unleash_fixtures import UnleashServer
 from typer.testing import CliRunner
 
 import diachronic.cli.doctor  # noqa: F401  (registers the command)
@@ -24,11 +24,6 @@ from kmock_fixtures import Cluster, running_cluster
 pytestmark = [pytest.mark.devserver, pytest.mark.unleash]
 
 REVIEWS = kmock.resource("authorization.k8s.io", "v1", "selfsubjectaccessreviews")
-
-
-@pytest.fixture(scope="module")
-def unleash() -> UnleashServer:
-    return connect_unleash()
 
 
 @pytest.fixture
@@ -49,14 +44,12 @@ async def cluster(tmp_path: Path) -> AsyncIterator[Cluster]:
 
 
 @pytest.fixture
-async def env(
-    dev_ci: CIHarness, unleash: UnleashServer, cluster: Cluster, data_dir: Path
-) -> AsyncIterator[dict[str, str]]:
-    await wait_for_poller(dev_ci.client, dev_ci.task_queue)
+async def env(h: CIHarness, unleash: UnleashServer, cluster: Cluster, data_dir: Path) -> AsyncIterator[dict[str, str]]:
+    await wait_for_poller(h.client, h.task_queue)
     yield unleash.variables() | {
         "DIACHRONIC_DATA_DIR": str(data_dir),
-        "DIACHRONIC_TEMPORAL_ADDRESS": dev_ci.client.service_client.config.target_host,
-        "DIACHRONIC_CI_TASK_QUEUE": dev_ci.task_queue,
+        "DIACHRONIC_TEMPORAL_ADDRESS": h.client.service_client.config.target_host,
+        "DIACHRONIC_CI_TASK_QUEUE": h.task_queue,
         "DIACHRONIC_WORKERS": "kubernetes",
         "DIACHRONIC_KUBECONFIG": str(cluster.kubeconfig),
         "DIACHRONIC_KUBERNETES_NAMESPACE": "workers",

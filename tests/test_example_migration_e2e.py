@@ -9,9 +9,7 @@ counts nothing running on the old queue (the CI's "migration done" condition).
 from __future__ import annotations
 
 import asyncio
-import time
 import uuid
-from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar
 
 from examples.subscription import WORKFLOW_NAME, task_queue
@@ -21,27 +19,12 @@ from examples.subscription.worker import build_worker
 from temporalio.client import Client
 from temporalio.service import RPCError
 from temporalio.testing import WorkflowEnvironment
+from tests.conditions import eventually
 
 from diachronic.migrate import locate, signal_migrate, wait_for_task_queue
 
 T = TypeVar("T")
 COUNT = 50
-
-
-async def eventually(probe: Callable[[], Awaitable[T]], check: Callable[[T], bool], timeout: float = 30) -> T:
-    """Poll until ``check`` holds; RPC errors while a run is being handed over count as 'not yet'."""
-    deadline = time.monotonic() + timeout
-    last: Any = None
-    while True:
-        try:
-            last = await probe()
-            if check(last):
-                return last  # type: ignore[no-any-return]
-        except RPCError as err:
-            last = err
-        if time.monotonic() > deadline:
-            raise AssertionError(f"condition not met within {timeout}s; last: {last!r}")
-        await asyncio.sleep(0.1)
 
 
 async def status(client: Client, workflow_id: str) -> dict[str, Any]:
@@ -51,7 +34,7 @@ async def status(client: Client, workflow_id: str) -> dict[str, Any]:
 
 async def on_v1(client: Client, workflow_id: str) -> dict[str, Any]:
     """The v1 status, once the workflow has run its first task (a query before that may fail)."""
-    return await eventually(lambda: status(client, workflow_id), lambda s: s["version"] == "v1")
+    return await eventually(lambda: status(client, workflow_id), lambda s: s["version"] == "v1", not_yet=(RPCError,))
 
 
 async def running_on(client: Client, queue: str) -> int:
@@ -74,7 +57,7 @@ async def test_fifty_running_v1_subscriptions_migrate_to_v2(dev_env: WorkflowEnv
                 for w in changed
             )
         )
-        await eventually(lambda: running_on(client, q1), lambda n: n == COUNT)
+        await eventually(lambda: running_on(client, q1), lambda n: n == COUNT, not_yet=(RPCError,))
 
         await asyncio.gather(*(signal_migrate(client, wid, q2) for wid in ids))
 
@@ -93,8 +76,8 @@ async def test_fifty_running_v1_subscriptions_migrate_to_v2(dev_env: WorkflowEnv
             assert new["state"]["renewals"] == 0 and new["state"]["history"] == [], wid
 
         # What the CI waits for: nothing of this type left running on the old queue.
-        await eventually(lambda: running_on(client, q1), lambda n: n == 0)
-        await eventually(lambda: running_on(client, q2), lambda n: n == COUNT)
+        await eventually(lambda: running_on(client, q1), lambda n: n == 0, not_yet=(RPCError,))
+        await eventually(lambda: running_on(client, q2), lambda n: n == COUNT, not_yet=(RPCError,))
 
         await asyncio.gather(*(client.get_workflow_handle(w).signal("cancel") for w in ids))
         results = await asyncio.gather(

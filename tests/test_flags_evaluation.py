@@ -1,22 +1,15 @@
-"""The embedded evaluation against Unleash's own engine (the one inside ``UnleashClient``), offline.
-
-``UnleashClient`` is bootstrapped from an in-memory cache holding a ``/api/client/features`` payload, built from
-our flags the way the Unleash server builds it (disabled strategies dropped), and is never started: no network.
-"""
+"""The embedded evaluation against Unleash's own engine (the one inside ``UnleashClient``, offline:
+``tests/unleash_engine.py``)."""
 
 from __future__ import annotations
 
-import json
 import random
 import string
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from typing import Any
 
 import pytest
-from UnleashClient import UnleashClient  # type: ignore[attr-defined]  # re-exported, not in __all__
-from UnleashClient.cache import BaseCache
-from UnleashClient.constants import FEATURES_URL
-from UnleashClient.utils import InstanceAllowType
+from tests.unleash_engine import Engine
 
 from diachronic.flags import DARK_DEPLOY_TITLE, GENERAL_TRAFFIC_TITLE, Constraint, FlagStrategy, VersionFlag
 from diachronic.flags.evaluation import (
@@ -32,73 +25,6 @@ from diachronic.flags.evaluation import (
     strategy_matches,
 )
 from diachronic.versions import version_info
-
-
-class MemoryCache(BaseCache):
-    """The smallest bootstrapped cache ``UnleashClient`` accepts."""
-
-    def __init__(self, features: dict[str, Any]) -> None:
-        self._data: dict[str, Any] = {FEATURES_URL: json.dumps(features)}
-        self.bootstrapped = True
-
-    def set(self, key: str, value: Any) -> None:
-        self._data[key] = value
-
-    def mset(self, data: dict[str, Any]) -> None:
-        self._data.update(data)
-
-    def get(self, key: str, default: Any = None) -> Any:
-        return self._data.get(key, default)
-
-    def exists(self, key: str) -> bool:
-        return key in self._data
-
-    def destroy(self) -> None:
-        self._data.clear()
-
-
-def client_payload(flags: list[VersionFlag]) -> dict[str, Any]:
-    """What ``GET /api/client/features`` would serve for these flags: no archived flags, no disabled strategies."""
-    features = []
-    for flag in flags:
-        if flag.archived:
-            continue
-        strategies = [
-            s.model_dump(mode="json", by_alias=True, include={"name", "constraints", "parameters"})
-            for s in flag.strategies
-            if not s.disabled
-        ]
-        features.append({"name": flag.info.flag_name, "enabled": flag.enabled, "strategies": strategies})
-    return {"version": 2, "features": features}
-
-
-Engine = Callable[[str, str, dict[str, str]], bool]
-
-
-@pytest.fixture
-def unleash() -> Iterator[Callable[[list[VersionFlag]], Engine]]:
-    """Build an offline ``UnleashClient`` for a set of flags; returns ``is_enabled(name, user_id, properties)``."""
-    clients: list[UnleashClient] = []
-
-    def build(flags: list[VersionFlag]) -> Engine:
-        client = UnleashClient(
-            url="http://127.0.0.1:9",  # never contacted: initialize_client() is not called
-            app_name="diachronic-tests",
-            disable_metrics=True,
-            disable_registration=True,
-            cache=MemoryCache(client_payload(flags)),
-            multiple_instance_mode=InstanceAllowType.SILENTLY_ALLOW,
-        )
-        clients.append(client)
-
-        def is_enabled(name: str, user_id: str, properties: dict[str, str]) -> bool:
-            return bool(client.is_enabled(name, {"userId": user_id, "properties": properties}))
-
-        return is_enabled
-
-    yield build
-    for client in clients:
-        client.destroy()
 
 
 def vflag(
@@ -159,10 +85,10 @@ def test_bucket_is_in_range_and_stable(group_id: str, user_id: str) -> None:
 
 @pytest.mark.parametrize("percent", [1, 10, 33, 50, 99])
 def test_general_rollout_matches_unleash_on_10000_random_ids(
-    percent: int, unleash: Callable[[list[VersionFlag]], Engine]
+    percent: int, offline_unleash: Callable[[list[VersionFlag]], Engine]
 ) -> None:
     flag = vflag(0, "v1", general=percent)
-    engine = unleash([flag])
+    engine = offline_unleash([flag])
     ids = random_ids(10_000, seed=percent)
     for is_test in (False, True):
         props = context_properties(is_test)
@@ -173,9 +99,9 @@ def test_general_rollout_matches_unleash_on_10000_random_ids(
 
 
 @pytest.mark.parametrize("percent", [0, 100])
-def test_the_ends_of_the_range(percent: int, unleash: Callable[[list[VersionFlag]], Engine]) -> None:
+def test_the_ends_of_the_range(percent: int, offline_unleash: Callable[[list[VersionFlag]], Engine]) -> None:
     flag = vflag(0, "v1", general=percent)
-    engine = unleash([flag])
+    engine = offline_unleash([flag])
     ids = random_ids(500, seed=7)
     assert all(flag_enabled(flag, i, False) == bool(percent) for i in ids)
     assert all(engine(flag.info.flag_name, i, context_properties(False)) == bool(percent) for i in ids)
@@ -269,10 +195,10 @@ STRATEGY_CASES = [
 @pytest.mark.parametrize("strategies", STRATEGY_CASES)
 @pytest.mark.parametrize("enabled", [True, False], ids=["flag on", "flag off"])
 def test_strategy_semantics_match_unleash(
-    strategies: list[FlagStrategy], enabled: bool, unleash: Callable[[list[VersionFlag]], Engine]
+    strategies: list[FlagStrategy], enabled: bool, offline_unleash: Callable[[list[VersionFlag]], Engine]
 ) -> None:
     flag = vflag(0, "v1", strategies=strategies, enabled=enabled)
-    engine = unleash([flag])
+    engine = offline_unleash([flag])
     for user_id in [f"id-{i}" for i in range(200)]:
         for is_test in (False, True):
             expected = engine(flag.info.flag_name, user_id, context_properties(is_test))
@@ -348,9 +274,9 @@ def test_choose(flags: list[VersionFlag], is_test: bool, expected: int | None) -
     assert chosen_seq(flags, "order-1", is_test) == expected
 
 
-def test_partial_rollout_splits_ids_like_unleash(unleash: Callable[[list[VersionFlag]], Engine]) -> None:
+def test_partial_rollout_splits_ids_like_unleash(offline_unleash: Callable[[list[VersionFlag]], Engine]) -> None:
     old, new = vflag(0, "a", general=100), vflag(1, "b", general=30)
-    engine = unleash([old, new])
+    engine = offline_unleash([old, new])
     for workflow_id in random_ids(2000, seed=3):
         on_new = engine(new.info.flag_name, workflow_id, context_properties(False))
         assert chosen_seq([old, new], workflow_id) == (1 if on_new else 0)

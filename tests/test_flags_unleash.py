@@ -15,7 +15,7 @@ from collections.abc import AsyncIterator
 
 import pytest
 from tests.flag_contract import FlagStoreContract
-from tests.unleash_fixtures import HumanAdmin, Interleave, UnleashHarness, UnleashServer, connect_unleash
+from tests.unleash_fixtures import HumanAdmin, Interleave, UnleashHarness, UnleashServer
 
 from diachronic.errors import ConfigError, InvalidInput, NotFound
 from diachronic.flags import DARK_DEPLOY_TITLE, GENERAL_TRAFFIC_TITLE
@@ -24,11 +24,6 @@ from diachronic.flags.unleash import DESCRIPTION, SETUP_MARK, UnleashFlagStore, 
 from diachronic.versions import flag_name
 
 pytestmark = pytest.mark.unleash
-
-
-@pytest.fixture(scope="module")
-def unleash() -> UnleashServer:
-    return connect_unleash()
 
 
 @pytest.fixture(scope="module")

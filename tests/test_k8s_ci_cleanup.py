@@ -17,7 +17,7 @@ import pytest
 from temporalio.client import Client, WorkflowFailureError, WorkflowHandle
 from temporalio.exceptions import ApplicationError
 from temporalio.testing import WorkflowEnvironment
-from tests.ci_helpers import eventually
+from tests.conditions import eventually
 
 from diachronic.ci.activities import CIActivities
 from diachronic.ci.cleanup import CleanupWorkflow

@@ -4,8 +4,6 @@ flags), the counters of webhook deliveries and failed activity attempts, and the
 from __future__ import annotations
 
 import uuid
-from collections.abc import AsyncIterator
-from pathlib import Path
 
 import httpx
 import pytest
@@ -13,8 +11,9 @@ from prometheus_client.parser import text_string_to_metric_families
 from temporalio.client import WorkflowFailureError
 from temporalio.testing import WorkflowEnvironment
 from temporalio.worker import Worker
-from tests.ci_helpers import CIHarness, ci_harness, event, eventually, fast
-from tests.http_helpers import deployment_status, served, settings, signed
+from tests.ci_helpers import CIHarness, event, fast
+from tests.conditions import eventually
+from tests.http_helpers import deployment_status, signed
 from tests.pipeline_workflows import FailingWorkflow, always_fails
 
 from diachronic.ci import client as ci
@@ -44,18 +43,6 @@ async def scrape(http: httpx.AsyncClient) -> Samples:
     response = await http.get("/metrics")
     assert response.status_code == 200 and response.headers["content-type"].startswith("text/plain")
     return parse(response.text)
-
-
-@pytest.fixture
-async def h(dev_env: WorkflowEnvironment, data_dir: Path) -> AsyncIterator[CIHarness]:
-    async with ci_harness(dev_env.client, data_dir, f"ci-{uuid.uuid4()}") as harness:
-        yield harness
-
-
-@pytest.fixture
-async def http(h: CIHarness, data_dir: Path) -> AsyncIterator[httpx.AsyncClient]:
-    async with served(settings(data_dir, ci_task_queue=h.task_queue), h.client, h.flags) as client:
-        yield client
 
 
 @pytest.mark.devserver

@@ -5,9 +5,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import time
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from datetime import datetime, timedelta
 from typing import Any, TypeVar
@@ -21,6 +20,7 @@ from temporalio.exceptions import ApplicationError, CancelledError
 from temporalio.service import RPCError
 from temporalio.testing import WorkflowEnvironment
 from temporalio.worker import Replayer, Worker
+from tests.conditions import eventually
 
 from diachronic.migrate import (
     CONTINUATION_KEY,
@@ -56,18 +56,6 @@ async def probe_block(workflow_id: str) -> str:
     _started.setdefault(workflow_id, asyncio.Event()).set()
     await _released.setdefault(workflow_id, asyncio.Event()).wait()
     return "released"
-
-
-async def eventually(probe: Callable[[], Awaitable[T]], check: Callable[[T], bool], timeout: float = 10) -> T:
-    """Poll ``probe`` until ``check`` holds (never a bare sleep for correctness)."""
-    deadline = time.monotonic() + timeout
-    while True:
-        value = await probe()
-        if check(value):
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"condition not met within {timeout}s; last value: {value!r}")
-        await asyncio.sleep(0.05)
 
 
 _started_probes: list[tuple[Client, str]] = []
@@ -225,40 +213,34 @@ async def test_signals_delivered_before_migrate_are_handled_first(time_env: Work
         assert s.state["total"] == 1111
 
 
-async def test_timers_keep_their_deadlines(time_env: WorkflowEnvironment) -> None:
+@pytest.mark.parametrize(
+    ("start", "timer", "carried", "woke"),
+    [
+        pytest.param(ProbeStart(wait_s=3600), "wake", "wake_at", "woke_at", id="sleep_until"),
+        # V2 waits 365 days on the same named timer: the carried deadline must win.
+        pytest.param(ProbeStart(timer_s=7200), "reminder", None, "timer_woke_at", id="named timer"),
+    ],
+)
+async def test_timers_keep_their_deadlines_across_the_move(
+    time_env: WorkflowEnvironment, start: ProbeStart, timer: str, carried: str | None, woke: str
+) -> None:
     client = time_env.client
     async with workers(client) as (qa, qb):
-        handle = await start_probe(client, qa, ProbeStart(wait_s=3600))
-        before = await eventually(lambda: snap(client, handle), lambda s: "wake" in s.timers)
-        deadline = before.timers["wake"]
+        handle = await start_probe(client, qa, start)
+        before = await eventually(lambda: snap(client, handle), lambda s: timer in s.timers)
+        deadline = before.timers[timer]
 
         await signal_migrate(client, handle.id, qb)
         await wait_for_task_queue(client, handle.id, qb, timeout=10)
         after = await snap(client, handle)
-        assert after.timers["wake"] == deadline
-        assert datetime.fromisoformat(after.state["wake_at"]) == deadline
+        assert after.timers[timer] == deadline
+        if carried is not None:
+            assert datetime.fromisoformat(after.state[carried]) == deadline
 
         await handle.signal(ProbeV2.finish)
         result = await handle.result()  # time skips to the deadline
-        woke = datetime.fromisoformat(str(result.state["woke_at"]))
-        assert timedelta(0) <= woke - deadline < timedelta(seconds=2)
-
-
-async def test_named_timer_resumes_the_carried_deadline(time_env: WorkflowEnvironment) -> None:
-    client = time_env.client
-    async with workers(client) as (qa, qb):
-        handle = await start_probe(client, qa, ProbeStart(timer_s=7200))
-        before = await eventually(lambda: snap(client, handle), lambda s: "reminder" in s.timers)
-        deadline = before.timers["reminder"]
-
-        await signal_migrate(client, handle.id, qb)
-        await wait_for_task_queue(client, handle.id, qb, timeout=10)
-        assert (await snap(client, handle)).timers["reminder"] == deadline
-
-        await handle.signal(ProbeV2.finish)
-        result = await handle.result()
-        woke = datetime.fromisoformat(str(result.state["timer_woke_at"]))
-        assert timedelta(0) <= woke - deadline < timedelta(seconds=2)  # not V2's 365 days
+        woke_at = datetime.fromisoformat(str(result.state[woke]))
+        assert timedelta(0) <= woke_at - deadline < timedelta(seconds=2)
 
 
 async def test_no_migrate_section_defers_migration(time_env: WorkflowEnvironment) -> None:

@@ -15,7 +15,8 @@ import pytest
 from pydantic import SecretStr
 from temporalio.client import WorkflowFailureError
 from temporalio.testing import WorkflowEnvironment
-from tests.ci_helpers import CIHarness, ci_harness, event, eventually, fast, run_diachronic
+from tests.ci_helpers import CIHarness, ci_harness, event, fast, run_diachronic
+from tests.conditions import eventually
 from tests.github_api import GitHubApi
 from tests.http_helpers import deployment_status, served, settings, signed
 from tests.notify_receiver import Receiver, receiver

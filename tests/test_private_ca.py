@@ -16,7 +16,7 @@ from urllib.parse import urlsplit
 import pytest
 import yaml
 from tests.tls_fixtures import NginxProxy, Pki, nginx_proxy
-from tests.unleash_fixtures import UnleashServer, connect_unleash, throwaway_workflow
+from tests.unleash_fixtures import UnleashServer, throwaway_workflow
 
 from diachronic.errors import FlagStoreError, WorkersError
 from diachronic.flags.unleash import UnleashFlagStore
@@ -31,11 +31,6 @@ def pki(tmp_path_factory: pytest.TempPathFactory) -> Pki:
 
 
 # -- Unleash -------------------------------------------------------------------------------------------------------
-
-
-@pytest.fixture(scope="module")
-def unleash() -> UnleashServer:
-    return connect_unleash()
 
 
 @pytest.fixture(scope="module")

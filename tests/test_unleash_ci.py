@@ -5,47 +5,33 @@ migration follows the flag until the old version is retired. The signaler routes
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import time
-import uuid
 from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
 from temporalio.client import Client
 from temporalio.testing import WorkflowEnvironment
-from temporalio.worker import Worker
-from tests.ci_helpers import event, eventually, migrate_signals_received
-from tests.ci_workflows import Sleeper
-from tests.unleash_fixtures import HumanAdmin, UnleashServer, connect_unleash
+from tests.ci_helpers import event, migrate_signals_received, serving
+from tests.conditions import eventually
+from tests.unleash_fixtures import HumanAdmin, UnleashServer, ci_on_unleash, throwaway_workflow
 
 from diachronic.ci import client as ci
-from diachronic.ci.activities import CIActivities
 from diachronic.ci.contracts import DeployOptions, Phase, RolloutOutcome
 from diachronic.ci.planner.schedule import parse_steps
-from diachronic.ci.worker import ci_worker
 from diachronic.contracts import ci_workflow_id
 from diachronic.flags import GENERAL_TRAFFIC_TITLE
 from diachronic.flags.evaluation import general_percent
 from diachronic.flags.unleash import UnleashFlagStore
 from diachronic.signaler import route
-from diachronic.workers.local import LocalWorkers
 
 pytestmark = [pytest.mark.unleash, pytest.mark.devserver]
 
 
-@pytest.fixture(scope="module")
-def unleash() -> UnleashServer:
-    return connect_unleash()
-
-
 @pytest.fixture
 async def wf(unleash: UnleashServer) -> AsyncIterator[str]:
-    name = "ulwf" + uuid.uuid4().hex[:8]
-    yield name
-    human = HumanAdmin(unleash)
-    await human.delete_workflows([name])
-    await human.close()
+    async with throwaway_workflow(unleash, "ulwf") as name:
+        yield name
 
 
 @pytest.fixture
@@ -53,26 +39,6 @@ async def flags(unleash: UnleashServer) -> AsyncIterator[UnleashFlagStore]:
     store = unleash.store()  # the defaults: routing refreshes every second
     yield store
     await store.close()
-
-
-@contextlib.asynccontextmanager
-async def ci_on_unleash(client: Client, flags: UnleashFlagStore, data_dir: Path) -> AsyncIterator[str]:
-    """A CI worker whose activities use the Unleash store; yields its task queue."""
-    task_queue = f"ci-{uuid.uuid4()}"
-    workers = LocalWorkers(data_dir / "workers", grace_s=2.0)
-    async with ci_worker(client, task_queue, CIActivities(flags, workers, client, environment="development")):
-        try:
-            yield task_queue
-        finally:
-            await workers.stop_all()
-
-
-@contextlib.asynccontextmanager
-async def serving(client: Client, wf: str, *versions: str) -> AsyncIterator[None]:
-    async with contextlib.AsyncExitStack() as stack:
-        for version in versions:
-            await stack.enter_async_context(Worker(client, task_queue=f"{wf}-{version}", workflows=[Sleeper]))
-        yield
 
 
 async def test_a_human_edit_in_unleash_stops_the_rollout_and_migration_follows(

@@ -9,18 +9,13 @@ from collections.abc import AsyncIterator
 
 import pytest
 from pydantic import SecretStr
-from tests.unleash_fixtures import UnleashServer, connect_unleash, throwaway_workflow
+from tests.unleash_fixtures import UnleashServer, throwaway_workflow
 from typer.testing import CliRunner
 
 from diachronic.errors import DiachronicError
 from diachronic.flags.unleash import UnleashFlagStore
 
 pytestmark = pytest.mark.unleash
-
-
-@pytest.fixture(scope="module")
-def unleash() -> UnleashServer:
-    return connect_unleash()
 
 
 @pytest.fixture

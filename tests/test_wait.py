@@ -5,14 +5,14 @@ from __future__ import annotations
 
 import asyncio
 import uuid
-from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any, cast
 
 import pytest
 from temporalio.testing import WorkflowEnvironment
-from tests.ci_helpers import CIHarness, ci_harness, event, eventually, run_diachronic
+from tests.ci_helpers import CIHarness, ci_harness, event, run_diachronic
+from tests.conditions import eventually
 
 from diachronic import waiting
 from diachronic.ci import client as ci
@@ -137,12 +137,6 @@ async def test_a_wait_ends_with_timeout_while_the_deployment_goes_on(monkeypatch
 
 
 # ------------------------------------------------------------------------------------------------ the command
-
-
-@pytest.fixture
-async def h(dev_env: WorkflowEnvironment, data_dir: Path) -> AsyncIterator[CIHarness]:
-    async with ci_harness(dev_env.client, data_dir, f"ci-{uuid.uuid4()}") as harness:
-        yield harness
 
 
 async def cli(h: CIHarness, data_dir: Path, *args: str) -> tuple[int, str]:

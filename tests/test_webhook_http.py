@@ -12,7 +12,8 @@ import pytest
 from temporalio.client import Client, WorkflowExecutionStatus
 from temporalio.service import RPCError
 from temporalio.testing import WorkflowEnvironment
-from tests.ci_helpers import CIHarness, ci_harness, eventually
+from tests.ci_helpers import CIHarness, ci_harness
+from tests.conditions import eventually
 from tests.http_helpers import SECRET, TOKEN, bearer, deployment_status, now_iso, served, settings, signed
 
 from diachronic.ci import client as ci
@@ -32,17 +33,6 @@ async def h(dev_env: WorkflowEnvironment, data_dir: Path) -> AsyncIterator[CIHar
     # GitHub's deployments here are to "production": the CI serves that environment (DIACHRONIC_ENVIRONMENT).
     async with ci_harness(dev_env.client, data_dir, f"ci-{uuid.uuid4()}", environment="production") as harness:
         yield harness
-
-
-@pytest.fixture
-def wf() -> str:
-    return "wf" + uuid.uuid4().hex[:8]
-
-
-@pytest.fixture
-async def http(h: CIHarness, data_dir: Path) -> AsyncIterator[httpx.AsyncClient]:
-    async with served(settings(data_dir, ci_task_queue=h.task_queue), h.client, h.flags) as client:
-        yield client
 
 
 async def post(http: httpx.AsyncClient, body: dict | bytes, **kw: str) -> httpx.Response:  # type: ignore[type-arg]

@@ -21,7 +21,8 @@ from typing import Any
 import httpx
 import pytest
 from temporalio.client import Client
-from tests.ci_helpers import CIHarness, eventually
+from tests.ci_helpers import CIHarness
+from tests.conditions import eventually
 from tests.http_helpers import SECRET, deployment_status, signed
 from tests.reliability.harness import free_port
 
@@ -104,33 +105,33 @@ async def deployments_of(client: Client, wf: str) -> list[tuple[str, str]]:
     return found
 
 
-async def test_two_replicas_start_a_delivery_once_also_after_a_restart(dev_ci: CIHarness, tmp_path: Path) -> None:
+async def test_two_replicas_start_a_delivery_once_also_after_a_restart(h: CIHarness, tmp_path: Path) -> None:
     wf = "rep" + uuid.uuid4().hex[:8]
     # The environment the test CI serves (a deploy event for another one is refused).
     first = deployment_status(sha=SHA1, payload={"workflowName": wf}, environment="development")
     dark = deployment_status(sha=SHA2, payload={"workflowName": wf, "isDarkDeploy": True}, environment="development")
-    handle = dev_ci.client.get_workflow_handle(ci_workflow_id(wf))
+    handle = h.client.get_workflow_handle(ci_workflow_id(wf))
 
     async def awaiting_continue() -> bool:
-        return (await ci.status(dev_ci.client, wf)).phase is Phase.AWAITING_CONTINUE
+        return (await ci.status(h.client, wf)).phase is Phase.AWAITING_CONTINUE
 
     async def repeats_recognised() -> bool:
         """The run waiting for continue took d-v2 once; its 7 repeats (3 before the restart, 4 after) it ignored."""
         state: CIState = await handle.query(CIWorkflow.db)
         return state.ignored == 7
 
-    with replicas(dev_ci, tmp_path) as urls:
+    with replicas(h, tmp_path) as urls:
         await deliver_everywhere(urls, first, "d-v1")  # at the same moment, twice to each replica
         await handle.result()  # the initial deployment ran; its CI run ended
-    with replicas(dev_ci, tmp_path) as urls:  # both restarted: they remember nothing
+    with replicas(h, tmp_path) as urls:  # both restarted: they remember nothing
         await deliver_everywhere(urls, first, "d-v1")  # a new CI run: v1 is already the newest live version
         await handle.result()
         await deliver_everywhere(urls, dark, "d-v2")  # a dark deploy keeps its CI run waiting for "continue"
         await eventually(awaiting_continue, what="the dark deploy waiting for continue")
-    with replicas(dev_ci, tmp_path) as urls:  # restarted again, while that CI run still waits
+    with replicas(h, tmp_path) as urls:  # restarted again, while that CI run still waits
         await deliver_everywhere(urls, dark, "d-v2")  # the same run: it took this delivery already
         await eventually(repeats_recognised, what="every repeat of d-v2 recognised as a duplicate")
-        status = await ci.status(dev_ci.client, wf)
+        status = await ci.status(h.client, wf)
         assert status.phase is Phase.AWAITING_CONTINUE and status.queued == []
-    await ci.control(dev_ci.client, wf, "cancel")
-    assert await deployments_of(dev_ci.client, wf) == [(SHA1[:7], "completed"), (SHA2[:7], "cancelled")]
+    await ci.control(h.client, wf, "cancel")
+    assert await deployments_of(h.client, wf) == [(SHA1[:7], "completed"), (SHA2[:7], "cancelled")]

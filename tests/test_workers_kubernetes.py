@@ -63,9 +63,8 @@ class KubernetesHarness:
     async def create(self, workflow_name: str, version_id: str) -> None:
         await self.cluster.apply(manifest(workflow_name, version_id))
 
-    async def create_labelled(self, labels: dict[str, str]) -> bool:
+    async def create_labelled(self, labels: dict[str, str]) -> None:
         await self.cluster.apply(labelled(labels))
-        return True
 
     async def is_gone(self, deployment: WorkerSet) -> bool:
         live = self.cluster.live(deployment.namespace, deployment.name)

@@ -16,11 +16,12 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
+from tests.processes import process_alive
 
 from diachronic.errors import InvalidInput, WorkersError
 from diachronic.workers import LABEL_VERSION, LABEL_WORKFLOW, WorkerBackend, WorkerSet
 from diachronic.workers.local import OS_ERRORS, LocalWorkers
-from workers_contract import DeploymentsContract, eventually, process_alive
+from workers_contract import DeploymentsContract, eventually
 
 READY = "worker ready"
 SLEEPER = f"print({READY!r}); import time; time.sleep(120)"
@@ -52,7 +53,7 @@ class LocalHarness:
         assert started.pid is not None
         self.pids.append(started.pid)
 
-    async def create_labelled(self, labels: dict[str, str]) -> bool:
+    async def create_labelled(self, labels: dict[str, str]) -> None:
         """A running worker whose registration, named as ``orders.v1`` would be (or the next free name), carries only
         these labels: a file edited by hand or written by another tool."""
         workflow_name, version_id = labels.get(LABEL_WORKFLOW, "orders"), labels.get(LABEL_VERSION, "v1")
@@ -65,7 +66,6 @@ class LocalHarness:
         self.pids.append(started.pid)
         registration = self.root / f"{started.name}.json"
         registration.write_text(json.dumps({**json.loads(registration.read_text()), "labels": labels}))
-        return True
 
     async def is_gone(self, deployment: WorkerSet) -> bool:
         assert deployment.pid is not None

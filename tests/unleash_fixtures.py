@@ -27,12 +27,16 @@ from typing import Any
 import httpx
 import pytest
 from pydantic import SecretStr
+from temporalio.client import Client
 
+from diachronic.ci.activities import CIActivities
+from diachronic.ci.worker import ci_worker
 from diachronic.errors import InvalidInput
 from diachronic.flags import GENERAL_TRAFFIC_TITLE, FlagStore, FlagStrategy, VersionFlag
 from diachronic.flags.evaluation import default_strategies
 from diachronic.flags.unleash import UnleashFlagStore, read_state_file
 from diachronic.versions import flag_name_prefix
+from diachronic.workers.local import LocalWorkers
 
 ROOT = Path(__file__).resolve().parent.parent
 SCRIPT = ROOT / "scripts" / "unleash" / "unleash.sh"
@@ -87,6 +91,9 @@ class UnleashServer:
             base_url=self.url,
             headers={"Authorization": self.admin_token.get_secret_value()},
             timeout=timeout_s,
+            # Unleash (Node) closes a connection idle for 5 s: on a loaded machine a reused one could be closed
+            # just as a request goes out ("Server disconnected without sending a response"). Never reuse one that old.
+            limits=httpx.Limits(keepalive_expiry=2.0),
         )
 
     # -- control (fault tests) ------------------------------------------------------------------------------
@@ -211,6 +218,12 @@ def connect_unleash() -> UnleashServer:
     if unleash_required():
         pytest.fail(f"Unleash is required here but unavailable: {message}", pytrace=False)
     pytest.skip(message)
+
+
+@pytest.fixture(scope="session")
+def unleash() -> UnleashServer:
+    """The Unleash to test against (``tests/conftest.py`` loads this module as a plugin)."""
+    return connect_unleash()
 
 
 def controllable_unleash() -> UnleashServer:
@@ -449,3 +462,15 @@ async def eventually(fn: Any, *, timeout_s: float = 30.0, interval_s: float = 0.
             if not exc.retryable or time.monotonic() > deadline:
                 raise
             await asyncio.sleep(interval_s)
+
+
+@contextlib.asynccontextmanager
+async def ci_on_unleash(client: Client, flags: UnleashFlagStore, data_dir: Path) -> AsyncIterator[str]:
+    """A CI worker whose activities use the Unleash store; yields its task queue."""
+    task_queue = f"ci-{uuid.uuid4()}"
+    workers = LocalWorkers(data_dir / "workers", grace_s=2.0)
+    async with ci_worker(client, task_queue, CIActivities(flags, workers, client, environment="development")):
+        try:
+            yield task_queue
+        finally:
+            await workers.stop_all()

@@ -6,10 +6,12 @@ every 12th renewal; running v1 workflows move to v2 with the migrate SDK (``diac
 
 from __future__ import annotations
 
+from diachronic import versions
+
 WORKFLOW_NAME = "subscription"
 VERSIONS = ("v1", "v2")
 
 
 def task_queue(version: str, prefix: str = "") -> str:
-    """The immutable task queue of a version, ``<workflowName>-<versionId>`` (with an optional test prefix)."""
-    return f"{prefix}{WORKFLOW_NAME}-{version}"
+    """The immutable task queue of a version (``diachronic.versions``); ``prefix`` keeps tests apart."""
+    return versions.task_queue(f"{prefix}{WORKFLOW_NAME}", version)

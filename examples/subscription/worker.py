@@ -13,14 +13,13 @@ from __future__ import annotations
 import argparse
 import asyncio
 import os
-import signal
 import sys
 from collections.abc import Sequence
 
 from temporalio.client import Client
 from temporalio.worker import Worker
 
-from diachronic.process import exit_with
+from diachronic.process import exit_with, stop_on_signals
 from diachronic.settings import Settings, load_settings
 from diachronic.temporal import connect
 from diachronic.workers import TASK_QUEUE_ENV
@@ -54,12 +53,8 @@ async def serve(version: str, queue: str, settings: Settings, stop: asyncio.Even
 
 
 async def _run(version: str, queue: str, settings: Settings) -> int:
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(sig, stop.set)
     try:
-        await serve(version, queue, settings, stop)
+        await serve(version, queue, settings, stop_on_signals())
     except Exception as err:  # the edge of the process: say why in one line, exit non-zero
         print(f"worker failed: {type(err).__name__}: {err}", file=sys.stderr, flush=True)
         return 1

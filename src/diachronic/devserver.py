@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import asyncio
+import random
 import socket
 import subprocess
 import time
+from collections.abc import Iterable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -16,6 +18,29 @@ from pydantic import SecretStr
 from diachronic.errors import ConfigError
 from diachronic.settings import venv_binary
 from diachronic.temporal import TemporalConnection, wait_until_serving
+
+PORT_OFFSETS = (0, 10, 20)
+"""The ports a dev server on port P takes: P (gRPC), P + 10 (HTTP), P + 20 (metrics); its Web UI takes P + 1000."""
+UI_PORT_OFFSET = 1000
+
+
+def free_port(offsets: Iterable[int] = (0,)) -> int:
+    """A port P such that P + each offset is free on 127.0.0.1 now (``PORT_OFFSETS``: a dev server's block)."""
+    wanted = tuple(offsets)
+    for _ in range(200):
+        port = random.randrange(20000, 45000)
+        if all(_bindable(port + offset) for offset in wanted):
+            return port
+    raise ConfigError("no free block of ports found on 127.0.0.1")
+
+
+def _bindable(port: int) -> bool:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        try:
+            sock.bind(("127.0.0.1", port))
+        except OSError:
+            return False
+    return True
 
 
 def port_is_open(host: str, port: int) -> bool:
@@ -79,7 +104,8 @@ def start_dev_server(data_dir: Path, *, port: int = 7233, ui: bool = True, timeo
     if port_is_open("127.0.0.1", port):
         raise ConfigError(f"port {port} is already in use: is another Temporal running? Choose --temporal-port")
     data_dir.mkdir(parents=True, exist_ok=True)
-    ui_port = port + 1000
+    ui_port = port + UI_PORT_OFFSET
+    http_port, metrics_port = (port + offset for offset in PORT_OFFSETS[1:])
     args = [
         str(venv_binary("temporal")),
         "server",
@@ -91,9 +117,9 @@ def start_dev_server(data_dir: Path, *, port: int = 7233, ui: bool = True, timeo
         "--port",
         str(port),
         "--http-port",
-        str(port + 10),
+        str(http_port),
         "--metrics-port",
-        str(port + 20),
+        str(metrics_port),
         "--log-level",
         "error",
     ]

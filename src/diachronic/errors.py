@@ -2,6 +2,8 @@
 
     DiachronicError            every error of ours; ``name`` is stable, ``retryable`` says whether a retry can help
     ├── InvalidInput           a caller's mistake (bad name, payload, control in the wrong phase); never retryable
+    │   ├── AlreadyStarted     a start for a workflow id that is already running
+    │   └── UpdateRejected     a workflow refused an update (its validator's or handler's words)
     ├── NotFound               the thing asked for does not exist
     ├── ConfigError            settings missing or inconsistent
     ├── ConcurrentEdit         a conditional write found another value than the one it was based on (a human edit)
@@ -9,7 +11,8 @@
         ├── FlagStoreError
         ├── WorkersError
         ├── GitHubError        GitHub's REST API (deployment statuses) refused or failed a request
-        └── NotificationError  a notification sink (webhook, Slack, apprise) refused or failed a delivery
+        ├── NotificationError  a notification sink (webhook, Slack, apprise) refused or failed a delivery
+        └── TimedOut           a workflow did not answer an update in time
 
 One retry rule for every adapter (Unleash, the embedded flag store, Kubernetes, local workers): translate the
 library's exceptions in one place into these, marked retryable or not, and never retry inside the adapter.
@@ -48,6 +51,20 @@ class DiachronicError(Exception):
 
 class InvalidInput(DiachronicError):
     """A caller's mistake: fixed by changing the input, never by trying again."""
+
+
+class AlreadyStarted(InvalidInput):
+    """A start for a workflow id that is already running (Temporal's name for it)."""
+
+    name = "WorkflowExecutionAlreadyStarted"
+
+    def __init__(self, message: str, *, run_id: str | None = None) -> None:
+        super().__init__(message)
+        self.run_id = run_id
+
+
+class UpdateRejected(InvalidInput):
+    """A workflow refused an update: its validator's or handler's words."""
 
 
 class NotFound(DiachronicError):
@@ -102,6 +119,12 @@ class GitHubError(BackendError):
 
 class NotificationError(BackendError):
     """A notification sink (a JSON webhook, Slack, apprise) failed."""
+
+
+class TimedOut(BackendError):
+    """A workflow did not answer an update in time (the original signaler's name for it)."""
+
+    name = "RequestResponseTimedOut"
 
 
 # -- deciding what is retryable, per library, in one table each -------------------------------------------------

@@ -6,6 +6,10 @@ can be stopped, killed and restarted on the same file and port), the CI worker a
 same registrations the CI's local worker backend finds and deletes), and old workflows started
 through the signaler.
 
+Every wait polls a condition until a deadline, and a scenario has a budget for the whole test: once it is spent, the
+test fails with what it was waiting for, and everything it started is stopped (pytest-timeout comes only after that,
+as the last resort; ``tests/processes.py`` stops what a killed test left).
+
 What is checked comes from outside diachronic's bookkeeping:
 
 - ``audit``: every workflow's chain of runs, read from Temporal's histories: where each run ran, how it ended, and
@@ -23,10 +27,8 @@ import contextlib
 import json
 import logging
 import os
-import random
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -38,6 +40,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+import pytest
 from examples.subscription import WORKFLOW_NAME, task_queue
 from examples.subscription.shared import SubscriptionStart
 from temporalio.api.enums.v1 import TaskQueueKind, TaskQueueType
@@ -45,13 +48,16 @@ from temporalio.api.taskqueue.v1 import TaskQueue
 from temporalio.api.workflowservice.v1 import DescribeTaskQueueRequest
 from temporalio.client import Client, WorkflowFailureError
 from temporalio.service import RPCError
+from tests.command_line import DIACHRONIC
+from tests.conditions import eventually
 
 from diachronic.ci import client as ci
 from diachronic.ci.contracts import CIStatus, DeployAck, DeployOptions
 from diachronic.ci.planner.schedule import parse_steps
 from diachronic.contracts import MIGRATE_SIGNAL, DeployEvent, ci_workflow_id
-from diachronic.devserver import DevServer, start_dev_server
+from diachronic.devserver import PORT_OFFSETS, DevServer, free_port, start_dev_server
 from diachronic.flags import FlagStore
+from diachronic.flags.unleash import UnleashFlagStore
 from diachronic.settings import CI_TASK_QUEUE, load_settings
 from diachronic.signaler import start_routed
 from diachronic.temporal import connect
@@ -61,15 +67,23 @@ log = logging.getLogger("diachronic.reliability")
 
 ROOT = Path(__file__).resolve().parents[2]
 PYTHON = sys.executable
-DIACHRONIC = [PYTHON, "-m", "diachronic.cli.__main__"]
 WF = WORKFLOW_NAME
 COUNT = int(os.environ.get("DIACHRONIC_CHAOS_WORKFLOWS", "40"))
 """Old workflows per fault test: small in ``make test``, a few hundred in ``make chaos``."""
 CHAOS = "DIACHRONIC_CHAOS_WORKFLOWS" in os.environ
-"""``make chaos`` (or any explicit count): also run the variants ``make test`` leaves out to stay under 6 minutes."""
+"""``make chaos`` (or any explicit count): faults last as long as a real one would (``make test`` keeps them short)."""
 FAST_STEPS = "10@1s,25@1s,50@1s,75@1s,100@1s"
 POLL_S = 0.25
+RESTARTING = (Exception,)
+"""What a wait counts as "not yet" here: servers and workers restart on purpose, any error may be one of those."""
 SAMPLE_S = 0.4
+TEARDOWN_S = 120.0
+"""What a scenario's clean-up may take after its budget is spent: stopping servers and workers, the secret scan."""
+
+
+def fault_test(budget_s: float) -> list[pytest.MarkDecorator]:
+    """The marks of a fault test whose scenario has ``budget_s``: pytest's own timeout only after its clean-up."""
+    return [pytest.mark.reliability, pytest.mark.timeout(budget_s + TEARDOWN_S)]
 
 
 # --------------------------------------------------------------------------------------------------- secrets
@@ -165,28 +179,6 @@ class Captured(logging.Handler):
             self.lines.append(self.format(record))
 
 
-# --------------------------------------------------------------------------------------------------- ports
-
-
-def _free(port: int) -> bool:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        try:
-            sock.bind(("127.0.0.1", port))
-        except OSError:
-            return False
-    return True
-
-
-def free_port(offsets: Iterable[int] = (0,)) -> int:
-    """A port P such that P + each offset is free (the dev server uses P, P+10 and P+20)."""
-    wanted = tuple(offsets)
-    for _ in range(200):
-        port = random.randrange(20000, 45000)
-        if all(_free(port + o) for o in wanted):
-            return port
-    raise RuntimeError("no free port block found")
-
-
 # --------------------------------------------------------------------------------------------------- Temporal
 
 
@@ -195,7 +187,7 @@ class TemporalServer:
 
     def __init__(self, data_dir: Path) -> None:
         self.data_dir = data_dir
-        self.port = free_port((0, 10, 20))
+        self.port = free_port(PORT_OFFSETS)
         self.server: DevServer | None = None
         self.restarts = 0
 
@@ -262,22 +254,6 @@ async def polled_since(client: Client, queue: str, pid: int, since: datetime) ->
     )
 
 
-async def wait_for(check: Callable[[], Awaitable[Any]], *, timeout: float, what: str, interval: float = 0.1) -> Any:
-    """Poll ``check`` until it returns something truthy; errors count as "not yet" (servers restart here)."""
-    deadline = time.monotonic() + timeout
-    last: Any = None
-    while True:
-        try:
-            last = await check()
-            if last:
-                return last
-        except Exception as error:  # a restarting server, a worker not yet there: keep polling
-            last = f"{type(error).__name__}: {error}"
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout:.0f} s waiting for {what}; last: {last!r}")
-        await asyncio.sleep(interval)
-
-
 # --------------------------------------------------------------------------------------------------- processes
 
 
@@ -311,10 +287,11 @@ class CIWorkerProcess:
         self.pids.append(self.process.pid)
 
     async def wait_polling(self, client: Client, since: datetime, timeout: float = 60) -> None:
-        await wait_for(
+        await eventually(
             lambda: polled_since(client, CI_TASK_QUEUE, self.pid, since),
             timeout=timeout,
             what=f"the CI worker (pid {self.pid}) to poll {CI_TASK_QUEUE}",
+            not_yet=RESTARTING,
         )
 
     def alive(self) -> bool:
@@ -569,13 +546,14 @@ async def audit(client: Client, started: Mapping[str, str | None], final_queue: 
 # --------------------------------------------------------------------------------------------------- the scenario
 
 
-def event(version: str) -> DeployEvent:
+def event(version: str, *, dark: bool = False) -> DeployEvent:
     return DeployEvent(
         workflow_name=WF,
         version_id=version,
         sha=f"sha-{version}",
         environment="development",
         event_time=datetime.now(UTC),
+        is_dark_deploy=dark,
     )
 
 
@@ -621,6 +599,19 @@ class Scenario:
         self._tasks.append(task)
         return task
 
+    # -- the world before the fault ------------------------------------------------------------------------------
+
+    async def go_live(self, first: str, workers: Mapping[str, str], *, trickle_every_s: float = 1.0) -> None:
+        """Start every version's worker (``{version: sample code}``), deploy ``first`` (initial: 100 % at once),
+        start ``COUNT`` old workflows on it, and from then on a new one every ``trickle_every_s``."""
+        await self.start_workers(workers)
+        await self.deploy(first)
+        await self.ci_result(120)
+        if isinstance(self.flags, UnleashFlagStore):  # the test's own client routes from what it fetched
+            await self.flags.wait_for_routing(WF)
+        await self.start_subscriptions(COUNT)
+        self.background(self.trickle(trickle_every_s))
+
     # -- workers ------------------------------------------------------------------------------------------------
 
     async def start_workers(self, versions: Mapping[str, str]) -> None:
@@ -641,10 +632,15 @@ class Scenario:
 
     # -- deployments --------------------------------------------------------------------------------------------
 
-    async def deploy(self, version: str, opts: DeployOptions | None = None) -> DeployAck:
+    async def deploy(self, version: str, opts: DeployOptions | None = None, *, dark: bool = False) -> DeployAck:
+        """Queue a deployment (``dark``: only test traffic until ``control("continue")``)."""
         if self.ci_ready is not None:
             await self.ci_ready
-        return await ci.deploy(self.client, CI_TASK_QUEUE, event(version), opts)
+        return await ci.deploy(self.client, CI_TASK_QUEUE, event(version, dark=dark), opts)
+
+    async def control(self, name: str, reason: str) -> str:
+        """``diachronic <name> subscription --reason REASON``: continue, pause, promote..."""
+        return await ci.control(self.client, WF, name, reason)
 
     async def ci_result(self, timeout: float) -> dict[str, Any]:
         """The CI run's result; Temporal may be restarting meanwhile, so RPC errors are waited out."""
@@ -678,14 +674,18 @@ class Scenario:
             return status if status is not None and check(status) else None
 
         try:
-            result: CIStatus = await wait_for(sampled, timeout=timeout, what=what)
+            result: CIStatus = await eventually(sampled, timeout=timeout, what=what, not_yet=RESTARTING)
         except AssertionError as error:
             raise AssertionError(f"{error}; last status: {self.timeline.latest()}") from None
         return result
 
-    async def rollout_percents(self) -> list[int]:
+    async def rollout_history(self) -> list[tuple[datetime, int]]:
+        """The rollout's own record of what it set and when (the workflow's clock): every percentage, in order."""
         status = await self.client.get_workflow_handle(f"rollout.{WF}").query("status")
-        return [int(percent) for _, percent in status["history"]]
+        return [(datetime.fromisoformat(at), int(percent)) for at, percent in status["history"]]
+
+    async def rollout_percents(self) -> list[int]:
+        return [percent for _, percent in await self.rollout_history()]
 
     # -- workflows ----------------------------------------------------------------------------------------------
 
@@ -744,6 +744,18 @@ class Scenario:
 
     async def audit(self, final_version: str) -> Audit:
         return await audit(self.client, self.started, task_queue(final_version))
+
+    async def verdict(self, result: Mapping[str, Any], final_version: str) -> Verdict:
+        """The end of the scenario, read from outside diachronic (marks it ``completed``)."""
+        self.mark("completed")
+        checked = await self.audit(final_version)
+        live_stopped = self.live_workers_stopped(checked, [final_version])
+        return Verdict(list(result["deployments"]), checked, live_stopped, await self.scan())
+
+    async def flag_states(self) -> list[tuple[str, bool]]:
+        """(version, archived) of every flag of the workflow, newest first."""
+        flags = await self.flags.list_version_flags(WF, include_archived=True)
+        return [(f.info.version_id, f.archived) for f in flags]
 
     def live_workers_stopped(self, audit: Audit, live_versions: Iterable[str]) -> list[str]:
         """Workers stopped while their version was live: a live version's, or one whose queue still had runs."""
@@ -814,11 +826,35 @@ class Scenario:
             self.write_timeline()
 
 
+@dataclass
+class Verdict:
+    """What the scenario left, from outside diachronic's bookkeeping."""
+
+    deployments: list[dict[str, Any]]  # the CI run's records
+    audit: Audit
+    live_stopped: list[str]
+    leaks: list[Leak]
+
+    @property
+    def record(self) -> dict[str, Any]:
+        """The only deployment of the run."""
+        [record] = self.deployments
+        return record
+
+    def assert_nothing_lost(self) -> None:
+        """The promise under every fault: no workflow lost or signalled twice, no live worker stopped, no secret."""
+        assert self.audit.lost == [], self.audit.lost
+        assert self.audit.double_signalled == [], self.audit.double_signalled
+        assert self.live_stopped == [], self.live_stopped
+        assert self.leaks == [], [f"{leak.source}: {leak.secret}: {leak.line}" for leak in self.leaks]
+
+
 @contextlib.asynccontextmanager
 async def scenario(
     key: str,
     folder: Path,
     *,
+    budget_s: float,
     flags: FlagStore | None = None,
     env: Mapping[str, str] | None = None,
     secrets: Mapping[str, str] | None = None,
@@ -826,6 +862,8 @@ async def scenario(
 ) -> AsyncIterator[Scenario]:
     """A fresh Temporal dev server on its own database file, the CI worker process, and the observers.
 
+    ``budget_s``: how long the test may take (``fault_test(budget_s)`` sets pytest's timeout after it); once spent
+    the test fails, saying what it was waiting for, and everything is stopped as after any other failure.
     ``flags``: the test's own view of the flag store (default: the embedded store of the scenario's data folder,
     the same file the CI worker uses); ``env``: settings for the CI worker and the sample workers on top of the
     defaults (embedded flag store, local worker sets, the secrets)."""
@@ -834,7 +872,15 @@ async def scenario(
     data = folder / "data"
     data.mkdir(parents=True, exist_ok=True)
     server = TemporalServer(data)
-    await server.start()
+    try:
+        await server.start()
+        settings = load_settings(data_dir=data, temporal_address=server.address)
+        client = await eventually(
+            lambda: connect(settings), timeout=60, what="Temporal to accept clients", not_yet=RESTARTING
+        )
+    except BaseException:
+        await server.close()
+        raise
     full_env = {
         **os.environ,
         "PYTHONPATH": os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")]).rstrip(os.pathsep),
@@ -846,8 +892,6 @@ async def scenario(
         **SECRETS.env(),
         **(env or {}),
     }
-    settings = load_settings(data_dir=data, temporal_address=server.address)
-    client = await connect(settings)
     store = flags if flags is not None else LocalFlagStore(data / "flags.sqlite3")
     t0 = time.monotonic()
     capture = Captured()
@@ -874,14 +918,20 @@ async def scenario(
         secrets=dict(secrets or SECRETS.values()),
     )
     try:
-        if start_ci_worker:  # the test starts the sample's workers meanwhile; the first deploy waits for it
-            since = datetime.now(UTC) - timedelta(seconds=1)
-            sc.ci_worker.start()
-            sc.ci_ready = asyncio.ensure_future(sc.ci_worker.wait_polling(client, since))
-            sc._tasks.append(sc.ci_ready)
-        sc.background(sc.timeline.run())
-        sc.background(sc.watch.run())
-        yield sc
+        async with asyncio.timeout(budget_s):
+            if start_ci_worker:  # the test starts the sample's workers meanwhile; the first deploy waits for it
+                since = datetime.now(UTC) - timedelta(seconds=1)
+                sc.ci_worker.start()
+                sc.ci_ready = asyncio.ensure_future(sc.ci_worker.wait_polling(client, since))
+                sc._tasks.append(sc.ci_ready)
+            sc.background(sc.timeline.run())
+            sc.background(sc.watch.run())
+            yield sc
+    except TimeoutError:
+        raise AssertionError(
+            f"the scenario used up its budget of {budget_s:.0f} s; marks {sc.marks}; "
+            f"last status: {sc.timeline.latest()}"
+        ) from None
     finally:
         await sc.close()
         await sc.ci_worker.stop()
@@ -959,19 +1009,19 @@ class PrivateUnleash:
 
 def measurement(
     sc: Scenario,
+    verdict: Verdict,
     *,
     fault: str,
     what_happened: str,
-    audit: Audit,
-    live_stopped: list[str],
-    leaks: list[Leak],
     fault_s: float | None,
     recover_s: float | None,
     recovered_when: str,
     complete_s: float | None,
-    outcome: str,
+    outcome: str | None = None,
     **extra: Any,
 ) -> dict[str, Any]:
+    """A row of the measurements table; ``outcome`` defaults to the phase of the run's only deployment."""
+    audit, leaks = verdict.audit, verdict.leaks
     return {
         "key": sc.key,
         "fault": fault,
@@ -981,14 +1031,14 @@ def measurement(
         "double_signals": len(audit.double_signalled),
         "migrated_runs": audit.migrated_runs,
         "finished_normally": audit.completed,
-        "live_workers_stopped": len(live_stopped),
+        "live_workers_stopped": len(verdict.live_stopped),
         "secret_occurrences": len(leaks),
         "scanned": sc.scanned,
         "fault_s": None if fault_s is None else round(fault_s, 1),
         "recover_s": None if recover_s is None else round(recover_s, 1),
         "recovered_when": recovered_when,
         "complete_after_fault_s": None if complete_s is None else round(complete_s, 1),
-        "outcome": outcome,
+        "outcome": verdict.record["phase"] if outcome is None else outcome,
         "trickle_start_failures": sc.trickle_failures,
         "scenario_s": round(sc.now(), 1),
         "marks": {k: round(v, 2) for k, v in sc.marks.items()},

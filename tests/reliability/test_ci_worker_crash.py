@@ -14,24 +14,26 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-import pytest
 from examples.subscription import task_queue
 from temporalio.api.enums.v1 import PendingActivityState
+from tests.conditions import eventually
 from tests.reliability.harness import (
     COUNT,
     FAST_STEPS,
+    RESTARTING,
     Report,
     Scenario,
+    fault_test,
     measurement,
     options,
     scenario,
-    wait_for,
 )
 from tests.reliability.harness import audit as audit_runs
 
 from diachronic.ci.contracts import Phase, migration_workflow_id
 
-pytestmark = [pytest.mark.reliability, pytest.mark.timeout(300 + COUNT)]
+BUDGET_S = 300.0 + COUNT
+pytestmark = fault_test(BUDGET_S)
 DOWN_S = 2.0
 FREEZE_AFTER_S = (0.02, 0.04, 0.01, 0.06, 0.03, 0.08)  # how long after a batch starts to look at it
 # The retried batch is the proof that matters: a signal sent twice (same request id) reaches the workflow once.
@@ -84,12 +86,8 @@ async def unrecorded_signals(sc: Scenario) -> set[str]:
 
 
 async def test_ci_worker_sigkill_mid_migration_then_restart(tmp_path: Path, reliability_report: Report) -> None:
-    async with scenario("ci_worker_sigkill", tmp_path) as sc:
-        await sc.start_workers({"v1": "v1", "v2": "v2"})
-        await sc.deploy("v1")
-        await sc.ci_result(120)
-        await sc.start_subscriptions(COUNT)
-        sc.background(sc.trickle())
+    async with scenario("ci_worker_sigkill", tmp_path, budget_s=BUDGET_S) as sc:
+        await sc.go_live("v1", {"v1": "v1", "v2": "v2"})
         cancelled = await sc.cancel_some()
 
         sc.mark("deploy")
@@ -109,7 +107,13 @@ async def test_ci_worker_sigkill_mid_migration_then_restart(tmp_path: Path, reli
         try:
             unrecorded: set[str] = set()
             for attempt in range(60):
-                await wait_for(lambda: batch_in_flight(sc), timeout=60, what="a migrate batch in flight", interval=0.01)
+                await eventually(
+                    lambda: batch_in_flight(sc),
+                    timeout=60,
+                    what="a migrate batch in flight",
+                    interval=0.01,
+                    not_yet=RESTARTING,
+                )
                 await asyncio.sleep(FREEZE_AFTER_S[attempt % len(FREEZE_AFTER_S)])
                 os.killpg(sc.ci_worker.pid, signal.SIGSTOP)
                 unrecorded = await unrecorded_signals(sc)
@@ -133,19 +137,18 @@ async def test_ci_worker_sigkill_mid_migration_then_restart(tmp_path: Path, reli
 
             # v1 stays frozen until a batch has reported each of them: they are still on the old queue, so the
             # migration must send their signals again (it cannot know the lost attempt had).
-            await wait_for(all_sent_again, timeout=120, what="the migration to signal those workflows again")
+            await eventually(
+                all_sent_again, timeout=120, what="the migration to signal those workflows again", not_yet=RESTARTING
+            )
             sc.mark("sent_again")
         finally:
             os.killpg(v1[0].pid, signal.SIGCONT)
 
         result = await sc.ci_result(240)
-        sc.mark("completed")
-        audit = await sc.audit("v2")
+        verdict = await sc.verdict(result, "v2")
+        audit, record = verdict.audit, verdict.record
         percents = await sc.rollout_percents()
-        live_stopped = sc.live_workers_stopped(audit, ["v2"])
-        leaks = await sc.scan()
         progress = sc.timeline.first_change_after(fault_end)
-        [record] = result["deployments"]
         # Each of them was sent again after the restart (a batch reports it now) and still holds one signal.
         reported = {run_id for result in await batch_results(sc, retried_only=False) for run_id in result["signalled"]}
         resent = unrecorded & reported
@@ -153,6 +156,7 @@ async def test_ci_worker_sigkill_mid_migration_then_restart(tmp_path: Path, reli
         reliability_report.add(
             measurement(
                 sc,
+                verdict,
                 fault="CI worker SIGKILLed mid-migration, restarted",
                 what_happened=(
                     f"killed pid {killed_pid} while a migrate batch had delivered {len(unrecorded)} signals it had "
@@ -162,9 +166,6 @@ async def test_ci_worker_sigkill_mid_migration_then_restart(tmp_path: Path, reli
                     f"dropped them: same request id); rollout steps {percents}; {audit.migrated_runs} runs migrated "
                     f"(diachronic's own counter: {record['migration']['signalled']}), v1 retired"
                 ),
-                audit=audit,
-                live_stopped=live_stopped,
-                leaks=leaks,
                 fault_s=fault_end - sc.marks["fault_start"],
                 recover_s=sc.marks["sent_again"] - fault_end,
                 recovered_when=(
@@ -174,20 +175,15 @@ async def test_ci_worker_sigkill_mid_migration_then_restart(tmp_path: Path, reli
                     else "the migration resumed: the lost batch retried after its 30 s heartbeat timeout"
                 ),
                 complete_s=sc.marks["completed"] - fault_end,
-                outcome=record["phase"],
                 cancelled=cancelled,
                 resent_signals_dropped=len(resent),
             )
         )
         assert record["phase"] == "completed", record
-        assert audit.lost == [], audit.lost
-        assert audit.double_signalled == [], audit.double_signalled
-        assert live_stopped == [], live_stopped
-        assert leaks == [], leaks
+        verdict.assert_nothing_lost()
         assert percents == [0, 10, 25, 50, 75, 100]
         assert resent == unrecorded, (unrecorded, resent)
         assert await retried_batches(sc), "the lost migrate_batch attempt was never retried"
         assert "v1" in sc.watch.stopped(), "the old version's worker was not stopped"
-        flags = await sc.flags.list_version_flags("subscription", include_archived=True)
-        assert [(f.info.version_id, f.archived) for f in flags] == [("v2", False), ("v1", True)]
+        assert await sc.flag_states() == [("v2", False), ("v1", True)]
         assert audit.workflows >= COUNT and audit.completed >= cancelled

@@ -18,25 +18,27 @@ from pathlib import Path
 
 import kmock
 import pytest
+from tests.conditions import eventually
 from tests.kmock_fixtures import DEPLOYMENTS, Cluster, running_cluster, write_kubeconfig
 from tests.reliability.harness import (
     COUNT,
+    RESTARTING,
     SECRETS,
     Report,
     Scenario,
+    fault_test,
     measurement,
     options,
     scenario,
-    wait_for,
 )
 
 from diachronic.ci.contracts import Phase
 from diachronic.k8s.manifests import worker_deployment
 from diachronic.workers import LABEL_VERSION, LABEL_WORKFLOW
 
+BUDGET_S = 300.0 + COUNT
 pytestmark = [
-    pytest.mark.reliability,
-    pytest.mark.timeout(300 + COUNT),
+    *fault_test(BUDGET_S),
     pytest.mark.filterwarnings("ignore:read_binary is deprecated:DeprecationWarning"),  # inside kmock
 ]
 STEPS = "25@0.5s,50@0.5s,100@0.5s"
@@ -116,14 +118,6 @@ def deleted_ones(cluster: Cluster, created: dict[str, tuple[str, str]]) -> set[s
     return {key for key, where in created.items() if where not in live}
 
 
-async def boot(sc: Scenario) -> None:
-    await sc.start_workers({"v1": "v1", "v2": "v2"})  # the pods: local processes (Kubernetes runs none here)
-    await sc.deploy("v1")
-    await sc.ci_result(120)
-    await sc.start_subscriptions(COUNT)
-    sc.background(sc.trickle())
-
-
 @contextlib.asynccontextmanager
 async def deploying_v2_under(
     name: str, tmp_path: Path, window: Window
@@ -134,8 +128,8 @@ async def deploying_v2_under(
         kubeconfig = write_kubeconfig(tmp_path / "kubeconfig-ci", cluster.url, token=SECRETS.kube_token)
         created = await populate(cluster)
         env = {"DIACHRONIC_WORKERS": "kubernetes", "DIACHRONIC_KUBECONFIG": str(kubeconfig)}
-        async with scenario(name, tmp_path, env=env) as sc:
-            await boot(sc)
+        async with scenario(name, tmp_path, budget_s=BUDGET_S, env=env) as sc:
+            await sc.go_live("v1", {"v1": "v1", "v2": "v2"})  # the pods: local processes (no Kubernetes runs here)
             cluster.api.fail(window)  # type: ignore[arg-type]  (duck-typed like kmock_fixtures._Failure)
             await sc.deploy("v2", options(STEPS, batch=max(COUNT // 5, 5)))
             yield cluster, created, sc
@@ -148,18 +142,16 @@ async def test_kubernetes_api_503_for_20_s_while_retiring(tmp_path: Path, reliab
         async def retiring() -> bool:
             return window.started is not None
 
-        await wait_for(retiring, timeout=180, what="the retirement to begin")
+        await eventually(retiring, timeout=180, what="the retirement to begin", not_yet=RESTARTING)
         assert window.started is not None
         fault_start = window.started - sc.t0
         sc.marks["fault_start"] = fault_start
         result = await sc.ci_result(240)
-        sc.mark("completed")
+        verdict = await sc.verdict(result, "v2")
         assert window.lifted is not None
         fault_end = window.lifted - sc.t0
         sc.marks["fault_end"] = fault_end
         deleted_at = window.first_ok("delete")
-        audit = await sc.audit("v2")
-        leaks = await sc.scan()
         deleted = deleted_ones(cluster, created)
         deletes = [s.where for s in window.seen if s.action == "delete" and not s.failed]
         shown = [
@@ -167,11 +159,12 @@ async def test_kubernetes_api_503_for_20_s_while_retiring(tmp_path: Path, reliab
             for s in sc.timeline.between(fault_start, fault_end)
             if s.status is not None and s.status.last_error
         ]
-        [record] = result["deployments"]
         wrong = deleted - {"v1", "v1-other-namespace"}
+        verdict.live_stopped += sorted(wrong)  # here the workers are Deployments: deleting a live one is the harm
         reliability_report.add(
             measurement(
                 sc,
+                verdict,
                 fault=f"Kubernetes API answers 503 for {OUTAGE_S:.0f} s while the old version is retired",
                 what_happened=(
                     f"{window.failures()} requests failed with 503 (each a retryable error, retried by "
@@ -179,28 +172,21 @@ async def test_kubernetes_api_503_for_20_s_while_retiring(tmp_path: Path, reliab
                     + (f"status showed {shown[0][:140]!r}; " if shown else "status showed no reason; ")
                     + f"afterwards deleted {sorted(deleted)} and nothing else"
                 ),
-                audit=audit,
-                live_stopped=sorted(wrong),
-                leaks=leaks,
                 fault_s=fault_end - fault_start,
                 recover_s=None if deleted_at is None else deleted_at - window.lifted,
                 recovered_when="the old version's Deployments are deleted",
                 complete_s=sc.marks["completed"] - fault_end,
-                outcome=record["phase"],
                 requests_failed=window.failures(),
                 deleted=sorted(deleted),
                 delete_requests=deletes,
             )
         )
-        assert record["phase"] == "completed", record
+        assert verdict.record["phase"] == "completed", verdict.record
         assert window.failures() >= 2, "the fault never hit the retirement"
         assert deleted == {"v1", "v1-other-namespace"}, deleted
-        assert audit.lost == [], audit.lost
-        assert audit.double_signalled == [], audit.double_signalled
-        assert leaks == [], leaks
+        verdict.assert_nothing_lost()
         assert sorted(deletes) == sorted(f"{created[k][0]}/{created[k][1]}" for k in ("v1", "v1-other-namespace"))
-        flags = await sc.flags.list_version_flags("subscription", include_archived=True)
-        assert [(f.info.version_id, f.archived) for f in flags] == [("v2", False), ("v1", True)]
+        assert await sc.flag_states() == [("v2", False), ("v1", True)]
 
 
 async def test_kubernetes_api_403_is_a_typed_reason_then_a_redeploy_finishes(
@@ -222,31 +208,27 @@ async def test_kubernetes_api_403_is_a_typed_reason_then_a_redeploy_finishes(
         redeploy = options(STEPS).model_copy(update={"redeploy": True})
         await sc.deploy("v2", redeploy)  # ... and redeploys the version (the newest live one: an explicit redeploy)
         result = await sc.ci_result(240)
-        sc.mark("completed")
+        verdict = await sc.verdict(result, "v2")
         deleted_at = window.first_ok("delete")
-        audit = await sc.audit("v2")
-        leaks = await sc.scan()
         deleted = deleted_ones(cluster, created)
-        [record] = result["deployments"]
         reason = failed.last_error or ""
         wrong = (deleted - {"v1", "v1-other-namespace"}) | deleted_while_forbidden
+        verdict.live_stopped += sorted(wrong)  # here the workers are Deployments: deleting a live one is the harm
         reliability_report.add(
             measurement(
                 sc,
+                verdict,
                 fault="Kubernetes API answers 403 (missing RBAC permission) while the old version is retired",
                 what_happened=(
                     f"not retried ({requests_while_forbidden} request); the deployment failed with "
                     f"{reason[:150]!r} in status; nothing deleted, the old flag kept; after the permission was "
                     f"granted, a redeploy of v2 rolled out from 100 % at once and deleted {sorted(deleted)}"
                 ),
-                audit=audit,
-                live_stopped=sorted(wrong),
-                leaks=leaks,
                 fault_s=fault_end - fault_start,
                 recover_s=None if deleted_at is None else deleted_at - sc.t0 - fault_end,
                 recovered_when="after the redeploy, the old version's Deployments are deleted",
                 complete_s=sc.marks["completed"] - fault_end,
-                outcome=f"failed with a typed reason, then {record['phase']} after a redeploy",
+                outcome=f"failed with a typed reason, then {verdict.record['phase']} after a redeploy",
                 deleted=sorted(deleted),
             )
         )
@@ -255,10 +237,7 @@ async def test_kubernetes_api_403_is_a_typed_reason_then_a_redeploy_finishes(
         assert requests_while_forbidden == 1, "a 403 must not be retried"
         assert deleted_while_forbidden == set()
         assert [(f.info.version_id, f.archived) for f in flags_while] == [("v2", False), ("v1", False)]
-        assert record["phase"] == "completed", record
+        assert verdict.record["phase"] == "completed", verdict.record
         assert deleted == {"v1", "v1-other-namespace"}, deleted
-        assert audit.lost == [], audit.lost
-        assert audit.double_signalled == [], audit.double_signalled
-        assert leaks == [], leaks
-        flags = await sc.flags.list_version_flags("subscription", include_archived=True)
-        assert [(f.info.version_id, f.archived) for f in flags] == [("v2", False), ("v1", True)]
+        verdict.assert_nothing_lost()
+        assert await sc.flag_states() == [("v2", False), ("v1", True)]

@@ -10,11 +10,9 @@ from temporalio.client import (
     Client,
     WithStartWorkflowOperation,
     WorkflowQueryFailedError,
-    WorkflowUpdateFailedError,
 )
 from temporalio.common import WorkflowIDConflictPolicy
-from temporalio.exceptions import ApplicationError
-from temporalio.service import RPCError, RPCStatusCode
+from temporalio.service import RPCError
 
 from diachronic.ci.contracts import (
     FINAL_PHASES,
@@ -34,7 +32,8 @@ from diachronic.ci.contracts import (
 )
 from diachronic.ci.workflow import CIWorkflow
 from diachronic.contracts import CI_WORKFLOW_TYPE, DEPLOY_SUCCESS_SIGNAL, DeployEvent, ci_workflow_id
-from diachronic.errors import BackendError, InvalidInput, NotFound
+from diachronic.errors import InvalidInput, NotFound
+from diachronic.temporal_errors import temporal_errors
 
 T = TypeVar("T")
 
@@ -42,19 +41,9 @@ _RACE_RETRIES = 3
 
 
 async def _translate(what: str, action: Callable[[], Awaitable[T]]) -> T:
-    """Temporal's errors, as ours: a refused control names why; a missing workflow is NotFound."""
-    try:
+    """Temporal's errors, as ours: a refused control is UpdateRejected in the CI's words; a missing run NotFound."""
+    async with temporal_errors(what):
         return await action()
-    except WorkflowUpdateFailedError as error:
-        cause = error.cause
-        message = cause.message if isinstance(cause, ApplicationError) else str(cause)
-        raise InvalidInput(message) from None
-    except RPCError as error:
-        if error.status == RPCStatusCode.NOT_FOUND or "already completed" in error.message:
-            raise NotFound(f"{what}: nothing is running") from None
-        raise BackendError(
-            f"{what}: Temporal answered {error.status.name if error.status else ''}: {error.message}"
-        ) from None
 
 
 async def deploy(

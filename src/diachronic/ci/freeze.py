@@ -25,7 +25,7 @@ with workflow.unsafe.imports_passed_through():
     from diachronic.ci.planner.freeze import ALL, Freeze, FreezeWindow
     from diachronic.contracts import Contract
     from diachronic.errors import InvalidInput, NotFound
-    from diachronic.signaler.errors import temporal_errors
+    from diachronic.temporal_errors import temporal_errors
 
 __all__ = [
     "FREEZE_WORKFLOW_TYPE",

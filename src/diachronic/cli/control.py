@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 from datetime import UTC, datetime
 from typing import Annotated, Any
 
@@ -12,11 +13,13 @@ from pydantic import ValidationError
 from diachronic.backends import open_flag_store, open_workers
 from diachronic.ci import client as ci
 from diachronic.ci.contracts import Control, DeployAck, DeployOptions
-from diachronic.ci.planner.schedule import format_steps, parse_steps
+from diachronic.ci.planner.deployment import DeploymentSnapshot, StartVerdict, plan_start
+from diachronic.ci.planner.schedule import default_steps, format_steps, parse_steps
 from diachronic.cli import Context, app
 from diachronic.cli.wait import TIMEOUT_OPTION, WAIT_OPTION, wait_and_exit, wait_timeout
 from diachronic.contracts import DeployEvent
 from diachronic.errors import DiachronicError
+from diachronic.flags import VersionFlag
 from diachronic.signaler import start_routed
 from diachronic.temporal import connect, resolve_connection, wait_for_poller
 from diachronic.versions import task_queue
@@ -95,7 +98,7 @@ def deploy(
     except (DiachronicError, ValidationError) as error:
         c.out.abort(f"invalid --steps/--poll: {error}")
 
-    async def run() -> DeployAck:
+    async def run() -> tuple[DeployAck, list[VersionFlag] | None]:
         client = await connect(c.settings)
         if worker_cmd:
             workers = open_workers(c.settings)
@@ -107,19 +110,54 @@ def deploy(
             await workers.start(workflow, version, worker_cmd, env=resolve_connection(c.settings).environment())
             await wait_for_poller(client, queue)
             c.out.info(f"worker polls {queue}")
-        return await ci.deploy(client, c.settings.ci_task_queue, event, options)
+        flags = await _read_flags(c, workflow)  # before the deployment registers its own flag
+        return await ci.deploy(client, c.settings.ci_task_queue, event, options), flags
 
     timeout_s = wait_timeout(c, timeout)
-    ack = c.run(run())
+    ack, flags = c.run(run())
     if ack.position is None:
         c.out.warn(f"{workflow} {version}: {ack.decision}, nothing new queued")
     else:
-        schedule = format_steps(options.steps) if options.steps else "10@60s steps to 100%"
-        c.out.success(f"{workflow} {version} queued (position {ack.position}); schedule {schedule}")
+        c.out.success(
+            f"{workflow} {version} queued (position {ack.position}): {what_will_happen(event, options, ack, flags)}"
+        )
     if wait:
         # A duplicate follows the deployment of this version already queued or running.
         event_time = event.event_time if ack.position is not None else None
         wait_and_exit(c, workflow, version_id=version, event_time=event_time, timeout_s=timeout_s)
+
+
+async def _read_flags(c: Context, workflow: str) -> list[VersionFlag] | None:
+    """The workflow's version flags, to say what the deployment will do; None when this command cannot read them."""
+    try:
+        store = open_flag_store(c.settings)
+        try:
+            return await store.list_version_flags(workflow)
+        finally:
+            await store.close()
+    except DiachronicError as error:
+        logging.getLogger(__name__).info("cannot read the flags of %s: %s", workflow, error.message)
+        return None
+
+
+def what_will_happen(
+    event: DeployEvent, options: DeployOptions, ack: DeployAck, flags: list[VersionFlag] | None
+) -> str:
+    """What the CI will do with this deployment, in the words of ``status``, from the flags it will read first."""
+    dark = "dark deploy (only isTest traffic until `diachronic continue`), then " if event.is_dark_deploy else ""
+    rollout = f"rollout, schedule {format_steps(options.steps or default_steps())}"
+    if ack.position is not None and ack.position > 1:
+        return f"after the {ack.position - 1} deployment(s) queued before it: {dark}{rollout}"
+    if flags is None:
+        return f"{dark}100% of new starts at once if it is the first version of {event.workflow_name}, else {rollout}"
+    # The CI checks its environment and the task queue's owners too: those refusals are its to say (in status).
+    snapshot = DeploymentSnapshot(event, tuple(flags), event.environment, redeploy=options.redeploy)
+    start = plan_start(snapshot)
+    if start.verdict is StartVerdict.DUPLICATE:
+        return f"{event.version_id} already is the newest live version: nothing to deploy (--redeploy deploys it again)"
+    if start.previous is None:
+        return f"{dark}the first version of {event.workflow_name}: 100% of new starts go to it at once"
+    return f"{dark}{rollout} from {start.previous.version_id}"
 
 
 def _control(name: str, help_text: str) -> None:

@@ -1,49 +1,39 @@
-"""``diachronic dev`` (embedded Temporal + CI worker) and ``diachronic worker`` (the CI worker alone)."""
+"""``diachronic dev`` (embedded Temporal + CI worker + HTTP app) and ``diachronic worker`` (the CI worker alone)."""
 
 from __future__ import annotations
 
-import asyncio
-import signal
-from typing import Annotated
+from typing import Annotated, Literal
 
 import typer
 
-from diachronic.ci.worker import serve
 from diachronic.cli import Context, app
+from diachronic.cli.serve import serve_until_signalled
 from diachronic.devserver import start_dev_server
 from diachronic.errors import DiachronicError
 from diachronic.settings import DEFAULT_TEMPORAL_PORT, Settings, load_settings
-
-
-async def _serve_until_signalled(settings: Settings, http_port: int = 0) -> None:
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(sig, stop.set)
-    if not http_port:
-        await serve(settings, stop)
-        return
-    from diachronic.http.server import serve_http  # FastAPI loads only where the HTTP app runs
-
-    try:
-        async with asyncio.TaskGroup() as group:  # one failing (e.g. the port is taken) stops the other
-            group.create_task(serve(settings, stop))
-            group.create_task(serve_http(settings, host="127.0.0.1", port=http_port, stop=stop, dev=True))
-    except* DiachronicError as errors:
-        raise errors.exceptions[0] from None
+from diachronic.workers.local import LocalWorkers
 
 
 @app.command()
 def dev(
     ctx: typer.Context,
     temporal_port: Annotated[int, typer.Option(help="Port of the embedded Temporal")] = DEFAULT_TEMPORAL_PORT,
-    flags: Annotated[str, typer.Option(help="Flag store: local (embedded) or unleash")] = "local",
+    flags: Annotated[
+        Literal["local", "unleash"],
+        typer.Option(envvar="DIACHRONIC_FLAGS", help="Flag store: local (embedded) or unleash"),
+    ] = "local",
     ui: Annotated[bool, typer.Option(help="Serve Temporal's Web UI")] = True,
     http_port: Annotated[
-        int, typer.Option(help="Port of the HTTP app (webhook, signaler) on 127.0.0.1; 0 = no HTTP app")
+        int,
+        typer.Option(
+            envvar="DIACHRONIC_HTTP_PORT",
+            help="Port of the HTTP app (dashboard, webhook, signaler) on 127.0.0.1; 0 = no HTTP app",
+        ),
     ] = 8080,
 ) -> None:
-    """Run everything on this machine: Temporal dev server, CI worker, embedded flag store, local workers."""
+    """Run everything on this machine: Temporal dev server, CI worker, embedded flag store, local workers.
+
+    Stopping it (Ctrl-C, SIGTERM) also stops the local workers of its data folder (`deploy --worker-cmd`)."""
     c: Context = ctx.obj
     try:  # waits until the frontend is healthy (not only its port open), with back-off, then one clear line
         server = start_dev_server(c.settings.data_dir, port=temporal_port, ui=ui)
@@ -51,10 +41,6 @@ def dev(
         c.out.abort(error.message)
     try:
         settings = load_settings(data_dir=c.settings.data_dir, flags=flags, **server.connection_settings())
-    except ValueError as error:
-        server.stop()
-        c.out.abort(f"invalid --flags: {error}")
-    try:
         c.out.success(f"Temporal: {server.address}")
         if ui:
             c.out.success(f"Web UI:   {server.ui_address}")
@@ -62,11 +48,26 @@ def dev(
         if http_port:
             c.out.success(f"dashboard: http://127.0.0.1:{http_port}/  (API: POST /webhooks/github, POST /instruction)")
         c.out.info(f"export DIACHRONIC_TEMPORAL_ADDRESS={server.address}")
-        c.out.info("Ctrl-C stops everything.")
-        c.run(_serve_until_signalled(settings, http_port))
+        c.out.info(f"Ctrl-C stops everything, the local workers of {settings.data_dir} included.")
+        http = ("127.0.0.1", http_port) if http_port else None
+        c.run(serve_until_signalled(settings, ci_worker=True, http=http, dev=True))
     finally:
+        _stop_local_workers(c, c.settings)  # the same data folder and worker backend as `settings`
         server.stop()
         c.out.info("stopped")
+
+
+def _stop_local_workers(c: Context, settings: Settings) -> None:
+    """The workers `deploy --worker-cmd` started against this Temporal: left running, they would only retry it."""
+    if settings.workers != "local":
+        return
+    try:
+        stopped = LocalWorkers(settings.workers_dir).stop_all_sync()
+    except DiachronicError as error:
+        c.out.warn(f"could not stop every local worker: {error.message}")
+        return
+    if stopped:
+        c.out.info(f"stopped local workers: {', '.join(stopped)}")
 
 
 @app.command()
@@ -75,4 +76,4 @@ def worker(ctx: typer.Context) -> None:
     c: Context = ctx.obj
     connection = c.connection()
     c.out.info(f"CI worker on {connection.describe()}, task queue {c.settings.ci_task_queue}")
-    c.run(_serve_until_signalled(c.settings))
+    c.run(serve_until_signalled(c.settings, ci_worker=True, http=None))

@@ -7,11 +7,11 @@ from typing import Annotated
 import typer
 
 from diachronic import __version__
-from diachronic.cli import Context, app
+from diachronic.cli import App, Context, app
 from diachronic.errors import InvalidInput
 from diachronic.k8s import manifests as m
 
-k8s_app = typer.Typer(
+k8s_app = App(
     name="k8s",
     help="Kubernetes manifests: diachronic itself in a cluster, and versioned worker Deployments.",
     no_args_is_help=True,
@@ -28,7 +28,7 @@ def manifests(
     temporal_namespace: Annotated[str, typer.Option(help="Temporal namespace")] = "default",
     unleash_url: Annotated[str, typer.Option(help="Unleash server URL")] = m.DEFAULT_UNLEASH_URL,
     unleash_environment: Annotated[
-        str | None, typer.Option(help="Unleash environment (that of the client token) [default: diachronic's]")
+        str | None, typer.Option(help="Unleash environment (that of the client token)", show_default="diachronic's")
     ] = None,
     workers_namespace: Annotated[
         str | None,

@@ -1,4 +1,7 @@
-"""All terminal output: messages to stderr, data to stdout; rich on a terminal, plain lines elsewhere."""
+"""All terminal output: messages to stderr, data to stdout; rich on a terminal, plain lines elsewhere.
+
+``verbosity`` (``-v`` minus ``-q``) gates the messages: below 0 no information, below -1 no warnings either;
+errors and data are always written."""
 
 from __future__ import annotations
 
@@ -12,7 +15,8 @@ from rich.console import Console
 
 
 class Output:
-    def __init__(self) -> None:
+    def __init__(self, verbosity: int = 0) -> None:
+        self.verbosity = verbosity
         self.err = Console(stderr=True, highlight=False, markup=False, emoji=False, soft_wrap=True)
         self.out = Console(highlight=False, markup=False, emoji=False, soft_wrap=True)
 
@@ -21,13 +25,16 @@ class Output:
         return self.err.is_terminal
 
     def info(self, message: str) -> None:
-        self.err.print(message)
+        if self.verbosity >= 0:
+            self.err.print(message)
 
     def success(self, message: str) -> None:
-        self.err.print(message, style="green")
+        if self.verbosity >= 0:
+            self.err.print(message, style="green")
 
     def warn(self, message: str) -> None:
-        self.err.print(message, style="yellow")
+        if self.verbosity >= -1:
+            self.err.print(message, style="yellow")
 
     def abort(self, message: str, code: int = 1) -> NoReturn:
         self.err.print(f"error: {message}", style="red")

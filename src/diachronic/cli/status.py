@@ -16,7 +16,7 @@ from temporalio.client import Client
 from diachronic.backends import open_flag_store, open_workers
 from diachronic.ci import client as ci
 from diachronic.ci.contracts import FINAL_PHASES, CIStatus
-from diachronic.cli import Context, app
+from diachronic.cli import App, Context, app
 from diachronic.cli.output import Output
 from diachronic.cli.wait import TIMEOUT_OPTION, WAIT_OPTION, wait_and_exit, wait_timeout
 from diachronic.flags.evaluation import general_percent
@@ -139,7 +139,7 @@ def status(
             c.out.data(line)
 
 
-flags_app = typer.Typer(help="Read and edit version flags (the embedded store; Unleash has its own UI).")
+flags_app = App(help="Read and edit version flags (the embedded store; Unleash has its own UI).")
 app.add_typer(flags_app, name="flags")
 
 

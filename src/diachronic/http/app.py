@@ -8,7 +8,6 @@ are added to the OpenAPI document from the same pydantic models that validate th
 
 from __future__ import annotations
 
-import hmac
 import logging
 from collections.abc import Callable
 from datetime import timedelta
@@ -16,22 +15,22 @@ from typing import Any, Literal
 
 from fastapi import FastAPI, Request
 from fastapi.openapi.utils import get_openapi
-from pydantic import BaseModel, TypeAdapter
-from pydantic_core import to_json
+from pydantic import TypeAdapter
 from starlette.responses import Response
 from temporalio.client import Client
 
 from diachronic.contracts import Contract, DeployEvent
 from diachronic.errors import BackendError, DiachronicError
 from diachronic.flags import FlagStore
+from diachronic.http.auth import BearerToken
 from diachronic.http.dashboard import install_dashboard
-from diachronic.http.errors import ErrorBody, Unauthorized, install_error_handlers
+from diachronic.http.errors import install_error_handlers
 from diachronic.http.limits import BodyLimit
 from diachronic.http.metrics import install_metrics
+from diachronic.http.responses import error_responses, json_response
 from diachronic.metrics import WEBHOOK_DELIVERIES
 from diachronic.settings import Settings
 from diachronic.signaler.client import Signaler
-from diachronic.signaler.errors import temporal_errors
 from diachronic.signaler.instructions import (
     BatchResult,
     SignalResult,
@@ -40,6 +39,7 @@ from diachronic.signaler.instructions import (
     instruction_adapter,
     parse_instruction,
 )
+from diachronic.temporal_errors import temporal_errors
 from diachronic.webhook.github import DeploymentStatusEvent, RepositoryMap
 from diachronic.webhook.receiver import GitHubReceiver, WebhookResult, send_deployment
 
@@ -59,26 +59,16 @@ class Health(Contract):
     signaler_auth: Literal["token", "none"]
 
 
-def _errors(*statuses: int) -> dict[int | str, dict[str, Any]]:
-    texts = {
-        400: "invalid request: `problems` names each bad field",
-        401: "missing or wrong credentials",
-        404: "workflow not found, or no enabled version to route to",
-        409: "a workflow with this id is already running",
-        413: "request body too large",
-        422: "the workflow rejected the update",
-        503: "Temporal, the flag store or the configuration is unavailable; retry later",
-        504: "the workflow did not answer the update in time",
-    }
-    return {status: {"model": ErrorBody, "description": texts[status]} for status in statuses}
-
-
-def _json(model: Contract | Any, status: int = 200) -> Response:
-    """Our models by alias (camelCase); an update's raw reply as it came (NaN/Infinity become null)."""
-    if isinstance(model, BaseModel):
-        content = model.model_dump_json(by_alias=True, exclude_none=True)
-        return Response(content, status_code=status, media_type="application/json")
-    return Response(to_json(model, inf_nan_mode="null"), status_code=status, media_type="application/json")
+_ERROR_TEXTS = {
+    400: "invalid request: `problems` names each bad field",
+    401: "missing or wrong credentials",
+    404: "workflow not found, or no enabled version to route to",
+    409: "a workflow with this id is already running",
+    413: "request body too large",
+    422: "the workflow rejected the update",
+    503: "Temporal, the flag store or the configuration is unavailable; retry later",
+    504: "the workflow did not answer the update in time",
+}
 
 
 def create_app(settings: Settings, client: Client, flags: FlagStore, *, dev: bool = False) -> FastAPI:
@@ -86,7 +76,7 @@ def create_app(settings: Settings, client: Client, flags: FlagStore, *, dev: boo
     instead of "refuse". The caller owns ``client`` and ``flags``; the app keeps no state of its own (any number of
     replicas can serve it: the CI recognises a GitHub delivery it took, see ``diachronic.webhook.receiver``)."""
     secret = settings.github_webhook_secret.get_secret_value() if settings.github_webhook_secret else ""
-    token = settings.signaler_token.get_secret_value().encode() if settings.signaler_token else b""
+    token = BearerToken(settings.signaler_token)
     signaler = Signaler(client, flags, update_timeout=timedelta(seconds=settings.signaler_update_timeout_s))
     ci_task_queue = settings.ci_task_queue
 
@@ -125,9 +115,9 @@ def create_app(settings: Settings, client: Client, flags: FlagStore, *, dev: boo
             status=temporal,
             temporal=temporal,
             webhook=webhook_mode,
-            signaler_auth="token" if token else "none",
+            signaler_auth="token" if token.required else "none",
         )
-        return _json(health, 200 if temporal == "ok" else 503)
+        return json_response(health, 200 if temporal == "ok" else 503, exclude_none=True)
 
     @app.post(
         "/webhooks/github",
@@ -135,7 +125,7 @@ def create_app(settings: Settings, client: Client, flags: FlagStore, *, dev: boo
         status_code=200,
         responses={
             202: {"model": WebhookResult, "description": "deployment sent to its CI (recorded by Temporal)"},
-            **_errors(400, 401, 413, 503),
+            **error_responses(_ERROR_TEXTS, 400, 401, 413, 503),
         },
     )
     async def github_webhook(request: Request) -> Response:
@@ -149,29 +139,27 @@ def create_app(settings: Settings, client: Client, flags: FlagStore, *, dev: boo
             WEBHOOK_DELIVERIES.labels(event=_event_label(event), result=error.name).inc()
             raise
         WEBHOOK_DELIVERIES.labels(event=_event_label(event), result=result.action).inc()
-        return _json(result, 202 if result.action == "started" else 200)
+        return json_response(result, 202 if result.action == "started" else 200, exclude_none=True)
 
     @app.post(
         "/instruction",
         responses={
             200: {"description": "the result of the action (an update answers the workflow's reply)"},
-            **_errors(400, 401, 404, 409, 413, 422, 503, 504),
+            **error_responses(_ERROR_TEXTS, 400, 401, 404, 409, 413, 422, 503, 504),
         },
     )
     async def instruction(request: Request) -> Response:
         """The original signaler's route: ``{action, args}`` with ``start``, ``signal``, ``signalWithStart``,
         ``signalBatch``, ``signalWithStartBatch``, ``update``, ``updateOrStart``. An empty ``taskQueue`` is
         chosen by the flags with the context ``{userId: workflowId, isTest}``."""
-        if token:
-            presented = request.headers.get("authorization", "")
-            scheme, _, credentials = presented.partition(" ")
-            if scheme.lower() != "bearer" or not hmac.compare_digest(credentials.strip().encode(), token):
-                raise Unauthorized("missing or wrong bearer token (Authorization: Bearer <DIACHRONIC_SIGNALER_TOKEN>)")
-        return _json(await signaler.execute(parse_instruction(await request.body())))
+        token.check(
+            request.headers, refusal="missing or wrong bearer token (Authorization: Bearer <DIACHRONIC_SIGNALER_TOKEN>)"
+        )
+        return json_response(await signaler.execute(parse_instruction(await request.body())), exclude_none=True)
 
     read_all = install_dashboard(app, settings, client, flags)  # the page at / and /api/workflows (docs/dashboard.md)
     install_metrics(app, read_all)  # GET /metrics (docs/pipeline.md)
-    app.openapi = _openapi(app, token_required=bool(token))  # type: ignore[method-assign]
+    app.openapi = _openapi(app, token_required=token.required)  # type: ignore[method-assign]
     return app
 
 

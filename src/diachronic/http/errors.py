@@ -15,8 +15,18 @@ from pydantic import BaseModel, Field
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.responses import JSONResponse, Response
 
-from diachronic.errors import BackendError, ConcurrentEdit, ConfigError, DiachronicError, InvalidInput, NotFound
-from diachronic.signaler.errors import AlreadyStarted, InvalidInstruction, TaskQueueNotFound, TimedOut, UpdateRejected
+from diachronic.errors import (
+    AlreadyStarted,
+    BackendError,
+    ConcurrentEdit,
+    ConfigError,
+    DiachronicError,
+    InvalidInput,
+    NotFound,
+    TimedOut,
+    UpdateRejected,
+)
+from diachronic.signaler.errors import InvalidInstruction, TaskQueueNotFound
 from diachronic.webhook.errors import BadSignature, PayloadError, WebhookDisabled
 
 __all__ = [

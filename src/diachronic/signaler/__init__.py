@@ -13,17 +13,10 @@ from typing import Any
 from temporalio.client import Client
 
 from diachronic.contracts import Contract, VersionInfo
-from diachronic.errors import InvalidInput
+from diachronic.errors import AlreadyStarted, InvalidInput, TimedOut, UpdateRejected
 from diachronic.flags import FlagStore
 from diachronic.signaler.client import DEFAULT_UPDATE_TIMEOUT, Signaler
-from diachronic.signaler.errors import (
-    AlreadyStarted,
-    InvalidInstruction,
-    TaskQueueNotFound,
-    TimedOut,
-    UpdateRejected,
-    temporal_errors,
-)
+from diachronic.signaler.errors import InvalidInstruction, TaskQueueNotFound
 from diachronic.signaler.instructions import (
     BatchFailure,
     BatchResult,
@@ -64,7 +57,6 @@ __all__ = [
     "parse_instruction",
     "route",
     "start_routed",
-    "temporal_errors",
 ]
 
 

@@ -20,7 +20,7 @@ from temporalio.common import WorkflowIDConflictPolicy
 from diachronic.contracts import Contract, VersionInfo
 from diachronic.errors import DiachronicError, InvalidInput
 from diachronic.flags import FlagStore
-from diachronic.signaler.errors import TaskQueueNotFound, temporal_errors
+from diachronic.signaler.errors import TaskQueueNotFound
 from diachronic.signaler.instructions import (
     BatchFailure,
     BatchResult,
@@ -42,6 +42,7 @@ from diachronic.signaler.instructions import (
     UpdateOrStartInstruction,
     parse_instruction,
 )
+from diachronic.temporal_errors import temporal_errors
 
 __all__ = ["DEFAULT_UPDATE_TIMEOUT", "Signaler"]
 

@@ -20,12 +20,12 @@ from temporalio.service import RPCError
 
 from diachronic.ci import client as ci
 from diachronic.ci.contracts import STATUS_QUERY, CIStatus, DrainState
-from diachronic.errors import DiachronicError
+from diachronic.errors import DiachronicError, TimedOut
 from diachronic.flags import FlagStore, VersionFlag
 from diachronic.flags.evaluation import general_percent
 from diachronic.http.dashboard.models import Routing, VersionView, WorkflowView
 from diachronic.http.dashboard.shares import Shares, has_dark_deploy, routing_shares
-from diachronic.signaler.errors import TimedOut, temporal_errors
+from diachronic.temporal_errors import temporal_errors
 
 __all__ = ["Coalesced", "read_names", "read_view"]
 

@@ -7,7 +7,6 @@ Reads are open; controls need ``Authorization: Bearer <DIACHRONIC_SIGNALER_TOKEN
 from __future__ import annotations
 
 import asyncio
-import hmac
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from datetime import UTC, datetime
@@ -16,7 +15,7 @@ from typing import Annotated, Any
 
 from fastapi import FastAPI, Path, Request
 from fastapi.staticfiles import StaticFiles
-from pydantic import BaseModel, ValidationError
+from pydantic import ValidationError
 from starlette.responses import Response
 from temporalio.client import Client
 
@@ -24,8 +23,9 @@ from diachronic.ci import client as ci
 from diachronic.ci.freeze import list_freezes
 from diachronic.ci.planner.freeze import Freeze, window_freezes
 from diachronic.contracts import MAX_NAME_LENGTH, NAME_PATTERN
-from diachronic.errors import DiachronicError, InvalidInput
+from diachronic.errors import DiachronicError, TimedOut
 from diachronic.flags import FlagStore
+from diachronic.http.auth import BearerToken
 from diachronic.http.dashboard.models import (
     ControlName,
     ControlRequest,
@@ -35,9 +35,10 @@ from diachronic.http.dashboard.models import (
     WorkflowView,
 )
 from diachronic.http.dashboard.reads import Coalesced, read_names, read_view
-from diachronic.http.errors import ErrorBody, Unauthorized
+from diachronic.http.responses import error_responses, json_response
 from diachronic.settings import Settings
-from diachronic.signaler.errors import InvalidInstruction, TimedOut, UpdateRejected, temporal_errors
+from diachronic.signaler.errors import InvalidInstruction
+from diachronic.temporal_errors import temporal_errors
 
 __all__ = ["CONTROL_TIMEOUT_S", "PAGE_HEADERS", "STATIC_DIR", "ReadAll", "install_dashboard"]
 
@@ -80,14 +81,6 @@ _TEXTS = {
 }
 
 
-def _errors(*statuses: int) -> dict[int | str, dict[str, Any]]:
-    return {status: {"model": ErrorBody, "description": _TEXTS[status]} for status in statuses}
-
-
-def _json(model: BaseModel) -> Response:
-    return Response(model.model_dump_json(by_alias=True), media_type="application/json")
-
-
 def _problems(error: ValidationError) -> InvalidInstruction:
     fields = [(".".join(str(p) for p in e["loc"]) or "body", e["msg"]) for e in error.errors()]
     return InvalidInstruction(fields)
@@ -100,7 +93,7 @@ ReadAll = Callable[[], Awaitable[tuple[list[WorkflowView], list[Unavailable]]]]
 def install_dashboard(app: FastAPI, settings: Settings, client: Client, flags: FlagStore) -> ReadAll:
     """Add the page, its files and ``/api/workflows...`` to ``app`` (the same app as the webhook and signaler);
     returns the reads behind ``GET /api/workflows``, for ``/metrics`` to share."""
-    token = settings.signaler_token.get_secret_value().encode() if settings.signaler_token else b""
+    token = BearerToken(settings.signaler_token)
     index = (STATIC_DIR / "index.html").read_bytes()
 
     async def view(name: str) -> WorkflowView:
@@ -165,7 +158,9 @@ def install_dashboard(app: FastAPI, settings: Settings, client: Client, flags: F
 
     app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
 
-    @app.get("/api/workflows", response_model=WorkflowList, responses=_errors(503, 504), tags=["dashboard"])
+    @app.get(
+        "/api/workflows", response_model=WorkflowList, responses=error_responses(_TEXTS, 503, 504), tags=["dashboard"]
+    )
     async def list_workflows() -> Response:
         """Every workflow with a CI: ``diachronic status --json`` (``workflows``), each with its versions and the
         share of new starts routed to each; workflows whose status cannot be read now are in ``unavailable``."""
@@ -173,15 +168,18 @@ def install_dashboard(app: FastAPI, settings: Settings, client: Client, flags: F
         answer = WorkflowList(
             workflows=workflows,
             unavailable=unavailable,
-            controls_need_token=bool(token),
+            controls_need_token=token.required,
             freezes=freezes,
             freezes_error=freezes_error,
             read_at=datetime.now(UTC),
         )
-        return _json(answer)
+        return json_response(answer)
 
     @app.get(
-        "/api/workflows/{name}", response_model=WorkflowView, responses=_errors(400, 404, 503, 504), tags=["dashboard"]
+        "/api/workflows/{name}",
+        response_model=WorkflowView,
+        responses=error_responses(_TEXTS, 400, 404, 503, 504),
+        tags=["dashboard"],
     )
     async def get_workflow(name: WorkflowName) -> Response:
         """One workflow: what ``diachronic status <name> --json`` prints, plus its versions from the flag store."""
@@ -190,15 +188,15 @@ def install_dashboard(app: FastAPI, settings: Settings, client: Client, flags: F
             raise TimedOut(f"status of {name}: no answer yet (is the CI worker running?)")
         if isinstance(result, DiachronicError):
             raise result
-        return _json(result)
+        return json_response(result)
 
-    security: dict[str, Any] = {"security": [{"bearerAuth": []}]} if token else {}
+    security: dict[str, Any] = {"security": [{"bearerAuth": []}]} if token.required else {}
     body_schema = ControlRequest.model_json_schema(by_alias=True)
 
     @app.post(
         "/api/workflows/{name}/controls/{control}",
         response_model=ControlResult,
-        responses=_errors(400, 401, 404, 413, 422, 503, 504),
+        responses=error_responses(_TEXTS, 400, 401, 404, 413, 422, 503, 504),
         tags=["dashboard"],
         openapi_extra={
             "requestBody": {"required": True, "content": {"application/json": {"schema": body_schema}}},
@@ -209,10 +207,9 @@ def install_dashboard(app: FastAPI, settings: Settings, client: Client, flags: F
         """Steer the current deployment as ``diachronic continue|cancel|pause|resume|promote|abort`` does. The CI
         checks the control first: one that does not fit the deployment's phase is refused (422) with its reason.
         Send ``Content-Type: application/json`` and ``{}`` or ``{"reason": "..."}``."""
-        if token:
-            scheme, _, credentials = request.headers.get("authorization", "").partition(" ")
-            if scheme.lower() != "bearer" or not hmac.compare_digest(credentials.strip().encode(), token):
-                raise Unauthorized("controls need the token: Authorization: Bearer <DIACHRONIC_SIGNALER_TOKEN>")
+        token.check(
+            request.headers, refusal="controls need the token: Authorization: Bearer <DIACHRONIC_SIGNALER_TOKEN>"
+        )
         # JSON only: a cross-site form or "simple" request cannot send it, so another site open in a browser on
         # the same network cannot steer a deployment through this route (CSRF) when no token is set.
         media_type = request.headers.get("content-type", "").partition(";")[0].strip().lower()
@@ -225,13 +222,9 @@ def install_dashboard(app: FastAPI, settings: Settings, client: Client, flags: F
             raise _problems(error) from None
         try:
             async with temporal_errors(f"{control} {name}"), asyncio.timeout(CONTROL_TIMEOUT_S):
-                message = await ci.control(client, name, control, body.reason)
-        except UpdateRejected:
-            raise
-        except InvalidInput as error:  # the CI's validator refused it: say so in its words
-            raise UpdateRejected(error.message) from None
+                message = await ci.control(client, name, control, body.reason)  # a refusal: UpdateRejected
         finally:
             views.invalidate(name)
-        return _json(ControlResult(workflow_name=name, control=control, message=message))
+        return json_response(ControlResult(workflow_name=name, control=control, message=message))
 
     return read_all
