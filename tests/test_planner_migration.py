@@ -75,6 +75,7 @@ def test_next_migration_action(eligible: int, running: int, action: MigrationAct
         (RetirePlan(RetireBlocker.ROUTED), MigrationAction.WAIT),
         (RetirePlan(RetireBlocker.RUNNING), MigrationAction.WAIT),
         (RetirePlan(RetireBlocker.DEPLOYING), MigrationAction.HAND_OFF),
+        (RetirePlan(RetireBlocker.DELAYED), MigrationAction.HAND_OFF),
     ],
     ids=[
         "nothing blocks: retire",
@@ -82,6 +83,7 @@ def test_next_migration_action(eligible: int, running: int, action: MigrationAct
         "the old version still takes traffic: wait",
         "a workflow arrived meanwhile: wait",
         "a deployment of the old version waits behind this one: hand over to a cleanup (waiting would never end)",
+        "the retire delay counts down: a cleanup waits it out, the CI's queue moves on",
     ],
 )
 def test_after_drain(plan: RetirePlan, action: MigrationAction) -> None:

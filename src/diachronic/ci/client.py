@@ -30,6 +30,7 @@ from diachronic.ci.contracts import (
     RolloutStatus,
     rollout_workflow_id,
 )
+from diachronic.ci.planner.retire import RetireBlocker
 from diachronic.ci.workflow import CIWorkflow
 from diachronic.contracts import CI_WORKFLOW_TYPE, DEPLOY_SUCCESS_SIGNAL, DeployEvent, ci_workflow_id
 from diachronic.errors import InvalidInput, NotFound
@@ -155,6 +156,7 @@ async def status(client: Client, workflow_name: str) -> CIStatus:
                 "steps": rollout.steps,
                 "paused": rollout.paused,
                 "rollout_history": rollout.history,
+                "rollout_frozen": rollout.frozen,
                 "last_error": ci.last_error or rollout.stop_detail,
             }
         drain_id = ci.drain_workflow_id
@@ -165,6 +167,11 @@ async def status(client: Client, workflow_name: str) -> CIStatus:
             )
             if drain.failure and not updates.get("last_error"):
                 updates["last_error"] = drain.failure
+        retiring = drain
+        if ci.cleanup_workflow_id and ci.cleanup_workflow_id != drain_id:  # a migration handed retiring over
+            retiring = await _query(client, ci.cleanup_workflow_id, STATUS_QUERY, DrainState)
+        if retiring is not None and retiring.waiting_for == RetireBlocker.DELAYED:
+            updates["retire_at"] = retiring.retire_at
     if ci.phase not in FINAL_PHASES and not updates.get("last_error", ci.last_error):
         children = [rollout_workflow_id(workflow_name), drain_id] if ci.phase is not Phase.PREPARING else []
         for workflow_id in [ci_workflow_id(workflow_name), *children]:

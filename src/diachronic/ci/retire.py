@@ -33,7 +33,7 @@ with workflow.unsafe.imports_passed_through():
         RetireInput,
     )
     from diachronic.ci.outbox import OUTBOX_SETTLE, PUBLISH_FOR, Outbox
-    from diachronic.ci.planner import retire
+    from diachronic.ci.planner import retire, retire_delay
     from diachronic.ci.planner.notifications import Progress, notifications
     from diachronic.ci.steps import history_is_long, run_step
     from diachronic.workers import WorkerSet
@@ -98,7 +98,8 @@ class Drainer:
         """Observe, right before retiring, what the retire rule needs; its plan, and the old version's worker sets.
 
         The worker sets and the versions the CI is deploying (a list of the cluster, a query of the CI) are read
-        only once everything else lets the workers go, and the rule is asked again with them."""
+        only once everything else lets the workers go, and the rule is asked again with them; then the retire
+        delay's countdown (``planner.retire_delay``) holds the plan until it runs out."""
         self.outbox.start()  # what a previous run left goes out first
         old = self.input.from_version
         running = await self.step(CIActivities.count_running, CountRunningInput(task_queue=old.task_queue))
@@ -113,6 +114,14 @@ class Drainer:
             deploying = tuple(found.deploying_versions)
             plan = retire.plan_retire(dataclasses.replace(snapshot, deploying=deploying))
             worker_sets = list(found.worker_sets)
+        countdown = retire_delay.count_down(
+            workflow.now(),
+            delay=timedelta(seconds=self.input.retire_delay_s),
+            ready=plan.delete_workers,
+            ready_since=self.state.ready_since,
+        )
+        self.state.ready_since, self.state.retire_at = countdown.ready_since, countdown.retire_at
+        plan = retire_delay.hold_while_counting(plan, countdown)
         self.state.waiting_for = plan.blocker.value if plan.blocker else None
         self._tell(drained=self.state.drained or retire.migration_done(snapshot, plan), retired=self.state.retired)
         return plan, worker_sets

@@ -67,11 +67,11 @@ with workflow.unsafe.imports_passed_through():
         migration_workflow_id,
         rollout_workflow_id,
     )
-    from diachronic.ci.freeze import FreezeActivities, ReadFreezesInput
+    from diachronic.ci.freeze import freeze_in_force
     from diachronic.ci.migration import MigrationWorkflow
     from diachronic.ci.outbox import OUTBOX_SETTLE, Outbox
     from diachronic.ci.planner import deploy, deployment, rollout
-    from diachronic.ci.planner.freeze import Freeze, active_freeze, freeze_gate
+    from diachronic.ci.planner.freeze import Freeze, freeze_gate
     from diachronic.ci.planner.notifications import Progress, notifications
     from diachronic.ci.planner.schedule import MAX_PERCENT, default_steps
     from diachronic.ci.rollout import FlagSteps, RolloutWorkflow, StepRunner
@@ -94,7 +94,6 @@ CLEANUP_POLL_S = 10.0
 ROLLOUT_POLL_S = 1.0
 MIGRATION_POLL_S = 2.0
 CHILD_HISTORY = 2000
-FREEZE_READ_BUDGET_S = 600.0  # reading the freezes may keep failing this long; then the deployment is not held
 
 AnyChild = workflow.ChildWorkflowHandle[Any, Any]
 
@@ -352,18 +351,9 @@ class CIWorkflow:
     async def _wait_for_thaw(self, request: DeployRequest) -> Freeze | None:
         """A freeze holds the next deployment in the queue (``status`` says why and until when); returns the freeze
         a forced deployment goes through. Freezes that cannot be read do not hold anything (logged)."""
-        name = request.event.workflow_name
         while True:
-            try:
-                reading = await run_step(
-                    FreezeActivities.read_freezes, ReadFreezesInput(workflow_name=name), budget_s=FREEZE_READ_BUDGET_S
-                )
-            except ApplicationError as error:
-                workflow.logger.warning("the freezes of %s cannot be read (%s): not held", name, error.message)
-                self.state.frozen = None
-                return None
+            in_force = await freeze_in_force(request.event.workflow_name)
             now = workflow.now()
-            in_force = active_freeze(now, name, reading.freezes, reading.windows)
             verdict = freeze_gate(now, in_force, force_reason=request.options.force_reason)
             self.state.frozen = verdict.hold
             if verdict.hold is None:
@@ -528,6 +518,7 @@ class CIWorkflow:
                     continue_as_new_after=can_after,
                     step_timeout_s=_budget(record),
                     report=self._facts(record),
+                    force_reason=options.force_reason,
                 )
             ),
             id=rollout_workflow_id(name),
@@ -550,6 +541,7 @@ class CIWorkflow:
                             continue_as_new_after=can_after,
                             step_timeout_s=_budget(record),
                             report=self._facts(record),
+                            retire_delay_s=options.retire_delay_s or 0,
                         )
                     ),
                     id=migration_workflow_id(name),
@@ -579,6 +571,7 @@ class CIWorkflow:
                 self.outbox.add(result.unpublished)  # what the child could not publish before it ended
                 if isinstance(result, RolloutResult):
                     record.rollout = result.model_copy(update={"unpublished": []})
+                    record.overrode_freeze = record.overrode_freeze or result.overrode_freeze
                 else:
                     record.migration = result.model_copy(update={"unpublished": []})
         end = plan.end or DeploymentEnd()
@@ -615,6 +608,7 @@ class CIWorkflow:
                         step_timeout_s=_budget(record),
                         report=self._facts(record),
                         ended=ended,
+                        retire_delay_s=options.retire_delay_s or 0,
                     )
                 ),
                 id=child_id,

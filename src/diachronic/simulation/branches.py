@@ -60,7 +60,8 @@ DECISIONS: dict[str, Decision] = {
             Phase.ABORTED,
         ),
     ),
-    "plan_rollout": Decision(rollout, tuple(rollout.RolloutAction)),
+    # HOLD needs a freeze in force, which the simulation's world does not have yet (tests/test_planner_rollout.py).
+    "plan_rollout": Decision(rollout, tuple(a for a in rollout.RolloutAction if a is not rollout.RolloutAction.HOLD)),
     "check_traffic": Decision(rollout, (*rollout.RolloutStopReason, None)),  # None: as the automation left it
     "next_migration_action": Decision(
         migration,
@@ -70,7 +71,10 @@ DECISIONS: dict[str, Decision] = {
         migration,
         (migration.MigrationAction.RETIRE, migration.MigrationAction.WAIT, migration.MigrationAction.HAND_OFF),
     ),
-    "plan_retire": Decision(retire, (*retire.RetireBlocker, *retire.RetireAction)),
+    # DELAYED is the retire delay's answer (planner.retire_delay), never the retire rule's.
+    "plan_retire": Decision(
+        retire, (*(b for b in retire.RetireBlocker if b is not retire.RetireBlocker.DELAYED), *retire.RetireAction)
+    ),
 }
 """The decision functions, by name (each is unique across the planner's modules)."""
 

@@ -276,6 +276,7 @@ async def flag_archived_then_cancel(sim: Sim) -> None:
     await sim.deploy("v2", steps="50@60s,100@1h")
     await sim.until("the rollout reached 50 %", lambda: sim.world.percent("v2") == 50)
     sim.world.hand_archive("v2")
+    await sim.until("the rollout stopped", _rollout_stopped(sim))  # its poll and the migration's are not in step
 
     async def v1_kept_as_newest() -> bool:
         state = await sim.migration()

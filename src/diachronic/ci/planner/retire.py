@@ -34,6 +34,7 @@ class RetireBlocker(StrEnum):
     ROUTED = "the old version still receives routed traffic"
     NEWEST = "the old version is the newest version"
     DEPLOYING = "a deployment of the old version is queued or in progress"
+    DELAYED = "the retire delay runs: the old workers stay until it ends"
 
 
 class RetireAction(StrEnum):
