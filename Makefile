@@ -53,6 +53,15 @@ bench: install
 	$(BIN)/python bench/migration.py
 	$(BIN)/python bench/signaler.py
 
+# The migration at production scale (docs/benchmarks.md): each size on a fresh in-memory dev server, then N = 2000
+# on a dev server with a database file, signals sent with the workers stopped (the CI's own rate against Temporal's
+# batch signal). It takes more than an hour: run it on a quiet machine.
+.PHONY: bench-scale
+SCALE_SIZES ?= 2000,10000,50000,100000
+bench-scale: install
+	$(BIN)/python bench/scale.py --sizes $(SCALE_SIZES)
+	$(BIN)/python bench/scale.py --sizes 2000 --db-file --signals-alone
+
 clean:
 	-@$(UNLEASH) stop
 	rm -rf $(VENV) .diachronic .pytest_cache .mypy_cache .ruff_cache

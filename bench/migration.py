@@ -19,6 +19,9 @@ import time
 from datetime import UTC, datetime
 from pathlib import Path
 
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from bench.support import ROOT, batch_signal, deploy_event, log, read_histories
 from temporalio.api.enums.v1 import EventType
 from temporalio.client import Client
 
@@ -26,29 +29,14 @@ from diachronic.ci import client as ci
 from diachronic.ci.contracts import DeployOptions
 from diachronic.ci.planner.schedule import parse_steps
 from diachronic.ci.worker import serve
-from diachronic.contracts import MIGRATE_SIGNAL, DeployEvent, ci_workflow_id
+from diachronic.contracts import MIGRATE_SIGNAL, ci_workflow_id
 from diachronic.devserver import PORT_OFFSETS, free_port, start_dev_server, stop_process
 from diachronic.flags.local import LocalFlagStore
-from diachronic.settings import load_settings, venv_binary
+from diachronic.settings import load_settings
 from diachronic.temporal import connect
 
-ROOT = Path(__file__).resolve().parent.parent
 CONCURRENCY = 50
 CI_QUEUE = "bench-ci"
-
-
-def log(message: str) -> None:
-    print(message, file=sys.stderr, flush=True)
-
-
-def deploy_event(workflow: str, version: str) -> DeployEvent:
-    return DeployEvent(
-        workflow_name=workflow,
-        version_id=version,
-        sha=version,
-        environment="development",  # the environment the CI harness serves
-        event_time=datetime.now(UTC),
-    )
 
 
 async def start_many(client: Client, workflow_type: str, queue: str, count: int) -> dict[str, str]:
@@ -86,79 +74,23 @@ async def bare_loop(client: Client, runs: dict[str, str], new_queue: str) -> flo
     return len(runs) / (time.monotonic() - began)
 
 
-def batch_signal(address: str, old_queue: str, new_queue: str, count: int) -> float:
-    """Temporal's own server-side batch signal, at its default rate."""
-    temporal = str(venv_binary("temporal"))
-    out = subprocess.run(
-        [
-            temporal,
-            "workflow",
-            "signal",
-            "--address",
-            address,
-            "--query",
-            f'TaskQueue="{old_queue}" AND ExecutionStatus="Running"',
-            "--name",
-            MIGRATE_SIGNAL,
-            "--input",
-            json.dumps({"taskQueue": new_queue}),
-            "--reason",
-            "bench",
-            "--yes",
-            "-o",
-            "json",
-        ],
-        check=True,
-        capture_output=True,
-        text=True,
-    ).stdout
-    job_id = json.loads(out)["batchJobId"]
-    while True:
-        time.sleep(0.5)
-        answer = subprocess.run(
-            [temporal, "batch", "describe", "--address", address, "--job-id", job_id, "-o", "json"],
-            capture_output=True,
-            text=True,
-        )
-        if answer.returncode != 0:  # the job is not visible yet
-            continue
-        described = json.loads(answer.stdout)
-        if described.get("closeTime") and int(described.get("completeOperationCount", 0)) >= count:
-            break
-    started = datetime.fromisoformat(described["startTime"].replace("Z", "+00:00"))
-    closed = datetime.fromisoformat(described["closeTime"].replace("Z", "+00:00"))
-    return int(described["completeOperationCount"]) / (closed - started).total_seconds()
-
-
 async def migration_numbers(client: Client, workflow: str, old_queue: str) -> tuple[float, int, float]:
-    """From the migration workflow's own history: signals/s over the batches that signalled, and how long after
+    """From the migration workflow's own history: signals/s over the sweep calls that signalled, and how long after
     the last old workflow left the old queue the cleanup (finding the old workers) started."""
-    history = await client.get_workflow_handle(f"migration.{workflow}").fetch_history()
-    scheduled: dict[int, str] = {}
-    started_at: dict[int, datetime] = {}
-    spans: list[tuple[datetime, datetime, int]] = []
-    cleanup_at: datetime | None = None
-    for event in history.events:
-        when = event.event_time.ToDatetime(tzinfo=UTC)
-        if event.event_type == EventType.EVENT_TYPE_ACTIVITY_TASK_SCHEDULED:
-            name = event.activity_task_scheduled_event_attributes.activity_type.name
-            scheduled[event.event_id] = name
-            if name == "find_workers" and cleanup_at is None:
-                cleanup_at = when
-        elif event.event_type == EventType.EVENT_TYPE_ACTIVITY_TASK_STARTED:
-            started_at[event.activity_task_started_event_attributes.scheduled_event_id] = when
-        elif event.event_type == EventType.EVENT_TYPE_ACTIVITY_TASK_COMPLETED:
-            attrs = event.activity_task_completed_event_attributes
-            if scheduled.get(attrs.scheduled_event_id) == "migrate_batch":
-                result = json.loads(attrs.result.payloads[0].data)
-                if result["signalled"]:
-                    spans.append((started_at[attrs.scheduled_event_id], when, len(result["signalled"])))
-    signals = sum(n for _, _, n in spans)
-    seconds = (spans[-1][1] - spans[0][0]).total_seconds()
+    histories = await read_histories(client, [f"migration.{workflow}"])
+    spans = [call for call in histories.sweeps if call.progress.signalled]
+    signals = sum(call.progress.signalled for call in spans)
+    seconds = (spans[-1].completed - spans[0].started).total_seconds()
+    cleanup_at = min(
+        event.event_time.ToDatetime(tzinfo=UTC)
+        for events in histories.events.values()
+        for event in events
+        if event.event_type == EventType.EVENT_TYPE_ACTIVITY_TASK_SCHEDULED
+        and event.activity_task_scheduled_event_attributes.activity_type.name == "find_workers"
+    )
     last_left = max(
         [e.close_time async for e in client.list_workflows(f'TaskQueue="{old_queue}"') if e.close_time is not None]
     )
-    assert cleanup_at is not None
     return signals / seconds, signals, (cleanup_at - last_left).total_seconds()
 
 

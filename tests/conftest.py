@@ -24,9 +24,11 @@ from diachronic.settings import venv_binary
 pytest_plugins = ["tests.processes", "pytester", "tests.unleash_engine", "tests.unleash_fixtures"]
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture
 async def time_env() -> AsyncIterator[WorkflowEnvironment]:
-    """The Java test server: time skips whenever every workflow waits on a timer. No visibility."""
+    """The Java test server: time skips whenever every workflow waits on a timer. No visibility. One per test (it
+    starts in a fraction of a second): an activity or child an earlier test left in flight holds the server's
+    time-skipping lock, and a later test's virtual hour would then pass at wall speed."""
     env = await WorkflowEnvironment.start_time_skipping(
         test_server_existing_path=str(venv_binary("temporal-test-server")),
         data_converter=pydantic_data_converter,

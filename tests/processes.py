@@ -89,9 +89,18 @@ def _running(child: Child) -> bool:
     return False
 
 
+# multiprocessing's resource tracker: started by the interpreter the first time a test uses a spawn context's
+# semaphores, it serves this pytest process until it exits (stopping it would break the next test that needs it).
+_INTERPRETER_HELPERS = ("from multiprocessing.resource_tracker import main",)
+
+
+def _interpreter_helper(child: Child) -> bool:
+    return any(helper in child.command for helper in _INTERPRETER_HELPERS)
+
+
 def stop_leftovers(before: set[Child]) -> list[Child]:
     """Stop the children started since ``before`` (SIGTERM, SIGKILL after a grace period); returns them."""
-    leftovers = sorted(children() - before, key=lambda c: c.pid)
+    leftovers = sorted((c for c in children() - before if not _interpreter_helper(c)), key=lambda c: c.pid)
     for child in leftovers:
         _signal(child, signal.SIGTERM)
     deadline = time.monotonic() + STOP_GRACE_S

@@ -10,7 +10,7 @@ from typing import Any, TypeVar
 import pytest
 from examples.subscription import WORKFLOW_NAME, task_queue
 from examples.subscription.shared import ChangePlan, SubscriptionResult, SubscriptionStart, add_months, renewal_due
-from examples.subscription.v2 import discount_for, from_v1
+from examples.subscription.state_v2 import discount_for, from_v1
 from examples.subscription.worker import WORKFLOWS, build_worker
 from temporalio.client import Client, WorkflowHandle
 from temporalio.contrib.pydantic import pydantic_data_converter

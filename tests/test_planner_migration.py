@@ -1,70 +1,160 @@
 """Migration's decisions (``planner.migration``): eligibility (the one rule the activity and the simulation share),
-what to do next, and what to do once the old queue drained."""
+the routing summaries the sweeps' pacing uses, and what to do once the old queue drained."""
 
 from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
 
 import pytest
 from tests.planner_factories import WORKFLOW, flag
 
 from diachronic.ci.planner import migration
-from diachronic.ci.planner.migration import MigrationAction, MigrationSelection, RunOnQueue
+from diachronic.ci.planner.migration import Coverage, MigrationAction, RunOnQueue
 from diachronic.ci.planner.retire import RetireBlocker, RetirePlan
-from diachronic.flags import VersionFlag
-from diachronic.flags.evaluation import choose
+from diachronic.flags import Constraint, FlagStrategy, VersionFlag
+from diachronic.flags.evaluation import DARK_DEPLOY_CONSTRAINT, bucket, default_strategies
 
-NEW_QUEUE = f"{WORKFLOW}-v2"
-
-
-def runs(count: int, workflow_type: str = WORKFLOW) -> list[RunOnQueue]:
-    return [RunOnQueue(f"{workflow_type}-{i}", f"run-{workflow_type}-{i}", workflow_type) for i in range(count)]
+V1 = flag(0, "v1", 100)
+T0 = datetime(2026, 1, 1, tzinfo=UTC)
+RUNS = [RunOnQueue(f"{WORKFLOW}-{i}", f"run-{i}", WORKFLOW, T0 + timedelta(seconds=i)) for i in range(200)]
 
 
-def select(
-    on_queue: list[RunOnQueue], flags: list[VersionFlag], *, already: list[str] | None = None, batch: int = 100
-) -> MigrationSelection:
+def half(seq: int = 1, version: str = "v2") -> VersionFlag:
+    return flag(seq, version, 50)
+
+
+def select(flags: list[VersionFlag], covered: Coverage | None = None, *, recheck: bool = False) -> migration.Selection:
     return migration.select_runs(
-        on_queue,
-        flags,
-        workflow_name=WORKFLOW,
-        to_task_queue=NEW_QUEUE,
-        already_signalled=already or [],
-        batch_size=batch,
+        RUNS, flags, workflow_name=WORKFLOW, to_task_queue="wf-v2", covered=covered, recheck=recheck
     )
 
 
-def test_every_run_is_eligible_once_the_new_version_routes_everything() -> None:
-    chosen = select(runs(5), [flag(1, "v2"), flag(0, "v1")])
-    assert chosen == MigrationSelection(batch=tuple(runs(5)), eligible=5, left=0, still_signalled=())
+def test_select_runs_keeps_the_runs_the_flags_route_to_the_new_queue_in_page_order() -> None:
+    v2 = half()
+    chosen = select([V1, v2])
+    expected = [r for r in RUNS if bucket(v2.info.flag_name, r.workflow_id) <= 50]
+    assert chosen == migration.Selection(first=expected, again=[], skipped=0)
+    assert chosen.runs == expected and chosen.eligible == len(expected) and 0 < len(expected) < len(RUNS)
 
 
-def test_only_runs_the_flags_route_to_the_new_version_are_eligible_exactly_as_unleash_routes_them() -> None:
-    flags = [flag(1, "v2", 30), flag(0, "v1")]
-    on_queue = runs(200)
-    routed = [r for r in on_queue if (c := choose(flags, r.workflow_id, False)) and c.info.task_queue == NEW_QUEUE]
-    chosen = select(on_queue, flags)
-    assert chosen.batch == tuple(routed) and chosen.eligible == len(routed) and 30 < len(routed) < 90
+def test_select_runs_skips_other_workflow_types_on_the_queue() -> None:
+    v2 = flag(1, "v2", 100)
+    other = RunOnQueue("other-1", "run-x", "other", T0)
+    chosen = migration.select_runs([other, *RUNS[:3]], [v2, V1], workflow_name=WORKFLOW, to_task_queue="wf-v2")
+    assert chosen.runs == RUNS[:3]
 
 
-def test_other_workflow_types_on_the_queue_are_never_signalled() -> None:
-    chosen = select([*runs(2), *runs(3, "helper")], [flag(1, "v2"), flag(0, "v1")])
-    assert [r.workflow_type for r in chosen.batch] == [WORKFLOW, WORKFLOW] and chosen.eligible == 2
+def test_select_runs_orders_the_flags_itself_newest_wins() -> None:
+    assert select([flag(1, "v2", 100), flag(2, "v3", 100), V1]).eligible == 0
 
 
-def test_a_batch_is_bounded_and_runs_signalled_before_are_not_signalled_again() -> None:
-    on_queue = runs(10)
-    chosen = select(on_queue, [flag(1, "v2"), flag(0, "v1")], already=["run-wf-0", "run-wf-1", "gone"], batch=3)
-    assert chosen == MigrationSelection(
-        batch=tuple(on_queue[2:5]), eligible=10, left=5, still_signalled=("run-wf-0", "run-wf-1")
-    )
+AT_20, AT_50 = flag(1, "v2", 20), flag(1, "v2", 50)
+NAME = AT_50.info.flag_name  # one groupId: the buckets under 20 % are within those under 50 %
+COVERED = Coverage(flags=[V1, AT_20], before=T0 + timedelta(seconds=100))
+
+
+def routed(run: RunOnQueue, percent: int) -> bool:
+    return bucket(NAME, run.workflow_id) <= percent
+
+
+def test_select_runs_skips_what_an_earlier_clean_sweep_certainly_signalled() -> None:
+    chosen = select([V1, AT_50], COVERED)
+    certain = COVERED.certain  # the sweep began at 100 s; runs of the 3 s before it may have been missing
+
+    assert chosen.first == [r for r in RUNS if routed(r, 50) and not (routed(r, 20) and r.started < COVERED.before)]
+    assert chosen.again == [r for r in RUNS if routed(r, 20) and certain <= r.started < COVERED.before]
+    assert chosen.skipped == len([r for r in RUNS if routed(r, 20) and r.started < certain])
+    assert chosen.eligible == len([r for r in RUNS if routed(r, 50)])
+    assert chosen.again and chosen.skipped and any(routed(r, 20) for r in chosen.first)
+
+
+def test_a_recheck_signals_again_what_coverage_skips() -> None:
+    chosen = select([V1, AT_50], COVERED, recheck=True)
+    assert chosen.skipped == 0
+    assert chosen.again == [r for r in RUNS if routed(r, 20) and r.started < COVERED.before]
+
+
+def test_the_routing_key_changes_with_what_routes_and_not_with_the_order_or_strategy_ids() -> None:
+    v2 = half()
+    key = migration.routing_key([V1, v2])
+    assert migration.routing_key([v2, V1]) == key
+    renumbered = v2.model_copy(update={"strategies": [s.model_copy(update={"id": "x9"}) for s in v2.strategies]})
+    assert migration.routing_key([V1, renumbered]) == key
+    assert migration.routing_key([V1, flag(1, "v2", 60)]) != key
+    assert migration.routing_key([V1, half().model_copy(update={"enabled": False})]) != key
+    assert migration.routing_key([V1, v2.model_copy(update={"archived": True})]) == migration.routing_key([V1])
+
+
+def strategies_at(percent: int, *, flag_name: str = "f") -> list[FlagStrategy]:
+    return default_strategies(flag_name, general_percent=percent)
 
 
 @pytest.mark.parametrize(
-    ("eligible", "running", "action"),
-    [(5, 10, MigrationAction.SIGNAL_MORE), (0, 10, MigrationAction.WAIT), (0, 0, MigrationAction.RETIRE)],
-    ids=["more to signal: at once", "waiting for the rest to leave", "drained: try to retire"],
+    ("flags", "routes"),
+    [
+        ([V1, flag(1, "v2", 0)], False),
+        ([V1, flag(1, "v2", 1)], True),
+        ([V1], False),
+        ([V1, flag(1, "v2", 30, enabled=False)], False),
+        ([V1, flag(1, "v2", 30, archived=True)], False),
+        ([V1, flag(1, "v2", None)], True),
+        ([V1, half().model_copy(update={"strategies": strategies_at(0)})], False),
+        ([V1, half().model_copy(update={"strategies": strategies_at(5)})], True),
+        (
+            [
+                V1,
+                half().model_copy(
+                    update={"strategies": [FlagStrategy(name="default", constraints=[DARK_DEPLOY_CONSTRAINT])]}
+                ),
+            ],
+            False,
+        ),
+        (
+            [
+                V1,
+                half().model_copy(
+                    update={
+                        "strategies": [
+                            FlagStrategy(
+                                name="default",
+                                constraints=[Constraint(context_name="isTest", operator="IN", values=["false"])],
+                            )
+                        ]
+                    }
+                ),
+            ],
+            True,
+        ),
+        ([V1, half().model_copy(update={"strategies": [FlagStrategy(name="gradualRolloutUserId")]})], False),
+        (
+            [
+                V1,
+                half().model_copy(
+                    update={"strategies": [s.model_copy(update={"disabled": True}) for s in strategies_at(0)]}
+                ),
+            ],
+            True,
+        ),
+    ],
+    ids=[
+        "new version at 0 %",
+        "new version at 1 %",
+        "no flag of the new version",
+        "new version disabled",
+        "new version archived",
+        "no strategy at all: on for everyone",
+        "dark deploy strategy only, general at 0 %",
+        "general at 5 %",
+        "a default strategy for test traffic only",
+        "a default strategy for isTest false",
+        "a strategy Unleash never matches here",
+        "every strategy disabled: on for everyone",
+    ],
 )
-def test_next_migration_action(eligible: int, running: int, action: MigrationAction) -> None:
-    assert migration.next_migration_action(eligible_unsignalled=eligible, running_on_old_queue=running) is action
+def test_may_route_to_is_false_only_when_no_general_traffic_can_reach_the_new_queue(
+    flags: list[VersionFlag], routes: bool
+) -> None:
+    assert migration.may_route_to(flags, "wf-v2") is routes
 
 
 @pytest.mark.parametrize(

@@ -14,12 +14,13 @@ from diachronic.ci.activities import CIActivities
 from diachronic.ci.contracts import (
     ActivityErrorInfo,
     ApplyFlagInput,
+    CountRunningInput,
     DeleteWorkersInput,
     FindWorkersInput,
     FlagNameInput,
     ListFlagsInput,
-    MigrateBatchInput,
     SetPercentInput,
+    SweepInput,
 )
 from diachronic.simulation.fakes import ContractFakes, FailurePolicy, Sampler, SimulatedFailure, activity_contracts
 from diachronic.simulation.world import World
@@ -207,14 +208,43 @@ def test_the_world_counts_migrate_signals_and_lets_temporal_drop_resends() -> No
     world.add_version("v1")
     v2 = world.add_version("v2")  # newest at 100 %: every v1 workflow is eligible
     world.start_workflows("v1", 3)
-    request = MigrateBatchInput(workflow_name="wf", from_task_queue="wf-v1", to_version=v2)
-    first = world.migrate_batch(request)
-    assert len(first.signalled) == 3
-    again = world.migrate_batch(request)  # the bookkeeping forgot them (a lost reply): same request ids
-    assert len(again.signalled) == 3 and world.resends == 3  # still on the old queue; Temporal drops the resends
+    request = SweepInput(workflow_name="wf", from_task_queue="wf-v1", to_version=v2, flags=world.flags_newest_first())
+    first = world.migrate_sweep(request)
+    assert (first.eligible, first.signalled, first.done) == (3, 3, True)
+    again = world.migrate_sweep(request)  # a later sweep meets them before they moved: same request ids
+    assert again.signalled == 3 and world.resends == 3  # still on the old queue; Temporal drops the resends
     assert max(world.delivered.values()) == 1 and not world.violations
-    world.migrate_batch(request.model_copy(update={"already_signalled": again.signalled}))  # they move now
+    world.count_running(CountRunningInput(task_queue="wf-v1"))  # they move now
     assert world.running_by_version() == {"v2": 3}
+
+
+def test_the_worlds_sweep_pages_from_its_cursor_newest_start_first() -> None:
+    world = World("wf")
+    world.add_version("v1")
+    v2 = world.add_version("v2")
+    runs = world.start_workflows("v1", 5)
+    flags = world.flags_newest_first()
+    request = SweepInput(workflow_name="wf", from_task_queue="wf-v1", to_version=v2, flags=flags, batch_size=2, pages=1)
+    first = world.migrate_sweep(request)
+    assert (first.rows, first.done) == (2, False) and first.watermark is not None
+    assert set(world.delivered) == {runs[4].run_id, runs[3].run_id}
+    later = world.start_workflows("v1", 1)  # after the sweep began: not in it
+    rest = world.migrate_sweep(request.model_copy(update={"cursor": first.cursor, "pages": 10}))
+    assert (rest.rows, rest.pages, rest.done, rest.cursor) == (3, 2, True, None)
+    assert later[0].run_id not in world.delivered and len(world.delivered) == 5
+    recent = world.migrate_sweep(request.model_copy(update={"since": first.watermark, "pages": 10}))
+    assert (recent.rows, recent.signalled) == (1, 1) and later[0].run_id in world.delivered
+
+
+def test_the_worlds_sweep_stops_when_the_flags_no_longer_route_as_the_workflow_read_them() -> None:
+    world = World("wf")
+    world.add_version("v1")
+    v2 = world.add_version("v2")
+    world.start_workflows("v1", 3)
+    read = world.flags_newest_first()
+    world.hand_set_percent("v2", 0)  # after the workflow read the flags, before the sweep's page
+    stopped = world.migrate_sweep(SweepInput(workflow_name="wf", from_task_queue="wf-v1", to_version=v2, flags=read))
+    assert stopped.stale and stopped.stalled and stopped.pages == 0 and not world.delivered
 
 
 def test_archiving_the_newest_flag_or_one_that_routes_traffic_is_a_violation() -> None:

@@ -2,10 +2,9 @@
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta
+from datetime import timedelta
 from typing import Any
 
-from pydantic import BaseModel
 from temporalio import workflow
 
 with workflow.unsafe.imports_passed_through():  # deterministic modules: no need to re-import them per run
@@ -19,21 +18,9 @@ with workflow.unsafe.imports_passed_through():  # deterministic modules: no need
         SubscriptionStart,
         renewal_due,
     )
+    from examples.subscription.state_v1 import STATE_VERSION, SubscriptionState
 
 VERSION = "v1"
-STATE_VERSION = "subscription/1"
-
-
-class SubscriptionState(BaseModel):
-    customer_id: str
-    plan: str
-    price_cents: int
-    renewals: int = 0
-    started_at: datetime
-    next_renewal: datetime
-    renew_every_s: float | None = None
-    last_receipt: str | None = None
-    cancelled: bool = False
 
 
 @workflow.defn(name=WORKFLOW_NAME)

@@ -1,19 +1,18 @@
 """Subscription v2: the plan is an object, renewals are kept in a history, every 12th renewal is discounted.
 
 Running v1 subscriptions arrive here through ``diachronic.v1.migrate``; :func:`from_v1` reshapes their state.
-v2 keeps its own copy of v1's state shape (``V1State``) so that it never imports v1's code.
+Its state, and v1's state shape that ``from_v1`` reads, live in ``examples.subscription.state_v2``.
 """
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta
+from datetime import timedelta
 from typing import Any
 
-from pydantic import BaseModel, Field
 from temporalio import workflow
 
 with workflow.unsafe.imports_passed_through():  # deterministic modules: no need to re-import them per run
-    from diachronic.migrate import Continuation, MigratableWorkflow, MigrationEnvelope
+    from diachronic.migrate import MigratableWorkflow, MigrationEnvelope
     from examples.subscription import WORKFLOW_NAME
     from examples.subscription.activities import charge
     from examples.subscription.shared import (
@@ -23,76 +22,18 @@ with workflow.unsafe.imports_passed_through():  # deterministic modules: no need
         SubscriptionStart,
         renewal_due,
     )
-
-VERSION = "v2"
-STATE_VERSION = "subscription/2"
-LOYALTY_EVERY = 12
-LOYALTY_DISCOUNT_PERCENT = 25
-HISTORY_LIMIT = 24
-"""Only the last renewals are kept: the state travels in every continue-as-new and must stay small."""
-
-
-class Plan(BaseModel):
-    name: str
-    price_cents: int = Field(ge=0)
-
-
-class Renewal(BaseModel):
-    number: int
-    charged_at: datetime
-    amount_cents: int
-    discount_cents: int
-    receipt_id: str
-
-
-class SubscriptionState(BaseModel):
-    customer_id: str
-    plan: Plan
-    renewals: int = 0
-    started_at: datetime
-    next_renewal: datetime
-    renew_every_s: float | None = None
-    history: list[Renewal] = Field(default_factory=list)
-    cancelled: bool = False
-
-
-class V1State(BaseModel):
-    """The state v1 carries in its envelope (``subscription/1``)."""
-
-    customer_id: str
-    plan: str
-    price_cents: int = Field(ge=0)
-    renewals: int = Field(ge=0)
-    started_at: datetime
-    next_renewal: datetime
-    renew_every_s: float | None = None
-    last_receipt: str | None = None
-    cancelled: bool = False
-
-
-def from_v1(continuation: Continuation) -> SubscriptionState:
-    """v1 → v2: plan becomes an object; the renewal count and the next deadline are kept as they were.
-
-    v1 kept no history (only the last receipt), so the history starts empty: inventing past charges would be
-    worse than not listing them.
-    """
-    if continuation.state_version != "subscription/1":
-        raise ValueError(f"v2 can only upgrade subscription/1 state, got {continuation.state_version!r}")
-    old = continuation.state_as(V1State)
-    return SubscriptionState(
-        customer_id=old.customer_id,
-        plan=Plan(name=old.plan, price_cents=old.price_cents),
-        renewals=old.renewals,
-        started_at=old.started_at,
-        next_renewal=old.next_renewal,
-        renew_every_s=old.renew_every_s,
-        cancelled=old.cancelled,
+    from examples.subscription.state_v2 import (
+        HISTORY_LIMIT,
+        LOYALTY_EVERY,
+        STATE_VERSION,
+        Plan,
+        Renewal,
+        SubscriptionState,
+        discount_for,
+        from_v1,
     )
 
-
-def discount_for(renewal: int, price_cents: int) -> int:
-    """The loyalty discount of renewal number ``renewal``: every 12th one is 25 % cheaper."""
-    return price_cents * LOYALTY_DISCOUNT_PERCENT // 100 if renewal % LOYALTY_EVERY == 0 else 0
+VERSION = "v2"
 
 
 @workflow.defn(name=WORKFLOW_NAME)

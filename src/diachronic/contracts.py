@@ -46,10 +46,15 @@ def check_name(value: str, what: str = "name") -> str:
         raise ValueError(
             f"{what} {value!r} may only contain letters, digits, '-' and '_' (and must start with a letter or digit)"
         )
-    if len(value) > MAX_NAME_LENGTH or not NAME_PATTERN.fullmatch(value):
+    if len(value) > MAX_NAME_LENGTH:
         raise ValueError(
-            f"{what} {value!r} is not a valid Kubernetes label value (the workers' labels carry it): it must end "
-            f"with a letter or digit and have at most {MAX_NAME_LENGTH} characters"
+            f"{what} {value!r} is {len(value)} characters long: as a Kubernetes label value it may have at most "
+            f"{MAX_NAME_LENGTH} (the workers' labels carry it)"
+        )
+    if not NAME_PATTERN.fullmatch(value):
+        raise ValueError(
+            f"{what} {value!r} is not a valid Kubernetes label value (the workers' labels carry it): it must begin "
+            "and end with a letter or digit"
         )
     return value
 

@@ -100,18 +100,22 @@ class DevServer:
         stop_process(self.process)
 
 
-def start_dev_server(data_dir: Path, *, port: int = 7233, ui: bool = True, timeout_s: float = 30.0) -> DevServer:
+def start_dev_server(
+    data_dir: Path, *, port: int = 7233, ui: bool = True, timeout_s: float = 30.0, in_memory: bool = False
+) -> DevServer:
+    """``temporal server start-dev`` on ``port``, persisting to ``<data_dir>/temporal.db`` (unless ``in_memory``);
+    returns once the port accepts connections (the frontend may need a moment more to answer)."""
     if port_is_open("127.0.0.1", port):
         raise ConfigError(f"port {port} is already in use: is another Temporal running? Choose --temporal-port")
     data_dir.mkdir(parents=True, exist_ok=True)
     ui_port = port + UI_PORT_OFFSET
     http_port, metrics_port = (port + offset for offset in PORT_OFFSETS[1:])
+    database = [] if in_memory else ["--db-filename", str(data_dir / "temporal.db")]
     args = [
         str(venv_binary("temporal")),
         "server",
         "start-dev",
-        "--db-filename",
-        str(data_dir / "temporal.db"),
+        *database,
         "--ip",
         "127.0.0.1",
         "--port",

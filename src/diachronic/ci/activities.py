@@ -7,15 +7,22 @@ Every activity takes one contract model and returns one. Errors leave an activit
 from __future__ import annotations
 
 import asyncio
+import base64
+import contextlib
 import functools
-from collections.abc import Awaitable, Callable, Sequence
-from datetime import timedelta
+from collections import Counter
+from collections.abc import Awaitable, Callable
+from datetime import UTC, datetime, timedelta
 from typing import Any, ClassVar, TypeVar
 
 from pydantic import ValidationError
 from temporalio import activity
 from temporalio.api.common.v1 import WorkflowExecution
-from temporalio.api.workflowservice.v1 import SignalWorkflowExecutionRequest
+from temporalio.api.workflowservice.v1 import (
+    ListWorkflowExecutionsRequest,
+    ListWorkflowExecutionsResponse,
+    SignalWorkflowExecutionRequest,
+)
 from temporalio.client import Client
 from temporalio.exceptions import ApplicationError
 from temporalio.service import RPCError, RPCStatusCode
@@ -33,16 +40,16 @@ from diachronic.ci.contracts import (
     FlagNameInput,
     FlagReading,
     ListFlagsInput,
-    MigrateBatchInput,
-    MigrateBatchResult,
     ObserveDeploymentInput,
     RunningCount,
     SetPercentInput,
+    SweepInput,
     WorkerSetList,
 )
 from diachronic.ci.planner import migration, rollout
+from diachronic.ci.planner.sweep import SweepProgress
 from diachronic.contracts import MIGRATE_SIGNAL, ci_workflow_id
-from diachronic.errors import BackendError, ConcurrentEdit, DiachronicError
+from diachronic.errors import BackendError, ConcurrentEdit, DiachronicError, InvalidInput
 from diachronic.flags import FlagStore, VersionFlag
 from diachronic.versions import task_queue_twins
 from diachronic.workers import WorkerBackend
@@ -99,6 +106,76 @@ def migrate_request_id(to_task_queue: str, run_id: str) -> str:
     return f"diachronic-migrate:{to_task_queue}:{run_id}"
 
 
+HEARTBEAT_EVERY_S = 2.0
+"""Between two heartbeats while a page is read or signalled (each page also ends with one): a slow page on a busy
+machine never looks dead, and a worker that died is noticed within the heartbeat timeout."""
+
+
+class Heartbeat:
+    """Heartbeats the latest details every ``HEARTBEAT_EVERY_S`` while the activity works, and at once on ``beat``:
+    what Temporal holds is always where a retried attempt would go on from."""
+
+    def __init__(self, details: SweepProgress) -> None:
+        self.details = details
+        self._ticker: asyncio.Task[None] | None = None
+
+    def beat(self, details: SweepProgress) -> None:
+        self.details = details
+        activity.heartbeat(details)
+
+    async def _tick(self) -> None:
+        while True:
+            activity.heartbeat(self.details)
+            await asyncio.sleep(HEARTBEAT_EVERY_S)
+
+    async def __aenter__(self) -> Heartbeat:
+        self._ticker = asyncio.create_task(self._tick())
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        assert self._ticker is not None
+        self._ticker.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await self._ticker
+
+
+def new_watermark() -> datetime:
+    """When a sweep began, by this worker's clock (``planner.migration.Coverage`` allows for its difference with
+    Temporal's)."""
+    return datetime.now(UTC)
+
+
+def sweep_query(task_queue: str, workflow_name: str, since: datetime | None) -> str:
+    """The running workflows of the type on the old queue (a recent sweep: started since its watermark)."""
+    query = f"WorkflowType={visibility_string(workflow_name)} AND {running_query(task_queue)}"
+    if since is None:
+        return query
+    return f"{query} AND StartTime >= {visibility_string(since.isoformat())}"
+
+
+def sweep_start(input: SweepInput, watermark: Callable[[], datetime]) -> SweepProgress:
+    """Where an attempt of the migrate activity starts: the last heartbeat of an earlier attempt of this call, else
+    the input's cursor; a sweep that starts takes its ``watermark``. Shared with the simulation's world."""
+    details = activity.info().heartbeat_details if activity.in_activity() else ()
+    if details:
+        last = SweepProgress.model_validate(details[0])
+        return last.model_copy(update={"resumed_at_page": last.pages})
+    return SweepProgress(cursor=input.cursor, watermark=None if input.cursor else watermark())
+
+
+def _encode(token: bytes) -> str | None:
+    return base64.urlsafe_b64encode(token).decode() if token else None
+
+
+def _decode(cursor: str | None) -> bytes:
+    if cursor is None:
+        return b""
+    try:
+        return base64.urlsafe_b64decode(cursor.encode())
+    except ValueError:
+        raise InvalidInput(f"a sweep's cursor is visibility's page token in base64, not {cursor!r}") from None
+
+
 class CIActivities:
     """Activities bound to the configured flag store, worker backend and Temporal client.
 
@@ -112,7 +189,7 @@ class CIActivities:
         "read_version_flag",
         "archive_version_flag",
         "count_running",
-        "migrate_batch",
+        "migrate_sweep",
         "find_workers",
         "delete_workers",
     )
@@ -190,61 +267,97 @@ class CIActivities:
 
     @activity.defn
     @translate_errors
-    async def migrate_batch(self, input: MigrateBatchInput) -> MigrateBatchResult:
-        """List what runs on the old queue, pick the runs the flag now routes to the new version, signal a batch."""
-        runs: list[migration.RunOnQueue] = []
-        async for execution in self.client.list_workflows(running_query(input.from_task_queue), page_size=1000):
-            runs.append(migration.RunOnQueue(execution.id, execution.run_id, execution.workflow_type))
-        activity.heartbeat(len(runs))
-        selection = migration.select_runs(
-            runs,
-            await self.flags.list_version_flags(input.workflow_name),
-            workflow_name=input.workflow_name,
-            to_task_queue=input.to_version.task_queue,
-            already_signalled=input.already_signalled,
-            batch_size=input.batch_size,
-        )
-        outcomes = await self._signal_all(selection.batch, input.to_version.task_queue, input.concurrency)
-        return MigrateBatchResult(
-            signalled=[
-                run.run_id for run, outcome in zip(selection.batch, outcomes, strict=True) if outcome == "signalled"
-            ],
-            still_signalled=list(selection.still_signalled),
-            failed=sum(1 for outcome in outcomes if outcome == "failed"),
-            eligible_unsignalled=selection.left,
-            eligible=selection.eligible,
-            running_on_old_queue=len(runs),
-        )
+    async def migrate_sweep(self, input: SweepInput) -> SweepProgress:
+        """Go on with a sweep of the old queue from its cursor, for up to ``input.pages`` pages: signal the runs of
+        each page that the planner selects while the next page is read. The progress is heartbeated after each page
+        and every few seconds in between, so a retried attempt goes on from the last page reported. Before each page
+        the flags are read again: if they no longer route as the workflow's did, the call stops there."""
+        progress = sweep_start(input, new_watermark)
+        if progress.call_done(input.pages):
+            return progress
+        query = sweep_query(input.from_task_queue, input.workflow_name, input.since)
+        to_queue = input.to_version.task_queue
+        routing = migration.routing_key(input.flags)
+        ahead: asyncio.Task[ListWorkflowExecutionsResponse] | None = None
+        async with Heartbeat(progress) as heartbeat:
+            page = await self._page(query, progress.cursor, input.batch_size)
+            try:
+                for read in range(progress.pages + 1, input.pages + 1):
+                    if migration.routing_key(await self.flags.list_version_flags(input.workflow_name)) != routing:
+                        return progress.model_copy(update={"stale": True})  # the workflow reads them again
+                    token = page.next_page_token
+                    if token and read < input.pages:  # read the next page while this one is signalled
+                        ahead = asyncio.create_task(self._page(query, _encode(token), input.batch_size))
+                    runs = [
+                        migration.RunOnQueue(
+                            e.execution.workflow_id, e.execution.run_id, e.type.name, e.start_time.ToDatetime(UTC)
+                        )
+                        for e in page.executions
+                    ]
+                    chosen = migration.select_runs(
+                        runs,
+                        input.flags,
+                        workflow_name=input.workflow_name,
+                        to_task_queue=to_queue,
+                        covered=input.covered,
+                        recheck=input.recheck,
+                    )
+                    outcomes = await self._signal_page(chosen, to_queue, input.concurrency)
+                    progress = progress.after_page(
+                        cursor=_encode(token),
+                        rows=len(runs),
+                        eligible=chosen.eligible,
+                        signalled=outcomes["signalled"],
+                        resent=outcomes["resent"],
+                        gone=outcomes["gone"],
+                        failed=outcomes["failed"],
+                    )
+                    heartbeat.beat(progress)
+                    if ahead is None:
+                        break
+                    page, ahead = await ahead, None
+            finally:
+                if ahead is not None:
+                    ahead.cancel()
+        return progress
 
-    async def _signal_all(self, runs: Sequence[migration.RunOnQueue], task_queue: str, concurrency: int) -> list[str]:
+    async def _page(self, query: str, cursor: str | None, size: int) -> ListWorkflowExecutionsResponse:
+        request = ListWorkflowExecutionsRequest(
+            namespace=self.client.namespace, query=query, page_size=size, next_page_token=_decode(cursor)
+        )
+        return await self.client.workflow_service.list_workflow_executions(request, retry=True)
+
+    async def _signal_page(self, chosen: migration.Selection, task_queue: str, concurrency: int) -> Counter[str]:
+        """Signal each run (with its request id); outcomes counted: signalled (first time), resent, gone, failed."""
         semaphore = asyncio.Semaphore(concurrency)
         payloads = await self.client.data_converter.encode([{"taskQueue": task_queue}])
-        done = 0
+        outcomes: Counter[str] = Counter()
 
-        async def one(workflow_id: str, run_id: str) -> str:
-            nonlocal done
+        async def one(run: migration.RunOnQueue, accepted: str) -> None:
             async with semaphore:
                 request = SignalWorkflowExecutionRequest(
                     namespace=self.client.namespace,
-                    workflow_execution=WorkflowExecution(workflow_id=workflow_id, run_id=run_id),
+                    workflow_execution=WorkflowExecution(workflow_id=run.workflow_id, run_id=run.run_id),
                     signal_name=MIGRATE_SIGNAL,
                     identity=self.client.identity,
-                    request_id=migrate_request_id(task_queue, run_id),
+                    request_id=migrate_request_id(task_queue, run.run_id),
                 )
                 request.input.payloads.extend(payloads)
                 try:
                     await self.client.workflow_service.signal_workflow_execution(request, retry=True)
                 except RPCError as error:
                     if error.status == RPCStatusCode.NOT_FOUND:
-                        return "gone"  # it closed or left the old queue: nothing to migrate
-                    activity.logger.warning("migrate signal to %s failed: %s", workflow_id, error.message)
-                    return "failed"
-                done += 1
-                if done % 100 == 0:
-                    activity.heartbeat(done)
-                return "signalled"
+                        outcomes["gone"] += 1  # it closed or left the old queue: nothing to migrate
+                        return
+                    activity.logger.warning("migrate signal to %s failed: %s", run.workflow_id, error.message)
+                    outcomes["failed"] += 1
+                    return
+                outcomes[accepted] += 1
 
-        return await asyncio.gather(*(one(run.workflow_id, run.run_id) for run in runs))
+        await asyncio.gather(
+            *(one(run, "signalled") for run in chosen.first), *(one(run, "resent") for run in chosen.again)
+        )
+        return outcomes
 
     # ------------------------------------------------------------------------------------------- workers
 

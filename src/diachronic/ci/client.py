@@ -26,6 +26,7 @@ from diachronic.ci.contracts import (
     DeployRequest,
     DrainState,
     MigrationCounts,
+    MigrationState,
     Phase,
     RolloutStatus,
     rollout_workflow_id,
@@ -160,11 +161,10 @@ async def status(client: Client, workflow_name: str) -> CIStatus:
                 "last_error": ci.last_error or rollout.stop_detail,
             }
         drain_id = ci.drain_workflow_id
-        drain = await _query(client, drain_id, STATUS_QUERY, DrainState) if drain_id else None
+        drain_type = DrainState if ci.non_migratory else MigrationState
+        drain = await _query(client, drain_id, STATUS_QUERY, drain_type) if drain_id else None
         if drain is not None:
-            updates["migration"] = MigrationCounts(
-                eligible=drain.eligible, signalled=drain.signalled_total, on_old_queue=drain.running_on_old_queue
-            )
+            updates["migration"] = migration_counts(drain)
             if drain.failure and not updates.get("last_error"):
                 updates["last_error"] = drain.failure
         retiring = drain
@@ -179,6 +179,26 @@ async def status(client: Client, workflow_name: str) -> CIStatus:
                 updates["last_error"] = reason
                 break
     return ci.model_copy(update=updates)
+
+
+def migration_counts(drain: DrainState) -> MigrationCounts:
+    """The numbers ``status`` shows of a migration (or a cleanup): progress, and how its sweeps are paced."""
+    counts = MigrationCounts(
+        eligible=drain.eligible, signalled=drain.signalled_total, on_old_queue=drain.running_on_old_queue
+    )
+    if not isinstance(drain, MigrationState):
+        return counts
+    return counts.model_copy(
+        update={
+            "sweeping": drain.sweep.kind.value if drain.sweep else None,
+            "swept_rows": drain.sweep.rows if drain.sweep else 0,
+            "resent": drain.sweeps.resent,
+            "sweeps": drain.sweeps.sweeps,
+            "rows_read": drain.sweeps.rows,
+            "next_sweep_at": None if drain.sweep else drain.next_sweep_at,
+            "pacing": drain.pacing,
+        }
+    )
 
 
 async def workflow_names(client: Client) -> list[str]:

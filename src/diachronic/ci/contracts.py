@@ -12,7 +12,9 @@ from typing import Annotated
 from pydantic import AfterValidator, Field
 
 from diachronic.ci.planner.freeze import Freeze
+from diachronic.ci.planner.migration import Coverage
 from diachronic.ci.planner.schedule import validate_steps
+from diachronic.ci.planner.sweep import Sweep, SweepLog
 from diachronic.contracts import Contract, DeployEvent, RolloutStep, State, VersionInfo
 from diachronic.errors import InvalidInput
 from diachronic.flags import VersionFlag
@@ -73,6 +75,15 @@ def migration_workflow_id(workflow_name: str) -> str:
 
 def cleanup_workflow_id(old_task_queue: str) -> str:
     return f"cleanup.{old_task_queue}"
+
+
+MIGRATION_BATCH_SIZE = 1000
+"""Runs per page of a sweep: visibility's largest page (the server's default ``frontend.visibilityMaxPageSize``)."""
+MAX_BATCH_SIZE = MIGRATION_BATCH_SIZE
+MIGRATION_PAGES_PER_CALL = 10
+"""Pages one call of the migrate activity reads: the workflow records the sweep's cursor at least this often."""
+MIGRATION_CONCURRENCY = 100
+"""Migrate signals in flight at once (one RPC each)."""
 
 
 def _schedule(steps: list[RolloutStep]) -> list[RolloutStep]:
@@ -152,22 +163,21 @@ class DeploymentObservation(Contract):
     )
 
 
-class MigrateBatchInput(Contract):
+class SweepInput(Contract):
+    """One call of the migrate activity: go on with a sweep of the old queue from ``cursor`` for up to ``pages``
+    pages (``batch_size`` runs each), signalling the runs of each page that ``flags`` route to the new version."""
+
     workflow_name: str
     from_task_queue: str
     to_version: VersionInfo
-    already_signalled: list[str] = Field(default_factory=list, description="run ids signalled earlier")
-    batch_size: int = Field(default=500, ge=1)
-    concurrency: int = Field(default=50, ge=1)
-
-
-class MigrateBatchResult(Contract):
-    signalled: list[str] = Field(description="run ids signalled by this call")
-    still_signalled: list[str] = Field(description="already_signalled runs that are still on the old queue")
-    failed: int = Field(ge=0, description="eligible runs whose signal failed (retried next time)")
-    eligible_unsignalled: int = Field(ge=0, description="eligible runs left for the next batch")
-    eligible: int = Field(ge=0, description="runs on the old queue that the flag routes to the new version")
-    running_on_old_queue: int = Field(ge=0)
+    flags: list[VersionFlag] = Field(description="the live flags, as the workflow just read them")
+    covered: Coverage | None = Field(default=None, description="runs an earlier clean sweep signalled: skipped")
+    recheck: bool = Field(default=False, description="signal the covered runs again (the periodic full sweep)")
+    since: datetime | None = Field(default=None, description="a recent sweep: only runs started since then")
+    cursor: str | None = Field(default=None, description="the page to read next; None: the sweep starts")
+    batch_size: int = Field(default=MIGRATION_BATCH_SIZE, ge=1, le=MAX_BATCH_SIZE, description="runs per page")
+    pages: int = Field(default=MIGRATION_PAGES_PER_CALL, ge=1, description="pages this call reads at most")
+    concurrency: int = Field(default=MIGRATION_CONCURRENCY, ge=1, description="signals in flight at once")
 
 
 class CountRunningInput(Contract):
@@ -280,13 +290,16 @@ class RetireInput(Contract):
 
 class MigrationInput(RetireInput):
     to_version: VersionInfo
-    batch_size: int = Field(default=500, ge=1)
-    concurrency: int = Field(default=50, ge=1)
+    batch_size: int = Field(default=MIGRATION_BATCH_SIZE, ge=1, le=MAX_BATCH_SIZE, description="runs per page")
+    concurrency: int = Field(default=MIGRATION_CONCURRENCY, ge=1)
+    full_sweep_every_s: float = Field(
+        default=1800.0, gt=0, description="a full sweep at least this often while the routing stays the same"
+    )
+    recent_pause_max_s: float = Field(default=60.0, gt=0, description="the longest pause between recent sweeps")
 
 
 class DrainState(State):
     signalled_total: int = 0
-    in_flight: list[str] = Field(default_factory=list, description="signalled runs still on the old queue")
     eligible: int = 0
     running_on_old_queue: int | None = None
     iterations: int = 0
@@ -303,9 +316,18 @@ class DrainState(State):
     retire_at: datetime | None = Field(default=None, description="the retire delay's countdown: deletion at")
 
 
+class MigrationState(DrainState):
+    """The migration's state: the drain's, and its sweeps (``diachronic.ci.planner.sweep``), all bounded."""
+
+    sweep: Sweep | None = Field(default=None, description="the sweep in progress, with its cursor")
+    sweeps: SweepLog = Field(default_factory=SweepLog)
+    next_sweep_at: datetime | None = Field(default=None, description="when the next sweep runs if nothing changes")
+    pacing: str | None = Field(default=None, description="why it sweeps or waits")
+
+
 class MigrationRun(Contract):
     input: MigrationInput
-    state: DrainState | None = None
+    state: MigrationState | None = None
 
 
 class CleanupRun(Contract):
@@ -381,7 +403,7 @@ class DeployOptions(Contract):
 
     steps: Schedule | None = None
     poll_interval_s: float | None = Field(default=None, gt=0)
-    batch_size: int | None = Field(default=None, ge=1)
+    batch_size: int | None = Field(default=None, ge=1, le=MAX_BATCH_SIZE, description="migration: runs per page")
     continue_as_new_after: int | None = Field(default=None, ge=10, description="history events; tests force it low")
     step_timeout_s: float | None = Field(
         default=None, gt=0, description="how long one step may keep failing (default 1 h)"
@@ -466,6 +488,13 @@ class MigrationCounts(Contract):
     eligible: int
     signalled: int
     on_old_queue: int | None
+    sweeping: str | None = Field(default=None, description="the kind of the sweep in progress (full, recent)")
+    swept_rows: int = Field(default=0, description="rows the sweep in progress has read")
+    resent: int = Field(default=0, description="signals an earlier sweep may have sent already (Temporal drops them)")
+    sweeps: int = 0
+    rows_read: int = Field(default=0, description="visibility rows read by every sweep")
+    next_sweep_at: datetime | None = Field(default=None, description="when the next sweep runs if nothing changes")
+    pacing: str | None = Field(default=None, description="why the migration sweeps or waits")
 
 
 class CIStatus(Contract):

@@ -48,7 +48,7 @@ class Drainer:
     def __init__(self, input: RetireInput, state: DrainState | None) -> None:
         self.input = input
         self.state = state or DrainState()
-        self._slept_once = False
+        self._progressed = False
         self.outbox = Outbox(self.state.outbox)
 
     async def step(self, activity: Callable[[Any, Any], Awaitable[T]], arg: Any, **kwargs: Any) -> T:
@@ -60,8 +60,9 @@ class Drainer:
             raise
 
     def should_continue_as_new(self) -> bool:
-        """Only after this run has slept once: a fresh run never hands over before doing any work."""
-        if not self._slept_once:
+        """Only after this run has made progress (slept once, or moved a sweep on): a fresh run never hands over
+        before doing any work."""
+        if not self._progressed:
             return False
         return history_is_long(self.input.continue_as_new_after)
 
@@ -90,9 +91,13 @@ class Drainer:
             after = Progress(phase=phase, drained=drained, retired=retired)
             self.outbox.add(notifications(self.input.report, before, after, now=workflow.now()))
 
-    async def poll_pause(self) -> None:
-        await workflow.sleep(timedelta(seconds=self.input.poll_interval_s))
-        self._slept_once = True
+    def progressed(self) -> None:
+        self._progressed = True
+
+    async def poll_pause(self, seconds: float | None = None) -> None:
+        """Sleep ``seconds`` (a poll interval by default)."""
+        await workflow.sleep(timedelta(seconds=self.input.poll_interval_s if seconds is None else seconds))
+        self._progressed = True
 
     async def plan(self) -> tuple[retire.RetirePlan, list[WorkerSet]]:
         """Observe, right before retiring, what the retire rule needs; its plan, and the old version's worker sets.

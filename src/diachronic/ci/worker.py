@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Callable
+from datetime import timedelta
 from typing import Any
 
 from temporalio.client import Client
@@ -21,6 +22,7 @@ from diachronic.notify.activities import NotifyActivities
 from diachronic.settings import Settings
 from diachronic.temporal import connect
 
+HEARTBEAT_THROTTLE = timedelta(seconds=1)
 WORKFLOWS = [CIWorkflow, RolloutWorkflow, MigrationWorkflow, CleanupWorkflow, FreezeWorkflow]
 # The delivery pipeline's activities beside CIActivities' (the simulation fakes them from their contracts too).
 PIPELINE_ACTIVITIES: list[Callable[..., Any]] = [NotifyActivities.publish_notification, FreezeActivities.read_freezes]
@@ -42,6 +44,8 @@ def ci_worker(
         workflows=WORKFLOWS,
         activities=[*activities.all(), *notify.all(), *freezes.all()],
         max_concurrent_workflow_task_polls=10,
+        # Temporal holds a heartbeat's details at most this old: a crashed sweep loses at most a second of pages.
+        max_heartbeat_throttle_interval=HEARTBEAT_THROTTLE,
         interceptors=[MetricsInterceptor()],
     )
 

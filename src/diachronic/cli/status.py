@@ -37,6 +37,11 @@ def describe(status: CIStatus) -> str:
         parts.append(
             f"migration: {m.signalled} signalled, {m.on_old_queue if m.on_old_queue is not None else '?'} on old queue"
         )
+        if m.sweeping is not None:
+            parts.append(f"{m.sweeping} sweep: {m.swept_rows} read")
+        elif m.pacing:
+            when = m.next_sweep_at and max((m.next_sweep_at - datetime.now(UTC)).total_seconds(), 0)
+            parts.append(f"next sweep in {when:.0f} s ({m.pacing})" if when is not None else m.pacing)
     if status.next_step_at is not None:
         seconds = max((status.next_step_at - datetime.now(UTC)).total_seconds(), 0)
         parts.append(f"next step in {seconds:.0f} s")

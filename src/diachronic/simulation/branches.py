@@ -24,7 +24,7 @@ from typing import Any
 from temporalio import workflow
 
 from diachronic.ci.contracts import Control, Phase
-from diachronic.ci.planner import deploy, deployment, migration, retire, rollout
+from diachronic.ci.planner import deploy, deployment, migration, retire, rollout, sweep
 
 __all__ = [
     "CONTROL_OUTCOMES",
@@ -63,10 +63,7 @@ DECISIONS: dict[str, Decision] = {
     # HOLD needs a freeze in force, which the simulation's world does not have yet (tests/test_planner_rollout.py).
     "plan_rollout": Decision(rollout, tuple(a for a in rollout.RolloutAction if a is not rollout.RolloutAction.HOLD)),
     "check_traffic": Decision(rollout, (*rollout.RolloutStopReason, None)),  # None: as the automation left it
-    "next_migration_action": Decision(
-        migration,
-        (migration.MigrationAction.SIGNAL_MORE, migration.MigrationAction.WAIT, migration.MigrationAction.RETIRE),
-    ),
+    "next_sweep": Decision(sweep, tuple(sweep.SweepAction)),
     "after_drain": Decision(
         migration,
         (migration.MigrationAction.RETIRE, migration.MigrationAction.WAIT, migration.MigrationAction.HAND_OFF),

@@ -19,7 +19,7 @@ from diachronic.simulation.world import FlagEnd, World
 
 __all__ = ["CATALOG", "by_name", "select"]
 
-MIGRATION_ACTIVITIES = frozenset({"migrate_batch", "find_workers", "delete_workers"})
+MIGRATION_ACTIVITIES = frozenset({"migrate_sweep", "find_workers", "delete_workers"})
 RETIRING = frozenset({"find_workers", "delete_workers", "archive_version_flag"})
 FULL_ROLLOUT = [0, 25, 50, 75, 100]
 
@@ -158,7 +158,7 @@ NON_MIGRATORY = Scenario(
         running={},
         signalled=0,
         called=RETIRING | {"count_running"},
-        not_called=frozenset({"migrate_batch"}),
+        not_called=frozenset({"migrate_sweep"}),
         checks=(
             ("the CI handed v1 to a cleanup workflow", lambda o: o.records[0].cleanup_workflow_id is not None),
             ("cleanup waited for running workflows", lambda o: "RetireBlocker.RUNNING" in o.branches),
@@ -278,11 +278,16 @@ async def flag_archived_then_cancel(sim: Sim) -> None:
     sim.world.hand_archive("v2")
     await sim.until("the rollout stopped", _rollout_stopped(sim))  # its poll and the migration's are not in step
 
-    async def v1_kept_as_newest() -> bool:
-        state = await sim.migration()
-        return state is not None and state.waiting_for == RetireBlocker.NEWEST.value
+    async def rollout_stopped_and_v1_kept_as_newest() -> bool:
+        rollout, state = await sim.rollout(), await sim.migration()
+        stopped = rollout is not None and rollout.stop_reason == RolloutStopReason.FLAG_MISSING.value
+        return stopped and state is not None and state.waiting_for == RetireBlocker.NEWEST.value
 
-    await sim.until("the migration refuses to retire the newest live version", v1_kept_as_newest)
+    # Both, whichever comes first: the rollout's next look at the flag, the migration's at the drained old queue.
+    await sim.until(
+        "the rollout stopped and the migration refuses to retire the newest live version",
+        rollout_stopped_and_v1_kept_as_newest,
+    )
     await sim.control("cancel", expect=True)
 
 
@@ -476,7 +481,7 @@ def flag_store_outage(world: World, fakes: ContractFakes) -> None:
     busy = ActivityErrorInfo(name="TemporalError", message="resource exhausted (simulated)", retryable=True)
     fakes.fail_next("set_traffic_percent", *[outage] * 5)
     fakes.fail_next("read_version_flag", *[outage] * 3)
-    fakes.fail_next("migrate_batch", *[busy] * 4)
+    fakes.fail_next("migrate_sweep", *[busy] * 4)
     fakes.fail_next("delete_workers", busy)
 
 
@@ -708,8 +713,8 @@ def failed_with_v1_still_live(*checks: Check) -> Expect:
 
 def migration_broken(world: World, fakes: ContractFakes) -> None:
     live("v1", running={"v1": 4}, workers=("v1", "v2"))(world, fakes)
-    refusal = ActivityErrorInfo(name="WorkersError", message="forbidden (simulated)", retryable=False)
-    fakes.fail_next("migrate_batch", refusal)
+    refusal = ActivityErrorInfo(name="TemporalError", message="permission denied (simulated)", retryable=False)
+    fakes.fail_next("count_running", refusal)  # the migration's first look at the old queue
 
 
 async def deploy_v2_slowly(sim: Sim) -> None:
@@ -718,8 +723,8 @@ async def deploy_v2_slowly(sim: Sim) -> None:
 
 MIGRATION_FAILS_FIRST = Scenario(
     name="migration-fails-first",
-    about="the migration fails at its first batch while the rollout has hour-long steps: the deployment fails at "
-    "once, its rollout stopped; no percentage is raised after (safety defect 5)",
+    about="the migration fails at its first look at the old queue while the rollout has hour-long steps: the "
+    "deployment fails at once, its rollout stopped; no percentage is raised after (safety defect 5)",
     setup=migration_broken,
     drive=deploy_v2_slowly,
     expect=failed_with_v1_still_live(

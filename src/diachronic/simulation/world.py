@@ -21,10 +21,13 @@ from __future__ import annotations
 from collections import Counter
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from typing import Any
 
 from pydantic import BaseModel
+from temporalio import activity
 
+from diachronic.ci.activities import sweep_start
 from diachronic.ci.contracts import (
     ActivityErrorInfo,
     ApplyFlagInput,
@@ -36,14 +39,14 @@ from diachronic.ci.contracts import (
     FlagNameInput,
     FlagReading,
     ListFlagsInput,
-    MigrateBatchInput,
-    MigrateBatchResult,
     ObserveDeploymentInput,
     RunningCount,
     SetPercentInput,
+    SweepInput,
     WorkerSetList,
 )
 from diachronic.ci.planner import migration, rollout
+from diachronic.ci.planner.sweep import SweepProgress
 from diachronic.contracts import VersionInfo
 from diachronic.errors import ConcurrentEdit
 from diachronic.flags import GENERAL_TRAFFIC_TITLE, VersionFlag
@@ -75,6 +78,7 @@ class Run:
     finishes_after: int | None = None  # observations of its queue before it completes on its own
     moving_to: str | None = None  # signalled to migrate: continues-as-new there after ``move_in`` observations
     move_in: int = 0
+    started: int = 0  # the world's start order: visibility lists the newest first, and pages by it
 
 
 @dataclass(frozen=True)
@@ -132,6 +136,7 @@ class World:
     _read: dict[str, int | None] = field(default_factory=dict)  # what the automation last read (or wrote), by flag
     _before_write: list[Callable[[World], None]] = field(default_factory=list)
     _started: int = 0
+    _starts: int = 0  # runs started, moved ones included: their start order
 
     # ------------------------------------------------------------------------------------------- set-up
 
@@ -157,7 +162,7 @@ class World:
                 self.workflow_name,
                 finishes_after=finishes_after,
             )
-            self.runs[run.run_id] = run
+            self._add(run)
             started.append(run)
         return started
 
@@ -257,6 +262,11 @@ class World:
 
     # ------------------------------------------------------------------------------------------- time passes
 
+    def _add(self, run: Run) -> None:
+        self._starts += 1
+        run.started = self._starts
+        self.runs[run.run_id] = run
+
     def _close(self, run: Run) -> None:
         del self.runs[run.run_id]
         self.finished.append(run)
@@ -270,8 +280,7 @@ class World:
                     continue
                 self._close(run)
                 generation = int(run.run_id.rsplit("-r", 1)[1]) + 1
-                moved = Run(run.workflow_id, f"{run.workflow_id}-r{generation}", run.moving_to, run.workflow_type)
-                self.runs[moved.run_id] = moved
+                self._add(Run(run.workflow_id, f"{run.workflow_id}-r{generation}", run.moving_to, run.workflow_type))
             elif run.finishes_after is not None:
                 run.finishes_after -= 1
                 if run.finishes_after <= 0:
@@ -337,7 +346,7 @@ class World:
             "read_version_flag": self.read_version_flag,
             "archive_version_flag": self.archive_version_flag,
             "count_running": self.count_running,
-            "migrate_batch": self.migrate_batch,
+            "migrate_sweep": self.migrate_sweep,
             "find_workers": self.find_workers,
             "delete_workers": self.delete_workers,
         }
@@ -421,28 +430,54 @@ class World:
         self.observe(input.task_queue)
         return RunningCount(running=len(self.running_on(input.task_queue)))
 
-    def migrate_batch(self, input: MigrateBatchInput) -> MigrateBatchResult:
-        """What the real activity does, against this world: the planner picks eligible runs, a batch is signalled."""
+    def migrate_sweep(self, input: SweepInput) -> SweepProgress:
+        """What the real activity does, against this world: pages of the old queue (newest start first, the cursor a
+        start in that order, the world's clock its start counter), the planner's selection on each, one signal per
+        selected run, a heartbeat after each page (so a retried attempt goes on from there, as the real one does)."""
+        progress = sweep_start(input, lambda: _start_time(self._starts + 1))
+        if progress.call_done(input.pages):
+            return progress
         self.observe(input.from_task_queue)
-        runs = self.running_on(input.from_task_queue)
-        selection = migration.select_runs(
-            [migration.RunOnQueue(r.workflow_id, r.run_id, r.workflow_type) for r in runs],
-            self.flags_newest_first(include_archived=False) if self._mine(input.workflow_name) else [],
-            workflow_name=input.workflow_name,
-            to_task_queue=input.to_version.task_queue,
-            already_signalled=input.already_signalled,
-            batch_size=input.batch_size,
+        since = input.since or _start_time(0)
+        listed = sorted(
+            (
+                r
+                for r in self.running_on(input.from_task_queue)
+                if r.workflow_type == input.workflow_name and _start_time(r.started) >= since
+            ),
+            key=lambda r: r.started,
+            reverse=True,
         )
-        for chosen in selection.batch:
-            self._signal(self.runs[chosen.run_id], input.to_version.task_queue)
-        return MigrateBatchResult(
-            signalled=[r.run_id for r in selection.batch],
-            still_signalled=list(selection.still_signalled),
-            failed=0,
-            eligible_unsignalled=selection.left,
-            eligible=selection.eligible,
-            running_on_old_queue=len(runs),
-        )
+        routing = migration.routing_key(input.flags)
+        while True:
+            now_live = self.flags_newest_first(include_archived=False) if self._mine(input.workflow_name) else []
+            if migration.routing_key(now_live) != routing:  # a look the referee does not count as the rollout's read
+                return progress.model_copy(update={"stale": True})
+            before = int(progress.cursor) if progress.cursor else None
+            rest = [r for r in listed if before is None or r.started < before]
+            page = rest[: input.batch_size]
+            chosen = migration.select_runs(
+                [migration.RunOnQueue(r.workflow_id, r.run_id, r.workflow_type, _start_time(r.started)) for r in page],
+                input.flags,
+                workflow_name=input.workflow_name,
+                to_task_queue=input.to_version.task_queue,
+                covered=input.covered,
+                recheck=input.recheck,
+            )
+            for run in chosen.runs:
+                self._signal(self.runs[run.run_id], input.to_version.task_queue)
+            more = len(rest) > len(page)
+            progress = progress.after_page(
+                cursor=str(page[-1].started) if more else None,
+                rows=len(page),
+                eligible=chosen.eligible,
+                signalled=len(chosen.first),
+                resent=len(chosen.again),
+            )
+            if activity.in_activity():
+                activity.heartbeat(progress)
+            if progress.call_done(input.pages):
+                return progress
 
     async def find_workers(self, input: FindWorkersInput) -> WorkerSetList:
         found = [d for d in self.deployments.values() if labels_match(d.labels, input.workflow_name, input.version_id)]
@@ -464,6 +499,11 @@ class World:
         del self.deployments[key]
         self.deleted.append(key)
         return None
+
+
+def _start_time(started: int) -> datetime:
+    """The world's clock: its start counter, as the time visibility would show."""
+    return datetime.fromtimestamp(started, UTC)
 
 
 def _with_percent(flag: VersionFlag, percent: int) -> VersionFlag:

@@ -7,8 +7,9 @@ One module per decision area (each module's docstring shows the loop that execut
 - ``deployment``: a deployment's start (refuse, duplicate, initial, rollout), its children (whichever ends first
   decides; a human's cancel or abort), an abort's write, whether the run fails;
 - ``rollout``: the step machine (``plan_rollout``): start, write on the value read, wait, stop, complete;
-- ``migration``: which runs are eligible for the migrate signal (``select_runs``, shared with the simulation),
-  what migration does next, and what it does once the old queue drained (``after_drain``);
+- ``migration``: which runs are eligible for the migrate signal (``select_runs``, shared with the simulation), and
+  what migration does once the old queue drained (``after_drain``);
+- ``sweep``: how the migration reads the old queue (a cursor), and when it reads it again (``next_sweep``);
 - ``retire``: hold, or retire an old version: archive its flag, delete or keep its workers (``plan_retire``);
 - ``freeze``, ``retire_delay``, ``notifications``: the delivery pipeline's decisions (issue 16).
 

@@ -1,36 +1,55 @@
-"""Migration's decisions: which runs on the old queue are eligible for the migrate signal, and what to do next.
+"""Migration's decisions: which runs on the old queue the flags now route to the new version, and what to do once
+the old queue drained.
 
-Pure. ``select_runs`` is the one eligibility rule: the ``migrate_batch`` activity calls it on what Temporal's
-visibility lists, and the simulation's fake world calls it on its own runs. The migration workflow loops:
+Pure. ``select_runs`` is the one eligibility rule: the migrate activity calls it on each page that Temporal's
+visibility lists, and the simulation's fake world calls it on its own runs. ``routing_key`` and ``may_route_to``
+summarise the flags for the sweep's pacing (``diachronic.ci.planner.sweep``): whether the routing changed since the
+last sweep, and whether any run can be eligible at all. A ``Coverage`` is what an earlier clean sweep signalled. The
+migration workflow loops:
 
-    batch = <migrate_batch activity>          # select_runs + signals
-    next_migration_action(...)                # SIGNAL_MORE at once, WAIT a poll, or try to RETIRE:
+    next_sweep(<observed>)                    # SWEEP (then one migrate_sweep call per 10 pages), WAIT, or DRAINED:
     after_drain(plan_retire(<observed>))      # RETIRE now, WAIT (the flag still routes), or HAND_OFF
 """
 
 from __future__ import annotations
 
+import hashlib
+import json
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
+from datetime import datetime, timedelta
 from enum import StrEnum
 
+from pydantic import Field
+
 from diachronic.ci.planner.retire import RetireBlocker, RetirePlan
-from diachronic.flags import VersionFlag
-from diachronic.flags.evaluation import choose
+from diachronic.contracts import Contract
+from diachronic.flags import FlagStrategy, VersionFlag
+from diachronic.flags.evaluation import (
+    FLEXIBLE_ROLLOUT,
+    choose,
+    constraint_matches,
+    context_properties,
+    rollout_percent,
+)
+from diachronic.versions import sort_newest_first
 
 __all__ = [
+    "COVERAGE_MARGIN",
+    "Coverage",
     "MigrationAction",
-    "MigrationSelection",
     "RunOnQueue",
+    "Selection",
     "after_drain",
-    "next_migration_action",
+    "is_eligible",
+    "may_route_to",
+    "routing_key",
     "select_runs",
 ]
 
 
 class MigrationAction(StrEnum):
-    SIGNAL_MORE = "signal_more"  # more eligible workflows wait for their signal: go again at once
-    WAIT = "wait"  # some still run on the old queue (not yet eligible, or migrating): poll again later
+    WAIT = "wait"  # the old queue drained, but the flag still routes traffic to it: look again later
     RETIRE = "retire"  # nothing runs on the old queue: retire the old version (as the retire plan says)
     HAND_OFF = "hand_off"  # drained, but a deployment of the old version waits: a cleanup workflow retires it
 
@@ -42,16 +61,51 @@ class RunOnQueue:
     workflow_id: str
     run_id: str
     workflow_type: str
+    started: datetime
+
+
+COVERAGE_MARGIN = timedelta(seconds=3)
+"""How long before a sweep began a run may have started and still be missing from it: room for the worker's clock
+against Temporal's, and for visibility showing a new run late."""
+
+
+class Coverage(Contract):
+    """What an earlier clean sweep signalled: the runs these flags route to the new queue that started before it
+    began (``before``, the worker's clock). Those that started more than ``COVERAGE_MARGIN`` earlier were certainly
+    in it; those of the margin may have been missing, so they are signalled again (Temporal drops a repeated one)."""
+
+    flags: list[VersionFlag] = Field(description="the flags the sweep ran under")
+    before: datetime = Field(description="when the sweep began")
+
+    @property
+    def certain(self) -> datetime:
+        """Runs started before this were certainly in the sweep."""
+        return self.before - COVERAGE_MARGIN
 
 
 @dataclass(frozen=True)
-class MigrationSelection:
-    """What one batch signals, and what is left for the next."""
+class Selection:
+    """The runs of one page to signal, in the page's order."""
 
-    batch: tuple[RunOnQueue, ...]  # eligible and not signalled before: signal these now
-    eligible: int  # runs of the workflow type that the flags route to the new version
-    left: int  # eligible, not signalled before, beyond this batch
-    still_signalled: tuple[str, ...]  # run ids signalled earlier that are still on the old queue
+    first: list[RunOnQueue]  # no earlier sweep signalled them
+    again: list[RunOnQueue]  # an earlier sweep may have: its margin, or a sweep that checks everything again
+    skipped: int  # eligible, and an earlier sweep certainly signalled them
+
+    @property
+    def runs(self) -> list[RunOnQueue]:
+        return [*self.first, *self.again]
+
+    @property
+    def eligible(self) -> int:
+        return len(self.first) + len(self.again) + self.skipped
+
+
+def is_eligible(run: RunOnQueue, flags: Sequence[VersionFlag], *, workflow_name: str, to_task_queue: str) -> bool:
+    """A run of ``workflow_name`` that the flags (evaluated as Unleash does, general traffic) route to the new queue."""
+    if run.workflow_type != workflow_name:
+        return False
+    chosen = choose(flags, run.workflow_id, False)
+    return chosen is not None and chosen.info.task_queue == to_task_queue
 
 
 def select_runs(
@@ -60,35 +114,73 @@ def select_runs(
     *,
     workflow_name: str,
     to_task_queue: str,
-    already_signalled: Sequence[str],
-    batch_size: int,
-) -> MigrationSelection:
-    """The runs of ``workflow_name`` that the flags (evaluated as Unleash does) route to ``to_task_queue``."""
-    runs = list(runs)
-    running_ids = {run.run_id for run in runs}
-    already = set(already_signalled)
-    eligible = [
-        run
-        for run in runs
-        if run.workflow_type == workflow_name
-        and (chosen := choose(flags, run.workflow_id, False)) is not None
-        and chosen.info.task_queue == to_task_queue
+    covered: Coverage | None = None,
+    recheck: bool = False,
+) -> Selection:
+    """The runs of one page to signal now: the eligible ones, less those ``covered`` says were signalled already
+    (with ``recheck``, those are signalled again, for runs visibility showed late).
+
+    A narrower selection (a canary cohort) is one more condition here, so that the activity and the simulation's
+    world keep sharing one rule."""
+    ordered = sort_newest_first(flags)
+    earlier = sort_newest_first(covered.flags) if covered is not None else []
+    first: list[RunOnQueue] = []
+    again: list[RunOnQueue] = []
+    skipped = 0
+    for run in runs:
+        if not is_eligible(run, ordered, workflow_name=workflow_name, to_task_queue=to_task_queue):
+            continue
+        if (
+            covered is None
+            or run.started >= covered.before
+            or not is_eligible(run, earlier, workflow_name=workflow_name, to_task_queue=to_task_queue)
+        ):
+            first.append(run)
+        elif recheck or run.started >= covered.certain:
+            again.append(run)
+        else:
+            skipped += 1
+    return Selection(first=first, again=again, skipped=skipped)
+
+
+def routing_key(flags: Sequence[VersionFlag]) -> str:
+    """A short digest of everything in the live flags that decides routing (not the stores' strategy ids): two
+    equal keys route every workflow id alike, so a sweep done under one key need not be repeated under the other."""
+    live = [
+        {
+            "flag": flag.info.flag_name,
+            "enabled": flag.enabled,
+            "strategies": [strategy.model_dump(mode="json", exclude={"id"}) for strategy in flag.strategies],
+        }
+        for flag in sort_newest_first(flags)
+        if not flag.archived
     ]
-    todo = [run for run in eligible if run.run_id not in already]
-    return MigrationSelection(
-        batch=tuple(todo[:batch_size]),
-        eligible=len(eligible),
-        left=len(todo[batch_size:]),
-        still_signalled=tuple(run_id for run_id in already_signalled if run_id in running_ids),
-    )
+    canonical = json.dumps(live, sort_keys=True, separators=(",", ":"))
+    return hashlib.sha256(canonical.encode()).hexdigest()[:16]
 
 
-def next_migration_action(*, eligible_unsignalled: int, running_on_old_queue: int) -> MigrationAction:
-    if eligible_unsignalled > 0:
-        return MigrationAction.SIGNAL_MORE
-    if running_on_old_queue > 0:
-        return MigrationAction.WAIT
-    return MigrationAction.RETIRE
+def may_route_to(flags: Sequence[VersionFlag], to_task_queue: str) -> bool:
+    """False only when no workflow id of general traffic can be routed to ``to_task_queue``: no live, enabled flag
+    carries that queue, or each of its strategies matches nothing but test traffic or rolls out 0 %. (A newer flag
+    that takes every id is not considered: a sweep then finds nothing, which is safe.)"""
+    for flag in flags:
+        if flag.archived or not flag.enabled or flag.info.task_queue != to_task_queue:
+            continue
+        active = [strategy for strategy in flag.strategies if not strategy.disabled]
+        if not active or any(_may_match_general_traffic(strategy) for strategy in active):
+            return True
+    return False
+
+
+def _may_match_general_traffic(strategy: FlagStrategy) -> bool:
+    if strategy.name == FLEXIBLE_ROLLOUT:
+        if not rollout_percent(strategy):
+            return False
+    elif strategy.name != "default":
+        return False
+    general = context_properties(False)
+    # A constraint on isTest decides alike for every id (the Dark Deploy Strategy's never matches general traffic).
+    return all(constraint_matches(c, "", general) for c in strategy.constraints if c.context_name == "isTest")
 
 
 def after_drain(plan: RetirePlan) -> MigrationAction:

@@ -58,9 +58,6 @@ class WorkflowView(CIStatus):
     versions: list[VersionView] = Field(default_factory=list, description="newest first, archived ones included")
     routing: Routing | None = None
     versions_error: str | None = Field(default=None, description="why the flag store could not be read")
-    migration_in_flight: int | None = Field(
-        default=None, ge=0, description="signalled runs still on the old queue (null: no migration, or unknown)"
-    )
     read_at: datetime = Field(description="when this status was read (older than a few seconds: the CI is slow)")
 
 

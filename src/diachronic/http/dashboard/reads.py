@@ -15,11 +15,10 @@ from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
 from typing import Generic, TypeVar
 
-from temporalio.client import Client, WorkflowQueryFailedError
-from temporalio.service import RPCError
+from temporalio.client import Client
 
 from diachronic.ci import client as ci
-from diachronic.ci.contracts import STATUS_QUERY, CIStatus, DrainState
+from diachronic.ci.contracts import CIStatus
 from diachronic.errors import DiachronicError, TimedOut
 from diachronic.flags import FlagStore, VersionFlag
 from diachronic.flags.evaluation import general_percent
@@ -171,25 +170,12 @@ async def read_view(client: Client, flags: FlagStore, workflow_name: str) -> Wor
 
     current, (found, flags_error) = await asyncio.gather(status(), versions())
     views, routing = _versions(found) if not flags_error else ([], None)
-    in_flight = await _in_flight(client, current) if current.migration is not None else None
     return WorkflowView.model_validate(
         current.model_dump()
         | {
             "versions": views,
             "routing": routing,
             "versions_error": flags_error,
-            "migration_in_flight": in_flight,
             "read_at": datetime.now(UTC),
         }
     )
-
-
-async def _in_flight(client: Client, status: CIStatus) -> int | None:
-    """How many signalled runs are still on the old queue (so the page can say how many left it); None: unknown."""
-    if not status.drain_workflow_id:
-        return None
-    try:
-        state = await client.get_workflow_handle(status.drain_workflow_id).query(STATUS_QUERY, result_type=DrainState)
-    except (RPCError, WorkflowQueryFailedError):
-        return None
-    return len(state.in_flight)

@@ -225,24 +225,19 @@
       return section("Migration", el("p", { text }));
     }
     const onOld = m.onOldQueue;
-    const inFlight = status.migrationInFlight;
     const id = `migration-${status.workflowName}`;
     const items = [
       el("li", {}, el("strong", { text: String(m.eligible) }), " eligible: on the old queue, and the flag now routes them to the new version"),
       el("li", {}, el("strong", { text: String(m.signalled) }), " signalled to move"),
       el("li", {}, el("strong", { text: onOld === null ? "?" : String(onOld) }), " still on the old queue"),
     ];
+    if (m.sweeping) items.push(el("li", {}, `Sweeping the old queue (${m.sweeping}): `, el("strong", { text: String(m.sweptRows) }), " read so far"));
+    else if (m.pacing) items.push(el("li", { "data-field": "pacing", text: `Next look at the old queue: ${m.pacing}` }));
     let bar;
     let summary;
     if (onOld === null) {
       bar = el("progress", { id, "data-field": "migration" });
       summary = " counting…";
-    } else if (inFlight !== null && inFlight !== undefined) {
-      const left = Math.max(m.signalled - inFlight, 0);
-      const total = left + onOld;
-      bar = el("progress", { id, max: Math.max(total, 1), value: total ? left : 1, "data-field": "migration", "data-value": left });
-      summary = ` ${left} of ${total} left the old queue`;
-      if (inFlight) items.push(el("li", {}, el("strong", { text: String(inFlight) }), " signalled but not moved yet"));
     } else {
       const total = m.signalled + onOld;
       bar = el("progress", { id, max: Math.max(total, 1), value: total ? m.signalled : 1, "data-field": "migration", "data-value": m.signalled });
