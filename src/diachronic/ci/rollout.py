@@ -178,6 +178,7 @@ class RolloutWorkflow:
         self._told = self._progress()
 
     async def _freeze_in_force(self) -> Freeze | None:
+        """A run recorded before this check existed never read the freezes: it replays as recorded."""
         if not workflow.patched(FREEZE_PATCH):
             return None
         return await freeze_in_force(self.input.workflow_name)
