@@ -39,7 +39,7 @@ demo: install
 
 # The tests run against a real Unleash of their own: fresh, private to this run, removed afterwards (also on failure).
 test: install lint
-	DIACHRONIC_TEST_UNLEASH=required $(UNLEASH) run $(BIN)/pytest -q
+	DIACHRONIC_TEST_UNLEASH=required $(UNLEASH) run $(BIN)/pytest -q --durations=25
 
 lint: install
 	$(BIN)/ruff check src tests examples bench
@@ -72,6 +72,17 @@ unleash:
 
 unleash-stop:
 	@$(UNLEASH) stop
+
+# The explorer (docs/safety.md): stories drawn from SEED, played for BUDGET wall seconds on the real CI workflows in
+# virtual time (MODEL=1: on the model of the CI, the planner alone) and judged against the safety invariants after
+# every step; each counter-example is shrunk and printed as a catalog scenario; ends with
+# "N sequences, M steps, K violations" and exits 1 on a violation.
+.PHONY: explore
+SEED ?= 0
+BUDGET ?= 600
+MODEL ?=
+explore: install
+	$(BIN)/diachronic explore --seed $(SEED) --budget $(BUDGET) $(if $(MODEL),--model)
 
 # The fault-injection suite (tests/reliability, docs/reliability.md) with a few hundred old workflows per test and
 # 30 s outages; `make test` runs the same tests with 40 and short outages. Writes .diachronic/reliability.json.

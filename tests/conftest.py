@@ -18,6 +18,7 @@ from tests.github_api import GitHubApi, start_early
 from tests.http_helpers import served, settings
 
 from diachronic.settings import venv_binary
+from diachronic.simulation.runner import time_skipping_server
 
 # The process backstop (tests/processes.py), pytester for the test that checks it, Unleash's engine offline, the
 # real Unleash (the `unleash` fixture).
@@ -29,10 +30,7 @@ async def time_env() -> AsyncIterator[WorkflowEnvironment]:
     """The Java test server: time skips whenever every workflow waits on a timer. No visibility. One per test (it
     starts in a fraction of a second): an activity or child an earlier test left in flight holds the server's
     time-skipping lock, and a later test's virtual hour would then pass at wall speed."""
-    env = await WorkflowEnvironment.start_time_skipping(
-        test_server_existing_path=str(venv_binary("temporal-test-server")),
-        data_converter=pydantic_data_converter,
-    )
+    env = await time_skipping_server()
     yield env
     await env.shutdown()
 

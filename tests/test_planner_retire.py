@@ -13,6 +13,7 @@ from diachronic.ci.planner.retire import (
     migration_done,
     plan_retire,
 )
+from diachronic.flags.evaluation import default_strategies
 
 
 @pytest.mark.parametrize(
@@ -26,6 +27,7 @@ from diachronic.ci.planner.retire import (
         ),
         (retiring(flags=(flag(1, "v2", 60), flag(0, "v1"))), RetirePlan(RetireBlocker.ROUTED)),
         (retiring(flags=(flag(1, "v2", enabled=False), flag(0, "v1"))), RetirePlan(RetireBlocker.ROUTED)),
+        (retiring(flags=(flag(1, "v2", None), flag(0, "v1"))), RetirePlan(archive_flag=True, delete_workers=True)),
         (retiring(flags=(flag(0, "v1"),)), RetirePlan(RetireBlocker.NEWEST)),
         (retiring(flags=(flag(1, "v2", archived=True), flag(0, "v1"))), RetirePlan(RetireBlocker.NEWEST)),
         (
@@ -61,6 +63,7 @@ from diachronic.ci.planner.retire import (
         "running and routed: running is said first",
         "the new version at 60 %: the old one still takes traffic, hold",
         "the new flag disabled: the old one takes the traffic, hold",
+        "the new flag enabled without an active strategy: on for every id (Unleash's rule), retire",
         "never retire the newest version",
         "the new flag archived by hand: the old one is the newest again, hold",
         "a newer version at 100 % shields it, whatever lies between",
@@ -75,6 +78,16 @@ from diachronic.ci.planner.retire import (
 )
 def test_plan_retire(snapshot: RetireSnapshot, plan: RetirePlan) -> None:
     assert plan_retire(snapshot) == plan
+
+
+def test_a_general_strategy_disabled_at_100_percent_shields_nothing() -> None:
+    """Found by the explorer (catalog: explore-2-188): a person routes 100 % to v2, then disables v2's general
+    strategy; its dark deploy strategy stays active, so general traffic goes back to v1, whose flag must stay."""
+    v2 = flag(1, "v2")
+    strategies = default_strategies(v2.info.flag_name, general_percent=100)
+    strategies[1] = strategies[1].model_copy(update={"disabled": True})
+    v2 = v2.model_copy(update={"strategies": strategies})
+    assert plan_retire(retiring(flags=(v2, flag(0, "v1")))) == RetirePlan(RetireBlocker.ROUTED)
 
 
 @pytest.mark.parametrize(

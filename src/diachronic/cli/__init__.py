@@ -278,6 +278,7 @@ def main() -> None:
         control,
         dev,
         doctor,
+        explore,
         freeze,
         serve,
         simulate,

@@ -91,6 +91,8 @@ def simulate(
         c.out.out.print(table(report), width=max(c.out.out.width, 100))
         covered = f"planner branches covered: {len(report.covered)}/{len(report.branches_total)}"
         c.out.data(covered + (f"; never exercised: {', '.join(report.missed)}" if report.missed else ""))
+    if report.retried:
+        c.out.warn(f"{len(report.retried)} scenario(s) retried after a test-server stall: {', '.join(report.retried)}")
     if not report.passed:
         failed = [o.scenario for o in report.outcomes if not o.passed]
         c.out.abort(f"{len(failed)} scenario(s) failed: {', '.join(failed)}")

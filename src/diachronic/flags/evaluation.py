@@ -43,6 +43,7 @@ __all__ = [
     "context_properties",
     "default_strategies",
     "flag_enabled",
+    "flag_reach",
     "general_percent",
     "general_strategy",
     "new_rollout",
@@ -181,6 +182,44 @@ def flag_enabled(flag: VersionFlag, user_id: str, is_test: bool) -> bool:
         return True
     properties = context_properties(is_test)
     return any(strategy_matches(s, user_id, properties, flag_name=flag.info.flag_name) for s in active)
+
+
+def _constraints(strategy: FlagStrategy, is_test: bool) -> bool | None:
+    """True: every constraint holds for every id of this context; False: one never holds; None: it depends on the
+    id (a constraint on something other than ``isTest``)."""
+    properties = context_properties(is_test)
+    verdict: bool | None = True
+    for constraint in strategy.constraints:
+        if constraint.context_name != "isTest":
+            verdict = None
+        elif not constraint_matches(constraint, "", properties):
+            return False
+    return verdict
+
+
+def _strategy_reach(strategy: FlagStrategy, is_test: bool) -> tuple[bool, bool]:
+    """(on for some id, on for every id) of one active strategy in one context."""
+    constraints = _constraints(strategy, is_test)
+    if constraints is False:
+        return False, False
+    if strategy.name == "default":
+        return True, constraints is True
+    if strategy.name != FLEXIBLE_ROLLOUT:
+        return False, False
+    rollout = rollout_percent(strategy) or 0
+    return rollout > 0, constraints is True and rollout == 100 and strategy.parameters.get("stickiness") != "random"
+
+
+def flag_reach(flag: VersionFlag, is_test: bool) -> tuple[bool, bool]:
+    """(on for some workflow id, on for every workflow id) in one context (``isTest``), by Unleash's rules; exact,
+    not sampled: whether a flag shields the older ones from every id of that context."""
+    if flag.archived or not flag.enabled:
+        return False, False
+    active = [s for s in flag.strategies if not s.disabled]
+    if not active:
+        return True, True
+    answers = [_strategy_reach(s, is_test) for s in active]
+    return any(some for some, _ in answers), any(every for _, every in answers)
 
 
 def choose(flags_newest_first: Iterable[VersionFlag], workflow_id: str, is_test: bool) -> VersionFlag | None:

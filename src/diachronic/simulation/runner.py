@@ -161,13 +161,22 @@ class Scenario:
     drive: Callable[[Sim], Awaitable[None]]
     expect: Expect
     max_virtual_s: float = DEFAULT_MAX_VIRTUAL_S
+    world: type[World] = World  # the fake world to build (a subclass may watch it, as the explorer's does)
+    cleanups_must_end: bool = True  # False: a cleanup may rightly wait on after the story (its version is routed)
 
 
 class Sim:
     """What a scenario's ``drive`` acts through: deploys, controls, waiting in virtual time, reading status."""
 
     def __init__(
-        self, env: WorkflowEnvironment, task_queue: str, world: World, outcome: Outcome, max_virtual_s: float
+        self,
+        env: WorkflowEnvironment,
+        task_queue: str,
+        world: World,
+        outcome: Outcome,
+        max_virtual_s: float,
+        *,
+        cleanups_must_end: bool = True,
     ) -> None:
         self.env = env
         self.client: Client = env.client
@@ -176,6 +185,7 @@ class Sim:
         self.outcome = outcome
         self.workflow_name = world.workflow_name
         self.max_virtual_s = max_virtual_s
+        self.cleanups_must_end = cleanups_must_end
         self.started_at: datetime | None = None
         self.ended_at: datetime | None = None  # when the last of the CI run and its cleanups closed
         self.started_wall = time.monotonic()
@@ -347,7 +357,7 @@ class Sim:
         outcome.records = await self._records()
         closed = [(await handle.describe()).close_time]
         for record in outcome.records:
-            if record.cleanup_workflow_id is not None:
+            if record.cleanup_workflow_id is not None and self.cleanups_must_end:
                 cleanup = self.client.get_workflow_handle(record.cleanup_workflow_id)
                 error = await self._wait_end(cleanup, f"cleanup {record.cleanup_workflow_id}")
                 outcome.cleanup_errors += [error] if error else []
@@ -600,7 +610,7 @@ async def _run(
     failures: FailurePolicy | None,
     allow_typed_failure: bool,
 ) -> Outcome:
-    world = World(name, seed=seed)
+    world = scenario.world(name, seed=seed)
     world.deploying = functools.partial(_deploying, env.client, name)
     policy = failures or FailurePolicy()
     contracts = activity_contracts() | activity_contracts(PIPELINE_ACTIVITIES)
@@ -616,7 +626,9 @@ async def _run(
             activities=fakes.activities(),
             workflow_runner=SIMULATION_RUNNER,
         ):
-            sim = Sim(env, task_queue, world, outcome, scenario.max_virtual_s)
+            sim = Sim(
+                env, task_queue, world, outcome, scenario.max_virtual_s, cleanups_must_end=scenario.cleanups_must_end
+            )
             sim.started_at = await sim.now()
             try:
                 with contextlib.suppress(ScenarioEnded):
@@ -653,6 +665,11 @@ class Report:
     def missed(self) -> list[str]:
         return [b for b in self.branches_total if b not in self.covered]
 
+    @property
+    def retried(self) -> list[str]:
+        """Scenarios whose first run stalled and whose second run did not (a second stall fails the scenario)."""
+        return [o.scenario for o in self.outcomes if o.retried and not o.hang]
+
     def as_json(self) -> dict[str, Any]:
         return {
             "scenarios": [
@@ -665,6 +682,7 @@ class Report:
                 }
                 for o in self.outcomes
             ],
+            "retried": self.retried,
             "branches_covered": len(self.covered),
             "branches_total": len(self.branches_total),
             "branches_missed": self.missed,

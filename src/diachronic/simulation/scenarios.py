@@ -13,8 +13,10 @@ from diachronic.ci.contracts import ActivityErrorInfo, CIInput, Phase, RolloutOu
 from diachronic.ci.planner.deploy import DeployDecision
 from diachronic.ci.planner.retire import RetireBlocker
 from diachronic.ci.planner.rollout import RolloutStopReason
+from diachronic.simulation.actions import Control, Deploy, Fail, RaceWrite, Start
 from diachronic.simulation.fakes import ContractFakes
 from diachronic.simulation.runner import Check, Expect, Outcome, Scenario, Sim
+from diachronic.simulation.stories import explored
 from diachronic.simulation.world import FlagEnd, World
 
 __all__ = ["CATALOG", "by_name", "select"]
@@ -756,6 +758,74 @@ FLAG_STORE_DOWN_FOR_DAYS = Scenario(
     max_virtual_s=3 * 24 * 3600,
 )
 
+# ----------------------------------------------------------------------------------------------- found by the explorer
+# Counter-examples the explorer (docs/safety.md) found against the CI before the safety fixes, shrunk by it; they keep
+# the names they were found with (routing depends on workflow ids, which derive from them) and are judged by its
+# referee after every step.
+
+EXPLORED_ROLL_BACK_KEEPS_LIVE_WORKERS = explored(
+    "explore-11-57",
+    "defect 1: v3 deployed non-migratory leaves v1 to a cleanup; v1, deployed again meanwhile, is live again: the "
+    "cleanup archives v1's old flag and keeps its workers",
+    Start(running=2, finishing=2),
+    [Deploy("v3", kind="non-migratory"), Deploy("v1")],
+    phases=(Phase.COMPLETED, Phase.COMPLETED),
+)
+
+EXPLORED_EDIT_BETWEEN_READ_AND_WRITE = explored(
+    "explore-11-1",
+    "defect 2: a person sets 10 % between the rollout's read and its write: the write is refused, the rollout stops, "
+    "the person's 10 % stays; they then cancel",
+    Start(running=5, finishing=1),
+    [Deploy("v3"), RaceWrite("v3", percent=10), Control("cancel")],
+    phases=(Phase.CANCELLED,),
+)
+
+EXPLORED_FAILURE_KEPT_ACROSS_CONTINUE_AS_NEW = explored(
+    "explore-0-0",
+    "defect 3: v5's migration fails for good, the CI continues as new (tiny history) and deploys v6: the run still "
+    "fails for v5 (found with the failure before both deploys; after them, v6 is queued whatever the timing)",
+    Start(running=3, ci_history=10),
+    [Deploy("v5"), Deploy("v6"), Fail("flag-store-forbidden", activity="migrate_sweep")],
+    phases=(Phase.FAILED, Phase.COMPLETED),
+    ci_fails=True,
+)
+
+EXPLORED_MIGRATION_FAILS_FIRST = explored(
+    "explore-0-1",
+    "defect 5: the migration fails at its first batch: the CI stops the rollout at once and the deployment fails",
+    Start(running=2, finishing=1),
+    [Deploy("v2"), Fail("flag-store-forbidden", activity="migrate_sweep")],
+    phases=(Phase.FAILED,),
+    ci_fails=True,
+)
+
+async def routed_to_100_then_general_disabled(sim: Sim) -> None:
+    await sim.deploy("v3", steps="50@60s,100@1h")
+    await sim.until("the rollout reached 50 %", lambda: sim.world.percent("v3") == 50)
+    sim.world.hand_set_percent("v3", 100)
+    sim.world.hand_disable_general("v3")
+    await sim.until("the rollout stopped", _rollout_stopped(sim))
+    await sim.control("cancel", expect=True)
+
+
+EXPLORED_GENERAL_DISABLED_AT_100 = Scenario(
+    name="explore-2-188",
+    about="found by the explorer (the model, seed 2, against the planner of the safety fixes): a person routes 100 % "
+    "to v3, then disables v3's general strategy, so general traffic goes back to v1; v1's flag and workers stay (a "
+    "disabled strategy at 100 % shields nothing); played on conditions, not on the story's timing",
+    setup=live("v1", workers=("v1", "v3")),
+    drive=routed_to_100_then_general_disabled,
+    expect=Expect(
+        phases=(Phase.CANCELLED,),
+        flags=(FlagEnd("v3", 100), FlagEnd("v1", 100)),
+        workers=frozenset({"v1", "v3"}),
+        not_called=frozenset({"delete_workers", "archive_version_flag"}),
+        checks=(("v1 was kept: it still receives traffic", lambda o: "RetireBlocker.ROUTED" in o.branches),),
+    ),
+)
+
+
 CATALOG: list[Scenario] = [
     INITIAL,
     MIGRATORY,
@@ -780,6 +850,11 @@ CATALOG: list[Scenario] = [
     REDELIVERED_EVENTS,
     MIGRATION_FAILS_FIRST,
     FLAG_STORE_DOWN_FOR_DAYS,
+    EXPLORED_ROLL_BACK_KEEPS_LIVE_WORKERS,
+    EXPLORED_EDIT_BETWEEN_READ_AND_WRITE,
+    EXPLORED_FAILURE_KEPT_ACROSS_CONTINUE_AS_NEW,
+    EXPLORED_MIGRATION_FAILS_FIRST,
+    EXPLORED_GENERAL_DISABLED_AT_100,
 ]
 
 

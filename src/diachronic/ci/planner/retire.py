@@ -19,10 +19,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 from enum import StrEnum
 
-from diachronic.ci.planner.schedule import MAX_PERCENT
 from diachronic.contracts import VersionInfo
 from diachronic.flags import VersionFlag
-from diachronic.flags.evaluation import general_percent
+from diachronic.flags.evaluation import flag_reach
 
 __all__ = ["RetireAction", "RetireBlocker", "RetirePlan", "RetireSnapshot", "migration_done", "plan_retire"]
 
@@ -91,11 +90,12 @@ def migration_done(snapshot: RetireSnapshot, plan: RetirePlan) -> bool:
 
 
 def _routed(live_newest_first: list[VersionFlag], old: VersionInfo) -> bool:
-    """The old flag receives general traffic unless a newer enabled flag routes 100 % of it (newest wins); isTest
-    traffic goes to the newest flag, which the old one is not."""
+    """The old flag receives general traffic unless a newer flag is on for every general workflow id (newest wins):
+    judged by Unleash's rules (``flag_reach``), so a general strategy at 100 % that a person disabled shields
+    nothing; isTest traffic goes to the newest flag, which the old one is not."""
     for flag in live_newest_first:
         if flag.info.flag_name == old.flag_name:
             return True
-        if flag.enabled and general_percent(flag) == MAX_PERCENT:
+        if flag_reach(flag, is_test=False)[1]:
             return False
     return True
