@@ -24,7 +24,7 @@ from typing import Any
 from temporalio import workflow
 
 from diachronic.ci.contracts import Control, Phase
-from diachronic.ci.planner import deploy, deployment, migration, retire, rollout, sweep
+from diachronic.ci.planner import deploy, deployment, migration, retire, retire_delay, rollout, sweep
 
 __all__ = [
     "CONTROL_OUTCOMES",
@@ -60,18 +60,18 @@ DECISIONS: dict[str, Decision] = {
             Phase.ABORTED,
         ),
     ),
-    # HOLD needs a freeze in force, which the simulation's world does not have yet (tests/test_planner_rollout.py).
-    "plan_rollout": Decision(rollout, tuple(a for a in rollout.RolloutAction if a is not rollout.RolloutAction.HOLD)),
+    "plan_rollout": Decision(rollout, tuple(rollout.RolloutAction)),
     "check_traffic": Decision(rollout, (*rollout.RolloutStopReason, None)),  # None: as the automation left it
     "next_sweep": Decision(sweep, tuple(sweep.SweepAction)),
     "after_drain": Decision(
         migration,
         (migration.MigrationAction.RETIRE, migration.MigrationAction.WAIT, migration.MigrationAction.HAND_OFF),
     ),
-    # DELAYED is the retire delay's answer (planner.retire_delay), never the retire rule's.
+    # DELAYED is the retire delay's answer, never the retire rule's.
     "plan_retire": Decision(
         retire, (*(b for b in retire.RetireBlocker if b is not retire.RetireBlocker.DELAYED), *retire.RetireAction)
     ),
+    "hold_while_counting": Decision(retire_delay, (retire.RetireBlocker.DELAYED,)),
 }
 """The decision functions, by name (each is unique across the planner's modules)."""
 

@@ -211,6 +211,7 @@ class Sim:
         event_time: datetime | None = None,
         environment: str | None = None,
         delivery_id: str | None = None,
+        retire_delay_s: float | None = None,
     ) -> DeployAck:
         """A deployment of ``version`` as ``diachronic deploy`` sends it (``ci_input`` if the CI must start so).
 
@@ -237,6 +238,7 @@ class Sim:
             poll_interval_s=poll_s,
             batch_size=batch_size,
             continue_as_new_after=continue_as_new_after,
+            retire_delay_s=retire_delay_s,
         )
         ack = await ci.deploy(self.client, self.task_queue, event, options, ci_input=ci_input)
         run_id = (await self.client.get_workflow_handle(ci_workflow_id(self.workflow_name)).describe()).run_id

@@ -8,9 +8,11 @@ at chosen points of the run, as they would in production.
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable, Sequence
+from datetime import timedelta
 
 from diachronic.ci.contracts import ActivityErrorInfo, CIInput, Phase, RolloutOutcome
 from diachronic.ci.planner.deploy import DeployDecision
+from diachronic.ci.planner.freeze import Freeze
 from diachronic.ci.planner.retire import RetireBlocker
 from diachronic.ci.planner.rollout import RolloutStopReason
 from diachronic.simulation.actions import Control, Deploy, Fail, RaceWrite, Start
@@ -641,6 +643,59 @@ ROLL_BACK_AFTER_NON_MIGRATORY = Scenario(
 )
 
 
+async def freeze_during_the_rollout(sim: Sim) -> None:
+    await sim.deploy("v2", steps="50@60s,100@10m")
+    await sim.until("the rollout reached 50 %", lambda: sim.world.percent("v2") == 50)
+    until = await sim.now() + timedelta(hours=2)
+    sim.world.freezes.append(Freeze(scope=sim.workflow_name, until=until, reason="incident"))
+
+    async def held() -> bool:
+        status = await sim.rollout()
+        return status is not None and status.frozen is not None
+
+    await sim.until("the rollout holds its step", held)
+    await sim.advance(3600)
+    sim.check("held at 50 % an hour into the freeze", sim.world.percent("v2") == 50)
+    sim.world.freezes.clear()  # lifted: the next look writes the step
+
+
+FREEZE_HOLDS_ROLLOUT = Scenario(
+    name="freeze-holds-rollout",
+    about="a freeze begins at 50 %: the rollout holds that step while it is in force, then goes on to 100 % once "
+    "it is lifted; v1 retires as usual",
+    setup=live("v1", workers=("v1", "v2")),
+    drive=freeze_during_the_rollout,
+    expect=Expect(
+        phases=(Phase.COMPLETED,),
+        flags=(FlagEnd("v2", 100), FlagEnd("v1", archived=True)),
+        workers=frozenset({"v2"}),
+        checks=(("the due step was held", lambda o: "RolloutAction.HOLD" in o.branches),),
+    ),
+)
+
+
+async def deploy_v2_retire_delay(sim: Sim) -> None:
+    await sim.deploy("v2", retire_delay_s=3600)
+
+
+RETIRE_DELAY = Scenario(
+    name="retire-delay",
+    about="v1 -> v2 with a retire delay of an hour: the migration drains v1's queue and hands the countdown to a "
+    "cleanup; the deployment completes; v1's workers go once the hour ran out",
+    setup=live("v1", workers=("v1", "v2")),
+    drive=deploy_v2_retire_delay,
+    expect=Expect(
+        phases=(Phase.COMPLETED,),
+        flags=(FlagEnd("v2", 100), FlagEnd("v1", archived=True)),
+        workers=frozenset({"v2"}),
+        checks=(
+            ("the retirement waited for the delay", lambda o: "RetireBlocker.DELAYED" in o.branches),
+            ("the migration handed the countdown over", lambda o: "MigrationAction.HAND_OFF" in o.branches),
+        ),
+    ),
+)
+
+
 async def roll_back_refused(sim: Sim) -> None:
     await sim.deploy("v2")
     await sim.until("v2 is being deployed", lambda: sim.world.flag_of("v2") is not None, step_s=1)
@@ -800,6 +855,7 @@ EXPLORED_MIGRATION_FAILS_FIRST = explored(
     ci_fails=True,
 )
 
+
 async def routed_to_100_then_general_disabled(sim: Sim) -> None:
     await sim.deploy("v3", steps="50@60s,100@1h")
     await sim.until("the rollout reached 50 %", lambda: sim.world.percent("v3") == 50)
@@ -846,6 +902,8 @@ CATALOG: list[Scenario] = [
     ABORT,
     EDIT_BETWEEN_READ_AND_WRITE,
     ROLL_BACK_AFTER_NON_MIGRATORY,
+    FREEZE_HOLDS_ROLLOUT,
+    RETIRE_DELAY,
     ROLL_BACK_REFUSED,
     REDELIVERED_EVENTS,
     MIGRATION_FAILS_FIRST,
