@@ -108,6 +108,17 @@ MIGRATORY = Scenario(
     ),
 )
 
+def v2_live_v1_retired(*checks: Check, signalled: int | None = None) -> Expect:
+    """v1 -> v2 completed: v2 routes 100 %, v1's flag archived and its workers gone."""
+    return Expect(
+        phases=(Phase.COMPLETED,),
+        flags=(FlagEnd("v2", 100), FlagEnd("v1", archived=True)),
+        workers=frozenset({"v2"}),
+        signalled=signalled,
+        checks=checks,
+    )
+
+
 # ----------------------------------------------------------------------------------------------- dark
 
 
@@ -128,13 +139,7 @@ DARK_CONTINUE = Scenario(
     "the rollout then runs and v1 retires",
     setup=live("v1", workers=("v1", "v2")),
     drive=dark_then_continue,
-    expect=Expect(
-        phases=(Phase.COMPLETED,),
-        flags=(FlagEnd("v2", 100), FlagEnd("v1", archived=True)),
-        workers=frozenset({"v2"}),
-        signalled=0,
-        checks=(("the rollout went 0, 25, 50, 75, 100", rollout_went(FULL_ROLLOUT)),),
-    ),
+    expect=v2_live_v1_retired(("the rollout went 0, 25, 50, 75, 100", rollout_went(FULL_ROLLOUT)), signalled=0),
 )
 
 # ----------------------------------------------------------------------------------------------- non-migratory
@@ -665,12 +670,7 @@ FREEZE_HOLDS_ROLLOUT = Scenario(
     "it is lifted; v1 retires as usual",
     setup=live("v1", workers=("v1", "v2")),
     drive=freeze_during_the_rollout,
-    expect=Expect(
-        phases=(Phase.COMPLETED,),
-        flags=(FlagEnd("v2", 100), FlagEnd("v1", archived=True)),
-        workers=frozenset({"v2"}),
-        checks=(("the due step was held", lambda o: "RolloutAction.HOLD" in o.branches),),
-    ),
+    expect=v2_live_v1_retired(("the due step was held", lambda o: "RolloutAction.HOLD" in o.branches)),
 )
 
 
@@ -684,14 +684,9 @@ RETIRE_DELAY = Scenario(
     "cleanup; the deployment completes; v1's workers go once the hour ran out",
     setup=live("v1", workers=("v1", "v2")),
     drive=deploy_v2_retire_delay,
-    expect=Expect(
-        phases=(Phase.COMPLETED,),
-        flags=(FlagEnd("v2", 100), FlagEnd("v1", archived=True)),
-        workers=frozenset({"v2"}),
-        checks=(
-            ("the retirement waited for the delay", lambda o: "RetireBlocker.DELAYED" in o.branches),
-            ("the migration handed the countdown over", lambda o: "MigrationAction.HAND_OFF" in o.branches),
-        ),
+    expect=v2_live_v1_retired(
+        ("the retirement waited for the delay", lambda o: "RetireBlocker.DELAYED" in o.branches),
+        ("the migration handed the countdown over", lambda o: "MigrationAction.HAND_OFF" in o.branches),
     ),
 )
 
