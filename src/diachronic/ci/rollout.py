@@ -2,13 +2,14 @@
 the moment a human changes the percentage (the safety valve, and the fast-forward).
 
 It executes the step machine of ``diachronic.ci.planner.rollout``: look at the flag, ask the planner, do what it
-says (every write conditional on the value read), sleep until the planner's next deadline or a control."""
+says (every write conditional on the value read), sleep until the planner's next deadline or a control. When a step
+is due it reads the freezes in force: a freeze holds the current step (unless the deployment was forced)."""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from datetime import datetime
 
 from temporalio import workflow
@@ -31,14 +32,17 @@ with workflow.unsafe.imports_passed_through():
         RolloutStatus,
         SetPercentInput,
     )
+    from diachronic.ci.freeze import freeze_in_force
     from diachronic.ci.outbox import OUTBOX_SETTLE, Outbox
     from diachronic.ci.planner import rollout
+    from diachronic.ci.planner.freeze import Freeze
     from diachronic.ci.planner.notifications import Progress, notifications
     from diachronic.ci.steps import history_is_long, run_step
     from diachronic.contracts import RolloutStep, VersionInfo
     from diachronic.errors import ConcurrentEdit
 
 MAX_HISTORY = 200
+FREEZE_PATCH = "rollout-holds-during-freeze"  # histories recorded before it never read the freezes
 
 
 class FlagSteps:
@@ -75,15 +79,27 @@ class FlagSteps:
 
 class StepRunner:
     """The step machine executed: carries ``RolloutState``, asks ``planner.rollout.plan_rollout`` and carries out
-    START (hold what the flag holds) and WRITE (on the value read); answers every other plan to its caller."""
+    START (hold what the flag holds) and WRITE (on the value read); answers every other plan to its caller.
+    ``freezes`` reads the freeze in force when a step is due (none given: nothing holds a step)."""
 
-    def __init__(self, flag: FlagSteps, steps: Sequence[RolloutStep], poll_interval_s: float, state: RolloutState):
+    def __init__(
+        self,
+        flag: FlagSteps,
+        steps: Sequence[RolloutStep],
+        poll_interval_s: float,
+        state: RolloutState,
+        *,
+        freezes: Callable[[], Awaitable[Freeze | None]] | None = None,
+        force_reason: str | None = None,
+    ):
         self.flag = flag
         self.steps = tuple(steps)
         self.poll_interval_s = poll_interval_s
         self.state = state
+        self.freezes = freezes
+        self.force_reason = force_reason
 
-    def _snapshot(self, observed: rollout.TrafficObservation) -> rollout.RolloutSnapshot:
+    def _snapshot(self, observed: rollout.TrafficObservation, freeze: Freeze | None = None) -> rollout.RolloutSnapshot:
         state = self.state
         return rollout.RolloutSnapshot(
             steps=self.steps,
@@ -97,6 +113,8 @@ class StepRunner:
             resumed_at=state.resumed_at,
             paused=state.paused,
             promote=state.promote,
+            freeze=freeze,
+            force_reason=self.force_reason,
         )
 
     def _hold(self, percent: int, step_index: int) -> None:
@@ -115,10 +133,14 @@ class StepRunner:
             assert plan.percent is not None and plan.step_index is not None
             self._hold(plan.percent, plan.step_index)
             plan = rollout.plan_rollout(self._snapshot(observed))
+        if plan.action is rollout.RolloutAction.WRITE and not self.state.promote and self.freezes is not None:
+            plan = rollout.plan_rollout(self._snapshot(observed, await self.freezes()))  # a step is due
+        self.state.frozen = plan.freeze if plan.action is rollout.RolloutAction.HOLD else None
         if plan.action is rollout.RolloutAction.WRITE:
             assert plan.percent is not None and plan.expected is not None and plan.step_index is not None
             if await self.flag.write(plan.percent, plan.expected):
                 self._hold(plan.percent, plan.step_index)
+                self.state.overrode_freeze = self.state.overrode_freeze or plan.freeze
         return plan
 
     def stopped(self, reason: rollout.RolloutStopReason, observed: rollout.TrafficObservation) -> RolloutResult:
@@ -142,11 +164,24 @@ class RolloutWorkflow:
         self.input: RolloutInput = run.input
         self.state: RolloutState = run.state or RolloutState()
         self.flag = FlagSteps(run.input.to_version, run.input.step_timeout_s)
-        self.runner = StepRunner(self.flag, run.input.steps, run.input.poll_interval_s, self.state)
+        self.runner = StepRunner(
+            self.flag,
+            run.input.steps,
+            run.input.poll_interval_s,
+            self.state,
+            freezes=self._freeze_in_force,
+            force_reason=run.input.force_reason,
+        )
         self._wake = False
         self._slept_once = False
         self.outbox = Outbox(self.state.outbox)
         self._told = self._progress()
+
+    async def _freeze_in_force(self) -> Freeze | None:
+        """A run recorded before this check existed never read the freezes: it replays as recorded."""
+        if not workflow.patched(FREEZE_PATCH):
+            return None
+        return await freeze_in_force(self.input.workflow_name)
 
     def _progress(self) -> Progress:
         return Progress(percent=self.state.percent, paused=self.state.paused, pauses=self.state.pauses)
@@ -163,7 +198,9 @@ class RolloutWorkflow:
         """The end: tell it, let the publication in flight end, leave the rest to the CI."""
         self._tell()
         await self.outbox.settle(OUTBOX_SETTLE)
-        return result.model_copy(update={"unpublished": list(self.outbox.pending)})
+        return result.model_copy(
+            update={"unpublished": list(self.outbox.pending), "overrode_freeze": self.state.overrode_freeze}
+        )
 
     @workflow.signal(name=ROLLOUT_PAUSE_SIGNAL)
     def pause(self) -> None:
@@ -202,6 +239,7 @@ class RolloutWorkflow:
             stop_reason=self.state.stop_reason,
             stop_detail=self.state.stop_detail,
             history=self.state.history,
+            frozen=self.state.frozen,
         )
 
     def _should_continue_as_new(self) -> bool:
@@ -224,7 +262,7 @@ class RolloutWorkflow:
                 if plan.action is rollout.RolloutAction.COMPLETE:
                     completed = RolloutResult(outcome=RolloutOutcome.COMPLETED, percent=self.state.percent)
                     return await self._hand_back(completed)
-                if plan.action is rollout.RolloutAction.WAIT:
+                if plan.action in (rollout.RolloutAction.WAIT, rollout.RolloutAction.HOLD):
                     assert plan.wake_at is not None
                     if self._should_continue_as_new():
                         await self.outbox.settle(OUTBOX_SETTLE)

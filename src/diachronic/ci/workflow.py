@@ -68,11 +68,11 @@ with workflow.unsafe.imports_passed_through():
         migration_workflow_id,
         rollout_workflow_id,
     )
-    from diachronic.ci.freeze import FreezeActivities, ReadFreezesInput
+    from diachronic.ci.freeze import freeze_in_force
     from diachronic.ci.migration import MigrationWorkflow
     from diachronic.ci.outbox import OUTBOX_SETTLE, Outbox
     from diachronic.ci.planner import deploy, deployment, rollout
-    from diachronic.ci.planner.freeze import Freeze, active_freeze, freeze_gate
+    from diachronic.ci.planner.freeze import Freeze, freeze_gate
     from diachronic.ci.planner.notifications import Progress, notifications
     from diachronic.ci.planner.schedule import MAX_PERCENT, default_steps
     from diachronic.ci.rollout import FlagSteps, RolloutWorkflow, StepRunner
@@ -95,7 +95,6 @@ CLEANUP_POLL_S = 10.0
 ROLLOUT_POLL_S = 1.0
 MIGRATION_POLL_S = 2.0
 CHILD_HISTORY = 2000
-FREEZE_READ_BUDGET_S = 600.0  # reading the freezes may keep failing this long; then the deployment is not held
 
 AnyChild = workflow.ChildWorkflowHandle[Any, Any]
 
@@ -126,6 +125,7 @@ class CIWorkflow:
                 current=_seen(current.request) if current else None,
                 queued=tuple(_seen(r) for r in self.state.queue),
                 deployed=tuple(_seen(d.request) for d in self.state.history),
+                deliveries=tuple(self.state.deliveries),
             ),
             event,
         )
@@ -138,6 +138,7 @@ class CIWorkflow:
             return DeployAck(decision=decision.value)
         self.state.workflow_name = self._workflow_name(event)
         self.state.queue = [*self.state.queue, request]
+        self.state.deliveries = deploy.remember_delivery(self.state.deliveries, event)
         return DeployAck(decision=decision.value, position=len(self.state.queue))
 
     def _ignore(self, why: str) -> None:
@@ -351,18 +352,9 @@ class CIWorkflow:
     async def _wait_for_thaw(self, request: DeployRequest) -> Freeze | None:
         """A freeze holds the next deployment in the queue (``status`` says why and until when); returns the freeze
         a forced deployment goes through. Freezes that cannot be read do not hold anything (logged)."""
-        name = request.event.workflow_name
         while True:
-            try:
-                reading = await run_step(
-                    FreezeActivities.read_freezes, ReadFreezesInput(workflow_name=name), budget_s=FREEZE_READ_BUDGET_S
-                )
-            except ApplicationError as error:
-                workflow.logger.warning("the freezes of %s cannot be read (%s): not held", name, error.message)
-                self.state.frozen = None
-                return None
+            in_force = await freeze_in_force(request.event.workflow_name)
             now = workflow.now()
-            in_force = active_freeze(now, name, reading.freezes, reading.windows)
             verdict = freeze_gate(now, in_force, force_reason=request.options.force_reason)
             self.state.frozen = verdict.hold
             if verdict.hold is None:
@@ -527,6 +519,7 @@ class CIWorkflow:
                     continue_as_new_after=can_after,
                     step_timeout_s=_budget(record),
                     report=self._facts(record),
+                    force_reason=options.force_reason,
                 )
             ),
             id=rollout_workflow_id(name),
@@ -548,6 +541,8 @@ class CIWorkflow:
                             batch_size=options.batch_size or MIGRATION_BATCH_SIZE,
                             continue_as_new_after=can_after,
                             step_timeout_s=_budget(record),
+                            report=self._facts(record),
+                            retire_delay_s=options.retire_delay_s or 0,
                         )
                     ),
                     id=migration_workflow_id(name),
@@ -573,17 +568,18 @@ class CIWorkflow:
             await self._stop_children(children)
         for child in children:
             if child.done() and not child.cancelled() and child.exception() is None:
-                if child is self._rollout:
-                    result: RolloutResult = child.result()
-                    self.outbox.add(result.unpublished)  # what the rollout could not publish before it ended
+                result: RolloutResult | DrainResult = child.result()
+                self.outbox.add(result.unpublished)  # what the child could not publish before it ended
+                if isinstance(result, RolloutResult):
                     record.rollout = result.model_copy(update={"unpublished": []})
+                    record.overrode_freeze = record.overrode_freeze or result.overrode_freeze
                 else:
-                    record.migration = child.result()
+                    record.migration = result.model_copy(update={"unpublished": []})
         end = plan.end or DeploymentEnd()
         if plan.route_back and record.to_version is not None:
             end = await self._route_back(record, end)
         if plan.start_cleanup and record.from_version is not None:
-            record.cleanup_workflow_id = await self._start_cleanup(record, record.from_version)
+            record.cleanup_workflow_id = await self._start_cleanup(record, record.from_version, plan.phase)
         self._end(record, plan.phase, end)
 
     async def _route_back(self, record: Deployment, end: DeploymentEnd) -> DeploymentEnd:
@@ -597,8 +593,8 @@ class CIWorkflow:
             )
         return end
 
-    async def _start_cleanup(self, record: Deployment, previous: VersionInfo) -> str:
-        """Cleanup may wait for days: it runs on its own, the queue moves on."""
+    async def _start_cleanup(self, record: Deployment, previous: VersionInfo, ended: Phase) -> str:
+        """Cleanup may wait for days: it runs on its own, the queue moves on (the deployment ends ``ended``)."""
         child_id = cleanup_workflow_id(previous.task_queue)
         options = record.request.options
         try:
@@ -611,6 +607,9 @@ class CIWorkflow:
                         poll_interval_s=options.poll_interval_s or CLEANUP_POLL_S,
                         continue_as_new_after=options.continue_as_new_after or CHILD_HISTORY,
                         step_timeout_s=_budget(record),
+                        report=self._facts(record),
+                        ended=ended,
+                        retire_delay_s=options.retire_delay_s or 0,
                     )
                 ),
                 id=child_id,

@@ -24,7 +24,7 @@ from typing import Any
 from temporalio import workflow
 
 from diachronic.ci.contracts import Control, Phase
-from diachronic.ci.planner import deploy, deployment, migration, retire, rollout, sweep
+from diachronic.ci.planner import deploy, deployment, migration, retire, retire_delay, rollout, sweep
 
 __all__ = [
     "CONTROL_OUTCOMES",
@@ -67,7 +67,11 @@ DECISIONS: dict[str, Decision] = {
         migration,
         (migration.MigrationAction.RETIRE, migration.MigrationAction.WAIT, migration.MigrationAction.HAND_OFF),
     ),
-    "plan_retire": Decision(retire, (*retire.RetireBlocker, *retire.RetireAction)),
+    # DELAYED is the retire delay's answer, never the retire rule's.
+    "plan_retire": Decision(
+        retire, (*(b for b in retire.RetireBlocker if b is not retire.RetireBlocker.DELAYED), *retire.RetireAction)
+    ),
+    "hold_while_counting": Decision(retire_delay, (retire.RetireBlocker.DELAYED,)),
 }
 """The decision functions, by name (each is unique across the planner's modules)."""
 

@@ -210,10 +210,13 @@ class Sim:
         while_running: bool | None = None,
         event_time: datetime | None = None,
         environment: str | None = None,
+        delivery_id: str | None = None,
+        retire_delay_s: float | None = None,
     ) -> DeployAck:
         """A deployment of ``version`` as ``diachronic deploy`` sends it (``ci_input`` if the CI must start so).
 
-        ``event_time`` (default: now) re-sends an earlier event; ``environment`` defaults to the world's.
+        ``event_time`` (default: now) re-sends an earlier event; ``environment`` defaults to the world's;
+        ``delivery_id``: the GitHub delivery the event came in (the webhook's).
         ``while_running`` (the default for every deploy but the first): the story needs the CI still running;
         if it has ended (a failure ended it early), the scenario ends here instead of starting a new CI run."""
         if (self.deploys if while_running is None else while_running) and await self.ci_ended():
@@ -227,6 +230,7 @@ class Sim:
             event_time=event_time or await self.now(),
             is_dark_deploy=dark,
             is_non_migratory=non_migratory,
+            delivery_id=delivery_id,
         )
         self.events[version] = event
         options = DeployOptions(
@@ -234,6 +238,7 @@ class Sim:
             poll_interval_s=poll_s,
             batch_size=batch_size,
             continue_as_new_after=continue_as_new_after,
+            retire_delay_s=retire_delay_s,
         )
         ack = await ci.deploy(self.client, self.task_queue, event, options, ci_input=ci_input)
         run_id = (await self.client.get_workflow_handle(ci_workflow_id(self.workflow_name)).describe()).run_id

@@ -47,6 +47,7 @@ from diachronic.ci.contracts import (
 )
 from diachronic.ci.freeze import FreezeReading, ReadFreezesInput
 from diachronic.ci.planner import migration, rollout
+from diachronic.ci.planner.freeze import Freeze
 from diachronic.ci.planner.sweep import SweepProgress
 from diachronic.contracts import VersionInfo
 from diachronic.errors import ConcurrentEdit
@@ -130,6 +131,7 @@ class World:
     queued: list[str] = field(default_factory=list)  # versions accepted by the CI and not started yet
     deploying: Callable[[], Awaitable[list[str]]] | None = None  # the CI's own answer, when one runs
     hand_edits: list[str] = field(default_factory=list)
+    freezes: list[Freeze] = field(default_factory=list)  # in force until the story lifts them
     violations: list[str] = field(default_factory=list)
     _request_ids: set[str] = field(default_factory=set)
     _read: dict[str, int | None] = field(default_factory=dict)  # what the automation last read (or wrote), by flag
@@ -346,9 +348,8 @@ class World:
         }
 
     def read_freezes(self, input: ReadFreezesInput) -> FreezeReading:
-        """No freeze, no freeze window: generated ones would hold the CI's queue at random (freezes are tested on
-        their own)."""
-        return FreezeReading(freezes=[], windows=[])
+        """The freezes a story set, no window: generated ones would hold the CI's queue at random."""
+        return FreezeReading(freezes=list(self.freezes), windows=[])
 
     def _mine(self, workflow_name: str) -> bool:
         return workflow_name == self.workflow_name

@@ -23,7 +23,7 @@ from diachronic.contracts import VersionInfo
 from diachronic.flags import VersionFlag
 from diachronic.flags.evaluation import flag_reach
 
-__all__ = ["RetireAction", "RetireBlocker", "RetirePlan", "RetireSnapshot", "plan_retire"]
+__all__ = ["RetireAction", "RetireBlocker", "RetirePlan", "RetireSnapshot", "migration_done", "plan_retire"]
 
 LIVE_AGAIN = "another live flag carries its task queue: the version was deployed again"
 
@@ -33,6 +33,7 @@ class RetireBlocker(StrEnum):
     ROUTED = "the old version still receives routed traffic"
     NEWEST = "the old version is the newest version"
     DEPLOYING = "a deployment of the old version is queued or in progress"
+    DELAYED = "the retire delay runs: the old workers stay until it ends"
 
 
 class RetireAction(StrEnum):
@@ -80,6 +81,12 @@ def plan_retire(snapshot: RetireSnapshot) -> RetirePlan:
     if old.version_id in snapshot.deploying:
         return RetirePlan(RetireBlocker.DEPLOYING)
     return RetirePlan(archive_flag=flag_live, delete_workers=True)
+
+
+def migration_done(snapshot: RetireSnapshot, plan: RetirePlan) -> bool:
+    """Nothing runs on the old task queue and no new start is routed there any more: the previous version's
+    workflows are all gone (moved, or finished), for good (the ``migration_done`` notification)."""
+    return snapshot.running_on_old_queue == 0 and plan.blocker not in (RetireBlocker.ROUTED, RetireBlocker.NEWEST)
 
 
 def _routed(live_newest_first: list[VersionFlag], old: VersionInfo) -> bool:

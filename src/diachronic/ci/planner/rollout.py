@@ -10,11 +10,16 @@ The rollout workflow (and the CI's initial deployment, a one-step rollout to 100
     WRITE    -> set the general percentage to ``plan.percent`` only if it still holds ``plan.expected``
                 (a failed condition is a human edit: look again, and the next plan stops)
     WAIT     -> sleep until ``plan.wake_at`` (or a control), then look again
+    HOLD     -> a step is due but a freeze is in force (``plan.freeze``): write nothing, look again at ``wake_at``
     STOP     -> a human changed the flag (``plan.stop`` says how): step aside
     COMPLETE -> the schedule is done
 
 The default answer when anything is unknown is to hold (WAIT or STOP): the machine never writes unless the flag
 holds exactly what the automation last wrote and a step is due.
+
+Freezes are read only when a step is due (a WRITE without them): the workflow then reads the freeze in force and
+asks again with it (``RolloutSnapshot.freeze``). A forced deployment writes through it and the plan names the freeze
+it overrode; a human's promote goes through a freeze too (a human decided it, as with an edit by hand).
 """
 
 from __future__ import annotations
@@ -24,6 +29,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from enum import StrEnum
 
+from diachronic.ci.planner.freeze import Freeze, freeze_gate
 from diachronic.ci.planner.schedule import MAX_PERCENT
 from diachronic.contracts import RolloutStep
 from diachronic.flags import GENERAL_TRAFFIC_TITLE, VersionFlag
@@ -59,6 +65,7 @@ class RolloutAction(StrEnum):
     START = "start"  # the first look: hold what the flag holds, skip the steps at or below it
     WRITE = "write"  # a step is due: write ``percent`` on ``expected``
     WAIT = "wait"  # nothing is due: look again at ``wake_at``
+    HOLD = "hold"  # a step is due, a freeze holds it: look again at ``wake_at``
     STOP = "stop"  # the flag is not as the automation left it
     COMPLETE = "complete"  # every step is done
 
@@ -88,6 +95,8 @@ class RolloutSnapshot:
     resumed_at: datetime | None = None
     paused: bool = False
     promote: bool = False
+    freeze: Freeze | None = None  # the freeze in force now (read when a step is due)
+    force_reason: str | None = None  # the deployment goes through freezes, for this reason
 
 
 @dataclass(frozen=True)
@@ -97,7 +106,8 @@ class RolloutPlan:
     expected: int | None = None  # WRITE: the condition, what the flag must still hold
     step_index: int | None = None  # START, WRITE: the next step afterwards
     stop: RolloutStopReason | None = None
-    wake_at: datetime | None = None  # WAIT: when to look again
+    wake_at: datetime | None = None  # WAIT, HOLD: when to look again
+    freeze: Freeze | None = None  # HOLD: the freeze holding the step; WRITE: the freeze a forced step went through
 
     @property
     def branch(self) -> RolloutAction:
@@ -142,11 +152,15 @@ def plan_rollout(snapshot: RolloutSnapshot) -> RolloutPlan:
         return RolloutPlan(RolloutAction.WRITE, percent=MAX_PERCENT, expected=snapshot.percent, step_index=len(steps))
     deadline = step_deadline(steps[snapshot.step_index], snapshot.step_started_at or now, snapshot.resumed_at)
     if not snapshot.paused and now >= deadline:
+        verdict = freeze_gate(now, snapshot.freeze, force_reason=snapshot.force_reason)
+        if verdict.hold is not None:
+            return RolloutPlan(RolloutAction.HOLD, wake_at=verdict.recheck_at, freeze=verdict.hold)
         return RolloutPlan(
             RolloutAction.WRITE,
             percent=steps[snapshot.step_index].percent,
             expected=snapshot.percent,
             step_index=snapshot.step_index + 1,
+            freeze=verdict.overridden,
         )
     poll = now + timedelta(seconds=snapshot.poll_interval_s)
     return RolloutPlan(RolloutAction.WAIT, wake_at=poll if snapshot.paused else min(deadline, poll))
