@@ -14,7 +14,7 @@ from pydantic import AfterValidator, Field
 from diachronic.ci.planner.freeze import Freeze
 from diachronic.ci.planner.migration import Coverage
 from diachronic.ci.planner.schedule import validate_steps
-from diachronic.ci.planner.sweep import Sweep, SweepLog
+from diachronic.ci.planner.sweep import Sweep, SweepLog, SweepPacing
 from diachronic.contracts import Contract, DeployEvent, RolloutStep, State, VersionInfo
 from diachronic.errors import InvalidInput
 from diachronic.flags import VersionFlag
@@ -296,6 +296,15 @@ class MigrationInput(RetireInput):
         default=1800.0, gt=0, description="a full sweep at least this often while the routing stays the same"
     )
     recent_pause_max_s: float = Field(default=60.0, gt=0, description="the longest pause between recent sweeps")
+
+    @property
+    def pacing(self) -> SweepPacing:
+        """How often it looks at the old queue and sweeps it (``planner.sweep.next_sweep``)."""
+        return SweepPacing(
+            poll_s=self.poll_interval_s,
+            full_sweep_every_s=self.full_sweep_every_s,
+            recent_pause_max_s=self.recent_pause_max_s,
+        )
 
 
 class DrainState(State):

@@ -43,11 +43,7 @@ class MigrationWorkflow:
         self.input: MigrationInput = run.input
         self.state = run.state or MigrationState()
         self.drain = Drainer(run.input, self.state)
-        self.pacing = sweep.SweepPacing(
-            poll_s=run.input.poll_interval_s,
-            full_sweep_every_s=run.input.full_sweep_every_s,
-            recent_pause_max_s=run.input.recent_pause_max_s,
-        )
+        self.pacing = run.input.pacing
 
     @workflow.query(name=STATUS_QUERY)
     def status(self) -> MigrationState:
