@@ -3,7 +3,7 @@ database file): the subscription sample's v1 and v2 workers and the CI worker, e
 production; N subscriptions started on v1 as fast as the server takes them; then v2 deployed with ``100@0s``.
 
     .venv/bin/python bench/scale.py [--sizes 2000,10000,50000,100000] [--db-file] [--batch-up-to 10000]
-                                    [--signals-alone]
+                                    [--signals-alone | --no-drain]
 
 Measured for each N, from the deploy: the last migrate signal, the old queue empty, the old version retired
 (cleanup); signals/s overall and in the last 10 % (from the migrate activity's calls in the migration workflow's
@@ -11,7 +11,10 @@ history); visibility rows read per workflow; the largest event and the longest h
 CI worker's peak RSS; the status query's latency; and Temporal's own batch signal on N other workflows of the same
 server (up to ``--batch-up-to``). With ``--signals-alone`` the sample's workers are stopped from the deploy until every
 workflow is signalled, so the migration pays only for sending (as Temporal's batch signal does): its signals/s is the
-CI's alone. The last line printed is one JSON object ``{"runs": [...]}``.
+CI's alone. With ``--no-drain`` the sample's workers are stopped before the subscriptions start and never run
+again: the subscriptions wait for their first workflow task, the CI signals them all, and the run ends there (the
+CI's side alone, for sizes whose drain the machine's workers cannot finish in the time there is: no drain, no
+cleanup, no batch signal). The last line printed is one JSON object ``{"runs": [...]}``.
 """
 
 from __future__ import annotations
@@ -41,6 +44,7 @@ from temporalio.api.enums.v1 import TaskQueueKind, TaskQueueType
 from temporalio.api.taskqueue.v1 import TaskQueue
 from temporalio.api.workflowservice.v1 import DescribeTaskQueueRequest
 from temporalio.client import Client
+from temporalio.service import RPCError
 
 from diachronic.ci import client as ci
 from diachronic.ci.contracts import (
@@ -54,6 +58,7 @@ from diachronic.ci.contracts import (
 from diachronic.ci.planner.schedule import parse_steps
 from diachronic.contracts import ci_workflow_id
 from diachronic.devserver import PORT_OFFSETS, DevServer, free_port, start_dev_server, stop_process
+from diachronic.errors import DiachronicError
 from diachronic.settings import CI_TASK_QUEUE, load_settings
 from diachronic.temporal import connect, wait_for_poller
 from diachronic.workers.local import LocalWorkers
@@ -214,7 +219,7 @@ def rates(calls: list[SweepCall]) -> tuple[datetime, datetime, float, float]:
     return first, last, overall, tail
 
 
-async def run_size(n: int, *, db_file: bool, batch_up_to: int, signals_alone: bool) -> dict[str, Any]:
+async def run_size(n: int, *, db_file: bool, batch_up_to: int, signals_alone: bool, no_drain: bool) -> dict[str, Any]:
     storage = "database file" if db_file else "in memory"
     uptime_before = load_averages()
     log(f"--- N = {n}: dev server {storage}, load average {uptime_before}")
@@ -222,10 +227,17 @@ async def run_size(n: int, *, db_file: bool, batch_up_to: int, signals_alone: bo
         client, old_queue = s.client, task_queue("v1")
         await ci.deploy(client, CI_TASK_QUEUE, deploy_event(WORKFLOW_NAME, "v1"))
         await client.get_workflow_handle(ci_workflow_id(WORKFLOW_NAME)).result()
+        if no_drain:
+            await stop_sample_workers(s.workers)
         starts = await start_subscriptions(client, n, old_queue)
         log(f"started {n} subscriptions on v1: {starts:.0f} starts/s")
-        await settle(client, old_queue, n)
-        log("every subscription runs on v1 (first workflow task done)")
+        if no_drain:
+            while await running(client, old_queue) < n:
+                await asyncio.sleep(SAMPLE_S)
+            log("every subscription shows in visibility (no worker: none has run its first workflow task)")
+        else:
+            await settle(client, old_queue, n)
+            log("every subscription runs on v1 (first workflow task done)")
         if signals_alone:  # the migration pays only for sending: no worker moves a workflow until every one is sent
             await stop_sample_workers(s.workers)
             log(f"the sample's workers stopped: {await workers_running(s)=}")
@@ -240,37 +252,51 @@ async def run_size(n: int, *, db_file: bool, batch_up_to: int, signals_alone: bo
         status_ms: list[float] = []
         loads: list[float] = [load_before]
         drained: datetime | None = None
+        signalled_all = False
         cpu: dict[str, float] = {}
         query_ms: list[float] = []
         migration_handle = client.get_workflow_handle(migration_workflow_id(WORKFLOW_NAME))
-        while drained is None:
+        unanswered: list[str] = []  # queries that failed (Temporal says to ask again): counted, not timed
+        while drained is None and not signalled_all:
             asked = time.monotonic()
-            status = await ci.status(client, WORKFLOW_NAME)
+            try:
+                status = await ci.status(client, WORKFLOW_NAME)
+            except DiachronicError as error:
+                unanswered.append(f"status: {error}")
+                await asyncio.sleep(SAMPLE_S)
+                continue
             status_ms.append((time.monotonic() - asked) * 1000)
             if status.migration is not None:  # the migration runs: its own status query, alone
                 asked = time.monotonic()
-                await migration_handle.query(STATUS_QUERY, result_type=MigrationState)
-                query_ms.append((time.monotonic() - asked) * 1000)
+                try:
+                    await migration_handle.query(STATUS_QUERY, result_type=MigrationState)
+                    query_ms.append((time.monotonic() - asked) * 1000)
+                except RPCError as error:  # e.g. "buffered query cleared" when its workflow task timed out
+                    unanswered.append(f"migration query: {error}")
             loads.append(load_average())
             m = status.migration
             if signals_alone and m is not None and m.signalled >= n and not await workers_running(s):
                 log("every workflow signalled: the sample's workers start")
                 await start_sample_workers(s.workers, s.env)
             left = await running(client, old_queue)
+            signalled_all = no_drain and m is not None and m.signalled >= n
             if left == 0:
                 drained = datetime.now(UTC)
+            if left == 0 or signalled_all:
                 cpu = {name: (cpu_s(pid) - cpu_before[name]) * 1000 / n for name, pid in pids.items()}
             elif len(status_ms) % 10 == 0:
                 log(f"  {left} left on v1; {m.signalled if m else 0} signalled; status {status_ms[-1]:.0f} ms")
             await asyncio.sleep(SAMPLE_S)
-        await client.get_workflow_handle(ci_workflow_id(WORKFLOW_NAME)).result()
-        migration = await client.get_workflow_handle(migration_workflow_id(WORKFLOW_NAME)).describe()
-        assert migration.close_time is not None
-        cleaned = migration.close_time
         peak_rss = rss_mb(s.ci_worker.pid, "VmHWM")
-        drain_s, cleanup_s = (drained - deployed).total_seconds(), (cleaned - deployed).total_seconds()
-        log(f"old queue empty {drain_s:.1f} s after the deploy, v1 retired after {cleanup_s:.1f} s")
-        log("CPU ms per workflow, deploy to drained: " + ", ".join(f"{k} {v:.2f}" for k, v in cpu.items()))
+        drain_s = cleanup_s = None
+        if drained is not None:
+            await client.get_workflow_handle(ci_workflow_id(WORKFLOW_NAME)).result()
+            migration = await client.get_workflow_handle(migration_workflow_id(WORKFLOW_NAME)).describe()
+            assert migration.close_time is not None
+            drain_s, cleanup_s = (drained - deployed).total_seconds(), (migration.close_time - deployed).total_seconds()
+            log(f"old queue empty {drain_s:.1f} s after the deploy, v1 retired after {cleanup_s:.1f} s")
+        until = "signalled" if drained is None else "drained"
+        log(f"CPU ms per workflow, deploy to {until}: " + ", ".join(f"{k} {v:.2f}" for k, v in cpu.items()))
 
         workflows = [
             ci_workflow_id(WORKFLOW_NAME),
@@ -289,7 +315,7 @@ async def run_size(n: int, *, db_file: bool, batch_up_to: int, signals_alone: bo
         )
 
         batch: float | None = None
-        if n <= batch_up_to:
+        if n <= batch_up_to and not no_drain:
             await start_subscriptions(client, n, BATCH_QUEUE, workflow_type="benchbatch")
             while await running(client, BATCH_QUEUE) < n:
                 await asyncio.sleep(SAMPLE_S)
@@ -302,8 +328,8 @@ async def run_size(n: int, *, db_file: bool, batch_up_to: int, signals_alone: bo
         "n": n,
         "storage": storage,
         "deploy_to_last_signal_s": round((last - deployed).total_seconds(), 1),
-        "deploy_to_drained_s": round(drain_s, 1),
-        "deploy_to_cleanup_s": round(cleanup_s, 1),
+        "deploy_to_drained_s": None if drain_s is None else round(drain_s, 1),
+        "deploy_to_cleanup_s": None if cleanup_s is None else round(cleanup_s, 1),
         "signals_per_s": round(overall, 1),
         "tail_signals_per_s": round(tail, 1),
         "visibility_rows_per_workflow": round(rows / n, 3),
@@ -319,8 +345,10 @@ async def run_size(n: int, *, db_file: bool, batch_up_to: int, signals_alone: bo
         "status_ms_max": round(max(status_ms), 1),
         "migration_query_ms_p50": round(statistics.median(query_ms), 1),
         "migration_query_ms_max": round(max(query_ms), 1),
+        "queries_unanswered": unanswered[:5] + ([f"... {len(unanswered) - 5} more"] if len(unanswered) > 5 else []),
         "cpu_ms_per_workflow": {name: round(ms, 2) for name, ms in cpu.items()},
         "signals_alone": signals_alone,
+        "no_drain": no_drain,
         "load_1m_max": round(max(loads), 2),
         "load_1m_mean": round(statistics.fmean(loads), 2),
         "load_before": uptime_before,
@@ -337,12 +365,23 @@ if __name__ == "__main__":
     parser.add_argument("--sizes", default=",".join(map(str, SIZES)), help="comma-separated N (default: %(default)s)")
     parser.add_argument("--db-file", action="store_true", help="the dev server persists to a database file")
     parser.add_argument("--batch-up-to", type=int, default=10_000, help="Temporal's batch signal up to this N")
-    parser.add_argument(
+    mode = parser.add_mutually_exclusive_group()
+    mode.add_argument(
         "--signals-alone",
         action="store_true",
         help="stop the sample's workers from the deploy until every workflow is signalled (signals/s of sending alone)",
     )
+    mode.add_argument(
+        "--no-drain",
+        action="store_true",
+        help="no sample worker runs after the subscriptions start; end once every workflow is signalled (the CI alone)",
+    )
     args = parser.parse_args()
     sizes = [int(size) for size in args.sizes.split(",") if size]
-    options = {"db_file": args.db_file, "batch_up_to": args.batch_up_to, "signals_alone": args.signals_alone}
+    options = {
+        "db_file": args.db_file,
+        "batch_up_to": args.batch_up_to,
+        "signals_alone": args.signals_alone,
+        "no_drain": args.no_drain,
+    }
     print(json.dumps(asyncio.run(main(sizes, **options))))

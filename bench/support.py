@@ -6,6 +6,7 @@ import json
 import subprocess
 import sys
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -132,7 +133,7 @@ async def read_histories(client: Client, workflow_ids: list[str]) -> Histories:
     return found
 
 
-def _sweep_calls(events: list[HistoryEvent]) -> list[SweepCall]:
+def _sweep_calls(events: Sequence[HistoryEvent]) -> list[SweepCall]:
     names: dict[int, str] = {}
     started: dict[int, datetime] = {}
     calls = []

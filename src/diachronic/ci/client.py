@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
+from datetime import timedelta
 from typing import Any, TypeVar
 
 from temporalio.client import (
@@ -34,8 +35,9 @@ from diachronic.ci.contracts import (
     RolloutStatus,
     rollout_workflow_id,
 )
+from diachronic.ci.planner.retire import RetireBlocker
 from diachronic.ci.workflow import CIWorkflow
-from diachronic.contracts import CI_WORKFLOW_TYPE, DeployEvent, RolloutStep, ci_workflow_id
+from diachronic.contracts import CI_WORKFLOW_TYPE, DEPLOY_SUCCESS_SIGNAL, DeployEvent, RolloutStep, ci_workflow_id
 from diachronic.errors import InvalidInput, NotFound
 from diachronic.temporal_errors import temporal_errors
 
@@ -57,13 +59,9 @@ async def deploy(
     options: DeployOptions | None = None,
     *,
     ci_input: CIInput | None = None,
-    update_id: str | None = None,
 ) -> DeployAck:
-    """Queue a deployment on ``ci.<workflowName>``, starting the CI workflow (with ``ci_input``) if none runs.
-
-    ``update_id``: Temporal answers a second call with the same id with the first call's outcome instead of running
-    it again, within the CI run and after it ended while it is the latest run (the webhook passes the GitHub
-    delivery id)."""
+    """Queue a deployment on ``ci.<workflowName>``, starting the CI workflow (with ``ci_input``) if none runs; the
+    CI's answer (queued, or why not) needs a CI worker to take the update (``signal_deploy`` does not)."""
     request = DeployRequest(event=event, options=options or DeployOptions())
     for attempt in range(_RACE_RETRIES):
         operation = WithStartWorkflowOperation(
@@ -77,13 +75,32 @@ async def deploy(
             return await _translate(
                 f"deploy {event.workflow_name}",
                 lambda op=operation: client.execute_update_with_start_workflow(  # type: ignore[misc]
-                    CIWorkflow.deploy, request, start_workflow_operation=op, id=update_id
+                    CIWorkflow.deploy, request, start_workflow_operation=op
                 ),
             )
         except NotFound:
             if attempt == _RACE_RETRIES - 1:
                 raise  # the CI run kept completing under us: let the caller see it
     raise AssertionError("unreachable")
+
+
+async def signal_deploy(client: Client, ci_task_queue: str, event: DeployEvent, *, rpc_timeout_s: float) -> None:
+    """The original's wire message: signal-with-start of ``workflowCI`` (id ``ci.<workflowName>``) with
+    ``diachronic.ci.workflow.deploy.success`` and the deploy event. Temporal records the signal even while no CI
+    worker polls (the deployment starts once one does); the CI classifies it then (``planner.deploy``), so the
+    sender learns nothing of a duplicate: the webhook's way, where a delivery must never be lost."""
+    await _translate(
+        f"deploy {event.workflow_name}",
+        lambda: client.start_workflow(
+            CIWorkflow.run,
+            CIInput(),
+            id=ci_workflow_id(event.workflow_name),
+            task_queue=ci_task_queue,
+            start_signal=DEPLOY_SUCCESS_SIGNAL,
+            start_signal_args=[event],
+            rpc_timeout=timedelta(seconds=rpc_timeout_s),
+        ),
+    )
 
 
 async def control(client: Client, workflow_name: str, name: str, reason: str | None = None) -> str:
@@ -163,6 +180,7 @@ async def status(client: Client, workflow_name: str) -> CIStatus:
                 "steps": rollout.steps,
                 "paused": rollout.paused,
                 "rollout_history": rollout.history,
+                "rollout_frozen": rollout.frozen,
                 "last_error": ci.last_error or rollout.stop_detail,
             }
             if rollout.gate is not None and ci.gates is not None:
@@ -175,6 +193,11 @@ async def status(client: Client, workflow_name: str) -> CIStatus:
             updates["migration"] = migration_counts(drain)
             if drain.failure and not updates.get("last_error"):
                 updates["last_error"] = drain.failure
+        retiring = drain
+        if ci.cleanup_workflow_id and ci.cleanup_workflow_id != drain_id:  # a migration handed retiring over
+            retiring = await _query(client, ci.cleanup_workflow_id, STATUS_QUERY, DrainState)
+        if retiring is not None and retiring.waiting_for == RetireBlocker.DELAYED:
+            updates["retire_at"] = retiring.retire_at
     gates: GatesRecord | None = updates.get("gates", ci.gates)
     if gates is not None and gates.health_workflow_id is not None:
         health = await _query(client, gates.health_workflow_id, STATUS_QUERY, HealthState)

@@ -14,7 +14,7 @@ from pydantic import AfterValidator, Field, model_validator
 from diachronic.ci.planner.freeze import Freeze
 from diachronic.ci.planner.migration import Coverage
 from diachronic.ci.planner.schedule import validate_steps
-from diachronic.ci.planner.sweep import Sweep, SweepLog
+from diachronic.ci.planner.sweep import Sweep, SweepLog, SweepPacing
 from diachronic.contracts import Contract, DeployEvent, RolloutStep, State, VersionInfo
 from diachronic.errors import InvalidInput
 from diachronic.flags import VersionFlag
@@ -470,6 +470,7 @@ class RolloutInput(Contract):
     gate: GateOptions | None = Field(default=None, description="with every_step: run before each step after the first")
     deployment_started: datetime | None = Field(default=None, description="names the gate runs (gate_workflow_id)")
     report: DeploymentFacts | None = Field(default=None, description="the deployment its notifications tell of")
+    force_reason: str | None = Field(default=None, description="a forced deployment: its steps go through freezes")
 
 
 class RolloutState(State):
@@ -487,6 +488,8 @@ class RolloutState(State):
     gate: GateRun | None = None  # the last gate run
     pauses: int = 0  # how many times it was paused: tells one pause's notification from the next
     outbox: list[Notification] = Field(default_factory=list, description="notifications not published yet")
+    frozen: Freeze | None = Field(default=None, description="the freeze holding the step that is due")
+    overrode_freeze: Freeze | None = Field(default=None, description="the freeze a forced step went through")
 
 
 class RolloutRun(Contract):
@@ -501,6 +504,7 @@ class RolloutResult(Contract):
     detail: str | None = None
     gate: GateRun | None = Field(default=None, description="the last gate run before a step (--gate-every-step)")
     unpublished: list[Notification] = Field(default_factory=list, description="left for the CI to publish")
+    overrode_freeze: Freeze | None = Field(default=None, description="the freeze a forced step went through")
 
 
 class RolloutStatus(Contract):
@@ -514,16 +518,24 @@ class RolloutStatus(Contract):
     stop_detail: str | None
     history: list[tuple[datetime, int]]
     gate: GateRun | None = None
+    frozen: Freeze | None = None
 
 
 class RetireInput(Contract):
-    """What migration and cleanup share: the old version to retire, and how often to look."""
+    """What migration and cleanup share: the old version to retire, how often to look, and what to tell."""
 
     workflow_name: str
     from_version: VersionInfo
     poll_interval_s: float = Field(default=2.0, gt=0)
     continue_as_new_after: int = Field(default=2000, ge=10)
     step_timeout_s: float = Field(default=DEFAULT_STEP_TIMEOUT_S, gt=0)
+    report: DeploymentFacts | None = Field(
+        default=None, description="the deployment its notifications (migration_done, retired) tell of"
+    )
+    ended: Phase | None = Field(
+        default=None, description="a cleanup: how that deployment ended (it runs after the end, and says so)"
+    )
+    retire_delay_s: float = Field(default=0, ge=0, description="wait this long before deleting the old workers")
 
 
 class MigrationInput(RetireInput):
@@ -540,6 +552,15 @@ class MigrationInput(RetireInput):
         "migrate-back)",
     )
 
+    @property
+    def pacing(self) -> SweepPacing:
+        """How often it looks at the old queue and sweeps it (``planner.sweep.next_sweep``)."""
+        return SweepPacing(
+            poll_s=self.poll_interval_s,
+            full_sweep_every_s=self.full_sweep_every_s,
+            recent_pause_max_s=self.recent_pause_max_s,
+        )
+
 
 class DrainState(State):
     signalled_total: int = 0
@@ -551,6 +572,12 @@ class DrainState(State):
     kept_workers: str | None = Field(default=None, description="why the old version's workers were kept")
     waiting_for: str | None = Field(default=None, description="what keeps the old version from being retired")
     failure: str | None = Field(default=None, description="the typed reason this workflow failed with")
+    drained: bool = Field(default=False, description="the old queue is empty for good (migration_done was told)")
+    outbox: list[Notification] = Field(default_factory=list, description="notifications not published yet")
+    ready_since: datetime | None = Field(
+        default=None, description="since when the retire rule allows deleting the old workers (the retire delay)"
+    )
+    retire_at: datetime | None = Field(default=None, description="the retire delay's countdown: deletion at")
 
 
 class MigrationState(DrainState):
@@ -580,6 +607,7 @@ class DrainResult(Contract):
     handed_off: bool = Field(
         default=False, description="retiring waits for a deployment of the old version: a cleanup takes it over"
     )
+    unpublished: list[Notification] = Field(default_factory=list, description="left for the CI to publish")
 
 
 # ----------------------------------------------------------------------------------------------- CI status
@@ -662,6 +690,9 @@ class DeployOptions(Contract):
     force_reason: str | None = Field(
         default=None, min_length=1, max_length=500, description="go through a freeze, for this reason (recorded)"
     )
+    retire_delay_s: float | None = Field(
+        default=None, ge=0, description="once the old queue drained, wait this long before deleting the old workers"
+    )
 
 
 class DeployRequest(Contract):
@@ -700,6 +731,9 @@ class CIState(State):
         default_factory=list, description="notifications decided and not published yet (bounded: ci.outbox.LIMIT)"
     )
     frozen: Freeze | None = Field(default=None, description="the freeze the next deployment waits for")
+    deliveries: list[str] = Field(
+        default_factory=list, description="GitHub delivery ids taken recently (bounded: planner.deploy.MAX_DELIVERIES)"
+    )
 
 
 class CIInput(Contract):
@@ -761,10 +795,16 @@ class CIStatus(Contract):
     last_error: str | None
     end: DeploymentEnd | None = None
     frozen: Freeze | None = Field(default=None, description="the queued deployments wait for this freeze to lift")
+    rollout_frozen: Freeze | None = Field(
+        default=None, description="the rollout holds its current step until this freeze lifts"
+    )
     non_migratory: bool = False
     cleanup_workflow_id: str | None = None
     drain_workflow_id: str | None = Field(
         default=None, description="the workflow draining and retiring the previous version (migration or cleanup)"
+    )
+    retire_at: datetime | None = Field(
+        default=None, description="the retire delay runs: the previous version's workers are deleted at this time"
     )
     rollout_history: list[tuple[datetime, int]] = Field(default_factory=list)
     recent: list[Deployment] = Field(default_factory=list)

@@ -82,13 +82,13 @@ with workflow.unsafe.imports_passed_through():
         migration_workflow_id,
         rollout_workflow_id,
     )
-    from diachronic.ci.freeze import FreezeActivities, ReadFreezesInput
+    from diachronic.ci.freeze import freeze_in_force
     from diachronic.ci.gates import await_workers, count_gate, run_gate
     from diachronic.ci.health import HealthWorkflow
     from diachronic.ci.migration import MigrationWorkflow
     from diachronic.ci.outbox import OUTBOX_SETTLE, Outbox
     from diachronic.ci.planner import deploy, deployment, gate, readiness, rollback, rollout
-    from diachronic.ci.planner.freeze import Freeze, active_freeze, freeze_gate
+    from diachronic.ci.planner.freeze import Freeze, freeze_gate
     from diachronic.ci.planner.health import HEALTH_CHECK_FAILED
     from diachronic.ci.planner.notifications import Progress, notifications
     from diachronic.ci.planner.schedule import MAX_PERCENT, default_steps
@@ -115,7 +115,6 @@ MIGRATION_POLL_S = 2.0
 READY_POLL_S = 2.0
 CHILD_HISTORY = 2000
 PROBE_ATTEMPT_TIMEOUT = timedelta(seconds=60)  # it may query a few stuck workflows, each up to its query timeout
-FREEZE_READ_BUDGET_S = 600.0  # reading the freezes may keep failing this long; then the deployment is not held
 
 AnyChild = workflow.ChildWorkflowHandle[Any, Any]
 
@@ -148,6 +147,7 @@ class CIWorkflow:
                 current=_seen(current.request) if current else None,
                 queued=tuple(_seen(r) for r in self.state.queue),
                 deployed=tuple(_seen(d.request) for d in self.state.history),
+                deliveries=tuple(self.state.deliveries),
             ),
             event,
         )
@@ -160,6 +160,7 @@ class CIWorkflow:
             return DeployAck(decision=decision.value)
         self.state.workflow_name = self._workflow_name(event)
         self.state.queue = [*self.state.queue, request]
+        self.state.deliveries = deploy.remember_delivery(self.state.deliveries, event)
         return DeployAck(decision=decision.value, position=len(self.state.queue))
 
     def _ignore(self, why: str) -> None:
@@ -387,18 +388,9 @@ class CIWorkflow:
     async def _wait_for_thaw(self, request: DeployRequest) -> Freeze | None:
         """A freeze holds the next deployment in the queue (``status`` says why and until when); returns the freeze
         a forced deployment goes through. Freezes that cannot be read do not hold anything (logged)."""
-        name = request.event.workflow_name
         while True:
-            try:
-                reading = await run_step(
-                    FreezeActivities.read_freezes, ReadFreezesInput(workflow_name=name), budget_s=FREEZE_READ_BUDGET_S
-                )
-            except ApplicationError as error:
-                workflow.logger.warning("the freezes of %s cannot be read (%s): not held", name, error.message)
-                self.state.frozen = None
-                return None
+            in_force = await freeze_in_force(request.event.workflow_name)
             now = workflow.now()
-            in_force = active_freeze(now, name, reading.freezes, reading.windows)
             verdict = freeze_gate(now, in_force, force_reason=request.options.force_reason)
             self.state.frozen = verdict.hold
             if verdict.hold is None:
@@ -628,6 +620,7 @@ class CIWorkflow:
                         gate=every_step,
                         deployment_started=record.started_at,
                         report=self._facts(record),
+                        force_reason=options.force_reason,
                     )
                 ),
                 id=rollout_workflow_id(name),
@@ -691,6 +684,8 @@ class CIWorkflow:
                     batch_size=options.batch_size or MIGRATION_BATCH_SIZE,
                     continue_as_new_after=options.continue_as_new_after or CHILD_HISTORY,
                     step_timeout_s=_budget(record),
+                    report=self._facts(record),
+                    retire_delay_s=options.retire_delay_s or 0,
                     retire=retire,
                 )
             ),
@@ -723,15 +718,17 @@ class CIWorkflow:
         for child in children:
             if child.done() and not child.cancelled() and child.exception() is None:
                 result = child.result()
-                if child is self._rollout:
-                    self.outbox.add(result.unpublished)  # what the rollout could not publish before it ended
+                if isinstance(result, HealthResult):
+                    record.gates.breach = result.breach
+                    continue
+                self.outbox.add(result.unpublished)  # what the child could not publish before it ended
+                if isinstance(result, RolloutResult):
                     record.rollout = result.model_copy(update={"unpublished": []})
+                    record.overrode_freeze = record.overrode_freeze or result.overrode_freeze
                     if result.gate is not None:
                         _note_gate_run(record, result.gate)
-                elif isinstance(result, HealthResult):
-                    record.gates.breach = result.breach
                 else:
-                    record.migration = result
+                    record.migration = result.model_copy(update={"unpublished": []})
         if children and record.to_version is not None:
             health = "failed" if record.gates.breach is not None else "passed"
             count_gate(record.request.event.workflow_name, "health", health)
@@ -742,7 +739,7 @@ class CIWorkflow:
             if rolled is not None and rolled.migrate_back and record.from_version is not None:
                 await self._migrate_back(record, record.from_version, record.to_version)
         if plan.start_cleanup and record.from_version is not None:
-            record.cleanup_workflow_id = await self._start_cleanup(record, record.from_version)
+            record.cleanup_workflow_id = await self._start_cleanup(record, record.from_version, plan.phase)
         self._end(record, plan.phase, end)
 
     async def _route_back(self, record: Deployment, end: DeploymentEnd) -> DeploymentEnd:
@@ -767,10 +764,12 @@ class CIWorkflow:
         if not record.gates.moves_back:
             return
         record.phase = Phase.MIGRATING
-        record.migration = await (await self._start_migration(record, new, old, retire=False))
+        moved_back = await (await self._start_migration(record, new, old, retire=False))
+        self.outbox.add(moved_back.unpublished)
+        record.migration = moved_back.model_copy(update={"unpublished": []})
 
-    async def _start_cleanup(self, record: Deployment, previous: VersionInfo) -> str:
-        """Cleanup may wait for days: it runs on its own, the queue moves on."""
+    async def _start_cleanup(self, record: Deployment, previous: VersionInfo, ended: Phase) -> str:
+        """Cleanup may wait for days: it runs on its own, the queue moves on (the deployment ends ``ended``)."""
         child_id = cleanup_workflow_id(previous.task_queue)
         options = record.request.options
         try:
@@ -783,6 +782,9 @@ class CIWorkflow:
                         poll_interval_s=options.poll_interval_s or CLEANUP_POLL_S,
                         continue_as_new_after=options.continue_as_new_after or CHILD_HISTORY,
                         step_timeout_s=_budget(record),
+                        report=self._facts(record),
+                        ended=ended,
+                        retire_delay_s=options.retire_delay_s or 0,
                     )
                 ),
                 id=child_id,

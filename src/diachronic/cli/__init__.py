@@ -86,19 +86,6 @@ class Context:
 _TEMPORAL = "Temporal connection (else TEMPORAL_* / temporal.toml, see docs/production.md)"
 
 
-def seconds(c: Context, option: str, text: str | None) -> float | None:
-    """A duration option in seconds (``30s``, ``10m``, ``2h``; a bare number is seconds); a bad one aborts, naming
-    the option."""
-    if text is None:
-        return None
-    from diachronic.signaler.instructions import parse_duration
-
-    try:
-        return parse_duration(text + "s" if text.strip().replace(".", "", 1).isdigit() else text).total_seconds()
-    except ValueError as error:
-        c.out.abort(f"invalid {option}: {error}")
-
-
 def _log_level(verbosity: int) -> int:
     if verbosity >= 2:
         return logging.DEBUG

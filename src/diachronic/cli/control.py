@@ -23,8 +23,8 @@ from diachronic.ci.contracts import (
 )
 from diachronic.ci.planner.deployment import DeploymentSnapshot, StartVerdict, plan_start
 from diachronic.ci.planner.schedule import default_steps, format_steps, parse_steps
-from diachronic.cli import Context, app, seconds
-from diachronic.cli.wait import TIMEOUT_OPTION, WAIT_OPTION, wait_and_exit, wait_timeout
+from diachronic.cli import Context, app
+from diachronic.cli.wait import TIMEOUT_OPTION, WAIT_OPTION, duration_s, wait_and_exit, wait_timeout
 from diachronic.contracts import DeployEvent
 from diachronic.errors import DiachronicError
 from diachronic.flags import VersionFlag
@@ -134,6 +134,15 @@ def deploy(
     reason: Annotated[
         str | None, typer.Option("--reason", envvar="DIACHRONIC_FORCE_REASON", help="Why --force (recorded)")
     ] = None,
+    retire_delay: Annotated[
+        str | None,
+        typer.Option(
+            "--retire-delay",
+            envvar="DIACHRONIC_RETIRE_DELAY",
+            help="Once the old queue drained, keep the old workers this long (30s, 10m, 2h; a roll-back within it "
+            "finds them running) [default: 0]",
+        ),
+    ] = None,
     wait: Annotated[bool, WAIT_OPTION] = False,
     timeout: Annotated[str | None, TIMEOUT_OPTION] = None,
 ) -> None:
@@ -161,10 +170,11 @@ def deploy(
             poll_interval_s=poll,
             force_reason=reason.strip() if force and reason else None,
             redeploy=redeploy,
-            ready_timeout_s=seconds(c, "--ready-timeout", ready_timeout),
-            gate=_gate(c, gate, gate_input, seconds(c, "--gate-timeout", gate_timeout), gate_every_step),
+            ready_timeout_s=duration_s(c, ready_timeout, "--ready-timeout"),
+            gate=_gate(c, gate, gate_input, duration_s(c, gate_timeout, "--gate-timeout"), gate_every_step),
             health=_health(max_failure_rate, min_sample),
             migrate_back=migrate_back,
+            retire_delay_s=duration_s(c, retire_delay, "--retire-delay"),
         )
     except (DiachronicError, ValidationError) as error:
         c.out.abort(f"invalid deploy options: {_problems(error)}")

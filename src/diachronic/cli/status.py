@@ -46,6 +46,12 @@ def describe(status: CIStatus) -> str:
     if status.next_step_at is not None:
         seconds = max((status.next_step_at - datetime.now(UTC)).total_seconds(), 0)
         parts.append(f"next step in {seconds:.0f} s")
+    if status.rollout_frozen is not None:
+        f = status.rollout_frozen
+        parts.append(f"frozen until {f.until.isoformat()} ({f.reason}): the rollout holds its current step")
+    if status.retire_at is not None:
+        seconds = max((status.retire_at - datetime.now(UTC)).total_seconds(), 0)
+        parts.append(f"retire delay: old workers deleted in {seconds:.0f} s")
     if status.frozen is not None:
         parts.append(
             f"frozen until {status.frozen.until.isoformat()} ({status.frozen.reason}): the next deployment waits"

@@ -32,6 +32,7 @@ from diachronic.ci.planner import (
     migration,
     readiness,
     retire,
+    retire_delay,
     rollback,
     rollout,
     sweep,
@@ -78,7 +79,11 @@ DECISIONS: dict[str, Decision] = {
         migration,
         (migration.MigrationAction.RETIRE, migration.MigrationAction.WAIT, migration.MigrationAction.HAND_OFF),
     ),
-    "plan_retire": Decision(retire, (*retire.RetireBlocker, *retire.RetireAction)),
+    # DELAYED is the retire delay's answer, never the retire rule's.
+    "plan_retire": Decision(
+        retire, (*(b for b in retire.RetireBlocker if b is not retire.RetireBlocker.DELAYED), *retire.RetireAction)
+    ),
+    "hold_while_counting": Decision(retire_delay, (retire.RetireBlocker.DELAYED,)),
     "plan_readiness": Decision(readiness, tuple(readiness.ReadinessAction)),
     "judge_gate": Decision(gate, tuple(gate.GateAction)),
     "judge_health": Decision(health, (*HealthRule, None)),  # None: healthy

@@ -83,7 +83,6 @@ T = TypeVar("T")
 
 T0 = datetime(2026, 1, 1, tzinfo=UTC)
 RETRY_S = 2.0  # a retryable failure: the call is made again this much later
-_MIGRATION_FIELDS = MigrationInput.model_fields  # the pacing the CI leaves at its defaults
 
 
 class _Failed(Exception):
@@ -384,11 +383,10 @@ class _Model:
         child, new, old = record.migrator, record.new, record.previous
         assert child is not None and new is not None and old is not None
         name = self.world.workflow_name
-        pacing = sweep.SweepPacing(
-            poll_s=record.poll_s,
-            full_sweep_every_s=_MIGRATION_FIELDS["full_sweep_every_s"].default,
-            recent_pause_max_s=_MIGRATION_FIELDS["recent_pause_max_s"].default,
-        )
+        # The pacing the CI leaves at its defaults, as its migration input builds it.
+        pacing = MigrationInput(
+            workflow_name=name, from_version=old, to_version=new, poll_interval_s=record.poll_s
+        ).pacing
         try:
             flags = self.ask(child.workflow_id, "list_version_flags", ListFlagsInput(workflow_name=name), FlagList)
             if record.sweeping is None:

@@ -218,11 +218,14 @@ class Sim:
         ready_timeout_s: float | None = None,
         health: HealthThresholds | None = None,
         migrate_back: bool = False,
+        delivery_id: str | None = None,
+        retire_delay_s: float | None = None,
     ) -> DeployAck:
         """A deployment of ``version`` as ``diachronic deploy`` sends it (``ci_input`` if the CI must start so).
 
         ``steps=None``: the CI's own schedule (100 % at once for a roll-back by redeploy); ``event_time`` (default:
-        now) re-sends an earlier event; ``environment`` defaults to the world's.
+        now) re-sends an earlier event; ``environment`` defaults to the world's; ``delivery_id``: the GitHub delivery
+        the event came in (the webhook's).
         ``while_running`` (the default for every deploy but the first): the story needs the CI still running;
         if it has ended (a failure ended it early), the scenario ends here instead of starting a new CI run."""
         if (self.deploys if while_running is None else while_running) and await self.ci_ended():
@@ -236,6 +239,7 @@ class Sim:
             event_time=event_time or await self.now(),
             is_dark_deploy=dark,
             is_non_migratory=non_migratory,
+            delivery_id=delivery_id,
         )
         self.events[version] = event
         options = DeployOptions(
@@ -247,6 +251,7 @@ class Sim:
             ready_timeout_s=ready_timeout_s,
             health=health,
             migrate_back=migrate_back,
+            retire_delay_s=retire_delay_s,
         )
         ack = await ci.deploy(self.client, self.task_queue, event, options, ci_input=ci_input)
         run_id = (await self.client.get_workflow_handle(ci_workflow_id(self.workflow_name)).describe()).run_id

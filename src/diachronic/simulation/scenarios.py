@@ -8,6 +8,7 @@ at chosen points of the run, as they would in production.
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable, Sequence
+from datetime import timedelta
 
 from temporalio.service import RPCError
 
@@ -22,6 +23,7 @@ from diachronic.ci.contracts import (
     cleanup_workflow_id,
 )
 from diachronic.ci.planner.deploy import DeployDecision
+from diachronic.ci.planner.freeze import Freeze
 from diachronic.ci.planner.retire import RetireBlocker
 from diachronic.ci.planner.rollout import RolloutStopReason
 from diachronic.simulation.actions import Control, Deploy, Fail, RaceWrite, Start
@@ -118,6 +120,18 @@ MIGRATORY = Scenario(
     ),
 )
 
+
+def v2_live_v1_retired(*checks: Check, signalled: int | None = None) -> Expect:
+    """v1 -> v2 completed: v2 routes 100 %, v1's flag archived and its workers gone."""
+    return Expect(
+        phases=(Phase.COMPLETED,),
+        flags=(FlagEnd("v2", 100), FlagEnd("v1", archived=True)),
+        workers=frozenset({"v2"}),
+        signalled=signalled,
+        checks=checks,
+    )
+
+
 # ----------------------------------------------------------------------------------------------- dark
 
 
@@ -138,13 +152,7 @@ DARK_CONTINUE = Scenario(
     "the rollout then runs and v1 retires",
     setup=live("v1", workers=("v1", "v2")),
     drive=dark_then_continue,
-    expect=Expect(
-        phases=(Phase.COMPLETED,),
-        flags=(FlagEnd("v2", 100), FlagEnd("v1", archived=True)),
-        workers=frozenset({"v2"}),
-        signalled=0,
-        checks=(("the rollout went 0, 25, 50, 75, 100", rollout_went(FULL_ROLLOUT)),),
-    ),
+    expect=v2_live_v1_retired(("the rollout went 0, 25, 50, 75, 100", rollout_went(FULL_ROLLOUT)), signalled=0),
 )
 
 # ----------------------------------------------------------------------------------------------- non-migratory
@@ -290,6 +298,7 @@ async def flag_archived_then_cancel(sim: Sim) -> None:
     await sim.deploy("v2", steps="50@60s,100@1h")
     await sim.until("the rollout reached 50 %", lambda: sim.world.percent("v2") == 50)
     sim.world.hand_archive("v2")
+    await sim.until("the rollout stopped", _rollout_stopped(sim))  # its poll and the migration's are not in step
 
     async def rollout_stopped_and_v1_kept_as_newest() -> bool:
         rollout, state = await sim.rollout(), await sim.migration()
@@ -671,6 +680,49 @@ ROLL_BACK_AFTER_NON_MIGRATORY = Scenario(
 )
 
 
+async def freeze_during_the_rollout(sim: Sim) -> None:
+    await sim.deploy("v2", steps="50@60s,100@10m")
+    await sim.until("the rollout reached 50 %", lambda: sim.world.percent("v2") == 50)
+    until = await sim.now() + timedelta(hours=2)
+    sim.world.freezes.append(Freeze(scope=sim.workflow_name, until=until, reason="incident"))
+
+    async def held() -> bool:
+        status = await sim.rollout()
+        return status is not None and status.frozen is not None
+
+    await sim.until("the rollout holds its step", held)
+    await sim.advance(3600)
+    sim.check("held at 50 % an hour into the freeze", sim.world.percent("v2") == 50)
+    sim.world.freezes.clear()  # lifted: the next look writes the step
+
+
+FREEZE_HOLDS_ROLLOUT = Scenario(
+    name="freeze-holds-rollout",
+    about="a freeze begins at 50 %: the rollout holds that step while it is in force, then goes on to 100 % once "
+    "it is lifted; v1 retires as usual",
+    setup=live("v1", workers=("v1", "v2")),
+    drive=freeze_during_the_rollout,
+    expect=v2_live_v1_retired(("the due step was held", lambda o: "RolloutAction.HOLD" in o.branches)),
+)
+
+
+async def deploy_v2_retire_delay(sim: Sim) -> None:
+    await sim.deploy("v2", retire_delay_s=3600)
+
+
+RETIRE_DELAY = Scenario(
+    name="retire-delay",
+    about="v1 -> v2 with a retire delay of an hour: the migration drains v1's queue and hands the countdown to a "
+    "cleanup; the deployment completes; v1's workers go once the hour ran out",
+    setup=live("v1", workers=("v1", "v2")),
+    drive=deploy_v2_retire_delay,
+    expect=v2_live_v1_retired(
+        ("the retirement waited for the delay", lambda o: "RetireBlocker.DELAYED" in o.branches),
+        ("the migration handed the countdown over", lambda o: "MigrationAction.HAND_OFF" in o.branches),
+    ),
+)
+
+
 async def roll_back_refused(sim: Sim) -> None:
     await sim.deploy("v2")
     await sim.until("v2 is being deployed", lambda: sim.world.flag_of("v2") is not None, step_s=1)
@@ -705,10 +757,12 @@ async def redelivered_events(sim: Sim) -> None:
     assert first is not None
     await sim.deploy("v1")  # the event that deployed v1, delivered again after its CI run ended
     await sim.deploy("v2", steps="100@60s", while_running=False)  # in this CI run, or the next one
-    await sim.deploy("v3", dark=True)
+    await sim.deploy("v3", dark=True, delivery_id="d-v3")
     await sim.until("v3 awaits continue", lambda: sim.phase_is(Phase.AWAITING_CONTINUE))
     stale = await sim.deploy("v2", event_time=sim.events["v2"].event_time)  # v2's event, sent again
     sim.check("a re-sent event is stale", stale.decision == DeployDecision.STALE.value)
+    again = await sim.deploy("v3", event_time=sim.events["v3"].event_time, delivery_id="d-v3")  # GitHub redelivers
+    sim.check("a delivery taken before is a duplicate", again.decision == DeployDecision.DUPLICATE_DELIVERY.value)
     foreign = sim.events["v2"].model_copy(update={"workflow_name": f"{sim.workflow_name}x"})
     await sim.signal_deploy(foreign.model_dump(mode="json", by_alias=True))  # another workflow's event
     await sim.control("continue", expect=True)
@@ -717,8 +771,9 @@ async def redelivered_events(sim: Sim) -> None:
 REDELIVERED_EVENTS = Scenario(
     name="redelivered-events",
     about="the event that deployed v1 arrives again (v1 already is the newest live version: nothing is done), "
-    "v2's event is sent again after v2 was deployed (stale: never a roll-back), another workflow's event reaches "
-    "this CI (ignored): only v2 and v3 are deployed (safety defects 7, 11)",
+    "v2's event is sent again after v2 was deployed (stale: never a roll-back), v3's GitHub delivery arrives again "
+    "(a duplicate), another workflow's event reaches this CI (ignored): only v2 and v3 are deployed (safety defects "
+    "7, 11)",
     setup=live("v1", workers=("v1", "v2", "v3")),
     drive=redelivered_events,
     expect=Expect(
@@ -1093,6 +1148,8 @@ CATALOG: list[Scenario] = [
     ABORT,
     EDIT_BETWEEN_READ_AND_WRITE,
     ROLL_BACK_AFTER_NON_MIGRATORY,
+    FREEZE_HOLDS_ROLLOUT,
+    RETIRE_DELAY,
     ROLL_BACK_REFUSED,
     REDELIVERED_EVENTS,
     MIGRATION_FAILS_FIRST,

@@ -60,6 +60,7 @@ from diachronic.ci.contracts import (
 )
 from diachronic.ci.freeze import FreezeReading, ReadFreezesInput
 from diachronic.ci.planner import migration, rollout
+from diachronic.ci.planner.freeze import Freeze
 from diachronic.ci.planner.sweep import SweepProgress
 from diachronic.contracts import VersionInfo
 from diachronic.errors import ConcurrentEdit
@@ -153,6 +154,7 @@ class World:
     broken: dict[str, HealthRule] = field(default_factory=dict)  # versions whose health evidence fires a rule
     looked_for_workers: Counter[str] = field(default_factory=Counter)  # readiness looks, by task queue
     accepts: dict[str, list[str]] = field(default_factory=dict)  # state versions a version's code restores
+    freezes: list[Freeze] = field(default_factory=list)  # in force until the story lifts them
     violations: list[str] = field(default_factory=list)
     _request_ids: set[str] = field(default_factory=set)
     _read: dict[str, int | None] = field(default_factory=dict)  # what the automation last read (or wrote), by flag
@@ -387,9 +389,8 @@ class World:
         }
 
     def read_freezes(self, input: ReadFreezesInput) -> FreezeReading:
-        """No freeze, no freeze window: generated ones would hold the CI's queue at random (freezes are tested on
-        their own)."""
-        return FreezeReading(freezes=[], windows=[])
+        """The freezes a story set, no window: generated ones would hold the CI's queue at random."""
+        return FreezeReading(freezes=list(self.freezes), windows=[])
 
     def _mine(self, workflow_name: str) -> bool:
         return workflow_name == self.workflow_name

@@ -26,7 +26,15 @@ from diachronic.contracts import VersionInfo
 from diachronic.flags import VersionFlag
 from diachronic.flags.evaluation import flag_reach
 
-__all__ = ["RetireAction", "RetireBlocker", "RetirePlan", "RetireSnapshot", "plan_retire", "successor_queue"]
+__all__ = [
+    "RetireAction",
+    "RetireBlocker",
+    "RetirePlan",
+    "RetireSnapshot",
+    "migration_done",
+    "plan_retire",
+    "successor_queue",
+]
 
 LIVE_AGAIN = "another live flag carries its task queue: the version was deployed again"
 
@@ -37,6 +45,7 @@ class RetireBlocker(StrEnum):
     NEWEST = "the old version is the newest version"
     DEPLOYING = "a deployment of the old version is queued or in progress"
     NO_POLLER = "no worker polls the new version's task queue: the old version's workers stay until one does"
+    DELAYED = "the retire delay runs: the old workers stay until it ends"
 
 
 class RetireAction(StrEnum):
@@ -94,6 +103,12 @@ def successor_queue(flags: Sequence[VersionFlag]) -> str | None:
     before the old workers are deleted)."""
     live = [f for f in flags if not f.archived]
     return live[0].info.task_queue if live else None
+
+
+def migration_done(snapshot: RetireSnapshot, plan: RetirePlan) -> bool:
+    """Nothing runs on the old task queue and no new start is routed there any more: the previous version's
+    workflows are all gone (moved, or finished), for good (the ``migration_done`` notification)."""
+    return snapshot.running_on_old_queue == 0 and plan.blocker not in (RetireBlocker.ROUTED, RetireBlocker.NEWEST)
 
 
 def _routed(live_newest_first: list[VersionFlag], old: VersionInfo) -> bool:
