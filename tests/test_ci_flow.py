@@ -268,9 +268,10 @@ async def test_failing_step_ends_the_run_with_a_typed_reason(
         raise FlagStoreError("the flag store refuses this version", retryable=False)
 
     monkeypatch.setattr(h.flags, "apply_version_flag", broken)
-    await ci.deploy(h.client, h.task_queue, event(wf, "v1"))
-    with pytest.raises(WorkflowFailureError) as failure:
-        await finish_ci(h, wf)
+    async with serving(h.client, wf, "v1"):
+        await ci.deploy(h.client, h.task_queue, event(wf, "v1"))
+        with pytest.raises(WorkflowFailureError) as failure:
+            await finish_ci(h, wf)
     assert "FlagStoreError: the flag store refuses this version" in str(failure.value.cause)
     status = await ci.status(h.client, wf)
     assert status.phase is Phase.FAILED and "FlagStoreError" in (status.last_error or "")

@@ -16,6 +16,7 @@ from temporalio.service import RPCError
 
 from diachronic.ci.contracts import (
     FINAL_PHASES,
+    MAX_GATE_RUNS,
     STATUS_QUERY,
     CIInput,
     CIStatus,
@@ -25,15 +26,18 @@ from diachronic.ci.contracts import (
     DeployOptions,
     DeployRequest,
     DrainState,
+    GatesRecord,
+    HealthState,
     MigrationCounts,
     MigrationState,
     Phase,
+    RollbackInput,
     RolloutStatus,
     rollout_workflow_id,
 )
 from diachronic.ci.planner.retire import RetireBlocker
 from diachronic.ci.workflow import CIWorkflow
-from diachronic.contracts import CI_WORKFLOW_TYPE, DEPLOY_SUCCESS_SIGNAL, DeployEvent, ci_workflow_id
+from diachronic.contracts import CI_WORKFLOW_TYPE, DEPLOY_SUCCESS_SIGNAL, DeployEvent, RolloutStep, ci_workflow_id
 from diachronic.errors import InvalidInput, NotFound
 from diachronic.temporal_errors import temporal_errors
 
@@ -113,6 +117,25 @@ async def control(client: Client, workflow_name: str, name: str, reason: str | N
     return result
 
 
+async def rollback(
+    client: Client,
+    workflow_name: str,
+    *,
+    steps: list[RolloutStep] | None = None,
+    migrate_back: bool = False,
+    reason: str | None = None,
+) -> str:
+    """Roll the deployment in progress back (``Control.ROLLBACK``): at once, or down ``steps`` (the previous
+    version's share rising to 100); ``migrate_back`` moves workflows back when the old code accepts their state."""
+    handle = client.get_workflow_handle(ci_workflow_id(workflow_name))
+    arg = RollbackInput(reason=reason, steps=steps, migrate_back=migrate_back)
+    result: str = await _translate(
+        f"rollback {workflow_name}",
+        lambda: handle.execute_update(Control.ROLLBACK.update, arg, result_type=str),
+    )
+    return result
+
+
 async def _query(client: Client, workflow_id: str, query: str, result_type: type[T]) -> T | None:
     try:
         result: T = await client.get_workflow_handle(workflow_id).query(query, result_type=result_type)
@@ -142,7 +165,7 @@ async def _retrying(client: Client, workflow_id: str) -> str | None:
 
 
 async def status(client: Client, workflow_name: str) -> CIStatus:
-    """The CI's status with the rollout's and migration's live numbers merged in."""
+    """The CI's status with the rollout's, migration's and health analysis's live numbers merged in."""
     ci = await _query(client, ci_workflow_id(workflow_name), STATUS_QUERY, CIStatus)
     if ci is None:
         raise NotFound(f"no deployment of {workflow_name!r} was found (is the CI worker running?)")
@@ -160,6 +183,9 @@ async def status(client: Client, workflow_name: str) -> CIStatus:
                 "rollout_frozen": rollout.frozen,
                 "last_error": ci.last_error or rollout.stop_detail,
             }
+            if rollout.gate is not None and ci.gates is not None:
+                runs = [r for r in ci.gates.gate_runs if r.workflow_id != rollout.gate.workflow_id]
+                updates["gates"] = ci.gates.model_copy(update={"gate_runs": [*runs, rollout.gate][-MAX_GATE_RUNS:]})
         drain_id = ci.drain_workflow_id
         drain_type = DrainState if ci.non_migratory else MigrationState
         drain = await _query(client, drain_id, STATUS_QUERY, drain_type) if drain_id else None
@@ -172,6 +198,13 @@ async def status(client: Client, workflow_name: str) -> CIStatus:
             retiring = await _query(client, ci.cleanup_workflow_id, STATUS_QUERY, DrainState)
         if retiring is not None and retiring.waiting_for == RetireBlocker.DELAYED:
             updates["retire_at"] = retiring.retire_at
+    gates: GatesRecord | None = updates.get("gates", ci.gates)
+    if gates is not None and gates.health_workflow_id is not None:
+        health = await _query(client, gates.health_workflow_id, STATUS_QUERY, HealthState)
+        if health is not None:
+            updates["gates"] = gates.model_copy(
+                update={"health": health.steps, "breach": gates.breach or health.breach}
+            )
     if ci.phase not in FINAL_PHASES and not updates.get("last_error", ci.last_error):
         children = [rollout_workflow_id(workflow_name), drain_id] if ci.phase is not Phase.PREPARING else []
         for workflow_id in [ci_workflow_id(workflow_name), *children]:

@@ -29,6 +29,7 @@ with workflow.unsafe.imports_passed_through():
         FlagNameInput,
         ListFlagsInput,
         MigrationRun,
+        ObserveWorkersInput,
         Phase,
         RetireInput,
     )
@@ -102,9 +103,10 @@ class Drainer:
     async def plan(self) -> tuple[retire.RetirePlan, list[WorkerSet]]:
         """Observe, right before retiring, what the retire rule needs; its plan, and the old version's worker sets.
 
-        The worker sets and the versions the CI is deploying (a list of the cluster, a query of the CI) are read
-        only once everything else lets the workers go, and the rule is asked again with them; then the retire
-        delay's countdown (``planner.retire_delay``) holds the plan until it runs out."""
+        The worker sets, the versions the CI is deploying (a list of the cluster, a query of the CI) and the pollers
+        of the newest version's queue are read only once everything else lets the workers go, and the rule is asked
+        again with them; then the retire delay's countdown (``planner.retire_delay``) holds the plan until it runs
+        out."""
         self.outbox.start()  # what a previous run left goes out first
         old = self.input.from_version
         running = await self.step(CIActivities.count_running, CountRunningInput(task_queue=old.task_queue))
@@ -117,7 +119,11 @@ class Drainer:
                 CIActivities.find_workers, FindWorkersInput(workflow_name=old.workflow_name, version_id=old.version_id)
             )
             deploying = tuple(found.deploying_versions)
-            plan = retire.plan_retire(dataclasses.replace(snapshot, deploying=deploying))
+            pollers = None
+            if (successor := retire.successor_queue(snapshot.flags)) is not None:
+                observed = await self.step(CIActivities.observe_workers, ObserveWorkersInput(task_queue=successor))
+                pollers = observed.pollers
+            plan = retire.plan_retire(dataclasses.replace(snapshot, deploying=deploying, new_queue_pollers=pollers))
             worker_sets = list(found.worker_sets)
         countdown = retire_delay.count_down(
             workflow.now(),

@@ -23,8 +23,20 @@ from typing import Any
 
 from temporalio import workflow
 
-from diachronic.ci.contracts import Control, Phase
-from diachronic.ci.planner import deploy, deployment, migration, retire, retire_delay, rollout, sweep
+from diachronic.ci.contracts import Control, HealthRule, Phase
+from diachronic.ci.planner import (
+    deploy,
+    deployment,
+    gate,
+    health,
+    migration,
+    readiness,
+    retire,
+    retire_delay,
+    rollback,
+    rollout,
+    sweep,
+)
 
 __all__ = [
     "CONTROL_OUTCOMES",
@@ -72,6 +84,10 @@ DECISIONS: dict[str, Decision] = {
         retire, (*(b for b in retire.RetireBlocker if b is not retire.RetireBlocker.DELAYED), *retire.RetireAction)
     ),
     "hold_while_counting": Decision(retire_delay, (retire.RetireBlocker.DELAYED,)),
+    "plan_readiness": Decision(readiness, tuple(readiness.ReadinessAction)),
+    "judge_gate": Decision(gate, tuple(gate.GateAction)),
+    "judge_health": Decision(health, (*HealthRule, None)),  # None: healthy
+    "plan_redeploy": Decision(rollback, tuple(rollback.RedeployKind)),
 }
 """The decision functions, by name (each is unique across the planner's modules)."""
 
