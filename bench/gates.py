@@ -21,7 +21,6 @@ import asyncio
 import contextlib
 import json
 import os
-import socket
 import sys
 import tempfile
 import time
@@ -42,7 +41,7 @@ from diachronic.ci.contracts import DeployOptions, Phase, health_workflow_id
 from diachronic.ci.planner.schedule import default_steps
 from diachronic.ci.worker import ci_worker
 from diachronic.contracts import DeployEvent, ci_workflow_id
-from diachronic.devserver import start_dev_server
+from diachronic.devserver import PORT_OFFSETS, free_port, start_dev_server
 from diachronic.flags.local import LocalFlagStore
 from diachronic.settings import load_settings
 from diachronic.signaler import start_routed
@@ -54,12 +53,6 @@ CI_QUEUE = "bench-gates-ci"
 
 def log(message: str) -> None:
     print(message, file=sys.stderr, flush=True)
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def deploy_event(version: str) -> DeployEvent:
@@ -135,12 +128,12 @@ async def abort_written(client: Client) -> datetime:
 async def run(old: int, rate: float, step_wait_s: float, poll_s: float) -> dict[str, float | int | str]:
     with tempfile.TemporaryDirectory() as tmp:
         data = Path(tmp)
-        server = start_dev_server(data, port=free_port(), ui=False)
+        server = start_dev_server(data, port=free_port(PORT_OFFSETS), ui=False)
         try:
             client = await connect(load_settings(data_dir=data, temporal_address=server.address))
             flags = LocalFlagStore(data / "flags.sqlite3")
             workers = LocalWorkers(data / "workers")
-            activities = CIActivities(flags, workers, client)
+            activities = CIActivities(flags, workers, client, environment="development")
             v2, v3 = task_queue("v2"), task_queue("v3")
             async with (
                 ci_worker(client, CI_QUEUE, activities),
@@ -166,7 +159,6 @@ async def run(old: int, rate: float, step_wait_s: float, poll_s: float) -> dict[
                 assert verdict is not None
                 window = [q for when, q in started if when <= aborted_at]
                 reached = sum(1 for q in window if q == v3)
-                await client.get_workflow_handle(ci_workflow_id(WORKFLOW_NAME)).terminate("bench over")
         finally:
             server.stop()
     result: dict[str, float | int | str] = {
