@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from examples.sleeper import Sleeper
+from temporalio import activity
 from temporalio.client import Client, WorkflowFailureError
 from temporalio.exceptions import ApplicationError
 from temporalio.service import RPCError, RPCStatusCode
@@ -21,7 +22,14 @@ from tests.command_line import diachronic
 
 from diachronic.ci import client as ci
 from diachronic.ci.activities import CIActivities
-from diachronic.ci.contracts import DeployOptions
+from diachronic.ci.contracts import (
+    DeployOptions,
+    HealthObservation,
+    ObserveHealthInput,
+    ObserveWorkersInput,
+    VersionHealth,
+    WorkersObservation,
+)
 from diachronic.ci.worker import ci_worker
 from diachronic.contracts import MIGRATE_SIGNAL, DeployEvent, ci_workflow_id
 from diachronic.flags.local import LocalFlagStore
@@ -40,6 +48,22 @@ class CIHarness:
     worker: Worker
 
 
+class TimeSkippingActivities(CIActivities):
+    """The CI's activities for the time-skipping test server, which has neither DescribeTaskQueue nor visibility:
+    the gates' reads answer "a worker polls, nothing failed" under their real names (as samples-python fakes an
+    activity). Readiness, gates and health are tested on the dev server (tests/test_gates_*.py)."""
+
+    @activity.defn(name="observe_workers")
+    async def observe_workers(self, input: ObserveWorkersInput) -> WorkersObservation:
+        return WorkersObservation(task_queue=input.task_queue, pollers=1)
+
+    @activity.defn(name="observe_health")
+    async def observe_health(self, input: ObserveHealthInput) -> HealthObservation:
+        return HealthObservation(
+            new=VersionHealth(task_queue=input.new_task_queue), old=VersionHealth(task_queue=input.old_task_queue)
+        )
+
+
 @contextlib.asynccontextmanager
 async def ci_harness(
     client: Client,
@@ -47,13 +71,15 @@ async def ci_harness(
     task_queue: str,
     *,
     environment: str = "development",
+    activities_class: type[CIActivities] = CIActivities,
     notify: NotifyActivities | None = None,
 ) -> AsyncIterator[CIHarness]:
-    """A CI worker serving ``environment`` (deploy events for another one are refused); ``notify``: where its
-    notifications and GitHub statuses go (default: nowhere)."""
+    """A CI worker serving ``environment`` (deploy events for another one are refused); on the time-skipping
+    server, with ``activities_class=TimeSkippingActivities``; ``notify``: where its notifications and GitHub
+    statuses go (default: nowhere)."""
     flags = LocalFlagStore(data_dir / "flags.sqlite3")
     workers = LocalWorkers(data_dir / "workers", grace_s=2.0)
-    activities = CIActivities(flags, workers, client, environment=environment)
+    activities = activities_class(flags, workers, client, environment=environment)
     worker = ci_worker(client, task_queue, activities, notify)
     async with worker:
         try:
@@ -152,8 +178,10 @@ async def ci_end(h: CIHarness, wf: str) -> tuple[list[dict[str, Any]], str | Non
 
 
 async def deploy_initial(h: CIHarness, wf: str, version: str = "v1") -> None:
-    await ci.deploy(h.client, h.task_queue, event(wf, version))
-    await finish_ci(h, wf)
+    """The first deployment of ``wf``, with an in-process worker of ``version`` polling while it is deployed."""
+    async with serving(h.client, wf, version):
+        await ci.deploy(h.client, h.task_queue, event(wf, version))
+        await finish_ci(h, wf)
 
 
 async def run_diachronic(client: Client, task_queue: str, *args: str, **env: str) -> tuple[int, str, str]:

@@ -17,6 +17,7 @@ from tests.ci_helpers import CIHarness, ci_harness
 from tests.github_api import GitHubApi, start_early
 from tests.http_helpers import served, settings
 
+from diachronic.devserver import dynamic_config_args
 from diachronic.settings import venv_binary
 from diachronic.simulation.runner import time_skipping_server
 
@@ -42,6 +43,7 @@ async def dev_env(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[Wor
     env = await WorkflowEnvironment.start_local(
         dev_server_existing_path=str(venv_binary("temporal")),
         dev_server_database_filename=str(db),
+        dev_server_extra_args=dynamic_config_args(),
         data_converter=pydantic_data_converter,
     )
     yield env

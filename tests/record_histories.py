@@ -1,6 +1,6 @@
 """Record the Temporal histories the replay test checks: ``python -m tests.record_histories``.
 
-Runs a migratory deployment (CI, rollout with continue-as-new, migration) and a non-migratory one (cleanup) on a
+Runs a migratory deployment (CI, rollout with continue-as-new, migration, health) and a non-migratory one (cleanup) on a
 fresh dev server and writes each workflow's history to ``tests/histories/<type>.json``. Re-record only when a
 workflow changes on purpose (and then think about running deployments: a change that fails replay breaks them)."""
 
@@ -50,6 +50,7 @@ async def main() -> None:
             result = await client.get_workflow_handle(ci_workflow_id(wf)).result()
             await save(client, ci_workflow_id(wf), "workflowCI")
             await save(client, f"migration.{wf}", "migration")
+            await save(client, f"health.{wf}", "health")
             first_rollout = await client.get_workflow_handle(f"rollout.{wf}").describe()
             await save(client, f"rollout.{wf}", "rollout", first_rollout.run_id)
             await ci.deploy(client, h.task_queue, event(wf, "v3", isNonMigratory=True), fast(steps=steps))

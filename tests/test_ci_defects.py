@@ -20,6 +20,7 @@ from temporalio.exceptions import ApplicationError
 from temporalio.testing import WorkflowEnvironment
 from tests.ci_helpers import (
     CIHarness,
+    TimeSkippingActivities,
     ci_end,
     ci_harness,
     deploy_initial,
@@ -32,7 +33,7 @@ from tests.ci_helpers import (
 from tests.conditions import eventually
 
 from diachronic.ci import client as ci
-from diachronic.ci.contracts import DEPLOY_UPDATE, CIInput, DeployOptions, RolloutInput, RolloutRun
+from diachronic.ci.contracts import DEPLOY_UPDATE, CIInput, DeployOptions, GateStage, RolloutInput, RolloutRun
 from diachronic.ci.planner.schedule import parse_steps
 from diachronic.ci.rollout import RolloutWorkflow
 from diachronic.ci.workflow import CIWorkflow
@@ -46,7 +47,9 @@ QUICK = parse_steps("50@0.3s,100@0.3s")
 @pytest.fixture
 async def ts(time_env: WorkflowEnvironment, data_dir: Path) -> AsyncIterator[CIHarness]:
     """A CI worker on the time-skipping server (no visibility: no migration or cleanup)."""
-    async with ci_harness(time_env.client, data_dir, f"ci-{uuid.uuid4()}") as harness:
+    async with ci_harness(
+        time_env.client, data_dir, f"ci-{uuid.uuid4()}", activities_class=TimeSkippingActivities
+    ) as harness:
         yield harness
 
 
@@ -189,7 +192,7 @@ async def test_5_a_migration_that_cannot_start_does_not_leave_its_rollout_runnin
     """A migration of an earlier deployment still runs: v2's migration cannot start. v2 fails, and its rollout must
     not go on raising v2's percentage (nor make the next deployment fail with ChildStillRunning)."""
     await deploy_initial(h, wf, "v1")
-    async with serving(h.client, wf, "leftover"):
+    async with serving(h.client, wf, "leftover", "v2", "v3"):
         leftover = await h.client.start_workflow("Sleeper", id=f"migration.{wf}", task_queue=f"{wf}-leftover")
         await ci.deploy(h.client, h.task_queue, event(wf, "v2"), fast(steps=parse_steps("50@1h,100@1h")))
         await ci.deploy(h.client, h.task_queue, event(wf, "v3", isDarkDeploy=True), fast(steps=QUICK))
@@ -283,7 +286,8 @@ async def test_8_a_two_day_flag_store_outage_ends_the_deployment_with_a_typed_re
         await real(flag_name, percent, **kw)
 
     monkeypatch.setattr(ts.flags, "set_general_percent", down_for_two_days)
-    await ci.deploy(ts.client, ts.task_queue, event(wf, "v2", isNonMigratory=True), fast(steps=QUICK))
+    slow_poll = fast(steps=QUICK, pollIntervalS=60)  # the health analysis looks a minute apart: hours pass here
+    await ci.deploy(ts.client, ts.task_queue, event(wf, "v2", isNonMigratory=True), slow_poll)
     ci_run = ts.client.get_workflow_handle(ci_workflow_id(wf))
     for _ in range(48):  # two days, an hour at a time
         if (await ci_run.describe()).status is not WorkflowExecutionStatus.RUNNING:
@@ -308,13 +312,19 @@ async def test_9_workers_kept_for_a_queued_roll_back_go_when_it_never_happens(
     await start_worker_process(h, wf, "v1")
     await deploy_initial(h, wf, "v1")
     refuse_version(h, monkeypatch, "v1")  # the roll-back to v1 queued behind v2 will fail
+    await ci.deploy(h.client, h.task_queue, event(wf, "v2"), fast(steps=QUICK))
+    await eventually(lambda: _waiting_for_workers(h, wf), what="v2 waits for its workers")
+    await ci.deploy(h.client, h.task_queue, event(wf, "v1"), fast(steps=QUICK))  # queued: v2 still prepares
     async with serving(h.client, wf, "v2"):
-        await ci.deploy(h.client, h.task_queue, event(wf, "v2"), fast(steps=QUICK))
-        await ci.deploy(h.client, h.task_queue, event(wf, "v1"), fast(steps=QUICK))
         deployments, _ = await ci_end(h, wf)
         assert [d["phase"] for d in deployments] == ["completed", "failed"]
         await eventually(lambda: _no_workers(h, wf, "v1"), what="v1's workers deleted once its roll-back failed")
     assert await percents(h, wf) == [("v2", 100, False), ("v1", 100, True)]
+
+
+async def _waiting_for_workers(h: CIHarness, wf: str) -> bool:
+    status = await ci.status(h.client, wf)
+    return status.gates is not None and status.gates.stage is GateStage.WAITING_FOR_WORKERS
 
 
 # ----------------------------------------------------------------------------------------------- 10

@@ -59,7 +59,9 @@ async def test_migratory_deployment_moves_every_workflow_once_and_retires_the_ol
         await ci.deploy(h.client, h.task_queue, event(wf, "v2"), fast(steps=parse_steps("30@0.3s,60@0.3s,100@0.3s")))
         result = await finish_ci(h, wf)
         [record] = result["deployments"]
-        assert record["phase"] == "completed" and record["migration"]["signalled"] == 30
+        # Exactly once is read from each run's history below; the counter may count a run again after a sweep in
+        # which a signal failed (docs/ci.md), never less than once.
+        assert record["phase"] == "completed" and record["migration"]["signalled"] >= 30
         for workflow_id, run_id in runs.items():
             assert await queue_of(h.client, workflow_id) == f"{wf}-v2"
             assert await migrate_signals_received(h.client, workflow_id, run_id) == 1
@@ -68,7 +70,7 @@ async def test_migratory_deployment_moves_every_workflow_once_and_retires_the_ol
     assert await h.workers.find(wf, "v1") == []  # the old worker process was stopped
     status = await ci.status(h.client, wf)
     assert status.phase is Phase.COMPLETED and status.migration is not None
-    assert status.migration.signalled == 30 and status.migration.on_old_queue == 0
+    assert status.migration.signalled == record["migration"]["signalled"] and status.migration.on_old_queue == 0
 
 
 async def test_dark_deploy_routes_only_test_traffic_until_continue(h: CIHarness, wf: str) -> None:
@@ -266,9 +268,10 @@ async def test_failing_step_ends_the_run_with_a_typed_reason(
         raise FlagStoreError("the flag store refuses this version", retryable=False)
 
     monkeypatch.setattr(h.flags, "apply_version_flag", broken)
-    await ci.deploy(h.client, h.task_queue, event(wf, "v1"))
-    with pytest.raises(WorkflowFailureError) as failure:
-        await finish_ci(h, wf)
+    async with serving(h.client, wf, "v1"):
+        await ci.deploy(h.client, h.task_queue, event(wf, "v1"))
+        with pytest.raises(WorkflowFailureError) as failure:
+            await finish_ci(h, wf)
     assert "FlagStoreError: the flag store refuses this version" in str(failure.value.cause)
     status = await ci.status(h.client, wf)
     assert status.phase is Phase.FAILED and "FlagStoreError" in (status.last_error or "")

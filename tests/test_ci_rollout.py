@@ -12,7 +12,7 @@ import pytest
 from temporalio.client import WorkflowFailureError, WorkflowHandle
 from temporalio.exceptions import CancelledError
 from temporalio.testing import WorkflowEnvironment
-from tests.ci_helpers import CIHarness, ci_harness
+from tests.ci_helpers import CIHarness, TimeSkippingActivities, ci_harness
 
 from diachronic.ci.contracts import (
     ROLLOUT_PAUSE_SIGNAL,
@@ -31,7 +31,9 @@ from diachronic.flags.evaluation import general_percent
 
 @pytest.fixture
 async def h(time_env: WorkflowEnvironment, data_dir: Path) -> AsyncIterator[CIHarness]:
-    async with ci_harness(time_env.client, data_dir, f"ci-{uuid.uuid4()}") as harness:
+    async with ci_harness(
+        time_env.client, data_dir, f"ci-{uuid.uuid4()}", activities_class=TimeSkippingActivities
+    ) as harness:
         yield harness
 
 

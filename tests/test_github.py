@@ -79,6 +79,13 @@ def test_each_change_becomes_the_documented_github_state(kind: NotificationKind,
     assert (status.state if status else None) == state
 
 
+def test_what_is_told_after_the_deployment_ended_leaves_githubs_last_status_alone() -> None:
+    """A cleanup runs after the deployment ended: its old queue draining must not follow ``success``."""
+    assert status_for(note(NotificationKind.MIGRATION_DONE, phase="completed")) is None
+    assert status_for(note(NotificationKind.MIGRATION_DONE, phase="stopped")) is None
+    assert status_for(note(NotificationKind.MIGRATION_DONE, phase="migrating")) is not None
+
+
 def test_in_progress_says_phase_and_share_of_new_starts() -> None:
     status = status_for(note(NotificationKind.STEP_REACHED, percent=30))
     assert status == DeploymentStatusBody(

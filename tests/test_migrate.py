@@ -41,6 +41,7 @@ from test_migrate_support import (
     ProbeResult,
     ProbeStart,
     ProbeV1,
+    ProbeV1Back,
     ProbeV2,
 )
 
@@ -366,8 +367,28 @@ async def test_snapshot_query(time_env: WorkflowEnvironment) -> None:
         assert s.state["notes"] == ["n"] and s.state["count"] == 0
         assert s.pending_task_queue is None and not s.in_no_migrate
         assert s.migrated_from is None and s.migrated_at is None
+        assert s.accepts == ["probe/1"]  # its own state version only: it declares no other
         raw = await handle.query("diachronic.v1.snapshot")  # JSON-able, camelCase on the wire
         assert set(raw) >= {"state", "timers", "pendingTaskQueue", "taskQueue", "stateVersion"}
+
+
+async def test_a_declared_reverse_transform_moves_state_back(time_env: WorkflowEnvironment) -> None:
+    """A roll-back's migrate-back: V2 state restored by V1 code that declares it accepts it (and says so)."""
+    client = time_env.client
+    qa, qb = f"probe-a-{uuid.uuid4()}", f"probe-b-{uuid.uuid4()}"
+    async with (
+        Worker(client, task_queue=qa, workflows=[ProbeV2]),
+        Worker(client, task_queue=qb, workflows=[ProbeV1Back]),
+    ):
+        handle = await start_probe(client, qa, ProbeStart(note="n"))
+        await handle.signal(ProbeV2.add, 4)
+        await signal_migrate(client, handle.id, qb)
+        await wait_for_task_queue(client, handle.id, qb, timeout=10)
+        back = await snap(client, handle)
+        assert (back.state_version, back.accepts) == ("probe/1", ["probe/1", "probe/2"])
+        assert back.state["count"] == 4 and back.state["notes"] == ["n"]
+        await handle.signal(ProbeV1.finish)
+        assert (await handle.result()).version == "v1"
 
 
 async def test_non_migratory_workflow_is_unaffected(time_env: WorkflowEnvironment) -> None:

@@ -1,7 +1,8 @@
 """Probe workflows for the migrate SDK tests (importable module, so the workflow sandbox can load it).
 
 ``ProbeV1`` and ``ProbeV2`` share the workflow type ``migrate-probe``, as two deployed versions would; V2 keeps
-its state in another shape and upgrades V1's with ``v1_to_v2``. ``PlainProbe`` does not use the SDK.
+its state in another shape and upgrades V1's with ``v1_to_v2``; ``ProbeV1Back`` is V1 that declares it restores V2's
+state (``v2_to_v1``). ``PlainProbe`` does not use the SDK.
 """
 
 from __future__ import annotations
@@ -176,6 +177,38 @@ class ProbeV2(MigratableWorkflow[ProbeV2State]):
     @workflow.query
     def version(self) -> str:
         return "v2"
+
+
+def v2_to_v1(c: Continuation) -> ProbeV1State:
+    """The transform in reverse: ``total`` back to ``count`` (declared with ``accepts``, so a roll-back may move a
+    V2 workflow back here)."""
+    new = c.state_as(ProbeV2State)
+    return ProbeV1State(
+        count=new.total,
+        notes=new.notes,
+        **new.model_dump(include={"wake_at", "woke_at", "timer_s", "timer_woke_at", "block", "blocked_result"}),
+        finished=new.finished,
+    )
+
+
+@workflow.defn(name=PROBE_TYPE)
+class ProbeV1Back(ProbeV1):
+    """V1 shipped again with a way back: it restores V2's state too."""
+
+    @workflow.init
+    def __init__(self, arg: MigrationEnvelope | ProbeStart) -> None:
+        self.init_state(
+            arg,
+            state_type=ProbeV1State,
+            state_version=V1_STATE,
+            initial_state=self.initial_state,
+            transform=v2_to_v1,
+            accepts=(V2_STATE,),
+        )
+
+    @workflow.run
+    async def run(self, arg: MigrationEnvelope | ProbeStart) -> ProbeResult:
+        return await self.run_migratable(self.main)
 
 
 @workflow.defn(name="migrate-plain")

@@ -25,7 +25,7 @@ from diachronic.ci import client as ci
 from diachronic.ci.contracts import CIStatus, Phase
 from diachronic.ci.freeze import lift_freeze, set_freeze
 from diachronic.ci.planner.schedule import parse_steps
-from diachronic.contracts import GitHubDeploymentRef, ci_workflow_id
+from diachronic.contracts import DeployEvent, GitHubDeploymentRef, ci_workflow_id
 from diachronic.errors import InvalidInput
 from diachronic.github import GitHubDeployments, TokenAuth
 from diachronic.notify import JsonWebhookSink
@@ -109,25 +109,58 @@ async def test_a_failing_deployment_from_github_ends_in_failure(
     assert [r.json["kind"] for r in hook.at("/hook")] == ["started", "failed"]
 
 
-async def test_each_rollout_step_is_reported_in_order_before_success(
-    h: CIHarness, github: GitHubApi, hook: Receiver
-) -> None:
-    wf = "e2e" + uuid.uuid4().hex[:8]
+def in_order(told: list[Any], first: list[Any], meanwhile: list[Any], last: list[Any]) -> bool:
+    """``told`` begins with ``first`` and ends with ``last``; between them ``meanwhile`` in any order (two workflows
+    publish concurrently: the rollout its steps, the migration what it saw)."""
+    return (
+        told[: len(first)] == first
+        and told[len(told) - len(last) :] == last
+        and sorted(map(str, told[len(first) : len(told) - len(last)])) == sorted(map(str, meanwhile))
+    )
+
+
+async def v2_after_v1(h: CIHarness, wf: str, **fields: object) -> DeployEvent:
+    """v1 deployed (its CI run ended); v2, from GitHub deployment 1 of acme/orders, to deploy next."""
     await ci.deploy(h.client, h.task_queue, event(wf, "v1", environment="production"))
     await h.client.get_workflow_handle(ci_workflow_id(wf)).result()
     ref = GitHubDeploymentRef(repository="acme/orders", deployment_id=1)
-    v2 = event(wf, "v2", environment="production").model_copy(update={"github_deployment": ref})
+    return event(wf, "v2", environment="production", **fields).model_copy(update={"github_deployment": ref})
+
+
+async def test_each_rollout_step_and_the_migration_are_reported_before_success(
+    h: CIHarness, github: GitHubApi, hook: Receiver
+) -> None:
+    wf = "e2e" + uuid.uuid4().hex[:8]
+    v2 = await v2_after_v1(h, wf)
     await ci.deploy(h.client, h.task_queue, v2, fast(steps=parse_steps("50@0.2s,100@0.2s")))
-    await h.client.get_workflow_handle(ci_workflow_id(wf)).result()
-    reported = await states(github, 4)
-    assert [(r["state"], r["description"]) for r in reported] == [
-        ("in_progress", "preparing: started"),
-        ("in_progress", "rolling_out: step reached, 50% of new starts on v2"),
-        ("in_progress", "rolling_out: step reached, 100% of new starts on v2"),
-        ("success", "completed: completed, 100% of new starts on v2"),
-    ]
+    await h.client.get_workflow_handle(ci_workflow_id(wf)).result()  # the CI publishes everything before it ends
+    reported = [(r.body["state"], r.body["description"]) for r in github.recorder.statuses()]
+    assert in_order(
+        reported,
+        [("in_progress", "preparing: started"), ("in_progress", "rolling_out: step reached, 50% of new starts on v2")],
+        [
+            ("in_progress", "rolling_out: step reached, 100% of new starts on v2"),
+            ("in_progress", "migrating: old workflows moved"),
+        ],
+        [("success", "completed: completed, 100% of new starts on v2")],
+    ), reported
     v2_kinds = [r.json["kind"] for r in hook.at("/hook") if r.json["versionId"] == "v2"]
-    assert v2_kinds == ["started", "step_reached", "step_reached", "completed"]
+    assert in_order(v2_kinds, ["started", "step_reached"], ["step_reached", "migration_done"], ["retired", "completed"])
+    [retired] = [r.json for r in hook.at("/hook") if r.json["kind"] == "retired"]
+    assert (retired["fromVersionId"], retired["github"]) == ("v1", {"repository": "acme/orders", "deploymentId": 1})
+
+
+async def test_a_cleanup_tells_the_old_queue_drained_and_retired_after_the_end_but_not_github(
+    h: CIHarness, github: GitHubApi, hook: Receiver
+) -> None:
+    wf = "e2e" + uuid.uuid4().hex[:8]
+    v2 = await v2_after_v1(h, wf, isNonMigratory=True)
+    await ci.deploy(h.client, h.task_queue, v2, fast(steps=parse_steps("100@0.1s")))
+    [record] = (await h.client.get_workflow_handle(ci_workflow_id(wf)).result())["deployments"]
+    await h.client.get_workflow_handle(record["cleanupWorkflowId"]).result()  # it publishes everything first
+    v2_told = [(r.json["kind"], r.json["phase"]) for r in hook.at("/hook") if r.json["versionId"] == "v2"]
+    assert v2_told[-3:] == [("completed", "completed"), ("migration_done", "completed"), ("retired", "completed")]
+    assert [r.body["state"] for r in github.recorder.statuses()][-1] == "success"  # the end stays GitHub's last
 
 
 async def test_a_freeze_holds_a_deployment_in_the_queue_until_it_is_lifted_and_force_goes_through(

@@ -165,6 +165,7 @@ def test_may_route_to_is_false_only_when_no_general_traffic_can_reach_the_new_qu
         (RetirePlan(RetireBlocker.ROUTED), MigrationAction.WAIT),
         (RetirePlan(RetireBlocker.RUNNING), MigrationAction.WAIT),
         (RetirePlan(RetireBlocker.DEPLOYING), MigrationAction.HAND_OFF),
+        (RetirePlan(RetireBlocker.DELAYED), MigrationAction.HAND_OFF),
     ],
     ids=[
         "nothing blocks: retire",
@@ -172,6 +173,7 @@ def test_may_route_to_is_false_only_when_no_general_traffic_can_reach_the_new_qu
         "the old version still takes traffic: wait",
         "a workflow arrived meanwhile: wait",
         "a deployment of the old version waits behind this one: hand over to a cleanup (waiting would never end)",
+        "the retire delay counts down: a cleanup waits it out, the CI's queue moves on",
     ],
 )
 def test_after_drain(plan: RetirePlan, action: MigrationAction) -> None:

@@ -5,7 +5,14 @@ from __future__ import annotations
 import pytest
 from tests.planner_factories import flag, retiring, version
 
-from diachronic.ci.planner.retire import LIVE_AGAIN, RetireBlocker, RetirePlan, RetireSnapshot, plan_retire
+from diachronic.ci.planner.retire import (
+    LIVE_AGAIN,
+    RetireBlocker,
+    RetirePlan,
+    RetireSnapshot,
+    migration_done,
+    plan_retire,
+)
 from diachronic.flags.evaluation import default_strategies
 
 
@@ -81,3 +88,26 @@ def test_a_general_strategy_disabled_at_100_percent_shields_nothing() -> None:
     strategies[1] = strategies[1].model_copy(update={"disabled": True})
     v2 = v2.model_copy(update={"strategies": strategies})
     assert plan_retire(retiring(flags=(v2, flag(0, "v1")))) == RetirePlan(RetireBlocker.ROUTED)
+
+
+@pytest.mark.parametrize(
+    ("snapshot", "done"),
+    [
+        (retiring(), True),
+        (retiring(running_on_old_queue=3), False),
+        (retiring(flags=(flag(1, "v2", 60), flag(0, "v1"))), False),
+        (retiring(flags=(flag(0, "v1"),)), False),
+        (retiring(deploying=("v1",)), True),
+        (retiring(flags=(flag(2, "v1"), flag(1, "v2"), flag(0, "v1"))), True),
+    ],
+    ids=[
+        "empty and unrouted: done",
+        "workflows still run on the old queue: not done",
+        "empty for now, but new starts still go there: not done (it fills again)",
+        "the old version is the newest: new starts go there, not done",
+        "empty and unrouted, a deployment of it waits: done (the retirement waits, not the migration)",
+        "empty, the version live again: done (its old flag retires)",
+    ],
+)
+def test_the_migration_is_done_when_the_old_queue_is_empty_for_good(snapshot: RetireSnapshot, done: bool) -> None:
+    assert migration_done(snapshot, plan_retire(snapshot)) is done

@@ -10,6 +10,7 @@ import pytest
 from tests.planner_factories import T0, at, flag, machine, seen, steps
 
 from diachronic.ci.planner import rollout
+from diachronic.ci.planner.freeze import Freeze
 from diachronic.ci.planner.rollout import (
     INITIAL_STEPS,
     RolloutAction,
@@ -21,6 +22,7 @@ from diachronic.ci.planner.rollout import (
 from diachronic.contracts import RolloutStep
 
 WRITE, WAIT, STOP = RolloutAction.WRITE, RolloutAction.WAIT, RolloutAction.STOP
+FROZEN = Freeze(scope="orders", until=at(3600), reason="incident 42")
 
 
 @pytest.mark.parametrize(
@@ -60,6 +62,19 @@ WRITE, WAIT, STOP = RolloutAction.WRITE, RolloutAction.WAIT, RolloutAction.STOP
             RolloutPlan(STOP, stop=RolloutStopReason.FLAG_MISSING),
         ),
         (machine(promote=True, observed=seen(100)), RolloutPlan(STOP, stop=RolloutStopReason.HUMAN_EDIT)),
+        (machine(now=at(60), freeze=FROZEN), RolloutPlan(RolloutAction.HOLD, wake_at=at(90), freeze=FROZEN)),
+        (
+            machine(now=at(3590), freeze=FROZEN),
+            RolloutPlan(RolloutAction.HOLD, wake_at=at(3600), freeze=FROZEN),
+        ),
+        (
+            machine(now=at(60), freeze=FROZEN, force_reason="hotfix"),
+            RolloutPlan(WRITE, percent=50, expected=0, step_index=1, freeze=FROZEN),
+        ),
+        (machine(now=at(30), freeze=FROZEN), RolloutPlan(WAIT, wake_at=at(40))),
+        (machine(freeze=FROZEN, promote=True), RolloutPlan(WRITE, percent=100, expected=0, step_index=2)),
+        (machine(now=at(60), freeze=FROZEN, observed=seen(30)), RolloutPlan(STOP, stop=RolloutStopReason.HUMAN_EDIT)),
+        (machine(now=at(60), freeze=None), RolloutPlan(WRITE, percent=50, expected=0, step_index=1)),
     ],
     ids=[
         "the first look at a new flag starts at 0",
@@ -81,6 +96,13 @@ WRITE, WAIT, STOP = RolloutAction.WRITE, RolloutAction.WAIT, RolloutAction.STOP
         "a human disabled the strategy: stop",
         "a human archived the flag: stop",
         "a human's edit wins over a promote",
+        "a step due during a freeze: hold the current step, look again within the recheck",
+        "the freeze ends before the recheck: look again when it ends",
+        "forced: write through the freeze, and name it (recorded)",
+        "no step due: a freeze changes nothing",
+        "a human's promote goes through a freeze",
+        "a human edit during a freeze still stops the rollout",
+        "no freeze: write",
     ],
 )
 def test_plan_rollout(snapshot: RolloutSnapshot, plan: RolloutPlan) -> None:

@@ -8,7 +8,6 @@ from datetime import UTC, datetime
 import pytest
 from tests.http_helpers import SECRET, deployment_status, signed
 
-from diachronic.ci.contracts import DeployAck
 from diachronic.contracts import DeployEvent, GitHubDeploymentRef
 from diachronic.errors import BackendError
 from diachronic.webhook import (
@@ -17,7 +16,6 @@ from diachronic.webhook import (
     PayloadError,
     RepositoryMap,
     WebhookDisabled,
-    deploy_update_id,
     parse_body,
     parse_deployment_status,
     sign,
@@ -52,7 +50,7 @@ def test_an_empty_secret_matches_nothing() -> None:
 
 def test_success_maps_to_the_deploy_event_of_the_wire_protocol() -> None:
     data = deployment_status(payload={"workflowName": "billing", "isDarkDeploy": True})
-    event = to_deploy_event(parse_deployment_status(data), REPOS)
+    event = to_deploy_event(parse_deployment_status(data), REPOS, delivery="72d3162e-cc78-11e3-81ab-4c9367dc0958")
     assert event == DeployEvent(
         workflow_name="billing",
         version_id="0123456",
@@ -62,10 +60,12 @@ def test_success_maps_to_the_deploy_event_of_the_wire_protocol() -> None:
         is_dark_deploy=True,
         is_non_migratory=False,
         github_deployment=GitHubDeploymentRef(repository="acme/orders", deployment_id=1),
+        delivery_id="72d3162e-cc78-11e3-81ab-4c9367dc0958",
     )
     wire = event.model_dump(mode="json", by_alias=True)
     assert wire["eventTime"] == "2024-05-01T12:00:00Z"
     assert wire["githubDeployment"] == {"repository": "acme/orders", "deploymentId": 1}
+    assert wire["deliveryId"] == "72d3162e-cc78-11e3-81ab-4c9367dc0958"
 
 
 def test_the_original_payload_without_our_field_still_deploys() -> None:
@@ -157,87 +157,74 @@ def test_githubs_form_encoding_is_accepted() -> None:
 # -- the receiver's rules, with a recording start function ----------------------------------------------------
 
 
-class Starts:
-    """The CI's deploy call, recorded: the receiver keeps no state, so what it sends is all there is to check."""
+class Sends:
+    """The CI's deploy signal, recorded: the receiver keeps no state, so what it sends is all there is to check."""
 
-    def __init__(self, fail: Exception | None = None, ack: DeployAck | None = None) -> None:
-        self.calls: list[tuple[DeployEvent, str]] = []
+    def __init__(self, fail: Exception | None = None) -> None:
+        self.events: list[DeployEvent] = []
         self.fail = fail
-        self.ack = ack or DeployAck(decision="accept", position=1)
 
-    @property
-    def events(self) -> list[DeployEvent]:
-        return [event for event, _ in self.calls]
-
-    async def __call__(self, event: DeployEvent, delivery: str) -> DeployAck:
+    async def __call__(self, event: DeployEvent) -> None:
         if self.fail is not None:
             raise self.fail
-        self.calls.append((event, delivery))
-        return self.ack
+        self.events.append(event)
 
 
-def receiver(starts: Starts, *, secret: str | None = SECRET, dev: bool = False) -> GitHubReceiver:
-    return GitHubReceiver(secret=secret, allow_unsigned=dev, repositories=REPOS, start=starts)
+def receiver(sends: Sends, *, secret: str | None = SECRET, dev: bool = False) -> GitHubReceiver:
+    return GitHubReceiver(secret=secret, allow_unsigned=dev, repositories=REPOS, send=sends)
 
 
-async def test_the_delivery_id_keys_the_deploy_call() -> None:
-    """Temporal de-duplicates the CI's deploy call by this key: a redelivery, to any replica, is the same call."""
-    starts = Starts()
+async def test_the_deploy_event_carries_the_delivery_id_the_ci_recognises_a_redelivery_by() -> None:
+    """The receiver remembers nothing: a redelivery, to any replica, is sent again with the same delivery id."""
+    sends = Sends()
     body, headers = signed(deployment_status(), delivery="d-1")
-    first = await receiver(starts).receive(headers, body)
-    again = await receiver(starts).receive(headers, body)
-    assert [delivery for _, delivery in starts.calls] == ["d-1", "d-1"]
-    assert first == again and first.action == "started" and "position 1" in first.detail
-    assert deploy_update_id("d-1") == "github-delivery-d-1"
+    first = await receiver(sends).receive(headers, body)
+    again = await receiver(sends).receive(headers, body)
+    assert [e.delivery_id for e in sends.events] == ["d-1", "d-1"] and sends.events[0] == sends.events[1]
+    assert first == again and first.action == "started" and first.workflow_id == "ci.orders"
+    assert first.deploy_event == sends.events[0]
 
 
-async def test_a_deploy_the_ci_recognises_as_a_duplicate_is_answered_so() -> None:
-    starts = Starts(ack=DeployAck(decision="duplicate_current"))
-    body, headers = signed(deployment_status(), delivery="d-2")
-    result = await receiver(starts).receive(headers, body)
-    assert result.action == "duplicate" and "duplicate_current" in result.detail and result.workflow_id == "ci.orders"
-
-
-async def test_a_failed_start_is_an_error_for_githubs_retry() -> None:
+async def test_a_failed_send_is_an_error_for_githubs_retry() -> None:
     body, headers = signed(deployment_status(), delivery="d-3")
     with pytest.raises(BackendError):
-        await receiver(Starts(fail=BackendError("Temporal is unavailable"))).receive(headers, body)
-    starts = Starts()
-    assert (await receiver(starts).receive(headers, body)).action == "started"
-    assert len(starts.events) == 1
+        await receiver(Sends(fail=BackendError("Temporal is unavailable"))).receive(headers, body)
+    sends = Sends()
+    assert (await receiver(sends).receive(headers, body)).action == "started"
+    assert len(sends.events) == 1
 
 
 async def test_nothing_is_sent_before_the_signature_is_checked() -> None:
-    starts = Starts()
+    sends = Sends()
     body, headers = signed(deployment_status(), delivery="d-5", secret="wrong")
     with pytest.raises(BadSignature):
-        await receiver(starts).receive(headers, body)
-    assert starts.calls == []
+        await receiver(sends).receive(headers, body)
+    assert sends.events == []
 
 
 async def test_without_a_secret_the_webhook_refuses_unless_in_dev() -> None:
     body, headers = signed(deployment_status(), delivery="d-6")
     with pytest.raises(WebhookDisabled):
-        await receiver(Starts(), secret=None).receive(headers, body)
+        await receiver(Sends(), secret=None).receive(headers, body)
     with pytest.raises(WebhookDisabled):
-        await receiver(Starts(), secret="").receive(headers, body)
+        await receiver(Sends(), secret="").receive(headers, body)
     unsigned = {k: v for k, v in headers.items() if k != "X-Hub-Signature-256"}
-    assert (await receiver(Starts(), secret=None, dev=True).receive(unsigned, body)).action == "started"
+    assert (await receiver(Sends(), secret=None, dev=True).receive(unsigned, body)).action == "started"
 
 
 @pytest.mark.parametrize("state", ["pending", "queued", "in_progress", "failure", "error", "inactive", "waiting"])
 async def test_other_states_are_ignored(state: str) -> None:
-    starts = Starts()
+    sends = Sends()
     body, headers = signed(deployment_status(state=state), delivery=f"d-{state}")
-    result = await receiver(starts).receive(headers, body)
-    assert result.action == "ignored" and state in result.detail and starts.calls == []
+    result = await receiver(sends).receive(headers, body)
+    assert result.action == "ignored" and state in result.detail and sends.events == []
 
 
 async def test_ping_and_other_events() -> None:
     body, headers = signed({"zen": "Keep it logically awesome.", "hook_id": 1}, event="ping")
-    assert (await receiver(Starts()).receive(headers, body)).action == "pong"
+    assert (await receiver(Sends()).receive(headers, body)).action == "pong"
     body, headers = signed({"ref": "refs/heads/main"}, event="push", delivery="d-push")
-    assert (await receiver(Starts()).receive(headers, body)).action == "ignored"
+    assert (await receiver(Sends()).receive(headers, body)).action == "ignored"
 
 
 @pytest.mark.parametrize("header", ["X-GitHub-Event", "X-GitHub-Delivery"])
@@ -245,5 +232,5 @@ async def test_missing_headers_are_named(header: str) -> None:
     body, headers = signed(deployment_status())
     del headers[header]
     with pytest.raises(PayloadError) as caught:
-        await receiver(Starts()).receive(headers, body)
+        await receiver(Sends()).receive(headers, body)
     assert caught.value.field == header

@@ -1,8 +1,8 @@
 """The HTTP app is stateless: two ``diachronic serve`` processes with separate data folders (two replicas behind a
 load balancer) receive the same GitHub delivery at the same moment, and again after both restarted; the CI
-carries out exactly one deployment per delivery. The record of what was delivered is Temporal's: the delivery id
-is the update id of the CI's deploy call, which Temporal answers once per run of the CI workflow, and again with
-that outcome once the run has ended, as long as it is the workflow's latest run.
+carries out exactly one deployment per delivery. The record of what was delivered is the CI's: each delivery is a
+deploy signal carrying its delivery id, which the CI run remembers (a second one is a duplicate); a redelivery
+after that run ended starts a new run, which finds the version already the newest live one and does nothing.
 """
 
 from __future__ import annotations
@@ -27,7 +27,8 @@ from tests.http_helpers import SECRET, deployment_status, signed
 from tests.reliability.harness import free_port
 
 from diachronic.ci import client as ci
-from diachronic.ci.contracts import FINAL_PHASES, Phase
+from diachronic.ci.contracts import FINAL_PHASES, CIState, Phase
+from diachronic.ci.workflow import CIWorkflow
 from diachronic.contracts import ci_workflow_id
 
 pytestmark = pytest.mark.devserver
@@ -91,7 +92,7 @@ async def deliver_everywhere(urls: list[str], body: dict[str, Any], delivery: st
 
 async def deployments_of(client: Client, wf: str) -> list[tuple[str, str]]:
     """(version, final phase) of every deployment the runs of ``ci.<wf>`` carried out, oldest run first; each run
-    awaited to its end."""
+    awaited to its end. A deployment found to be a duplicate when it started did nothing: not counted."""
     found: list[tuple[str, str]] = []
     runs = [e async for e in client.list_workflows(f'WorkflowId="{ci_workflow_id(wf)}"')]
     for execution in sorted(runs, key=lambda e: e.start_time):
@@ -99,7 +100,7 @@ async def deployments_of(client: Client, wf: str) -> list[tuple[str, str]]:
         found.extend(
             (d["request"]["event"]["versionId"], d["phase"])
             for d in result["deployments"]
-            if d["phase"] in FINAL_PHASES
+            if d["phase"] in FINAL_PHASES and d["phase"] != Phase.DUPLICATE
         )
     return found
 
@@ -114,6 +115,11 @@ async def test_two_replicas_start_a_delivery_once_also_after_a_restart(h: CIHarn
     async def awaiting_continue() -> bool:
         return (await ci.status(h.client, wf)).phase is Phase.AWAITING_CONTINUE
 
+    async def repeats_recognised() -> bool:
+        """The run waiting for continue took d-v2 once; its 7 repeats (3 before the restart, 4 after) it ignored."""
+        state: CIState = await handle.query(CIWorkflow.db)
+        return state.ignored == 7
+
     with replicas(h, tmp_path) as urls:
         await deliver_everywhere(urls, first, "d-v1")  # at the same moment, twice to each replica
         await handle.result()  # the initial deployment ran; its CI run ended
@@ -123,7 +129,8 @@ async def test_two_replicas_start_a_delivery_once_also_after_a_restart(h: CIHarn
         await deliver_everywhere(urls, dark, "d-v2")  # a dark deploy keeps its CI run waiting for "continue"
         await eventually(awaiting_continue, what="the dark deploy waiting for continue")
     with replicas(h, tmp_path) as urls:  # restarted again, while that CI run still waits
-        await deliver_everywhere(urls, dark, "d-v2")  # the same run: Temporal answers the same update id once
+        await deliver_everywhere(urls, dark, "d-v2")  # the same run: it took this delivery already
+        await eventually(repeats_recognised, what="every repeat of d-v2 recognised as a duplicate")
         status = await ci.status(h.client, wf)
         assert status.phase is Phase.AWAITING_CONTINUE and status.queued == []
     await ci.control(h.client, wf, "cancel")

@@ -23,21 +23,27 @@ from diachronic.process import exit_with, stop_on_signals
 from diachronic.settings import Settings, load_settings
 from diachronic.temporal import connect
 from diachronic.workers import TASK_QUEUE_ENV
-from examples.subscription import VERSIONS, task_queue, v1, v2
+from examples.subscription import VERSIONS, task_queue, v1, v2, v3
 from examples.subscription.activities import charge
+from examples.subscription.gate import SubscriptionSmokeTest
 
 READY_LINE = "worker ready: task queue"
 
-WORKFLOWS: dict[str, type] = {"v1": v1.SubscriptionWorkflow, "v2": v2.SubscriptionWorkflow}
+WORKFLOWS: dict[str, type] = {
+    "v1": v1.SubscriptionWorkflow,
+    "v2": v2.SubscriptionWorkflow,
+    "v3": v3.SubscriptionWorkflow,
+}
 
 
 def build_worker(client: Client, version: str, queue: str) -> Worker:
-    """The worker of one version: that version's workflow class and the charge activity, on its own queue."""
+    """The worker of one version: that version's workflow class, the sample gate and the charge activity, on its own
+    queue."""
     # More pollers than the default 5: a migration wave is one workflow task per workflow, all at once.
     return Worker(
         client,
         task_queue=queue,
-        workflows=[WORKFLOWS[version]],
+        workflows=[WORKFLOWS[version], SubscriptionSmokeTest],
         activities=[charge],
         max_concurrent_workflow_task_polls=20,
     )

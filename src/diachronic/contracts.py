@@ -92,6 +92,10 @@ class GitHubDeploymentRef(Contract):
     deployment_id: int = Field(ge=1, description="GitHub's id of the deployment")
 
 
+MAX_DELIVERY_ID = 200
+"""The longest GitHub delivery id (``X-GitHub-Delivery``, a UUID today) a deploy event may carry."""
+
+
 class DeployEvent(Contract):
     """Payload of ``diachronic.ci.workflow.deploy.success`` (the original's WorkflowDeployEventPayload)."""
 
@@ -107,6 +111,8 @@ class DeployEvent(Contract):
     # Ours, not the original's (receivers that do not know it ignore it): set by the webhook, so the CI reports
     # GitHub deployment statuses on the GitHub deployment this deployment came from.
     github_deployment: GitHubDeploymentRef | None = None
+    # Ours too: the GitHub delivery (``X-GitHub-Delivery``) it came from, so the CI recognises a redelivery.
+    delivery_id: str | None = Field(default=None, min_length=1, max_length=MAX_DELIVERY_ID)
 
 
 class VersionInfo(Contract):

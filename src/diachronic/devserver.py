@@ -43,6 +43,18 @@ def _bindable(port: int) -> bool:
     return True
 
 
+DYNAMIC_CONFIG = {
+    # Flag a workflow with TemporalReportedProblems at its first failed workflow task (the server's default waits
+    # for 5, about a minute of retries), so the health analysis sees a broken version at once (docs/gates.md).
+    "system.numConsecutiveWorkflowTaskProblemsToTriggerSearchAttribute": 1,
+}
+
+
+def dynamic_config_args() -> list[str]:
+    """``temporal server start-dev`` arguments setting ``DYNAMIC_CONFIG``."""
+    return [arg for key, value in DYNAMIC_CONFIG.items() for arg in ("--dynamic-config-value", f"{key}={value}")]
+
+
 def port_is_open(host: str, port: int) -> bool:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
         sock.settimeout(0.2)
@@ -126,6 +138,7 @@ def start_dev_server(
         str(metrics_port),
         "--log-level",
         "error",
+        *dynamic_config_args(),
     ]
     args += ["--ui-port", str(ui_port)] if ui else ["--headless"]
     log = (data_dir / "temporal.log").open("ab")

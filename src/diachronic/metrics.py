@@ -43,7 +43,7 @@ ACTIVITY_FAILURES = Counter(
 )
 WEBHOOK_DELIVERIES = Counter(
     "diachronic_webhook_deliveries",
-    "GitHub webhook deliveries by event and result: started, duplicate, ignored, pong, or the error's name.",
+    "GitHub webhook deliveries by event and result: started, ignored, pong, or the error's name.",
     ["event", "result"],
     registry=REGISTRY,
 )

@@ -90,7 +90,7 @@ class Settings(BaseSettings):
     # Repository (``owner/repo``, or ``owner/repo:environment`` to tell environments apart) -> workflow name, for
     # GitHub deployments whose ``payload`` has no ``workflowName``. JSON in DIACHRONIC_GITHUB_REPOSITORIES.
     github_repositories: dict[str, str] = Field(default_factory=dict)
-    # How long the webhook waits for the CI to accept a deployment (a CI worker must be polling); GitHub gives up on a
+    # How long the webhook waits for Temporal to record a deployment (no CI worker needed); GitHub gives up on a
     # delivery after 10 s, so answer before: a 503 GitHub shows, and a human can redeliver.
     webhook_deploy_timeout_s: float = Field(default=8.0, gt=0, le=300)
     # Bearer token required by ``POST /instruction``; unset = no authentication (keep the app on a private network).

@@ -23,6 +23,7 @@ import asyncio
 import os
 import re
 from collections.abc import Callable, Mapping
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -358,15 +359,26 @@ async def wait_until_serving(
         delay = min(delay * 2, 1.0)
 
 
-async def has_poller(client: Client, task_queue: str) -> bool:
-    """Whether some worker polls ``task_queue`` for workflow tasks right now."""
+LIVE_POLLER_S = 90.0
+"""A worker long-polls for up to a minute, then polls again: one not seen for 90 s is gone (Temporal keeps
+listing a poller for minutes after it stopped)."""
+
+
+async def live_pollers(client: Client, task_queue: str) -> int:
+    """How many workers polled ``task_queue`` for workflow tasks within ``LIVE_POLLER_S`` (DescribeTaskQueue)."""
     request = DescribeTaskQueueRequest(
         namespace=client.namespace,
         task_queue=TaskQueue(name=task_queue, kind=TaskQueueKind.TASK_QUEUE_KIND_NORMAL),
         task_queue_type=TaskQueueType.TASK_QUEUE_TYPE_WORKFLOW,
     )
     response = await client.workflow_service.describe_task_queue(request)
-    return len(response.pollers) > 0
+    recent = datetime.now(UTC) - timedelta(seconds=LIVE_POLLER_S)
+    return sum(1 for poller in response.pollers if poller.last_access_time.ToDatetime(tzinfo=UTC) >= recent)
+
+
+async def has_poller(client: Client, task_queue: str) -> bool:
+    """Whether some worker polls ``task_queue`` for workflow tasks right now."""
+    return await live_pollers(client, task_queue) > 0
 
 
 async def wait_for_poller(client: Client, task_queue: str, *, timeout_s: float = 30.0) -> None:
@@ -375,3 +387,13 @@ async def wait_for_poller(client: Client, task_queue: str, *, timeout_s: float =
         if asyncio.get_running_loop().time() > deadline:
             raise ConfigError(f"no worker polls task queue {task_queue!r} after {timeout_s:.0f} s")
         await asyncio.sleep(0.1)
+
+
+def visibility_string(value: str) -> str:
+    """Quote a value for a visibility query (names are validated, but never trust a string in a query)."""
+    return '"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"'
+
+
+def visibility_time(moment: datetime) -> str:
+    """A time in a visibility query (``CloseTime >= ...``): quoted RFC 3339 in UTC."""
+    return visibility_string(moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ"))

@@ -78,6 +78,7 @@ RESTARTING = (Exception,)
 """What a wait counts as "not yet" here: servers and workers restart on purpose, any error may be one of those."""
 SAMPLE_S = 0.4
 TEARDOWN_S = 120.0
+CLOSE_GRACE_S = 10.0  # an observer that ignores its cancellation must not hold the teardown
 """What a scenario's clean-up may take after its budget is spent: stopping servers and workers, the secret scan."""
 
 
@@ -349,7 +350,8 @@ class Timeline:
     async def sample(self) -> Sample:
         now = time.monotonic() - self.t0
         try:
-            status = await asyncio.wait_for(ci.status(self.client, WF), timeout=3)
+            async with asyncio.timeout(3):  # not wait_for: in 3.11 it can swallow the task's cancellation
+                status = await ci.status(self.client, WF)
             sample = Sample(now, status)
             self.text.append(status.model_dump_json())
         except Exception as error:
@@ -648,9 +650,8 @@ class Scenario:
         while True:
             handle = self.client.get_workflow_handle(ci_workflow_id(WF))
             try:
-                result: dict[str, Any] = await asyncio.wait_for(
-                    handle.result(), timeout=max(deadline - time.monotonic(), 0.1)
-                )
+                async with asyncio.timeout(max(deadline - time.monotonic(), 0.1)):
+                    result: dict[str, Any] = await handle.result()
                 return result
             except (RPCError, ConnectionError) as error:
                 if time.monotonic() > deadline:
@@ -713,10 +714,10 @@ class Scenario:
             workflow_id = f"new-{n:05d}"
             start = SubscriptionStart(customer_id=f"new-{n}", plan="basic", price_cents=900)
             try:
-                started = await asyncio.wait_for(
-                    start_routed(self.client, self.flags, workflow_name=WF, workflow_id=workflow_id, args=[start]),
-                    timeout=5,
-                )
+                async with asyncio.timeout(5):
+                    started = await start_routed(
+                        self.client, self.flags, workflow_name=WF, workflow_id=workflow_id, args=[start]
+                    )
                 self.started[workflow_id] = started.run_id
                 n += 1
             except asyncio.CancelledError:
@@ -817,11 +818,13 @@ class Scenario:
                 out.write(f"{sample.t:8.2f} {line}\n")
 
     async def close(self) -> None:
+        """Stop the observers; one that does not stop within seconds is named, and the servers are stopped anyway."""
         for task in self._tasks:
             task.cancel()
-        for task in self._tasks:
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await task
+        if self._tasks:
+            _, pending = await asyncio.wait(self._tasks, timeout=CLOSE_GRACE_S)
+            for task in pending:
+                logging.getLogger(__name__).warning("an observer did not stop within %s s: %r", CLOSE_GRACE_S, task)
         with contextlib.suppress(Exception):
             self.write_timeline()
 

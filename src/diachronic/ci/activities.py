@@ -27,6 +27,7 @@ from temporalio.client import Client
 from temporalio.exceptions import ApplicationError
 from temporalio.service import RPCError, RPCStatusCode
 
+from diachronic.ci import evidence
 from diachronic.ci.contracts import (
     DEPLOYING_QUERY,
     ActivityErrorInfo,
@@ -39,18 +40,26 @@ from diachronic.ci.contracts import (
     FlagList,
     FlagNameInput,
     FlagReading,
+    HealthObservation,
     ListFlagsInput,
+    MigrateBackEvidence,
     ObserveDeploymentInput,
+    ObserveHealthInput,
+    ObserveWorkersInput,
+    ProbeMigrateBackInput,
     RunningCount,
     SetPercentInput,
     SweepInput,
     WorkerSetList,
+    WorkersObservation,
 )
 from diachronic.ci.planner import migration, rollout
 from diachronic.ci.planner.sweep import SweepProgress
 from diachronic.contracts import MIGRATE_SIGNAL, ci_workflow_id
 from diachronic.errors import BackendError, ConcurrentEdit, DiachronicError, InvalidInput
 from diachronic.flags import FlagStore, VersionFlag
+from diachronic.flags.evaluation import general_percent
+from diachronic.temporal import live_pollers, visibility_string
 from diachronic.versions import task_queue_twins
 from diachronic.workers import WorkerBackend
 
@@ -90,11 +99,6 @@ def translate_errors(fn: F) -> F:
             raise to_application_error(error) from error
 
     return wrapper  # type: ignore[return-value]
-
-
-def visibility_string(value: str) -> str:
-    """Quote a value for a visibility query (names are validated, but never trust a string in a query)."""
-    return '"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"'
 
 
 def running_query(task_queue: str) -> str:
@@ -192,6 +196,9 @@ class CIActivities:
         "migrate_sweep",
         "find_workers",
         "delete_workers",
+        "observe_workers",
+        "observe_health",
+        "probe_migrate_back",
     )
 
     def __init__(self, flags: FlagStore, workers: WorkerBackend, client: Client, *, environment: str) -> None:
@@ -248,8 +255,11 @@ class CIActivities:
     @activity.defn
     @translate_errors
     async def read_version_flag(self, input: FlagNameInput) -> FlagReading:
-        flags = await self.flags.list_version_flags(input.workflow_name, include_archived=True)
-        return FlagReading(flag=next((f for f in flags if f.info.flag_name == input.flag_name), None))
+        return FlagReading(flag=await self._read_flag(input.workflow_name, input.flag_name))
+
+    async def _read_flag(self, workflow_name: str, flag_name: str) -> VersionFlag | None:
+        flags = await self.flags.list_version_flags(workflow_name, include_archived=True)
+        return next((f for f in flags if f.info.flag_name == flag_name), None)
 
     @activity.defn
     @translate_errors
@@ -384,6 +394,46 @@ class CIActivities:
     async def delete_workers(self, input: DeleteWorkersInput) -> Empty:
         await self.workers.delete(input.worker_set)
         return Empty()
+
+    # ------------------------------------------------------------------------------------------- gates
+
+    @activity.defn
+    @translate_errors
+    async def observe_workers(self, input: ObserveWorkersInput) -> WorkersObservation:
+        """Who polls the version's task queue now (readiness)."""
+        return WorkersObservation(
+            task_queue=input.task_queue, pollers=await live_pollers(self.client, input.task_queue)
+        )
+
+    @activity.defn
+    @translate_errors
+    async def observe_health(self, input: ObserveHealthInput) -> HealthObservation:
+        """Both versions over the same window, and the new version's percentage (which step it is at)."""
+        flag = await self._read_flag(input.workflow_name, input.flag_name)
+        return HealthObservation(
+            new=await evidence.version_health(
+                self.client,
+                workflow_name=input.workflow_name,
+                task_queue=input.new_task_queue,
+                since=input.since,
+                moved_from=input.old_task_queue,
+            ),
+            old=await evidence.version_health(
+                self.client, workflow_name=input.workflow_name, task_queue=input.old_task_queue, since=input.since
+            ),
+            percent=general_percent(flag) if flag is not None and not flag.archived else None,
+        )
+
+    @activity.defn
+    @translate_errors
+    async def probe_migrate_back(self, input: ProbeMigrateBackInput) -> MigrateBackEvidence:
+        """What the old and the new code say about the states they restore and carry (``--migrate-back``)."""
+        return await evidence.migrate_back_evidence(
+            self.client,
+            workflow_name=input.workflow_name,
+            old_task_queue=input.old_task_queue,
+            new_task_queue=input.new_task_queue,
+        )
 
     def all(self) -> list[Callable[..., Any]]:
         return [getattr(self, name) for name in self.NAMES]

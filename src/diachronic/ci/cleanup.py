@@ -1,6 +1,7 @@
 """The cleanup workflow: wait until the retire rule lets the old version go (nothing runs on its queue, no traffic
 reaches it, no deployment of it waits), then retire it (``diachronic.ci.retire``). It serves non-migratory versions
-and migrations that handed their retirement over; it runs on its own: the CI's queue does not wait for it."""
+and migrations that handed their retirement over; it runs on its own: the CI's queue does not wait for it, and it
+publishes its own notifications before it ends."""
 
 from __future__ import annotations
 
@@ -31,8 +32,9 @@ class CleanupWorkflow:
             self.drain.state.iterations += 1
             plan, worker_sets = await self.drain.plan()
             if plan.blocker is None:
-                return await self.drain.retire(plan, worker_sets)
+                retired = await self.drain.retire(plan, worker_sets)
+                await self.drain.publish_all()
+                return retired
             if self.drain.should_continue_as_new():
-                await workflow.wait_condition(workflow.all_handlers_finished)
-                workflow.continue_as_new(CleanupRun(input=self.input, state=self.drain.state))
+                await self.drain.continue_as_new(CleanupRun(input=self.input, state=self.drain.state))
             await self.drain.poll_pause()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
+from datetime import timedelta
 from typing import Any, TypeVar
 
 from temporalio.client import (
@@ -15,6 +16,7 @@ from temporalio.service import RPCError
 
 from diachronic.ci.contracts import (
     FINAL_PHASES,
+    MAX_GATE_RUNS,
     STATUS_QUERY,
     CIInput,
     CIStatus,
@@ -24,14 +26,18 @@ from diachronic.ci.contracts import (
     DeployOptions,
     DeployRequest,
     DrainState,
+    GatesRecord,
+    HealthState,
     MigrationCounts,
     MigrationState,
     Phase,
+    RollbackInput,
     RolloutStatus,
     rollout_workflow_id,
 )
+from diachronic.ci.planner.retire import RetireBlocker
 from diachronic.ci.workflow import CIWorkflow
-from diachronic.contracts import CI_WORKFLOW_TYPE, DeployEvent, ci_workflow_id
+from diachronic.contracts import CI_WORKFLOW_TYPE, DEPLOY_SUCCESS_SIGNAL, DeployEvent, RolloutStep, ci_workflow_id
 from diachronic.errors import InvalidInput, NotFound
 from diachronic.temporal_errors import temporal_errors
 
@@ -53,13 +59,9 @@ async def deploy(
     options: DeployOptions | None = None,
     *,
     ci_input: CIInput | None = None,
-    update_id: str | None = None,
 ) -> DeployAck:
-    """Queue a deployment on ``ci.<workflowName>``, starting the CI workflow (with ``ci_input``) if none runs.
-
-    ``update_id``: Temporal answers a second call with the same id with the first call's outcome instead of running
-    it again, within the CI run and after it ended while it is the latest run (the webhook passes the GitHub
-    delivery id)."""
+    """Queue a deployment on ``ci.<workflowName>``, starting the CI workflow (with ``ci_input``) if none runs; the
+    CI's answer (queued, or why not) needs a CI worker to take the update (``signal_deploy`` does not)."""
     request = DeployRequest(event=event, options=options or DeployOptions())
     for attempt in range(_RACE_RETRIES):
         operation = WithStartWorkflowOperation(
@@ -73,13 +75,32 @@ async def deploy(
             return await _translate(
                 f"deploy {event.workflow_name}",
                 lambda op=operation: client.execute_update_with_start_workflow(  # type: ignore[misc]
-                    CIWorkflow.deploy, request, start_workflow_operation=op, id=update_id
+                    CIWorkflow.deploy, request, start_workflow_operation=op
                 ),
             )
         except NotFound:
             if attempt == _RACE_RETRIES - 1:
                 raise  # the CI run kept completing under us: let the caller see it
     raise AssertionError("unreachable")
+
+
+async def signal_deploy(client: Client, ci_task_queue: str, event: DeployEvent, *, rpc_timeout_s: float) -> None:
+    """The original's wire message: signal-with-start of ``workflowCI`` (id ``ci.<workflowName>``) with
+    ``diachronic.ci.workflow.deploy.success`` and the deploy event. Temporal records the signal even while no CI
+    worker polls (the deployment starts once one does); the CI classifies it then (``planner.deploy``), so the
+    sender learns nothing of a duplicate: the webhook's way, where a delivery must never be lost."""
+    await _translate(
+        f"deploy {event.workflow_name}",
+        lambda: client.start_workflow(
+            CIWorkflow.run,
+            CIInput(),
+            id=ci_workflow_id(event.workflow_name),
+            task_queue=ci_task_queue,
+            start_signal=DEPLOY_SUCCESS_SIGNAL,
+            start_signal_args=[event],
+            rpc_timeout=timedelta(seconds=rpc_timeout_s),
+        ),
+    )
 
 
 async def control(client: Client, workflow_name: str, name: str, reason: str | None = None) -> str:
@@ -92,6 +113,25 @@ async def control(client: Client, workflow_name: str, name: str, reason: str | N
     result: str = await _translate(
         f"{chosen} {workflow_name}",
         lambda: handle.execute_update(chosen.update, ControlInput(reason=reason), result_type=str),
+    )
+    return result
+
+
+async def rollback(
+    client: Client,
+    workflow_name: str,
+    *,
+    steps: list[RolloutStep] | None = None,
+    migrate_back: bool = False,
+    reason: str | None = None,
+) -> str:
+    """Roll the deployment in progress back (``Control.ROLLBACK``): at once, or down ``steps`` (the previous
+    version's share rising to 100); ``migrate_back`` moves workflows back when the old code accepts their state."""
+    handle = client.get_workflow_handle(ci_workflow_id(workflow_name))
+    arg = RollbackInput(reason=reason, steps=steps, migrate_back=migrate_back)
+    result: str = await _translate(
+        f"rollback {workflow_name}",
+        lambda: handle.execute_update(Control.ROLLBACK.update, arg, result_type=str),
     )
     return result
 
@@ -125,7 +165,7 @@ async def _retrying(client: Client, workflow_id: str) -> str | None:
 
 
 async def status(client: Client, workflow_name: str) -> CIStatus:
-    """The CI's status with the rollout's and migration's live numbers merged in."""
+    """The CI's status with the rollout's, migration's and health analysis's live numbers merged in."""
     ci = await _query(client, ci_workflow_id(workflow_name), STATUS_QUERY, CIStatus)
     if ci is None:
         raise NotFound(f"no deployment of {workflow_name!r} was found (is the CI worker running?)")
@@ -140,8 +180,12 @@ async def status(client: Client, workflow_name: str) -> CIStatus:
                 "steps": rollout.steps,
                 "paused": rollout.paused,
                 "rollout_history": rollout.history,
+                "rollout_frozen": rollout.frozen,
                 "last_error": ci.last_error or rollout.stop_detail,
             }
+            if rollout.gate is not None and ci.gates is not None:
+                runs = [r for r in ci.gates.gate_runs if r.workflow_id != rollout.gate.workflow_id]
+                updates["gates"] = ci.gates.model_copy(update={"gate_runs": [*runs, rollout.gate][-MAX_GATE_RUNS:]})
         drain_id = ci.drain_workflow_id
         drain_type = DrainState if ci.non_migratory else MigrationState
         drain = await _query(client, drain_id, STATUS_QUERY, drain_type) if drain_id else None
@@ -149,6 +193,18 @@ async def status(client: Client, workflow_name: str) -> CIStatus:
             updates["migration"] = migration_counts(drain)
             if drain.failure and not updates.get("last_error"):
                 updates["last_error"] = drain.failure
+        retiring = drain
+        if ci.cleanup_workflow_id and ci.cleanup_workflow_id != drain_id:  # a migration handed retiring over
+            retiring = await _query(client, ci.cleanup_workflow_id, STATUS_QUERY, DrainState)
+        if retiring is not None and retiring.waiting_for == RetireBlocker.DELAYED:
+            updates["retire_at"] = retiring.retire_at
+    gates: GatesRecord | None = updates.get("gates", ci.gates)
+    if gates is not None and gates.health_workflow_id is not None:
+        health = await _query(client, gates.health_workflow_id, STATUS_QUERY, HealthState)
+        if health is not None:
+            updates["gates"] = gates.model_copy(
+                update={"health": health.steps, "breach": gates.breach or health.breach}
+            )
     if ci.phase not in FINAL_PHASES and not updates.get("last_error", ci.last_error):
         children = [rollout_workflow_id(workflow_name), drain_id] if ci.phase is not Phase.PREPARING else []
         for workflow_id in [ci_workflow_id(workflow_name), *children]:

@@ -7,9 +7,9 @@ from __future__ import annotations
 
 from datetime import datetime
 from enum import StrEnum
-from typing import Annotated
+from typing import Annotated, Any
 
-from pydantic import AfterValidator, Field
+from pydantic import AfterValidator, Field, model_validator
 
 from diachronic.ci.planner.freeze import Freeze
 from diachronic.ci.planner.migration import Coverage
@@ -44,6 +44,7 @@ class Control(StrEnum):
     RESUME = "resume"
     PROMOTE = "promote"
     ABORT = "abort"
+    ROLLBACK = "rollback"
 
     @property
     def update(self) -> str:
@@ -62,6 +63,8 @@ _CONTROL_HELP = {
     Control.RESUME: "Resume a paused rollout (the current step waits its full time again).",
     Control.PROMOTE: "Route 100 % to the new version now.",
     Control.ABORT: "Route new starts back to the previous version and stop migrating.",
+    Control.ROLLBACK: "Route new starts back to the previous version, at once or in --steps; stop migrating; "
+    "with --migrate-back, move workflows back when the old code accepts their state.",
 }
 
 
@@ -208,12 +211,253 @@ class Empty(Contract):
     pass
 
 
+# ----------------------------------------------------------------------------------------------- gates (docs/gates.md)
+
+DEFAULT_READY_TIMEOUT_S = 600.0
+"""How long a deployment waits for a worker to poll the new version's task queue before ``WorkersNotReady``."""
+DEFAULT_GATE_TIMEOUT_S = 600.0
+DEFAULT_MAX_FAILURE_RATE = 0.2
+"""A broken build fails most of its runs; a healthy one rarely more than a few percent."""
+DEFAULT_MIN_SAMPLE = 5
+DEFAULT_CANARY_SOAK_S = 300.0
+MAX_EXAMPLES = 10
+"""Workflow ids a health verdict quotes as evidence."""
+HEALTH_WORKFLOW = "health"
+HEALTH_STOP_SIGNAL = "diachronic.ci.health.stop"
+"""The CI's word that the deployment ended: the health workflow ends healthy (a signal by workflow id reaches the
+run in progress, even after continue-as-new)."""
+
+
+def health_workflow_id(workflow_name: str) -> str:
+    return f"health.{workflow_name}"
+
+
+def gate_workflow_id(task_queue: str, step_index: int, deployment_started: datetime) -> str:
+    """One id per gate run: the new version's queue, the step, and when the deployment started (a redeploy of the
+    same version runs its gate again)."""
+    return f"gate.{task_queue}.{step_index}.{deployment_started:%Y%m%dT%H%M%S%f}"
+
+
+class GateOptions(Contract):
+    """``deploy --gate``: a validation workflow the CI runs on the new version's task queue before traffic moves."""
+
+    workflow_type: str = Field(min_length=1, max_length=200, description="the gate workflow's type")
+    input: Any = Field(default=None, description="its one argument (JSON); none when absent")
+    timeout_s: float = Field(default=DEFAULT_GATE_TIMEOUT_S, gt=0, description="a gate running longer fails")
+    every_step: bool = Field(default=False, description="run it again before each rollout step")
+
+
+class HealthThresholds(Contract):
+    """When the health analysis aborts: see ``diachronic.ci.planner.health`` for the rules."""
+
+    max_failure_rate: float = Field(default=DEFAULT_MAX_FAILURE_RATE, ge=0, le=1)
+    min_sample: int = Field(default=DEFAULT_MIN_SAMPLE, ge=1, description="closed runs before a rate is judged")
+
+
+class CanaryOptions(Contract):
+    """``--migrate-canary N|P%``: migration first moves a cohort, watches it for ``soak_s``, then the rest."""
+
+    size: int | None = Field(default=None, ge=1, description="N workflows")
+    percent: float | None = Field(default=None, gt=0, le=100, description="P % of the eligible workflows")
+    query: str | None = Field(
+        default=None, min_length=1, max_length=2000, description="a visibility query the cohort must also match"
+    )
+    soak_s: float = Field(default=DEFAULT_CANARY_SOAK_S, ge=0)
+
+    @model_validator(mode="after")
+    def _one_size(self) -> CanaryOptions:
+        if (self.size is None) == (self.percent is None):
+            raise ValueError("a canary cohort is a number of workflows or a percentage: give exactly one")
+        return self
+
+
+class Cohort(Contract):
+    """What one migration batch may signal while a canary cohort moves (``diachronic.ci.planner.canary``)."""
+
+    options: CanaryOptions
+    target: int | None = Field(default=None, ge=0, description="the cohort's size; None: fixed by this look")
+    signalled: int = Field(default=0, ge=0, description="members signalled so far")
+
+
+class ObserveWorkersInput(Contract):
+    task_queue: str
+
+
+class WorkersObservation(Contract):
+    """Who polls a task queue for workflow tasks now (Temporal's DescribeTaskQueue)."""
+
+    task_queue: str
+    pollers: int = Field(ge=0, description="workers that polled within the last ``LIVE_POLLER_S`` seconds")
+
+
+class HealthRule(StrEnum):
+    """The rules of the health analysis, in the order they are checked (``diachronic.ci.planner.health``)."""
+
+    TASK_PROBLEMS = "task-problems"
+    MIGRATED_FAILED = "migrated-failed"
+    FAILURE_RATE = "failure-rate"
+
+
+class VersionHealth(Contract):
+    """One version's runs of the workflow type, closed within the window, as Temporal's visibility counts them.
+
+    A run that continued as new (a migration, a long history) is not an outcome: it is not counted."""
+
+    task_queue: str
+    closed: int = Field(default=0, ge=0, description="completed, failed, timed out, terminated or cancelled")
+    failed: int = Field(default=0, ge=0)
+    timed_out: int = Field(default=0, ge=0)
+    terminated: int = Field(default=0, ge=0)
+    task_problems: int | None = Field(
+        default=None, ge=0, description="running workflows flagged TemporalReportedProblems; None: not on this server"
+    )
+    migrated_failed: int = Field(default=0, ge=0, description="workflows that failed here after moving here")
+    examples: list[str] = Field(default_factory=list, max_length=MAX_EXAMPLES, description="ids of failing runs")
+
+    @property
+    def failures(self) -> int:
+        return self.failed + self.timed_out + self.terminated
+
+
+class ObserveHealthInput(Contract):
+    workflow_name: str
+    new_task_queue: str
+    old_task_queue: str
+    flag_name: str = Field(description="the new version's flag: its percentage names the step")
+    since: datetime = Field(description="the window's start (both versions are read over the same window)")
+
+
+class HealthObservation(Contract):
+    new: VersionHealth
+    old: VersionHealth
+    percent: int | None = Field(default=None, description="the new version's general percentage now")
+
+
+class HealthVerdict(Contract):
+    """The health analysis's answer: the rule that fired (None: healthy), and the evidence."""
+
+    rule: HealthRule | None = None
+    detail: str
+    new: VersionHealth
+    old: VersionHealth
+    at: datetime
+
+    @property
+    def branch(self) -> HealthRule | None:
+        return self.rule
+
+
+class StepHealth(Contract):
+    """The health numbers while the new version held one percentage (one rollout step)."""
+
+    percent: int | None
+    new: VersionHealth
+    old: VersionHealth
+    at: datetime
+
+
+class HealthInput(Contract):
+    workflow_name: str
+    from_version: VersionInfo
+    to_version: VersionInfo
+    thresholds: HealthThresholds = Field(default_factory=HealthThresholds)
+    since: datetime
+    poll_interval_s: float = Field(default=1.0, gt=0)
+    continue_as_new_after: int = Field(default=2000, ge=10)
+    step_timeout_s: float = Field(default=DEFAULT_STEP_TIMEOUT_S, gt=0)
+
+
+class HealthState(State):
+    polls: int = 0
+    steps: list[StepHealth] = Field(default_factory=list, description="one entry per percentage held (bounded)")
+    breach: HealthVerdict | None = None
+
+
+class HealthRun(Contract):
+    input: HealthInput
+    state: HealthState | None = None
+
+
+class HealthResult(Contract):
+    breach: HealthVerdict | None = Field(default=None, description="None: stopped healthy (the deployment ended)")
+
+
+class ProbeMigrateBackInput(Contract):
+    workflow_name: str
+    old_task_queue: str
+    new_task_queue: str
+
+
+class MigrateBackEvidence(Contract):
+    """What the old and new code say about their state (the migrate SDK's ``diachronic.v1.snapshot``)."""
+
+    old_accepts: list[str] | None = Field(
+        default=None, description="state versions the old version's code restores; None: it could not be asked"
+    )
+    new_state_versions: list[str] = Field(
+        default_factory=list, description="state versions of the workflows running on the new version"
+    )
+    running_on_new_queue: int = Field(default=0, ge=0)
+    detail: str | None = Field(default=None, description="why the old version could not be asked")
+
+
+class GateStage(StrEnum):
+    """Where a deployment stands with its gates before traffic moves."""
+
+    WAITING_FOR_WORKERS = "waiting_for_workers"  # no worker polls the new version's task queue yet
+    GATE_RUNNING = "gate_running"  # the gate workflow runs on the new version's task queue
+    READY = "ready"  # workers poll and the gate (if any) passed: traffic may move
+
+
+class GateRun(Contract):
+    """One run of the gate workflow."""
+
+    workflow_id: str
+    step_index: int = Field(ge=0)
+    passed: bool | None = Field(default=None, description="None: running")
+    detail: str | None = None
+
+
+MAX_GATE_RUNS = 20
+
+
+class GatesRecord(State):
+    """A deployment's gates, as ``status`` and the dashboard show them."""
+
+    stage: GateStage | None = None
+    waiting_for: str | None = Field(default=None, description="``waiting for workers on <queue>``")
+    ready_at: datetime | None = None
+    gate_runs: list[GateRun] = Field(default_factory=list, description=f"the last {MAX_GATE_RUNS}")
+    health_workflow_id: str | None = Field(default=None, description="the health workflow watching the deployment")
+    health: list[StepHealth] = Field(default_factory=list, description="health numbers per step")
+    breach: HealthVerdict | None = None
+    redeploy_rollback: bool = Field(default=False, description="a roll-back by redeploy: at once, workflows stay")
+    moves_back: bool = Field(default=False, description="workflows move back: the old code accepts their state")
+    migrate_back: str | None = Field(default=None, description="why workflows move back, or stay")
+
+
+class CanaryPhase(StrEnum):
+    COHORT = "cohort"  # moving the cohort only
+    SOAK = "soak"  # the cohort moved: watching it until the soak ends
+    REST = "rest"  # no canary, or the soak passed: move everyone
+
+
+class CanaryProgress(Contract):
+    """The canary cohort of the migration, as ``status`` shows it."""
+
+    phase: CanaryPhase
+    target: int | None = None
+    signalled: int = 0
+    soak_until: datetime | None = None
+
+
 # ----------------------------------------------------------------------------------------------- children
 
 
 class RolloutOutcome(StrEnum):
     COMPLETED = "completed"  # reached 100 % on schedule (or promoted)
     STOPPED = "stopped"  # a human changed the flag: automation stepped aside
+    ABORTED = "aborted"  # the gate before a step failed: the deployment aborts
 
 
 class RolloutInput(Contract):
@@ -223,7 +467,10 @@ class RolloutInput(Contract):
     poll_interval_s: float = Field(default=1.0, gt=0)
     continue_as_new_after: int = Field(default=2000, ge=10, description="history events before continue-as-new")
     step_timeout_s: float = Field(default=DEFAULT_STEP_TIMEOUT_S, gt=0)
+    gate: GateOptions | None = Field(default=None, description="with every_step: run before each step after the first")
+    deployment_started: datetime | None = Field(default=None, description="names the gate runs (gate_workflow_id)")
     report: DeploymentFacts | None = Field(default=None, description="the deployment its notifications tell of")
+    force_reason: str | None = Field(default=None, description="a forced deployment: its steps go through freezes")
 
 
 class RolloutState(State):
@@ -237,8 +484,12 @@ class RolloutState(State):
     stop_reason: str | None = None
     stop_detail: str | None = None
     history: list[tuple[datetime, int]] = Field(default_factory=list)
+    gated_through: int = 0  # the gate passed before every step up to this index
+    gate: GateRun | None = None  # the last gate run
     pauses: int = 0  # how many times it was paused: tells one pause's notification from the next
     outbox: list[Notification] = Field(default_factory=list, description="notifications not published yet")
+    frozen: Freeze | None = Field(default=None, description="the freeze holding the step that is due")
+    overrode_freeze: Freeze | None = Field(default=None, description="the freeze a forced step went through")
 
 
 class RolloutRun(Contract):
@@ -251,7 +502,9 @@ class RolloutResult(Contract):
     percent: int
     reason: str | None = None
     detail: str | None = None
+    gate: GateRun | None = Field(default=None, description="the last gate run before a step (--gate-every-step)")
     unpublished: list[Notification] = Field(default_factory=list, description="left for the CI to publish")
+    overrode_freeze: Freeze | None = Field(default=None, description="the freeze a forced step went through")
 
 
 class RolloutStatus(Contract):
@@ -264,16 +517,25 @@ class RolloutStatus(Contract):
     stop_reason: str | None
     stop_detail: str | None
     history: list[tuple[datetime, int]]
+    gate: GateRun | None = None
+    frozen: Freeze | None = None
 
 
 class RetireInput(Contract):
-    """What migration and cleanup share: the old version to retire, and how often to look."""
+    """What migration and cleanup share: the old version to retire, how often to look, and what to tell."""
 
     workflow_name: str
     from_version: VersionInfo
     poll_interval_s: float = Field(default=2.0, gt=0)
     continue_as_new_after: int = Field(default=2000, ge=10)
     step_timeout_s: float = Field(default=DEFAULT_STEP_TIMEOUT_S, gt=0)
+    report: DeploymentFacts | None = Field(
+        default=None, description="the deployment its notifications (migration_done, retired) tell of"
+    )
+    ended: Phase | None = Field(
+        default=None, description="a cleanup: how that deployment ended (it runs after the end, and says so)"
+    )
+    retire_delay_s: float = Field(default=0, ge=0, description="wait this long before deleting the old workers")
 
 
 class MigrationInput(RetireInput):
@@ -284,6 +546,11 @@ class MigrationInput(RetireInput):
         default=1800.0, gt=0, description="a full sweep at least this often while the routing stays the same"
     )
     recent_pause_max_s: float = Field(default=60.0, gt=0, description="the longest pause between recent sweeps")
+    retire: bool = Field(
+        default=True,
+        description="False: end once every workflow was signalled, keeping the old version (a roll-back's "
+        "migrate-back)",
+    )
 
     @property
     def pacing(self) -> SweepPacing:
@@ -305,6 +572,12 @@ class DrainState(State):
     kept_workers: str | None = Field(default=None, description="why the old version's workers were kept")
     waiting_for: str | None = Field(default=None, description="what keeps the old version from being retired")
     failure: str | None = Field(default=None, description="the typed reason this workflow failed with")
+    drained: bool = Field(default=False, description="the old queue is empty for good (migration_done was told)")
+    outbox: list[Notification] = Field(default_factory=list, description="notifications not published yet")
+    ready_since: datetime | None = Field(
+        default=None, description="since when the retire rule allows deleting the old workers (the retire delay)"
+    )
+    retire_at: datetime | None = Field(default=None, description="the retire delay's countdown: deletion at")
 
 
 class MigrationState(DrainState):
@@ -334,6 +607,7 @@ class DrainResult(Contract):
     handed_off: bool = Field(
         default=False, description="retiring waits for a deployment of the old version: a cleanup takes it over"
     )
+    unpublished: list[Notification] = Field(default_factory=list, description="left for the CI to publish")
 
 
 # ----------------------------------------------------------------------------------------------- CI status
@@ -362,6 +636,7 @@ class Actor(StrEnum):
     """Who ended a deployment before the automation finished it."""
 
     HUMAN = "human"  # a control: the CLI, the dashboard, an update
+    GATES = "gates"  # the gate workflow or the health analysis (docs/gates.md)
 
 
 class DeploymentEnd(Contract):
@@ -403,8 +678,20 @@ class DeployOptions(Contract):
         description="deploy even if the version already is the newest live version (a human's command, e.g. to "
         "finish a deployment that failed); a redelivered event never sets it",
     )
+    ready_timeout_s: float | None = Field(
+        default=None, gt=0, description="how long to wait for a worker on the new version's task queue (10 min)"
+    )
+    gate: GateOptions | None = None
+    health: HealthThresholds | None = Field(default=None, description="the health analysis (defaults when absent)")
+    migrate_back: bool = Field(
+        default=False,
+        description="a roll-back by redeploy moves workflows back when the old code declares it accepts their state",
+    )
     force_reason: str | None = Field(
         default=None, min_length=1, max_length=500, description="go through a freeze, for this reason (recorded)"
+    )
+    retire_delay_s: float | None = Field(
+        default=None, ge=0, description="once the old queue drained, wait this long before deleting the old workers"
     )
 
 
@@ -424,6 +711,7 @@ class Deployment(State):
     end: DeploymentEnd | None = None
     overrode_freeze: Freeze | None = Field(default=None, description="the freeze it was forced through")
     controls: list[ControlRecord] = Field(default_factory=list, description="the controls it accepted (bounded)")
+    gates: GatesRecord = Field(default_factory=GatesRecord)
     started_at: datetime | None = None
     finished_at: datetime | None = None
 
@@ -443,6 +731,9 @@ class CIState(State):
         default_factory=list, description="notifications decided and not published yet (bounded: ci.outbox.LIMIT)"
     )
     frozen: Freeze | None = Field(default=None, description="the freeze the next deployment waits for")
+    deliveries: list[str] = Field(
+        default_factory=list, description="GitHub delivery ids taken recently (bounded: planner.deploy.MAX_DELIVERIES)"
+    )
 
 
 class CIInput(Contract):
@@ -459,6 +750,13 @@ class ControlInput(Contract):
     """Argument of the control updates; ``reason`` is recorded in the status."""
 
     reason: str | None = None
+
+
+class RollbackInput(ControlInput):
+    """Argument of ``rollback``: at once, or stepped (the previous version's share rising to 100 %)."""
+
+    steps: Schedule | None = None
+    migrate_back: bool = False
 
 
 class DeployAck(Contract):
@@ -497,10 +795,17 @@ class CIStatus(Contract):
     last_error: str | None
     end: DeploymentEnd | None = None
     frozen: Freeze | None = Field(default=None, description="the queued deployments wait for this freeze to lift")
+    rollout_frozen: Freeze | None = Field(
+        default=None, description="the rollout holds its current step until this freeze lifts"
+    )
     non_migratory: bool = False
     cleanup_workflow_id: str | None = None
     drain_workflow_id: str | None = Field(
         default=None, description="the workflow draining and retiring the previous version (migration or cleanup)"
     )
+    retire_at: datetime | None = Field(
+        default=None, description="the retire delay runs: the previous version's workers are deleted at this time"
+    )
     rollout_history: list[tuple[datetime, int]] = Field(default_factory=list)
     recent: list[Deployment] = Field(default_factory=list)
+    gates: GatesRecord | None = Field(default=None, description="readiness, gate runs, health numbers per step")

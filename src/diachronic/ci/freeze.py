@@ -3,8 +3,9 @@
 unfreeze`` lifts it earlier. Temporal keeps it, so every process (CLI, CI worker, dashboard) sees the same freezes,
 and a CI run that completes between deployments forgets nothing.
 
-The CI reads the freezes in force with the ``read_freezes`` activity (the store's freezes plus the configured
-recurring windows) and the planner decides (``diachronic.ci.planner.freeze``).
+The CI and its rollout read the freezes in force with the ``read_freezes`` activity (the store's freezes plus the
+configured recurring windows; ``freeze_in_force`` in a workflow) and the planner decides
+(``diachronic.ci.planner.freeze``).
 """
 
 from __future__ import annotations
@@ -19,10 +20,12 @@ from pydantic import Field
 from temporalio import activity, workflow
 from temporalio.client import Client, WithStartWorkflowOperation, WorkflowExecutionStatus
 from temporalio.common import WorkflowIDConflictPolicy
+from temporalio.exceptions import ApplicationError
 
 with workflow.unsafe.imports_passed_through():
     from diachronic.ci.activities import translate_errors
-    from diachronic.ci.planner.freeze import ALL, Freeze, FreezeWindow
+    from diachronic.ci.planner.freeze import ALL, Freeze, FreezeWindow, active_freeze
+    from diachronic.ci.steps import run_step
     from diachronic.contracts import Contract
     from diachronic.errors import InvalidInput, NotFound
     from diachronic.temporal_errors import temporal_errors
@@ -34,6 +37,7 @@ __all__ = [
     "FreezeRequest",
     "FreezeWorkflow",
     "LiftRequest",
+    "freeze_in_force",
     "freeze_workflow_id",
     "lift_freeze",
     "list_freezes",
@@ -46,6 +50,7 @@ SET_FREEZE_UPDATE = "diachronic.freeze.set"
 LIFT_FREEZE_UPDATE = "diachronic.freeze.lift"
 FREEZE_QUERY = "freeze"
 START_GRACE_S = 60.0
+READ_BUDGET_S = 600.0  # reading the freezes may keep failing this long; then nothing is held
 
 
 def freeze_workflow_id(scope: str) -> str:
@@ -201,3 +206,17 @@ class FreezeActivities:
 
     def all(self) -> list[Callable[..., Any]]:
         return [getattr(self, name) for name in self.NAMES]
+
+
+async def freeze_in_force(workflow_name: str) -> Freeze | None:
+    """In a workflow: the freeze in force for ``workflow_name`` now, the one that lifts last (None: no freeze).
+    Freezes that cannot be read within ``READ_BUDGET_S`` hold nothing (logged): a freeze store that is down must not
+    stop every deployment."""
+    try:
+        reading = await run_step(
+            FreezeActivities.read_freezes, ReadFreezesInput(workflow_name=workflow_name), budget_s=READ_BUDGET_S
+        )
+    except ApplicationError as error:
+        workflow.logger.warning("the freezes of %s cannot be read (%s): not held", workflow_name, error.message)
+        return None
+    return active_freeze(workflow.now(), workflow_name, reading.freezes, reading.windows)

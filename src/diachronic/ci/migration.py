@@ -1,7 +1,10 @@
 """The migration workflow: sweep the old queue, signalling each eligible old workflow once (the sweeps and their
 pacing: ``diachronic.ci.planner.sweep``), wait for the old queue to drain, then retire the old version
 (``diachronic.ci.retire``), or hand that to a cleanup workflow when a deployment of the old version waits in the CI's
-queue (``planner.migration.after_drain``).
+queue or the retire delay counts down (``planner.migration.after_drain``). What it tells (``migration_done``,
+``retired``) goes out through the outbox in its state; what is left at its end goes back to the CI.
+A roll-back's migrate-back (``retire=False``) ends after one whole sweep: the version it leaves is the newest and
+stays.
 
 Its state is bounded whatever the number of workflows: the cursor of the sweep in progress and counters. A run that
 continues-as-new mid-sweep carries the cursor, and the next call of the migrate activity goes on from it."""
@@ -61,17 +64,21 @@ class MigrationWorkflow:
                     retiring, worker_sets = await self.drain.plan()
                     after = migration.after_drain(retiring)
                     if after is migration.MigrationAction.RETIRE:
-                        return await self.drain.retire(retiring, worker_sets)
+                        return await self.drain.hand_back(await self.drain.retire(retiring, worker_sets))
                     if after is migration.MigrationAction.HAND_OFF:
-                        return self.drain.result(archived=False, handed_off=True)
+                        return await self.drain.hand_back(self.drain.result(archived=False, handed_off=True))
                 if plan.action is not sweep.SweepAction.SWEEP:
                     await self.drain.poll_pause(self._seconds_until(plan.at))
                 state.sweep = plan.sweep
             if state.sweep is not None:
                 await self._go_on(state.sweep, flags)
+                if state.sweep is None and not self.input.retire:
+                    # A roll-back's migrate-back: a whole sweep signalled every workflow, each moves at its next
+                    # safe point (a stuck one never would: waiting for it would hold the roll-back); the version
+                    # it leaves is the newest and stays.
+                    return self.drain.result(archived=False)
             if self.drain.should_continue_as_new():
-                await workflow.wait_condition(workflow.all_handlers_finished)
-                workflow.continue_as_new(MigrationRun(input=self.input, state=state))
+                await self.drain.continue_as_new(MigrationRun(input=self.input, state=state))
 
     async def _flags(self) -> list[VersionFlag]:
         listed = await self.drain.step(

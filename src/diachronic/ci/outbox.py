@@ -22,7 +22,7 @@ with workflow.unsafe.imports_passed_through():
     from diachronic.notify.activities import NotifyActivities
     from diachronic.notify.events import Notification, NotificationKind
 
-__all__ = ["LIMIT", "OUTBOX_SETTLE", "PUBLISH_RETRY", "Outbox"]
+__all__ = ["LIMIT", "OUTBOX_SETTLE", "PUBLISH_FOR", "PUBLISH_RETRY", "Outbox"]
 
 LIMIT = 100
 PUBLISH_RETRY = RetryPolicy(

@@ -2,13 +2,15 @@
 the moment a human changes the percentage (the safety valve, and the fast-forward).
 
 It executes the step machine of ``diachronic.ci.planner.rollout``: look at the flag, ask the planner, do what it
-says (every write conditional on the value read), sleep until the planner's next deadline or a control."""
+says (every write conditional on the value read; with ``--gate-every-step``, the gate workflow first), sleep until
+the planner's next deadline or a control. When a step is due it reads the freezes in force: a freeze holds the
+current step (unless the deployment was forced)."""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from datetime import datetime
 
 from temporalio import workflow
@@ -31,14 +33,18 @@ with workflow.unsafe.imports_passed_through():
         RolloutStatus,
         SetPercentInput,
     )
+    from diachronic.ci.freeze import freeze_in_force
+    from diachronic.ci.gates import run_gate
     from diachronic.ci.outbox import OUTBOX_SETTLE, Outbox
-    from diachronic.ci.planner import rollout
+    from diachronic.ci.planner import gate, rollout
+    from diachronic.ci.planner.freeze import Freeze
     from diachronic.ci.planner.notifications import Progress, notifications
     from diachronic.ci.steps import history_is_long, run_step
     from diachronic.contracts import RolloutStep, VersionInfo
     from diachronic.errors import ConcurrentEdit
 
 MAX_HISTORY = 200
+FREEZE_PATCH = "rollout-holds-during-freeze"  # histories recorded before it never read the freezes
 
 
 class FlagSteps:
@@ -75,15 +81,29 @@ class FlagSteps:
 
 class StepRunner:
     """The step machine executed: carries ``RolloutState``, asks ``planner.rollout.plan_rollout`` and carries out
-    START (hold what the flag holds) and WRITE (on the value read); answers every other plan to its caller."""
+    START (hold what the flag holds) and WRITE (on the value read); answers every other plan to its caller.
+    ``freezes`` reads the freeze in force when a step is due (none given: nothing holds a step)."""
 
-    def __init__(self, flag: FlagSteps, steps: Sequence[RolloutStep], poll_interval_s: float, state: RolloutState):
+    def __init__(
+        self,
+        flag: FlagSteps,
+        steps: Sequence[RolloutStep],
+        poll_interval_s: float,
+        state: RolloutState,
+        *,
+        gate_every_step: bool = False,
+        freezes: Callable[[], Awaitable[Freeze | None]] | None = None,
+        force_reason: str | None = None,
+    ):
         self.flag = flag
         self.steps = tuple(steps)
         self.poll_interval_s = poll_interval_s
         self.state = state
+        self.gate_every_step = gate_every_step
+        self.freezes = freezes
+        self.force_reason = force_reason
 
-    def _snapshot(self, observed: rollout.TrafficObservation) -> rollout.RolloutSnapshot:
+    def _snapshot(self, observed: rollout.TrafficObservation, freeze: Freeze | None = None) -> rollout.RolloutSnapshot:
         state = self.state
         return rollout.RolloutSnapshot(
             steps=self.steps,
@@ -97,6 +117,10 @@ class StepRunner:
             resumed_at=state.resumed_at,
             paused=state.paused,
             promote=state.promote,
+            gate_every_step=self.gate_every_step,
+            gated_through=state.gated_through,
+            freeze=freeze,
+            force_reason=self.force_reason,
         )
 
     def _hold(self, percent: int, step_index: int) -> None:
@@ -114,11 +138,16 @@ class StepRunner:
         if plan.action is rollout.RolloutAction.START:
             assert plan.percent is not None and plan.step_index is not None
             self._hold(plan.percent, plan.step_index)
+            self.state.gated_through = plan.step_index  # the CI ran the gate before the first step it writes
             plan = rollout.plan_rollout(self._snapshot(observed))
+        if plan.action is rollout.RolloutAction.WRITE and not self.state.promote and self.freezes is not None:
+            plan = rollout.plan_rollout(self._snapshot(observed, await self.freezes()))  # a step is due
+        self.state.frozen = plan.freeze if plan.action is rollout.RolloutAction.HOLD else None
         if plan.action is rollout.RolloutAction.WRITE:
             assert plan.percent is not None and plan.expected is not None and plan.step_index is not None
             if await self.flag.write(plan.percent, plan.expected):
                 self._hold(plan.percent, plan.step_index)
+                self.state.overrode_freeze = self.state.overrode_freeze or plan.freeze
         return plan
 
     def stopped(self, reason: rollout.RolloutStopReason, observed: rollout.TrafficObservation) -> RolloutResult:
@@ -142,11 +171,26 @@ class RolloutWorkflow:
         self.input: RolloutInput = run.input
         self.state: RolloutState = run.state or RolloutState()
         self.flag = FlagSteps(run.input.to_version, run.input.step_timeout_s)
-        self.runner = StepRunner(self.flag, run.input.steps, run.input.poll_interval_s, self.state)
+        every_step = run.input.gate is not None and run.input.gate.every_step
+        self.runner = StepRunner(
+            self.flag,
+            run.input.steps,
+            run.input.poll_interval_s,
+            self.state,
+            gate_every_step=every_step,
+            freezes=self._freeze_in_force,
+            force_reason=run.input.force_reason,
+        )
         self._wake = False
         self._slept_once = False
         self.outbox = Outbox(self.state.outbox)
         self._told = self._progress()
+
+    async def _freeze_in_force(self) -> Freeze | None:
+        """A run recorded before this check existed never read the freezes: it replays as recorded."""
+        if not workflow.patched(FREEZE_PATCH):
+            return None
+        return await freeze_in_force(self.input.workflow_name)
 
     def _progress(self) -> Progress:
         return Progress(percent=self.state.percent, paused=self.state.paused, pauses=self.state.pauses)
@@ -163,7 +207,13 @@ class RolloutWorkflow:
         """The end: tell it, let the publication in flight end, leave the rest to the CI."""
         self._tell()
         await self.outbox.settle(OUTBOX_SETTLE)
-        return result.model_copy(update={"unpublished": list(self.outbox.pending)})
+        return result.model_copy(
+            update={
+                "unpublished": list(self.outbox.pending),
+                "overrode_freeze": self.state.overrode_freeze,
+                "gate": self.state.gate,
+            }
+        )
 
     @workflow.signal(name=ROLLOUT_PAUSE_SIGNAL)
     def pause(self) -> None:
@@ -202,6 +252,8 @@ class RolloutWorkflow:
             stop_reason=self.state.stop_reason,
             stop_detail=self.state.stop_detail,
             history=self.state.history,
+            gate=self.state.gate,
+            frozen=self.state.frozen,
         )
 
     def _should_continue_as_new(self) -> bool:
@@ -224,7 +276,11 @@ class RolloutWorkflow:
                 if plan.action is rollout.RolloutAction.COMPLETE:
                     completed = RolloutResult(outcome=RolloutOutcome.COMPLETED, percent=self.state.percent)
                     return await self._hand_back(completed)
-                if plan.action is rollout.RolloutAction.WAIT:
+                if plan.action is rollout.RolloutAction.GATE:
+                    assert plan.step_index is not None
+                    if (aborted := await self._gate(plan.step_index)) is not None:
+                        return await self._hand_back(aborted)
+                if plan.action in (rollout.RolloutAction.WAIT, rollout.RolloutAction.HOLD):
                     assert plan.wake_at is not None
                     if self._should_continue_as_new():
                         await self.outbox.settle(OUTBOX_SETTLE)
@@ -234,6 +290,30 @@ class RolloutWorkflow:
         except asyncio.CancelledError:
             self.state.stop_reason = "Cancelled"
             raise
+
+    async def _gate(self, step_index: int) -> RolloutResult | None:
+        """The gate before ``step_index``: None when it passed (the step is written next), else the aborted end."""
+        options, started = self.input.gate, self.input.deployment_started
+        assert options is not None and started is not None
+        verdict = await run_gate(
+            options,
+            workflow_name=self.input.workflow_name,
+            task_queue=self.input.to_version.task_queue,
+            step_index=step_index,
+            deployment_started=started,
+            on_run=lambda run: setattr(self.state, "gate", run),
+        )
+        if verdict.action is gate.GateAction.PROCEED:
+            self.state.gated_through = step_index
+            return None
+        assert verdict.reason is not None
+        self.state.stop_reason, self.state.stop_detail = verdict.reason.value, verdict.detail
+        return RolloutResult(
+            outcome=RolloutOutcome.ABORTED,
+            percent=self.state.percent,
+            reason=verdict.reason.value,
+            detail=verdict.detail,
+        )
 
     async def _sleep_until(self, wake_at: datetime) -> None:
         """Until the planner's next deadline, or earlier when a control arrives."""

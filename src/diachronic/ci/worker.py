@@ -1,4 +1,5 @@
-"""The CI worker: hosts the CI, rollout, migration and cleanup workflows, the freeze store, and their activities."""
+"""The CI worker: hosts the CI, rollout, migration, cleanup and health workflows, the freeze store, and their
+activities."""
 
 from __future__ import annotations
 
@@ -14,6 +15,7 @@ from diachronic.backends import open_flag_store, open_workers
 from diachronic.ci.activities import CIActivities
 from diachronic.ci.cleanup import CleanupWorkflow
 from diachronic.ci.freeze import FreezeActivities, FreezeWorkflow
+from diachronic.ci.health import HealthWorkflow
 from diachronic.ci.migration import MigrationWorkflow
 from diachronic.ci.rollout import RolloutWorkflow
 from diachronic.ci.workflow import CIWorkflow
@@ -23,7 +25,7 @@ from diachronic.settings import Settings
 from diachronic.temporal import connect
 
 HEARTBEAT_THROTTLE = timedelta(seconds=1)
-WORKFLOWS = [CIWorkflow, RolloutWorkflow, MigrationWorkflow, CleanupWorkflow, FreezeWorkflow]
+WORKFLOWS = [CIWorkflow, RolloutWorkflow, MigrationWorkflow, CleanupWorkflow, HealthWorkflow, FreezeWorkflow]
 # The delivery pipeline's activities beside CIActivities' (the simulation fakes them from their contracts too).
 PIPELINE_ACTIVITIES: list[Callable[..., Any]] = [NotifyActivities.publish_notification, FreezeActivities.read_freezes]
 

@@ -1,6 +1,7 @@
 """The CI workflow (type ``workflowCI``, id ``ci.<workflowName>``): a FIFO queue of deployments of one workflow,
 each taken live by executing the planner's plans (``diachronic.ci.planner``): observe, start (refuse, skip a
-duplicate, or deploy), then an initial deployment inline or a rollout child with a migration or cleanup child.
+duplicate, or deploy), wait for the new version's workers and pass its gate (docs/gates.md), then an initial
+deployment inline or a rollout child with a migration or cleanup child and a health child watching both versions.
 
 Only the signals of the wire protocol and our updates are callable from outside; children report through their
 results. Every run ends: when the queue is empty the run completes, or fails if any deployment of the run failed
@@ -22,6 +23,7 @@ from temporalio.exceptions import (
     ApplicationError,
     CancelledError,
     ChildWorkflowError,
+    FailureError,
     WorkflowAlreadyStartedError,
 )
 from temporalio.workflow import ParentClosePolicy
@@ -31,9 +33,12 @@ with workflow.unsafe.imports_passed_through():
     from diachronic.ci.cleanup import CleanupWorkflow
     from diachronic.ci.contracts import (
         DB_QUERY,
+        DEFAULT_READY_TIMEOUT_S,
         DEFAULT_STEP_TIMEOUT_S,
         DEPLOY_UPDATE,
         DEPLOYING_QUERY,
+        HEALTH_STOP_SIGNAL,
+        MAX_GATE_RUNS,
         MIGRATION_BATCH_SIZE,
         ROLLOUT_PAUSE_SIGNAL,
         ROLLOUT_PROMOTE_SIGNAL,
@@ -54,25 +59,37 @@ with workflow.unsafe.imports_passed_through():
         DeploymentEnd,
         DeployRequest,
         DrainResult,
+        GateRun,
+        GateStage,
+        HealthInput,
+        HealthResult,
+        HealthRun,
+        HealthThresholds,
         MigrationInput,
         MigrationRun,
         ObserveDeploymentInput,
         Phase,
+        ProbeMigrateBackInput,
         RetireInput,
+        RollbackInput,
         RolloutInput,
         RolloutOutcome,
         RolloutResult,
         RolloutRun,
         RolloutState,
         cleanup_workflow_id,
+        health_workflow_id,
         migration_workflow_id,
         rollout_workflow_id,
     )
-    from diachronic.ci.freeze import FreezeActivities, ReadFreezesInput
+    from diachronic.ci.freeze import freeze_in_force
+    from diachronic.ci.gates import await_workers, count_gate, run_gate
+    from diachronic.ci.health import HealthWorkflow
     from diachronic.ci.migration import MigrationWorkflow
     from diachronic.ci.outbox import OUTBOX_SETTLE, Outbox
-    from diachronic.ci.planner import deploy, deployment, rollout
-    from diachronic.ci.planner.freeze import Freeze, active_freeze, freeze_gate
+    from diachronic.ci.planner import deploy, deployment, gate, readiness, rollback, rollout
+    from diachronic.ci.planner.freeze import Freeze, freeze_gate
+    from diachronic.ci.planner.health import HEALTH_CHECK_FAILED
     from diachronic.ci.planner.notifications import Progress, notifications
     from diachronic.ci.planner.schedule import MAX_PERCENT, default_steps
     from diachronic.ci.rollout import FlagSteps, RolloutWorkflow, StepRunner
@@ -88,14 +105,16 @@ with workflow.unsafe.imports_passed_through():
     )
     from diachronic.flags import VersionFlag
     from diachronic.notify.events import DeploymentFacts
+    from diachronic.versions import task_queue
 
 MAX_HISTORY = 20
 MAX_CONTROLS = 20
 CLEANUP_POLL_S = 10.0
 ROLLOUT_POLL_S = 1.0
 MIGRATION_POLL_S = 2.0
+READY_POLL_S = 2.0
 CHILD_HISTORY = 2000
-FREEZE_READ_BUDGET_S = 600.0  # reading the freezes may keep failing this long; then the deployment is not held
+PROBE_ATTEMPT_TIMEOUT = timedelta(seconds=60)  # it may query a few stuck workflows, each up to its query timeout
 
 AnyChild = workflow.ChildWorkflowHandle[Any, Any]
 
@@ -107,9 +126,11 @@ class CIWorkflow:
         self.input = input or CIInput()
         self.state: CIState = self.input.state or CIState()
         self._continue = False
-        self._stop: Control | None = None  # CANCEL or ABORT, asked for by a human
+        self._stop: Control | None = None  # CANCEL, ABORT or ROLLBACK, asked for by a human
         self._stop_note: str | None = None
+        self._rollback: RollbackInput | None = None  # how the roll-back asked for goes back
         self._rollout: workflow.ChildWorkflowHandle[Any, RolloutResult] | None = None
+        self._health: workflow.ChildWorkflowHandle[Any, HealthResult] | None = None
         self.outbox = Outbox(self.state.outbox)  # notifications go out from a background task (ci.outbox)
 
     # ------------------------------------------------------------------------------------------- deploy
@@ -126,6 +147,7 @@ class CIWorkflow:
                 current=_seen(current.request) if current else None,
                 queued=tuple(_seen(r) for r in self.state.queue),
                 deployed=tuple(_seen(d.request) for d in self.state.history),
+                deliveries=tuple(self.state.deliveries),
             ),
             event,
         )
@@ -138,6 +160,7 @@ class CIWorkflow:
             return DeployAck(decision=decision.value)
         self.state.workflow_name = self._workflow_name(event)
         self.state.queue = [*self.state.queue, request]
+        self.state.deliveries = deploy.remember_delivery(self.state.deliveries, event)
         return DeployAck(decision=decision.value, position=len(self.state.queue))
 
     def _ignore(self, why: str) -> None:
@@ -239,6 +262,18 @@ class CIWorkflow:
         if current.from_version is None:
             raise ApplicationError("abort: an initial deployment has no previous version", type="InvalidPhase")
 
+    @workflow.update(name=Control.ROLLBACK.update)
+    def roll_back(self, control: RollbackInput) -> str:
+        self._rollback = control
+        self._request_stop(Control.ROLLBACK, control.reason)
+        how = "step by step" if control.steps else "at once"
+        return f"rolling back: new starts go back to the previous version {how}, migration stops"
+
+    @roll_back.validator
+    def _validate_roll_back(self, control: RollbackInput) -> None:
+        if (refusal := rollback.rollback_refusal(self.state.current, self.state.history)) is not None:
+            raise ApplicationError(refusal, type="InvalidPhase")
+
     async def _forward(self, control: Control, signal: str, reason: str | None) -> str:
         assert self._rollout is not None
         self._record(control, reason)
@@ -309,6 +344,7 @@ class CIWorkflow:
             cleanup_workflow_id=current.cleanup_workflow_id if current else None,
             drain_workflow_id=drain_workflow_id(current),
             recent=self.state.history[-5:],
+            gates=current.gates if current else None,
         )
 
     # ------------------------------------------------------------------------------------------- run
@@ -334,6 +370,7 @@ class CIWorkflow:
             self._tell(record, Progress(), Progress(phase=Phase.PREPARING))
             self.state.current = record
             self._continue, self._stop, self._stop_note, self._rollout = False, None, None, None
+            self._rollback, self._health = None, None
             await self._deploy(record)
             self._finish(record)
             if self.state.queue and self._should_continue_as_new():
@@ -351,18 +388,9 @@ class CIWorkflow:
     async def _wait_for_thaw(self, request: DeployRequest) -> Freeze | None:
         """A freeze holds the next deployment in the queue (``status`` says why and until when); returns the freeze
         a forced deployment goes through. Freezes that cannot be read do not hold anything (logged)."""
-        name = request.event.workflow_name
         while True:
-            try:
-                reading = await run_step(
-                    FreezeActivities.read_freezes, ReadFreezesInput(workflow_name=name), budget_s=FREEZE_READ_BUDGET_S
-                )
-            except ApplicationError as error:
-                workflow.logger.warning("the freezes of %s cannot be read (%s): not held", name, error.message)
-                self.state.frozen = None
-                return None
+            in_force = await freeze_in_force(request.event.workflow_name)
             now = workflow.now()
-            in_force = active_freeze(now, name, reading.freezes, reading.windows)
             verdict = freeze_gate(now, in_force, force_reason=request.options.force_reason)
             self.state.frozen = verdict.hold
             if verdict.hold is None:
@@ -444,8 +472,10 @@ class CIWorkflow:
             if start.verdict is deployment.StartVerdict.DUPLICATE:
                 self._end(record, Phase.DUPLICATE, DeploymentEnd(detail=start.detail))
                 return
+            if not await self._gates_before_traffic(record):
+                return
             if self._stop is not None:  # cancelled while preparing: nothing was changed
-                await self._carry_out(record, self._children_plan(None, None), children=[])
+                await self._carry_out(record, self._children_plan(None, None, None), children=[])
                 return
             flag = await run_step(
                 CIActivities.apply_version_flag,
@@ -457,14 +487,65 @@ class CIWorkflow:
                 record.phase = Phase.AWAITING_CONTINUE
                 await workflow.wait_condition(lambda: self._continue or self._stop is not None)
             if self._stop is not None:
-                await self._carry_out(record, self._children_plan(None, None), children=[])
+                await self._carry_out(record, self._children_plan(None, None, None), children=[])
             elif start.previous is None:
                 await self._initial(record, flag)
             else:
-                await self._roll_out(record, start.previous, flag.info)
+                redeploy = rollback.plan_redeploy(
+                    event.version_id,
+                    history=self.state.history,
+                    newest_live=next((f.info.version_id for f in observation.flags if not f.archived), None),
+                    now=workflow.now(),
+                    steps_given=record.request.options.steps is not None,
+                )
+                await self._roll_out(record, start.previous, flag.info, redeploy)
         except (ApplicationError, ChildWorkflowError, WorkflowAlreadyStartedError) as error:
             name, message = failure_of(error)
             self._end(record, Phase.FAILED, DeploymentEnd(reason=name, detail=message))
+
+    # ------------------------------------------------------------------------------------------- gates
+
+    async def _gates_before_traffic(self, record: Deployment) -> bool:
+        """Readiness, then the gate before the first step, before the version's flag exists (its dark strategy
+        would route isTest traffic at once). False when the deployment ended here (or a human stopped the wait)."""
+        event, options, gates = record.request.event, record.request.options, record.gates
+        queue = task_queue(event.workflow_name, event.version_id)
+        gates.stage = GateStage.WAITING_FOR_WORKERS
+        ready = await await_workers(
+            queue,
+            timeout_s=options.ready_timeout_s or DEFAULT_READY_TIMEOUT_S,
+            poll_interval_s=options.poll_interval_s or READY_POLL_S,
+            budget_s=_budget(record),
+            stopped=lambda: self._stop is not None,
+            on_wait=lambda waiting: setattr(gates, "waiting_for", waiting),
+        )
+        if ready is None:  # a human stopped the deployment while it waited
+            await self._carry_out(record, self._children_plan(None, None, None), children=[])
+            return False
+        if ready.action is readiness.ReadinessAction.FAIL:
+            count_gate(event.workflow_name, "readiness", "failed")
+            self._end(record, Phase.FAILED, DeploymentEnd(reason=readiness.WORKERS_NOT_READY, detail=ready.detail))
+            return False
+        count_gate(event.workflow_name, "readiness", "passed")
+        gates.ready_at = workflow.now()
+        if options.gate is not None and gate.gate_due(options.gate, 0):
+            gates.stage = GateStage.GATE_RUNNING
+            assert record.started_at is not None
+            verdict = await run_gate(
+                options.gate,
+                workflow_name=event.workflow_name,
+                task_queue=queue,
+                step_index=0,
+                deployment_started=record.started_at,
+                on_run=lambda run: _note_gate_run(record, run),
+            )
+            if verdict.action is gate.GateAction.ABORT:
+                assert verdict.reason is not None
+                end = DeploymentEnd(reason=verdict.reason.value, detail=verdict.detail, by=Actor.GATES)
+                self._end(record, Phase.ABORTED, end)
+                return False
+        gates.stage = GateStage.READY
+        return True
 
     # ------------------------------------------------------------------------------------------- initial
 
@@ -492,7 +573,7 @@ class CIWorkflow:
                 with contextlib.suppress(TimeoutError):
                     await workflow.wait_condition(lambda: self._stop is not None, timeout=_seconds_until(plan.wake_at))
             observed = await steps.observe()
-        stopped = self._children_plan(None, None)
+        stopped = self._children_plan(None, None, None)
         if runner.state.percent == MAX_PERCENT and stopped.end is not None:
             note = f"{stopped.end.detail}; the write of 100 % had been made when the cancel arrived"
             stopped = dataclasses.replace(stopped, end=stopped.end.model_copy(update={"detail": note}))
@@ -501,7 +582,7 @@ class CIWorkflow:
     # ------------------------------------------------------------------------------------------- rollout
 
     def _children_plan(
-        self, rollout_child: AnyChild | None, migration_child: AnyChild | None
+        self, rollout_child: AnyChild | None, migration_child: AnyChild | None, health_child: AnyChild | None
     ) -> deployment.ChildrenPlan:
         return deployment.plan_children(
             deployment.ChildrenSnapshot(
@@ -509,63 +590,126 @@ class CIWorkflow:
                 migration=_migration_view(migration_child) if migration_child is not None else None,
                 stop=self._stop,
                 note=self._stop_note,
+                health=_health_view(health_child) if health_child is not None else None,
             )
         )
 
-    async def _roll_out(self, record: Deployment, previous: VersionInfo, new: VersionInfo) -> None:
+    async def _roll_out(
+        self, record: Deployment, previous: VersionInfo, new: VersionInfo, redeploy: rollback.RedeployPlan
+    ) -> None:
         event, options = record.request.event, record.request.options
         name, can_after = event.workflow_name, options.continue_as_new_after or CHILD_HISTORY
         record.phase = Phase.ROLLING_OUT
-        rollout_child = await workflow.start_child_workflow(
-            RolloutWorkflow.run,
-            RolloutRun(
-                input=RolloutInput(
-                    workflow_name=name,
-                    to_version=new,
-                    steps=options.steps or default_steps(),
-                    poll_interval_s=options.poll_interval_s or ROLLOUT_POLL_S,
-                    continue_as_new_after=can_after,
-                    step_timeout_s=_budget(record),
-                    report=self._facts(record),
-                )
-            ),
-            id=rollout_workflow_id(name),
-            parent_close_policy=ParentClosePolicy.TERMINATE,
-            id_reuse_policy=WorkflowIDReusePolicy.ALLOW_DUPLICATE,
-        )
-        self._rollout = rollout_child
-        migration_child: workflow.ChildWorkflowHandle[Any, DrainResult] | None = None
-        if not event.is_non_migratory:
-            try:
-                migration_child = await workflow.start_child_workflow(
-                    MigrationWorkflow.run,
-                    MigrationRun(
-                        input=MigrationInput(
-                            workflow_name=name,
-                            from_version=previous,
-                            to_version=new,
-                            poll_interval_s=options.poll_interval_s or MIGRATION_POLL_S,
-                            batch_size=options.batch_size or MIGRATION_BATCH_SIZE,
-                            continue_as_new_after=can_after,
-                            step_timeout_s=_budget(record),
-                        )
-                    ),
-                    id=migration_workflow_id(name),
-                    parent_close_policy=ParentClosePolicy.REQUEST_CANCEL,
-                    id_reuse_policy=WorkflowIDReusePolicy.ALLOW_DUPLICATE,
-                )
-            except WorkflowAlreadyStartedError:
-                await self._stop_children([rollout_child])  # the rollout must not outlive a failed deployment
-                raise
-        children: list[AnyChild] = [c for c in (rollout_child, migration_child) if c is not None]
-        plan = self._children_plan(rollout_child, migration_child)
+        record.gates.redeploy_rollback = redeploy.rollback
+        if redeploy.rollback and options.migrate_back and not event.is_non_migratory:
+            await self._judge_migrate_back(record, old=new, new=previous)  # back to this version from the previous
+        migratory = not event.is_non_migratory and (not redeploy.rollback or record.gates.moves_back)
+        every_step = options.gate if options.gate is not None and options.gate.every_step else None
+        children: list[AnyChild] = []
+        try:
+            rollout_child = await workflow.start_child_workflow(
+                RolloutWorkflow.run,
+                RolloutRun(
+                    input=RolloutInput(
+                        workflow_name=name,
+                        to_version=new,
+                        steps=list(redeploy.steps or options.steps or default_steps()),
+                        poll_interval_s=options.poll_interval_s or ROLLOUT_POLL_S,
+                        continue_as_new_after=can_after,
+                        step_timeout_s=_budget(record),
+                        gate=every_step,
+                        deployment_started=record.started_at,
+                        report=self._facts(record),
+                        force_reason=options.force_reason,
+                    )
+                ),
+                id=rollout_workflow_id(name),
+                parent_close_policy=ParentClosePolicy.TERMINATE,
+                id_reuse_policy=WorkflowIDReusePolicy.ALLOW_DUPLICATE,
+            )
+            self._rollout = rollout_child
+            children.append(rollout_child)
+            health_child = await workflow.start_child_workflow(
+                HealthWorkflow.run,
+                HealthRun(
+                    input=HealthInput(
+                        workflow_name=name,
+                        from_version=previous,
+                        to_version=new,
+                        thresholds=options.health or HealthThresholds(),
+                        since=workflow.now(),
+                        poll_interval_s=options.poll_interval_s or ROLLOUT_POLL_S,
+                        continue_as_new_after=can_after,
+                        step_timeout_s=_budget(record),
+                    )
+                ),
+                id=health_workflow_id(name),
+                parent_close_policy=ParentClosePolicy.TERMINATE,
+                id_reuse_policy=WorkflowIDReusePolicy.ALLOW_DUPLICATE,
+            )
+            self._health = health_child
+            record.gates.health_workflow_id = health_workflow_id(name)
+            children.append(health_child)
+            migration_child: workflow.ChildWorkflowHandle[Any, DrainResult] | None = None
+            if migratory:
+                migration_child = await self._start_migration(record, previous, new, retire=True)
+                children.append(migration_child)
+        except WorkflowAlreadyStartedError:
+            await self._stop_children(children)  # no child outlives a failed deployment
+            raise
+        plan = self._children_plan(rollout_child, migration_child, health_child)
         while plan.action is deployment.ChildrenAction.WAIT:
             record.phase = plan.phase
             await workflow.wait_condition(
-                lambda seen=plan: self._children_plan(rollout_child, migration_child) != seen  # type: ignore[misc]
+                lambda seen=plan: (
+                    self._children_plan(rollout_child, migration_child, health_child)  # type: ignore[misc]
+                    != seen
+                )
             )
-            plan = self._children_plan(rollout_child, migration_child)
+            plan = self._children_plan(rollout_child, migration_child, health_child)
         await self._carry_out(record, plan, children=children)
+
+    async def _start_migration(
+        self, record: Deployment, old: VersionInfo, new: VersionInfo, *, retire: bool
+    ) -> workflow.ChildWorkflowHandle[Any, DrainResult]:
+        options = record.request.options
+        return await workflow.start_child_workflow(
+            MigrationWorkflow.run,
+            MigrationRun(
+                input=MigrationInput(
+                    workflow_name=record.request.event.workflow_name,
+                    from_version=old,
+                    to_version=new,
+                    poll_interval_s=options.poll_interval_s or MIGRATION_POLL_S,
+                    batch_size=options.batch_size or MIGRATION_BATCH_SIZE,
+                    continue_as_new_after=options.continue_as_new_after or CHILD_HISTORY,
+                    step_timeout_s=_budget(record),
+                    report=self._facts(record),
+                    retire_delay_s=options.retire_delay_s or 0,
+                    retire=retire,
+                )
+            ),
+            id=migration_workflow_id(record.request.event.workflow_name),
+            parent_close_policy=ParentClosePolicy.REQUEST_CANCEL,
+            id_reuse_policy=WorkflowIDReusePolicy.ALLOW_DUPLICATE,
+        )
+
+    async def _judge_migrate_back(self, record: Deployment, *, old: VersionInfo, new: VersionInfo) -> None:
+        """Ask the code of both versions which states they carry and accept; the planner says whether the workflows
+        on ``new`` may move back to ``old`` (recorded, with why)."""
+        evidence = await run_step(
+            CIActivities.probe_migrate_back,
+            ProbeMigrateBackInput(
+                workflow_name=record.request.event.workflow_name,
+                old_task_queue=old.task_queue,
+                new_task_queue=new.task_queue,
+            ),
+            budget_s=_budget(record),
+            attempt_timeout=PROBE_ATTEMPT_TIMEOUT,
+        )
+        verdict = rollback.migrate_back_verdict(evidence, old_version=old.version_id, new_version=new.version_id)
+        record.gates.moves_back, record.gates.migrate_back = verdict.allowed, verdict.detail
+        workflow.logger.info("migrate back from %s to %s: %s", new.version_id, old.version_id, verdict.detail)
 
     async def _carry_out(self, record: Deployment, plan: deployment.ChildrenPlan, *, children: list[AnyChild]) -> None:
         """Execute the end of a deployment as planned: stop the children, route back, hand over to cleanup."""
@@ -573,32 +717,59 @@ class CIWorkflow:
             await self._stop_children(children)
         for child in children:
             if child.done() and not child.cancelled() and child.exception() is None:
-                if child is self._rollout:
-                    result: RolloutResult = child.result()
-                    self.outbox.add(result.unpublished)  # what the rollout could not publish before it ended
+                result = child.result()
+                if isinstance(result, HealthResult):
+                    record.gates.breach = result.breach
+                    continue
+                self.outbox.add(result.unpublished)  # what the child could not publish before it ended
+                if isinstance(result, RolloutResult):
                     record.rollout = result.model_copy(update={"unpublished": []})
+                    record.overrode_freeze = record.overrode_freeze or result.overrode_freeze
+                    if result.gate is not None:
+                        _note_gate_run(record, result.gate)
                 else:
-                    record.migration = child.result()
+                    record.migration = result.model_copy(update={"unpublished": []})
+        if children and record.to_version is not None:
+            health = "failed" if record.gates.breach is not None else "passed"
+            count_gate(record.request.event.workflow_name, "health", health)
         end = plan.end or DeploymentEnd()
         if plan.route_back and record.to_version is not None:
             end = await self._route_back(record, end)
+            rolled = self._rollback
+            if rolled is not None and rolled.migrate_back and record.from_version is not None:
+                await self._migrate_back(record, record.from_version, record.to_version)
         if plan.start_cleanup and record.from_version is not None:
-            record.cleanup_workflow_id = await self._start_cleanup(record, record.from_version)
+            record.cleanup_workflow_id = await self._start_cleanup(record, record.from_version, plan.phase)
         self._end(record, plan.phase, end)
 
     async def _route_back(self, record: Deployment, end: DeploymentEnd) -> DeploymentEnd:
-        """Abort: the new version's general percentage to 0, on the value read; a human's change meanwhile wins."""
+        """Abort: the new version's general percentage to 0 (at once, or down a roll-back's steps), each write on
+        the value read; a human's change meanwhile wins."""
         assert record.to_version is not None
         steps = FlagSteps(record.to_version, _budget(record))
-        write = deployment.plan_route_back(await steps.observe())
-        if write is not None and not await steps.write(write.percent, write.expected):
-            return end.model_copy(
-                update={"detail": f"{end.detail}; the flag changed meanwhile: left as a human set it"}
-            )
+        for step in rollback.rollback_steps(self._rollback.steps if self._rollback is not None else None):
+            if step.wait_s > 0:
+                await workflow.sleep(step.wait_s)
+            write = deployment.plan_route_back(await steps.observe(), step.percent)
+            if write is not None and not await steps.write(write.percent, write.expected):
+                return end.model_copy(
+                    update={"detail": f"{end.detail}; the flag changed meanwhile: left as a human set it"}
+                )
         return end
 
-    async def _start_cleanup(self, record: Deployment, previous: VersionInfo) -> str:
-        """Cleanup may wait for days: it runs on its own, the queue moves on."""
+    async def _migrate_back(self, record: Deployment, old: VersionInfo, new: VersionInfo) -> None:
+        """``rollback --migrate-back``: when the old code accepts their state, the workflows on the new version move
+        back (a migration that ends once drained: the new version stays, it is the newest)."""
+        await self._judge_migrate_back(record, old=old, new=new)
+        if not record.gates.moves_back:
+            return
+        record.phase = Phase.MIGRATING
+        moved_back = await (await self._start_migration(record, new, old, retire=False))
+        self.outbox.add(moved_back.unpublished)
+        record.migration = moved_back.model_copy(update={"unpublished": []})
+
+    async def _start_cleanup(self, record: Deployment, previous: VersionInfo, ended: Phase) -> str:
+        """Cleanup may wait for days: it runs on its own, the queue moves on (the deployment ends ``ended``)."""
         child_id = cleanup_workflow_id(previous.task_queue)
         options = record.request.options
         try:
@@ -611,6 +782,9 @@ class CIWorkflow:
                         poll_interval_s=options.poll_interval_s or CLEANUP_POLL_S,
                         continue_as_new_after=options.continue_as_new_after or CHILD_HISTORY,
                         step_timeout_s=_budget(record),
+                        report=self._facts(record),
+                        ended=ended,
+                        retire_delay_s=options.retire_delay_s or 0,
                     )
                 ),
                 id=child_id,
@@ -622,8 +796,15 @@ class CIWorkflow:
         return child_id
 
     async def _stop_children(self, children: list[AnyChild]) -> None:
+        """Cancel the children still running; the health workflow is told to stop by a signal to its workflow id: it
+        continues as new every few minutes, and a child handle's cancel goes to the run the child started with."""
         for child in children:
-            if not child.done():
+            if child.done():
+                continue
+            if child is self._health:
+                with contextlib.suppress(FailureError):  # it ended meanwhile
+                    await workflow.get_external_workflow_handle(child.id).signal(HEALTH_STOP_SIGNAL)
+            else:
                 child.cancel()
         for child in children:
             with contextlib.suppress(ChildWorkflowError, CancelledError, asyncio.CancelledError):
@@ -662,7 +843,25 @@ def _rollout_view(child: AnyChild) -> deployment.ChildView:
     result: RolloutResult = child.result()
     if result.outcome is RolloutOutcome.STOPPED:
         return deployment.ChildView(deployment.ChildState.STOPPED, result.reason, result.detail)
+    if result.outcome is RolloutOutcome.ABORTED:
+        return deployment.ChildView(deployment.ChildState.ABORTED, result.reason, result.detail)
     return deployment.ChildView(deployment.ChildState.COMPLETED)
+
+
+def _health_view(child: AnyChild) -> deployment.ChildView:
+    if (view := _failed_view(child)) is not None:
+        return view
+    breach = child.result().breach
+    if breach is None:  # stopped: the deployment ended otherwise
+        return deployment.ChildView(deployment.ChildState.COMPLETED)
+    detail = f"{breach.rule}: {breach.detail}" if breach.rule else breach.detail
+    return deployment.ChildView(deployment.ChildState.ABORTED, HEALTH_CHECK_FAILED, detail)
+
+
+def _note_gate_run(record: Deployment, run: GateRun) -> None:
+    """The gate run in the deployment's record (replacing its earlier state), the last ``MAX_GATE_RUNS`` kept."""
+    runs = [r for r in record.gates.gate_runs if r.workflow_id != run.workflow_id]
+    record.gates.gate_runs = [*runs, run][-MAX_GATE_RUNS:]
 
 
 def _migration_view(child: AnyChild) -> deployment.ChildView:
@@ -678,7 +877,8 @@ def drain_workflow_id(record: Deployment | None) -> str | None:
     """The workflow draining and retiring the deployment's previous version: its migration, or its cleanup."""
     if record is None or record.from_version is None:
         return None
-    if record.request.event.is_non_migratory:
+    stays = record.gates.redeploy_rollback and not record.gates.moves_back  # a roll-back by redeploy: cleanup
+    if record.request.event.is_non_migratory or stays:
         return record.cleanup_workflow_id
     return migration_workflow_id(record.request.event.workflow_name)
 

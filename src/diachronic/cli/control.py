@@ -1,4 +1,5 @@
-"""``deploy``, the controls (``continue``, ``cancel``, ``pause``, ``resume``, ``promote``, ``abort``) and ``start``."""
+"""``deploy``, the controls (``continue``, ``cancel``, ``pause``, ``resume``, ``promote``, ``abort``), ``rollback``
+and ``start``."""
 
 from __future__ import annotations
 
@@ -12,11 +13,18 @@ from pydantic import ValidationError
 
 from diachronic.backends import open_flag_store, open_workers
 from diachronic.ci import client as ci
-from diachronic.ci.contracts import Control, DeployAck, DeployOptions
+from diachronic.ci.contracts import (
+    DEFAULT_GATE_TIMEOUT_S,
+    Control,
+    DeployAck,
+    DeployOptions,
+    GateOptions,
+    HealthThresholds,
+)
 from diachronic.ci.planner.deployment import DeploymentSnapshot, StartVerdict, plan_start
 from diachronic.ci.planner.schedule import default_steps, format_steps, parse_steps
 from diachronic.cli import Context, app
-from diachronic.cli.wait import TIMEOUT_OPTION, WAIT_OPTION, wait_and_exit, wait_timeout
+from diachronic.cli.wait import TIMEOUT_OPTION, WAIT_OPTION, duration_s, wait_and_exit, wait_timeout
 from diachronic.contracts import DeployEvent
 from diachronic.errors import DiachronicError
 from diachronic.flags import VersionFlag
@@ -30,8 +38,7 @@ def _event(ctx: Context, **fields: Any) -> DeployEvent:
     try:
         return DeployEvent.model_validate(fields)
     except ValidationError as error:
-        problems = "; ".join(str(e["msg"]).removeprefix("Value error, ") for e in error.errors())
-        ctx.out.abort(f"invalid deployment: {problems}")
+        ctx.out.abort(f"invalid deployment: {_problems(error)}")
 
 
 @app.command()
@@ -63,16 +70,85 @@ def deploy(
     worker_cmd: Annotated[
         str | None, typer.Option("--worker-cmd", help="Start CMD as this version's local worker first")
     ] = None,
+    ready_timeout: Annotated[
+        str | None,
+        typer.Option(
+            "--ready-timeout",
+            envvar="DIACHRONIC_READY_TIMEOUT",
+            help="How long to wait for a worker to poll VERSION's task queue before any traffic (30s, 10m) "
+            "[default: 10m]; then the deployment fails with WorkersNotReady",
+        ),
+    ] = None,
+    gate: Annotated[
+        str | None,
+        typer.Option(
+            "--gate",
+            envvar="DIACHRONIC_GATE",
+            help="Workflow type of a gate run on VERSION's task queue before any traffic; its failure aborts "
+            "(docs/gates.md)",
+        ),
+    ] = None,
+    gate_input: Annotated[
+        str | None, typer.Option("--gate-input", envvar="DIACHRONIC_GATE_INPUT", help="JSON argument of the gate")
+    ] = None,
+    gate_timeout: Annotated[
+        str | None,
+        typer.Option(
+            "--gate-timeout", envvar="DIACHRONIC_GATE_TIMEOUT", help="A gate running longer fails [default: 10m]"
+        ),
+    ] = None,
+    gate_every_step: Annotated[
+        bool,
+        typer.Option(
+            "--gate-every-step", envvar="DIACHRONIC_GATE_EVERY_STEP", help="Run the gate before every rollout step"
+        ),
+    ] = False,
+    max_failure_rate: Annotated[
+        float | None,
+        typer.Option(
+            "--max-failure-rate",
+            envvar="DIACHRONIC_MAX_FAILURE_RATE",
+            help="Abort when more of VERSION's closed runs fail (0..1) than this and than the previous version's "
+            "[default: 0.2]",
+        ),
+    ] = None,
+    min_sample: Annotated[
+        int | None,
+        typer.Option(
+            "--min-sample",
+            envvar="DIACHRONIC_MIN_SAMPLE",
+            help="Closed runs of VERSION before its failure rate is judged [default: 5]",
+        ),
+    ] = None,
+    migrate_back: Annotated[
+        bool,
+        typer.Option(
+            "--migrate-back",
+            envvar="DIACHRONIC_MIGRATE_BACK",
+            help="A roll-back by redeploy moves workflows back when VERSION's code accepts their state",
+        ),
+    ] = False,
     force: Annotated[
         bool, typer.Option("--force", envvar="DIACHRONIC_FORCE", help="Go through a freeze (needs --reason; recorded)")
     ] = False,
     reason: Annotated[
         str | None, typer.Option("--reason", envvar="DIACHRONIC_FORCE_REASON", help="Why --force (recorded)")
     ] = None,
+    retire_delay: Annotated[
+        str | None,
+        typer.Option(
+            "--retire-delay",
+            envvar="DIACHRONIC_RETIRE_DELAY",
+            help="Once the old queue drained, keep the old workers this long (30s, 10m, 2h; a roll-back within it "
+            "finds them running) [default: 0]",
+        ),
+    ] = None,
     wait: Annotated[bool, WAIT_OPTION] = False,
     timeout: Annotated[str | None, TIMEOUT_OPTION] = None,
 ) -> None:
-    """Deploy VERSION of WORKFLOW: register its flag, roll out, migrate (or clean up) the previous version.
+    """Deploy VERSION of WORKFLOW: wait for its workers, pass its gate, register its flag, roll out while the health
+    analysis watches, migrate (or clean up) the previous version. A version live within the last hour goes back at
+    once (a roll-back by redeploy, docs/gates.md).
 
     With --wait, block until this deployment ends; the exit code says how (docs/pipeline.md)."""
     c: Context = ctx.obj
@@ -94,9 +170,14 @@ def deploy(
             poll_interval_s=poll,
             force_reason=reason.strip() if force and reason else None,
             redeploy=redeploy,
+            ready_timeout_s=duration_s(c, ready_timeout, "--ready-timeout"),
+            gate=_gate(c, gate, gate_input, duration_s(c, gate_timeout, "--gate-timeout"), gate_every_step),
+            health=_health(max_failure_rate, min_sample),
+            migrate_back=migrate_back,
+            retire_delay_s=duration_s(c, retire_delay, "--retire-delay"),
         )
     except (DiachronicError, ValidationError) as error:
-        c.out.abort(f"invalid --steps/--poll: {error}")
+        c.out.abort(f"invalid deploy options: {_problems(error)}")
 
     async def run() -> tuple[DeployAck, list[VersionFlag] | None]:
         client = await connect(c.settings)
@@ -125,6 +206,38 @@ def deploy(
         # A duplicate follows the deployment of this version already queued or running.
         event_time = event.event_time if ack.position is not None else None
         wait_and_exit(c, workflow, version_id=version, event_time=event_time, timeout_s=timeout_s)
+
+
+def _gate(
+    c: Context, workflow_type: str | None, text: str | None, timeout_s: float | None, every_step: bool
+) -> GateOptions | None:
+    if workflow_type is None:
+        if text is not None or timeout_s is not None or every_step:
+            c.out.abort("--gate-input, --gate-timeout and --gate-every-step need --gate WORKFLOW_TYPE")
+        return None
+    try:
+        argument = json.loads(text) if text is not None else None
+    except json.JSONDecodeError as error:
+        c.out.abort(f"--gate-input is not valid JSON: {error}")
+    return GateOptions(
+        workflow_type=workflow_type,
+        input=argument,
+        timeout_s=timeout_s or DEFAULT_GATE_TIMEOUT_S,
+        every_step=every_step,
+    )
+
+
+def _health(max_failure_rate: float | None, min_sample: int | None) -> HealthThresholds | None:
+    given = {"max_failure_rate": max_failure_rate, "min_sample": min_sample}
+    return HealthThresholds(**{k: v for k, v in given.items() if v is not None}) if any(given.values()) else None
+
+
+def _problems(error: DiachronicError | ValidationError) -> str:
+    if isinstance(error, DiachronicError):
+        return error.message
+    return "; ".join(
+        f"{'.'.join(str(p) for p in e['loc'])}: {str(e['msg']).removeprefix('Value error, ')}" for e in error.errors()
+    )
 
 
 async def _read_flags(c: Context, workflow: str) -> list[VersionFlag] | None:
@@ -178,7 +291,49 @@ def _control(name: str, help_text: str) -> None:
 
 
 for _each in Control:
-    _control(_each.value, _each.help)
+    if _each is not Control.ROLLBACK:  # it takes options of its own: ``rollback`` below
+        _control(_each.value, _each.help)
+
+
+@app.command()
+def rollback(
+    ctx: typer.Context,
+    workflow: Annotated[str, typer.Argument(help="Workflow name")],
+    steps: Annotated[
+        str | None,
+        typer.Option(
+            envvar="DIACHRONIC_ROLLBACK_STEPS",
+            help='Step back "P@D,...": wait D, then route P % back to the previous version (its share rises to '
+            "100) [default: all at once]",
+        ),
+    ] = None,
+    migrate_back: Annotated[
+        bool,
+        typer.Option(
+            "--migrate-back",
+            envvar="DIACHRONIC_MIGRATE_BACK",
+            help="Move workflows back too, when the previous version's code declares it accepts their state",
+        ),
+    ] = False,
+    reason: Annotated[str | None, typer.Option(help="Why (recorded)")] = None,
+) -> None:
+    """Route new starts back to the previous version and stop migrating (docs/gates.md).
+
+    Workflows already moved stay on the new version unless --migrate-back is given and the previous version's code
+    accepts their state. To go back after a deployment ended, deploy the previous version again: a version live
+    within the last hour goes back at once."""
+    c: Context = ctx.obj
+    try:
+        schedule = parse_steps(steps) if steps else None
+    except DiachronicError as error:
+        c.out.abort(f"invalid --steps: {error.message}")
+
+    async def run() -> str:
+        return await ci.rollback(
+            await connect(c.settings), workflow, steps=schedule, migrate_back=migrate_back, reason=reason
+        )
+
+    c.out.success(f"{workflow}: {c.run(run())}")
 
 
 @app.command()

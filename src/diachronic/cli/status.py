@@ -15,7 +15,7 @@ from temporalio.client import Client
 
 from diachronic.backends import open_flag_store, open_workers
 from diachronic.ci import client as ci
-from diachronic.ci.contracts import FINAL_PHASES, CIStatus
+from diachronic.ci.contracts import FINAL_PHASES, CIStatus, GateStage
 from diachronic.cli import App, Context, app
 from diachronic.cli.output import Output
 from diachronic.cli.wait import TIMEOUT_OPTION, WAIT_OPTION, wait_and_exit, wait_timeout
@@ -25,11 +25,12 @@ from diachronic.workers.local import LocalWorkers
 
 
 def describe(status: CIStatus) -> str:
-    """One line a person reads: phase, versions, percent, migration, next step, last error."""
+    """One line a person reads: phase, versions, gates, percent, migration, health, next step, last error."""
     parts = [f"{status.workflow_name}: {status.phase.value}"]
     if status.to_version:
         origin = status.from_version.version_id if status.from_version else "(initial)"
         parts.append(f"{origin} -> {status.to_version.version_id}")
+    parts += describe_gates(status)
     if status.rollout_percent is not None:
         parts.append(f"{status.rollout_percent}% of new starts" + (" (paused)" if status.paused else ""))
     if status.migration is not None:
@@ -45,6 +46,12 @@ def describe(status: CIStatus) -> str:
     if status.next_step_at is not None:
         seconds = max((status.next_step_at - datetime.now(UTC)).total_seconds(), 0)
         parts.append(f"next step in {seconds:.0f} s")
+    if status.rollout_frozen is not None:
+        f = status.rollout_frozen
+        parts.append(f"frozen until {f.until.isoformat()} ({f.reason}): the rollout holds its current step")
+    if status.retire_at is not None:
+        seconds = max((status.retire_at - datetime.now(UTC)).total_seconds(), 0)
+        parts.append(f"retire delay: old workers deleted in {seconds:.0f} s")
     if status.frozen is not None:
         parts.append(
             f"frozen until {status.frozen.until.isoformat()} ({status.frozen.reason}): the next deployment waits"
@@ -54,6 +61,27 @@ def describe(status: CIStatus) -> str:
     if status.last_error:
         parts.append(f"last error: {status.last_error}")
     return " | ".join(parts)
+
+
+def describe_gates(status: CIStatus) -> list[str]:
+    """What the gates say (docs/gates.md): waiting for workers, the gate running, the health numbers of this step."""
+    gates = status.gates
+    if gates is None or (status.phase in FINAL_PHASES and gates.breach is None):
+        return []
+    parts = []
+    if gates.waiting_for and gates.stage is GateStage.WAITING_FOR_WORKERS:
+        parts.append(gates.waiting_for)
+    running = [run for run in gates.gate_runs if run.passed is None]
+    if running:
+        parts.append(f"gate running ({running[-1].workflow_id})")
+    if gates.health:
+        last = gates.health[-1]
+        parts.append(
+            f"health: new {last.new.failures}/{last.new.closed} failed"
+            + (f", {last.new.task_problems} stuck" if last.new.task_problems else "")
+            + f"; previous {last.old.failures}/{last.old.closed}"
+        )
+    return parts
 
 
 def render_progress(statuses: list[CIStatus]) -> Group:

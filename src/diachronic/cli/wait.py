@@ -26,13 +26,18 @@ TIMEOUT_OPTION = typer.Option(
 
 
 def wait_timeout(c: Context, text: str | None) -> float | None:
-    """``--timeout`` in seconds; a bare number is seconds."""
+    """``--timeout`` in seconds."""
+    return duration_s(c, text, "--timeout")
+
+
+def duration_s(c: Context, text: str | None, option: str) -> float | None:
+    """A duration option (``30s``, ``10m``, ``2h``; a bare number is seconds) in seconds."""
     if text is None:
         return None
     try:
         return parse_duration(text + "s" if text.strip().replace(".", "", 1).isdigit() else text).total_seconds()
     except ValueError as error:
-        c.out.abort(f"invalid --timeout: {error}")
+        c.out.abort(f"invalid {option}: {error}")
 
 
 def _describe(workflow: str, found: Located) -> str:

@@ -2,8 +2,9 @@
 
 GitHub shows the newest status of a deployment. While the CI works on it: ``in_progress`` with the phase and the
 share of new starts in the description; at the end ``success``, ``failure`` (the deployment failed, or a gate
-aborted it) or ``error`` (a human stopped it before it ended by itself), with the typed reason. A version retired
-after the deployment ended changes nothing on GitHub.
+aborted it) or ``error`` (a human stopped it before it ended by itself), with the typed reason. What is told after
+the deployment ended (a version retired, a cleanup's old queue drained) changes nothing on GitHub: its newest status
+stays the end.
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from diachronic.ci.contracts import FINAL_PHASES
 from diachronic.notify.events import Notification, NotificationKind
 
 __all__ = ["MAX_DESCRIPTION", "DeploymentStatusBody", "GitHubState", "dashboard_link", "status_for"]
@@ -69,7 +71,7 @@ def _clip(text: str) -> str:
 def status_for(notification: Notification, dashboard_url: str | None = None) -> DeploymentStatusBody | None:
     """The status to create for ``notification``, or None when GitHub need not hear of it."""
     state = _STATES[notification.kind]
-    if state is None:
+    if state is None or (state == "in_progress" and notification.phase in FINAL_PHASES):
         return None
     n = notification
     text = f"{n.phase}: {_WORDS[n.kind]}"

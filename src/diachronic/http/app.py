@@ -19,7 +19,6 @@ from pydantic import TypeAdapter
 from starlette.responses import Response
 from temporalio.client import Client
 
-from diachronic.ci.contracts import DeployAck
 from diachronic.contracts import Contract, DeployEvent
 from diachronic.errors import BackendError, DiachronicError
 from diachronic.flags import FlagStore
@@ -42,7 +41,7 @@ from diachronic.signaler.instructions import (
 )
 from diachronic.temporal_errors import temporal_errors
 from diachronic.webhook.github import DeploymentStatusEvent, RepositoryMap
-from diachronic.webhook.receiver import GitHubReceiver, WebhookResult, start_deployment
+from diachronic.webhook.receiver import GitHubReceiver, WebhookResult, send_deployment
 
 __all__ = ["Health", "create_app"]
 
@@ -75,22 +74,20 @@ _ERROR_TEXTS = {
 def create_app(settings: Settings, client: Client, flags: FlagStore, *, dev: bool = False) -> FastAPI:
     """The app. ``dev``: running inside ``diachronic dev``, where an unset webhook secret means "accept unsigned"
     instead of "refuse". The caller owns ``client`` and ``flags``; the app keeps no state of its own (any number of
-    replicas can serve it: a GitHub delivery is de-duplicated by Temporal, see ``diachronic.webhook.receiver``)."""
+    replicas can serve it: the CI recognises a GitHub delivery it took, see ``diachronic.webhook.receiver``)."""
     secret = settings.github_webhook_secret.get_secret_value() if settings.github_webhook_secret else ""
     token = BearerToken(settings.signaler_token)
     signaler = Signaler(client, flags, update_timeout=timedelta(seconds=settings.signaler_update_timeout_s))
     ci_task_queue = settings.ci_task_queue
 
-    async def start(event: DeployEvent, delivery: str) -> DeployAck:
-        return await start_deployment(
-            client, ci_task_queue, event, delivery, timeout_s=settings.webhook_deploy_timeout_s
-        )
+    async def send(event: DeployEvent) -> None:
+        await send_deployment(client, ci_task_queue, event, timeout_s=settings.webhook_deploy_timeout_s)
 
     receiver = GitHubReceiver(
         secret=secret or None,
         allow_unsigned=dev,
         repositories=RepositoryMap(settings.github_repositories),
-        start=start,
+        send=send,
     )
     webhook_mode: Literal["enabled", "unsigned", "disabled"] = (
         "enabled" if secret else "unsigned" if dev else "disabled"
@@ -127,7 +124,7 @@ def create_app(settings: Settings, client: Client, flags: FlagStore, *, dev: boo
         response_model=WebhookResult,
         status_code=200,
         responses={
-            202: {"model": WebhookResult, "description": "deployment started"},
+            202: {"model": WebhookResult, "description": "deployment sent to its CI (recorded by Temporal)"},
             **error_responses(_ERROR_TEXTS, 400, 401, 413, 503),
         },
     )

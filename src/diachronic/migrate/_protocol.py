@@ -90,6 +90,8 @@ class Snapshot(_Wire):
     migrated_from: str | None
     """Task queue of the previous run, when this run was started by a migration or a checkpoint."""
     migrated_at: datetime | None
+    accepts: list[str] = Field(default_factory=list)
+    """State versions this code restores: its own and those its transform declares (``init_state(accepts=...)``)."""
 
 
 def as_utc(moment: datetime) -> datetime:

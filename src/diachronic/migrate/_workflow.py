@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any, Generic, NoReturn, TypeVar
@@ -61,6 +61,7 @@ class _Runtime:
     no_migrate_depth: int = 0
     timers: dict[str, datetime] = field(default_factory=dict)
     state_version: str | None = None
+    accepts: tuple[str, ...] = ()
     adapter: TypeAdapter[Any] | None = None
     came_from: Continuation | None = None
     auto_continue_as_new: bool = True
@@ -131,6 +132,7 @@ class MigratableWorkflow(Generic[StateT]):
             in_no_migrate=rt.no_migrate_depth > 0,
             migrated_from=came.from_task_queue if came else None,
             migrated_at=came.migrated_at if came else None,
+            accepts=[v for v in (rt.state_version, *rt.accepts) if v is not None],
         )
 
     # ---- set-up and the run loop ----
@@ -143,6 +145,7 @@ class MigratableWorkflow(Generic[StateT]):
         state_version: str,
         initial_state: Callable[[InputT], StateT],
         transform: Callable[[Continuation], StateT] | None = None,
+        accepts: Sequence[str] = (),
         continue_as_new_when_suggested: bool = True,
     ) -> None:
         """Set ``self.state``: from the envelope of a previous run, else ``initial_state(arg)``.
@@ -153,11 +156,15 @@ class MigratableWorkflow(Generic[StateT]):
         ``transform``, when the shape changes. ``transform`` gets the :class:`Continuation` of a run whose state
         version differs and returns the new state; whatever it raises fails the workflow (non-retryable
         ``MigrationStateRejected`` naming the workflow id and the reason, the envelope in the details).
+        ``accepts`` declares the other state versions ``transform`` restores, newer ones included (the transform in
+        reverse): a roll-back moves workflows back to this code (``diachronic rollback --migrate-back``) only when
+        it declares every state version they carry (the snapshot query answers it).
         With ``continue_as_new_when_suggested`` the workflow also continues-as-new on its own task queue when
         Temporal suggests it (long histories), through the same path as a migration.
         """
         rt = self._diachronic
         rt.state_version = state_version
+        rt.accepts = tuple(accepts)
         rt.adapter = TypeAdapter(state_type)
         rt.auto_continue_as_new = continue_as_new_when_suggested
         try:

@@ -23,8 +23,20 @@ from typing import Any
 
 from temporalio import workflow
 
-from diachronic.ci.contracts import Control, Phase
-from diachronic.ci.planner import deploy, deployment, migration, retire, rollout, sweep
+from diachronic.ci.contracts import Control, HealthRule, Phase
+from diachronic.ci.planner import (
+    deploy,
+    deployment,
+    gate,
+    health,
+    migration,
+    readiness,
+    retire,
+    retire_delay,
+    rollback,
+    rollout,
+    sweep,
+)
 
 __all__ = [
     "CONTROL_OUTCOMES",
@@ -67,7 +79,15 @@ DECISIONS: dict[str, Decision] = {
         migration,
         (migration.MigrationAction.RETIRE, migration.MigrationAction.WAIT, migration.MigrationAction.HAND_OFF),
     ),
-    "plan_retire": Decision(retire, (*retire.RetireBlocker, *retire.RetireAction)),
+    # DELAYED is the retire delay's answer, never the retire rule's.
+    "plan_retire": Decision(
+        retire, (*(b for b in retire.RetireBlocker if b is not retire.RetireBlocker.DELAYED), *retire.RetireAction)
+    ),
+    "hold_while_counting": Decision(retire_delay, (retire.RetireBlocker.DELAYED,)),
+    "plan_readiness": Decision(readiness, tuple(readiness.ReadinessAction)),
+    "judge_gate": Decision(gate, tuple(gate.GateAction)),
+    "judge_health": Decision(health, (*HealthRule, None)),  # None: healthy
+    "plan_redeploy": Decision(rollback, tuple(rollback.RedeployKind)),
 }
 """The decision functions, by name (each is unique across the planner's modules)."""
 

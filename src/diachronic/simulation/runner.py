@@ -44,6 +44,8 @@ from diachronic.ci.contracts import (
     DeployAck,
     Deployment,
     DeployOptions,
+    GateOptions,
+    HealthThresholds,
     MigrationState,
     Phase,
     RolloutStatus,
@@ -59,7 +61,9 @@ from diachronic.errors import InvalidInput, NotFound
 from diachronic.settings import venv_binary
 from diachronic.simulation.branches import all_branches, recording_decisions
 from diachronic.simulation.fakes import ContractFakes, FailurePolicy, activity_contracts
+from diachronic.simulation.gate import SimulatedGate
 from diachronic.simulation.world import FlagEnd, World, describe_flag
+from diachronic.versions import task_queue as version_queue
 
 __all__ = [
     "Check",
@@ -202,7 +206,7 @@ class Sim:
         *,
         dark: bool = False,
         non_migratory: bool = False,
-        steps: str = DEFAULT_STEPS,
+        steps: str | None = DEFAULT_STEPS,
         poll_s: float = DEFAULT_POLL_S,
         batch_size: int | None = None,
         continue_as_new_after: int | None = None,
@@ -210,10 +214,18 @@ class Sim:
         while_running: bool | None = None,
         event_time: datetime | None = None,
         environment: str | None = None,
+        gate: GateOptions | None = None,
+        ready_timeout_s: float | None = None,
+        health: HealthThresholds | None = None,
+        migrate_back: bool = False,
+        delivery_id: str | None = None,
+        retire_delay_s: float | None = None,
     ) -> DeployAck:
         """A deployment of ``version`` as ``diachronic deploy`` sends it (``ci_input`` if the CI must start so).
 
-        ``event_time`` (default: now) re-sends an earlier event; ``environment`` defaults to the world's.
+        ``steps=None``: the CI's own schedule (100 % at once for a roll-back by redeploy); ``event_time`` (default:
+        now) re-sends an earlier event; ``environment`` defaults to the world's; ``delivery_id``: the GitHub delivery
+        the event came in (the webhook's).
         ``while_running`` (the default for every deploy but the first): the story needs the CI still running;
         if it has ended (a failure ended it early), the scenario ends here instead of starting a new CI run."""
         if (self.deploys if while_running is None else while_running) and await self.ci_ended():
@@ -227,13 +239,19 @@ class Sim:
             event_time=event_time or await self.now(),
             is_dark_deploy=dark,
             is_non_migratory=non_migratory,
+            delivery_id=delivery_id,
         )
         self.events[version] = event
         options = DeployOptions(
-            steps=parse_steps(steps),
+            steps=parse_steps(steps) if steps is not None else None,
             poll_interval_s=poll_s,
             batch_size=batch_size,
             continue_as_new_after=continue_as_new_after,
+            gate=gate,
+            ready_timeout_s=ready_timeout_s,
+            health=health,
+            migrate_back=migrate_back,
+            retire_delay_s=retire_delay_s,
         )
         ack = await ci.deploy(self.client, self.task_queue, event, options, ci_input=ci_input)
         run_id = (await self.client.get_workflow_handle(ci_workflow_id(self.workflow_name)).describe()).run_id
@@ -242,6 +260,13 @@ class Sim:
         if ack.position is not None:
             self.world.queued.append(version)  # what the CI's db query shows the real activity
         return ack
+
+    @contextlib.asynccontextmanager
+    async def gate_worker(self, version: str) -> AsyncIterator[None]:
+        """The version's workers serve the simulated gate workflow on its task queue (``deploy --gate``)."""
+        queue = version_queue(self.workflow_name, version)
+        async with Worker(self.client, task_queue=queue, workflows=[SimulatedGate]):
+            yield
 
     async def signal_deploy(self, payload: dict[str, Any]) -> None:
         """The original's deploy signal, with any payload (a bad one, another workflow's), as GitHub's side sends it."""
@@ -259,6 +284,26 @@ class Sim:
         self.outcome.controls.append((name, "accepted" if accepted else "refused"))
         if expect is not None and accepted != expect:
             self.note(f"{name} was {'accepted' if accepted else 'refused'}, expected the opposite")
+        return accepted
+
+    async def rollback(
+        self, *, steps: str | None = None, migrate_back: bool = False, expect: bool | None = None
+    ) -> bool:
+        """``diachronic rollback`` (at once, or down ``steps``); True if accepted (``expect`` as for ``control``)."""
+        try:
+            await ci.rollback(
+                self.client,
+                self.workflow_name,
+                steps=parse_steps(steps) if steps else None,
+                migrate_back=migrate_back,
+                reason="simulation",
+            )
+            accepted = True
+        except (InvalidInput, NotFound):
+            accepted = False
+        self.outcome.controls.append(("rollback", "accepted" if accepted else "refused"))
+        if expect is not None and accepted != expect:
+            self.note(f"rollback was {'accepted' if accepted else 'refused'}, expected the opposite")
         return accepted
 
     def note(self, problem: str) -> None:

@@ -13,7 +13,12 @@ It also guards the safety invariants of docs/architecture.md as a referee, indep
 recording in ``violations``: a deletion of workers whose task queue a live flag still carries, where workflows still
 run, or whose version a deployment is about to make live (the deletion is refused); an archive of the newest flag or
 of a flag that routes traffic; a second migrate signal delivered to one run; an automated write that replaced a
-value the automation had not read.
+value the automation had not read; a version flag created (its dark strategy routes isTest traffic at once) or a
+migrate signal sent to a version whose queue no worker polls (readiness, docs/gates.md).
+
+The gates' reads: a version's queue has a poller while it has a worker set (``add_workers``, ``remove_workers``);
+a version's health is clean unless a scenario breaks it (``break_version``: the evidence one rule fires on); the
+code of a version accepts the state versions ``accepts`` says (its own, ``<version>``, by default).
 """
 
 from __future__ import annotations
@@ -38,15 +43,24 @@ from diachronic.ci.contracts import (
     FlagList,
     FlagNameInput,
     FlagReading,
+    HealthObservation,
+    HealthRule,
     ListFlagsInput,
+    MigrateBackEvidence,
     ObserveDeploymentInput,
+    ObserveHealthInput,
+    ObserveWorkersInput,
+    ProbeMigrateBackInput,
     RunningCount,
     SetPercentInput,
     SweepInput,
+    VersionHealth,
     WorkerSetList,
+    WorkersObservation,
 )
 from diachronic.ci.freeze import FreezeReading, ReadFreezesInput
 from diachronic.ci.planner import migration, rollout
+from diachronic.ci.planner.freeze import Freeze
 from diachronic.ci.planner.sweep import SweepProgress
 from diachronic.contracts import VersionInfo
 from diachronic.errors import ConcurrentEdit
@@ -64,6 +78,13 @@ from diachronic.versions import next_seq_id, sort_newest_first, task_queue, vers
 from diachronic.workers import LABEL_VERSION, WorkerSet, labels_match, worker_labels
 
 __all__ = ["FlagEnd", "Run", "World"]
+
+BROKEN_EVIDENCE: dict[HealthRule, dict[str, Any]] = {
+    HealthRule.TASK_PROBLEMS: {"task_problems": 1},
+    HealthRule.MIGRATED_FAILED: {"closed": 1, "failed": 1, "migrated_failed": 1},
+    HealthRule.FAILURE_RATE: {"closed": 10, "failed": 9},
+}
+"""What the health read of a broken version shows, by the rule it makes fire."""
 
 
 @dataclass
@@ -130,6 +151,10 @@ class World:
     queued: list[str] = field(default_factory=list)  # versions accepted by the CI and not started yet
     deploying: Callable[[], Awaitable[list[str]]] | None = None  # the CI's own answer, when one runs
     hand_edits: list[str] = field(default_factory=list)
+    broken: dict[str, HealthRule] = field(default_factory=dict)  # versions whose health evidence fires a rule
+    looked_for_workers: Counter[str] = field(default_factory=Counter)  # readiness looks, by task queue
+    accepts: dict[str, list[str]] = field(default_factory=dict)  # state versions a version's code restores
+    freezes: list[Freeze] = field(default_factory=list)  # in force until the story lifts them
     violations: list[str] = field(default_factory=list)
     _request_ids: set[str] = field(default_factory=set)
     _read: dict[str, int | None] = field(default_factory=dict)  # what the automation last read (or wrote), by flag
@@ -178,6 +203,16 @@ class World:
         )
         self.deployments[f"{deployment.namespace}/{deployment.name}"] = deployment
         return deployment
+
+    def remove_workers(self, version_id: str) -> None:
+        """The version's workers go away (scaled to zero, crashed): nobody polls its queue any more."""
+        for key, worker_set in list(self.deployments.items()):
+            if worker_set.labels.get(LABEL_VERSION) == version_id:
+                del self.deployments[key]
+
+    def break_version(self, version_id: str, rule: HealthRule) -> None:
+        """The version's code is broken: the health evidence of its queue fires ``rule``."""
+        self.broken[version_id] = rule
 
     # ------------------------------------------------------------------------------------------- a human
 
@@ -316,7 +351,12 @@ class World:
             self._read[flag.info.flag_name] = general_percent(flag)
         return flags
 
+    def _polled(self, queue: str) -> bool:
+        return any(worker_set.task_queue == queue for worker_set in self.deployments.values())
+
     def _signal(self, run: Run, to_queue: str) -> None:
+        if not self._polled(to_queue):
+            self.violations.append(f"a migrate signal sent {run.run_id} to {to_queue}, which no worker polls")
         request_id = f"diachronic-migrate:{to_queue}:{run.run_id}"  # as the real activity names it
         if request_id in self._request_ids:
             self.resends += 1  # Temporal drops it: same request id, same run
@@ -342,13 +382,15 @@ class World:
             "migrate_sweep": self.migrate_sweep,
             "find_workers": self.find_workers,
             "delete_workers": self.delete_workers,
+            "observe_workers": self.observe_workers,
+            "observe_health": self.observe_health,
+            "probe_migrate_back": self.probe_migrate_back,
             "read_freezes": self.read_freezes,
         }
 
     def read_freezes(self, input: ReadFreezesInput) -> FreezeReading:
-        """No freeze, no freeze window: generated ones would hold the CI's queue at random (freezes are tested on
-        their own)."""
-        return FreezeReading(freezes=[], windows=[])
+        """The freezes a story set, no window: generated ones would hold the CI's queue at random."""
+        return FreezeReading(freezes=list(self.freezes), windows=[])
 
     def _mine(self, workflow_name: str) -> bool:
         return workflow_name == self.workflow_name
@@ -377,6 +419,10 @@ class World:
                 info=top.info, enabled=True, strategies=default_strategies(top.info.flag_name)
             )
             return self._served([self.flags[top.info.flag_name]])[0]
+        if not self._polled(task_queue(self.workflow_name, input.version_id)):
+            self.violations.append(
+                f"a flag of {input.version_id} created (its dark strategy routes isTest traffic) before a worker polls"
+            )
         info = self.add_version(input.version_id, percent=0)
         return self._served([self.flags[info.flag_name]])[0]
 
@@ -477,6 +523,34 @@ class World:
                 activity.heartbeat(progress)
             if progress.call_done(input.pages):
                 return progress
+
+    def observe_workers(self, input: ObserveWorkersInput) -> WorkersObservation:
+        self.looked_for_workers[input.task_queue] += 1
+        pollers = sum(1 for worker_set in self.deployments.values() if worker_set.task_queue == input.task_queue)
+        return WorkersObservation(task_queue=input.task_queue, pollers=pollers)
+
+    def observe_health(self, input: ObserveHealthInput) -> HealthObservation:
+        """Clean, unless a scenario broke the new version: then the evidence its rule fires on."""
+        version = input.new_task_queue.removeprefix(f"{self.workflow_name}-")
+        evidence: dict[str, Any] = {}
+        if version in self.broken:
+            evidence = BROKEN_EVIDENCE[self.broken[version]] | {"examples": [f"{self.workflow_name}-broken"]}
+        new = VersionHealth.model_validate({"task_queue": input.new_task_queue, "task_problems": 0, **evidence})
+        flag = self.flags.get(input.flag_name)
+        return HealthObservation(
+            new=new,
+            old=VersionHealth(task_queue=input.old_task_queue, task_problems=0),
+            percent=general_percent(flag) if flag is not None and not flag.archived else None,
+        )
+
+    def probe_migrate_back(self, input: ProbeMigrateBackInput) -> MigrateBackEvidence:
+        old = input.old_task_queue.removeprefix(f"{self.workflow_name}-")
+        new = input.new_task_queue.removeprefix(f"{self.workflow_name}-")
+        return MigrateBackEvidence(
+            old_accepts=self.accepts.get(old, [old]),
+            new_state_versions=[new],
+            running_on_new_queue=len(self.running_on(input.new_task_queue)),
+        )
 
     async def find_workers(self, input: FindWorkersInput) -> WorkerSetList:
         found = [d for d in self.deployments.values() if labels_match(d.labels, input.workflow_name, input.version_id)]

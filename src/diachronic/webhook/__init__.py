@@ -1,4 +1,5 @@
-"""The GitHub webhook receiver: ``deployment_status`` success -> the CI's deploy (update-with-start), once per delivery.
+"""The GitHub webhook receiver: ``deployment_status`` success -> the CI's deploy signal (signal-with-start), durable,
+deployed at most once per delivery.
 
 Pure parts (payload models, signature, mapping) are importable without a server; ``diachronic.http`` serves
 ``GitHubReceiver`` at ``POST /webhooks/github``.
@@ -16,10 +17,9 @@ from diachronic.webhook.github import (
 )
 from diachronic.webhook.receiver import (
     GitHubReceiver,
-    StartDeployment,
+    SendDeployment,
     WebhookResult,
-    deploy_update_id,
-    start_deployment,
+    send_deployment,
 )
 from diachronic.webhook.signature import sign, signature_matches
 
@@ -29,14 +29,13 @@ __all__ = [
     "GitHubReceiver",
     "PayloadError",
     "RepositoryMap",
-    "StartDeployment",
+    "SendDeployment",
     "WebhookDisabled",
     "WebhookResult",
-    "deploy_update_id",
     "parse_body",
     "parse_deployment_status",
+    "send_deployment",
     "sign",
     "signature_matches",
-    "start_deployment",
     "to_deploy_event",
 ]

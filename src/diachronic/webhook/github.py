@@ -143,8 +143,10 @@ def _deployment_payload(deployment: Deployment) -> dict[str, Any]:
     return payload
 
 
-def to_deploy_event(event: DeploymentStatusEvent, repositories: RepositoryMap) -> DeployEvent:
-    """The CI's deploy payload for a ``success`` status (docs/architecture.md; original-behaviour §1.2)."""
+def to_deploy_event(
+    event: DeploymentStatusEvent, repositories: RepositoryMap, *, delivery: str | None = None
+) -> DeployEvent:
+    """The CI's deploy payload for a ``success`` status (docs/http.md), carrying the ``delivery`` id it came in."""
     deployment = event.deployment
     payload = _deployment_payload(deployment)
     workflow_name = payload.get("workflowName")
@@ -167,6 +169,8 @@ def to_deploy_event(event: DeploymentStatusEvent, repositories: RepositoryMap) -
         "isDarkDeploy": payload.get("isDarkDeploy") or False,  # absent or null: false, as in the original
         "isNonMigratory": payload.get("isNonMigratory") or False,
     }
+    if delivery is not None:
+        fields["deliveryId"] = delivery
     if deployment.id is not None:
         fields["githubDeployment"] = {"repository": event.repository.full_name, "deploymentId": deployment.id}
     try:

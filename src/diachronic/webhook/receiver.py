@@ -1,42 +1,38 @@
-"""Handle one GitHub delivery: authenticate, parse, decide, start the deployment once.
+"""Handle one GitHub delivery: authenticate, parse, decide, send the deployment to its CI, durably.
 
 Transport-free (headers and raw body in, a ``WebhookResult`` or one of our errors out), so the HTTP route is a
 thin adapter and the rules are testable without a server. Order matters: nothing is parsed or logged before the
 signature is checked.
 
-Stateless: the receiver keeps no record of deliveries. "At most once per delivery" is kept where the deployment
-itself is recorded, in Temporal: the delivery id is the update id of the CI's deploy call (``deploy_update_id``).
-Temporal runs an update id once per run of the CI workflow and answers a repeat with the first outcome, also after
-the run ended as long as it is the workflow's latest run; beyond that, the CI recognises a deploy of the version
-it already deploys, queues or has made live as a duplicate (``diachronic.ci.planner.deploy``). So any number of
-replicas, restarted at any time, start each delivery at most once.
+Durable and stateless. A ``success`` is sent as the original's wire message, a signal-with-start of the CI
+workflow (``diachronic.ci.client.signal_deploy``): Temporal records it as soon as it answers, whether or not a CI
+worker polls, so a delivery that got a 2xx is never lost (GitHub does not redeliver by itself); the deployment
+starts once a CI worker runs. The receiver keeps no record of deliveries: the deploy event carries the delivery id
+(``deliveryId``), and the CI treats a delivery it took recently as a duplicate, as it does a deploy of the version
+it deploys, queues or has already made the newest live version (``diachronic.ci.planner.deploy``,
+``planner.deployment``). So any number of replicas, restarted at any time, deploy each delivery at most once.
 """
 
 from __future__ import annotations
 
-import asyncio
 import logging
 from collections.abc import Awaitable, Callable, Mapping
 from typing import Literal
 
-from temporalio.client import Client, WorkflowUpdateRPCTimeoutOrCancelledError
+from temporalio.client import Client
 
 from diachronic.ci import client as ci
-from diachronic.ci.contracts import DeployAck
-from diachronic.contracts import Contract, DeployEvent, ci_workflow_id
-from diachronic.errors import BackendError
+from diachronic.contracts import MAX_DELIVERY_ID, Contract, DeployEvent, ci_workflow_id
 from diachronic.webhook.errors import BadSignature, PayloadError, WebhookDisabled
 from diachronic.webhook.github import RepositoryMap, parse_body, parse_deployment_status, to_deploy_event
 from diachronic.webhook.signature import signature_matches
 
-__all__ = ["GitHubReceiver", "StartDeployment", "WebhookResult", "deploy_update_id", "start_deployment"]
+__all__ = ["GitHubReceiver", "SendDeployment", "WebhookResult", "send_deployment"]
 
 log = logging.getLogger(__name__)
 
-StartDeployment = Callable[[DeployEvent, str], Awaitable[DeployAck]]
-"""Queue the deployment described by the event on its CI, at most once per delivery id (the second argument)."""
-
-MAX_DELIVERY_ID = 200
+SendDeployment = Callable[[DeployEvent], Awaitable[None]]
+"""Send the deploy event (carrying its delivery id) to its CI, durably; raises when Temporal did not record it."""
 
 
 class WebhookResult(Contract):
@@ -44,33 +40,16 @@ class WebhookResult(Contract):
 
     delivery: str | None = None
     event: str
-    action: Literal["pong", "ignored", "started", "duplicate"]
+    action: Literal["pong", "ignored", "started"]
     detail: str
     workflow_id: str | None = None
     deploy_event: DeployEvent | None = None
 
 
-def deploy_update_id(delivery: str) -> str:
-    """The update id of a delivery's deploy call: Temporal answers a repeated id with the first call's outcome."""
-    return f"github-delivery-{delivery}"
-
-
-async def start_deployment(
-    client: Client, ci_task_queue: str, event: DeployEvent, delivery: str, *, timeout_s: float
-) -> DeployAck:
-    """Update-with-start of ``ci.<workflowName>`` with the deploy request, keyed by the delivery id.
-
-    The update is answered once a CI worker took it: with none polling, give up after ``timeout_s`` (a 503)."""
-    try:
-        return await asyncio.wait_for(
-            ci.deploy(client, ci_task_queue, event, update_id=deploy_update_id(delivery)), timeout_s
-        )
-    except (TimeoutError, WorkflowUpdateRPCTimeoutOrCancelledError):  # the SDK's answer to the cancelled wait
-        raise BackendError(
-            f"the CI did not take the deployment of {event.workflow_name} {event.version_id} within {timeout_s:g} s: "
-            f"does a CI worker poll task queue {ci_task_queue!r}? (diachronic doctor); redeliver once it does",
-            retryable=True,
-        ) from None
+async def send_deployment(client: Client, ci_task_queue: str, event: DeployEvent, *, timeout_s: float) -> None:
+    """Signal-with-start of ``ci.<workflowName>`` on ``ci_task_queue``; Temporal must record it within
+    ``timeout_s`` (else a 503: GitHub gives up after 10 s)."""
+    await ci.signal_deploy(client, ci_task_queue, event, rpc_timeout_s=timeout_s)
 
 
 class GitHubReceiver:
@@ -82,12 +61,12 @@ class GitHubReceiver:
         secret: str | None,
         allow_unsigned: bool,
         repositories: RepositoryMap,
-        start: StartDeployment,
+        send: SendDeployment,
     ) -> None:
         self._secret = secret or None  # an empty secret would make every signature forgeable: treat as unset
         self._allow_unsigned = allow_unsigned
         self._repositories = repositories
-        self._start = start
+        self._send = send
 
     @property
     def enabled(self) -> bool:
@@ -125,7 +104,7 @@ class GitHubReceiver:
         state = status.deployment_status.state
         if state != "success":
             return self._ignore(delivery, event, f"deployment state {state!r} is not acted on")
-        deploy = to_deploy_event(status, self._repositories)
+        deploy = to_deploy_event(status, self._repositories, delivery=delivery)
         return await self._deploy(delivery, event, deploy)
 
     @staticmethod
@@ -134,15 +113,18 @@ class GitHubReceiver:
         return WebhookResult(delivery=delivery, event=event, action="ignored", detail=detail)
 
     async def _deploy(self, delivery: str, event: str, deploy: DeployEvent) -> WebhookResult:
-        ack = await self._start(deploy, delivery)
+        await self._send(deploy)
         workflow_id = ci_workflow_id(deploy.workflow_name)
-        what = f"{deploy.workflow_name} {deploy.version_id}"
-        if ack.position is None:
-            action: Literal["started", "duplicate"] = "duplicate"
-            detail = f"{what} is already deployed or queued ({ack.decision}): nothing started"
-        else:
-            action, detail = "started", f"deployment of {what} queued on {workflow_id} (position {ack.position})"
+        detail = (
+            f"deployment of {deploy.workflow_name} {deploy.version_id} sent to {workflow_id}: it queues it, or "
+            "recognises a duplicate (this delivery again, or a version it already deploys or made live)"
+        )
         log.info("github delivery %s: %s", delivery, detail)
         return WebhookResult(
-            delivery=delivery, event=event, action=action, detail=detail, workflow_id=workflow_id, deploy_event=deploy
+            delivery=delivery,
+            event=event,
+            action="started",
+            detail=detail,
+            workflow_id=workflow_id,
+            deploy_event=deploy,
         )

@@ -3,10 +3,13 @@
 - ``plan_start``: at the start, over the observed flags: refuse (another environment, a task queue another
   workflow's version already has), skip (the version already is the newest live version: a duplicate, unless a
   human asked to redeploy it), or deploy, initial (no previous version) or as a rollout from the previous version.
-- ``plan_children``: while the rollout and migration children run, whichever ends first decides: a failure stops the
-  other and fails the deployment; a human's cancel or abort stops both; a rollout stopped by a human edit lets the
-  migration follow the flag and ends the deployment as ``stopped``.
-- ``plan_route_back``: an abort's write (the new version's general percentage to 0, on the value read).
+- ``plan_children``: while the rollout, migration and health children run, whichever ends first decides: a failure
+  stops the others and fails the deployment; a human's cancel, abort or roll-back stops them; the health analysis's
+  breach, or a failed gate before a rollout step, aborts (docs/gates.md); a rollout stopped by a human edit lets the
+  migration follow the flag and ends the deployment as ``stopped``. The health workflow only watches: it is stopped
+  whenever the deployment ends.
+- ``plan_route_back``: an abort's write (the new version's general percentage down to 0, or to a roll-back step's
+  percentage, on the value read).
 - ``run_failure``: failures are counted across continue-as-new; a run with any fails.
 
 The CI workflow gathers the observations and executes the plans; it takes no decision of its own.
@@ -19,6 +22,7 @@ from dataclasses import dataclass
 from enum import StrEnum
 
 from diachronic.ci.contracts import Actor, Control, DeploymentEnd, Phase
+from diachronic.ci.planner.rollback import ROLLED_BACK
 from diachronic.ci.planner.rollout import TrafficObservation
 from diachronic.contracts import DeployEvent, VersionInfo
 from diachronic.flags import VersionFlag
@@ -134,12 +138,13 @@ class ChildState(StrEnum):
     STOPPED = "stopped"  # the rollout stepped aside: a human edited the flag
     HANDED_OFF = "handed_off"  # the migration drained the old queue and left retiring to a cleanup workflow
     FAILED = "failed"
+    ABORTED = "aborted"  # a gate before a rollout step failed, or the health analysis found a breach
 
 
 @dataclass(frozen=True)
 class ChildView:
     state: ChildState
-    reason: str | None = None  # STOPPED, FAILED: the typed reason
+    reason: str | None = None  # STOPPED, FAILED, ABORTED: the typed reason
     detail: str | None = None
 
 
@@ -150,8 +155,9 @@ RUNNING = ChildView(ChildState.RUNNING)
 class ChildrenSnapshot:
     rollout: ChildView | None  # None: not started yet (preparing, or a dark deploy awaiting continue)
     migration: ChildView | None  # None: none runs (non-migratory, or not started yet)
-    stop: Control | None = None  # a human's cancel or abort
+    stop: Control | None = None  # a human's cancel, abort or roll-back
     note: str | None = None  # the reason given with it
+    health: ChildView | None = None  # None: no health analysis (an initial deployment, or not started yet)
 
 
 class ChildrenAction(StrEnum):
@@ -175,15 +181,24 @@ class ChildrenPlan:
 
 def plan_children(snapshot: ChildrenSnapshot) -> ChildrenPlan:
     """Whichever ends first decides; see the module's docstring."""
-    rollout, migration = snapshot.rollout, snapshot.migration
-    running = any(child is not None and child.state is ChildState.RUNNING for child in (rollout, migration))
+    rollout, migration, health = snapshot.rollout, snapshot.migration, snapshot.health
+    children = (rollout, migration, health)
+    running = any(child is not None and child.state is ChildState.RUNNING for child in children)
     if snapshot.stop is Control.CANCEL:
         end = DeploymentEnd(detail="automation stopped, flags left as they are", by=Actor.HUMAN)
         return _end(Phase.CANCELLED, end.model_copy(update={"note": snapshot.note}), stop_children=running)
-    if snapshot.stop is Control.ABORT:
-        end = DeploymentEnd(detail="new starts routed back to the previous version, migration stopped", by=Actor.HUMAN)
+    if snapshot.stop in (Control.ABORT, Control.ROLLBACK):
+        end = DeploymentEnd(
+            reason=ROLLED_BACK if snapshot.stop is Control.ROLLBACK else None,
+            detail="new starts routed back to the previous version, migration stopped",
+            by=Actor.HUMAN,
+        )
         return _end(Phase.ABORTED, end.model_copy(update={"note": snapshot.note}), stop_children=running)
-    for child in (rollout, migration):
+    for child in (health, rollout):
+        if child is not None and child.state is ChildState.ABORTED:
+            end = DeploymentEnd(reason=child.reason, detail=child.detail, by=Actor.GATES)
+            return _end(Phase.ABORTED, end, stop_children=running)
+    for child in children:
         if child is not None and child.state is ChildState.FAILED:
             return _end(Phase.FAILED, DeploymentEnd(reason=child.reason, detail=child.detail), stop_children=running)
     if rollout is None or rollout.state is ChildState.RUNNING:
@@ -192,8 +207,9 @@ def plan_children(snapshot: ChildrenSnapshot) -> ChildrenPlan:
         return ChildrenPlan(ChildrenAction.WAIT, Phase.MIGRATING)
     cleanup = migration is None or migration.state is ChildState.HANDED_OFF
     if rollout.state is ChildState.STOPPED:
-        return _end(Phase.STOPPED, DeploymentEnd(reason=rollout.reason, detail=rollout.detail), start_cleanup=cleanup)
-    return _end(Phase.COMPLETED, DeploymentEnd(), start_cleanup=cleanup)
+        end = DeploymentEnd(reason=rollout.reason, detail=rollout.detail)
+        return _end(Phase.STOPPED, end, start_cleanup=cleanup, stop_children=running)
+    return _end(Phase.COMPLETED, DeploymentEnd(), start_cleanup=cleanup, stop_children=running)
 
 
 def _end(phase: Phase, end: DeploymentEnd, *, stop_children: bool = False, start_cleanup: bool = False) -> ChildrenPlan:
@@ -218,14 +234,15 @@ class RouteBack:
     expected: int
 
 
-def plan_route_back(observed: TrafficObservation) -> RouteBack | None:
-    """An abort sends new starts back to the previous version: the new flag's general percentage to 0, on the value
-    read. Nothing to write when it is 0 already, or when a human deleted, disabled or archived it (they win)."""
+def plan_route_back(observed: TrafficObservation, percent: int = 0) -> RouteBack | None:
+    """An abort sends new starts back to the previous version: the new flag's general percentage down to ``percent``
+    (0; a stepped roll-back's step), on the value read. Nothing to write when it is at or below that already, or
+    when a human deleted, disabled or archived it (they win)."""
     if not observed.flag_found or not observed.strategy_found or observed.strategy_disabled:
         return None
-    if observed.percent is None or observed.percent == 0:
+    if observed.percent is None or observed.percent <= percent:
         return None
-    return RouteBack(percent=0, expected=observed.percent)
+    return RouteBack(percent=percent, expected=observed.percent)
 
 
 # --------------------------------------------------------------------------------------------------- the run

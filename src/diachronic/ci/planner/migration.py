@@ -186,8 +186,9 @@ def _may_match_general_traffic(strategy: FlagStrategy) -> bool:
 def after_drain(plan: RetirePlan) -> MigrationAction:
     """The old queue is empty: retire as planned, or wait while the flag still routes traffic. A deployment of the
     old version in the CI's queue waits for this migration to end, so waiting for it here would never end: the
-    retirement is handed to a cleanup workflow, which waits on its own."""
-    if plan.blocker is RetireBlocker.DEPLOYING:
+    retirement is handed to a cleanup workflow, which waits on its own. So is the retire delay's countdown: the
+    CI's queue does not wait for it."""
+    if plan.blocker in (RetireBlocker.DEPLOYING, RetireBlocker.DELAYED):
         return MigrationAction.HAND_OFF
     if plan.blocker is not None:
         return MigrationAction.WAIT

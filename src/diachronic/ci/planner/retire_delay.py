@@ -4,8 +4,14 @@ controller's scale-down and delete delays).
 
 Pure: the retire step of migration and cleanup asks the retire rule (``diachronic.ci.planner.retire``) on fresh
 data each time it looks, and here whether the countdown has run out. Anything that makes the rule hold or keep
-the workers (a workflow on the old queue again, a roll-back that made the version live again) stops the countdown;
-it starts over the next time the rule would delete them.
+the workers (a workflow on the old queue again, a roll-back queued or made live again) stops the countdown; it
+starts over the next time the rule would delete them.
+
+    countdown = count_down(now, delay=D, ready=plan.delete_workers, ready_since=state.ready_since)
+    plan = hold_while_counting(plan, countdown)   # RetireBlocker.DELAYED until it runs out
+
+A migration hands a running countdown to a cleanup workflow (``planner.migration.after_drain``): the CI's queue
+does not wait for it.
 """
 
 from __future__ import annotations
@@ -13,7 +19,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-__all__ = ["RetireCountdown", "count_down"]
+from diachronic.ci.planner.retire import RetireBlocker, RetirePlan
+
+__all__ = ["RetireCountdown", "count_down", "hold_while_counting"]
 
 
 @dataclass(frozen=True)
@@ -32,3 +40,11 @@ def count_down(now: datetime, *, delay: timedelta, ready: bool, ready_since: dat
     since = ready_since or now
     at = since + delay
     return RetireCountdown(retire_now=now >= at, ready_since=since, retire_at=at)
+
+
+def hold_while_counting(plan: RetirePlan, countdown: RetireCountdown) -> RetirePlan:
+    """``plan``, unless it deletes the workers before the countdown ran out: then nothing yet (not even the flag's
+    archive: a roll-back within the delay finds the version as it was)."""
+    if plan.delete_workers and not countdown.retire_now:
+        return RetirePlan(RetireBlocker.DELAYED)
+    return plan

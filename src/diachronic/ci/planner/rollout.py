@@ -9,12 +9,19 @@ The rollout workflow (and the CI's initial deployment, a one-step rollout to 100
     START    -> hold ``plan.percent`` from now on, continue at ``plan.step_index``
     WRITE    -> set the general percentage to ``plan.percent`` only if it still holds ``plan.expected``
                 (a failed condition is a human edit: look again, and the next plan stops)
+    GATE     -> run the gate workflow before step ``plan.step_index`` (``deploy --gate-every-step``), then look again:
+                passed, the step is written; failed, the rollout ends aborted (``diachronic.ci.planner.gate``)
     WAIT     -> sleep until ``plan.wake_at`` (or a control), then look again
+    HOLD     -> a step is due but a freeze is in force (``plan.freeze``): write nothing, look again at ``wake_at``
     STOP     -> a human changed the flag (``plan.stop`` says how): step aside
     COMPLETE -> the schedule is done
 
 The default answer when anything is unknown is to hold (WAIT or STOP): the machine never writes unless the flag
 holds exactly what the automation last wrote and a step is due.
+
+Freezes are read only when a step is due (a WRITE without them): the workflow then reads the freeze in force and
+asks again with it (``RolloutSnapshot.freeze``). A forced deployment writes through it and the plan names the freeze
+it overrode; a human's promote goes through a freeze too (a human decided it, as with an edit by hand).
 """
 
 from __future__ import annotations
@@ -24,6 +31,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from enum import StrEnum
 
+from diachronic.ci.planner.freeze import Freeze, freeze_gate
 from diachronic.ci.planner.schedule import MAX_PERCENT
 from diachronic.contracts import RolloutStep
 from diachronic.flags import GENERAL_TRAFFIC_TITLE, VersionFlag
@@ -58,7 +66,9 @@ class RolloutStopReason(StrEnum):
 class RolloutAction(StrEnum):
     START = "start"  # the first look: hold what the flag holds, skip the steps at or below it
     WRITE = "write"  # a step is due: write ``percent`` on ``expected``
+    GATE = "gate"  # a step is due, and its gate must pass first
     WAIT = "wait"  # nothing is due: look again at ``wake_at``
+    HOLD = "hold"  # a step is due, a freeze holds it: look again at ``wake_at``
     STOP = "stop"  # the flag is not as the automation left it
     COMPLETE = "complete"  # every step is done
 
@@ -88,6 +98,10 @@ class RolloutSnapshot:
     resumed_at: datetime | None = None
     paused: bool = False
     promote: bool = False
+    gate_every_step: bool = False  # ``--gate-every-step``: the gate passes before each step after the first
+    gated_through: int = 0  # the gate passed before every step up to this index
+    freeze: Freeze | None = None  # the freeze in force now (read when a step is due)
+    force_reason: str | None = None  # the deployment goes through freezes, for this reason
 
 
 @dataclass(frozen=True)
@@ -95,9 +109,10 @@ class RolloutPlan:
     action: RolloutAction
     percent: int | None = None  # START: where the rollout stands; WRITE: what to write
     expected: int | None = None  # WRITE: the condition, what the flag must still hold
-    step_index: int | None = None  # START, WRITE: the next step afterwards
+    step_index: int | None = None  # START, WRITE: the next step afterwards; GATE: the step the gate is for
     stop: RolloutStopReason | None = None
-    wake_at: datetime | None = None  # WAIT: when to look again
+    wake_at: datetime | None = None  # WAIT, HOLD: when to look again
+    freeze: Freeze | None = None  # HOLD: the freeze holding the step; WRITE: the freeze a forced step went through
 
     @property
     def branch(self) -> RolloutAction:
@@ -142,11 +157,17 @@ def plan_rollout(snapshot: RolloutSnapshot) -> RolloutPlan:
         return RolloutPlan(RolloutAction.WRITE, percent=MAX_PERCENT, expected=snapshot.percent, step_index=len(steps))
     deadline = step_deadline(steps[snapshot.step_index], snapshot.step_started_at or now, snapshot.resumed_at)
     if not snapshot.paused and now >= deadline:
+        verdict = freeze_gate(now, snapshot.freeze, force_reason=snapshot.force_reason)
+        if verdict.hold is not None:
+            return RolloutPlan(RolloutAction.HOLD, wake_at=verdict.recheck_at, freeze=verdict.hold)
+        if snapshot.gate_every_step and snapshot.step_index > snapshot.gated_through:
+            return RolloutPlan(RolloutAction.GATE, step_index=snapshot.step_index)
         return RolloutPlan(
             RolloutAction.WRITE,
             percent=steps[snapshot.step_index].percent,
             expected=snapshot.percent,
             step_index=snapshot.step_index + 1,
+            freeze=verdict.overridden,
         )
     poll = now + timedelta(seconds=snapshot.poll_interval_s)
     return RolloutPlan(RolloutAction.WAIT, wake_at=poll if snapshot.paused else min(deadline, poll))

@@ -28,6 +28,7 @@
     ["resume", "Resume", "Carry on with the paused rollout on its schedule."],
     ["promote", "Promote", "Route 100 % of new starts to the new version now."],
     ["abort", "Abort", "Route new starts back to the previous version and stop the migration."],
+    ["rollback", "Roll back", "Route 100 % of new starts back to the previous version at once and stop the migration; moved workflows stay."],
     ["cancel", "Cancel", "Stop the automation; the flags stay as they are now."],
   ];
 
@@ -300,6 +301,27 @@
     return section("Queued deployments", el("ol", { "data-field": "queue" }, items));
   }
 
+  // The gates (docs/gates.md): readiness, the gate workflow's runs, the health numbers of the last step, a breach.
+  function gates(status) {
+    const g = status.gates;
+    if (!g) return null;
+    const parts = [];
+    if (g.stage === "waiting_for_workers" && g.waitingFor) parts.push(el("p", { "data-field": "gate-stage", text: `⏳ ${g.waitingFor}` }));
+    else if (g.stage) parts.push(el("p", { "data-field": "gate-stage", text: g.stage.replace(/_/g, " ") }));
+    for (const run of g.gateRuns || []) {
+      const state = run.passed === null ? "running" : run.passed ? "passed" : "failed";
+      parts.push(el("p", { "data-field": "gate-run", text: `gate before step ${run.stepIndex + 1}: ${state}${run.detail ? ` (${run.detail})` : ""}` }));
+    }
+    const last = (g.health || [])[g.health.length - 1];
+    if (last) {
+      const failures = (v) => v.failed + v.timedOut + v.terminated;
+      const stuck = last.new.taskProblems ? `, ${last.new.taskProblems} stuck` : "";
+      parts.push(el("p", { "data-field": "health", text: `health at ${last.percent ?? "?"} %: new ${failures(last.new)}/${last.new.closed} failed${stuck}; previous ${failures(last.old)}/${last.old.closed}` }));
+    }
+    if (g.breach) parts.push(el("p", { class: "problem", "data-field": "breach" }, el("strong", { text: "⚠ " }), `${g.breach.rule}: ${g.breach.detail}`));
+    return parts.length ? section("Gates", ...parts) : null;
+  }
+
   function lastError(status) {
     const stale = Date.now() - new Date(status.readAt).getTime() > STALE_MS;
     const parts = [];
@@ -437,6 +459,7 @@
         deployment(status),
         chart(status, status.workflowName),
         migration(status),
+        gates(status),
         el("div", {}, lastError(status), queue(status)),
         versions(status),
         recent(status),
