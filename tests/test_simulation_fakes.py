@@ -185,6 +185,7 @@ async def test_the_world_refuses_deleting_workers_while_workflows_run_or_a_deplo
 def test_an_automated_write_is_conditional_and_a_human_edit_between_read_and_write_wins() -> None:
     world = World("wf")
     world.add_version("v1")
+    world.add_workers("v2")  # a worker polls v2's queue before its flag exists (readiness)
     v2 = world.apply_version_flag(ApplyFlagInput(workflow_name="wf", version_id="v2")).info  # read: 0 %
     world.before_next_write(lambda w: w.hand_set_percent("v2", 30))
     with pytest.raises(SimulatedFailure, match="ConcurrentEdit"):
@@ -195,6 +196,7 @@ def test_an_automated_write_is_conditional_and_a_human_edit_between_read_and_wri
 def test_an_automated_write_of_a_value_it_never_read_is_a_violation() -> None:
     world = World("wf")
     world.add_version("v1")
+    world.add_workers("v2")  # a worker polls v2's queue before its flag exists (readiness)
     v2 = world.apply_version_flag(ApplyFlagInput(workflow_name="wf", version_id="v2")).info  # read: 0 %
     world.hand_set_percent("v2", 30)  # the automation never reads it again...
     world.set_traffic_percent(SetPercentInput(flag_name=v2.flag_name, percent=50, expected=30))  # ...yet expects 30
@@ -207,6 +209,7 @@ def test_the_world_counts_migrate_signals_and_lets_temporal_drop_resends() -> No
     world = World("wf")
     world.add_version("v1")
     v2 = world.add_version("v2")  # newest at 100 %: every v1 workflow is eligible
+    world.add_workers("v2")  # a worker polls v2's queue (readiness): the signals may go there
     world.start_workflows("v1", 3)
     request = SweepInput(workflow_name="wf", from_task_queue="wf-v1", to_version=v2, flags=world.flags_newest_first())
     first = world.migrate_sweep(request)
@@ -262,6 +265,7 @@ def test_archiving_the_newest_flag_or_one_that_routes_traffic_is_a_violation() -
 def test_a_retried_write_whose_reply_was_lost_is_done_not_a_human_edit() -> None:
     world = World("wf")
     world.add_version("v1")
+    world.add_workers("v2")  # a worker polls v2's queue before its flag exists (readiness)
     v2 = world.apply_version_flag(ApplyFlagInput(workflow_name="wf", version_id="v2")).info
     write = SetPercentInput(flag_name=v2.flag_name, percent=25, expected=0)
     world.set_traffic_percent(write)
