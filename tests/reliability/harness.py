@@ -512,9 +512,13 @@ class Audit:
         )
 
 
-async def audit(client: Client, started: Mapping[str, str | None], final_queue: str) -> Audit:
-    """Lost = the last run is neither running on ``final_queue`` nor completed. Double = a run received the
-    migrate signal more than once. From histories, with a bounded number of requests in flight."""
+async def audit(
+    client: Client, started: Mapping[str, str | None], final_queue: str, kept_queues: Iterable[str] = ()
+) -> Audit:
+    """Lost = the last run is neither running on ``final_queue`` (or on one of ``kept_queues``: a version whose
+    workflows stay by design, as after a roll-back) nor completed. Double = a run received the migrate signal more
+    than once. From histories, with a bounded number of requests in flight."""
+    kept = set(kept_queues)
     semaphore = asyncio.Semaphore(16)
 
     async def one(workflow_id: str, run_id: str | None) -> tuple[str, list[Run]]:
@@ -533,6 +537,8 @@ async def audit(client: Client, started: Mapping[str, str | None], final_queue: 
         last = chain[-1]
         if last.end is None and last.task_queue == final_queue:
             on_final += 1
+        elif last.end is None and last.task_queue in kept:
+            pass  # stays on a version that keeps its workflows; its workers must still run (live_workers_stopped)
         elif last.end == "completed":
             completed += 1
         else:
@@ -743,14 +749,16 @@ class Scenario:
 
     # -- verdicts -----------------------------------------------------------------------------------------------
 
-    async def audit(self, final_version: str) -> Audit:
-        return await audit(self.client, self.started, task_queue(final_version))
+    async def audit(self, final_version: str, kept: Iterable[str] = ()) -> Audit:
+        return await audit(self.client, self.started, task_queue(final_version), [task_queue(v) for v in kept])
 
-    async def verdict(self, result: Mapping[str, Any], final_version: str) -> Verdict:
-        """The end of the scenario, read from outside diachronic (marks it ``completed``)."""
+    async def verdict(self, result: Mapping[str, Any], final_version: str, kept: Iterable[str] = ()) -> Verdict:
+        """The end of the scenario, read from outside diachronic (marks it ``completed``). ``kept``: versions whose
+        workflows stay on their queue by design (a roll-back by redeploy leaves them): not lost, their workers live."""
         self.mark("completed")
-        checked = await self.audit(final_version)
-        live_stopped = self.live_workers_stopped(checked, [final_version])
+        kept = list(kept)
+        checked = await self.audit(final_version, kept)
+        live_stopped = self.live_workers_stopped(checked, [final_version, *kept])
         return Verdict(list(result["deployments"]), checked, live_stopped, await self.scan())
 
     async def flag_states(self) -> list[tuple[str, bool]]:

@@ -7,7 +7,8 @@ machine's speed, every command arrives while r2 is in progress, so the expected 
 
 The CI handles them first in, first out, recognises the duplicates, runs each accepted version once (rollout,
 migration, retirement of the previous one), and ends with the last version at 100 %; every superseded version's
-workers are stopped and its flags archived, and no worker of a version that is live, or queued to become live, is
+workers are stopped and its flags archived — but for the version the roll-back went back from, whose workflows stay
+on it by design, with its flag and workers — and no worker of a version that is live, or queued to become live, is
 stopped. Every version runs the sample's v2 code (so that a roll-back can take the workflows' state back)."""
 
 from __future__ import annotations
@@ -82,7 +83,17 @@ async def test_a_storm_of_20_deploys(tmp_path: Path, reliability_report: Report)
         await sc.control("promote", "reliability: the storm is over")
 
         result = await sc.ci_result(120 + 3 * COUNT)
-        verdict = await sc.verdict(result, final)
+        # A redeploy of r1 (live before the storm) is a roll-back: the workflows of the version it goes back from
+        # stay on it by design (docs/gates.md), so that version keeps its flag and its workers.
+        kept = sorted(
+            {
+                d["fromVersion"]["versionId"]
+                for d in result["deployments"]
+                if d["gates"]["redeployRollback"] and not d["gates"]["movesBack"]
+            }
+            - {final}
+        )
+        verdict = await sc.verdict(result, final, kept)
         decisions = [a.decision if a else None for a in acks]
         accepted = [v for v, a in zip(STORM, acks, strict=True) if a is not None and a.position is not None]
         ran = [d["toVersion"]["versionId"] for d in result["deployments"]]
@@ -122,10 +133,12 @@ async def test_a_storm_of_20_deploys(tmp_path: Path, reliability_report: Report)
         assert ran == expected, (ran, arrived)  # first in, first out, in the order the CI received them
         assert all(d["phase"] == "completed" for d in result["deployments"]), result["deployments"]
         verdict.assert_nothing_lost()
-        assert [(f.info.version_id, general_percent(f)) for f in live_flags] == [(final, 100)]
-        # Every flag but the final one is archived: one per deployment that ran, and r1's from before the storm
-        # (superseded whatever the order; when r1 arrives last, its redeploy is a new flag of the same version).
+        assert kept == [ran[ran.index("r1") - 1]], (kept, ran)  # r2 runs first: r1 always goes back from one
+        assert (live_flags[0].info.version_id, general_percent(live_flags[0])) == (final, 100)  # the newest
+        assert sorted(f.info.version_id for f in live_flags) == sorted([final, *kept])
+        # Every other flag is archived: one per deployment that ran, and r1's from before the storm (superseded
+        # whatever the order; when r1 arrives last, its redeploy is a new flag of the same version).
         assert len(flags) == len(ran) + 1
-        assert {f.info.version_id for f in flags if f.archived} == (set(versions) - {final}) | {"r1"}
-        assert stopped == sorted(set(versions) - {final}), stopped
-        assert running == [final] and sc.watch.running()[final].uid == first_uids[final]
+        assert {f.info.version_id for f in flags if f.archived} == (set(versions) - {final, *kept}) | {"r1"}
+        assert stopped == sorted(set(versions) - {final, *kept}), stopped
+        assert running == sorted([final, *kept]) and sc.watch.running()[final].uid == first_uids[final]
