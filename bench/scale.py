@@ -49,6 +49,7 @@ from temporalio.service import RPCError
 from diachronic.ci import client as ci
 from diachronic.ci.contracts import (
     STATUS_QUERY,
+    CIResult,
     DeployOptions,
     MigrationState,
     cleanup_workflow_id,
@@ -289,8 +290,13 @@ async def run_size(n: int, *, db_file: bool, batch_up_to: int, signals_alone: bo
             await asyncio.sleep(SAMPLE_S)
         peak_rss = rss_mb(s.ci_worker.pid, "VmHWM")
         drain_s = cleanup_s = None
+        ended = None
         if drained is not None:
-            await client.get_workflow_handle(ci_workflow_id(WORKFLOW_NAME)).result()
+            handle = client.get_workflow_handle(ci_workflow_id(WORKFLOW_NAME), result_type=CIResult)
+            result = await handle.result()
+            last = result.deployments[-1]
+            ended = f"{last.phase.value}" + (f" ({last.end.text})" if last.end and last.end.text else "")
+            log(f"the deployment of v2 ended {ended}")
             migration = await client.get_workflow_handle(migration_workflow_id(WORKFLOW_NAME)).describe()
             assert migration.close_time is not None
             drain_s, cleanup_s = (drained - deployed).total_seconds(), (migration.close_time - deployed).total_seconds()
@@ -337,6 +343,7 @@ async def run_size(n: int, *, db_file: bool, batch_up_to: int, signals_alone: bo
         "max_history_events": histories.longest,
         "ci_worker_peak_rss_mb": round(peak_rss, 1),
         "batch_signals_per_s": None if batch is None else round(batch, 1),
+        "deployment_end": ended,
         "signalled": signalled,
         "sweep_calls": len(histories.sweeps),
         "deploy_to_first_signal_s": round((first - deployed).total_seconds(), 1),

@@ -138,9 +138,9 @@ async def test_a_sweep_signals_nothing_under_flags_the_store_no_longer_holds(
 async def test_with_the_routing_unchanged_sweeps_read_only_new_runs_and_status_says_when_the_next_comes(
     h: CIHarness, wf: str
 ) -> None:
-    await ci.deploy(h.client, h.task_queue, event(wf, "v1"))
-    await h.client.get_workflow_handle(ci_workflow_id(wf)).result()
-    async with serving(h.client, wf, "v1", "v2"):
+    async with serving(h.client, wf, "v1", "v2"):  # before the deploys: a deployment waits for its workers
+        await ci.deploy(h.client, h.task_queue, event(wf, "v1"))
+        await h.client.get_workflow_handle(ci_workflow_id(wf)).result()
         runs = {}
         for i in range(20):
             handle = await h.client.start_workflow(wf, {"i": i}, id=f"{wf}-{i}", task_queue=f"{wf}-v1")
