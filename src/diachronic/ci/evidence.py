@@ -24,6 +24,7 @@ FAILED_SCAN = 100
 _MOVED_ROWS = 1000
 _STATE_SAMPLE = 3
 _FAILING = '("Failed", "TimedOut", "Terminated")'
+_FAILING_TASKS = 'TemporalReportedProblems = "category=WorkflowTaskFailed"'  # not "category=WorkflowTaskTimedOut"
 QUERY_TIMEOUT = timedelta(seconds=5)
 """A query waits for a worker of the run's queue to answer (a stuck run never does): none within this, and the code
 is not asked."""
@@ -52,7 +53,7 @@ async def version_health(
     by_status = {str(group.group_values[0]): group.count for group in grouped.groups}
     problems = await _task_problems(client, scope)
     failing = f"ExecutionStatus IN {_FAILING} AND {closed_since}"
-    stuck = ' OR (ExecutionStatus="Running" AND TemporalReportedProblems IS NOT NULL)' if problems is not None else ""
+    stuck = f' OR (ExecutionStatus="Running" AND {_FAILING_TASKS})' if problems is not None else ""
     examples = [w.id async for w in client.list_workflows(f"{scope} AND (({failing}){stuck})", limit=MAX_EXAMPLES)]
     failures = sum(by_status.get(status, 0) for status in ("Failed", "TimedOut", "Terminated"))
     moved = (
@@ -71,10 +72,12 @@ async def version_health(
 
 
 async def _task_problems(client: Client, scope: str) -> int | None:
-    """Running workflows Temporal flagged for repeated workflow-task failures; None on a server without the flag."""
+    """Running workflows Temporal flagged for repeated workflow-task failures; None on a server without the flag.
+    Only failures (the code raised, or is not deterministic): a workflow task that timed out (Temporal's other
+    category) is a busy worker, and a migration wave on a loaded machine made healthy versions abort on it."""
     try:
         counted = await client.count_workflows(
-            f'{scope} AND ExecutionStatus="Running" AND TemporalReportedProblems IS NOT NULL'
+            f'{scope} AND ExecutionStatus="Running" AND {_FAILING_TASKS}'
         )
     except RPCError as error:
         if error.status == RPCStatusCode.INVALID_ARGUMENT:
