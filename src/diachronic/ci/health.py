@@ -68,6 +68,8 @@ class HealthWorkflow:
                 workflow.logger.warning("health of %s: %s", new.task_queue, verdict.detail)
                 self.state.breach = verdict
                 return HealthResult(breach=verdict)
+            if self._stopped:
+                break  # told to stop while it observed: a new run would not know, and nobody would stop it
             if self._slept_once and history_is_long(self.input.continue_as_new_after):
                 await workflow.wait_condition(workflow.all_handlers_finished)
                 workflow.continue_as_new(HealthRun(input=self.input, state=self.state))
