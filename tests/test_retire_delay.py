@@ -9,6 +9,7 @@ from datetime import UTC, datetime, timedelta
 import pytest
 from temporalio.api.enums.v1 import EventType
 from tests.ci_helpers import CIHarness, deploy_initial, event, fast, finish_ci, serving, start_worker_process
+from tests.conditions import eventually
 
 from diachronic.ci import client as ci
 from diachronic.ci.planner.retire import LIVE_AGAIN
@@ -27,7 +28,8 @@ async def test_a_roll_back_within_the_delay_finds_the_old_workers_running_and_ke
         await ci.deploy(h.client, h.task_queue, event(wf, "v2"), fast(steps=QUICK, retireDelayS=HOUR_S))
         [record] = (await finish_ci(h, wf))["deployments"]
         assert record["phase"] == "completed" and record["migration"]["handedOff"]  # the queue does not wait
-        status = await ci.status(h.client, wf)
+        # The cleanup that took the countdown over shows it once it has looked at the drained queue.
+        status = await eventually(lambda: ci.status(h.client, wf), lambda s: s.retire_at is not None, what="countdown")
         assert status.retire_at is not None and status.retire_at > datetime.now(UTC) + timedelta(minutes=30)
         assert [w.running for w in await h.workers.find(wf, "v1")] == [True]
         await ci.deploy(h.client, h.task_queue, event(wf, "v1"), fast(steps=QUICK))  # the roll-back
