@@ -7,7 +7,6 @@ from __future__ import annotations
 import logging
 import shutil
 import ssl
-import subprocess
 import uuid
 from collections.abc import AsyncIterator
 from datetime import timedelta
@@ -18,6 +17,7 @@ import httpx2
 import kmock
 import pytest
 from aiohttp.test_utils import RawTestServer
+from tests.tls_fixtures import Pki
 
 from diachronic.backends import open_workers
 from diachronic.ci.activities import to_application_error
@@ -431,22 +431,12 @@ def test_configuration_errors_are_clear(tmp_path: Path, monkeypatch: pytest.Monk
         KubernetesWorkers(found, namespace="Team_A")
 
 
-def _self_signed(folder: Path) -> tuple[Path, Path]:
-    cert, key = folder / "tls.crt", folder / "tls.key"
-    subprocess.run(
-        ["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1", "-subj", "/CN=127.0.0.1",
-         "-addext", "subjectAltName=IP:127.0.0.1", "-keyout", str(key), "-out", str(cert)],
-        check=True, capture_output=True, timeout=30,
-    )  # fmt: skip
-    return cert, key
-
-
-@pytest.mark.skipif(shutil.which("openssl") is None, reason="needs the openssl command for a test certificate")
 async def test_in_cluster_service_account_over_tls(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """Inside a pod: https to KUBERNETES_SERVICE_HOST, the cluster CA, the mounted token (re-read when rotated)."""
-    cert, key = _self_signed(tmp_path)
+    pki = Pki.create(tmp_path / "pki")  # the cluster's CA and its API server's certificate (for 127.0.0.1)
+    cert = pki.ca
     tls = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
-    tls.load_cert_chain(cert, key)
+    tls.load_cert_chain(pki.server.cert, pki.server.key)
 
     class TlsServer(RawTestServer):
         async def start_server(self, **kwargs: Any) -> None:

@@ -229,7 +229,10 @@ def unleash() -> UnleashServer:
 def controllable_unleash() -> UnleashServer:
     server = connect_unleash()
     if not server.controllable:
-        pytest.skip("fault tests need the Unleash of scripts/unleash/unleash.sh (this one comes from the environment)")
+        message = "fault tests need the Unleash of scripts/unleash/unleash.sh (this one comes from the environment)"
+        if unleash_required():
+            pytest.fail(message, pytrace=False)
+        pytest.skip(message)
     return server
 
 
