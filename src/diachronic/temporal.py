@@ -34,9 +34,9 @@ from temporalio.api.workflowservice.v1 import DescribeTaskQueueRequest
 from temporalio.client import Client
 from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.envconfig import ClientConfigProfile, DataSource
-from temporalio.service import TLSConfig
+from temporalio.service import RPCError, RPCStatusCode, TLSConfig
 
-from diachronic.errors import BackendError, ConfigError, DiachronicError
+from diachronic.errors import BackendError, ConfigError, DiachronicError, InvalidInput
 from diachronic.settings import DEFAULT_TEMPORAL_PORT, Settings
 
 __all__ = [
@@ -392,6 +392,56 @@ async def wait_for_poller(client: Client, task_queue: str, *, timeout_s: float =
 def visibility_string(value: str) -> str:
     """Quote a value for a visibility query (names are validated, but never trust a string in a query)."""
     return '"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"'
+
+
+def check_filter(text: str, option: str) -> str:
+    """A user's visibility query that narrows one of ours (``AND (<text>)``): its strings closed, its parentheses
+    balanced, no ``ORDER BY`` or ``GROUP BY``, so that it cannot change what the query around it means. The server
+    judges the rest (an unknown attribute, a bad operator): ``InvalidInput`` naming ``option`` either way."""
+    value = text.strip()
+    if not value:
+        raise InvalidInput(f'{option}: empty; give a visibility query such as CustomerTier="free"')
+    depth, quote, outside = 0, "", []
+    chars = iter(value)
+    for char in chars:
+        if quote:
+            if char == "\\":
+                next(chars, None)
+            elif char == quote:
+                quote = ""
+            continue
+        if char in "\"'`":
+            quote = char
+        elif char == "(":
+            depth += 1
+        elif char == ")":
+            depth -= 1
+            if depth < 0:
+                raise InvalidInput(f"{option} {text!r}: a ')' closes nothing")
+        outside.append(char)
+    if quote:
+        raise InvalidInput(f"{option} {text!r}: a string is not closed ({quote})")
+    if depth:
+        raise InvalidInput(f"{option} {text!r}: a '(' is not closed")
+    if re.search(r"\b(order|group)\s+by\b", "".join(outside), re.IGNORECASE):
+        raise InvalidInput(f"{option} {text!r}: a filter cannot sort or group (ORDER BY, GROUP BY)")
+    return value
+
+
+def narrowed(query: str, text: str | None) -> str:
+    """``query`` AND a user's filter (checked by ``check_filter``)."""
+    return query if text is None else f"{query} AND ({text})"
+
+
+async def count_narrowed(client: Client, query: str, text: str | None, option: str) -> int:
+    """How many workflows ``query`` AND the user's filter ``text`` match; a filter the server refuses is an
+    ``InvalidInput`` naming ``option`` and the filter."""
+    try:
+        return (await client.count_workflows(narrowed(query, text))).count
+    except RPCError as error:
+        if error.status == RPCStatusCode.INVALID_ARGUMENT and text is not None:
+            raise InvalidInput(f"{option} {text!r}: Temporal refused it: {error.message}") from None
+        raise
 
 
 def visibility_time(moment: datetime) -> str:

@@ -29,6 +29,7 @@ from temporalio.service import RPCError, RPCStatusCode
 
 from diachronic.ci import evidence
 from diachronic.ci.contracts import (
+    CANARY_QUERY,
     DEPLOYING_QUERY,
     ActivityErrorInfo,
     ApplyFlagInput,
@@ -53,13 +54,13 @@ from diachronic.ci.contracts import (
     WorkerSetList,
     WorkersObservation,
 )
-from diachronic.ci.planner import migration, rollout
+from diachronic.ci.planner import canary, migration, rollout
 from diachronic.ci.planner.sweep import SweepProgress
 from diachronic.contracts import MIGRATE_SIGNAL, ci_workflow_id
 from diachronic.errors import BackendError, ConcurrentEdit, DiachronicError, InvalidInput
 from diachronic.flags import FlagStore, VersionFlag
 from diachronic.flags.evaluation import general_percent
-from diachronic.temporal import live_pollers, visibility_string
+from diachronic.temporal import count_narrowed, live_pollers, narrowed, visibility_string
 from diachronic.versions import task_queue_twins
 from diachronic.workers import WorkerBackend
 
@@ -285,7 +286,14 @@ class CIActivities:
         progress = sweep_start(input, new_watermark)
         if progress.call_done(input.pages):
             return progress
-        query = sweep_query(input.from_task_queue, input.workflow_name, input.since)
+        cohort = input.cohort
+        narrowing = cohort.options.query if cohort is not None else None
+        query = narrowed(sweep_query(input.from_task_queue, input.workflow_name, input.since), narrowing)
+        if cohort is not None and progress.candidates is None:  # a retried attempt has them in its heartbeat
+            candidates = await count_narrowed(
+                self.client, sweep_query(input.from_task_queue, input.workflow_name, None), narrowing, CANARY_QUERY
+            )
+            progress = canary.start_cohort_call(cohort, progress, candidates)
         to_queue = input.to_version.task_queue
         routing = migration.routing_key(input.flags)
         ahead: asyncio.Task[ListWorkflowExecutionsResponse] | None = None
@@ -311,10 +319,12 @@ class CIActivities:
                         to_task_queue=to_queue,
                         covered=input.covered,
                         recheck=input.recheck,
+                        at_most=canary.call_budget(cohort, progress) if cohort is not None else None,
                     )
                     outcomes = await self._signal_page(chosen, to_queue, input.concurrency)
+                    full = cohort is not None and canary.call_budget(cohort, progress) <= outcomes["signalled"]
                     progress = progress.after_page(
-                        cursor=_encode(token),
+                        cursor=None if full else _encode(token),  # a full cohort ends its sweep: the rest waits
                         rows=len(runs),
                         eligible=chosen.eligible,
                         signalled=outcomes["signalled"],
@@ -323,7 +333,7 @@ class CIActivities:
                         failed=outcomes["failed"],
                     )
                     heartbeat.beat(progress)
-                    if ahead is None:
+                    if ahead is None or full:
                         break
                     page, ahead = await ahead, None
             finally:

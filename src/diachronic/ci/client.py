@@ -230,6 +230,7 @@ def migration_counts(drain: DrainState) -> MigrationCounts:
             "rows_read": drain.sweeps.rows,
             "next_sweep_at": None if drain.sweep else drain.next_sweep_at,
             "pacing": drain.pacing,
+            "canary": drain.canary,
         }
     )
 

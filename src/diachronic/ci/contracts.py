@@ -5,7 +5,7 @@ reads them to generate fakes."""
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Annotated, Any
 
@@ -19,6 +19,7 @@ from diachronic.contracts import Contract, DeployEvent, RolloutStep, State, Vers
 from diachronic.errors import InvalidInput
 from diachronic.flags import VersionFlag
 from diachronic.notify.events import DeploymentFacts, Notification
+from diachronic.temporal import check_filter
 from diachronic.workers import WorkerSet
 
 # ----------------------------------------------------------------------------------------------- names
@@ -181,6 +182,9 @@ class SweepInput(Contract):
     batch_size: int = Field(default=MIGRATION_BATCH_SIZE, ge=1, le=MAX_BATCH_SIZE, description="runs per page")
     pages: int = Field(default=MIGRATION_PAGES_PER_CALL, ge=1, description="pages this call reads at most")
     concurrency: int = Field(default=MIGRATION_CONCURRENCY, ge=1, description="signals in flight at once")
+    cohort: Cohort | None = Field(
+        default=None, description="a canary cohort moves: signal at most its remaining members, among its query's"
+    )
 
 
 class CountRunningInput(Contract):
@@ -254,12 +258,23 @@ class HealthThresholds(Contract):
     min_sample: int = Field(default=DEFAULT_MIN_SAMPLE, ge=1, description="closed runs before a rate is judged")
 
 
+CANARY_QUERY = "--canary-query"
+"""The option a cohort's query comes from: errors about the query name it."""
+
+
+def _cohort_query(text: str) -> str:
+    try:
+        return check_filter(text, CANARY_QUERY)
+    except InvalidInput as error:
+        raise ValueError(error.message) from None
+
+
 class CanaryOptions(Contract):
     """``--migrate-canary N|P%``: migration first moves a cohort, watches it for ``soak_s``, then the rest."""
 
     size: int | None = Field(default=None, ge=1, description="N workflows")
     percent: float | None = Field(default=None, gt=0, le=100, description="P % of the eligible workflows")
-    query: str | None = Field(
+    query: Annotated[str, AfterValidator(_cohort_query)] | None = Field(
         default=None, min_length=1, max_length=2000, description="a visibility query the cohort must also match"
     )
     soak_s: float = Field(default=DEFAULT_CANARY_SOAK_S, ge=0)
@@ -443,12 +458,23 @@ class CanaryPhase(StrEnum):
 
 
 class CanaryProgress(Contract):
-    """The canary cohort of the migration, as ``status`` shows it."""
+    """The canary cohort of the migration, as ``status`` shows it; carried in the migration's state (a few numbers,
+    whatever the number of workflows)."""
 
     phase: CanaryPhase
-    target: int | None = None
-    signalled: int = 0
-    soak_until: datetime | None = None
+    target: int | None = Field(default=None, description="the cohort's size, fixed at the first look")
+    signalled: int = Field(default=0, ge=0, description="cohort members signalled so far")
+    candidates_left: int | None = Field(default=None, ge=0, description="candidates not signalled, at the last look")
+    soak_until: datetime | None = Field(default=None, description="the rest moves from then on")
+
+    @property
+    def summary(self) -> str:
+        """``cohort 3/5``, ``soak until 14:05:09 UTC``, ``rest`` (what ``status`` and the dashboard say)."""
+        if self.phase is CanaryPhase.COHORT:
+            return f"canary cohort {self.signalled}/{'?' if self.target is None else self.target}"
+        if self.phase is CanaryPhase.SOAK and self.soak_until is not None:
+            return f"canary soak until {self.soak_until.astimezone(UTC):%H:%M:%S} UTC"
+        return "canary rest: the cohort passed its soak, the rest moves"
 
 
 # ----------------------------------------------------------------------------------------------- children
@@ -551,6 +577,7 @@ class MigrationInput(RetireInput):
         description="False: end once every workflow was signalled, keeping the old version (a roll-back's "
         "migrate-back)",
     )
+    canary: CanaryOptions | None = Field(default=None, description="move a cohort first, soak, then the rest")
 
     @property
     def pacing(self) -> SweepPacing:
@@ -587,6 +614,7 @@ class MigrationState(DrainState):
     sweeps: SweepLog = Field(default_factory=SweepLog)
     next_sweep_at: datetime | None = Field(default=None, description="when the next sweep runs if nothing changes")
     pacing: str | None = Field(default=None, description="why it sweeps or waits")
+    canary: CanaryProgress | None = Field(default=None, description="the canary cohort (deploy --migrate-canary)")
 
 
 class MigrationRun(Contract):
@@ -693,6 +721,7 @@ class DeployOptions(Contract):
     retire_delay_s: float | None = Field(
         default=None, ge=0, description="once the old queue drained, wait this long before deleting the old workers"
     )
+    canary: CanaryOptions | None = Field(default=None, description="the migration moves a cohort first, then the rest")
 
 
 class DeployRequest(Contract):
@@ -777,6 +806,7 @@ class MigrationCounts(Contract):
     rows_read: int = Field(default=0, description="visibility rows read by every sweep")
     next_sweep_at: datetime | None = Field(default=None, description="when the next sweep runs if nothing changes")
     pacing: str | None = Field(default=None, description="why the migration sweeps or waits")
+    canary: CanaryProgress | None = Field(default=None, description="the canary cohort: cohort, soak, rest")
 
 
 class CIStatus(Contract):

@@ -6,6 +6,11 @@ queue or the retire delay counts down (``planner.migration.after_drain``). What 
 A roll-back's migrate-back (``retire=False``) ends after one whole sweep: the version it leaves is the newest and
 stays.
 
+With a canary cohort (``deploy --migrate-canary``) it asks ``planner.canary`` before each sweep: while the cohort
+moves, a sweep signals only its remaining members (among those its query matches); then it signals nothing until the
+soak ends, while the health workflow watches the cohort on the new version (a failure there aborts the deployment,
+which cancels this workflow); then the rest moves as usual.
+
 Its state is bounded whatever the number of workflows: the cursor of the sweep in progress and counters. A run that
 continues-as-new mid-sweep carries the cursor, and the next call of the migrate activity goes on from it."""
 
@@ -21,6 +26,8 @@ with workflow.unsafe.imports_passed_through():
         MIGRATION_PAGES_PER_CALL,
         MIGRATION_WORKFLOW,
         STATUS_QUERY,
+        CanaryPhase,
+        Cohort,
         CountRunningInput,
         DrainResult,
         ListFlagsInput,
@@ -29,7 +36,7 @@ with workflow.unsafe.imports_passed_through():
         MigrationState,
         SweepInput,
     )
-    from diachronic.ci.planner import migration, sweep
+    from diachronic.ci.planner import canary, migration, sweep
     from diachronic.ci.retire import Drainer
     from diachronic.flags import VersionFlag
 
@@ -57,6 +64,7 @@ class MigrationWorkflow:
         while True:
             state.iterations += 1
             flags = await self._flags()
+            cohort_plan, state.canary = canary.look(self.input.canary, state.canary, workflow.now())
             if state.sweep is None:
                 plan = sweep.next_sweep(state.sweeps, await self._observe(flags), workflow.now(), self.pacing)
                 state.pacing, state.next_sweep_at = plan.reason, plan.sweep_due
@@ -67,11 +75,13 @@ class MigrationWorkflow:
                         return await self.drain.hand_back(await self.drain.retire(retiring, worker_sets))
                     if after is migration.MigrationAction.HAND_OFF:
                         return await self.drain.hand_back(self.drain.result(archived=False, handed_off=True))
-                if plan.action is not sweep.SweepAction.SWEEP:
-                    await self.drain.poll_pause(self._seconds_until(plan.at))
-                state.sweep = plan.sweep
+                soaking = cohort_plan.phase is CanaryPhase.SOAK  # the cohort soaks: nothing moves until its end
+                if plan.action is not sweep.SweepAction.SWEEP or soaking:
+                    until = cohort_plan.soak_until if soaking and plan.sweep is not None else plan.at
+                    await self.drain.poll_pause(self._seconds_until(until))
+                state.sweep = None if soaking else _for_cohort(plan.sweep, cohort_plan)
             if state.sweep is not None:
-                await self._go_on(state.sweep, flags)
+                await self._go_on(state.sweep, flags, cohort_plan.cohort)
                 if state.sweep is None and not self.input.retire:
                     # A roll-back's migrate-back: a whole sweep signalled every workflow, each moves at its next
                     # safe point (a stuck one never would: waiting for it would hold the roll-back); the version
@@ -97,7 +107,7 @@ class MigrationWorkflow:
             routes_new=migration.may_route_to(flags, self.input.to_version.task_queue),
         )
 
-    async def _go_on(self, current: sweep.Sweep, flags: list[VersionFlag]) -> None:
+    async def _go_on(self, current: sweep.Sweep, flags: list[VersionFlag], cohort: Cohort | None) -> None:
         """One call of the migrate activity: the sweep's next pages from its cursor, under the flags just read."""
         progress = await self.drain.step(
             CIActivities.migrate_sweep,
@@ -113,6 +123,7 @@ class MigrationWorkflow:
                 batch_size=self.input.batch_size,
                 pages=MIGRATION_PAGES_PER_CALL,
                 concurrency=self.input.concurrency,
+                cohort=cohort if current.cohort else None,
             ),
             attempt_timeout=SWEEP_ATTEMPT_TIMEOUT,
             heartbeat=SWEEP_HEARTBEAT,
@@ -120,8 +131,12 @@ class MigrationWorkflow:
         state = self.state
         state.sweep, state.sweeps = sweep.record_progress(current, state.sweeps, progress, flags, workflow.now())
         state.signalled_total = state.sweeps.signalled
+        if current.cohort and state.canary is not None:
+            state.canary = canary.record_cohort(state.canary, progress)
         if state.sweep is None:  # it ended: the next look decides what comes next
             state.pacing = state.next_sweep_at = None
+            if current.cohort:  # a cohort's sweep covers nothing: the next is full, a poll later
+                await self.drain.poll_pause()
         elif progress.stalled:
             await self.drain.poll_pause()
         state.eligible = state.sweep.eligible if state.sweep is not None else state.sweeps.eligible
@@ -129,3 +144,10 @@ class MigrationWorkflow:
 
     def _seconds_until(self, moment: datetime | None) -> float | None:
         return None if moment is None else max((moment - workflow.now()).total_seconds(), 0.0)
+
+
+def _for_cohort(planned: sweep.Sweep | None, plan: canary.CanaryPlan) -> sweep.Sweep | None:
+    """The planned sweep, as a canary cohort's while the cohort moves."""
+    if planned is None or plan.phase is not CanaryPhase.COHORT:
+        return planned
+    return planned.model_copy(update={"cohort": True})

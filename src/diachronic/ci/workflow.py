@@ -687,6 +687,7 @@ class CIWorkflow:
                     report=self._facts(record),
                     retire_delay_s=options.retire_delay_s or 0,
                     retire=retire,
+                    canary=options.canary if retire else None,  # a migrate-back moves everyone at once
                 )
             ),
             id=migration_workflow_id(record.request.event.workflow_name),

@@ -14,13 +14,17 @@ from pydantic import ValidationError
 from diachronic.backends import open_flag_store, open_workers
 from diachronic.ci import client as ci
 from diachronic.ci.contracts import (
+    CANARY_QUERY,
+    DEFAULT_CANARY_SOAK_S,
     DEFAULT_GATE_TIMEOUT_S,
+    CanaryOptions,
     Control,
     DeployAck,
     DeployOptions,
     GateOptions,
     HealthThresholds,
 )
+from diachronic.ci.planner.canary import parse_canary
 from diachronic.ci.planner.deployment import DeploymentSnapshot, StartVerdict, plan_start
 from diachronic.ci.planner.schedule import default_steps, format_steps, parse_steps
 from diachronic.cli import Context, app
@@ -29,7 +33,7 @@ from diachronic.contracts import DeployEvent
 from diachronic.errors import DiachronicError
 from diachronic.flags import VersionFlag
 from diachronic.signaler import start_routed
-from diachronic.temporal import connect, resolve_connection, wait_for_poller
+from diachronic.temporal import connect, count_narrowed, resolve_connection, visibility_string, wait_for_poller
 from diachronic.versions import task_queue
 from diachronic.workers.local import LocalWorkers
 
@@ -143,6 +147,31 @@ def deploy(
             "finds them running) [default: 0]",
         ),
     ] = None,
+    migrate_canary: Annotated[
+        str | None,
+        typer.Option(
+            "--migrate-canary",
+            envvar="DIACHRONIC_MIGRATE_CANARY",
+            help="Migrate a cohort first (N workflows, or P% of them), watch it for --canary-soak, then the rest; "
+            "a cohort member failing on VERSION aborts (docs/gates.md)",
+        ),
+    ] = None,
+    canary_query: Annotated[
+        str | None,
+        typer.Option(
+            "--canary-query",
+            envvar="DIACHRONIC_CANARY_QUERY",
+            help='A visibility query the cohort must match too (e.g. CustomerTier="free")',
+        ),
+    ] = None,
+    canary_soak: Annotated[
+        str | None,
+        typer.Option(
+            "--canary-soak",
+            envvar="DIACHRONIC_CANARY_SOAK",
+            help="How long the cohort runs on VERSION before the rest moves (30s, 10m) [default: 5m]",
+        ),
+    ] = None,
     wait: Annotated[bool, WAIT_OPTION] = False,
     timeout: Annotated[str | None, TIMEOUT_OPTION] = None,
 ) -> None:
@@ -175,12 +204,17 @@ def deploy(
             health=_health(max_failure_rate, min_sample),
             migrate_back=migrate_back,
             retire_delay_s=duration_s(c, retire_delay, "--retire-delay"),
+            canary=_canary(c, migrate_canary, canary_query, duration_s(c, canary_soak, "--canary-soak"), non_migratory),
         )
     except (DiachronicError, ValidationError) as error:
         c.out.abort(f"invalid deploy options: {_problems(error)}")
 
     async def run() -> tuple[DeployAck, list[VersionFlag] | None]:
         client = await connect(c.settings)
+        if options.canary is not None and options.canary.query is not None:  # the server judges it before anything
+            await count_narrowed(
+                client, f"WorkflowType={visibility_string(workflow)}", options.canary.query, CANARY_QUERY
+            )
         if worker_cmd:
             workers = open_workers(c.settings)
             if not isinstance(workers, LocalWorkers):
@@ -224,6 +258,21 @@ def _gate(
         input=argument,
         timeout_s=timeout_s or DEFAULT_GATE_TIMEOUT_S,
         every_step=every_step,
+    )
+
+
+def _canary(
+    c: Context, text: str | None, query: str | None, soak_s: float | None, non_migratory: bool
+) -> CanaryOptions | None:
+    if text is None:
+        if query is not None or soak_s is not None:
+            c.out.abort("--canary-query and --canary-soak need --migrate-canary N|P%")
+        return None
+    if non_migratory:
+        c.out.abort("--migrate-canary moves a cohort of the running workflows: --non-migratory moves none")
+    size, percent = parse_canary(text)
+    return CanaryOptions(
+        size=size, percent=percent, query=query, soak_s=DEFAULT_CANARY_SOAK_S if soak_s is None else soak_s
     )
 
 

@@ -38,6 +38,8 @@ def describe(status: CIStatus) -> str:
         parts.append(
             f"migration: {m.signalled} signalled, {m.on_old_queue if m.on_old_queue is not None else '?'} on old queue"
         )
+        if m.canary is not None:
+            parts.append(m.canary.summary)
         if m.sweeping is not None:
             parts.append(f"{m.sweeping} sweep: {m.swept_rows} read")
         elif m.pacing:

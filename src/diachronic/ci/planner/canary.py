@@ -22,16 +22,21 @@ import math
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from diachronic.ci.contracts import CanaryOptions, CanaryPhase, Cohort
+from diachronic.ci.contracts import CanaryOptions, CanaryPhase, CanaryProgress, Cohort
+from diachronic.ci.planner.sweep import SweepProgress
 from diachronic.errors import InvalidInput
 
 __all__ = [
     "CanaryPlan",
     "CanarySnapshot",
+    "call_budget",
     "cohort_remaining",
     "cohort_target",
+    "look",
     "parse_canary",
     "plan_canary",
+    "record_cohort",
+    "start_cohort_call",
 ]
 
 _MAX_COHORT = 100_000
@@ -76,6 +81,48 @@ def plan_canary(snapshot: CanarySnapshot) -> CanaryPlan:
     if snapshot.signalled == 0:
         return CanaryPlan(CanaryPhase.REST)  # nobody to watch
     return CanaryPlan(CanaryPhase.SOAK, soak_until=snapshot.now + timedelta(seconds=options.soak_s))
+
+
+def look(
+    options: CanaryOptions | None, carried: CanaryProgress | None, now: datetime
+) -> tuple[CanaryPlan, CanaryProgress | None]:
+    """``plan_canary`` over what the migration carries, and what it carries next (the phase, the soak's end once
+    decided). No canary: REST, nothing carried."""
+    if options is None:
+        return CanaryPlan(CanaryPhase.REST), None
+    carried = carried or CanaryProgress(phase=CanaryPhase.COHORT)
+    plan = plan_canary(
+        CanarySnapshot(options, now, carried.target, carried.signalled, carried.candidates_left, carried.soak_until)
+    )
+    return plan, carried.model_copy(update={"phase": plan.phase, "soak_until": plan.soak_until or carried.soak_until})
+
+
+def record_cohort(carried: CanaryProgress, progress: SweepProgress) -> CanaryProgress:
+    """Fold one call of a cohort's sweep in: the size it fixed, the members it signalled, and once the sweep ended
+    the candidates it left (counted at the call's start, less those it signalled)."""
+    left = carried.candidates_left
+    if progress.done and progress.candidates is not None:
+        left = max(progress.candidates - progress.signalled, 0)
+    return carried.model_copy(
+        update={
+            "target": carried.target if carried.target is not None else progress.cohort_target,
+            "signalled": carried.signalled + progress.signalled,
+            "candidates_left": left,
+        }
+    )
+
+
+def start_cohort_call(cohort: Cohort, progress: SweepProgress, candidates: int) -> SweepProgress:
+    """A call of a cohort's sweep starts: it counted the candidates, and fixes the cohort's size if no look did."""
+    target = cohort.target if cohort.target is not None else cohort_target(cohort.options, candidates)
+    return progress.model_copy(update={"candidates": candidates, "cohort_target": target})
+
+
+def call_budget(cohort: Cohort, progress: SweepProgress) -> int:
+    """How many more members this call may signal: the cohort's remaining, less what the call signalled so far."""
+    assert progress.candidates is not None
+    fixed = cohort.model_copy(update={"target": progress.cohort_target})
+    return max(cohort_remaining(fixed, progress.candidates) - progress.signalled, 0)
 
 
 def cohort_target(options: CanaryOptions, candidates: int) -> int:

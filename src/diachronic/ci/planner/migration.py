@@ -90,6 +90,7 @@ class Selection:
     first: list[RunOnQueue]  # no earlier sweep signalled them
     again: list[RunOnQueue]  # an earlier sweep may have: its margin, or a sweep that checks everything again
     skipped: int  # eligible, and an earlier sweep certainly signalled them
+    held: int = 0  # eligible, and left for after a canary cohort's soak
 
     @property
     def runs(self) -> list[RunOnQueue]:
@@ -97,7 +98,7 @@ class Selection:
 
     @property
     def eligible(self) -> int:
-        return len(self.first) + len(self.again) + self.skipped
+        return len(self.first) + len(self.again) + self.skipped + self.held
 
 
 def is_eligible(run: RunOnQueue, flags: Sequence[VersionFlag], *, workflow_name: str, to_task_queue: str) -> bool:
@@ -116,21 +117,24 @@ def select_runs(
     to_task_queue: str,
     covered: Coverage | None = None,
     recheck: bool = False,
+    at_most: int | None = None,
 ) -> Selection:
     """The runs of one page to signal now: the eligible ones, less those ``covered`` says were signalled already
-    (with ``recheck``, those are signalled again, for runs visibility showed late).
-
-    A narrower selection (a canary cohort) is one more condition here, so that the activity and the simulation's
-    world keep sharing one rule."""
+    (with ``recheck``, those are signalled again, for runs visibility showed late); with ``at_most`` (a canary
+    cohort's remaining members, ``planner.canary.cohort_remaining``), no more than that, in the page's order, the
+    others held. The cohort's query narrows the page itself (the activity's visibility query). The activity and the
+    simulation's world share this one rule."""
     ordered = sort_newest_first(flags)
     earlier = sort_newest_first(covered.flags) if covered is not None else []
     first: list[RunOnQueue] = []
     again: list[RunOnQueue] = []
-    skipped = 0
+    skipped = held = 0
     for run in runs:
         if not is_eligible(run, ordered, workflow_name=workflow_name, to_task_queue=to_task_queue):
             continue
-        if (
+        if at_most is not None and len(first) + len(again) >= at_most:
+            held += 1
+        elif (
             covered is None
             or run.started >= covered.before
             or not is_eligible(run, earlier, workflow_name=workflow_name, to_task_queue=to_task_queue)
@@ -140,7 +144,7 @@ def select_runs(
             again.append(run)
         else:
             skipped += 1
-    return Selection(first=first, again=again, skipped=skipped)
+    return Selection(first=first, again=again, skipped=skipped, held=held)
 
 
 def routing_key(flags: Sequence[VersionFlag]) -> str:

@@ -17,8 +17,9 @@ a sweep goes on are not in it. Two kinds of sweep:
   Under unchanged routing the runs an earlier sweep read were signalled or are not eligible; only arrivals can be
   (a workflow that continued-as-new on the old queue, a start that raced with a flag change).
 
-A sweep is **clean** when one routing held for all of it and every signal it sent was accepted (or the run was
-gone). A clean sweep **covers** what its flags route to the new queue and started before its watermark: all of that
+A sweep is **clean** when one routing held for all of it, every signal it sent was accepted (or the run was gone),
+and it was not a canary cohort's (which signals a few eligible runs only, ``planner.canary``). A clean sweep
+**covers** what its flags route to the new queue and started before its watermark: all of that
 was signalled. A full sweep after a routing change skips what the last clean sweep covered, so a rollout step
 signals only the runs it made eligible (``Coverage``).
 
@@ -103,6 +104,10 @@ class SweepProgress(Contract):
     resumed_at_page: int | None = Field(
         default=None, description="the page a retried attempt went on from (its last heartbeat); None: first attempt"
     )
+    candidates: int | None = Field(
+        default=None, ge=0, description="a cohort's sweep: the running workflows its query matched as the call began"
+    )
+    cohort_target: int | None = Field(default=None, ge=0, description="the cohort's size, as this call fixed it")
 
     @property
     def stalled(self) -> bool:
@@ -149,6 +154,7 @@ class Sweep(Contract):
     since: datetime | None = Field(default=None, description="recent sweeps: the watermark they start from")
     covered: Coverage | None = Field(default=None, description="what it skips: signalled by an earlier clean sweep")
     recheck: bool = Field(default=False, description="signal what it covers again (the periodic full sweep)")
+    cohort: bool = Field(default=False, description="a canary cohort's sweep: it signals a few, so it covers nothing")
     started_at: datetime
     cursor: str | None = None
     watermark: datetime | None = None
@@ -272,7 +278,7 @@ def record_progress(
     )
     if not progress.done:
         return sweep, log
-    clean = sweep.failed == 0 and not sweep.routing_changed and sweep.watermark is not None
+    clean = sweep.failed == 0 and not sweep.routing_changed and sweep.watermark is not None and not sweep.cohort
     covered = Coverage(flags=list(flags), before=sweep.watermark) if clean and sweep.watermark else log.covered
     return None, log.model_copy(
         update={

@@ -217,6 +217,13 @@
     return section("Rollout over time", el("figure", {}, root, legend));
   }
 
+  // The canary cohort (deploy --migrate-canary, docs/gates.md): the cohort moves, soaks, then the rest.
+  function canaryText(c) {
+    if (c.phase === "cohort") return `Canary cohort ${c.signalled}/${c.target === null ? "?" : c.target} signalled; the rest waits for its soak`;
+    if (c.phase === "soak" && c.soakUntil) return `Canary soak until ${new Date(c.soakUntil).toISOString().slice(11, 19)} UTC: the cohort runs on the new version, the rest waits`;
+    return "Canary rest: the cohort passed its soak, the rest moves";
+  }
+
   function migration(status) {
     const m = status.migration;
     if (!m) {
@@ -232,6 +239,7 @@
       el("li", {}, el("strong", { text: String(m.signalled) }), " signalled to move"),
       el("li", {}, el("strong", { text: onOld === null ? "?" : String(onOld) }), " still on the old queue"),
     ];
+    if (m.canary) items.push(el("li", { "data-field": "canary", text: canaryText(m.canary) }));
     if (m.sweeping) items.push(el("li", {}, `Sweeping the old queue (${m.sweeping}): `, el("strong", { text: String(m.sweptRows) }), " read so far"));
     else if (m.pacing) items.push(el("li", { "data-field": "pacing", text: `Next look at the old queue: ${m.pacing}` }));
     let bar;
