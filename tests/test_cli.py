@@ -110,6 +110,17 @@ def test_the_ci_worker_keeps_the_freezes(dev: tuple[dict[str, str], subprocess.P
         (["continue", "clidemo"], "nothing is running"),
         (["start", "nothing-deployed", "--id", "x"], "nothing-deployed: no version of it is enabled"),
         (["start", "clidemo", "--id", "x", "--input", "{"], "--input is not valid JSON"),
+        (["deploy", "clidemo", "v2", "--migrate-canary", "five"], "--migrate-canary 'five': expected a number"),
+        (["deploy", "clidemo", "v2", "--migrate-canary", "120%"], "--migrate-canary '120%': a percentage must be"),
+        (["deploy", "clidemo", "v2", "--canary-soak", "1m"], "--canary-query and --canary-soak need --migrate-canary"),
+        (
+            ["deploy", "clidemo", "v2", "--migrate-canary", "3", "--canary-query", 'Tier="a") OR (1=1'],
+            "--canary-query 'Tier=\"a\") OR (1=1': a ')' closes nothing",
+        ),
+        (
+            ["deploy", "clidemo", "v2", "--migrate-canary", "3", "--canary-query", "NoSuchAttribute = 3"],
+            "--canary-query 'NoSuchAttribute = 3': Temporal refused it",
+        ),
     ],
     ids=[
         "dot in version",
@@ -118,6 +129,11 @@ def test_the_ci_worker_keeps_the_freezes(dev: tuple[dict[str, str], subprocess.P
         "continue when idle",
         "start with no version",
         "bad JSON input",
+        "a canary that is no number",
+        "a canary above 100 %",
+        "a soak with no canary",
+        "a cohort query that escapes its parentheses",
+        "a cohort query the server refuses",
     ],
 )
 def test_bad_input_gets_a_clear_error_and_exit_code_1(
@@ -167,6 +183,8 @@ def test_command_options_are_read_from_their_variables(
     assert steps.returncode == 1 and "must not go down" in steps.stderr
     bad_input = run("start", "clidemo", "--id", "x", env={**env, "DIACHRONIC_START_INPUT": "{"})
     assert bad_input.returncode == 1 and "--input is not valid JSON" in bad_input.stderr
+    canary = run("deploy", "clidemo", "v2", env={**env, "DIACHRONIC_MIGRATE_CANARY": "0%"})
+    assert canary.returncode == 1 and "--migrate-canary '0%'" in canary.stderr
 
 
 def _commands(command: Any, path: tuple[str, ...] = ()) -> Iterator[tuple[tuple[str, ...], Any]]:
