@@ -7,7 +7,6 @@ from __future__ import annotations
 from datetime import datetime, timedelta
 
 import pytest
-from examples.sleeper import Sleeper
 from temporalio.api.enums.v1 import EventType
 from temporalio.client import WorkflowExecutionStatus
 from temporalio.worker import Worker
@@ -100,8 +99,11 @@ async def test_a_percentage_cohort_with_a_query_moves_only_what_the_query_matche
         await ci.deploy(h.client, h.task_queue, event(wf, "v2"), fast(steps=parse_steps("100@0s"), canary=canary))
         soaking = await eventually(
             lambda: ci.status(h.client, wf),
-            lambda s: s.migration is not None and s.migration.canary is not None and s.migration.canary.phase
-            is CanaryPhase.SOAK,
+            lambda s: (
+                s.migration is not None
+                and s.migration.canary is not None
+                and s.migration.canary.phase is CanaryPhase.SOAK
+            ),
             what="the cohort soaks",
         )
         assert soaking.migration is not None and soaking.migration.canary is not None

@@ -16,7 +16,7 @@ from diachronic.ci.worker import WORKFLOWS
 HISTORIES = Path(__file__).parent / "histories"
 
 
-@pytest.mark.parametrize("name", ["workflowCI", "rollout", "migration", "health", "cleanup"])
+@pytest.mark.parametrize("name", ["workflowCI", "rollout", "migration", "migrationCanary", "health", "cleanup"])
 async def test_replays_recorded_history(name: str) -> None:
     history = WorkflowHistory.from_json(f"{name}-recorded", (HISTORIES / f"{name}.json").read_text())
     replayer = Replayer(workflows=WORKFLOWS, data_converter=pydantic_data_converter)

@@ -400,7 +400,7 @@ def check_filter(text: str, option: str) -> str:
     judges the rest (an unknown attribute, a bad operator): ``InvalidInput`` naming ``option`` either way."""
     value = text.strip()
     if not value:
-        raise InvalidInput(f'{option}: empty; give a visibility query such as CustomerTier="free"')
+        raise InvalidInput(f'{option}: empty; give a visibility query such as WorkflowId STARTS_WITH "trial-"')
     depth, quote, outside = 0, "", []
     chars = iter(value)
     for char in chars:

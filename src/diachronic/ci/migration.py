@@ -77,7 +77,10 @@ class MigrationWorkflow:
                         return await self.drain.hand_back(self.drain.result(archived=False, handed_off=True))
                 soaking = cohort_plan.phase is CanaryPhase.SOAK  # the cohort soaks: nothing moves until its end
                 if plan.action is not sweep.SweepAction.SWEEP or soaking:
-                    until = cohort_plan.soak_until if soaking and plan.sweep is not None else plan.at
+                    until = plan.at
+                    if soaking and plan.sweep is not None:  # look again a poll later at most (it may drain)
+                        poll = workflow.now() + timedelta(seconds=self.input.poll_interval_s)
+                        until = min(cohort_plan.soak_until or poll, poll)
                     await self.drain.poll_pause(self._seconds_until(until))
                 state.sweep = None if soaking else _for_cohort(plan.sweep, cohort_plan)
             if state.sweep is not None:

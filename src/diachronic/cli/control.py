@@ -161,7 +161,7 @@ def deploy(
         typer.Option(
             "--canary-query",
             envvar="DIACHRONIC_CANARY_QUERY",
-            help='A visibility query the cohort must match too (e.g. CustomerTier="free")',
+            help='A visibility query the cohort must match too (e.g. WorkflowId STARTS_WITH "trial-")',
         ),
     ] = None,
     canary_soak: Annotated[

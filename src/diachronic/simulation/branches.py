@@ -23,8 +23,9 @@ from typing import Any
 
 from temporalio import workflow
 
-from diachronic.ci.contracts import Control, HealthRule, Phase
+from diachronic.ci.contracts import CanaryPhase, Control, HealthRule, Phase
 from diachronic.ci.planner import (
+    canary,
     deploy,
     deployment,
     gate,
@@ -88,6 +89,7 @@ DECISIONS: dict[str, Decision] = {
     "judge_gate": Decision(gate, tuple(gate.GateAction)),
     "judge_health": Decision(health, (*HealthRule, None)),  # None: healthy
     "plan_redeploy": Decision(rollback, tuple(rollback.RedeployKind)),
+    "plan_canary": Decision(canary, tuple(CanaryPhase)),
 }
 """The decision functions, by name (each is unique across the planner's modules)."""
 

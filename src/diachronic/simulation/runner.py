@@ -38,6 +38,7 @@ from diachronic.ci import client as ci
 from diachronic.ci.contracts import (
     DEPLOYING_QUERY,
     STATUS_QUERY,
+    CanaryOptions,
     CIInput,
     CIState,
     CIStatus,
@@ -220,6 +221,7 @@ class Sim:
         migrate_back: bool = False,
         delivery_id: str | None = None,
         retire_delay_s: float | None = None,
+        canary: CanaryOptions | None = None,
     ) -> DeployAck:
         """A deployment of ``version`` as ``diachronic deploy`` sends it (``ci_input`` if the CI must start so).
 
@@ -252,6 +254,7 @@ class Sim:
             health=health,
             migrate_back=migrate_back,
             retire_delay_s=retire_delay_s,
+            canary=canary,
         )
         ack = await ci.deploy(self.client, self.task_queue, event, options, ci_input=ci_input)
         run_id = (await self.client.get_workflow_handle(ci_workflow_id(self.workflow_name)).describe()).run_id

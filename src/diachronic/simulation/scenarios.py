@@ -15,6 +15,8 @@ from temporalio.service import RPCError
 from diachronic.ci.contracts import (
     STATUS_QUERY,
     ActivityErrorInfo,
+    CanaryOptions,
+    CanaryPhase,
     CIInput,
     DrainState,
     HealthRule,
@@ -978,6 +980,57 @@ def health_abort(rule: HealthRule) -> Scenario:
     )
 
 
+def deploy_v2_with_canary(*, healthy: bool) -> Callable[[Sim], Awaitable[None]]:
+    """A canary cohort of 2 soaked 10 min: only the cohort is signalled until the soak ends (or the health aborts)."""
+
+    async def drive(sim: Sim) -> None:
+        await sim.deploy("v2", steps="50@60s,100@60s", canary=CanaryOptions(size=2, soak_s=600))
+        if not healthy:
+            return
+        await sim.until("the cohort soaks", lambda: _canary_phase_is(sim, CanaryPhase.SOAK), step_s=1)
+        sim.check("only the cohort was signalled", sum(sim.world.delivered.values()) == 2)
+
+    return drive
+
+
+async def _canary_phase_is(sim: Sim, phase: CanaryPhase) -> bool:
+    migration = (await sim.status()).migration
+    return migration is not None and migration.canary is not None and migration.canary.phase is phase
+
+
+CANARY = Scenario(
+    name="canary",
+    about="v2 deployed with --migrate-canary 2 --canary-soak 10m: the migration signals 2 workflows, signals nothing "
+    "during the soak, then moves the other 4 and retires v1",
+    setup=live("v1", running={"v1": 6}, workers=("v1", "v2")),
+    drive=deploy_v2_with_canary(healthy=True),
+    expect=Expect(
+        phases=(Phase.COMPLETED,),
+        flags=(FlagEnd("v2", 100), FlagEnd("v1", archived=True)),
+        workers=frozenset({"v2"}),
+        running={"v2": 6},
+        signalled=6,
+    ),
+)
+
+CANARY_FAILS = Scenario(
+    name="canary-fails",
+    about="v2 fails the workflows that move there (migrated-failed): the cohort of 2 moves, the health analysis "
+    "aborts during its soak, the other 4 never move",
+    setup=broken(HealthRule.MIGRATED_FAILED),
+    drive=deploy_v2_with_canary(healthy=False),
+    expect=Expect(
+        phases=(Phase.ABORTED,),
+        flags=(FlagEnd("v2", 0), FlagEnd("v1", 100)),
+        workers=frozenset({"v1", "v2"}),
+        running={"v1": 4, "v2": 2},
+        signalled=2,
+        not_called=frozenset({"delete_workers", "archive_version_flag"}),
+        checks=(ended_by("HealthCheckFailed"),),
+    ),
+)
+
+
 async def new_workers_gone_before_retiring(sim: Sim) -> None:
     await sim.deploy("v2", non_migratory=True, steps="50@60s,100@60s")
     await sim.until("v2 at 100 %", lambda: sim.world.percent("v2") == 100)
@@ -1159,6 +1212,8 @@ CATALOG: list[Scenario] = [
     GATE_FAILS,
     GATE_EVERY_STEP,
     *(health_abort(rule) for rule in HealthRule),
+    CANARY,
+    CANARY_FAILS,
     ROLLBACK_AT_ONCE,
     ROLLBACK_STEPPED,
     NEW_WORKERS_GONE,

@@ -59,7 +59,7 @@ from diachronic.ci.contracts import (
     WorkersObservation,
 )
 from diachronic.ci.freeze import FreezeReading, ReadFreezesInput
-from diachronic.ci.planner import migration, rollout
+from diachronic.ci.planner import canary, migration, rollout
 from diachronic.ci.planner.freeze import Freeze
 from diachronic.ci.planner.sweep import SweepProgress
 from diachronic.contracts import VersionInfo
@@ -146,6 +146,7 @@ class World:
     deleted: list[str] = field(default_factory=list)
     archived: list[str] = field(default_factory=list)
     delivered: Counter[str] = field(default_factory=Counter)  # migrate signals delivered, by run id
+    moved_to: Counter[str] = field(default_factory=Counter)  # runs that moved after a migrate signal, by new queue
     resends: int = 0  # migrate signals dropped by Temporal's request-id dedup
     percent_writes: list[tuple[str, int]] = field(default_factory=list)  # automation's writes
     queued: list[str] = field(default_factory=list)  # versions accepted by the CI and not started yet
@@ -315,6 +316,7 @@ class World:
                 self._close(run)
                 generation = int(run.run_id.rsplit("-r", 1)[1]) + 1
                 self._add(Run(run.workflow_id, f"{run.workflow_id}-r{generation}", run.moving_to, run.workflow_type))
+                self.moved_to[run.moving_to] += 1
             elif run.finishes_after is not None:
                 run.finishes_after -= 1
                 if run.finishes_after <= 0:
@@ -483,6 +485,10 @@ class World:
         if progress.call_done(input.pages):
             return progress
         self.observe(input.from_task_queue)
+        cohort = input.cohort
+        if cohort is not None and progress.candidates is None:  # no query language here: a cohort's query matches all
+            candidates = sum(r.workflow_type == input.workflow_name for r in self.running_on(input.from_task_queue))
+            progress = canary.start_cohort_call(cohort, progress, candidates)
         since = input.since or _start_time(0)
         listed = sorted(
             (
@@ -508,10 +514,12 @@ class World:
                 to_task_queue=input.to_version.task_queue,
                 covered=input.covered,
                 recheck=input.recheck,
+                at_most=canary.call_budget(cohort, progress) if cohort is not None else None,
             )
             for run in chosen.runs:
                 self._signal(self.runs[run.run_id], input.to_version.task_queue)
-            more = len(rest) > len(page)
+            full = cohort is not None and canary.call_budget(cohort, progress) <= len(chosen.first)
+            more = len(rest) > len(page) and not full  # a full cohort ends its sweep, as the real activity's
             progress = progress.after_page(
                 cursor=str(page[-1].started) if more else None,
                 rows=len(page),
@@ -533,8 +541,9 @@ class World:
         """Clean, unless a scenario broke the new version: then the evidence its rule fires on."""
         version = input.new_task_queue.removeprefix(f"{self.workflow_name}-")
         evidence: dict[str, Any] = {}
-        if version in self.broken:
-            evidence = BROKEN_EVIDENCE[self.broken[version]] | {"examples": [f"{self.workflow_name}-broken"]}
+        rule = self.broken.get(version)
+        if rule is not None and (rule is not HealthRule.MIGRATED_FAILED or self.moved_to[input.new_task_queue]):
+            evidence = BROKEN_EVIDENCE[rule] | {"examples": [f"{self.workflow_name}-broken"]}
         new = VersionHealth.model_validate({"task_queue": input.new_task_queue, "task_problems": 0, **evidence})
         flag = self.flags.get(input.flag_name)
         return HealthObservation(
