@@ -6,16 +6,22 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from diachronic.ci.contracts import CanaryOptions, CanaryPhase, Cohort
+from diachronic.ci.contracts import CanaryOptions, CanaryPhase, CanaryProgress, Cohort
 from diachronic.ci.planner.canary import (
     CanaryPlan,
     CanarySnapshot,
+    call_budget,
     cohort_remaining,
     cohort_target,
+    look,
     parse_canary,
     plan_canary,
+    record_cohort,
+    start_cohort_call,
 )
+from diachronic.ci.planner.sweep import SweepProgress
 from diachronic.errors import InvalidInput
+from diachronic.temporal import check_filter, narrowed
 
 NOW = datetime(2026, 11, 29, 9, 0, tzinfo=UTC)
 FIVE = CanaryOptions(size=5, soak_s=60)
@@ -127,3 +133,113 @@ def test_canary_options_need_exactly_one_size() -> None:
         CanaryOptions()
     with pytest.raises(ValueError, match="exactly one"):
         CanaryOptions(size=3, percent=5)
+
+
+@pytest.mark.parametrize(
+    ("carried", "plan", "after"),
+    [
+        (None, CanaryPlan(CanaryPhase.COHORT, Cohort(options=FIVE)), CanaryProgress(phase=CanaryPhase.COHORT)),
+        (
+            CanaryProgress(phase=CanaryPhase.COHORT, target=5, signalled=5, candidates_left=20),
+            CanaryPlan(CanaryPhase.SOAK, soak_until=NOW + timedelta(seconds=60)),
+            CanaryProgress(
+                phase=CanaryPhase.SOAK,
+                target=5,
+                signalled=5,
+                candidates_left=20,
+                soak_until=NOW + timedelta(seconds=60),
+            ),
+        ),
+        (
+            CanaryProgress(phase=CanaryPhase.SOAK, target=5, signalled=5, soak_until=NOW),
+            CanaryPlan(CanaryPhase.REST),
+            CanaryProgress(phase=CanaryPhase.REST, target=5, signalled=5, soak_until=NOW),
+        ),
+    ],
+    ids=["first look", "the cohort complete: the soak's end decided once", "the soak over"],
+)
+def test_look_plans_over_what_the_migration_carries(
+    carried: CanaryProgress | None, plan: CanaryPlan, after: CanaryProgress
+) -> None:
+    assert look(FIVE, carried, NOW) == (plan, after)
+
+
+def test_look_without_a_canary_is_rest_and_carries_nothing() -> None:
+    assert look(None, None, NOW) == (CanaryPlan(CanaryPhase.REST), None)
+
+
+def test_a_cohort_call_fixes_the_size_once_and_spends_its_budget() -> None:
+    started = start_cohort_call(Cohort(options=TEN_PERCENT), SweepProgress(), 200)
+    assert (started.candidates, started.cohort_target) == (200, 20)
+    assert call_budget(Cohort(options=TEN_PERCENT), started) == 20
+    later = start_cohort_call(Cohort(options=TEN_PERCENT, target=20, signalled=15), SweepProgress(), 5000)
+    assert later.cohort_target == 20  # fixed at the first look, whatever the candidates now
+    assert (
+        call_budget(Cohort(options=TEN_PERCENT, target=20, signalled=15), later.model_copy(update={"signalled": 3}))
+        == 2
+    )
+
+
+@pytest.mark.parametrize(
+    ("progress", "after"),
+    [
+        (
+            SweepProgress(candidates=30, cohort_target=5, signalled=2, cursor="c"),
+            CanaryProgress(phase=CanaryPhase.COHORT, target=5, signalled=2),
+        ),
+        (
+            SweepProgress(candidates=3, cohort_target=5, signalled=3, done=True),
+            CanaryProgress(phase=CanaryPhase.COHORT, target=5, signalled=3, candidates_left=0),
+        ),
+        (
+            SweepProgress(candidates=40, cohort_target=5, signalled=0, done=True),
+            CanaryProgress(phase=CanaryPhase.COHORT, target=5, signalled=0, candidates_left=40),
+        ),
+    ],
+    ids=["mid-sweep: members counted", "sweep over, every candidate signalled", "none eligible yet: candidates left"],
+)
+def test_record_cohort(progress: SweepProgress, after: CanaryProgress) -> None:
+    assert record_cohort(CanaryProgress(phase=CanaryPhase.COHORT), progress) == after
+
+
+@pytest.mark.parametrize(
+    ("progress", "summary"),
+    [
+        (CanaryProgress(phase=CanaryPhase.COHORT, target=5, signalled=3), "canary cohort 3/5"),
+        (CanaryProgress(phase=CanaryPhase.COHORT), "canary cohort 0/?"),
+        (
+            CanaryProgress(phase=CanaryPhase.SOAK, soak_until=datetime(2026, 11, 29, 14, 5, 9, tzinfo=UTC)),
+            "canary soak until 14:05:09 UTC",
+        ),
+        (CanaryProgress(phase=CanaryPhase.REST), "canary rest: the cohort passed its soak, the rest moves"),
+    ],
+)
+def test_status_says_the_phase(progress: CanaryProgress, summary: str) -> None:
+    assert progress.summary == summary
+
+
+@pytest.mark.parametrize(
+    "query", ['CustomerTier="free"', 'WorkflowId STARTS_WITH "a(" AND (x = 1 OR y = 2)', "Note = 'order by x'"]
+)
+def test_a_cohort_query_that_keeps_to_its_parentheses_is_accepted(query: str) -> None:
+    assert check_filter(f"  {query} ", "--canary-query") == query
+    assert narrowed("A=1", query) == f"A=1 AND ({query})"
+
+
+@pytest.mark.parametrize(
+    ("query", "why"),
+    [
+        ("  ", "empty"),
+        ('a="x") OR (1=1', "a ')' closes nothing"),
+        ("(a=1", "a '(' is not closed"),
+        ('a="x', "a string is not closed"),
+        ("a=1 ORDER BY StartTime", "cannot sort or group"),
+        ("a=1 group  by b", "cannot sort or group"),
+    ],
+)
+def test_a_cohort_query_that_could_change_the_sweeps_query_is_refused_naming_it(query: str, why: str) -> None:
+    with pytest.raises(InvalidInput, match=r"--canary-query") as refused:
+        check_filter(query, "--canary-query")
+    assert why in refused.value.message
+    with pytest.raises(ValueError, match=why.replace("(", r"\(").replace(")", r"\)")):
+        CanaryOptions(size=1, query=query)

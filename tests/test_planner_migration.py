@@ -37,6 +37,17 @@ def test_select_runs_keeps_the_runs_the_flags_route_to_the_new_queue_in_page_ord
     assert chosen.runs == expected and chosen.eligible == len(expected) and 0 < len(expected) < len(RUNS)
 
 
+@pytest.mark.parametrize("at_most", [0, 1, 3, 1000])
+def test_a_cohort_selects_at_most_its_remaining_members_in_page_order_and_holds_the_rest(at_most: int) -> None:
+    everyone = select([V1, half()])
+    chosen = migration.select_runs(RUNS, [V1, half()], workflow_name=WORKFLOW, to_task_queue="wf-v2", at_most=at_most)
+    taken = min(at_most, len(everyone.first))
+    assert chosen == migration.Selection(
+        first=everyone.first[:taken], again=[], skipped=0, held=len(everyone.first) - taken
+    )
+    assert chosen.eligible == everyone.eligible  # held runs are eligible: they move after the soak
+
+
 def test_select_runs_skips_other_workflow_types_on_the_queue() -> None:
     v2 = flag(1, "v2", 100)
     other = RunOnQueue("other-1", "run-x", "other", T0)

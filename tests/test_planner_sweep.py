@@ -179,6 +179,17 @@ def test_only_a_clean_sweep_covers_what_it_signalled(
     assert plan.sweep is not None and plan.sweep.kind is (SweepKind.RECENT if clean else SweepKind.FULL)
 
 
+def test_a_canary_cohorts_sweep_covers_nothing_so_the_next_sweep_is_full_and_skips_nothing() -> None:
+    cohort = Sweep(kind=SweepKind.FULL, cohort=True, started_at=T0)
+    ended, log = record_progress(
+        cohort, SweepLog(), page(done=True, watermark=W1, eligible=40, signalled=5), AT_50, at(3)
+    )
+    assert ended is None and log.covered is None and log.dirty
+    observed = QueueObservation(running_on_old_queue=35, routing=R1, routes_new=True)
+    plan = next_sweep(log, observed, at(4), PACING)
+    assert plan.sweep is not None and plan.sweep.kind is SweepKind.FULL and plan.sweep.covered is None
+
+
 def test_quiet_sweeps_are_counted_and_one_that_finds_work_resets_them() -> None:
     log = SweepLog(quiet=4)
     recent = Sweep(kind=SweepKind.RECENT, started_at=T0)

@@ -82,7 +82,7 @@ class MigrationWorkflow:
                         poll = workflow.now() + timedelta(seconds=self.input.poll_interval_s)
                         until = min(cohort_plan.soak_until or poll, poll)
                     await self.drain.poll_pause(self._seconds_until(until))
-                state.sweep = None if soaking else _for_cohort(plan.sweep, cohort_plan)
+                state.sweep = None if soaking else canary.cohort_sweep(plan.sweep, cohort_plan)
             if state.sweep is not None:
                 await self._go_on(state.sweep, flags, cohort_plan.cohort)
                 if state.sweep is None and not self.input.retire:
@@ -147,10 +147,3 @@ class MigrationWorkflow:
 
     def _seconds_until(self, moment: datetime | None) -> float | None:
         return None if moment is None else max((moment - workflow.now()).total_seconds(), 0.0)
-
-
-def _for_cohort(planned: sweep.Sweep | None, plan: canary.CanaryPlan) -> sweep.Sweep | None:
-    """The planned sweep, as a canary cohort's while the cohort moves."""
-    if planned is None or plan.phase is not CanaryPhase.COHORT:
-        return planned
-    return planned.model_copy(update={"cohort": True})

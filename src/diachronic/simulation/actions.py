@@ -15,7 +15,10 @@ from dataclasses import dataclass
 from enum import Enum
 from typing import Any, Literal
 
+from diachronic.ci.contracts import CanaryOptions
+
 __all__ = [
+    "CANARY_SOAK_S",
     "FAILURES",
     "Action",
     "Archive",
@@ -37,6 +40,8 @@ __all__ = [
 ]
 
 DeployKind = Literal["migratory", "non-migratory", "dark"]
+CANARY_SOAK_S = 300.0
+"""The soak of a story's canary cohort."""
 
 
 @dataclass(frozen=True)
@@ -62,6 +67,11 @@ class Deploy:
     steps: str = "25@60s,50@60s,75@60s,100@60s"
     poll_s: float = 30.0
     batch_size: int | None = None
+    canary: int | None = None  # ``--migrate-canary N``: the migration moves N first, soaks ``CANARY_SOAK_S``
+
+    @property
+    def canary_options(self) -> CanaryOptions | None:
+        return None if self.canary is None else CanaryOptions(size=self.canary, soak_s=CANARY_SOAK_S)
 
 
 @dataclass(frozen=True)

@@ -1,9 +1,10 @@
 """The explorer: a generative search for counter-examples to the safety invariants.
 
 Each story (``diachronic.simulation.actions``) is drawn from a seed by ``generate``: a starting world, then deploys
-of new and older versions (migratory, non-migratory, dark), re-sent events, controls, a person's edits (also
-between the automation's read and its write), workflows starting and ending, failure bursts (the flag store down
-or forbidden, Kubernetes 403 / 503, Temporal busy), waits, and continue-as-new at tiny thresholds. ``explore`` plays
+of new and older versions (migratory, some with a canary cohort, non-migratory, dark), re-sent events, controls, a
+person's edits (also between the automation's read and its write), workflows starting and ending, failure bursts
+(the flag store down or forbidden, Kubernetes 403 / 503, Temporal busy), waits, and continue-as-new at tiny
+thresholds. ``explore`` plays
 stories one after the other on the real CI workflows (``diachronic.simulation.stories``; each on a fresh
 time-skipping server) until its budget is spent; the referee judges every step. A story that broke an invariant is
 shrunk (``shrink``: drop chunks of actions, then simplify the start and each action, keeping the same broken
@@ -43,6 +44,7 @@ WAITS_S = (10.0, 30.0, 60.0, 120.0, 300.0, 900.0)
 CONTROLS = ("continue", "cancel", "pause", "resume", "promote", "abort")
 CONTROL_WEIGHTS = (3.0, 1.0, 2.0, 2.0, 2.0, 1.0)
 KINDS: tuple[act.DeployKind, ...] = ("migratory", "non-migratory", "dark")
+CANARY_SIZES = (1, 2)
 TINY_HISTORY = 10  # events: the smallest continue-as-new threshold the contracts allow
 ABOUT_WIDTH = 96  # characters of a printed scenario's description per line
 
@@ -66,6 +68,7 @@ class Mix:
     length: tuple[int, int] = (4, 12)
     tiny_history: float = 0.3  # share of stories whose CI and children continue as new at tiny thresholds
     kinds: tuple[float, float, float] = (5.0, 3.0, 2.0)  # deploys: migratory, non-migratory, dark
+    canary: float = 0.3  # share of migratory deploys that migrate a canary cohort first
     failures: tuple[act.Failure, ...] = tuple(act.FAILURES)  # the incidents a ``Fail`` draws from
 
     @classmethod
@@ -112,13 +115,12 @@ class _Draw:
         else:
             version = _pick(rng, self.known)
         self.deployed.append(version)
-        return act.Deploy(
-            version,
-            kind=_pick(rng, KINDS, self.mix.kinds),
-            steps=_pick(rng, STEPS, (5, 4, 4, 1)),
-            poll_s=_pick(rng, POLLS_S),
-            batch_size=_pick(rng, (None, 2)),
-        )
+        kind = _pick(rng, KINDS, self.mix.kinds)
+        steps, poll_s, batch_size = _pick(rng, STEPS, (5, 4, 4, 1)), _pick(rng, POLLS_S), _pick(rng, (None, 2))
+        canary = None
+        if self.mix.canary and kind == "migratory" and rng.random() < self.mix.canary:
+            canary = _pick(rng, CANARY_SIZES)
+        return act.Deploy(version, kind=kind, steps=steps, poll_s=poll_s, batch_size=batch_size, canary=canary)
 
     def fail(self) -> act.Fail:
         failure: act.Failure = _pick(self.rng, self.mix.failures)

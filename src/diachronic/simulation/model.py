@@ -7,9 +7,9 @@ server, no workflow, only the decisions of ``diachronic.ci.planner``, executed a
 - a deploy arriving: ``deploy.classify_deploy``; the deployment's start, one at a time: ``deployment.plan_start``;
 - the rollout: ``rollout.plan_rollout`` (its writes conditional on the value read, a person's edit possibly landing
   between the read and the write), waking when the plan says;
-- the migration: ``sweep.next_sweep`` over the running count and the flags, the world's ``migrate_sweep`` (which
-  selects with ``migration.select_runs``) folded in by ``sweep.record_progress``, then ``retire.plan_retire`` and
-  ``migration.after_drain``;
+- the migration: ``canary.look`` (a canary cohort: cohort, soak, rest), ``sweep.next_sweep`` over the running
+  count and the flags, the world's ``migrate_sweep`` (which selects with ``migration.select_runs``) folded in by
+  ``sweep.record_progress`` (and ``canary.record_cohort``), then ``retire.plan_retire`` and ``migration.after_drain``;
 - cleanup of a non-migratory deployment's previous version: ``retire.plan_retire``, on its own;
 - how the children end, and controls: ``deployment.plan_children``, an abort's ``deployment.plan_route_back``;
 - the CI run's end: ``deployment.run_failure``.
@@ -36,6 +36,9 @@ from diachronic.ci.contracts import (
     MIGRATION_PAGES_PER_CALL,
     ActivityErrorInfo,
     ApplyFlagInput,
+    CanaryOptions,
+    CanaryPhase,
+    CanaryProgress,
     Control,
     CountRunningInput,
     DeleteWorkersInput,
@@ -57,7 +60,7 @@ from diachronic.ci.contracts import (
     migration_workflow_id,
     rollout_workflow_id,
 )
-from diachronic.ci.planner import deploy, deployment, migration, retire, rollout, sweep
+from diachronic.ci.planner import canary, deploy, deployment, migration, retire, rollout, sweep
 from diachronic.ci.planner.schedule import parse_steps
 from diachronic.contracts import DeployEvent, RolloutStep, VersionInfo
 from diachronic.flags import VersionFlag
@@ -132,6 +135,8 @@ class _Deployment:
     sweeping: sweep.Sweep | None = None  # the migration's sweep in progress
     sweep_log: sweep.SweepLog = field(default_factory=sweep.SweepLog)
     stop: Control | None = None
+    canary: CanaryOptions | None = None  # deploy --migrate-canary
+    cohort: CanaryProgress | None = None  # what the migration carries of its canary cohort
 
 
 @dataclass(frozen=True)
@@ -298,6 +303,7 @@ class _Model:
             poll_s=action.poll_s,
             batch_size=action.batch_size or MIGRATION_BATCH_SIZE,
             started_at=self.now,
+            canary=action.canary_options,
         )
         self.current = record
         ci = f"ci.{self.world.workflow_name}"
@@ -389,6 +395,7 @@ class _Model:
         ).pacing
         try:
             flags = self.ask(child.workflow_id, "list_version_flags", ListFlagsInput(workflow_name=name), FlagList)
+            cohort_plan, record.cohort = canary.look(record.canary, record.cohort, self.now)
             if record.sweeping is None:
                 counted = self.ask(
                     child.workflow_id, "count_running", CountRunningInput(task_queue=old.task_queue), RunningCount
@@ -407,13 +414,16 @@ class _Model:
                         child.end(deployment.ChildView(deployment.ChildState.COMPLETED), self.now)
                     elif after is migration.MigrationAction.HAND_OFF:
                         child.end(deployment.ChildView(deployment.ChildState.HANDED_OFF), self.now)
-                if plan.action is not sweep.SweepAction.SWEEP:
+                soaking = cohort_plan.phase is CanaryPhase.SOAK  # nothing moves until the soak ends
+                if plan.action is not sweep.SweepAction.SWEEP or soaking:
                     if child.wake is not None:
                         at = plan.at or self.now + timedelta(seconds=record.poll_s)
+                        if soaking and plan.sweep is not None and cohort_plan.soak_until is not None:
+                            at = min(cohort_plan.soak_until, at)
                         child.wake = max(at, self.now)
                     self.children_move(record)
                     return
-                record.sweeping = plan.sweep
+                record.sweeping = canary.cohort_sweep(plan.sweep, cohort_plan)
             current = record.sweeping
             assert current is not None
             call = SweepInput(
@@ -427,13 +437,17 @@ class _Model:
                 cursor=current.cursor,
                 batch_size=record.batch_size,
                 pages=MIGRATION_PAGES_PER_CALL,
+                cohort=cohort_plan.cohort if current.cohort else None,
             )
             progress = self.ask(child.workflow_id, "migrate_sweep", call, sweep.SweepProgress)
             record.sweeping, record.sweep_log = sweep.record_progress(
                 current, record.sweep_log, progress, flags.flags, self.now
             )
+            if current.cohort and record.cohort is not None:
+                record.cohort = canary.record_cohort(record.cohort, progress)
+            pause = progress.stalled or (record.sweeping is None and current.cohort)  # as ``ci.migration`` pauses
             if child.wake is not None:
-                child.wake = self.now + timedelta(seconds=record.poll_s if progress.stalled else 0)
+                child.wake = self.now + timedelta(seconds=record.poll_s if pause else 0)
         except _Retry:
             child.wake = self.now + timedelta(seconds=RETRY_S)
         except _Failed as failure:

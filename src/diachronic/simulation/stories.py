@@ -378,6 +378,7 @@ class _Player:
             batch_size=action.batch_size,
             continue_as_new_after=self.start.child_history,
             ci_input=ci_input,
+            canary=action.canary_options,
             while_running=False,
         )
         self.started = True

@@ -23,7 +23,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from diachronic.ci.contracts import CanaryOptions, CanaryPhase, CanaryProgress, Cohort
-from diachronic.ci.planner.sweep import SweepProgress
+from diachronic.ci.planner.sweep import Sweep, SweepProgress
 from diachronic.errors import InvalidInput
 
 __all__ = [
@@ -31,6 +31,7 @@ __all__ = [
     "CanarySnapshot",
     "call_budget",
     "cohort_remaining",
+    "cohort_sweep",
     "cohort_target",
     "look",
     "parse_canary",
@@ -95,6 +96,13 @@ def look(
         CanarySnapshot(options, now, carried.target, carried.signalled, carried.candidates_left, carried.soak_until)
     )
     return plan, carried.model_copy(update={"phase": plan.phase, "soak_until": plan.soak_until or carried.soak_until})
+
+
+def cohort_sweep(planned: Sweep | None, plan: CanaryPlan) -> Sweep | None:
+    """The sweep ``next_sweep`` planned, as a cohort's while the cohort moves (it then covers nothing)."""
+    if planned is None or plan.phase is not CanaryPhase.COHORT:
+        return planned
+    return planned.model_copy(update={"cohort": True})
 
 
 def record_cohort(carried: CanaryProgress, progress: SweepProgress) -> CanaryProgress:
