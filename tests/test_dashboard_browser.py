@@ -18,11 +18,12 @@ import httpx
 import pytest
 from playwright.async_api import Browser, ConsoleMessage, Page, Route, async_playwright
 from temporalio.worker import Worker
-from tests.ci_helpers import CIHarness, event, fast, serving
+from tests.ci_helpers import CIHarness, event, fast, serving, start_old
 from tests.conditions import eventually
 from tests.http_helpers import TOKEN
 
 from diachronic.ci import client as ci
+from diachronic.ci.contracts import CanaryOptions
 from diachronic.ci.freeze import FreezeWorkflow, lift_freeze, set_freeze
 from diachronic.ci.planner.schedule import parse_steps
 from diachronic.contracts import ci_workflow_id
@@ -276,4 +277,22 @@ async def test_a_freeze_shows_in_the_banner_and_on_the_workflow_until_it_is_lift
             await lift_freeze(h.client, wf)
         await on_card.wait_for(state="detached")
         await page.locator("#freezes").wait_for(state="hidden")
+    assert tab.console_errors == [] and tab.page_errors == [] and tab.outside_requests == []
+
+
+async def test_the_canary_cohort_shows_its_soak_on_the_migration(h: CIHarness, tab: Tab, wf: str) -> None:
+    page = tab.page
+    async with serving(h.client, wf, "v1", "v2"):
+        await deploy_initial(h, wf)
+        await start_old(h, wf, 3)
+        canary = CanaryOptions(size=1, soak_s=3600)
+        await ci.deploy(h.client, h.task_queue, event(wf, "v2"), fast(steps=parse_steps("100@0s"), canary=canary))
+        await page.goto("/")
+        shown = page.locator(f'{card(tab, wf)} [data-field="canary"]')
+        await shown.filter(has_text="soak").wait_for()
+        text = await shown.inner_text()
+        assert re.fullmatch(
+            r"Canary soak until \d\d:\d\d:\d\d UTC: the cohort runs on the new version, the rest waits", text
+        )
+        await ci.control(h.client, wf, "abort")
     assert tab.console_errors == [] and tab.page_errors == [] and tab.outside_requests == []
