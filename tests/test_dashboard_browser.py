@@ -288,11 +288,11 @@ async def test_the_canary_cohort_shows_its_soak_on_the_migration(h: CIHarness, t
         canary = CanaryOptions(size=1, soak_s=3600)
         await ci.deploy(h.client, h.task_queue, event(wf, "v2"), fast(steps=parse_steps("100@0s"), canary=canary))
         await page.goto("/")
-        shown = page.locator(f'{card(tab, wf)} [data-field="canary"]')
-        await shown.filter(has_text="soak").wait_for()
-        text = await shown.inner_text()
+        soaking = page.locator(f'{card(tab, wf)} [data-field="canary"]').filter(has_text="Canary soak until")
+        await soaking.wait_for()
         assert re.fullmatch(
-            r"Canary soak until \d\d:\d\d:\d\d UTC: the cohort runs on the new version, the rest waits", text
+            r"Canary soak until \d\d:\d\d:\d\d UTC: the cohort runs on the new version, the rest waits",
+            await soaking.inner_text(),
         )
         await ci.control(h.client, wf, "abort")
     assert tab.console_errors == [] and tab.page_errors == [] and tab.outside_requests == []
