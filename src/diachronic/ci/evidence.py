@@ -76,9 +76,7 @@ async def _task_problems(client: Client, scope: str) -> int | None:
     Only failures (the code raised, or is not deterministic): a workflow task that timed out (Temporal's other
     category) is a busy worker, and a migration wave on a loaded machine made healthy versions abort on it."""
     try:
-        counted = await client.count_workflows(
-            f'{scope} AND ExecutionStatus="Running" AND {_FAILING_TASKS}'
-        )
+        counted = await client.count_workflows(f'{scope} AND ExecutionStatus="Running" AND {_FAILING_TASKS}')
     except RPCError as error:
         if error.status == RPCStatusCode.INVALID_ARGUMENT:
             return None  # the server has no TemporalReportedProblems (before 1.28, or visibility without it)
