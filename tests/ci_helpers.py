@@ -180,8 +180,13 @@ async def ci_end(h: CIHarness, wf: str) -> tuple[list[dict[str, Any]], str | Non
 async def deploy_initial(h: CIHarness, wf: str, version: str = "v1") -> None:
     """The first deployment of ``wf``, with an in-process worker of ``version`` polling while it is deployed."""
     async with serving(h.client, wf, version):
-        await ci.deploy(h.client, h.task_queue, event(wf, version))
-        await finish_ci(h, wf)
+        await deploy_served(h, wf, version)
+
+
+async def deploy_served(h: CIHarness, wf: str, version: str = "v1") -> None:
+    """A deployment of ``version`` whose queue a worker of the test's already polls, run until the CI's run ends."""
+    await ci.deploy(h.client, h.task_queue, event(wf, version))
+    await finish_ci(h, wf)
 
 
 async def run_diachronic(client: Client, task_queue: str, *args: str, **env: str) -> tuple[int, str, str]:

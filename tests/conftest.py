@@ -13,7 +13,7 @@ import httpx
 import pytest
 from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.testing import WorkflowEnvironment
-from tests.ci_helpers import CIHarness, ci_harness
+from tests.ci_helpers import CIHarness, ci_harness, serving
 from tests.github_api import GitHubApi, start_early
 from tests.http_helpers import served, settings
 
@@ -66,6 +66,14 @@ def data_dir(tmp_path: Path) -> Path:
 def wf() -> str:
     """A workflow name of this test alone (on the shared dev server)."""
     return "wf" + uuid.uuid4().hex[:8]
+
+
+@pytest.fixture
+async def wf_served(dev_env: WorkflowEnvironment, wf: str) -> AsyncIterator[str]:
+    """In-process workers polling the queues of ``wf``'s v1 to v3: the CI routes no traffic to a version before a
+    worker polls its queue."""
+    async with serving(dev_env.client, wf, "v1", "v2", "v3"):
+        yield wf
 
 
 @pytest.fixture

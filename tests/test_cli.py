@@ -26,6 +26,10 @@ from diachronic.settings import load_settings
 ROOT = Path(__file__).resolve().parent.parent
 
 
+# The sample's worker, on the queue `deploy --worker-cmd` gives it (a version gets traffic only once a worker polls).
+SAMPLE_WORKER = f"{sys.executable} -m examples.subscription.worker --version v1"
+
+
 def run(*args: str, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
     return subprocess.run([*DIACHRONIC, *args], env=env, capture_output=True, text=True, timeout=60)
 
@@ -70,7 +74,7 @@ def test_dev_persists_to_the_data_folder(dev: tuple[dict[str, str], subprocess.P
 
 def test_deploy_status_and_start_through_the_cli(dev: tuple[dict[str, str], subprocess.Popen[str], Path]) -> None:
     env, _, _ = dev
-    deployed = run("deploy", "clidemo", "v1", env=env)
+    deployed = run("deploy", "clidemo", "v1", "--worker-cmd", SAMPLE_WORKER, env=env)
     assert deployed.returncode == 0, deployed.stderr
     said = "clidemo v1 queued (position 1): the first version of clidemo: 100% of new starts go to it at once"
     assert said in deployed.stderr
@@ -284,17 +288,18 @@ def test_deploy_says_what_will_happen(
 def test_dev_stops_everything_on_sigterm(dev: tuple[dict[str, str], subprocess.Popen[str], Path]) -> None:
     """Everything: the embedded Temporal, and the local workers that `deploy --worker-cmd` started against it."""
     env, process, _ = dev
-    worker_cmd = f"{sys.executable} -m examples.subscription.worker --version v1"
-    deployed = run("deploy", "subscription", "v1", "--worker-cmd", worker_cmd, env=env)
+    deployed = run("deploy", "subscription", "v1", "--worker-cmd", SAMPLE_WORKER, env=env)
     assert deployed.returncode == 0, deployed.stderr
-    [worker] = json.loads(run("workers", "--json", env=env).stdout)
-    assert worker["running"] and process_alive(worker["pid"])
+    listed = json.loads(run("workers", "--json", env=env).stdout)
+    assert "subscription.v1" in {w["name"] for w in listed}, listed
+    assert all(w["running"] and process_alive(w["pid"]) for w in listed), listed
 
     port = int(env["DIACHRONIC_TEMPORAL_ADDRESS"].rsplit(":", 1)[1])
     process.send_signal(signal.SIGTERM)
     assert process.wait(timeout=60) == 0
     assert process.stderr is not None
-    assert "stopped local workers: subscription.v1" in process.stderr.read()
-    assert not process_alive(worker["pid"]), "the local worker outlived dev"
+    [stopped] = [line for line in process.stderr.read().splitlines() if line.startswith("stopped local workers: ")]
+    assert set(stopped.removeprefix("stopped local workers: ").split(", ")) == {w["name"] for w in listed}
+    assert not any(process_alive(w["pid"]) for w in listed), "a local worker outlived dev"
     with socket.socket() as sock:
         assert sock.connect_ex(("127.0.0.1", port)) != 0, "Temporal still serves after dev stopped"

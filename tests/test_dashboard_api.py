@@ -14,7 +14,7 @@ from typing import Any
 
 import httpx
 import pytest
-from tests.ci_helpers import CIHarness, event, fast, run_diachronic
+from tests.ci_helpers import CIHarness, deploy_served, event, fast, run_diachronic
 from tests.conditions import eventually
 from tests.http_helpers import SECRET, TOKEN, bearer, served, settings
 
@@ -26,13 +26,8 @@ from diachronic.ci.workflow import CIWorkflow
 from diachronic.contracts import ci_workflow_id
 from diachronic.http.dashboard import STATIC_DIR
 
-pytestmark = pytest.mark.devserver
+pytestmark = [pytest.mark.devserver, pytest.mark.usefixtures("wf_served")]
 ROOT = Path(__file__).resolve().parent.parent
-
-
-async def deploy_initial(h: CIHarness, wf: str) -> None:
-    await ci.deploy(h.client, h.task_queue, event(wf, "v1"))
-    await h.client.get_workflow_handle(ci_workflow_id(wf)).result()
 
 
 async def detail(http: httpx.AsyncClient, wf: str) -> dict[str, Any]:
@@ -62,7 +57,7 @@ STATUS_KEYS = {field.alias or name for name, field in CIStatus.model_fields.item
 async def test_a_workflow_reads_as_status_json_plus_its_versions(
     h: CIHarness, http: httpx.AsyncClient, wf: str
 ) -> None:
-    await deploy_initial(h, wf)
+    await deploy_served(h, wf)
     body = await detail(http, wf)
     assert {k: body[k] for k in STATUS_KEYS} == await cli_status_json(h, wf)
     assert body["phase"] == "completed" and body["toVersion"]["versionId"] == "v1"
@@ -89,7 +84,7 @@ async def test_a_workflow_reads_as_status_json_plus_its_versions(
 async def test_mid_rollout_the_versions_show_their_shares_and_promote_finishes_it(
     h: CIHarness, http: httpx.AsyncClient, wf: str
 ) -> None:
-    await deploy_initial(h, wf)
+    await deploy_served(h, wf)
     await ci.deploy(h.client, h.task_queue, event(wf, "v2"), fast(steps=parse_steps("30@0.3s,100@600s")))
 
     async def at_30() -> dict[str, Any] | None:
@@ -120,7 +115,7 @@ async def test_controls_need_the_token_and_a_refusal_says_why(
     h: CIHarness, http: httpx.AsyncClient, wf: str, caplog: pytest.LogCaptureFixture
 ) -> None:
     caplog.set_level(logging.DEBUG)
-    await deploy_initial(h, wf)
+    await deploy_served(h, wf)
     await ci.deploy(h.client, h.task_queue, event(wf, "v2", isDarkDeploy=True), fast(steps=parse_steps("100@0.3s")))
 
     async def awaiting() -> bool:
@@ -175,7 +170,7 @@ async def test_names_are_checked_and_unknown_workflows_are_404(http: httpx.Async
 
 
 async def test_a_ci_without_a_worker_does_not_slow_the_list(h: CIHarness, http: httpx.AsyncClient, wf: str) -> None:
-    await deploy_initial(h, wf)
+    await deploy_served(h, wf)
     stuck = wf + "stuck"
     await h.client.start_workflow(CIWorkflow.run, CIInput(), id=ci_workflow_id(stuck), task_queue=f"dead-{wf}")
 

@@ -18,7 +18,7 @@ import httpx
 import pytest
 from playwright.async_api import Browser, ConsoleMessage, Page, Route, async_playwright
 from temporalio.worker import Worker
-from tests.ci_helpers import CIHarness, event, fast, serving, start_old
+from tests.ci_helpers import CIHarness, deploy_served, event, fast, start_old
 from tests.conditions import eventually
 from tests.http_helpers import TOKEN
 
@@ -28,7 +28,7 @@ from diachronic.ci.freeze import FreezeWorkflow, lift_freeze, set_freeze
 from diachronic.ci.planner.schedule import parse_steps
 from diachronic.contracts import ci_workflow_id
 
-pytestmark = pytest.mark.devserver
+pytestmark = [pytest.mark.devserver, pytest.mark.usefixtures("wf_served")]
 
 CHROMIUM = Path("/usr/bin/chromium")
 # Without the background-networking flags Chromium keeps trying to reach outside hosts (platform notes).
@@ -118,11 +118,6 @@ async def wait_for_phase(tab: Tab, wf: str, wanted: str, timeout: float = 30.0) 
     await eventually(reached, timeout=timeout, what=f"the page showing {wf} {wanted}")
 
 
-async def deploy_initial(h: CIHarness, wf: str) -> None:
-    await ci.deploy(h.client, h.task_queue, event(wf, "v1"))
-    await h.client.get_workflow_handle(ci_workflow_id(wf)).result()
-
-
 async def confirm(tab: Tab, wf: str, control: str, *, reason: str = "") -> str:
     """Click a control, confirm it in the dialog, and return what the page says about it."""
     page = tab.page
@@ -142,7 +137,7 @@ async def confirm(tab: Tab, wf: str, control: str, *, reason: str = "") -> str:
 
 
 async def test_the_page_loads_with_no_console_errors(h: CIHarness, tab: Tab, wf: str) -> None:
-    await deploy_initial(h, wf)
+    await deploy_served(h, wf)
     page = tab.page
     await page.goto("/")
     await wait_for_phase(tab, wf, "completed")
@@ -167,43 +162,42 @@ async def test_the_page_loads_with_no_console_errors(h: CIHarness, tab: Tab, wf:
 
 async def test_a_deploy_shows_the_new_version_and_its_percentage_rising(h: CIHarness, tab: Tab, wf: str) -> None:
     page = tab.page
-    async with serving(h.client, wf, "v1", "v2"):
-        await deploy_initial(h, wf)
-        for i in range(24):  # running workflows for the migration to move
-            await h.client.start_workflow(wf, {"i": i}, id=f"{wf}-{i}", task_queue=f"{wf}-v1")
-        await page.goto("/")
-        await wait_for_phase(tab, wf, "completed")
-        steps = parse_steps("20@1s,40@1s,60@1s,100@1h")  # holds at 60 % until promoted, whatever the machine's speed
-        await ci.deploy(h.client, h.task_queue, event(wf, "v2"), fast(steps=steps))
-        share = f'{card(tab, wf)} tr[data-version="v2"] [data-field="share"]'
-        seen: list[float] = []
+    await deploy_served(h, wf)
+    for i in range(24):  # running workflows for the migration to move
+        await h.client.start_workflow(wf, {"i": i}, id=f"{wf}-{i}", task_queue=f"{wf}-v1")
+    await page.goto("/")
+    await wait_for_phase(tab, wf, "completed")
+    steps = parse_steps("20@1s,40@1s,60@1s,100@1h")  # holds at 60 % until promoted, whatever the machine's speed
+    await ci.deploy(h.client, h.task_queue, event(wf, "v2"), fast(steps=steps))
+    share = f'{card(tab, wf)} tr[data-version="v2"] [data-field="share"]'
+    seen: list[float] = []
 
-        async def showing(wanted: float) -> bool:
-            value = await number(tab, share)
-            if value is not None and (not seen or value != seen[-1]):
-                seen.append(value)
-            return value == wanted
+    async def showing(wanted: float) -> bool:
+        value = await number(tab, share)
+        if value is not None and (not seen or value != seen[-1]):
+            seen.append(value)
+        return value == wanted
 
-        async def migrating() -> bool:
-            return await page.locator(f"{card(tab, wf)} progress").count() > 0
+    async def migrating() -> bool:
+        return await page.locator(f"{card(tab, wf)} progress").count() > 0
 
-        await eventually(lambda: showing(60), timeout=60, what="the page showing v2 at 60 %")
-        await eventually(migrating, what="the page showing the migration's progress")
-        image = await page.screenshot(full_page=True)
-        if SCREENSHOT:
-            Path(SCREENSHOT).write_bytes(image)
-        await ci.control(h.client, wf, "promote", "the page showed the held step")
-        await eventually(lambda: showing(100), timeout=60, what="the page showing v2 at 100 %")
-        assert seen == sorted(seen), f"the share only rises: {seen}"
-        assert 60 in seen and seen[-1] == 100, seen
-        assert await page.locator(f'{card(tab, wf)} svg[role="img"] circle').count() >= 4  # the chart's points
-        await h.client.get_workflow_handle(ci_workflow_id(wf)).result()
-        await wait_for_phase(tab, wf, "completed")
+    await eventually(lambda: showing(60), timeout=60, what="the page showing v2 at 60 %")
+    await eventually(migrating, what="the page showing the migration's progress")
+    image = await page.screenshot(full_page=True)
+    if SCREENSHOT:
+        Path(SCREENSHOT).write_bytes(image)
+    await ci.control(h.client, wf, "promote", "the page showed the held step")
+    await eventually(lambda: showing(100), timeout=60, what="the page showing v2 at 100 %")
+    assert seen == sorted(seen), f"the share only rises: {seen}"
+    assert 60 in seen and seen[-1] == 100, seen
+    assert await page.locator(f'{card(tab, wf)} svg[role="img"] circle').count() >= 4  # the chart's points
+    await h.client.get_workflow_handle(ci_workflow_id(wf)).result()
+    await wait_for_phase(tab, wf, "completed")
     assert tab.console_errors == [] and tab.page_errors == [] and tab.outside_requests == []
 
 
 async def dark_deploy(h: CIHarness, tab: Tab, wf: str) -> None:
-    await deploy_initial(h, wf)
+    await deploy_served(h, wf)
     await ci.deploy(h.client, h.task_queue, event(wf, "v2", isDarkDeploy=True), fast(steps=parse_steps("50@1s,100@1s")))
     await tab.page.goto("/")
     await wait_for_phase(tab, wf, "awaiting_continue")
@@ -260,7 +254,7 @@ async def test_a_freeze_shows_in_the_banner_and_on_the_workflow_until_it_is_lift
     h: CIHarness, tab: Tab, wf: str
 ) -> None:
     page = tab.page
-    await deploy_initial(h, wf)
+    await deploy_served(h, wf)
     queue = f"freeze-{uuid.uuid4()}"
     async with Worker(h.client, task_queue=queue, workflows=[FreezeWorkflow]):
         await set_freeze(h.client, queue, wf, datetime.now(UTC) + timedelta(hours=1), "incident 42")
@@ -282,17 +276,16 @@ async def test_a_freeze_shows_in_the_banner_and_on_the_workflow_until_it_is_lift
 
 async def test_the_canary_cohort_shows_its_soak_on_the_migration(h: CIHarness, tab: Tab, wf: str) -> None:
     page = tab.page
-    async with serving(h.client, wf, "v1", "v2"):
-        await deploy_initial(h, wf)
-        await start_old(h, wf, 3)
-        canary = CanaryOptions(size=1, soak_s=3600)
-        await ci.deploy(h.client, h.task_queue, event(wf, "v2"), fast(steps=parse_steps("100@0s"), canary=canary))
-        await page.goto("/")
-        soaking = page.locator(f'{card(tab, wf)} [data-field="canary"]').filter(has_text="Canary soak until")
-        await soaking.wait_for()
-        assert re.fullmatch(
-            r"Canary soak until \d\d:\d\d:\d\d UTC: the cohort runs on the new version, the rest waits",
-            await soaking.inner_text(),
-        )
-        await ci.control(h.client, wf, "abort")
+    await deploy_served(h, wf)
+    await start_old(h, wf, 3)
+    canary = CanaryOptions(size=1, soak_s=3600)
+    await ci.deploy(h.client, h.task_queue, event(wf, "v2"), fast(steps=parse_steps("100@0s"), canary=canary))
+    await page.goto("/")
+    soaking = page.locator(f'{card(tab, wf)} [data-field="canary"]').filter(has_text="Canary soak until")
+    await soaking.wait_for()
+    assert re.fullmatch(
+        r"Canary soak until \d\d:\d\d:\d\d UTC: the cohort runs on the new version, the rest waits",
+        await soaking.inner_text(),
+    )
+    await ci.control(h.client, wf, "abort")
     assert tab.console_errors == [] and tab.page_errors == [] and tab.outside_requests == []

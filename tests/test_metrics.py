@@ -47,9 +47,9 @@ async def scrape(http: httpx.AsyncClient) -> Samples:
 
 @pytest.mark.devserver
 async def test_a_scrape_during_a_rollout_shows_phase_percentages_and_migration(
-    h: CIHarness, http: httpx.AsyncClient
+    h: CIHarness, http: httpx.AsyncClient, wf_served: str
 ) -> None:
-    wf = "metrics" + uuid.uuid4().hex[:8]
+    wf = wf_served
     await ci.deploy(h.client, h.task_queue, event(wf, "v1"))
     await h.client.get_workflow_handle(ci_workflow_id(wf)).result()
     await ci.deploy(h.client, h.task_queue, event(wf, "v2"), fast(steps=parse_steps("30@0.3s,100@600s")))

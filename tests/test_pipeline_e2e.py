@@ -15,7 +15,7 @@ import pytest
 from pydantic import SecretStr
 from temporalio.client import WorkflowFailureError
 from temporalio.testing import WorkflowEnvironment
-from tests.ci_helpers import CIHarness, ci_harness, event, fast, run_diachronic
+from tests.ci_helpers import CIHarness, ci_harness, event, fast, run_diachronic, serving
 from tests.conditions import eventually
 from tests.github_api import GitHubApi
 from tests.http_helpers import deployment_status, served, settings, signed
@@ -30,6 +30,7 @@ from diachronic.errors import InvalidInput
 from diachronic.github import GitHubDeployments, TokenAuth
 from diachronic.notify import JsonWebhookSink
 from diachronic.notify.activities import NotifyActivities
+from diachronic.webhook.github import SHORT_SHA_LENGTH
 
 pytestmark = pytest.mark.devserver
 
@@ -41,6 +42,15 @@ STATUSES = "/repos/acme/orders/deployments/1/statuses"
 async def hook() -> AsyncIterator[Receiver]:
     async with receiver() as box:
         yield box
+
+
+@pytest.fixture
+async def wf(dev_env: WorkflowEnvironment) -> AsyncIterator[str]:
+    """A workflow name of this test alone, with workers polling the queues of the versions the tests deploy (the CI
+    routes no traffic to a version before a worker polls its queue)."""
+    name = "e2e" + uuid.uuid4().hex[:8]
+    async with serving(dev_env.client, name, "v1", "v2", SHA1[:SHORT_SHA_LENGTH]):
+        yield name
 
 
 @pytest.fixture
@@ -77,9 +87,8 @@ async def states(github: GitHubApi, count: int) -> list[dict[str, Any]]:
 
 
 async def test_a_deployment_from_github_goes_from_in_progress_to_success(
-    h: CIHarness, data_dir: Path, github: GitHubApi, hook: Receiver
+    h: CIHarness, data_dir: Path, github: GitHubApi, hook: Receiver, wf: str
 ) -> None:
-    wf = "e2e" + uuid.uuid4().hex[:8]
     await webhook(h, data_dir, wf)
     await h.client.get_workflow_handle(ci_workflow_id(wf)).result()
     reported = await states(github, 2)
@@ -93,13 +102,12 @@ async def test_a_deployment_from_github_goes_from_in_progress_to_success(
 
 
 async def test_a_failing_deployment_from_github_ends_in_failure(
-    h: CIHarness, data_dir: Path, github: GitHubApi, hook: Receiver, monkeypatch: pytest.MonkeyPatch
+    h: CIHarness, data_dir: Path, github: GitHubApi, hook: Receiver, monkeypatch: pytest.MonkeyPatch, wf: str
 ) -> None:
     async def refuse(*args: Any, **kwargs: Any) -> Any:
         raise InvalidInput("this flag store refuses new versions")
 
     monkeypatch.setattr(h.flags, "apply_version_flag", refuse)
-    wf = "e2e" + uuid.uuid4().hex[:8]
     await webhook(h, data_dir, wf)
     with pytest.raises(WorkflowFailureError):
         await h.client.get_workflow_handle(ci_workflow_id(wf)).result()
@@ -128,9 +136,8 @@ async def v2_after_v1(h: CIHarness, wf: str, **fields: object) -> DeployEvent:
 
 
 async def test_each_rollout_step_and_the_migration_are_reported_before_success(
-    h: CIHarness, github: GitHubApi, hook: Receiver
+    h: CIHarness, github: GitHubApi, hook: Receiver, wf: str
 ) -> None:
-    wf = "e2e" + uuid.uuid4().hex[:8]
     v2 = await v2_after_v1(h, wf)
     await ci.deploy(h.client, h.task_queue, v2, fast(steps=parse_steps("50@0.2s,100@0.2s")))
     await h.client.get_workflow_handle(ci_workflow_id(wf)).result()  # the CI publishes everything before it ends
@@ -151,9 +158,8 @@ async def test_each_rollout_step_and_the_migration_are_reported_before_success(
 
 
 async def test_a_cleanup_tells_the_old_queue_drained_and_retired_after_the_end_but_not_github(
-    h: CIHarness, github: GitHubApi, hook: Receiver
+    h: CIHarness, github: GitHubApi, hook: Receiver, wf: str
 ) -> None:
-    wf = "e2e" + uuid.uuid4().hex[:8]
     v2 = await v2_after_v1(h, wf, isNonMigratory=True)
     await ci.deploy(h.client, h.task_queue, v2, fast(steps=parse_steps("100@0.1s")))
     [record] = (await h.client.get_workflow_handle(ci_workflow_id(wf)).result())["deployments"]
@@ -164,9 +170,8 @@ async def test_a_cleanup_tells_the_old_queue_drained_and_retired_after_the_end_b
 
 
 async def test_a_freeze_holds_a_deployment_in_the_queue_until_it_is_lifted_and_force_goes_through(
-    h: CIHarness, data_dir: Path
+    h: CIHarness, data_dir: Path, wf: str
 ) -> None:
-    wf = "e2e" + uuid.uuid4().hex[:8]
     until = datetime.now(UTC) + timedelta(hours=1)
     await set_freeze(h.client, h.task_queue, wf, until, "incident 42")
     await ci.deploy(h.client, h.task_queue, event(wf, "v1", environment="production"), fast())

@@ -11,7 +11,7 @@ from typing import Any
 import httpx
 import pytest
 from temporalio.testing import WorkflowEnvironment
-from tests.ci_helpers import event
+from tests.ci_helpers import event, serving
 from tests.conditions import eventually
 from tests.http_helpers import bearer, served, settings
 from tests.unleash_engine import Engine, routed_queue
@@ -54,7 +54,7 @@ async def test_the_signaler_routes_as_unleash_does_at_the_percentage_the_ci_set(
     wf, client = unleash_wf, dev_env.client
     ci_flags, app_flags = unleash.store(), unleash.store()  # the CI worker and the HTTP app: two clients
     try:
-        async with ci_on_unleash(client, ci_flags, data_dir) as ci_queue:
+        async with ci_on_unleash(client, ci_flags, data_dir) as ci_queue, serving(client, wf, "v1", "v2"):
             await ci.deploy(client, ci_queue, event(wf, "v1"))
             await client.get_workflow_handle(ci_workflow_id(wf)).result()
             holding = DeployOptions(steps=parse_steps(f"{HELD_PERCENT}@0s,100@1h"), poll_interval_s=0.2)

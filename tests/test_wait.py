@@ -146,9 +146,9 @@ async def cli(h: CIHarness, data_dir: Path, *args: str) -> tuple[int, str]:
 
 @pytest.mark.devserver
 async def test_deploy_wait_exits_0_on_completed_4_on_aborted_and_status_wait_7_on_timeout(
-    h: CIHarness, data_dir: Path
+    h: CIHarness, data_dir: Path, wf_served: str
 ) -> None:
-    wf = "wait" + uuid.uuid4().hex[:8]
+    wf = wf_served
     code, text = await cli(h, data_dir, "deploy", wf, "v1", "--wait")
     assert code == 0, text
     assert f"{wf} v1: completed" in text
@@ -176,7 +176,7 @@ async def test_deploy_wait_exits_0_on_completed_4_on_aborted_and_status_wait_7_o
 
 @pytest.mark.devserver
 async def test_deploy_wait_exits_3_when_the_deployment_fails(
-    dev_env: WorkflowEnvironment, data_dir: Path, monkeypatch: pytest.MonkeyPatch
+    dev_env: WorkflowEnvironment, data_dir: Path, monkeypatch: pytest.MonkeyPatch, wf_served: str
 ) -> None:
     async with ci_harness(dev_env.client, data_dir, f"ci-{uuid.uuid4()}") as h:
 
@@ -184,8 +184,7 @@ async def test_deploy_wait_exits_3_when_the_deployment_fails(
             raise InvalidInput("this flag store refuses new versions")
 
         monkeypatch.setattr(h.flags, "apply_version_flag", refuse)
-        wf = "wait" + uuid.uuid4().hex[:8]
-        code, text = await cli(h, data_dir, "deploy", wf, "v1", "--wait", "--timeout", "5m")
+        code, text = await cli(h, data_dir, "deploy", wf_served, "v1", "--wait", "--timeout", "5m")
     assert code == 3, text
     assert "InvalidInput: this flag store refuses new versions (exit 3)" in text
 
