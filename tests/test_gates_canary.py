@@ -18,6 +18,7 @@ from diachronic.ci import client as ci
 from diachronic.ci.contracts import CanaryOptions, CanaryPhase, Control, HealthRule, Phase
 from diachronic.ci.planner.health import HEALTH_CHECK_FAILED
 from diachronic.ci.planner.schedule import parse_steps
+from diachronic.cli.status import describe
 from diachronic.contracts import MIGRATE_SIGNAL
 from diachronic.errors import InvalidInput
 from diachronic.temporal import count_narrowed, visibility_string
@@ -109,6 +110,7 @@ async def test_a_percentage_cohort_with_a_query_moves_only_what_the_query_matche
         assert soaking.migration is not None and soaking.migration.canary is not None
         assert (soaking.migration.canary.target, soaking.migration.canary.signalled) == (2, 2)
         assert soaking.migration.canary.summary.startswith("canary soak until ")
+        assert f"| {soaking.migration.canary.summary}" in describe(soaking)  # what `diachronic status` prints
         signalled = {wid for wid, rid in runs.items() if await migrate_signalled_at(h, wid, rid) is not None}
         assert len(signalled) == 2 and signalled <= set(chosen)
         await ci.control(h.client, wf, Control.ABORT.value, reason="enough")

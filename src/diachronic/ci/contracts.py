@@ -273,7 +273,9 @@ class CanaryOptions(Contract):
     """``--migrate-canary N|P%``: migration first moves a cohort, watches it for ``soak_s``, then the rest."""
 
     size: int | None = Field(default=None, ge=1, description="N workflows")
-    percent: float | None = Field(default=None, gt=0, le=100, description="P % of the eligible workflows")
+    percent: float | None = Field(
+        default=None, gt=0, le=100, description="P % of the candidates: the running workflows its query matches"
+    )
     query: Annotated[str, AfterValidator(_cohort_query)] | None = Field(
         default=None, min_length=1, max_length=2000, description="a visibility query the cohort must also match"
     )
