@@ -6,6 +6,7 @@ from __future__ import annotations
 import contextlib
 import os
 import sys
+import uuid
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -140,6 +141,15 @@ async def serving(client: Client, wf: str, *versions: str) -> AsyncIterator[None
         for version in versions:
             await stack.enter_async_context(Worker(client, task_queue=task_queue(wf, version), workflows=[Sleeper]))
         yield
+
+
+@contextlib.asynccontextmanager
+async def served_workflow(client: Client, *versions: str, prefix: str = "wf") -> AsyncIterator[str]:
+    """A workflow name of one test alone, with in-process workers on the queues of ``versions`` (the CI routes no
+    traffic to a version before a worker polls its queue)."""
+    name = prefix + uuid.uuid4().hex[:8]
+    async with serving(client, name, *versions):
+        yield name
 
 
 async def start_worker_process(h: CIHarness, wf: str, version: str) -> None:

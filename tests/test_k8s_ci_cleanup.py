@@ -17,6 +17,7 @@ import pytest
 from temporalio.client import Client, WorkflowFailureError, WorkflowHandle
 from temporalio.exceptions import ApplicationError
 from temporalio.testing import WorkflowEnvironment
+from tests.ci_helpers import serving
 from tests.conditions import eventually
 
 from diachronic.ci.activities import CIActivities
@@ -64,8 +65,13 @@ async def s(dev_env: WorkflowEnvironment, tmp_path: Path) -> AsyncIterator[Setup
         deployments = cluster.open()
         task_queue = f"ci-{uuid.uuid4()}"
         try:
-            async with ci_worker(
-                dev_env.client, task_queue, CIActivities(flags, deployments, dev_env.client, environment="development")
+            async with (
+                ci_worker(
+                    dev_env.client,
+                    task_queue,
+                    CIActivities(flags, deployments, dev_env.client, environment="development"),
+                ),
+                serving(dev_env.client, wf, "v2"),  # the old version is retired only while the new one is served
             ):
                 yield Setup(dev_env.client, task_queue, cluster, flags, wf, v1, v2)
         finally:

@@ -15,7 +15,7 @@ import pytest
 from pydantic import SecretStr
 from temporalio.client import WorkflowFailureError
 from temporalio.testing import WorkflowEnvironment
-from tests.ci_helpers import CIHarness, ci_harness, event, fast, run_diachronic, serving
+from tests.ci_helpers import CIHarness, ci_harness, event, fast, run_diachronic, served_workflow
 from tests.conditions import eventually
 from tests.github_api import GitHubApi
 from tests.http_helpers import deployment_status, served, settings, signed
@@ -46,10 +46,7 @@ async def hook() -> AsyncIterator[Receiver]:
 
 @pytest.fixture
 async def wf(dev_env: WorkflowEnvironment) -> AsyncIterator[str]:
-    """A workflow name of this test alone, with workers polling the queues of the versions the tests deploy (the CI
-    routes no traffic to a version before a worker polls its queue)."""
-    name = "e2e" + uuid.uuid4().hex[:8]
-    async with serving(dev_env.client, name, "v1", "v2", SHA1[:SHORT_SHA_LENGTH]):
+    async with served_workflow(dev_env.client, "v1", "v2", SHA1[:SHORT_SHA_LENGTH], prefix="e2e") as name:
         yield name
 
 

@@ -12,7 +12,7 @@ import pytest
 from temporalio.client import Client, WorkflowExecutionStatus
 from temporalio.service import RPCError
 from temporalio.testing import WorkflowEnvironment
-from tests.ci_helpers import CIHarness, ci_harness
+from tests.ci_helpers import CIHarness, ci_harness, served_workflow
 from tests.conditions import eventually
 from tests.http_helpers import SECRET, TOKEN, bearer, deployment_status, now_iso, served, settings, signed
 
@@ -21,11 +21,18 @@ from diachronic.ci.contracts import Phase
 from diachronic.contracts import ci_workflow_id
 from diachronic.flags.evaluation import general_percent
 from diachronic.flags.local import LocalFlagStore
+from diachronic.webhook.github import SHORT_SHA_LENGTH
 
 pytestmark = pytest.mark.devserver
 
 SHA1 = "a1b2c3d4e5f60718293a4b5c6d7e8f9012345678"
 SHA2 = "b2c3d4e5f60718293a4b5c6d7e8f901234567890"
+
+
+@pytest.fixture
+async def wf(dev_env: WorkflowEnvironment) -> AsyncIterator[str]:
+    async with served_workflow(dev_env.client, SHA1[:SHORT_SHA_LENGTH], SHA2[:SHORT_SHA_LENGTH]) as name:
+        yield name
 
 
 @pytest.fixture

@@ -12,8 +12,7 @@ import os
 import subprocess
 import sys
 import time
-import uuid
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -21,7 +20,7 @@ from typing import Any
 import httpx
 import pytest
 from temporalio.client import Client
-from tests.ci_helpers import CIHarness
+from tests.ci_helpers import CIHarness, served_workflow
 from tests.conditions import eventually
 from tests.http_helpers import SECRET, deployment_status, signed
 from tests.reliability.harness import free_port
@@ -30,6 +29,7 @@ from diachronic.ci import client as ci
 from diachronic.ci.contracts import FINAL_PHASES, CIState, Phase
 from diachronic.ci.workflow import CIWorkflow
 from diachronic.contracts import ci_workflow_id
+from diachronic.webhook.github import SHORT_SHA_LENGTH
 
 pytestmark = pytest.mark.devserver
 
@@ -105,8 +105,13 @@ async def deployments_of(client: Client, wf: str) -> list[tuple[str, str]]:
     return found
 
 
-async def test_two_replicas_start_a_delivery_once_also_after_a_restart(h: CIHarness, tmp_path: Path) -> None:
-    wf = "rep" + uuid.uuid4().hex[:8]
+@pytest.fixture
+async def wf(h: CIHarness) -> AsyncIterator[str]:
+    async with served_workflow(h.client, SHA1[:SHORT_SHA_LENGTH], SHA2[:SHORT_SHA_LENGTH], prefix="rep") as name:
+        yield name
+
+
+async def test_two_replicas_start_a_delivery_once_also_after_a_restart(h: CIHarness, tmp_path: Path, wf: str) -> None:
     # The environment the test CI serves (a deploy event for another one is refused).
     first = deployment_status(sha=SHA1, payload={"workflowName": wf}, environment="development")
     dark = deployment_status(sha=SHA2, payload={"workflowName": wf, "isDarkDeploy": True}, environment="development")
