@@ -3,6 +3,7 @@ with the embedded flag store and local worker processes."""
 
 from __future__ import annotations
 
+import functools
 from typing import Any
 
 import pytest
@@ -152,6 +153,22 @@ async def test_abort_routes_new_starts_back_to_the_previous_version(h: CIHarness
     async with serving(h.client, wf, "v1", "v2"):
         await ci.deploy(h.client, h.task_queue, event(wf, "v2"), fast(steps=parse_steps("50@0.3s,100@600s")))
         await eventually(lambda: _percent(h, wf, 50), what="first step")
+        await ci.control(h.client, wf, "abort")
+        result = await finish_ci(h, wf)
+    assert result["deployments"][0]["phase"] == "aborted"
+    assert {(await route(h.flags, wf, f"id-{i}")).version_id for i in range(50)} == {"v1"}
+
+
+async def test_an_abort_stops_children_that_continued_as_new(h: CIHarness, wf: str) -> None:
+    """A child handle's cancel goes to the run the child started with: once the rollout and the migration continued
+    as new it was lost, the CI waited for them forever and never routed back (regression)."""
+    await deploy_initial(h, wf)
+    async with serving(h.client, wf, "v1", "v2"):
+        await start_old(h, wf, 3)
+        options = fast(steps=parse_steps("50@0.3s,100@600s"), continueAsNewAfter=10, batchSize=1)
+        await ci.deploy(h.client, h.task_queue, event(wf, "v2"), options)
+        for child in (f"rollout.{wf}", f"migration.{wf}"):
+            await eventually(functools.partial(continued_as_new, h.client, child), what=f"{child} continued as new")
         await ci.control(h.client, wf, "abort")
         result = await finish_ci(h, wf)
     assert result["deployments"][0]["phase"] == "aborted"

@@ -797,16 +797,19 @@ class CIWorkflow:
         return child_id
 
     async def _stop_children(self, children: list[AnyChild]) -> None:
-        """Cancel the children still running; the health workflow is told to stop by a signal to its workflow id: it
-        continues as new every few minutes, and a child handle's cancel goes to the run the child started with."""
+        """Stop the children still running, by workflow id: a child handle's cancel goes to the run the child started
+        with, and is lost once the child continued as new (the CI then waited for it forever and never routed back).
+        The health workflow is told to stop by a signal (it ends healthy); the rollout and the migration are
+        cancelled."""
         for child in children:
             if child.done():
                 continue
-            if child is self._health:
-                with contextlib.suppress(FailureError):  # it ended meanwhile
-                    await workflow.get_external_workflow_handle(child.id).signal(HEALTH_STOP_SIGNAL)
-            else:
-                child.cancel()
+            current = workflow.get_external_workflow_handle(child.id)
+            with contextlib.suppress(FailureError):  # it ended meanwhile
+                if child is self._health:
+                    await current.signal(HEALTH_STOP_SIGNAL)
+                else:
+                    await current.cancel()
         for child in children:
             with contextlib.suppress(ChildWorkflowError, CancelledError, asyncio.CancelledError):
                 await child
