@@ -29,11 +29,13 @@ INVARIANTS = {
     "to it, another unarchived flag carries it, or a queued deployment makes it live again",
     "signalled-twice": "each run is sent the migrate signal at most once",
     "blind-write": "no automated write replaces a value it did not read",
-    "percent-down": "percentages go down only by a human or an abort",
+    "percent-down": "percentages go down only by a human or an abort (a human's, a roll-back, a health breach)",
     "routed-flag-archived": "no flag is archived while it routes traffic, nor the newest one",
     "failure-forgotten": "a failed deployment fails its CI run, across continue-as-new",
     "run-did-not-end": "every CI run ends (a story that hangs twice)",
     "child-outlived": "a deployment's children never outlive it, nor a failed sibling",
+    "unready-traffic": "no flag routes to a version and no migrate signal is sent to it before a worker polled its "
+    "task queue (readiness)",
 }
 """The invariants the referee checks, by name."""
 
@@ -101,7 +103,7 @@ class Referee:
     workflow_name: str
     violations: list[Violation] = field(default_factory=list)
     seen: dict[tuple[str, str], int | None] = field(default_factory=dict)
-    aborted: set[str] = field(default_factory=set)  # flags a human asked to route back (an accepted abort)
+    aborted: set[str] = field(default_factory=set)  # flags an accepted abort routes back
     archived_by: dict[str, VersionInfo] = field(default_factory=dict)  # the flag each actor archived last
     _said: set[str] = field(default_factory=set)
 
@@ -124,7 +126,8 @@ class Referee:
             self.seen[(actor, flag.info.flag_name)] = general_percent(flag)
 
     def abort_accepted(self, flag_name: str) -> None:
-        """A human's abort: routing this flag back to 0 is their decision, whatever it holds."""
+        """An accepted abort (a human's, a roll-back, or the automation's on evidence that the version is broken):
+        routing this flag back is that decision, whatever it holds."""
         self.aborted.add(flag_name)
 
     def writing(self, actor: str, flag: VersionFlag, percent: int) -> None:
