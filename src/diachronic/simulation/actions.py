@@ -31,6 +31,7 @@ __all__ = [
     "Failure",
     "FinishWorkflows",
     "GateVerdict",
+    "HealthRule",
     "RaceWrite",
     "Resend",
     "Rollback",

@@ -661,8 +661,13 @@ class _Model:
             if back is not None:
                 write = SetPercentInput(flag_name=record.new.flag_name, percent=back.percent, expected=back.expected)
                 self.call(ci, "set_traffic_percent", write)
-        except (_Failed, _Retry):
+        except _Retry:  # tried again a little later, as the workflow's retry policy does
+            record.back.insert(0, step.model_copy(update={"wait_s": RETRY_S}))
+        except _Failed as failure:
             record.back = []
+            if failure.info.name != "ConcurrentEdit":  # anything but a person's edit fails the deployment
+                record.back_wake = None
+                return self.end(record, Phase.FAILED, DeploymentEnd(reason=failure.info.name, detail=str(failure)))
         if record.back:
             record.back_wake = self.now + timedelta(seconds=record.back[0].wait_s)
             if record.back[0].wait_s == 0:
@@ -678,6 +683,8 @@ class _Model:
         if plan.start_cleanup and record.previous is not None:
             cleanup = _Child(cleanup_workflow_id(record.previous.task_queue), self.now, wake=self.now)
             self.cleanups.append((record.previous, cleanup, record.poll_s))
+        if plan.phase is Phase.ABORTED and not any(d.version == record.event.version_id for d in self.queue):
+            self.world.judge_aborted(record.new.flag_name if record.new else None)  # before a redeploy raises it
         self.end(record, plan.phase, plan.end or DeploymentEnd())
 
     def end(self, record: _Deployment, phase: Phase, end: DeploymentEnd) -> None:

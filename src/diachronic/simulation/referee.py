@@ -34,6 +34,8 @@ INVARIANTS = {
     "failure-forgotten": "a failed deployment fails its CI run, across continue-as-new",
     "run-did-not-end": "every CI run ends (a story that hangs twice)",
     "child-outlived": "a deployment's children never outlive it, nor a failed sibling",
+    "abort-not-routed-back": "a deployment ended aborted (by a human, a roll-back, a gate or the health analysis) "
+    "leaves its new version no general traffic, unless a person changed that flag",
     "unready-traffic": "no flag routes to a version and no migrate signal is sent to it before a worker polled its "
     "task queue (readiness)",
 }
@@ -231,6 +233,15 @@ class Referee:
                         "child-outlived",
                         f"{failed.workflow_id} failed but {sibling.workflow_id} ran on for {late:.0f} s",
                     )
+
+    def ended_aborted(self, flag: VersionFlag | None, *, edited: bool) -> None:
+        """A deployment ended aborted; ``flag``: its new version's flag now (None: it never made one), ``edited``:
+        a person changed that flag (their change wins over the route back)."""
+        if flag is None or flag.archived or edited:
+            return
+        if percent := general_percent(flag):
+            version = flag.info.version_id
+            self.violate("abort-not-routed-back", f"the deployment of {version} ended aborted, its flag at {percent}%")
 
     def chain_ended(self, *, failed_run: bool, failed_deployments: Sequence[str]) -> None:
         """A CI run (with the runs it continued as new into) ended: it must fail if a deployment of it failed."""

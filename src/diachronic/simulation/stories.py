@@ -301,6 +301,17 @@ class WatchedWorld(World):
             case Break(version=version, rule=rule):
                 self.break_version(version, rule)
 
+    def edited(self, flag_name: str) -> bool:
+        """Whether a person changed the flag (or is about to: a race on its version is pending)."""
+        flag = self.flags.get(flag_name)
+        racing = flag is not None and flag.info.version_id in self.races
+        return racing or any(edit.split(":", 1)[0] == flag_name for edit in self.hand_edits)
+
+    def judge_aborted(self, flag_name: str | None) -> None:
+        """A deployment ended aborted: the referee judges its new version's flag as it is now."""
+        flag = self.flags.get(flag_name) if flag_name is not None else None
+        self.referee.ended_aborted(flag, edited=flag_name is not None and self.edited(flag_name))
+
     def editable(self, version: str) -> bool:
         """Whether a person can edit the version's newest flag (it exists and is not archived)."""
         flag = self.flag_of(version)
@@ -353,6 +364,7 @@ class _Player:
     started: bool = False  # a deploy reached the CI: the story's CI run exists
     gates: contextlib.AsyncExitStack = field(default_factory=contextlib.AsyncExitStack)  # the gate workers
     gated: set[str] = field(default_factory=set)  # versions whose gate workflow a worker serves
+    judged: set[datetime] = field(default_factory=set)  # aborted deployments judged (by when they started)
     over: bool = False  # the CI run ended (or was ended by the player)
 
     @property
@@ -534,6 +546,7 @@ class _Player:
         children = await self._children()
         world = self.world
         latest = state.current or (state.history[-1] if state.history else None)
+        self._judge_aborts(state)
         running: dict[str, int] = {}
         for run in world.runs.values():
             running[run.task_queue] = running.get(run.task_queue, 0) + 1
@@ -547,6 +560,19 @@ class _Player:
             now=await self.sim.now(),
         )
         world.publish()
+
+    def _judge_aborts(self, state: CIState) -> None:
+        """Each deployment newly ended aborted is judged once, unless a later deployment of its version began (it
+        may raise that flag again)."""
+        records = [*state.history, *([state.current] if state.current else [])]
+        for index, record in enumerate(state.history):
+            if record.phase is not Phase.ABORTED or record.started_at is None or record.started_at in self.judged:
+                continue
+            self.judged.add(record.started_at)
+            version = record.request.event.version_id
+            if any(r.request.event.version_id == version for r in records[index + 1 :]):
+                continue
+            self.world.judge_aborted(record.to_version.flag_name if record.to_version else None)
 
     async def _children(self) -> list[ChildView]:
         """The rollout and the migration as Temporal describes them; once one failed, when the CI asked each to stop
