@@ -1,7 +1,8 @@
 """The explorer covers the gates (issue 14): its default stories deploy versions whose workers come up late or never,
 with a gate that passes or fails, break versions (the health child's automatic abort) and roll back; a defect put
 back in readiness or in the abort's route back is found within a small fixed budget, on the real CI workflows and on
-the model of the CI. Budgets are counted in stories."""
+the model of the CI (tests/test_simulation_model.py plays the gates' stories on both). Budgets are counted in
+stories."""
 
 from __future__ import annotations
 
@@ -12,11 +13,10 @@ from collections.abc import Iterator
 
 import pytest
 
-from diachronic.ci.contracts import HealthRule, Phase
 from diachronic.ci.planner import deployment, readiness
 from diachronic.simulation import actions
-from diachronic.simulation.actions import Break, Deploy, Rollback, Start, Story, Wait, WorkersDown, WorkersUp
-from diachronic.simulation.explorer import Finding, Mix, explore, generate, play, play_model
+from diachronic.simulation.actions import Break, Deploy, Rollback, Wait
+from diachronic.simulation.explorer import Finding, Mix, explore, generate
 
 BUDGET = 8  # stories per defect on the workflows: each was found within the first five in every seed tried
 MODEL_BUDGET = 100
@@ -48,27 +48,6 @@ def test_a_narrowed_mix_draws_none_of_them_unless_asked() -> None:
     story_actions = [a for i in range(50) for a in generate(random.Random(f"12:{i}"), mix).actions]
     assert {type(a) for a in story_actions} <= {Deploy, Wait}
     assert all(a.workers == "up" and a.gate is None for a in story_actions if isinstance(a, Deploy))
-
-
-GATED = Story(
-    Start(running=2),
-    (
-        Deploy("v2", poll_s=20.0, workers="late", gate="pass", gate_every_step=True),
-        Wait(60),
-        WorkersUp("v2"),
-        Wait(90),  # past the first step and the gate before the second
-        Break("v2", HealthRule.TASK_PROBLEMS),
-        Wait(60),
-    ),
-)
-"""Late workers, a gate before every step, then the version breaks: the health child aborts, the flag back to 0."""
-
-
-async def test_a_gated_story_plays_alike_on_the_workflows_and_on_the_model() -> None:
-    on_workflows = await play(GATED, "gated")
-    on_model = await play_model(GATED, "gated")
-    assert on_workflows.violations == [] and on_model.violations == []
-    assert on_workflows.phases == on_model.phases == [Phase.ABORTED]
 
 
 # ----------------------------------------------------------------------------------------------- defects
@@ -107,9 +86,3 @@ async def test_an_abort_that_leaves_the_percentage_is_found(monkeypatch: pytest.
     finding = await finds("abort-not-routed-back", ABORTS, model=model)
     assert any(isinstance(a, Break | Rollback) for a in finding.found.story.actions), finding.python()
     assert not model or finding.confirmed, finding.python()
-
-
-async def test_workers_going_away_strand_nothing_the_referee_blames_on_the_ci() -> None:
-    story = Story(Start(running=2), (Deploy("v2", steps="50@30s,100@30s"), WorkersDown("v1"), Wait(120)))
-    trial = await play_model(story, "workers-down")
-    assert trial.violations == [] and trial.phases == [Phase.COMPLETED]
