@@ -13,10 +13,13 @@ from collections.abc import Iterator
 
 import pytest
 
+from diachronic.ci.contracts import Phase
 from diachronic.ci.planner import deployment, readiness
 from diachronic.simulation import actions
 from diachronic.simulation.actions import Break, Deploy, Rollback, Wait
 from diachronic.simulation.explorer import Finding, Mix, explore, generate
+from diachronic.simulation.runner import Scenario
+from diachronic.simulation.stories import explored
 
 BUDGET = 8  # stories per defect on the workflows: each was found within the first five in every seed tried
 MODEL_BUDGET = 100
@@ -86,3 +89,13 @@ async def test_an_abort_that_leaves_the_percentage_is_found(monkeypatch: pytest.
     finding = await finds("abort-not-routed-back", ABORTS, model=model)
     assert any(isinstance(a, Break | Rollback) for a in finding.found.story.actions), finding.python()
     assert not model or finding.confirmed, finding.python()
+    assert pasted(finding).name == finding.best.name  # the counter-example pastes into the catalog
+
+
+def pasted(finding: Finding) -> Scenario:
+    """The finding's printed scenario, executed as the catalog module would (its names in scope)."""
+    namespace: dict[str, object] = {"Phase": Phase, "explored": explored}
+    namespace |= {name: getattr(actions, name) for name in actions.__all__}
+    exec(finding.python(), namespace)
+    [scenario] = [v for v in namespace.values() if isinstance(v, Scenario)]
+    return scenario
