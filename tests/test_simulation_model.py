@@ -51,6 +51,9 @@ GATED = Story(
 )
 """Late workers, a gate before every step, then the version breaks: the health child aborts, the flag back to 0."""
 ROLLED_BACK = Story(Start(running=2), (Deploy("v2", batch_size=1), Wait(130), Rollback("50@30s,100@30s")))
+REDEPLOYED = Story(Start(running=2), (Deploy("v2"), Wait(30), Deploy("v1", batch_size=1)))
+"""v1 redeployed while v2 rolls out: queued, then a roll-back by redeploy (v1 was live minutes ago), which moves the
+workflows that moved to v2 nowhere."""
 WORKERS_GONE = Story(Start(running=2), (Deploy("v2", steps="50@30s,100@30s"), WorkersDown("v1"), Wait(120)))
 
 
@@ -91,12 +94,21 @@ def test_the_gates_end_a_deployment_as_they_say() -> None:
         assert [FlagEnd("v2", 0).matches(f) for f in run.world.flags_newest_first()][:1] == [True]
 
 
+def test_a_redeploy_of_a_recently_live_version_moves_no_workflow() -> None:
+    run = run_model(REDEPLOYED, "model-s0")
+    assert run.phases == [Phase.COMPLETED, Phase.COMPLETED] and run.violations == []
+    assert run.world.running_by_version() == {"v2": 2}
+
+
 def test_workers_going_away_strand_nothing_the_referee_blames_on_the_ci() -> None:
     run = run_model(WORKERS_GONE, "model-s0")
     assert run.violations == [] and run.phases == [Phase.COMPLETED]
 
 
-STORIES = [INITIAL, MIGRATORY, ABORTED, EDITED, DARK, NOT_READY, GATE_FAILS, GATED, ROLLED_BACK, WORKERS_GONE]
+STORIES = [
+    *(INITIAL, MIGRATORY, ABORTED, EDITED, DARK),
+    *(NOT_READY, GATE_FAILS, GATED, ROLLED_BACK, REDEPLOYED, WORKERS_GONE),
+]
 
 
 @pytest.mark.parametrize("story", STORIES, ids=lambda s: str(s.actions[-1]))

@@ -4,7 +4,8 @@
 server, no workflow, only the decisions of ``diachronic.ci.planner``, executed against the simulation's
 ``WatchedWorld`` (whose referee watches every read, write, archive and deletion) in virtual time:
 
-- a deploy arriving: ``deploy.classify_deploy``; the deployment's start, one at a time: ``deployment.plan_start``,
+- a deploy arriving: ``deploy.classify_deploy``; the deployment's start, one at a time: ``deployment.plan_start``
+  (a redeploy of a recently live version, ``rollback.plan_redeploy``, migrates nothing),
   then ``readiness.plan_readiness`` (waiting for a worker on the new queue) and the gate's ``gate.judge_gate``;
 - the rollout: ``rollout.plan_rollout`` (its writes conditional on the value read, a person's edit possibly landing
   between the read and the write), waking when the plan says;
@@ -46,8 +47,10 @@ from diachronic.ci.contracts import (
     Control,
     CountRunningInput,
     DeleteWorkersInput,
+    Deployment,
     DeploymentEnd,
     DeploymentObservation,
+    DeployRequest,
     FindWorkersInput,
     FlagList,
     FlagNameInput,
@@ -164,6 +167,7 @@ class _Deployment:
     stop: Control | None = None
     canary: CanaryOptions | None = None  # deploy --migrate-canary
     cohort: CanaryProgress | None = None  # what the migration carries of its canary cohort
+    newest_live: str | None = None  # the newest live version when it started (a redeploy's roll-back is judged on it)
     ready_wake: datetime | None = None  # waiting for a worker on the new queue: the next look
     health: _Child | None = None  # the health child
     rollback: tuple[RolloutStep, ...] | None = None  # ``rollback --steps``: the way back (None: at once)
@@ -192,6 +196,7 @@ class _Model:
         self.queue: list[act.Deploy] = []
         self.events: dict[str, DeployEvent] = {}  # the last deploy event of each version
         self.deployed: list[deploy.Seen] = []
+        self.history: list[Deployment] = []  # the deployments ended, as the CI records them
         self.current: _Deployment | None = None
         self.cleanups: list[tuple[VersionInfo, _Child, float]] = []  # the old version, the cleanup, its poll
         self.phases: list[Phase] = []
@@ -356,6 +361,7 @@ class _Model:
                 deployment.DeploymentSnapshot(event, tuple(observed.flags), observed.environment)
             )
             record.previous = start.previous
+            record.newest_live = next((f.info.version_id for f in observed.flags if not f.archived), None)
             if start.verdict is deployment.StartVerdict.REFUSE:
                 return self.end(record, Phase.FAILED, DeploymentEnd(reason=start.refusal and start.refusal.value))
             if start.verdict is deployment.StartVerdict.DUPLICATE:
@@ -405,6 +411,12 @@ class _Model:
         assert record.new is not None
         record.phase = Phase.ROLLING_OUT
         steps = record.steps if record.previous is not None else rollout.INITIAL_STEPS
+        redeploy = rollback.RedeployPlan(rollback=False)
+        if record.previous is not None:  # a story's deploy always gives its steps
+            version, newest = record.event.version_id, record.newest_live
+            redeploy = rollback.plan_redeploy(
+                version, history=self.history, newest_live=newest, now=self.now, steps_given=True
+            )
         every_step = record.action.gate is not None and record.action.gate_every_step and record.previous is not None
         record.state = rollout.RolloutSnapshot(
             steps, rollout.TrafficObservation(None), self.now, record.poll_s, gate_every_step=every_step
@@ -413,7 +425,7 @@ class _Model:
         record.roller = _Child(rollout_workflow_id(name), self.now, wake=self.now)
         if record.previous is not None:
             record.health = _Child(health_workflow_id(name), self.now, wake=self.now)
-        if record.previous is not None and not record.event.is_non_migratory:
+        if record.previous is not None and not record.event.is_non_migratory and not redeploy.rollback:
             record.migrator = _Child(migration_workflow_id(name), self.now, wake=self.now)
         self.rollout_move(record)
 
@@ -693,6 +705,16 @@ class _Model:
         if phase is Phase.FAILED:
             self.failures.append(f"{record.event.version_id}: {end.text}")
         self.deployed.append(deploy.Seen(record.event.version_id, record.event.event_time))
+        self.history.append(
+            Deployment(
+                request=DeployRequest(event=record.event),
+                phase=phase,
+                from_version=record.previous,
+                to_version=record.new,
+                started_at=record.started_at,
+                finished_at=self.now,
+            )
+        )
         self.current = None
         self.next_deployment()
 
