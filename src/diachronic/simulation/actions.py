@@ -15,13 +15,14 @@ from dataclasses import dataclass
 from enum import Enum
 from typing import Any, Literal
 
-from diachronic.ci.contracts import CanaryOptions
+from diachronic.ci.contracts import CanaryOptions, HealthRule
 
 __all__ = [
     "CANARY_SOAK_S",
     "FAILURES",
     "Action",
     "Archive",
+    "Break",
     "Control",
     "Deploy",
     "DeployKind",
@@ -29,17 +30,27 @@ __all__ = [
     "Fail",
     "Failure",
     "FinishWorkflows",
+    "GateVerdict",
+    "HealthRule",
     "RaceWrite",
     "Resend",
+    "Rollback",
     "SetPercent",
     "Start",
     "StartWorkflows",
     "Story",
     "Wait",
+    "Workers",
+    "WorkersDown",
+    "WorkersUp",
     "python_literal",
 ]
 
 DeployKind = Literal["migratory", "non-migratory", "dark"]
+Workers = Literal["up", "late", "never"]
+"""When a deployed version's workers poll its queue: with the deploy event, later (a ``WorkersUp``), or never."""
+GateVerdict = Literal["pass", "fail"]
+"""How a deploy's gate workflow (``deploy --gate``) ends."""
 CANARY_SOAK_S = 300.0
 """The soak of a story's canary cohort."""
 
@@ -59,8 +70,9 @@ class Start:
 
 @dataclass(frozen=True)
 class Deploy:
-    """A version's workers are up and its deploy event arrives (``diachronic deploy``): a new version, or an older
-    one again (a roll-back by redeploy)."""
+    """A version's deploy event arrives (``diachronic deploy``): a new version, or an older one again (a roll-back by
+    redeploy). Its workers are up with it, come up later (``workers="late"``: a ``WorkersUp``) or never; ``gate``:
+    ``deploy --gate`` with a gate workflow that passes or fails (before every step with ``gate_every_step``)."""
 
     version: str
     kind: DeployKind = "migratory"
@@ -68,10 +80,43 @@ class Deploy:
     poll_s: float = 30.0
     batch_size: int | None = None
     canary: int | None = None  # ``--migrate-canary N``: the migration moves N first, soaks ``CANARY_SOAK_S``
+    workers: Workers = "up"
+    gate: GateVerdict | None = None
+    gate_every_step: bool = False
 
     @property
     def canary_options(self) -> CanaryOptions | None:
         return None if self.canary is None else CanaryOptions(size=self.canary, soak_s=CANARY_SOAK_S)
+
+
+@dataclass(frozen=True)
+class WorkersUp:
+    """The version's workers come up: a worker polls its task queue (a no-op while they run)."""
+
+    version: str
+
+
+@dataclass(frozen=True)
+class WorkersDown:
+    """The version's workers go away (scaled to zero, crashed): nobody polls its task queue any more."""
+
+    version: str
+
+
+@dataclass(frozen=True)
+class Break:
+    """The version's code turns out broken: Temporal's evidence about its workflows fires the health ``rule`` (see
+    ``diachronic.ci.planner.health``)."""
+
+    version: str
+    rule: HealthRule = HealthRule.TASK_PROBLEMS
+
+
+@dataclass(frozen=True)
+class Rollback:
+    """A person runs ``diachronic rollback``: at once, or down ``steps`` (``--steps``)."""
+
+    steps: str | None = None
 
 
 @dataclass(frozen=True)
@@ -174,6 +219,10 @@ class Wait:
 
 Action = (
     Deploy
+    | WorkersUp
+    | WorkersDown
+    | Break
+    | Rollback
     | Resend
     | Control
     | SetPercent

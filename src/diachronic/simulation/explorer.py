@@ -1,8 +1,10 @@
 """The explorer: a generative search for counter-examples to the safety invariants.
 
 Each story (``diachronic.simulation.actions``) is drawn from a seed by ``generate``: a starting world, then deploys
-of new and older versions (migratory, some with a canary cohort, non-migratory, dark), re-sent events, controls, a
-person's edits (also between the automation's read and its write), workflows starting and ending, failure bursts
+of new and older versions (migratory, some with a canary cohort, non-migratory, dark; some with a gate that passes
+or fails, some whose workers come up late or never), re-sent events, controls and roll-backs (at once or stepped), a
+person's edits (also between the automation's read and its write), workers coming up and going away, a version
+breaking (its health evidence fires a rule: the automatic abort), workflows starting and ending, failure bursts
 (the flag store down or forbidden, Kubernetes 403 / 503, Temporal busy), waits, and continue-as-new at tiny
 thresholds. ``explore`` plays
 stories one after the other on the real CI workflows (``diachronic.simulation.stories``; each on a fresh
@@ -25,7 +27,7 @@ from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
-from diachronic.ci.contracts import Phase
+from diachronic.ci.contracts import HealthRule, Phase
 from diachronic.simulation import actions as act
 from diachronic.simulation.actions import Action, Start, Story, python_literal
 from diachronic.simulation.model import run_model
@@ -45,6 +47,8 @@ CONTROLS = ("continue", "cancel", "pause", "resume", "promote", "abort")
 CONTROL_WEIGHTS = (3.0, 1.0, 2.0, 2.0, 2.0, 1.0)
 KINDS: tuple[act.DeployKind, ...] = ("migratory", "non-migratory", "dark")
 CANARY_SIZES = (1, 2)
+WORKERS: tuple[act.Workers, ...] = ("up", "late", "never")
+ROLLBACK_STEPS = (None, "50@30s,100@30s")
 TINY_HISTORY = 10  # events: the smallest continue-as-new threshold the contracts allow
 ABOUT_WIDTH = 96  # characters of a printed scenario's description per line
 
@@ -65,17 +69,26 @@ class Mix:
     finish_workflows: float = 1.5
     fail: float = 2.0
     wait: float = 4.0
+    workers_up: float = 1.0  # a version's workers come up (mostly one deployed with late workers)
+    workers_down: float = 0.3
+    break_version: float = 0.8
+    rollback: float = 0.8
     length: tuple[int, int] = (4, 12)
     tiny_history: float = 0.3  # share of stories whose CI and children continue as new at tiny thresholds
     kinds: tuple[float, float, float] = (5.0, 3.0, 2.0)  # deploys: migratory, non-migratory, dark
     canary: float = 0.3  # share of migratory deploys that migrate a canary cohort first
+    workers: tuple[float, float, float] = (8.0, 1.5, 0.5)  # deploys whose workers come up: with it, late, never
+    gate: float = 0.25  # share of deploys with a gate workflow (``--gate``)
+    gate_fails: float = 0.3  # share of gates that fail
+    gate_every_step: float = 0.3  # share of passing gates run before every step
     failures: tuple[act.Failure, ...] = tuple(act.FAILURES)  # the incidents a ``Fail`` draws from
 
     @classmethod
     def only(cls, **weights: Any) -> Mix:
-        """Only the actions named (with their weights), no tiny histories unless asked: what a defect needs."""
-        none = {f.name: 0.0 for f in dataclasses.fields(cls) if f.type == "float"}
-        return cls(**(none | weights))
+        """Only the actions named (with their weights), no tiny histories, gates or late workers unless asked: what
+        a defect needs."""
+        none: dict[str, Any] = {f.name: 0.0 for f in dataclasses.fields(cls) if f.type == "float"}
+        return cls(**(none | {"workers": (1.0, 0.0, 0.0)} | weights))
 
 
 def _pick(rng: random.Random, choices: Iterable[T], weights: Iterable[float] | None = None) -> T:
@@ -91,6 +104,7 @@ class _Draw:
     mix: Mix
     known: list[str]
     deployed: list[str] = field(default_factory=list)
+    late: list[str] = field(default_factory=list)  # versions deployed without their workers up
 
     def new_version(self) -> str:
         return f"v{len(self.known) + 1}"
@@ -120,7 +134,31 @@ class _Draw:
         canary = None
         if self.mix.canary and kind == "migratory" and rng.random() < self.mix.canary:
             canary = _pick(rng, CANARY_SIZES)
-        return act.Deploy(version, kind=kind, steps=steps, poll_s=poll_s, batch_size=batch_size, canary=canary)
+        workers: act.Workers = _pick(rng, WORKERS, self.mix.workers) if any(self.mix.workers[1:]) else "up"
+        if workers != "up":
+            self.late.append(version)
+        verdict: act.GateVerdict | None = None
+        every_step = False
+        if self.mix.gate and rng.random() < self.mix.gate:
+            verdict = "fail" if rng.random() < self.mix.gate_fails else "pass"
+            every_step = verdict == "pass" and rng.random() < self.mix.gate_every_step
+        return act.Deploy(
+            version,
+            kind=kind,
+            steps=steps,
+            poll_s=poll_s,
+            batch_size=batch_size,
+            canary=canary,
+            workers=workers,
+            gate=verdict,
+            gate_every_step=every_step,
+        )
+
+    def workers_up(self) -> act.WorkersUp:
+        """Mostly the workers of a version deployed without them, else of a version a person would touch."""
+        if self.late and self.rng.random() < 0.8:
+            return act.WorkersUp(self.late.pop(0))
+        return act.WorkersUp(self.recent())
 
     def fail(self) -> act.Fail:
         failure: act.Failure = _pick(self.rng, self.mix.failures)
@@ -160,6 +198,10 @@ def generate(rng: random.Random, mix: Mix = Mix()) -> Story:
         "finish_workflows": lambda: act.FinishWorkflows(draw.older(), count=_pick(rng, (None, 1, 2))),
         "fail": draw.fail,
         "wait": lambda: act.Wait(_pick(rng, WAITS_S)),
+        "workers_up": draw.workers_up,
+        "workers_down": lambda: act.WorkersDown(draw.recent()),
+        "break_version": lambda: act.Break(draw.recent(), _pick(rng, HealthRule)),
+        "rollback": lambda: act.Rollback(_pick(rng, ROLLBACK_STEPS)),
     }
     weights = {name: getattr(mix, name) for name in makers}
     actions: list[Action] = [draw.deploy()]

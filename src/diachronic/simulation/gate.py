@@ -10,10 +10,11 @@ from temporalio.exceptions import ApplicationError
 
 from diachronic.ci.contracts import GateOptions
 
-__all__ = ["GATE_FAILS", "SIMULATED_GATE", "SimulatedGate", "gate"]
+__all__ = ["GATE_ERROR", "GATE_FAILS", "SIMULATED_GATE", "SimulatedGate", "gate"]
 
 SIMULATED_GATE = "simulated-gate"
 GATE_FAILS = "fail"  # the input that makes the simulated gate fail
+GATE_ERROR = "the simulated gate found a problem"
 
 
 @workflow.defn(name=SIMULATED_GATE, sandboxed=False)
@@ -23,7 +24,7 @@ class SimulatedGate:
     @workflow.run
     async def run(self, verdict: str = "pass") -> str:
         if verdict == GATE_FAILS:
-            raise ApplicationError("the simulated gate found a problem", type="SmokeTestFailed", non_retryable=True)
+            raise ApplicationError(GATE_ERROR, type="SmokeTestFailed", non_retryable=True)
         return "passed"
 
 

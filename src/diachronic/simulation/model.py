@@ -4,14 +4,18 @@
 server, no workflow, only the decisions of ``diachronic.ci.planner``, executed against the simulation's
 ``WatchedWorld`` (whose referee watches every read, write, archive and deletion) in virtual time:
 
-- a deploy arriving: ``deploy.classify_deploy``; the deployment's start, one at a time: ``deployment.plan_start``;
+- a deploy arriving: ``deploy.classify_deploy``; the deployment's start, one at a time: ``deployment.plan_start``
+  (a redeploy of a recently live version, ``rollback.plan_redeploy``, migrates nothing),
+  then ``readiness.plan_readiness`` (waiting for a worker on the new queue) and the gate's ``gate.judge_gate``;
 - the rollout: ``rollout.plan_rollout`` (its writes conditional on the value read, a person's edit possibly landing
   between the read and the write), waking when the plan says;
 - the migration: ``canary.look`` (a canary cohort: cohort, soak, rest), ``sweep.next_sweep`` over the running
   count and the flags, the world's ``migrate_sweep`` (which selects with ``migration.select_runs``) folded in by
   ``sweep.record_progress`` (and ``canary.record_cohort``), then ``retire.plan_retire`` and ``migration.after_drain``;
 - cleanup of a non-migratory deployment's previous version: ``retire.plan_retire``, on its own;
-- how the children end, and controls: ``deployment.plan_children``, an abort's ``deployment.plan_route_back``;
+- the health child: ``health.judge_health`` over the world's evidence each poll, a breach aborting the deployment;
+- how the children end, and controls: ``deployment.plan_children``, an abort's or a roll-back's
+  ``deployment.plan_route_back`` down ``rollback.rollback_steps``;
 - the CI run's end: ``deployment.run_failure``.
 
 What the model leaves out is what the workflows add around those decisions: continue-as-new, activity retries and
@@ -31,6 +35,7 @@ from typing import TypeVar
 from pydantic import BaseModel
 
 from diachronic.ci.contracts import (
+    DEFAULT_READY_TIMEOUT_S,
     FINAL_PHASES,
     MIGRATION_BATCH_SIZE,
     MIGRATION_PAGES_PER_CALL,
@@ -42,30 +47,53 @@ from diachronic.ci.contracts import (
     Control,
     CountRunningInput,
     DeleteWorkersInput,
+    Deployment,
     DeploymentEnd,
     DeploymentObservation,
+    DeployRequest,
     FindWorkersInput,
     FlagList,
     FlagNameInput,
     FlagReading,
+    HealthObservation,
+    HealthThresholds,
     ListFlagsInput,
     MigrationInput,
     ObserveDeploymentInput,
+    ObserveHealthInput,
+    ObserveWorkersInput,
     Phase,
     RunningCount,
     SetPercentInput,
     SweepInput,
     WorkerSetList,
+    WorkersObservation,
     cleanup_workflow_id,
+    health_workflow_id,
     migration_workflow_id,
     rollout_workflow_id,
 )
-from diachronic.ci.planner import canary, deploy, deployment, migration, retire, rollout, sweep
+from diachronic.ci.planner import (
+    canary,
+    deploy,
+    deployment,
+    gate,
+    health,
+    migration,
+    readiness,
+    retire,
+    rollback,
+    rollout,
+    sweep,
+)
+from diachronic.ci.planner.health import HEALTH_CHECK_FAILED
 from diachronic.ci.planner.schedule import parse_steps
 from diachronic.contracts import DeployEvent, RolloutStep, VersionInfo
 from diachronic.flags import VersionFlag
 from diachronic.simulation import actions as act
 from diachronic.simulation.fakes import SimulatedFailure
+from diachronic.simulation.gate import GATE_ERROR
+from diachronic.simulation.gate import gate as gate_options
 from diachronic.simulation.referee import ChildView, Violation
 from diachronic.simulation.stories import (
     ACTOR,
@@ -78,6 +106,7 @@ from diachronic.simulation.stories import (
     set_up,
 )
 from diachronic.simulation.world import World
+from diachronic.versions import task_queue
 
 __all__ = ["ModelRun", "run_model"]
 
@@ -122,6 +151,7 @@ class _Child:
 @dataclass
 class _Deployment:
     event: DeployEvent
+    action: act.Deploy
     steps: tuple[RolloutStep, ...]
     poll_s: float
     batch_size: int
@@ -137,6 +167,13 @@ class _Deployment:
     stop: Control | None = None
     canary: CanaryOptions | None = None  # deploy --migrate-canary
     cohort: CanaryProgress | None = None  # what the migration carries of its canary cohort
+    newest_live: str | None = None  # the newest live version when it started (a redeploy's roll-back is judged on it)
+    ready_wake: datetime | None = None  # waiting for a worker on the new queue: the next look
+    health: _Child | None = None  # the health child
+    rollback: tuple[RolloutStep, ...] | None = None  # ``rollback --steps``: the way back (None: at once)
+    ending: deployment.ChildrenPlan | None = None  # how it ends, once decided (a stepped route-back takes time)
+    back: list[RolloutStep] = field(default_factory=list)  # route-back steps still to write
+    back_wake: datetime | None = None  # when the next route-back step is written
 
 
 @dataclass(frozen=True)
@@ -159,6 +196,7 @@ class _Model:
         self.queue: list[act.Deploy] = []
         self.events: dict[str, DeployEvent] = {}  # the last deploy event of each version
         self.deployed: list[deploy.Seen] = []
+        self.history: list[Deployment] = []  # the deployments ended, as the CI records them
         self.current: _Deployment | None = None
         self.cleanups: list[tuple[VersionInfo, _Child, float]] = []  # the old version, the cleanup, its poll
         self.phases: list[Phase] = []
@@ -196,10 +234,12 @@ class _Model:
     def happen(self, action: act.Action) -> None:
         world = self.world
         match action:
-            case act.Deploy(version=version):
-                if version not in world.worker_versions():
+            case act.Deploy(version=version, workers=workers):
+                if workers == "up" and version not in world.worker_versions():
                     world.add_workers(version)
                 self.arrive(action, None)
+            case act.Rollback(steps=steps):
+                self.control(Control.ROLLBACK, tuple(parse_steps(steps)) if steps else None)
             case act.Resend(version=version) if version in self.events:
                 self.arrive(None, self.events[version])
             case act.Control(name=name):
@@ -240,19 +280,19 @@ class _Model:
         self.world.queued = [d.version for d in self.queue]
         self.next_deployment()
 
-    def control(self, control: Control) -> None:
+    def control(self, control: Control, steps: tuple[RolloutStep, ...] | None = None) -> None:
         current = self.current
-        if current is None:
+        if current is None or current.ending is not None:
             return
         if control is Control.CONTINUE and current.phase is Phase.AWAITING_CONTINUE:
             self.roll_out(current)
-        elif control in (Control.CANCEL, Control.ABORT) and current.phase not in FINAL_PHASES:
-            if control is Control.ABORT:
-                if current.previous is None or current.phase is Phase.PREPARING:
-                    return  # refused, as the CI's validator refuses it
+        elif control in (Control.CANCEL, Control.ABORT, Control.ROLLBACK) and current.phase not in FINAL_PHASES:
+            if control in (Control.ABORT, Control.ROLLBACK):
+                if current.previous is None or current.phase not in rollback.ROLLBACK_PHASES:
+                    return  # refused, as the CI's validators refuse it
                 if current.new is not None:
                     self.world.referee.abort_accepted(current.new.flag_name)
-            current.stop = control
+            current.stop, current.rollback = control, steps
             self.children_move(current)
         elif control in (Control.PAUSE, Control.RESUME, Control.PROMOTE) and current.state is not None:
             if current.roller is None or current.roller.wake is None:
@@ -280,6 +320,12 @@ class _Model:
         moves: list[tuple[datetime, Callable[[], None]]] = []
         current = self.current
         if current is not None:
+            if current.ready_wake is not None:
+                moves.append((current.ready_wake, lambda: self.prepare(current)))
+            if current.back_wake is not None:
+                moves.append((current.back_wake, lambda: self.back_move(current)))
+            if current.health is not None and current.health.wake is not None:
+                moves.append((current.health.wake, lambda: self.health_move(current)))
             if current.roller is not None and current.roller.wake is not None:
                 moves.append((current.roller.wake, lambda: self.rollout_move(current)))
             if current.migrator is not None and current.migrator.wake is not None:
@@ -299,6 +345,7 @@ class _Model:
         event = self.events[action.version]
         record = _Deployment(
             event,
+            action,
             steps=tuple(parse_steps(action.steps)),
             poll_s=action.poll_s,
             batch_size=action.batch_size or MIGRATION_BATCH_SIZE,
@@ -314,10 +361,41 @@ class _Model:
                 deployment.DeploymentSnapshot(event, tuple(observed.flags), observed.environment)
             )
             record.previous = start.previous
+            record.newest_live = next((f.info.version_id for f in observed.flags if not f.archived), None)
             if start.verdict is deployment.StartVerdict.REFUSE:
                 return self.end(record, Phase.FAILED, DeploymentEnd(reason=start.refusal and start.refusal.value))
             if start.verdict is deployment.StartVerdict.DUPLICATE:
                 return self.end(record, Phase.DUPLICATE, DeploymentEnd())
+        except (_Failed, _Retry) as failure:  # a retried step would end the same way in the model: failed
+            return self.end(record, Phase.FAILED, DeploymentEnd(reason=str(failure)))
+        self.prepare(record)
+
+    def prepare(self, record: _Deployment) -> None:
+        """Readiness (a look at the new queue's pollers, again until the plan proceeds or fails), then the gate before
+        the first step, then the version's flag: as the CI's ``_gates_before_traffic``."""
+        event, ci = record.event, f"ci.{self.world.workflow_name}"
+        record.ready_wake = None
+        try:
+            look = ObserveWorkersInput(task_queue=task_queue(event.workflow_name, event.version_id))
+            observed = self.ask(ci, "observe_workers", look, WorkersObservation)
+            ready = readiness.plan_readiness(
+                readiness.ReadinessSnapshot(
+                    task_queue=look.task_queue,
+                    pollers=observed.pollers,
+                    waiting_since=record.started_at,
+                    now=self.now,
+                    timeout_s=DEFAULT_READY_TIMEOUT_S,
+                    poll_interval_s=record.poll_s,
+                )
+            )
+            if ready.action is readiness.ReadinessAction.WAIT:
+                record.ready_wake = ready.wake_at
+                return
+            if ready.action is readiness.ReadinessAction.FAIL:
+                reason = DeploymentEnd(reason=readiness.WORKERS_NOT_READY, detail=ready.detail)
+                return self.end(record, Phase.FAILED, reason)
+            if (verdict := self.gate(record, 0)) is not None:
+                return self.end(record, Phase.ABORTED, DeploymentEnd(reason=verdict.reason, detail=verdict.detail))
             apply = ApplyFlagInput(workflow_name=event.workflow_name, version_id=event.version_id)
             flag = self.ask(ci, "apply_version_flag", apply, VersionFlag)
         except (_Failed, _Retry) as failure:  # a retried step would end the same way in the model: failed
@@ -333,12 +411,68 @@ class _Model:
         assert record.new is not None
         record.phase = Phase.ROLLING_OUT
         steps = record.steps if record.previous is not None else rollout.INITIAL_STEPS
-        record.state = rollout.RolloutSnapshot(steps, rollout.TrafficObservation(None), self.now, record.poll_s)
+        redeploy = rollback.RedeployPlan(rollback=False)
+        if record.previous is not None:  # a story's deploy always gives its steps
+            version, newest = record.event.version_id, record.newest_live
+            redeploy = rollback.plan_redeploy(
+                version, history=self.history, newest_live=newest, now=self.now, steps_given=True
+            )
+        every_step = record.action.gate is not None and record.action.gate_every_step and record.previous is not None
+        record.state = rollout.RolloutSnapshot(
+            steps, rollout.TrafficObservation(None), self.now, record.poll_s, gate_every_step=every_step
+        )
         name = self.world.workflow_name
         record.roller = _Child(rollout_workflow_id(name), self.now, wake=self.now)
-        if record.previous is not None and not record.event.is_non_migratory:
+        if record.previous is not None:
+            record.health = _Child(health_workflow_id(name), self.now, wake=self.now)
+        if record.previous is not None and not record.event.is_non_migratory and not redeploy.rollback:
             record.migrator = _Child(migration_workflow_id(name), self.now, wake=self.now)
         self.rollout_move(record)
+
+    @staticmethod
+    def gate(record: _Deployment, step_index: int) -> DeploymentEnd | None:
+        """The deploy's gate before ``step_index``, if one is due: None when it passed, else why it aborts."""
+        verdict = record.action.gate
+        if verdict is None:
+            return None
+        options = gate_options(fails=verdict == "fail", every_step=record.action.gate_every_step)
+        if not gate.gate_due(options, step_index):
+            return None
+        outcome = gate.GateOutcome(succeeded=verdict == "pass", error=GATE_ERROR)
+        plan = gate.judge_gate(options, step_index, outcome)
+        if plan.action is gate.GateAction.PROCEED:
+            return None
+        assert plan.reason is not None
+        return DeploymentEnd(reason=plan.reason.value, detail=plan.detail)
+
+    def health_move(self, record: _Deployment) -> None:
+        """One look of the health child at both versions' evidence; a breach ends it aborted."""
+        child, new, old = record.health, record.new, record.previous
+        assert child is not None and new is not None and old is not None
+        look = ObserveHealthInput(
+            workflow_name=self.world.workflow_name,
+            new_task_queue=new.task_queue,
+            old_task_queue=old.task_queue,
+            flag_name=new.flag_name,
+            since=child.started_at,
+        )
+        try:
+            observed = self.ask(child.workflow_id, "observe_health", look, HealthObservation)
+        except _Retry:
+            child.wake = self.now + timedelta(seconds=RETRY_S)
+            return
+        except _Failed as failure:
+            child.end(
+                deployment.ChildView(deployment.ChildState.FAILED, failure.info.name, failure.info.message), self.now
+            )
+            return self.children_move(record)
+        verdict = health.judge_health(observed, HealthThresholds(), self.now)
+        if verdict.rule is None:
+            child.wake = self.now + timedelta(seconds=record.poll_s)
+            return
+        detail = f"{verdict.rule}: {verdict.detail}"
+        child.end(deployment.ChildView(deployment.ChildState.ABORTED, HEALTH_CHECK_FAILED, detail), self.now)
+        self.children_move(record)
 
     def rollout_move(self, record: _Deployment) -> None:
         """The rollout looks at its flag and does what the planner says (the initial deployment as the CI)."""
@@ -353,7 +487,15 @@ class _Model:
             if plan.action is rollout.RolloutAction.START:
                 assert plan.percent is not None and plan.step_index is not None
                 state = replace(state, started=True, percent=plan.percent, step_index=plan.step_index)
-                state, child.wake = replace(state, step_started_at=self.now), self.now
+                state = replace(state, step_started_at=self.now, gated_through=plan.step_index)
+                child.wake = self.now
+            elif plan.action is rollout.RolloutAction.GATE:
+                assert plan.step_index is not None
+                if (verdict := self.gate(record, plan.step_index)) is not None:
+                    aborted = deployment.ChildView(deployment.ChildState.ABORTED, verdict.reason, verdict.detail)
+                    child.end(aborted, self.now)
+                else:
+                    state, child.wake = replace(state, gated_through=plan.step_index), self.now
             elif plan.action is rollout.RolloutAction.WRITE:
                 assert plan.percent is not None and plan.expected is not None and plan.step_index is not None
                 write = SetPercentInput(flag_name=new.flag_name, percent=plan.percent, expected=plan.expected)
@@ -475,7 +617,13 @@ class _Model:
         running = self.ask(actor, "count_running", CountRunningInput(task_queue=old.task_queue), RunningCount)
         flags = self.ask(actor, "list_version_flags", ListFlagsInput(workflow_name=name), FlagList)
         deploying = tuple(d.version for d in self.queue)
-        return retire.plan_retire(retire.RetireSnapshot(old, tuple(flags.flags), running.running, deploying))
+        snapshot = retire.RetireSnapshot(old, tuple(flags.flags), running.running, deploying)
+        plan = retire.plan_retire(snapshot)
+        if plan.delete_workers and (successor := retire.successor_queue(snapshot.flags)) is not None:
+            look = ObserveWorkersInput(task_queue=successor)
+            pollers = self.ask(actor, "observe_workers", look, WorkersObservation).pollers
+            plan = retire.plan_retire(replace(snapshot, new_queue_pollers=pollers))
+        return plan
 
     def retire(self, old: VersionInfo, plan: retire.RetirePlan, actor: str) -> None:
         """The retire step: archive first, then delete the workers, as the plan says."""
@@ -488,37 +636,68 @@ class _Model:
                 self.call(actor, "delete_workers", DeleteWorkersInput(worker_set=worker_set))
 
     def children_move(self, record: _Deployment) -> None:
-        """Whichever child ends first decides (``plan_children``); the CI carries the plan out at once."""
-        if record is not self.current or record.phase in FINAL_PHASES:
+        """Whichever child ends first decides (``plan_children``); the CI carries the plan out: stops the children,
+        routes back (at once, or a roll-back's steps apart), hands the old version to cleanup, ends."""
+        if record is not self.current or record.phase in FINAL_PHASES or record.ending is not None:
             return
-        views = [c.view if c is not None else None for c in (record.roller, record.migrator)]
-        plan = deployment.plan_children(deployment.ChildrenSnapshot(views[0], views[1], stop=record.stop))
+        children = (record.roller, record.migrator, record.health)
+        views = [c.view if c is not None else None for c in children]
+        snapshot = deployment.ChildrenSnapshot(views[0], views[1], stop=record.stop, health=views[2])
+        plan = deployment.plan_children(snapshot)
         record.phase = plan.phase
         if plan.action is deployment.ChildrenAction.WAIT:
             return
-        for child in (record.roller, record.migrator):
+        for child in children:
             if plan.stop_children and child is not None and child.wake is not None:
                 child.stop_requested_at = self.now
                 child.end(deployment.ChildView(deployment.ChildState.STOPPED), self.now)
+        record.ending = plan
         if plan.route_back and record.new is not None:
-            self.route_back(record)
-        if plan.start_cleanup and record.previous is not None:
-            cleanup = _Child(cleanup_workflow_id(record.previous.task_queue), self.now, wake=self.now)
-            self.cleanups.append((record.previous, cleanup, record.poll_s))
-        self.end(record, plan.phase, plan.end or DeploymentEnd())
+            record.back = rollback.rollback_steps(record.rollback if record.stop is Control.ROLLBACK else None)
+            record.back_wake = self.now + timedelta(seconds=record.back[0].wait_s)
+            if record.back[0].wait_s == 0:
+                self.back_move(record)
+            return
+        self.finish(record)
 
-    def route_back(self, record: _Deployment) -> None:
+    def back_move(self, record: _Deployment) -> None:
+        """One step of the route back: the new flag down to the step's percentage, on the value read; a person's
+        change meanwhile ends it (they win), as does a failed store (the deployment still ends)."""
         assert record.new is not None
         ci = f"ci.{self.world.workflow_name}"
+        step = record.back.pop(0)
         look = FlagNameInput(flag_name=record.new.flag_name, workflow_name=self.world.workflow_name)
         try:
             reading = self.ask(ci, "read_version_flag", look, FlagReading)
-            back = deployment.plan_route_back(rollout.observe_flag(reading.flag))
+            back = deployment.plan_route_back(rollout.observe_flag(reading.flag), step.percent)
             if back is not None:
                 write = SetPercentInput(flag_name=record.new.flag_name, percent=back.percent, expected=back.expected)
                 self.call(ci, "set_traffic_percent", write)
-        except (_Failed, _Retry):
-            pass  # a person changed it meanwhile (they win), or the store failed: the deployment still ends
+        except _Retry:  # tried again a little later, as the workflow's retry policy does
+            record.back.insert(0, step.model_copy(update={"wait_s": RETRY_S}))
+        except _Failed as failure:
+            record.back = []
+            if failure.info.name != "ConcurrentEdit":  # anything but a person's edit fails the deployment
+                record.back_wake = None
+                return self.end(record, Phase.FAILED, DeploymentEnd(reason=failure.info.name, detail=str(failure)))
+        if record.back:
+            record.back_wake = self.now + timedelta(seconds=record.back[0].wait_s)
+            if record.back[0].wait_s == 0:
+                self.back_move(record)
+            return
+        record.back_wake = None
+        self.finish(record)
+
+    def finish(self, record: _Deployment) -> None:
+        """The deployment's end as decided: cleanup of the old version handed over, then the end recorded."""
+        plan = record.ending
+        assert plan is not None
+        if plan.start_cleanup and record.previous is not None:
+            cleanup = _Child(cleanup_workflow_id(record.previous.task_queue), self.now, wake=self.now)
+            self.cleanups.append((record.previous, cleanup, record.poll_s))
+        if plan.phase is Phase.ABORTED and not any(d.version == record.event.version_id for d in self.queue):
+            self.world.judge_aborted(record.new.flag_name if record.new else None)  # before a redeploy raises it
+        self.end(record, plan.phase, plan.end or DeploymentEnd())
 
     def end(self, record: _Deployment, phase: Phase, end: DeploymentEnd) -> None:
         record.phase = phase
@@ -526,6 +705,16 @@ class _Model:
         if phase is Phase.FAILED:
             self.failures.append(f"{record.event.version_id}: {end.text}")
         self.deployed.append(deploy.Seen(record.event.version_id, record.event.event_time))
+        self.history.append(
+            Deployment(
+                request=DeployRequest(event=record.event),
+                phase=phase,
+                from_version=record.previous,
+                to_version=record.new,
+                started_at=record.started_at,
+                finished_at=self.now,
+            )
+        )
         self.current = None
         self.next_deployment()
 
@@ -538,11 +727,11 @@ class _Model:
         for run in world.runs.values():
             running[run.task_queue] = running.get(run.task_queue, 0) + 1
         current = self.current
-        pair = (current.roller, current.migrator) if current is not None else ()
+        pair = (current.roller, current.migrator, current.health) if current is not None else ()
         children = [c.as_seen() for c in pair if c is not None]
         world.referee.after_step(
             running_queues=running,
-            worker_queues={d.task_queue for d in world.deployments.values() if d.task_queue},
+            worker_queues=world.served_queues(),
             delivered=world.delivered,
             current_started_at=current.started_at if current else None,
             latest_started_at=current.started_at if current else None,
@@ -551,7 +740,9 @@ class _Model:
         )
 
     def settle(self) -> None:
-        """As in mode (a): a patient person continues, resumes, waits; cancels a deployment they interfered with."""
+        """As in mode (a): the outage ends; a patient person continues, resumes, waits; cancels a deployment they
+        interfered with."""
+        self.world.outage_ends()
         while (current := self.current) is not None:
             began, cancelled = self.now, False
             while self.current is current:

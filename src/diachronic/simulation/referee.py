@@ -29,11 +29,15 @@ INVARIANTS = {
     "to it, another unarchived flag carries it, or a queued deployment makes it live again",
     "signalled-twice": "each run is sent the migrate signal at most once",
     "blind-write": "no automated write replaces a value it did not read",
-    "percent-down": "percentages go down only by a human or an abort",
+    "percent-down": "percentages go down only by a human or an abort (a human's, a roll-back, a health breach)",
     "routed-flag-archived": "no flag is archived while it routes traffic, nor the newest one",
     "failure-forgotten": "a failed deployment fails its CI run, across continue-as-new",
     "run-did-not-end": "every CI run ends (a story that hangs twice)",
     "child-outlived": "a deployment's children never outlive it, nor a failed sibling",
+    "abort-not-routed-back": "a deployment ended aborted (by a human, a roll-back, a gate or the health analysis) "
+    "leaves its new version no general traffic, unless a person changed that flag",
+    "unready-traffic": "no flag routes to a version and no migrate signal is sent to it before a worker polled its "
+    "task queue (readiness)",
 }
 """The invariants the referee checks, by name."""
 
@@ -101,7 +105,7 @@ class Referee:
     workflow_name: str
     violations: list[Violation] = field(default_factory=list)
     seen: dict[tuple[str, str], int | None] = field(default_factory=dict)
-    aborted: set[str] = field(default_factory=set)  # flags a human asked to route back (an accepted abort)
+    aborted: set[str] = field(default_factory=set)  # flags an accepted abort routes back
     archived_by: dict[str, VersionInfo] = field(default_factory=dict)  # the flag each actor archived last
     _said: set[str] = field(default_factory=set)
 
@@ -124,7 +128,8 @@ class Referee:
             self.seen[(actor, flag.info.flag_name)] = general_percent(flag)
 
     def abort_accepted(self, flag_name: str) -> None:
-        """A human's abort: routing this flag back to 0 is their decision, whatever it holds."""
+        """An accepted abort (a human's, a roll-back, or the automation's on evidence that the version is broken):
+        routing this flag back is that decision, whatever it holds."""
         self.aborted.add(flag_name)
 
     def writing(self, actor: str, flag: VersionFlag, percent: int) -> None:
@@ -228,6 +233,15 @@ class Referee:
                         "child-outlived",
                         f"{failed.workflow_id} failed but {sibling.workflow_id} ran on for {late:.0f} s",
                     )
+
+    def ended_aborted(self, flag: VersionFlag | None, *, edited: bool) -> None:
+        """A deployment ended aborted; ``flag``: its new version's flag now (None: it never made one), ``edited``:
+        a person changed that flag (their change wins over the route back)."""
+        if flag is None or flag.archived or edited:
+            return
+        if percent := general_percent(flag):
+            version = flag.info.version_id
+            self.violate("abort-not-routed-back", f"the deployment of {version} ended aborted, its flag at {percent}%")
 
     def chain_ended(self, *, failed_run: bool, failed_deployments: Sequence[str]) -> None:
         """A CI run (with the runs it continued as new into) ended: it must fail if a deployment of it failed."""

@@ -45,8 +45,10 @@ from diachronic.ci.contracts import (
     FlagList,
     FlagNameInput,
     FlagReading,
+    HealthObservation,
     ListFlagsInput,
     ObserveDeploymentInput,
+    ObserveHealthInput,
     Phase,
     SetPercentInput,
     cleanup_workflow_id,
@@ -67,6 +69,7 @@ from diachronic.simulation.actions import (
     FAILURES,
     Action,
     Archive,
+    Break,
     Control,
     Deploy,
     DisableGeneral,
@@ -74,18 +77,22 @@ from diachronic.simulation.actions import (
     FinishWorkflows,
     RaceWrite,
     Resend,
+    Rollback,
     SetPercent,
     Start,
     StartWorkflows,
     Story,
     Wait,
+    WorkersDown,
+    WorkersUp,
 )
 from diachronic.simulation.fakes import Handler, SimulatedFailure
+from diachronic.simulation.gate import gate
 from diachronic.simulation.referee import ChildView, Referee
 from diachronic.simulation.runner import Expect, Hang, Scenario, ScenarioEnded, Sim
-from diachronic.simulation.world import World
+from diachronic.simulation.world import Run, World
 from diachronic.versions import task_queue
-from diachronic.workers import LABEL_VERSION
+from diachronic.workers import LABEL_VERSION, WorkerSet
 
 __all__ = ["ACTOR", "STEP_S", "WatchedWorld", "explored", "failure_of", "set_up"]
 
@@ -136,6 +143,8 @@ class WatchedWorld(World):
     played: int = 0  # actions of the story played (the rest came after the CI run ended)
     inconclusive: str | None = None  # why the story could not be judged (a flaw of the test server)
     unconditional_writes: bool = False  # the old behaviour (defect 2): a percentage write lands whatever was read
+    polled: set[str] = field(default_factory=set)  # task queues a worker has polled at some time
+    downed: dict[str, str] = field(default_factory=dict)  # task queue -> version: workers gone (a person, a crash)
     _published: int = 0
 
     def __post_init__(self) -> None:
@@ -157,7 +166,43 @@ class WatchedWorld(World):
             "set_traffic_percent": self._on_set,
             "archive_version_flag": self._on_archive,
             "delete_workers": self._on_delete,
+            "observe_health": self._on_health,
         }
+
+    def _on_health(self, input: ObserveHealthInput) -> HealthObservation:
+        """The evidence of a broken version makes its abort the automation's to decide: routing it back is no
+        ``percent-down``, as a human's abort is not."""
+        answer = self.observe_health(input)
+        if answer.new.task_problems or answer.new.failed or answer.new.migrated_failed:
+            self.referee.abort_accepted(input.flag_name)
+        return answer
+
+    def add_workers(self, version_id: str, *, namespace: str = "default") -> WorkerSet:
+        worker_set = super().add_workers(version_id, namespace=namespace)
+        if worker_set.task_queue is not None:
+            self.polled.add(worker_set.task_queue)
+            self.downed.pop(worker_set.task_queue, None)
+        return worker_set
+
+    def served_queues(self) -> set[str]:
+        """The task queues the referee counts as served: those with workers, and those whose workers went away
+        outside the CI (``WorkersDown``: workflows stranded there are the outage's, not the automation's)."""
+        return {d.task_queue for d in self.deployments.values() if d.task_queue} | set(self.downed)
+
+    def outage_ends(self) -> None:
+        """The workers that went away come back (once the story is over: the outage ends)."""
+        for version in list(self.downed.values()):
+            self.add_workers(version)
+
+    def _unready(self, what: str, queue: str) -> None:
+        """Readiness: nothing reaches a version whose task queue no worker ever polled."""
+        if queue not in self.polled:
+            self.referee.violate("unready-traffic", f"{_actor()} {what} before a worker polled {queue}")
+            self.publish()
+
+    def _signal(self, run: Run, to_queue: str) -> None:
+        self._unready(f"sent a migrate signal to {run.run_id} for {to_queue}", to_queue)
+        super()._signal(run, to_queue)
 
     def _on_observe(self, input: ObserveDeploymentInput) -> DeploymentObservation:
         answer = self.observe_deployment(input)
@@ -170,6 +215,8 @@ class WatchedWorld(World):
         return answer
 
     def _on_apply(self, input: ApplyFlagInput) -> VersionFlag:
+        queue = task_queue(self.workflow_name, input.version_id)
+        self._unready(f"made the flag of {input.version_id} live (its dark strategy routes isTest traffic)", queue)
         flag = self.apply_version_flag(input)
         self.referee.saw(_actor(), [flag])
         return flag
@@ -246,6 +293,24 @@ class WatchedWorld(World):
                     self.start_workflows(version, count, finishes_after=lifetime)
             case FinishWorkflows(version=version, count=count):
                 self.finish_some(version, count)
+            case WorkersUp(version=version) if version not in self.worker_versions():
+                self.add_workers(version)
+            case WorkersDown(version=version) if version in self.worker_versions():
+                self.remove_workers(version)
+                self.downed[task_queue(self.workflow_name, version)] = version
+            case Break(version=version, rule=rule):
+                self.break_version(version, rule)
+
+    def edited(self, flag_name: str) -> bool:
+        """Whether a person changed the flag (or is about to: a race on its version is pending)."""
+        flag = self.flags.get(flag_name)
+        racing = flag is not None and flag.info.version_id in self.races
+        return racing or any(edit.split(":", 1)[0] == flag_name for edit in self.hand_edits)
+
+    def judge_aborted(self, flag_name: str | None) -> None:
+        """A deployment ended aborted: the referee judges its new version's flag as it is now."""
+        flag = self.flags.get(flag_name) if flag_name is not None else None
+        self.referee.ended_aborted(flag, edited=flag_name is not None and self.edited(flag_name))
 
     def editable(self, version: str) -> bool:
         """Whether a person can edit the version's newest flag (it exists and is not archived)."""
@@ -297,6 +362,9 @@ class _Player:
     start: Start
     sent: dict[str, DeployEvent] = field(default_factory=dict)  # the last deploy event of each version
     started: bool = False  # a deploy reached the CI: the story's CI run exists
+    gates: contextlib.AsyncExitStack = field(default_factory=contextlib.AsyncExitStack)  # the gate workers
+    gated: set[str] = field(default_factory=set)  # versions whose gate workflow a worker serves
+    judged: set[datetime] = field(default_factory=set)  # aborted deployments judged (by when they started)
     over: bool = False  # the CI run ended (or was ended by the player)
 
     @property
@@ -304,14 +372,15 @@ class _Player:
         return self.sim.client.get_workflow_handle(ci_workflow_id(self.world.workflow_name))
 
     async def play(self, actions: Sequence[Action]) -> None:
-        for action in actions:
-            if self.over:
-                return
-            async with self._bounded(f"playing {action}"):
-                await self.act(action)
-                self.world.played += 1
-                await self.step(STEP_S)
-        await self.settle()
+        async with self.gates:
+            for action in actions:
+                if self.over:
+                    return
+                async with self._bounded(f"playing {action}"):
+                    await self.act(action)
+                    self.world.played += 1
+                    await self.step(STEP_S)
+            await self.settle()
 
     @contextlib.asynccontextmanager
     async def _bounded(self, what: str) -> AsyncIterator[None]:
@@ -358,6 +427,10 @@ class _Player:
                     await self.ci.signal(DEPLOY_SUCCESS_SIGNAL, payload)
             case Control():
                 await self.control(action)
+            case Rollback(steps=steps) if self.started:
+                current = (await self.state()).current
+                if await self.sim.rollback(steps=steps) and current and current.to_version:
+                    self.world.referee.abort_accepted(current.to_version.flag_name)
             case Fail(activity=name, count=count):
                 self.sim.outcome.fakes.fail_next(name, *[failure_of(action)] * count)
             case Wait(seconds=seconds):
@@ -366,8 +439,11 @@ class _Player:
                 world.happen(action)
 
     async def deploy(self, action: Deploy) -> None:
-        if action.version not in self.world.worker_versions():
-            self.world.add_workers(action.version)  # a deploy event says the version's workers are up
+        if action.workers == "up" and action.version not in self.world.worker_versions():
+            self.world.add_workers(action.version)  # the deploy event came once the version's workers were up
+        if action.gate is not None and action.version not in self.gated:
+            await self.gates.enter_async_context(self.sim.gate_worker(action.version))
+            self.gated.add(action.version)
         ci_input = None if self.start.ci_history is None else CIInput(continue_as_new_after=self.start.ci_history)
         await self.sim.deploy(
             action.version,
@@ -379,6 +455,7 @@ class _Player:
             continue_as_new_after=self.start.child_history,
             ci_input=ci_input,
             canary=action.canary_options,
+            gate=gate(fails=action.gate == "fail", every_step=action.gate_every_step) if action.gate else None,
             while_running=False,
         )
         self.started = True
@@ -469,12 +546,13 @@ class _Player:
         children = await self._children()
         world = self.world
         latest = state.current or (state.history[-1] if state.history else None)
+        self._judge_aborts(state)
         running: dict[str, int] = {}
         for run in world.runs.values():
             running[run.task_queue] = running.get(run.task_queue, 0) + 1
         world.referee.after_step(
             running_queues=running,
-            worker_queues={d.task_queue for d in world.deployments.values() if d.task_queue},
+            worker_queues=world.served_queues(),
             delivered=world.delivered,
             current_started_at=state.current.started_at if state.current else None,
             latest_started_at=latest.started_at if latest else None,
@@ -482,6 +560,19 @@ class _Player:
             now=await self.sim.now(),
         )
         world.publish()
+
+    def _judge_aborts(self, state: CIState) -> None:
+        """Each deployment newly ended aborted is judged once, unless a later deployment of its version began (it
+        may raise that flag again)."""
+        records = [*state.history, *([state.current] if state.current else [])]
+        for index, record in enumerate(state.history):
+            if record.phase is not Phase.ABORTED or record.started_at is None or record.started_at in self.judged:
+                continue
+            self.judged.add(record.started_at)
+            version = record.request.event.version_id
+            if any(r.request.event.version_id == version for r in records[index + 1 :]):
+                continue
+            self.world.judge_aborted(record.to_version.flag_name if record.to_version else None)
 
     async def _children(self) -> list[ChildView]:
         """The rollout and the migration as Temporal describes them; once one failed, when the CI asked each to stop
@@ -533,7 +624,8 @@ class _Player:
     # ------------------------------------------------------------------------------------------- settling
 
     async def settle(self) -> None:
-        """After the story: a patient person lets every deployment end (see the module docstring)."""
+        """After the story: the outage ends, a patient person lets every deployment end (see the module docstring)."""
+        self.world.outage_ends()
         while self.started and not self.over:
             async with self._bounded("settling"):
                 current = (await self.state()).current

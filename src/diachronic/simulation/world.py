@@ -578,8 +578,8 @@ class World:
             message = f"deleting the workers of {current.labels.get(LABEL_VERSION)}: {'; '.join(problems)}"
             self.violations.append(message)
             raise _refuse("UnsafeDelete", message)
-        del self.deployments[key]
-        self.deleted.append(key)
+        if self.deployments.pop(key, None) is not None:  # a retried attempt may find it gone while it checked
+            self.deleted.append(key)
         return None
 
 
