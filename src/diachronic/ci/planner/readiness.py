@@ -9,8 +9,9 @@ the version's flag, since the flag's dark strategy routes ``isTest`` traffic the
                (after the poll interval at first, a tenth of the time waited later, at most ``MAX_READY_POLL_S``)
     FAIL    -> the deployment ends, failed with ``WorkersNotReady`` (``plan.detail`` says where and how long)
 
-The same observation guards the rest of a deployment: the migration sends no signal while the new queue has no
-poller, and the old version's workers are not retired while the new queue has none.
+The migration starts only after this (so its first signal goes to a polled queue), and the old version's workers
+are not retired while the new queue has no poller. Workers that vanish mid-migration do not stop it: a workflow
+signalled then continues as new on the new queue and waits there, in Temporal, until a worker polls again.
 """
 
 from __future__ import annotations
