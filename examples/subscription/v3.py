@@ -1,10 +1,10 @@
 """Subscription v3: a **broken** build, for the gates (docs/gates.md). Do not copy it.
 
-It keeps v2's state shape (``subscription/2``): a v2 subscription moves here as is, and could move back (v2 restores
-its own state version). Its bug: the renewal loop raises before anything else, so every workflow task of a v3
-subscription fails — a new start as well as a subscription the migration moved here. Temporal keeps retrying the
-task and flags the workflow (``TemporalReportedProblems``): it is stuck, not lost (its history and state stay; a
-worker with fixed code on this task queue resumes it), and the health analysis aborts the deployment.
+It is v2 with one bug, so it keeps v2's state shape (``subscription/2``): a v2 subscription moves here as is, and
+could move back (v2 restores its own state version). Its bug: the renewal loop raises before anything else, so every
+workflow task of a v3 subscription fails — a new start as well as a subscription the migration moved here. Temporal
+keeps retrying the task and flags the workflow (``TemporalReportedProblems``): it is stuck, not lost (its history and
+state stay; a worker with fixed code on this task queue resumes it), and the health analysis aborts the deployment.
 """
 
 from __future__ import annotations
@@ -14,27 +14,16 @@ from typing import Any
 from temporalio import workflow
 
 with workflow.unsafe.imports_passed_through():  # deterministic modules: no need to re-import them per run
-    from diachronic.migrate import MigratableWorkflow, MigrationEnvelope
-    from examples.subscription import WORKFLOW_NAME
+    from diachronic.migrate import MigrationEnvelope
+    from examples.subscription import WORKFLOW_NAME, v2
     from examples.subscription.shared import SubscriptionResult, SubscriptionStart
-    from examples.subscription.v2 import STATE_VERSION, SubscriptionState, from_v1, new_state
 
 VERSION = "v3"
 BUG = "v3 bug: the renewal price table is empty"
 
 
 @workflow.defn(name=WORKFLOW_NAME)
-class SubscriptionWorkflow(MigratableWorkflow[SubscriptionState]):
-    @workflow.init
-    def __init__(self, arg: MigrationEnvelope | SubscriptionStart) -> None:
-        self.init_state(
-            arg,
-            state_type=SubscriptionState,
-            state_version=STATE_VERSION,
-            initial_state=new_state,
-            transform=from_v1,
-        )
-
+class SubscriptionWorkflow(v2.SubscriptionWorkflow):
     @workflow.run
     async def run(self, arg: MigrationEnvelope | SubscriptionStart) -> SubscriptionResult:
         return await self.run_migratable(self.main)
@@ -42,10 +31,6 @@ class SubscriptionWorkflow(MigratableWorkflow[SubscriptionState]):
     async def main(self) -> SubscriptionResult:
         # A plain exception (not an ApplicationError) fails the workflow task, not the workflow.
         raise RuntimeError(f"{BUG} (plan {self.state.plan.name!r})")
-
-    @workflow.signal
-    def cancel(self) -> None:
-        self.state.cancelled = True
 
     @workflow.query
     def status(self) -> dict[str, Any]:
