@@ -61,9 +61,10 @@ async def test_a_failing_cohort_aborts_the_deployment_and_only_the_cohort_moved(
         assert record["phase"] == Phase.ABORTED.value and record["end"]["reason"] == HEALTH_CHECK_FAILED
         assert record["gates"]["breach"]["rule"] == HealthRule.MIGRATED_FAILED.value
         signalled = {wid for wid, rid in runs.items() if await migrate_signalled_at(h, wid, rid) is not None}
-        assert len(signalled) == 2  # the cohort, and no one else
+        # The cohort at most, and no one else: the abort may come before its second member moved (under load).
+        assert 1 <= len(signalled) <= 2, signalled
         # The rest never moved and is not lost: still running on v1, their first runs untouched.
-        assert await running_on(h, wf, "v1") == 4
+        assert await running_on(h, wf, "v1") == 6 - len(signalled)
         for workflow_id in set(runs) - signalled:
             described = await h.client.get_workflow_handle(workflow_id).describe()
             assert described.status is WorkflowExecutionStatus.RUNNING and described.run_id == runs[workflow_id]

@@ -448,6 +448,10 @@ class Sim:
                 if await self.out_of_time() and not await _closed(handle):
                     raise Hang(f"{what} did not end within {await self.elapsed():.0f} virtual s")
                 await asyncio.sleep(WATCH_S)
+        if (await handle.describe()).status is WorkflowExecutionStatus.TIMED_OUT:
+            # It waited for what never came until the clock leapt past its timeout: a hang, run again like one (the
+            # test server has been seen to reject the CI's workflow task that cancels a child closing meanwhile).
+            raise Hang(f"{what} timed out after {await self.elapsed():.0f} virtual s")
         return await _failure(handle)
 
     async def terminate_all(self) -> None:
