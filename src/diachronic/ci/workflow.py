@@ -13,7 +13,7 @@ import asyncio
 import contextlib
 import dataclasses
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, NoReturn
 
 from pydantic import ValidationError
 from temporalio import workflow
@@ -114,6 +114,7 @@ ROLLOUT_POLL_S = 1.0
 MIGRATION_POLL_S = 2.0
 READY_POLL_S = 2.0
 CHILD_HISTORY = 2000
+FRESH_RUN_PATCH = "fresh-run-after-a-cancelled-child"  # runs recorded before it went on in the same run
 PROBE_ATTEMPT_TIMEOUT = timedelta(seconds=60)  # it may query a few stuck workflows, each up to its query timeout
 
 AnyChild = workflow.ChildWorkflowHandle[Any, Any]
@@ -131,6 +132,7 @@ class CIWorkflow:
         self._rollback: RollbackInput | None = None  # how the roll-back asked for goes back
         self._rollout: workflow.ChildWorkflowHandle[Any, RolloutResult] | None = None
         self._health: workflow.ChildWorkflowHandle[Any, HealthResult] | None = None
+        self._cancelled_children = False  # this run asked a child to cancel (see ``_fresh_run_needed``)
         self.outbox = Outbox(self.state.outbox)  # notifications go out from a background task (ci.outbox)
 
     # ------------------------------------------------------------------------------------------- deploy
@@ -352,6 +354,18 @@ class CIWorkflow:
     def _should_continue_as_new(self) -> bool:
         return history_is_long(self.input.continue_as_new_after)
 
+    def _fresh_run_needed(self) -> bool:
+        """A run that cancelled a child starts the next deployment's children from a fresh run. Temporal's test
+        server (the simulation's) accepts one cancel request per workflow id from a run, and the children's ids are
+        the same for every deployment: a second abort in one run was refused, over and over, and the CI hung."""
+        return self._cancelled_children and workflow.patched(FRESH_RUN_PATCH)
+
+    async def _continue_as_new(self) -> NoReturn:
+        """Hand the state to a new run, once the outbox settled and no handler is running."""
+        await self.outbox.settle(OUTBOX_SETTLE)
+        await workflow.wait_condition(workflow.all_handlers_finished)
+        workflow.continue_as_new(CIInput(state=self.state, continue_as_new_after=self.input.continue_as_new_after))
+
     @workflow.run
     async def run(self, input: CIInput | None = None) -> CIResult:
         self.outbox.start()  # what a previous run decided and did not publish goes out first
@@ -363,6 +377,8 @@ class CIWorkflow:
                 if not self.state.queue:
                     break
                 continue
+            if self._fresh_run_needed():
+                await self._continue_as_new()
             overridden = await self._wait_for_thaw(self.state.queue[0])
             request, *rest = self.state.queue
             self.state.queue = rest
@@ -374,11 +390,7 @@ class CIWorkflow:
             await self._deploy(record)
             self._finish(record)
             if self.state.queue and self._should_continue_as_new():
-                await self.outbox.settle(OUTBOX_SETTLE)
-                await workflow.wait_condition(workflow.all_handlers_finished)
-                workflow.continue_as_new(
-                    CIInput(state=self.state, continue_as_new_after=self.input.continue_as_new_after)
-                )
+                await self._continue_as_new()
             await workflow.wait_condition(workflow.all_handlers_finished)
         result = CIResult(workflow_name=self.state.workflow_name, deployments=self.state.history)
         if (failure := deployment.run_failure(self.state.failed, self.state.failures)) is not None:
@@ -397,11 +409,7 @@ class CIWorkflow:
                 return verdict.overridden
             assert verdict.recheck_at is not None
             if self._should_continue_as_new():  # a freeze of days must not grow one run's history
-                await self.outbox.settle(OUTBOX_SETTLE)
-                await workflow.wait_condition(workflow.all_handlers_finished)
-                workflow.continue_as_new(
-                    CIInput(state=self.state, continue_as_new_after=self.input.continue_as_new_after)
-                )
+                await self._continue_as_new()
             poll = request.options.poll_interval_s  # a deployment that asks to be checked more often is
             wake = min(verdict.recheck_at, now + timedelta(seconds=poll)) if poll else verdict.recheck_at
             await workflow.sleep(_seconds_until(wake))
@@ -809,6 +817,7 @@ class CIWorkflow:
                 if child is self._health:
                     await current.signal(HEALTH_STOP_SIGNAL)
                 else:
+                    self._cancelled_children = True
                     await current.cancel()
         for child in children:
             with contextlib.suppress(ChildWorkflowError, CancelledError, asyncio.CancelledError):

@@ -408,6 +408,32 @@ ABORT = Scenario(
     ),
 )
 
+
+async def abort_twice(sim: Sim) -> None:
+    await sim.deploy("v2", steps="50@60s,100@1h")
+    await sim.until("v2's rollout reached 50 %", lambda: sim.world.percent("v2") == 50)
+    queued = await sim.deploy("v3", steps="50@60s,100@1h")
+    sim.check("v3 queued behind v2", queued.position == 1)
+    await sim.control("abort", expect=True)
+    await sim.until("v3's rollout reached 50 %", lambda: sim.world.percent("v3") == 50)
+    await sim.control("abort", expect=True)
+
+
+ABORT_TWICE = Scenario(
+    name="abort-twice",
+    about="v3 waits behind v2; v2 is aborted at 50 %, then v3 is: one CI run cancels the rollout twice, both "
+    "deployments route back, v1 keeps the traffic (Temporal's test server refused the second cancel of one run: "
+    "the CI now starts the next deployment from a fresh run)",
+    setup=live("v1", running={"v1": 4}, workers=("v1", "v2", "v3")),
+    drive=abort_twice,
+    expect=Expect(
+        phases=(Phase.ABORTED, Phase.ABORTED),
+        flags=(FlagEnd("v3", 0), FlagEnd("v2", 0), FlagEnd("v1", 100)),
+        workers=frozenset({"v1", "v2", "v3"}),
+        not_called=frozenset({"delete_workers", "archive_version_flag"}),
+    ),
+)
+
 # ----------------------------------------------------------------------------------------------- queue
 
 
@@ -1202,6 +1228,7 @@ CATALOG: list[Scenario] = [
     CONTINUE_AS_NEW,
     PAUSE_RESUME_PROMOTE,
     ABORT,
+    ABORT_TWICE,
     EDIT_BETWEEN_READ_AND_WRITE,
     ROLL_BACK_AFTER_NON_MIGRATORY,
     FREEZE_HOLDS_ROLLOUT,
