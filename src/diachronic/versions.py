@@ -18,7 +18,7 @@ from collections.abc import Iterable, Sequence
 from enum import StrEnum
 from typing import Protocol, TypeVar
 
-from diachronic.contracts import NAME_PATTERN, VersionInfo, check_name
+from diachronic.contracts import VersionInfo, check_name
 from diachronic.errors import InvalidInput
 from diachronic.flags import VersionFlag
 
@@ -46,18 +46,10 @@ _SEQ_PATTERN = re.compile(r"^[0-9]+$")
 T = TypeVar("T", bound=VersionFlag | VersionInfo | str)
 
 
-def _check(value: str, what: str) -> str:
-    """``check_name``, plus a full match: ``re.match`` with ``$`` lets a trailing newline through."""
-    check_name(value, what)
-    if not NAME_PATTERN.fullmatch(value):
-        raise ValueError(f"{what} {value!r} may only contain letters, digits, '-' and '_'")
-    return value
-
-
 def _valid(value: str, what: str) -> str:
-    """``_check`` raising ``InvalidInput`` instead of ``ValueError``: callers see one error type."""
+    """``check_name`` raising ``InvalidInput`` instead of ``ValueError``: callers see one error type."""
     try:
-        return _check(value, what)
+        return check_name(value, what)
     except ValueError as exc:
         raise InvalidInput(str(exc)) from None
 
@@ -84,8 +76,8 @@ def task_queue_twins(workflow_name: str, version_id: str) -> list[tuple[str, str
             continue
         other = (queue[:at], queue[at + 1 :])
         try:
-            _check(other[0], "workflow name")
-            _check(other[1], "version id")
+            check_name(other[0], "workflow name")
+            check_name(other[1], "version id")
         except ValueError:
             continue
         twins.append(other)
@@ -129,8 +121,8 @@ def parse_flag_name(name: str) -> tuple[str, int, str]:
     if format_seq_id(seq_id) != seq:
         raise InvalidInput(f"{name!r} has a non-canonical sequence id {seq!r} (expected {format_seq_id(seq_id)!r})")
     try:
-        _check(workflow_name, "workflow name")
-        _check(version_id, "version id")
+        check_name(workflow_name, "workflow name")
+        check_name(version_id, "version id")
     except ValueError as exc:
         raise InvalidInput(f"{name!r} is not a valid version flag name: {exc}") from None
     return workflow_name, seq_id, version_id

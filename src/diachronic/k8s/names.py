@@ -1,9 +1,9 @@
 """Kubernetes naming rules for diachronic's names, checked before any API call.
 
-A workflow name and a version id become label values (``diachronic/workflow-name``, ``diachronic/version-id``),
-so on top of diachronic's own rules (letters, digits, ``-``, ``_``) they must fit Kubernetes': at most 63
-characters, ending with a letter or digit. A name that cannot be a label value could never be found again,
-so it is refused up front with a message that says which rule it breaks.
+A workflow name and a version id become label values (``diachronic/workflow-name``, ``diachronic/version-id``).
+diachronic's own name rule (``contracts.check_name``: letters, digits, ``-``, ``_``, alphanumeric at both ends, at
+most 63 characters) is stricter than Kubernetes' label values, so every accepted name can be a label; a name that
+could not be one is refused up front (``workers.check_names``) with a message that says which rule it breaks.
 
 A version's worker Deployment is named ``<kebab(workflowName)>-<kebab(versionId)>-<hash>``: a DNS-1123 label
 (lower case, at most 63 characters, valid for the pods derived from it). The hash of the exact pair keeps names
@@ -21,46 +21,18 @@ from diachronic.workers import check_names
 
 __all__ = [
     "DNS_LABEL_MAX",
-    "LABEL_VALUE_MAX",
-    "check_label_value",
     "check_namespace",
     "check_object_name",
-    "check_version_labels",
     "kebab",
     "worker_deployment_name",
 ]
 
-LABEL_VALUE_MAX = 63
 DNS_LABEL_MAX = 63
 DNS_SUBDOMAIN_MAX = 253
 HASH_LENGTH = 8
 
-_LABEL_VALUE = re.compile(r"^([A-Za-z0-9]([-A-Za-z0-9_.]*[A-Za-z0-9])?)?$")
 _DNS_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
 _CAMEL = re.compile(r"(?<=[a-z0-9])(?=[A-Z])|(?<=[A-Z])(?=[A-Z][a-z])")
-
-
-def check_label_value(value: str, what: str) -> str:
-    """A Kubernetes label value: at most 63 characters, alphanumeric at both ends, ``-_.`` inside."""
-    if len(value) > LABEL_VALUE_MAX:
-        raise InvalidInput(
-            f"{what} {value!r} is {len(value)} characters long: as a Kubernetes label value it may have at most "
-            f"{LABEL_VALUE_MAX}"
-        )
-    if not _LABEL_VALUE.match(value):
-        raise InvalidInput(
-            f"{what} {value!r} is not a valid Kubernetes label value: it must begin and end with a letter or digit, "
-            "with only letters, digits, '-', '_' or '.' between"
-        )
-    return value
-
-
-def check_version_labels(workflow_name: str, version_id: str | None = None) -> None:
-    """diachronic's name rules, then Kubernetes' label value rules, so that both labels can be written."""
-    check_names(workflow_name, version_id)
-    check_label_value(workflow_name, "workflow name")
-    if version_id is not None:
-        check_label_value(version_id, "version id")
 
 
 def check_namespace(namespace: str) -> str:
@@ -92,7 +64,7 @@ def kebab(value: str) -> str:
 
 def worker_deployment_name(workflow_name: str, version_id: str) -> str:
     """The Deployment name of a version's workers; raises ``InvalidInput`` for names that cannot be labels."""
-    check_version_labels(workflow_name, version_id)
+    check_names(workflow_name, version_id)
     digest = hashlib.sha256(f"{workflow_name}/{version_id}".encode()).hexdigest()[:HASH_LENGTH]
     readable = f"{kebab(workflow_name)}-{kebab(version_id)}"[: DNS_LABEL_MAX - HASH_LENGTH - 1].strip("-")
     return f"{readable}-{digest}" if readable else digest

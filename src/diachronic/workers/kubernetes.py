@@ -37,9 +37,9 @@ from lightkube.models.apps_v1 import Deployment, DeploymentList
 
 from diachronic import errors, workers
 from diachronic.errors import ConfigError, InvalidInput, WorkersError
-from diachronic.k8s.names import check_namespace, check_object_name, check_version_labels
+from diachronic.k8s.names import check_namespace, check_object_name
 from diachronic.settings import Settings
-from diachronic.workers import WorkerSet
+from diachronic.workers import WorkerSet, check_names
 
 __all__ = ["KubernetesWorkers", "load_kube_config"]
 
@@ -157,7 +157,7 @@ class KubernetesWorkers:
 
     async def find(self, workflow_name: str, version_id: str) -> list[WorkerSet]:
         """The version's Deployments that are not being deleted already, sorted by name then namespace."""
-        check_version_labels(workflow_name, version_id)
+        check_names(workflow_name, version_id)
         found = [
             _worker(d)
             for d in await self._list(workers.label_selector(workflow_name, version_id))
@@ -175,7 +175,7 @@ class KubernetesWorkers:
         if workflow_name is None or version_id is None:
             missing = workers.LABEL_WORKFLOW if workflow_name is None else workers.LABEL_VERSION
             raise InvalidInput(f"deployment {namespace}/{name} lacks the label {missing}: diachronic never deletes it")
-        check_version_labels(workflow_name, version_id)
+        check_names(workflow_name, version_id)
         check_namespace(namespace)
         check_object_name(name)
         if self.namespace is not None and namespace != self.namespace:
@@ -212,7 +212,7 @@ class KubernetesWorkers:
             log.info("deployment %s/%s (%s %s) deleted", namespace, name, workflow_name, version_id)
 
     async def list_versions(self, workflow_name: str) -> list[str]:
-        check_version_labels(workflow_name)
+        check_names(workflow_name)
         deployments = await self._list(f"{workers.label_selector(workflow_name)},{workers.LABEL_VERSION}")
         labels = [_labels(d) for d in deployments if not _deleting(d)]
         return sorted({lab[workers.LABEL_VERSION] for lab in labels if workers.labels_match(lab, workflow_name)})
