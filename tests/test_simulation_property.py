@@ -13,7 +13,7 @@ from hypothesis import strategies as st
 
 from diachronic.simulation.fakes import FailurePolicy
 from diachronic.simulation.runner import Scenario, run_scenario
-from diachronic.simulation.scenarios import CATALOG
+from diachronic.simulation.scenarios import CATALOG, select
 
 EXAMPLES = 12  # each runs one scenario on its own server, about half a second
 
@@ -55,3 +55,17 @@ async def test_every_scenario_ends_as_expected_or_with_a_typed_failure(
     if outcome.typed_failure:
         assert outcome.typed_failure.split(":", 1)[0] in outcome.fakes.permanent_errors()
     assert outcome.virtual_s <= scenario.max_virtual_s
+
+
+async def test_a_child_ending_as_it_is_stopped_never_stalls_the_ci() -> None:
+    """An example the property drew: the migration and the health workflow fail for good at once, and the CI asks
+    the migration to cancel as it ends. The test server never answers that cancel; the CI waited for the answer until
+    its run timed out (one run in two, retried or not). It waits for the children's ends instead."""
+    scenario = select("migration-fails-first")[0]
+    policy = FailurePolicy(rate=0.146873383545579, retryable=None)
+    for _ in range(8):
+        outcome = await run_scenario(
+            scenario, seed=954608919, failures=policy, allow_typed_failure=True, retry_stalls=False
+        )
+        assert outcome.hang is None
+        assert outcome.passed, outcome.problems

@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import dataclasses
+from collections.abc import Awaitable
 from datetime import datetime, timedelta
 from typing import Any, NoReturn
 
@@ -115,6 +116,7 @@ MIGRATION_POLL_S = 2.0
 READY_POLL_S = 2.0
 CHILD_HISTORY = 2000
 FRESH_RUN_PATCH = "fresh-run-after-a-cancelled-child"  # runs recorded before it went on in the same run
+UNANSWERED_STOP_PATCH = "children-stopped-without-awaiting-answers"  # runs recorded before it awaited each answer
 PROBE_ATTEMPT_TIMEOUT = timedelta(seconds=60)  # it may query a few stuck workflows, each up to its query timeout
 
 AnyChild = workflow.ChildWorkflowHandle[Any, Any]
@@ -133,6 +135,7 @@ class CIWorkflow:
         self._rollout: workflow.ChildWorkflowHandle[Any, RolloutResult] | None = None
         self._health: workflow.ChildWorkflowHandle[Any, HealthResult] | None = None
         self._cancelled_children = False  # this run asked a child to cancel (see ``_fresh_run_needed``)
+        self._stop_requests: set[asyncio.Task[None]] = set()  # stop requests whose answers are not awaited
         self.outbox = Outbox(self.state.outbox)  # notifications go out from a background task (ci.outbox)
 
     # ------------------------------------------------------------------------------------------- deploy
@@ -808,20 +811,33 @@ class CIWorkflow:
         """Stop the children still running, by workflow id: a child handle's cancel goes to the run the child started
         with, and is lost once the child continued as new (the CI then waited for it forever and never routed back).
         The health workflow is told to stop by a signal (it ends healthy); the rollout and the migration are
-        cancelled."""
+        cancelled. What is awaited is each child's end, not the answer to the request: Temporal's test server never
+        answers a cancel of a child that ended meanwhile, and the CI waited for that answer until its run timed out."""
+        answers_awaited = not workflow.patched(UNANSWERED_STOP_PATCH)
         for child in children:
             if child.done():
                 continue
             current = workflow.get_external_workflow_handle(child.id)
-            with contextlib.suppress(FailureError):  # it ended meanwhile
-                if child is self._health:
-                    await current.signal(HEALTH_STOP_SIGNAL)
-                else:
-                    self._cancelled_children = True
-                    await current.cancel()
+            if child is self._health:
+                request = current.signal(HEALTH_STOP_SIGNAL)
+            else:
+                self._cancelled_children = True
+                request = current.cancel()
+            if answers_awaited:
+                await _unless_ended(request)
+            else:
+                sent = asyncio.create_task(_unless_ended(request))
+                self._stop_requests.add(sent)
+                sent.add_done_callback(self._stop_requests.discard)
         for child in children:
             with contextlib.suppress(ChildWorkflowError, CancelledError, asyncio.CancelledError):
                 await child
+
+
+async def _unless_ended(request: Awaitable[None]) -> None:
+    """A stop request to a child; refused when the child ended meanwhile, which is what was wanted."""
+    with contextlib.suppress(FailureError):
+        await request
 
 
 CANCELLABLE = (Phase.PREPARING, Phase.AWAITING_CONTINUE, Phase.ROLLING_OUT, Phase.MIGRATING)
