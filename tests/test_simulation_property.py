@@ -69,3 +69,19 @@ async def test_a_child_ending_as_it_is_stopped_never_stalls_the_ci() -> None:
         )
         assert outcome.hang is None
         assert outcome.passed, outcome.problems
+
+
+async def test_a_cleanup_that_fails_for_good_ends_the_story() -> None:
+    """An example the property drew: v1's cleanup fails for good while ``new-workers-gone`` waits for it to hold.
+    Nothing is scheduled any more, so each of the story's waits took real time (an hour of them); it stops waiting
+    once the cleanup has ended, and the story ends with that typed failure."""
+    outcome = await run_scenario(
+        select("new-workers-gone")[0],
+        seed=2089548290,
+        failures=FailurePolicy(rate=0.0212250419757927, retryable=None),
+        allow_typed_failure=True,
+        retry_stalls=False,
+    )
+    assert outcome.hang is None
+    assert outcome.passed, outcome.problems
+    assert outcome.typed_failure is not None

@@ -11,6 +11,7 @@ from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import replace
 from datetime import timedelta
 
+from temporalio.client import WorkflowExecutionStatus
 from temporalio.service import RPCError
 
 from diachronic.ci.contracts import (
@@ -1065,12 +1066,23 @@ async def new_workers_gone_before_retiring(sim: Sim) -> None:
     await sim.until("v2 at 100 %", lambda: sim.world.percent("v2") == 100)
     sim.world.remove_workers("v2")  # v2's workers crash (or scale to zero) while v1's workflows finish
     for _ in range(360):  # the CI run has ended (the cleanup runs on its own): time passes for the cleanup alone
-        if await _held_by(sim, RetireBlocker.NO_POLLER):
+        if await _held_by(sim, RetireBlocker.NO_POLLER) or await _cleanup_ended(sim):
             break
         await sim.env.sleep(10)
     sim.check("v1 was held while no worker polled v2's queue", await _held_by(sim, RetireBlocker.NO_POLLER))
     sim.check("v1's workers are still there", "v1" in sim.world.worker_versions())
     sim.world.add_workers("v2")
+
+
+async def _cleanup_ended(sim: Sim) -> bool:
+    """The cleanup of v1 has closed (a permanent failure ends it): nothing is scheduled any more, and a sleep of
+    the test server would then take real time."""
+    cleanup = sim.client.get_workflow_handle(cleanup_workflow_id(f"{sim.workflow_name}-v1"))
+    try:
+        status = (await cleanup.describe()).status
+    except RPCError:  # not started yet
+        return False
+    return status not in (None, WorkflowExecutionStatus.RUNNING, WorkflowExecutionStatus.CONTINUED_AS_NEW)
 
 
 async def _held_by(sim: Sim, blocker: RetireBlocker) -> bool:
